@@ -1,0 +1,144 @@
+// Package config holds the typed configuration of each Updraft role (origin,
+// edge, and the all-in-one serve), its defaults and its validation. Values come
+// from flags and environment variables; every error names the setting and says
+// what a valid value looks like.
+//
+// config imports only the standard library.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Defaults used when neither a flag nor an environment variable sets a value.
+const (
+	DefaultDataDir      = "updraft-data"
+	DefaultOriginListen = "127.0.0.1:8090"
+	DefaultEdgeListen   = "127.0.0.1:8080"
+	DefaultOriginURL    = "http://127.0.0.1:8090"
+)
+
+// Origin configures the origin role: operator API, metadata store, blob store.
+type Origin struct {
+	Listen        string // TCP address of the operator API and edge replication endpoints
+	DataDir       string // SQLite database, blobs and keys live here
+	MaxBundleSize Size   // largest accepted upload
+}
+
+// Edge configures an edge node: device API and blob delivery.
+type Edge struct {
+	Listen    string // TCP address of the device API
+	DataDir   string // disk cache and persisted snapshot
+	PublicURL string // base URL put in update answers; empty: derived from the request's Host
+	// Upstream is the origin or parent edge the edge fills blobs and snapshots from.
+	// Empty only in serve, where origin and edge share a process.
+	Upstream string
+	// EdgeKey authenticates the edge to its upstream (origin API key).
+	EdgeKey string
+
+	CacheMemory       Size          // memory tier budget
+	CacheDisk         Size          // disk tier budget
+	MaxUpdatesBody    Size          // largest accepted POST /updates body
+	ReadTimeout       time.Duration // per request header/body read
+	WriteTimeout      time.Duration // per response write
+	MaxConnsPerIP     int
+	ShutdownGraceTime time.Duration
+}
+
+// NewOrigin returns the origin defaults, with dataDir as the data folder.
+func NewOrigin(dataDir string) Origin {
+	return Origin{
+		Listen:        DefaultOriginListen,
+		DataDir:       dataDir,
+		MaxBundleSize: 512 * MiB,
+	}
+}
+
+// NewEdge returns the edge defaults, with dataDir as its data folder.
+func NewEdge(dataDir string) Edge {
+	return Edge{
+		Listen:            DefaultEdgeListen,
+		DataDir:           dataDir,
+		CacheMemory:       512 * MiB,
+		CacheDisk:         20 * GiB,
+		MaxUpdatesBody:    1 * MiB,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      5 * time.Minute,
+		MaxConnsPerIP:     0,
+		ShutdownGraceTime: 10 * time.Second,
+	}
+}
+
+// Validate checks the origin configuration.
+func (c Origin) Validate() error {
+	var errs []error
+	errs = append(errs, checkAddr("origin.listen", c.Listen))
+	if c.DataDir == "" {
+		errs = append(errs, errors.New(`config: origin.data: want a folder path like "updraft-data"`))
+	}
+	if c.MaxBundleSize < 1*KiB {
+		errs = append(errs, fmt.Errorf("config: origin.max_bundle_size %s: want at least 1KiB", c.MaxBundleSize))
+	}
+	return errors.Join(errs...)
+}
+
+// Validate checks the edge configuration.
+func (c Edge) Validate() error {
+	var errs []error
+	errs = append(errs, checkAddr("edge.listen", c.Listen))
+	if c.DataDir == "" {
+		errs = append(errs, errors.New(`config: edge.data: want a folder path like "updraft-data/edge"`))
+	}
+	if c.PublicURL != "" {
+		errs = append(errs, checkURL("edge.public_url", c.PublicURL))
+	}
+	if c.Upstream != "" {
+		errs = append(errs, checkURL("edge.upstream", c.Upstream))
+	}
+	if c.MaxUpdatesBody < 1*KiB || c.MaxUpdatesBody > 64*MiB {
+		errs = append(errs, fmt.Errorf("config: edge.max_updates_body %s: want between 1KiB and 64MiB", c.MaxUpdatesBody))
+	}
+	if c.CacheDisk < 1*MiB {
+		errs = append(errs, fmt.Errorf("config: edge.cache.disk %s: want at least 1MiB", c.CacheDisk))
+	}
+	return errors.Join(errs...)
+}
+
+func checkAddr(name, addr string) error {
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return fmt.Errorf("config: %s %q: want host:port like 127.0.0.1:8080 (%v)", name, addr, err)
+	}
+	return nil
+}
+
+func checkURL(name, raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("config: %s %q: want an absolute URL like http://127.0.0.1:8090", name, raw)
+	}
+	return nil
+}
+
+// Env returns the value of the environment variable name, or def when unset or empty.
+func Env(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+// DataDir returns the data folder from UPDRAFT_DATA, defaulting to ./updraft-data.
+func DataDir() string { return Env("UPDRAFT_DATA", DefaultDataDir) }
+
+// APIKeyFile is where the origin writes the generated operator API key.
+func APIKeyFile(dataDir string) string { return filepath.Join(dataDir, "api-key") }
+
+// TrimURL removes trailing slashes so that paths can be appended.
+func TrimURL(u string) string { return strings.TrimRight(u, "/") }

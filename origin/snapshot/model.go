@@ -1,0 +1,184 @@
+package snapshot
+
+import (
+	"fmt"
+	"sort"
+)
+
+// Platforms a channel can serve.
+const (
+	PlatformIOS      = "ios"
+	PlatformAndroid  = "android"
+	PlatformElectron = "electron"
+)
+
+// DisableAutoUpdate values (Capgo's channel option): the largest kind of
+// version jump a device on the channel may take on its own.
+const (
+	DisableNone     = "none"
+	DisableMajor    = "major"
+	DisableMinor    = "minor"
+	DisablePatch    = "patch"
+	DisableMetadata = "metadata"
+)
+
+// ValidDisableAutoUpdate reports whether v is one of the DisableAutoUpdate values.
+func ValidDisableAutoUpdate(v string) bool {
+	switch v {
+	case DisableNone, DisableMajor, DisableMinor, DisablePatch, DisableMetadata:
+		return true
+	}
+	return false
+}
+
+// Snapshot is everything an edge needs to answer devices, at one revision.
+type Snapshot struct {
+	Format int    `json:"format"` // encoding version of this document
+	Rev    int64  `json:"rev"`    // strictly increasing at the origin
+	Apps   []*App `json:"apps"`
+
+	apps map[string]*App
+}
+
+// FormatVersion is the snapshot document version this code writes and reads.
+const FormatVersion = 1
+
+// App is one application and its delivery configuration.
+type App struct {
+	ID       string     `json:"id"`
+	Bundles  []*Bundle  `json:"bundles"`
+	Channels []*Channel `json:"channels"`
+
+	bundles  map[string]*Bundle
+	channels map[string]*Channel
+	// defaults holds the default channel per platform (index by platformIndex).
+	defaults [3]*Channel
+}
+
+// Bundle is an uploaded, immutable release of an app's web content.
+type Bundle struct {
+	Version string `json:"version"`
+	SHA256  string `json:"sha256"` // of the zip served at /b/{sha256}
+	Size    int64  `json:"size"`
+	// MinUpdateVersion: devices on an older bundle may not auto-update to this
+	// one on a channel with disable_auto_update=metadata.
+	MinUpdateVersion string `json:"min_update_version,omitempty"`
+	Comment          string `json:"comment,omitempty"`
+	Link             string `json:"link,omitempty"`
+
+	version Version // parsed Version
+	valid   bool    // Version parsed as semver
+}
+
+// Channel routes devices to a bundle, with Capgo's options.
+type Channel struct {
+	Name   string `json:"name"`
+	Bundle string `json:"bundle,omitempty"` // version; empty: no bundle yet
+	// Public makes the channel the default for the platforms it enables.
+	Public             bool   `json:"public"`
+	IOS                bool   `json:"ios"`
+	Android            bool   `json:"android"`
+	Electron           bool   `json:"electron"`
+	AllowDeviceSelfSet bool   `json:"allow_device_self_set"`
+	AllowEmulator      bool   `json:"allow_emulator"`
+	AllowDev           bool   `json:"allow_dev"`
+	AllowProd          bool   `json:"allow_prod"`
+	AllowDevice        bool   `json:"allow_device"`
+	DisableAutoUpdate  string `json:"disable_auto_update"`
+	// DisableAutoUpdateUnderNative refuses bundles older than the native build.
+	DisableAutoUpdateUnderNative bool `json:"disable_auto_update_under_native"`
+}
+
+// Platform reports whether the channel serves platform p.
+func (c *Channel) Platform(p string) bool {
+	switch p {
+	case PlatformIOS:
+		return c.IOS
+	case PlatformAndroid:
+		return c.Android
+	case PlatformElectron:
+		return c.Electron
+	}
+	return false
+}
+
+func platformIndex(p string) int {
+	switch p {
+	case PlatformIOS:
+		return 0
+	case PlatformAndroid:
+		return 1
+	case PlatformElectron:
+		return 2
+	}
+	return -1
+}
+
+// Index builds the lookup tables and checks the snapshot's consistency. It
+// must be called once, before the snapshot is shared; after it the value is
+// read-only and safe for concurrent use.
+func (s *Snapshot) Index() error {
+	s.apps = make(map[string]*App, len(s.Apps))
+	for _, a := range s.Apps {
+		if _, dup := s.apps[a.ID]; dup {
+			return fmt.Errorf("snapshot rev %d: app %q twice", s.Rev, a.ID)
+		}
+		if err := a.index(); err != nil {
+			return fmt.Errorf("snapshot rev %d: %w", s.Rev, err)
+		}
+		s.apps[a.ID] = a
+	}
+	return nil
+}
+
+func (a *App) index() error {
+	a.bundles = make(map[string]*Bundle, len(a.Bundles))
+	for _, b := range a.Bundles {
+		if _, dup := a.bundles[b.Version]; dup {
+			return fmt.Errorf("app %q: bundle %q twice", a.ID, b.Version)
+		}
+		b.version, b.valid = ParseVersion(b.Version)
+		a.bundles[b.Version] = b
+	}
+	a.channels = make(map[string]*Channel, len(a.Channels))
+	// Default channel per platform: the first public channel, by name, that
+	// enables the platform. The origin keeps at most one per platform; sorting
+	// makes the choice deterministic if an older store holds several.
+	sorted := append([]*Channel(nil), a.Channels...)
+	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].Name < sorted[j].Name })
+	for _, c := range sorted {
+		if _, dup := a.channels[c.Name]; dup {
+			return fmt.Errorf("app %q: channel %q twice", a.ID, c.Name)
+		}
+		if c.Bundle != "" && a.bundles[c.Bundle] == nil {
+			return fmt.Errorf("app %q: channel %q points at unknown bundle %q", a.ID, c.Name, c.Bundle)
+		}
+		a.channels[c.Name] = c
+		if !c.Public {
+			continue
+		}
+		for _, p := range []string{PlatformIOS, PlatformAndroid, PlatformElectron} {
+			if i := platformIndex(p); c.Platform(p) && a.defaults[i] == nil {
+				a.defaults[i] = c
+			}
+		}
+	}
+	return nil
+}
+
+// App returns the app with this id, or nil.
+func (s *Snapshot) App(id string) *App { return s.apps[id] }
+
+// Bundle returns the app's bundle with this version, or nil.
+func (a *App) Bundle(version string) *Bundle { return a.bundles[version] }
+
+// Channel returns the app's channel with this name, or nil.
+func (a *App) Channel(name string) *Channel { return a.channels[name] }
+
+// DefaultChannel returns the default channel for platform, or nil.
+func (a *App) DefaultChannel(platform string) *Channel {
+	if i := platformIndex(platform); i >= 0 {
+		return a.defaults[i]
+	}
+	return nil
+}

@@ -1,0 +1,194 @@
+package snapshot
+
+import "strings"
+
+// Request is a device's update check, as sent by @capgo/capacitor-updater.
+//
+// The edge fills it with strings that may alias its request buffer, so
+// Resolve and everything it calls must not retain them past the call.
+type Request struct {
+	AppID          string
+	DeviceID       string
+	VersionName    string // current bundle; "builtin" is rewritten to VersionBuild by Validate
+	VersionBuild   string // native app version (semver, coerced by Validate)
+	VersionCode    string
+	VersionOS      string
+	Platform       string
+	PluginVersion  string
+	CustomID       string
+	DefaultChannel string
+	KeyID          string
+	InstallSource  string
+	IsEmulator     bool
+	IsProd         bool
+
+	// OnBuiltin is set by Validate when the device reported "builtin".
+	OnBuiltin bool
+
+	build  Version
+	plugin Version
+}
+
+// Issue is one reason a request is invalid: the field and a message.
+type Issue struct {
+	Path    string
+	Message string
+}
+
+// RequestError is a request refused before resolution; the edge answers it
+// with HTTP 400 and Code.
+type RequestError struct {
+	Code    string
+	Message string
+	Issues  []Issue // for Code "invalid_json_body"
+	// VersionBuild is echoed for Code "semver_error".
+	VersionBuild string
+}
+
+func (e *RequestError) Error() string { return e.Code + ": " + e.Message }
+
+// Validation codes, as Capgo's backend sends them.
+const (
+	CodeMissingDeviceID = "missing_device_id"
+	CodeMissingAppID    = "missing_app_id"
+	CodeSemver          = "semver_error"
+	CodeInvalidBody     = "invalid_json_body"
+)
+
+// ValidAppID reports whether id is a reverse-domain app id (Capgo's
+// /^[a-z0-9]+(\.[\w-]+)+$/i), at most 128 bytes.
+func ValidAppID(id string) bool {
+	if len(id) == 0 || len(id) > 128 {
+		return false
+	}
+	first := true
+	seg := 0
+	dots := 0
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		alnum := c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
+		switch {
+		case c == '.':
+			if seg == 0 {
+				return false
+			}
+			first = false
+			dots++
+			seg = 0
+		case first && alnum, !first && (alnum || c == '_' || c == '-'):
+			seg++
+		default:
+			return false
+		}
+	}
+	return dots > 0 && seg > 0
+}
+
+// ValidDeviceID reports whether id is a UUID in its 36-character form.
+func ValidDeviceID(id string) bool {
+	if len(id) != 36 {
+		return false
+	}
+	for i := 0; i < 36; i++ {
+		c := id[i]
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// coerceBuild applies Capgo's fixSemver: "builtin" and "unknown" mean 0.0.0.
+func coerceBuild(s string) string {
+	if s == "builtin" || s == "unknown" {
+		return "0.0.0"
+	}
+	return s
+}
+
+// Validate checks the request in Capgo's order and normalises it: the device
+// id is lower-cased by the caller (the plugin already sends it so), the native
+// version is parsed, and a "builtin" current bundle becomes the native
+// version. It returns nil or a *RequestError.
+func (r *Request) Validate() *RequestError {
+	if r.DeviceID == "" {
+		return &RequestError{Code: CodeMissingDeviceID, Message: "Cannot find device_id"}
+	}
+	if r.AppID == "" {
+		return &RequestError{Code: CodeMissingAppID, Message: "Cannot find app_id"}
+	}
+	if r.VersionBuild != "" {
+		v, ok := ParseVersion(coerceBuild(r.VersionBuild))
+		if !ok {
+			return &RequestError{Code: CodeSemver, VersionBuild: r.VersionBuild,
+				Message: "Native version: " + r.VersionBuild + " doesn't follow semver convention, please check https://capgo.app/semver_tester/ to learn more about semver usage in Capgo"}
+		}
+		r.build = v
+	}
+	if r.VersionName == "builtin" {
+		r.OnBuiltin = true
+		r.VersionName = r.VersionBuild
+	}
+	var issues []Issue
+	add := func(path, msg string) { issues = append(issues, Issue{path, msg}) }
+	if !ValidAppID(r.AppID) {
+		add("app_id", "App ID must be a reverse domain string")
+	}
+	if len(r.DeviceID) > 36 {
+		add("device_id", "String must contain at most 36 character(s)")
+	} else if !ValidDeviceID(r.DeviceID) {
+		add("device_id", "Device ID must be a valid UUID string")
+	}
+	if r.VersionName == "" {
+		add("version_name", "Version name is required")
+	}
+	if r.VersionBuild == "" {
+		add("version_build", "Version build is required")
+	}
+	if r.Platform == "" {
+		add("platform", "Platform is required")
+	} else if platformIndex(r.Platform) < 0 {
+		add("platform", "Platform is not supported or invalid")
+	}
+	if r.PluginVersion == "" {
+		add("plugin_version", "plugin_version is required")
+	} else if v, ok := ParseVersion(r.PluginVersion); !ok {
+		add("plugin_version", "Plugin version is invalid")
+	} else {
+		r.plugin = v
+	}
+	if len(r.InstallSource) > 64 {
+		add("install_source", "String must contain at most 64 character(s)")
+	}
+	if len(r.KeyID) > 20 {
+		add("key_id", "String must contain at most 20 character(s)")
+	}
+	if len(r.CustomID) > 36 {
+		add("custom_id", "String must contain at most 36 character(s)")
+	}
+	if len(r.DefaultChannel) > 128 {
+		add("defaultChannel", "String must contain at most 128 character(s)")
+	}
+	if issues != nil {
+		return &RequestError{Code: CodeInvalidBody, Message: "Cannot parse body", Issues: issues}
+	}
+	return nil
+}
+
+// ValidChannelName reports whether name is usable as a channel name: 1–64
+// bytes of letters, digits, '.', '_' and '-'.
+func ValidChannelName(name string) bool {
+	if name == "" || len(name) > 64 {
+		return false
+	}
+	return strings.IndexFunc(name, func(c rune) bool {
+		return !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '.' || c == '_' || c == '-')
+	}) < 0
+}

@@ -1,0 +1,183 @@
+package snapshot
+
+// Kinds of a refused or empty update check (Capgo's `kind`): the plugin ends
+// a "failed" check as a download failure; "up_to_date" and "blocked" are
+// normal outcomes.
+const (
+	KindUpToDate = "up_to_date"
+	KindBlocked  = "blocked"
+	KindFailed   = "failed"
+)
+
+// Decision codes. They are Capgo's, so an unmodified plugin understands them.
+const (
+	CodeAppNotFound          = "app_not_found"
+	CodeUnsupportedPlugin    = "unsupported_plugin_version"
+	CodeNoChannel            = "no_channel"
+	CodeNoBundle             = "no_bundle"
+	CodeNoNewVersion         = "no_new_version_available"
+	CodeDisabledIOS          = "disabled_platform_ios"
+	CodeDisabledAndroid      = "disabled_platform_android"
+	CodeDisabledElectron     = "disabled_platform_electron"
+	CodeToMajor              = "disable_auto_update_to_major"
+	CodePrivateChannel       = "cannot_update_via_private_channel"
+	CodeToMinor              = "disable_auto_update_to_minor"
+	CodeToPatch              = "disable_auto_update_to_patch"
+	CodeMisconfiguredChannel = "misconfigured_channel"
+	CodeToMetadata           = "disable_auto_update_to_metadata"
+	CodeUnderNative          = "disable_auto_update_under_native"
+	CodeProdBuild            = "disable_prod_build"
+	CodeDevBuild             = "disable_dev_build"
+	CodeDevice               = "disable_device"
+	CodeEmulator             = "disable_emulator"
+)
+
+// Rules that pick a device's channel, reported in Decision.Rule.
+const (
+	RuleSelfAssigned = "self_assigned" // the device's defaultChannel
+	RuleDefault      = "default"       // the platform's default (public) channel
+)
+
+// Decision is the answer to an update check: a bundle to install, or an
+// error code with its kind, plus why (the rule and channel that decided).
+type Decision struct {
+	Bundle  *Bundle  // set when the device should update
+	Channel *Channel // channel the device resolved to, if any
+	Rule    string   // which rule chose the channel
+
+	Code    string // empty on success
+	Message string
+	Kind    string
+
+	// Extra keys Capgo puts in some refusals, before "kind".
+	Major   bool   // "major": true
+	Version string // "version": target bundle
+	Old     string // "old": what the device has (bundle or native version)
+}
+
+// OK reports whether the device should download Bundle.
+func (d *Decision) OK() bool { return d.Code == "" }
+
+func refuse(code, kind, msg string) Decision {
+	return Decision{Code: code, Kind: kind, Message: msg}
+}
+
+// Resolve decides what the device of request r gets under snapshot s. r must
+// have passed Validate. Resolve is pure and allocation-free on the paths that
+// do not build a message. The decision may reference r's strings (Old), so it
+// is valid only as long as r is.
+func Resolve(s *Snapshot, r *Request) Decision {
+	app := s.App(r.AppID)
+	if app == nil {
+		return refuse(CodeAppNotFound, KindFailed, "App not found")
+	}
+	if r.plugin.Major == 4 {
+		return refuse(CodeUnsupportedPlugin, KindFailed,
+			"Plugin version "+r.PluginVersion+" (v4) is no longer supported. Please upgrade to v5.10.0 or later.")
+	}
+	ch, rule := pickChannel(app, r)
+	if ch == nil {
+		return refuse(CodeNoChannel, KindFailed, "no default channel or override")
+	}
+	b := app.Bundle(ch.Bundle)
+	if b == nil {
+		d := refuse(CodeNoBundle, KindFailed, "Cannot get bundle")
+		d.Channel, d.Rule = ch, rule
+		return d
+	}
+	d := guard(ch, b, r)
+	d.Channel, d.Rule = ch, rule
+	if d.Code == "" {
+		d.Bundle = b
+	}
+	return d
+}
+
+// pickChannel applies the channel rules in order; first match wins. A
+// self-assigned channel must serve the platform and be public or allow
+// self-assignment; unlike Capgo, a device whose defaultChannel does not
+// qualify falls through to the default channel instead of getting no_channel.
+func pickChannel(app *App, r *Request) (*Channel, string) {
+	if r.DefaultChannel != "" {
+		if c := app.Channel(r.DefaultChannel); c != nil && c.Platform(r.Platform) && (c.Public || c.AllowDeviceSelfSet) {
+			return c, RuleSelfAssigned
+		}
+	}
+	if c := app.DefaultChannel(r.Platform); c != nil {
+		return c, RuleDefault
+	}
+	return nil, ""
+}
+
+// guard applies Capgo's checks, in Capgo's order, to target bundle b on
+// channel ch. Version comparisons are against the native version_build.
+func guard(ch *Channel, b *Bundle, r *Request) Decision {
+	if r.VersionName == b.Version {
+		return refuse(CodeNoNewVersion, KindUpToDate, "No new version available")
+	}
+	blocked := func(code, msg string, major bool, old string) Decision {
+		return Decision{Code: code, Kind: KindBlocked, Message: msg, Major: major, Version: b.Version, Old: old}
+	}
+	switch {
+	case r.Platform == PlatformIOS && !ch.IOS:
+		return blocked(CodeDisabledIOS, "Cannot update, ios it's disabled", false, r.VersionName)
+	case r.Platform == PlatformAndroid && !ch.Android:
+		return blocked(CodeDisabledAndroid, "Cannot update, android is disabled", false, r.VersionName)
+	case r.Platform == PlatformElectron && !ch.Electron:
+		return blocked(CodeDisabledElectron, "Cannot update, electron is disabled", false, r.VersionName)
+	}
+	// Bundle versions are validated as semver at upload; an invalid one can
+	// only come from an older store and skips the version guards.
+	v, build := b.version, r.build
+	semverOK := b.valid
+	if semverOK && ch.DisableAutoUpdate == DisableMajor && v.Major > build.Major {
+		return blocked(CodeToMajor, "Cannot upgrade major version", true, r.VersionBuild)
+	}
+	if !ch.AllowDeviceSelfSet && !ch.Public {
+		d := refuse(CodePrivateChannel, KindBlocked, privateChannelMessage(ch.Name, r.DefaultChannel))
+		return d
+	}
+	if semverOK {
+		switch ch.DisableAutoUpdate {
+		case DisableMinor:
+			if v.Major != build.Major || v.Minor != build.Minor {
+				return blocked(CodeToMinor, "Cannot upgrade minor version", true, r.VersionBuild)
+			}
+		case DisablePatch:
+			if v.Major != build.Major || v.Minor != build.Minor || v.Patch != build.Patch {
+				return blocked(CodeToPatch, "Cannot upgrade patch version", true, r.VersionBuild)
+			}
+		case DisableMetadata:
+			min, ok := ParseVersion(b.MinUpdateVersion)
+			if !ok {
+				d := refuse(CodeMisconfiguredChannel, KindFailed, "Channel "+ch.Name+" is misconfigured")
+				d.Version, d.Old = b.Version, r.VersionBuild
+				return d
+			}
+			if min.Compare(build) > 0 {
+				return blocked(CodeToMetadata, "Cannot upgrade version, min update version > current version", true, r.VersionBuild)
+			}
+		}
+		if ch.DisableAutoUpdateUnderNative && v.Compare(build) < 0 {
+			return blocked(CodeUnderNative, "Cannot revert under native version", false, r.VersionName)
+		}
+	}
+	switch {
+	case !ch.AllowProd && r.IsProd:
+		return blocked(CodeProdBuild, "Cannot update, prod build is disabled", false, r.VersionName)
+	case !ch.AllowDev && !r.IsProd:
+		return blocked(CodeDevBuild, "Cannot update, dev build is disabled", false, r.VersionName)
+	case !ch.AllowDevice && !r.IsEmulator:
+		return blocked(CodeDevice, "Cannot update, device is disabled", false, r.VersionName)
+	case !ch.AllowEmulator && r.IsEmulator:
+		return blocked(CodeEmulator, "Cannot update, emulator is disabled", false, r.VersionName)
+	}
+	return Decision{}
+}
+
+func privateChannelMessage(name, defaultChannel string) string {
+	if defaultChannel != "" {
+		return `Cannot update via a private channel. The channel "` + name + `" does not allow device self-assignment. Please ensure your defaultChannel "` + defaultChannel + `" has "Allow devices to self dissociate/associate" set to true.`
+	}
+	return `Cannot update via a private channel. The channel "` + name + `" does not allow device self-assignment. Please set a defaultChannel with "Allow devices to self dissociate/associate" enabled.`
+}

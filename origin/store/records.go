@@ -1,0 +1,373 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/updraft-cdn/updraft/origin/snapshot"
+)
+
+// App is an application record.
+type App struct {
+	ID        string    `json:"id"`
+	Name      string    `json:"name"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// Bundle is a bundle record.
+type Bundle struct {
+	AppID            string    `json:"app_id"`
+	Version          string    `json:"version"`
+	SHA256           string    `json:"sha256"`
+	Size             int64     `json:"size"`
+	MinUpdateVersion string    `json:"min_update_version,omitempty"`
+	Comment          string    `json:"comment,omitempty"`
+	Link             string    `json:"link,omitempty"`
+	CreatedAt        time.Time `json:"created_at"`
+}
+
+// Channel is a channel record: the snapshot's channel plus bookkeeping.
+type Channel struct {
+	snapshot.Channel
+	AppID     string    `json:"app_id"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// ChannelPatch lists the channel fields to set; nil fields keep their value
+// (or take Capgo's default when the channel is created).
+type ChannelPatch struct {
+	Bundle                       *string `json:"bundle"` // "" detaches the bundle
+	Public                       *bool   `json:"public"`
+	IOS                          *bool   `json:"ios"`
+	Android                      *bool   `json:"android"`
+	Electron                     *bool   `json:"electron"`
+	AllowDeviceSelfSet           *bool   `json:"allow_device_self_set"`
+	AllowEmulator                *bool   `json:"allow_emulator"`
+	AllowDev                     *bool   `json:"allow_dev"`
+	AllowProd                    *bool   `json:"allow_prod"`
+	AllowDevice                  *bool   `json:"allow_device"`
+	DisableAutoUpdate            *string `json:"disable_auto_update"`
+	DisableAutoUpdateUnderNative *bool   `json:"disable_auto_update_under_native"`
+}
+
+// NewChannel returns a channel with Capgo's defaults for a new channel.
+func NewChannel(name string) snapshot.Channel {
+	return snapshot.Channel{
+		Name: name, IOS: true, Android: true, Electron: true,
+		AllowEmulator: true, AllowDev: true, AllowProd: true, AllowDevice: true,
+		DisableAutoUpdate:            snapshot.DisableMajor,
+		DisableAutoUpdateUnderNative: true,
+	}
+}
+
+func (p ChannelPatch) apply(c *snapshot.Channel) {
+	set := func(dst *bool, v *bool) {
+		if v != nil {
+			*dst = *v
+		}
+	}
+	if p.Bundle != nil {
+		c.Bundle = *p.Bundle
+	}
+	set(&c.Public, p.Public)
+	set(&c.IOS, p.IOS)
+	set(&c.Android, p.Android)
+	set(&c.Electron, p.Electron)
+	set(&c.AllowDeviceSelfSet, p.AllowDeviceSelfSet)
+	set(&c.AllowEmulator, p.AllowEmulator)
+	set(&c.AllowDev, p.AllowDev)
+	set(&c.AllowProd, p.AllowProd)
+	set(&c.AllowDevice, p.AllowDevice)
+	if p.DisableAutoUpdate != nil {
+		c.DisableAutoUpdate = *p.DisableAutoUpdate
+	}
+	set(&c.DisableAutoUpdateUnderNative, p.DisableAutoUpdateUnderNative)
+}
+
+// CreateApp stores a new app; ErrExists when the id is taken.
+func (s *Store) CreateApp(ctx context.Context, id, name string) (App, error) {
+	a := App{ID: id, Name: name, CreatedAt: time.Now().UTC().Truncate(time.Second)}
+	err := s.write(ctx, true, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO apps (id, name, created_at) VALUES (?, ?, ?)`, a.ID, a.Name, a.CreatedAt.Unix())
+		if isUniqueViolation(err) {
+			return ErrExists
+		}
+		return err
+	})
+	return a, err
+}
+
+// ListApps returns every app, by id.
+func (s *Store) ListApps(ctx context.Context) ([]App, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT id, name, created_at FROM apps ORDER BY id`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []App{}
+	for rows.Next() {
+		var a App
+		var ts int64
+		if err := rows.Scan(&a.ID, &a.Name, &ts); err != nil {
+			return nil, err
+		}
+		a.CreatedAt = time.Unix(ts, 0).UTC()
+		out = append(out, a)
+	}
+	return out, rows.Err()
+}
+
+// GetApp returns one app or ErrNotFound.
+func (s *Store) GetApp(ctx context.Context, id string) (App, error) {
+	var a App
+	var ts int64
+	err := s.db.QueryRowContext(ctx, `SELECT id, name, created_at FROM apps WHERE id = ?`, id).Scan(&a.ID, &a.Name, &ts)
+	if errors.Is(err, sql.ErrNoRows) {
+		return a, ErrNotFound
+	}
+	a.CreatedAt = time.Unix(ts, 0).UTC()
+	return a, err
+}
+
+// BundleExists reports whether the app already has this version.
+func (s *Store) BundleExists(ctx context.Context, appID, version string) (bool, error) {
+	var n int
+	err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM bundles WHERE app_id = ? AND version = ?`, appID, version).Scan(&n)
+	return n > 0, err
+}
+
+// CreateBundle records an uploaded bundle whose blob is already stored.
+// ErrNotFound when the app does not exist, ErrExists when the version does.
+func (s *Store) CreateBundle(ctx context.Context, b Bundle) (Bundle, error) {
+	b.CreatedAt = time.Now().UTC().Truncate(time.Second)
+	err := s.write(ctx, true, func(tx *sql.Tx) error {
+		if err := appExists(ctx, tx, b.AppID); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO bundles (app_id, version, sha256, size, min_update_version, comment, link, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+			b.AppID, b.Version, b.SHA256, b.Size, b.MinUpdateVersion, b.Comment, b.Link, b.CreatedAt.Unix())
+		if isUniqueViolation(err) {
+			return ErrExists
+		}
+		return err
+	})
+	return b, err
+}
+
+func appExists(ctx context.Context, tx *sql.Tx, id string) error {
+	var n int
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM apps WHERE id = ?`, id).Scan(&n); err != nil {
+		return err
+	}
+	if n == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// ListBundles returns the app's bundles, newest first.
+func (s *Store) ListBundles(ctx context.Context, appID string) ([]Bundle, error) {
+	if _, err := s.GetApp(ctx, appID); err != nil {
+		return nil, err
+	}
+	return listBundles(ctx, s.db, `WHERE app_id = ? ORDER BY created_at DESC, rowid DESC`, appID)
+}
+
+type querier interface {
+	QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error)
+}
+
+func listBundles(ctx context.Context, q querier, where string, args ...any) ([]Bundle, error) {
+	rows, err := q.QueryContext(ctx, `SELECT app_id, version, sha256, size, min_update_version, comment, link, created_at FROM bundles `+where, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []Bundle{}
+	for rows.Next() {
+		var b Bundle
+		var ts int64
+		if err := rows.Scan(&b.AppID, &b.Version, &b.SHA256, &b.Size, &b.MinUpdateVersion, &b.Comment, &b.Link, &ts); err != nil {
+			return nil, err
+		}
+		b.CreatedAt = time.Unix(ts, 0).UTC()
+		out = append(out, b)
+	}
+	return out, rows.Err()
+}
+
+const channelCols = `app_id, name, bundle_version, public, ios, android, electron, allow_device_self_set, allow_emulator, allow_dev, allow_prod, allow_device, disable_auto_update, disable_auto_update_under_native, created_at, updated_at`
+
+func scanChannel(rows *sql.Rows) (Channel, error) {
+	var c Channel
+	var bundle sql.NullString
+	var created, updated int64
+	err := rows.Scan(&c.AppID, &c.Name, &bundle, &c.Public, &c.IOS, &c.Android, &c.Electron, &c.AllowDeviceSelfSet,
+		&c.AllowEmulator, &c.AllowDev, &c.AllowProd, &c.AllowDevice, &c.DisableAutoUpdate, &c.DisableAutoUpdateUnderNative, &created, &updated)
+	c.Bundle = bundle.String
+	c.CreatedAt = time.Unix(created, 0).UTC()
+	c.UpdatedAt = time.Unix(updated, 0).UTC()
+	return c, err
+}
+
+func listChannels(ctx context.Context, q querier, where string, args ...any) ([]Channel, error) {
+	rows, err := q.QueryContext(ctx, `SELECT `+channelCols+` FROM channels `+where, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []Channel{}
+	for rows.Next() {
+		c, err := scanChannel(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+// ListChannels returns the app's channels by name.
+func (s *Store) ListChannels(ctx context.Context, appID string) ([]Channel, error) {
+	if _, err := s.GetApp(ctx, appID); err != nil {
+		return nil, err
+	}
+	return listChannels(ctx, s.db, `WHERE app_id = ? ORDER BY name`, appID)
+}
+
+// PutChannel creates the channel (with Capgo's defaults, then the patch) or
+// updates the given fields of an existing one. With create set, an existing
+// channel is ErrExists. Making a channel public takes the default role, for
+// the platforms it enables, away from other public channels: those are
+// returned in demoted.
+func (s *Store) PutChannel(ctx context.Context, appID, name string, p ChannelPatch, create bool) (ch Channel, created bool, demoted []string, err error) {
+	err = s.write(ctx, true, func(tx *sql.Tx) error {
+		if err := appExists(ctx, tx, appID); err != nil {
+			return err
+		}
+		existing, err := listChannels(ctx, tx, `WHERE app_id = ? AND name = ?`, appID, name)
+		if err != nil {
+			return err
+		}
+		now := time.Now().UTC().Truncate(time.Second)
+		if len(existing) == 1 {
+			if create {
+				return ErrExists
+			}
+			ch = existing[0]
+		} else {
+			created = true
+			ch = Channel{Channel: NewChannel(name), AppID: appID, CreatedAt: now}
+		}
+		p.apply(&ch.Channel)
+		ch.UpdatedAt = now
+		if !snapshot.ValidDisableAutoUpdate(ch.DisableAutoUpdate) {
+			return &InvalidError{Code: "invalid_disable_auto_update", Msg: fmt.Sprintf("disable_auto_update %q: want major, minor, patch, metadata or none", ch.DisableAutoUpdate)}
+		}
+		var bundle any
+		if ch.Bundle != "" {
+			var n int
+			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM bundles WHERE app_id = ? AND version = ?`, appID, ch.Bundle).Scan(&n); err != nil {
+				return err
+			}
+			if n == 0 {
+				return &InvalidError{Code: "unknown_bundle", Msg: fmt.Sprintf("app %s has no bundle %q", appID, ch.Bundle)}
+			}
+			bundle = ch.Bundle
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO channels (`+channelCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (app_id, name) DO UPDATE SET bundle_version = excluded.bundle_version, public = excluded.public, ios = excluded.ios,
+			android = excluded.android, electron = excluded.electron, allow_device_self_set = excluded.allow_device_self_set,
+			allow_emulator = excluded.allow_emulator, allow_dev = excluded.allow_dev, allow_prod = excluded.allow_prod,
+			allow_device = excluded.allow_device, disable_auto_update = excluded.disable_auto_update,
+			disable_auto_update_under_native = excluded.disable_auto_update_under_native, updated_at = excluded.updated_at`,
+			appID, name, bundle, ch.Public, ch.IOS, ch.Android, ch.Electron, ch.AllowDeviceSelfSet, ch.AllowEmulator, ch.AllowDev,
+			ch.AllowProd, ch.AllowDevice, ch.DisableAutoUpdate, ch.DisableAutoUpdateUnderNative, ch.CreatedAt.Unix(), ch.UpdatedAt.Unix())
+		if err != nil {
+			return err
+		}
+		if !ch.Public {
+			return nil
+		}
+		var conds []string
+		for _, pf := range []struct {
+			on  bool
+			col string
+		}{{ch.IOS, "ios"}, {ch.Android, "android"}, {ch.Electron, "electron"}} {
+			if pf.on {
+				conds = append(conds, pf.col+" = 1")
+			}
+		}
+		if len(conds) == 0 {
+			return nil
+		}
+		others, err := listChannels(ctx, tx, `WHERE app_id = ? AND name <> ? AND public = 1 AND (`+strings.Join(conds, " OR ")+`) ORDER BY name`, appID, name)
+		if err != nil {
+			return err
+		}
+		for _, o := range others {
+			if _, err := tx.ExecContext(ctx, `UPDATE channels SET public = 0, updated_at = ? WHERE app_id = ? AND name = ?`, now.Unix(), appID, o.Name); err != nil {
+				return err
+			}
+			demoted = append(demoted, o.Name)
+		}
+		return nil
+	})
+	return ch, created, demoted, err
+}
+
+// Snapshot reads the whole delivery configuration, at one consistent
+// revision, as an indexed snapshot.
+func (s *Store) Snapshot(ctx context.Context) (*snapshot.Snapshot, error) {
+	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, fmt.Errorf("store: snapshot: %w", err)
+	}
+	defer tx.Rollback()
+	snap := &snapshot.Snapshot{Format: snapshot.FormatVersion}
+	if err := tx.QueryRowContext(ctx, `SELECT rev FROM revision WHERE id = 1`).Scan(&snap.Rev); err != nil {
+		return nil, fmt.Errorf("store: snapshot: %w", err)
+	}
+	apps := map[string]*snapshot.App{}
+	rows, err := tx.QueryContext(ctx, `SELECT id FROM apps ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("store: snapshot: %w", err)
+	}
+	for rows.Next() {
+		a := &snapshot.App{}
+		if err := rows.Scan(&a.ID); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("store: snapshot: %w", err)
+		}
+		apps[a.ID] = a
+		snap.Apps = append(snap.Apps, a)
+	}
+	rows.Close()
+	bundles, err := listBundles(ctx, tx, `ORDER BY app_id, created_at, rowid`)
+	if err != nil {
+		return nil, fmt.Errorf("store: snapshot: %w", err)
+	}
+	for _, b := range bundles {
+		apps[b.AppID].Bundles = append(apps[b.AppID].Bundles, &snapshot.Bundle{
+			Version: b.Version, SHA256: b.SHA256, Size: b.Size,
+			MinUpdateVersion: b.MinUpdateVersion, Comment: b.Comment, Link: b.Link,
+		})
+	}
+	channels, err := listChannels(ctx, tx, `ORDER BY app_id, name`)
+	if err != nil {
+		return nil, fmt.Errorf("store: snapshot: %w", err)
+	}
+	for _, c := range channels {
+		ch := c.Channel
+		apps[c.AppID].Channels = append(apps[c.AppID].Channels, &ch)
+	}
+	if err := snap.Index(); err != nil {
+		return nil, err
+	}
+	return snap, nil
+}

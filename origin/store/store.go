@@ -1,0 +1,204 @@
+// Package store persists the origin's metadata: API keys, apps, bundles and
+// channels. The embedded default is SQLite (modernc.org/sqlite, no cgo) in WAL
+// mode with synchronous=FULL, so a change acknowledged to an operator survives
+// a crash. Every write bumps one revision counter in the same transaction; the
+// snapshot built from the store carries that revision.
+//
+// store knows nothing of HTTP; it returns ErrNotFound, ErrExists and
+// *InvalidError for the origin to map onto API codes.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"time"
+
+	"modernc.org/sqlite" // also registers the database/sql driver "sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// Errors the origin maps onto API error codes.
+var (
+	ErrNotFound = errors.New("store: not found")
+	ErrExists   = errors.New("store: already exists")
+)
+
+// InvalidError is a change the store refuses because of its content.
+type InvalidError struct {
+	Code string // stable machine code, e.g. "unknown_bundle"
+	Msg  string
+}
+
+func (e *InvalidError) Error() string { return "store: " + e.Msg }
+
+// Store is the metadata store. It is safe for concurrent use.
+type Store struct {
+	db *sql.DB
+}
+
+// Open opens or creates the SQLite database at path and applies pending
+// migrations.
+func Open(ctx context.Context, path string) (*Store, error) {
+	q := url.Values{}
+	for _, p := range []string{"journal_mode(WAL)", "synchronous(FULL)", "foreign_keys(ON)", "busy_timeout(10000)"} {
+		q.Add("_pragma", p)
+	}
+	q.Set("_txlock", "immediate")
+	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	db.SetMaxOpenConns(4)
+	s := &Store{db: db}
+	if err := s.migrate(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
+// migrations are applied in order, each once, each in its own transaction.
+// Never edit a released migration: append a new one.
+var migrations = []string{
+	`CREATE TABLE revision (id INTEGER PRIMARY KEY CHECK (id = 1), rev INTEGER NOT NULL);
+	 INSERT INTO revision (id, rev) VALUES (1, 0);
+	 CREATE TABLE api_keys (
+		id INTEGER PRIMARY KEY,
+		hash TEXT NOT NULL UNIQUE,
+		label TEXT NOT NULL,
+		created_at INTEGER NOT NULL);
+	 CREATE TABLE apps (
+		id TEXT PRIMARY KEY,
+		name TEXT NOT NULL,
+		created_at INTEGER NOT NULL);
+	 CREATE TABLE bundles (
+		app_id TEXT NOT NULL REFERENCES apps(id),
+		version TEXT NOT NULL,
+		sha256 TEXT NOT NULL,
+		size INTEGER NOT NULL,
+		min_update_version TEXT NOT NULL DEFAULT '',
+		comment TEXT NOT NULL DEFAULT '',
+		link TEXT NOT NULL DEFAULT '',
+		created_at INTEGER NOT NULL,
+		PRIMARY KEY (app_id, version));
+	 CREATE TABLE channels (
+		app_id TEXT NOT NULL REFERENCES apps(id),
+		name TEXT NOT NULL,
+		bundle_version TEXT,
+		public INTEGER NOT NULL,
+		ios INTEGER NOT NULL,
+		android INTEGER NOT NULL,
+		electron INTEGER NOT NULL,
+		allow_device_self_set INTEGER NOT NULL,
+		allow_emulator INTEGER NOT NULL,
+		allow_dev INTEGER NOT NULL,
+		allow_prod INTEGER NOT NULL,
+		allow_device INTEGER NOT NULL,
+		disable_auto_update TEXT NOT NULL,
+		disable_auto_update_under_native INTEGER NOT NULL,
+		created_at INTEGER NOT NULL,
+		updated_at INTEGER NOT NULL,
+		PRIMARY KEY (app_id, name),
+		FOREIGN KEY (app_id, bundle_version) REFERENCES bundles(app_id, version));`,
+}
+
+func (s *Store) migrate(ctx context.Context) error {
+	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)`); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	for i, m := range migrations {
+		v := i + 1
+		err := s.write(ctx, false, func(tx *sql.Tx) error {
+			var n int
+			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations WHERE version = ?`, v).Scan(&n); err != nil {
+				return err
+			}
+			if n > 0 {
+				return nil
+			}
+			if _, err := tx.ExecContext(ctx, m); err != nil {
+				return err
+			}
+			_, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`, v, time.Now().Unix())
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("migration %d: %w", v, err)
+		}
+	}
+	return nil
+}
+
+// write runs fn in a write transaction. When bump is set, the revision counter
+// is incremented in the same transaction, so every committed change that edges
+// must see yields a new snapshot revision.
+func (s *Store) write(ctx context.Context, bump bool, fn func(tx *sql.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if err := fn(tx); err != nil {
+		return err
+	}
+	if bump {
+		if _, err := tx.ExecContext(ctx, `UPDATE revision SET rev = rev + 1 WHERE id = 1`); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
+}
+
+// Rev returns the current revision.
+func (s *Store) Rev(ctx context.Context) (int64, error) {
+	var rev int64
+	err := s.db.QueryRowContext(ctx, `SELECT rev FROM revision WHERE id = 1`).Scan(&rev)
+	return rev, err
+}
+
+// AddAPIKey stores the hash of an operator API key.
+func (s *Store) AddAPIKey(ctx context.Context, hash, label string) error {
+	return s.write(ctx, false, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO api_keys (hash, label, created_at) VALUES (?, ?, ?)`, hash, label, time.Now().Unix())
+		return err
+	})
+}
+
+// CountAPIKeys returns how many API keys are stored.
+func (s *Store) CountAPIKeys(ctx context.Context) (int, error) {
+	var n int
+	err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM api_keys`).Scan(&n)
+	return n, err
+}
+
+// APIKeyHashes returns every stored key hash.
+func (s *Store) APIKeyHashes(ctx context.Context) ([]string, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT hash FROM api_keys`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var h string
+		if err := rows.Scan(&h); err != nil {
+			return nil, err
+		}
+		out = append(out, h)
+	}
+	return out, rows.Err()
+}
+
+func isUniqueViolation(err error) bool {
+	var se *sqlite.Error
+	if !errors.As(err, &se) {
+		return false
+	}
+	return se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || se.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
+}

@@ -1,0 +1,117 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"testing"
+)
+
+func open(t *testing.T) (*Store, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "meta.db")
+	s, err := Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, path
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func TestAppsBundlesChannels(t *testing.T) {
+	ctx := context.Background()
+	s, path := open(t)
+	if _, err := s.CreateApp(ctx, "com.example.app", "Example"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateApp(ctx, "com.example.app", "again"); !errors.Is(err, ErrExists) {
+		t.Fatalf("duplicate app: %v", err)
+	}
+	b := Bundle{AppID: "com.example.app", Version: "1.0.0", SHA256: "ab", Size: 10}
+	if _, err := s.CreateBundle(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateBundle(ctx, b); !errors.Is(err, ErrExists) {
+		t.Fatalf("duplicate bundle: %v", err)
+	}
+	b.AppID = "com.missing"
+	if _, err := s.CreateBundle(ctx, b); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("bundle of unknown app: %v", err)
+	}
+
+	ch, created, _, err := s.PutChannel(ctx, "com.example.app", "production", ChannelPatch{Bundle: ptr("1.0.0"), Public: ptr(true)}, false)
+	if err != nil || !created {
+		t.Fatalf("put channel: %v created=%v", err, created)
+	}
+	if !ch.IOS || !ch.AllowProd || ch.DisableAutoUpdate != "major" || !ch.DisableAutoUpdateUnderNative || ch.AllowDeviceSelfSet {
+		t.Fatalf("Capgo defaults not applied: %+v", ch)
+	}
+	if _, _, _, err := s.PutChannel(ctx, "com.example.app", "production", ChannelPatch{}, true); !errors.Is(err, ErrExists) {
+		t.Fatalf("strict create of existing channel: %v", err)
+	}
+	var inv *InvalidError
+	if _, _, _, err := s.PutChannel(ctx, "com.example.app", "beta", ChannelPatch{Bundle: ptr("9.9.9")}, false); !errors.As(err, &inv) || inv.Code != "unknown_bundle" {
+		t.Fatalf("unknown bundle: %v", err)
+	}
+	if _, _, _, err := s.PutChannel(ctx, "com.example.app", "beta", ChannelPatch{DisableAutoUpdate: ptr("sometimes")}, false); !errors.As(err, &inv) || inv.Code != "invalid_disable_auto_update" {
+		t.Fatalf("bad disable_auto_update: %v", err)
+	}
+	// An android-only default demotes production (which also served android)
+	// as a whole, and reports it.
+	_, _, demoted, err := s.PutChannel(ctx, "com.example.app", "android-beta", ChannelPatch{Public: ptr(true), IOS: ptr(false), Electron: ptr(false)}, false)
+	if err != nil || len(demoted) != 1 || demoted[0] != "production" {
+		t.Fatalf("demotion: %v %v", demoted, err)
+	}
+
+	rev0, _ := s.Rev(ctx)
+	// Patch keeps other fields.
+	ch, created, _, err = s.PutChannel(ctx, "com.example.app", "production", ChannelPatch{AllowEmulator: ptr(false)}, false)
+	if err != nil || created || ch.Bundle != "1.0.0" || ch.AllowEmulator || ch.Public {
+		t.Fatalf("patch: %+v %v", ch, err)
+	}
+	if rev1, _ := s.Rev(ctx); rev1 != rev0+1 {
+		t.Fatalf("rev %d → %d, want +1", rev0, rev1)
+	}
+
+	// Everything survives a reopen and lands in the snapshot.
+	s.Close()
+	s2, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	snap, err := s2.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := snap.App("com.example.app")
+	if app == nil || app.Bundle("1.0.0") == nil || app.Channel("production") == nil {
+		t.Fatalf("snapshot incomplete: %+v", snap)
+	}
+	if d := app.DefaultChannel("android"); d == nil || d.Name != "android-beta" {
+		t.Fatalf("android default = %v", d)
+	}
+	if d := app.DefaultChannel("ios"); d != nil {
+		t.Fatalf("ios default = %v, want none", d.Name)
+	}
+	if snap.Rev != rev0+1 {
+		t.Fatalf("snapshot rev %d, want %d", snap.Rev, rev0+1)
+	}
+}
+
+func TestAPIKeys(t *testing.T) {
+	ctx := context.Background()
+	s, _ := open(t)
+	if n, _ := s.CountAPIKeys(ctx); n != 0 {
+		t.Fatal(n)
+	}
+	if err := s.AddAPIKey(ctx, "h1", "default"); err != nil {
+		t.Fatal(err)
+	}
+	hs, err := s.APIKeyHashes(ctx)
+	if err != nil || len(hs) != 1 || hs[0] != "h1" {
+		t.Fatalf("%v %v", hs, err)
+	}
+}
