@@ -1,0 +1,287 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/updraft-cdn/updraft/config"
+	"github.com/updraft-cdn/updraft/origin"
+	"github.com/updraft-cdn/updraft/origin/store"
+)
+
+// clientFlags are the flags every operator command takes.
+type clientFlags struct {
+	origin, apiKey, data string
+	json                 bool
+}
+
+func (c *clientFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.origin, "origin", config.Env("UPDRAFT_ORIGIN", config.DefaultOriginURL), "origin URL; env UPDRAFT_ORIGIN")
+	fs.StringVar(&c.apiKey, "api-key", os.Getenv("UPDRAFT_API_KEY"), "operator API key; env UPDRAFT_API_KEY (default: read DATA/api-key)")
+	fs.StringVar(&c.data, "data", config.DataDir(), "data folder whose api-key file is used when no key is given")
+	fs.BoolVar(&c.json, "json", false, "print JSON instead of a table")
+}
+
+func (c *clientFlags) client() (*origin.Client, error) {
+	key := c.apiKey
+	if key == "" {
+		b, err := os.ReadFile(config.APIKeyFile(c.data))
+		if err != nil {
+			return nil, fmt.Errorf("no API key: pass --api-key, set UPDRAFT_API_KEY, or run from the folder where `updraft serve` created %s (%v)", config.APIKeyFile(c.data), err)
+		}
+		key = strings.TrimSpace(string(b))
+	}
+	return origin.NewClient(c.origin, key), nil
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func table(w io.Writer, header string, rows [][]string) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, header)
+	for _, r := range rows {
+		fmt.Fprintln(tw, strings.Join(r, "\t"))
+	}
+	tw.Flush()
+}
+
+func cmdApp(ctx context.Context, sub string, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("app "+sub, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cf clientFlags
+	cf.register(fs)
+	name := fs.String("name", "", "display name (create)")
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
+	switch sub {
+	case "create":
+		if err := want(1, pos, "one app id, like com.example.app"); err != nil {
+			return err
+		}
+		a, err := c.CreateApp(ctx, pos[0], *name)
+		if err != nil {
+			return err
+		}
+		if cf.json {
+			return printJSON(stdout, a)
+		}
+		fmt.Fprintf(stdout, "created app %s\n", a.ID)
+		return nil
+	case "list":
+		apps, err := c.ListApps(ctx)
+		if err != nil {
+			return err
+		}
+		if cf.json {
+			return printJSON(stdout, apps)
+		}
+		var rows [][]string
+		for _, a := range apps {
+			rows = append(rows, []string{a.ID, a.Name, a.CreatedAt.Format("2006-01-02 15:04")})
+		}
+		table(stdout, "ID\tNAME\tCREATED", rows)
+		return nil
+	}
+	return fmt.Errorf("app: want create or list, got %q", sub)
+}
+
+func cmdBundle(ctx context.Context, sub string, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("bundle "+sub, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cf clientFlags
+	cf.register(fs)
+	app := fs.String("app", "", "app id")
+	version := fs.String("version", "", "bundle version (semver), upload")
+	var opt origin.UploadOptions
+	fs.StringVar(&opt.Channel, "channel", "", "upload: point this channel at the new bundle (created if missing)")
+	fs.StringVar(&opt.MinUpdateVersion, "min-update-version", "", "upload: oldest native version that may auto-update to it (disable_auto_update=metadata)")
+	fs.StringVar(&opt.Comment, "comment", "", "upload: comment shown to devices")
+	fs.StringVar(&opt.Link, "link", "", "upload: link shown to devices")
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if *app == "" {
+		return errors.New("bundle: --app is required")
+	}
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
+	switch sub {
+	case "upload":
+		if err := want(1, pos, "one PATH (a zip file or a folder)"); err != nil {
+			return err
+		}
+		if *version == "" {
+			return errors.New("bundle upload: --version is required")
+		}
+		b, err := c.UploadPath(ctx, *app, *version, pos[0], opt)
+		if err != nil {
+			return err
+		}
+		if cf.json {
+			return printJSON(stdout, b)
+		}
+		fmt.Fprintf(stdout, "uploaded %s %s: %d bytes, sha256 %s\n", b.AppID, b.Version, b.Size, b.SHA256)
+		if opt.Channel != "" {
+			fmt.Fprintf(stdout, "channel %s now serves %s\n", opt.Channel, b.Version)
+		}
+		return nil
+	case "list":
+		bs, err := c.ListBundles(ctx, *app)
+		if err != nil {
+			return err
+		}
+		if cf.json {
+			return printJSON(stdout, bs)
+		}
+		var rows [][]string
+		for _, b := range bs {
+			rows = append(rows, []string{b.Version, strconv.FormatInt(b.Size, 10), b.SHA256, b.CreatedAt.Format("2006-01-02 15:04")})
+		}
+		table(stdout, "VERSION\tBYTES\tSHA256\tCREATED", rows)
+		return nil
+	}
+	return fmt.Errorf("bundle: want upload or list, got %q", sub)
+}
+
+func cmdChannel(ctx context.Context, sub string, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("channel "+sub, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cf clientFlags
+	cf.register(fs)
+	app := fs.String("app", "", "app id")
+	bundle := fs.String("bundle", "", "bundle version the channel serves")
+	def := fs.Bool("default", false, "make it the default channel for its platforms (same as --public)")
+	bools := map[string]*bool{}
+	for _, o := range []struct{ name, help string }{
+		{"public", "default channel for the platforms it enables"},
+		{"ios", "serve iOS devices"}, {"android", "serve Android devices"}, {"electron", "serve Electron apps"},
+		{"allow-device-self-set", "devices may assign themselves to it (defaultChannel / setChannel)"},
+		{"allow-emulator", "serve emulators"}, {"allow-dev", "serve dev builds"}, {"allow-prod", "serve prod builds"},
+		{"allow-device", "serve physical devices"},
+		{"disable-auto-update-under-native", "refuse bundles older than the native app version"},
+	} {
+		bools[o.name] = fs.Bool(o.name, false, o.help)
+	}
+	disable := fs.String("disable-auto-update", "", "largest jump devices take on their own: major, minor, patch, metadata or none")
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if *app == "" {
+		return errors.New("channel: --app is required")
+	}
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
+	switch sub {
+	case "set":
+		if err := want(1, pos, "one channel NAME"); err != nil {
+			return err
+		}
+		var p store.ChannelPatch
+		fs.Visit(func(f *flag.Flag) {
+			var v bool
+			if b := bools[f.Name]; b != nil {
+				v = *b
+			}
+			switch f.Name {
+			case "bundle":
+				p.Bundle = bundle
+			case "default":
+				p.Public = def
+			case "disable-auto-update":
+				p.DisableAutoUpdate = disable
+			case "public":
+				p.Public = &v
+			case "ios":
+				p.IOS = &v
+			case "android":
+				p.Android = &v
+			case "electron":
+				p.Electron = &v
+			case "allow-device-self-set":
+				p.AllowDeviceSelfSet = &v
+			case "allow-emulator":
+				p.AllowEmulator = &v
+			case "allow-dev":
+				p.AllowDev = &v
+			case "allow-prod":
+				p.AllowProd = &v
+			case "allow-device":
+				p.AllowDevice = &v
+			case "disable-auto-update-under-native":
+				p.DisableAutoUpdateUnderNative = &v
+			}
+		})
+		ch, err := c.SetChannel(ctx, *app, pos[0], p)
+		if err != nil {
+			return err
+		}
+		if cf.json {
+			return printJSON(stdout, ch)
+		}
+		fmt.Fprintf(stdout, "channel %s of %s: bundle=%s default=%v\n", ch.Name, *app, orDash(ch.Bundle), ch.Public)
+		for _, d := range ch.Demoted {
+			fmt.Fprintf(stdout, "channel %s is no longer a default channel\n", d)
+		}
+		return nil
+	case "list":
+		chs, err := c.ListChannels(ctx, *app)
+		if err != nil {
+			return err
+		}
+		if cf.json {
+			return printJSON(stdout, chs)
+		}
+		var rows [][]string
+		for _, ch := range chs {
+			var plats []string
+			for _, p := range []struct {
+				on   bool
+				name string
+			}{{ch.IOS, "ios"}, {ch.Android, "android"}, {ch.Electron, "electron"}} {
+				if p.on {
+					plats = append(plats, p.name)
+				}
+			}
+			rows = append(rows, []string{ch.Name, orDash(ch.Bundle), strconv.FormatBool(ch.Public), strings.Join(plats, ","),
+				strconv.FormatBool(ch.AllowDeviceSelfSet), ch.DisableAutoUpdate})
+		}
+		table(stdout, "NAME\tBUNDLE\tDEFAULT\tPLATFORMS\tSELF_SET\tDISABLE_AUTO_UPDATE", rows)
+		return nil
+	}
+	return fmt.Errorf("channel: want set or list, got %q", sub)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func cmdEdge(ctx context.Context, args []string, stderr io.Writer) error {
+	return errors.New("edge: a standalone edge follows its origin's snapshots; snapshot replication is not built yet, use `updraft serve`")
+}

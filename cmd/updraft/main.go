@@ -1,0 +1,120 @@
+// Command updraft runs Updraft's roles (serve, origin, edge) and its
+// operator CLI (app, bundle, channel). It parses flags and wires packages;
+// the logic lives in the packages.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+)
+
+const usage = `updraft: live-update edge network for Capacitor apps
+
+Roles:
+  updraft serve   [--data DIR] [--edge-listen ADDR] [--origin-listen ADDR]   origin + edge in one process
+  updraft origin  [--data DIR] [--listen ADDR]                               origin only
+  updraft edge    --upstream URL --edge-key KEY [--data DIR] [--listen ADDR] edge following an origin
+
+Operator commands (talk to --origin, default http://127.0.0.1:8090, key from --api-key,
+UPDRAFT_API_KEY or ./updraft-data/api-key):
+  updraft app create ID [--name NAME]
+  updraft app list
+  updraft bundle upload PATH --app ID --version V [--channel NAME]   PATH: a zip or a folder
+  updraft bundle list --app ID
+  updraft channel set NAME --app ID [--bundle V] [--default] [option flags]
+  updraft channel list --app ID
+
+Run "updraft COMMAND --help" for a command's flags.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "updraft:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return errors.New("no command given")
+	}
+	cmd, rest := args[0], args[1:]
+	sub := func() (string, []string) {
+		if len(rest) == 0 {
+			return "", nil
+		}
+		return rest[0], rest[1:]
+	}
+	switch cmd {
+	case "serve":
+		return cmdServe(ctx, rest, stderr)
+	case "origin":
+		return cmdOrigin(ctx, rest, stderr)
+	case "edge":
+		return cmdEdge(ctx, rest, stderr)
+	case "app":
+		s, r := sub()
+		return cmdApp(ctx, s, r, stdout, stderr)
+	case "bundle":
+		s, r := sub()
+		return cmdBundle(ctx, s, r, stdout, stderr)
+	case "channel":
+		s, r := sub()
+		return cmdChannel(ctx, s, r, stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprint(stderr, usage)
+	return fmt.Errorf("unknown command %q", cmd)
+}
+
+// parseFlags parses flags that may come before, between or after positional
+// arguments ("bundle upload PATH --app ID") and returns the positionals.
+func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		if args[0] == "--" {
+			return append(pos, args[1:]...), nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+func want(n int, pos []string, what string) error {
+	if len(pos) != n {
+		return fmt.Errorf("want %s, got %q", what, strings.Join(pos, " "))
+	}
+	return nil
+}

@@ -1,0 +1,167 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"time"
+
+	"github.com/updraft-cdn/updraft/cache"
+	"github.com/updraft-cdn/updraft/config"
+	"github.com/updraft-cdn/updraft/origin"
+	"github.com/updraft-cdn/updraft/origin/snapshot"
+	"github.com/updraft-cdn/updraft/proxy"
+)
+
+// serveOptions is what `updraft serve` needs; tests fill it directly.
+type serveOptions struct {
+	origin config.Origin
+	edge   config.Edge
+	log    *slog.Logger
+}
+
+// running is a started serve: its listeners' real addresses and a stop.
+type running struct {
+	OriginAddr, EdgeAddr string
+	Origin               *origin.Server
+	Edge                 *proxy.Edge
+	stop                 func(context.Context) error
+	done                 chan error
+}
+
+// startServe starts origin and edge in this process on their listeners and
+// returns once both accept connections.
+func startServe(ctx context.Context, o serveOptions) (*running, error) {
+	if err := o.edge.Validate(); err != nil {
+		return nil, err
+	}
+	srv, err := origin.Open(ctx, o.origin, o.log)
+	if err != nil {
+		return nil, err
+	}
+	c, err := cache.New(cache.Options{Dir: o.edge.DataDir, Upstream: proxy.LocalUpstream{Blobs: srv.Blobs()},
+		MaxBlob: int64(o.origin.MaxBundleSize), Log: o.log})
+	if err != nil {
+		srv.Close()
+		return nil, err
+	}
+	edge := proxy.New(o.edge, c, o.log)
+	srv.Subscribe(func(s *snapshot.Snapshot) { edge.SetSnapshot(s) })
+
+	oln, err := net.Listen("tcp", o.origin.Listen)
+	if err != nil {
+		srv.Close()
+		return nil, fmt.Errorf("origin listen %s: %w (another updraft running? use --origin-listen)", o.origin.Listen, err)
+	}
+	eln, err := net.Listen("tcp", o.edge.Listen)
+	if err != nil {
+		oln.Close()
+		srv.Close()
+		return nil, fmt.Errorf("edge listen %s: %w (another updraft running? use --edge-listen)", o.edge.Listen, err)
+	}
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(o.log.Handler(), slog.LevelWarn)}
+	h1 := proxy.NewHTTP1(edge)
+	r := &running{OriginAddr: oln.Addr().String(), EdgeAddr: eln.Addr().String(), Origin: srv, Edge: edge, done: make(chan error, 2)}
+	go func() { r.done <- ignoreClosed(hs.Serve(oln)) }()
+	go func() { r.done <- h1.Serve(eln) }()
+	r.stop = func(ctx context.Context) error {
+		err := errors.Join(h1.Shutdown(ctx), hs.Shutdown(ctx))
+		<-r.done
+		<-r.done
+		return errors.Join(err, srv.Close())
+	}
+	return r, nil
+}
+
+func ignoreClosed(err error) error {
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	data := fs.String("data", config.DataDir(), "data folder (SQLite, blobs, keys, edge cache); env UPDRAFT_DATA")
+	oc := config.NewOrigin("")
+	ec := config.NewEdge("")
+	fs.StringVar(&oc.Listen, "origin-listen", config.Env("UPDRAFT_ORIGIN_LISTEN", oc.Listen), "operator API address")
+	fs.StringVar(&ec.Listen, "edge-listen", config.Env("UPDRAFT_EDGE_LISTEN", ec.Listen), "device API address (use 0.0.0.0:8080 for devices on your network)")
+	fs.StringVar(&ec.PublicURL, "public-url", config.Env("UPDRAFT_PUBLIC_URL", ""), "base URL devices download from (default: from each request's Host)")
+	fs.Var(&oc.MaxBundleSize, "max-bundle-size", "largest accepted bundle upload")
+	fs.Var(&ec.CacheDisk, "cache-disk", "edge disk cache budget")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	if _, err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	log, err := newLogger(stderr, *logLevel)
+	if err != nil {
+		return err
+	}
+	oc.DataDir = *data
+	ec.DataDir = filepath.Join(*data, "edge-cache")
+	r, err := startServe(ctx, serveOptions{origin: oc, edge: ec, log: log})
+	if err != nil {
+		return err
+	}
+	log.Info("updraft serve: ready",
+		"data", *data, "origin", "http://"+r.OriginAddr, "edge", "http://"+r.EdgeAddr,
+		"api_key_file", config.APIKeyFile(*data), "max_bundle_size", oc.MaxBundleSize.String(),
+		"cache_disk", ec.CacheDisk.String(), "max_updates_body", ec.MaxUpdatesBody.String())
+	fmt.Fprintf(stderr, "\n  device update URL:  http://%s/updates\n  operator API:       http://%s/api/v1 (key in %s)\n\n",
+		r.EdgeAddr, r.OriginAddr, config.APIKeyFile(*data))
+	select {
+	case <-ctx.Done():
+	case err := <-r.done:
+		return err
+	}
+	log.Info("updraft serve: shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), ec.ShutdownGraceTime)
+	defer cancel()
+	return r.stop(sctx)
+}
+
+func cmdOrigin(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("origin", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	oc := config.NewOrigin(config.DataDir())
+	fs.StringVar(&oc.DataDir, "data", oc.DataDir, "data folder; env UPDRAFT_DATA")
+	fs.StringVar(&oc.Listen, "listen", config.Env("UPDRAFT_ORIGIN_LISTEN", oc.Listen), "operator API and edge replication address")
+	fs.Var(&oc.MaxBundleSize, "max-bundle-size", "largest accepted bundle upload")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	if _, err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	log, err := newLogger(stderr, *logLevel)
+	if err != nil {
+		return err
+	}
+	srv, err := origin.Open(ctx, oc, log)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	ln, err := net.Listen("tcp", oc.Listen)
+	if err != nil {
+		return fmt.Errorf("origin listen %s: %w", oc.Listen, err)
+	}
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	log.Info("updraft origin: ready", "listen", ln.Addr().String(), "data", oc.DataDir, "max_bundle_size", oc.MaxBundleSize.String())
+	errc := make(chan error, 1)
+	go func() { errc <- ignoreClosed(hs.Serve(ln)) }()
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		return err
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return hs.Shutdown(sctx)
+}

@@ -1,0 +1,401 @@
+package origin
+
+import (
+	"archive/zip"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/updraft-cdn/updraft/origin/blob"
+	"github.com/updraft-cdn/updraft/origin/snapshot"
+	"github.com/updraft-cdn/updraft/origin/store"
+)
+
+// apiError is the operator API's error body: a stable code and a message.
+type apiError struct {
+	Status  int    `json:"-"`
+	Code    string `json:"error"`
+	Message string `json:"message"`
+}
+
+func (e *apiError) Error() string { return e.Code + ": " + e.Message }
+
+func errf(status int, code, format string, args ...any) *apiError {
+	return &apiError{Status: status, Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// Handler returns the origin's HTTP handler: the operator API under /api/v1
+// and the edge endpoints under /v1, all behind the API key, plus /healthz.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	api := func(pattern string, fn func(w http.ResponseWriter, r *http.Request) error) {
+		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+			if !s.authorized(r) {
+				writeErr(w, errf(http.StatusUnauthorized, "unauthorized", "missing or wrong API key: send Authorization: Bearer KEY (the key is in DATA/api-key)"))
+				return
+			}
+			if err := fn(w, r); err != nil {
+				var ae *apiError
+				if !errors.As(err, &ae) {
+					s.log.Error("origin: api", "method", r.Method, "path", r.URL.Path, "err", err)
+					ae = errf(http.StatusInternalServerError, "internal_error", "internal error; see the origin log")
+				}
+				writeErr(w, ae)
+			}
+		})
+	}
+	api("GET /api/v1/apps", s.listApps)
+	api("POST /api/v1/apps", s.createApp)
+	api("GET /api/v1/apps/{app}/bundles", s.listBundles)
+	api("POST /api/v1/apps/{app}/bundles", s.uploadBundle)
+	api("GET /api/v1/apps/{app}/channels", s.listChannels)
+	api("POST /api/v1/apps/{app}/channels", s.createChannel)
+	api("PUT /api/v1/apps/{app}/channels/{name}", s.putChannel)
+	api("GET /v1/blobs/{sha}", s.getBlob)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "rev": s.Current().Rev})
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeErr(w, errf(http.StatusNotFound, "not_found", "no such endpoint: %s %s", r.Method, r.URL.Path))
+	})
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+func writeErr(w http.ResponseWriter, e *apiError) { writeJSON(w, e.Status, e) }
+
+// decodeJSON reads a small JSON body into v, refusing unknown fields.
+func decodeJSON(r *http.Request, v any) error {
+	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return errf(http.StatusBadRequest, "invalid_json", "request body: %v", err)
+	}
+	return nil
+}
+
+func (s *Server) appParam(r *http.Request) (string, error) {
+	id := r.PathValue("app")
+	if !snapshot.ValidAppID(id) {
+		return "", errf(http.StatusBadRequest, "invalid_app_id", "app id %q: want a reverse-domain id like com.example.app", id)
+	}
+	return id, nil
+}
+
+func notFoundApp(id string) error {
+	return errf(http.StatusNotFound, "app_not_found", "no app %q; create it with: updraft app create %s", id, id)
+}
+
+func (s *Server) listApps(w http.ResponseWriter, r *http.Request) error {
+	apps, err := s.store.ListApps(r.Context())
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, apps)
+	return nil
+}
+
+func (s *Server) createApp(w http.ResponseWriter, r *http.Request) error {
+	var in struct {
+		ID   string `json:"id"`
+		Name string `json:"name"`
+	}
+	if err := decodeJSON(r, &in); err != nil {
+		return err
+	}
+	if !snapshot.ValidAppID(in.ID) {
+		return errf(http.StatusBadRequest, "invalid_app_id", "app id %q: want a reverse-domain id like com.example.app", in.ID)
+	}
+	if len(in.Name) > 200 {
+		return errf(http.StatusBadRequest, "invalid_name", "name: at most 200 bytes")
+	}
+	if in.Name == "" {
+		in.Name = in.ID
+	}
+	app, err := s.store.CreateApp(r.Context(), in.ID, in.Name)
+	if errors.Is(err, store.ErrExists) {
+		return errf(http.StatusConflict, "app_exists", "app %q already exists", in.ID)
+	}
+	if err != nil {
+		return err
+	}
+	s.log.Info("origin: app created", "app", app.ID)
+	if err := s.publish(r.Context()); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, app)
+	return nil
+}
+
+func (s *Server) listBundles(w http.ResponseWriter, r *http.Request) error {
+	id, err := s.appParam(r)
+	if err != nil {
+		return err
+	}
+	bundles, err := s.store.ListBundles(r.Context(), id)
+	if errors.Is(err, store.ErrNotFound) {
+		return notFoundApp(id)
+	}
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, bundles)
+	return nil
+}
+
+// uploadBundle stores a zip sent as the raw request body. The query carries
+// version (semver, required) and optionally channel (set the channel to the
+// new bundle), min_update_version, comment and link. The bundle is durable
+// (blob fsynced and renamed, row committed) before 201 is sent; an upload
+// cut short leaves nothing behind.
+func (s *Server) uploadBundle(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
+	appID, err := s.appParam(r)
+	if err != nil {
+		return err
+	}
+	q := r.URL.Query()
+	b := store.Bundle{AppID: appID, Version: q.Get("version"), MinUpdateVersion: q.Get("min_update_version"),
+		Comment: q.Get("comment"), Link: q.Get("link")}
+	if _, ok := snapshot.ParseVersion(b.Version); !ok || len(b.Version) > 64 {
+		return errf(http.StatusBadRequest, "invalid_version", "version %q: want a semantic version like 1.2.3", b.Version)
+	}
+	if b.MinUpdateVersion != "" {
+		if _, ok := snapshot.ParseVersion(b.MinUpdateVersion); !ok {
+			return errf(http.StatusBadRequest, "invalid_version", "min_update_version %q: want a semantic version like 1.0.0", b.MinUpdateVersion)
+		}
+	}
+	if len(b.Comment) > 1024 || len(b.Link) > 2048 {
+		return errf(http.StatusBadRequest, "invalid_metadata", "comment is limited to 1024 bytes and link to 2048")
+	}
+	channel := q.Get("channel")
+	if channel != "" && !snapshot.ValidChannelName(channel) {
+		return errf(http.StatusBadRequest, "invalid_channel_name", "channel %q: want 1-64 letters, digits, '.', '_' or '-'", channel)
+	}
+	if _, err := s.store.GetApp(ctx, appID); errors.Is(err, store.ErrNotFound) {
+		return notFoundApp(appID)
+	} else if err != nil {
+		return err
+	}
+	if exists, err := s.store.BundleExists(ctx, appID, b.Version); err != nil {
+		return err
+	} else if exists {
+		return errf(http.StatusConflict, "version_exists", "app %s already has bundle %s; bundles are immutable, upload a new version", appID, b.Version)
+	}
+	max := int64(s.cfg.MaxBundleSize)
+	if r.ContentLength > max {
+		return errf(http.StatusRequestEntityTooLarge, "bundle_too_large", "bundle is %d bytes; the limit is %s", r.ContentLength, s.cfg.MaxBundleSize)
+	}
+	bw, err := s.blobs.Create(max)
+	if err != nil {
+		return err
+	}
+	defer bw.Abort() // no-op after Commit
+	if _, err := io.Copy(bw, r.Body); err != nil {
+		if errors.Is(err, blob.ErrTooLarge) {
+			return errf(http.StatusRequestEntityTooLarge, "bundle_too_large", "bundle is larger than the limit of %s", s.cfg.MaxBundleSize)
+		}
+		s.log.Warn("origin: upload interrupted", "app", appID, "version", b.Version, "bytes", bw.Size(), "err", err)
+		return errf(http.StatusBadRequest, "upload_incomplete", "upload interrupted after %d bytes: %v", bw.Size(), err)
+	}
+	if err := checkZip(bw.TempPath()); err != nil {
+		return err
+	}
+	info, err := bw.Commit("")
+	if err != nil {
+		return err
+	}
+	b.SHA256, b.Size = info.SHA256, info.Size
+	saved, err := s.store.CreateBundle(ctx, b)
+	if errors.Is(err, store.ErrExists) {
+		return errf(http.StatusConflict, "version_exists", "app %s already has bundle %s", appID, b.Version)
+	}
+	if err != nil {
+		return err
+	}
+	s.log.Info("origin: bundle stored", "app", appID, "version", b.Version, "sha256", b.SHA256, "bytes", b.Size)
+	if channel != "" {
+		v := b.Version
+		if _, _, _, err := s.store.PutChannel(ctx, appID, channel, store.ChannelPatch{Bundle: &v}, false); err != nil {
+			return err
+		}
+	}
+	if err := s.publish(ctx); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, saved)
+	return nil
+}
+
+// Zip limits: a bundle is web content, not an archive bomb.
+const (
+	maxZipEntries      = 20000
+	maxZipUncompressed = 2 << 30
+)
+
+// checkZip verifies the upload is a zip a device can install: readable, no
+// unsafe or duplicate paths, bounded, with an index.html at its root or in
+// its single top-level folder (what the Capacitor plugin looks for).
+func checkZip(file string) error {
+	bad := func(format string, args ...any) error {
+		return errf(http.StatusBadRequest, "invalid_bundle", format, args...)
+	}
+	zr, err := zip.OpenReader(file)
+	if err != nil {
+		return bad("not a readable zip file (%v); upload the zip of your web build, or a folder", err)
+	}
+	defer zr.Close()
+	if len(zr.File) == 0 {
+		return bad("the zip is empty")
+	}
+	if len(zr.File) > maxZipEntries {
+		return bad("the zip has %d entries; the limit is %d", len(zr.File), maxZipEntries)
+	}
+	var total uint64
+	seen := make(map[string]bool, len(zr.File))
+	tops := map[string]bool{}
+	hasRootIndex := false
+	for _, f := range zr.File {
+		name := f.Name
+		if name == "" || strings.HasPrefix(name, "/") || strings.Contains(name, "\\") || strings.ContainsRune(name, 0) {
+			return bad("unsafe path %q in zip", name)
+		}
+		clean := path.Clean(name)
+		if clean == ".." || strings.HasPrefix(clean, "../") || strings.Contains(name, "/../") || strings.HasSuffix(name, "/..") {
+			return bad("unsafe path %q in zip", name)
+		}
+		if seen[clean] {
+			return bad("duplicate path %q in zip", name)
+		}
+		seen[clean] = true
+		total += f.UncompressedSize64
+		if total > maxZipUncompressed {
+			return bad("the zip unpacks to more than %d bytes", uint64(maxZipUncompressed))
+		}
+		if strings.HasPrefix(clean, "__MACOSX/") || f.FileInfo().IsDir() {
+			continue
+		}
+		top, _, nested := strings.Cut(clean, "/")
+		if !nested {
+			hasRootIndex = hasRootIndex || clean == "index.html"
+			tops[""] = true
+			continue
+		}
+		tops[top] = true
+	}
+	if hasRootIndex {
+		return nil
+	}
+	if len(tops) == 1 {
+		for top := range tops {
+			if top != "" && seen[top+"/index.html"] {
+				return nil
+			}
+		}
+	}
+	return bad("no index.html at the root of the zip (or in its single top-level folder)")
+}
+
+func (s *Server) listChannels(w http.ResponseWriter, r *http.Request) error {
+	id, err := s.appParam(r)
+	if err != nil {
+		return err
+	}
+	chs, err := s.store.ListChannels(r.Context(), id)
+	if errors.Is(err, store.ErrNotFound) {
+		return notFoundApp(id)
+	}
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, chs)
+	return nil
+}
+
+type channelBody struct {
+	Name string `json:"name"`
+	store.ChannelPatch
+}
+
+func (s *Server) createChannel(w http.ResponseWriter, r *http.Request) error {
+	var in channelBody
+	if err := decodeJSON(r, &in); err != nil {
+		return err
+	}
+	return s.saveChannel(w, r, in.Name, in.ChannelPatch, true)
+}
+
+func (s *Server) putChannel(w http.ResponseWriter, r *http.Request) error {
+	var p store.ChannelPatch
+	if err := decodeJSON(r, &p); err != nil {
+		return err
+	}
+	return s.saveChannel(w, r, r.PathValue("name"), p, false)
+}
+
+func (s *Server) saveChannel(w http.ResponseWriter, r *http.Request, name string, p store.ChannelPatch, create bool) error {
+	appID, err := s.appParam(r)
+	if err != nil {
+		return err
+	}
+	if !snapshot.ValidChannelName(name) {
+		return errf(http.StatusBadRequest, "invalid_channel_name", "channel %q: want 1-64 letters, digits, '.', '_' or '-'", name)
+	}
+	ch, created, demoted, err := s.store.PutChannel(r.Context(), appID, name, p, create)
+	var inv *store.InvalidError
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return notFoundApp(appID)
+	case errors.Is(err, store.ErrExists):
+		return errf(http.StatusConflict, "channel_exists", "app %s already has channel %q; update it with PUT", appID, name)
+	case errors.As(err, &inv):
+		return errf(http.StatusBadRequest, inv.Code, "%s", inv.Msg)
+	case err != nil:
+		return err
+	}
+	s.log.Info("origin: channel saved", "app", appID, "channel", name, "bundle", ch.Bundle, "created", created, "demoted", demoted)
+	if err := s.publish(r.Context()); err != nil {
+		return err
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	writeJSON(w, status, struct {
+		store.Channel
+		Demoted []string `json:"demoted,omitempty"`
+	}{ch, demoted})
+	return nil
+}
+
+// getBlob serves a blob to an edge filling its cache.
+func (s *Server) getBlob(w http.ResponseWriter, r *http.Request) error {
+	sha := r.PathValue("sha")
+	if !blob.ValidHash(sha) {
+		return errf(http.StatusBadRequest, "invalid_blob_id", "blob id must be 64 lower-case hex characters")
+	}
+	f, _, err := s.blobs.Open(sha)
+	if errors.Is(err, blob.ErrNotFound) {
+		return errf(http.StatusNotFound, "blob_not_found", "no blob %s", sha)
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("ETag", `"`+sha+`"`)
+	http.ServeContent(w, r, "", time.Time{}, f)
+	return nil
+}

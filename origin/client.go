@@ -1,0 +1,213 @@
+package origin
+
+import (
+	"archive/zip"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/updraft-cdn/updraft/config"
+	"github.com/updraft-cdn/updraft/origin/store"
+)
+
+// Client calls the operator API. The CLI and tests use it.
+type Client struct {
+	BaseURL string // e.g. http://127.0.0.1:8090
+	APIKey  string
+	HTTP    *http.Client
+}
+
+// NewClient returns a client for the origin at baseURL.
+func NewClient(baseURL, apiKey string) *Client {
+	return &Client{BaseURL: config.TrimURL(baseURL), APIKey: apiKey, HTTP: &http.Client{Timeout: 10 * time.Minute}}
+}
+
+// APIError is an error answer of the operator API.
+type APIError struct {
+	Status  int
+	Code    string `json:"error"`
+	Message string `json:"message"`
+}
+
+func (e *APIError) Error() string { return fmt.Sprintf("%s: %s (HTTP %d)", e.Code, e.Message, e.Status) }
+
+func (c *Client) do(ctx context.Context, method, path string, body io.Reader, contentType string, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, c.BaseURL+path, body)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.APIKey)
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return fmt.Errorf("origin %s: %w (is `updraft serve` running?)", c.BaseURL, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode >= 300 {
+		e := &APIError{Status: resp.StatusCode}
+		if json.Unmarshal(data, e) != nil || e.Code == "" {
+			e.Code, e.Message = "http_error", strings.TrimSpace(string(data))
+		}
+		return e
+	}
+	if out == nil {
+		return nil
+	}
+	return json.Unmarshal(data, out)
+}
+
+func (c *Client) doJSON(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	return c.do(ctx, method, path, body, "application/json", out)
+}
+
+// CreateApp creates an app.
+func (c *Client) CreateApp(ctx context.Context, id, name string) (store.App, error) {
+	var a store.App
+	err := c.doJSON(ctx, http.MethodPost, "/api/v1/apps", map[string]string{"id": id, "name": name}, &a)
+	return a, err
+}
+
+// ListApps lists apps.
+func (c *Client) ListApps(ctx context.Context) ([]store.App, error) {
+	var out []store.App
+	err := c.doJSON(ctx, http.MethodGet, "/api/v1/apps", nil, &out)
+	return out, err
+}
+
+// UploadOptions are the optional parts of a bundle upload.
+type UploadOptions struct {
+	Channel          string
+	MinUpdateVersion string
+	Comment          string
+	Link             string
+}
+
+// UploadBundle uploads a zip stream as version of app.
+func (c *Client) UploadBundle(ctx context.Context, app, version string, zipData io.Reader, opt UploadOptions) (store.Bundle, error) {
+	q := url.Values{"version": {version}}
+	for k, v := range map[string]string{"channel": opt.Channel, "min_update_version": opt.MinUpdateVersion, "comment": opt.Comment, "link": opt.Link} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	var b store.Bundle
+	err := c.do(ctx, http.MethodPost, "/api/v1/apps/"+url.PathEscape(app)+"/bundles?"+q.Encode(), zipData, "application/zip", &b)
+	return b, err
+}
+
+// UploadPath uploads a zip file, or a folder zipped on the fly.
+func (c *Client) UploadPath(ctx context.Context, app, version, path string, opt UploadOptions) (store.Bundle, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return store.Bundle{}, err
+	}
+	if !fi.IsDir() {
+		f, err := os.Open(path)
+		if err != nil {
+			return store.Bundle{}, err
+		}
+		defer f.Close()
+		return c.UploadBundle(ctx, app, version, f, opt)
+	}
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(ZipDir(path, pw)) }()
+	defer pr.Close()
+	return c.UploadBundle(ctx, app, version, pr, opt)
+}
+
+// ListBundles lists an app's bundles, newest first.
+func (c *Client) ListBundles(ctx context.Context, app string) ([]store.Bundle, error) {
+	var out []store.Bundle
+	err := c.doJSON(ctx, http.MethodGet, "/api/v1/apps/"+url.PathEscape(app)+"/bundles", nil, &out)
+	return out, err
+}
+
+// ChannelResult is a saved channel and the channels it took the default role from.
+type ChannelResult struct {
+	store.Channel
+	Demoted []string `json:"demoted"`
+}
+
+// SetChannel creates or updates a channel with the given fields.
+func (c *Client) SetChannel(ctx context.Context, app, name string, p store.ChannelPatch) (ChannelResult, error) {
+	var out ChannelResult
+	err := c.doJSON(ctx, http.MethodPut, "/api/v1/apps/"+url.PathEscape(app)+"/channels/"+url.PathEscape(name), p, &out)
+	return out, err
+}
+
+// ListChannels lists an app's channels.
+func (c *Client) ListChannels(ctx context.Context, app string) ([]store.Channel, error) {
+	var out []store.Channel
+	err := c.doJSON(ctx, http.MethodGet, "/api/v1/apps/"+url.PathEscape(app)+"/channels", nil, &out)
+	return out, err
+}
+
+// ZipDir writes the folder dir as a zip to w: regular files only, in path
+// order, with fixed timestamps, so the same folder always gives the same zip
+// (and the same SHA-256).
+func ZipDir(dir string, w io.Writer) error {
+	var files []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.Type().IsRegular() {
+			files = append(files, p)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if len(files) == 0 {
+		return errors.New("zip: folder has no files")
+	}
+	sort.Strings(files)
+	zw := zip.NewWriter(w)
+	for _, p := range files {
+		rel, err := filepath.Rel(dir, p)
+		if err != nil {
+			return err
+		}
+		hdr := &zip.FileHeader{Name: filepath.ToSlash(rel), Method: zip.Deflate, Modified: time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)}
+		fw, err := zw.CreateHeader(hdr)
+		if err != nil {
+			return err
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		_, err = io.Copy(fw, f)
+		f.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return zw.Close()
+}

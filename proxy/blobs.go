@@ -1,0 +1,189 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"io"
+	"strconv"
+
+	"github.com/updraft-cdn/updraft/cache"
+	"github.com/updraft-cdn/updraft/origin/blob"
+)
+
+// blobRequest is a parsed GET or HEAD of /b/{sha256}.
+type blobRequest struct {
+	head        bool
+	id          string // path segment after /b/
+	rangeHdr    string
+	ifRange     string
+	ifNoneMatch string
+}
+
+// blob answers GET|HEAD /b/{sha256} from the cache.
+func (e *Edge) blob(ctx context.Context, r *blobRequest, out *reply) {
+	if !blob.ValidHash(r.id) {
+		out.jsonError(400, codeInvalidBlobID, "Blob id must be 64 lower-case hex characters (a SHA-256)")
+		e.metrics.blob(codeInvalidBlobID)
+		return
+	}
+	etag := `"` + r.id + `"`
+	if r.ifNoneMatch != "" && etagMatch(r.ifNoneMatch, r.id) {
+		out.status = 304
+		out.etag = etag
+		out.immutable = true
+		e.metrics.blob("not_modified")
+		return
+	}
+	b, err := e.cache.Get(ctx, r.id)
+	switch {
+	case errors.Is(err, cache.ErrNotFound):
+		out.jsonError(404, codeBlobNotFound, "No blob with this SHA-256")
+		e.metrics.blob(codeBlobNotFound)
+		return
+	case err != nil:
+		e.log.Error("blob: cache get", "sha256", r.id, "err", err)
+		out.jsonError(502, codeUpstream, "Blob could not be fetched from upstream")
+		e.metrics.blob(codeUpstream)
+		return
+	}
+	out.etag = etag
+	out.immutable = true
+	out.acceptRanges = true
+	out.cacheStatus = cacheStatus(b.Tier)
+	out.contentType = "application/octet-stream"
+	start, length, status := int64(0), b.Size, 200
+	if r.rangeHdr != "" && (r.ifRange == "" || r.ifRange == etag) {
+		s, n, res := parseRange(r.rangeHdr, b.Size)
+		switch res {
+		case rangeOK:
+			start, length, status = s, n, 206
+			out.contentRange = "bytes " + strconv.FormatInt(s, 10) + "-" + strconv.FormatInt(s+n-1, 10) + "/" + strconv.FormatInt(b.Size, 10)
+		case rangeInvalid, rangeUnsatisfiable:
+			b.Close()
+			code, msg := codeRangeNotSatisf, "Range is outside the blob"
+			if res == rangeInvalid {
+				code, msg = codeInvalidRange, "Range must be one bytes=first-last, bytes=first- or bytes=-suffix"
+			}
+			out.jsonError(416, code, msg)
+			out.contentRange = "bytes */" + strconv.FormatInt(b.Size, 10)
+			e.metrics.blob(code)
+			return
+		case rangeIgnored:
+		}
+	}
+	out.status = status
+	out.length = length
+	if r.head {
+		b.Close()
+		out.headLength = length
+		e.metrics.blob("head")
+		return
+	}
+	if start > 0 {
+		if _, err := b.File.Seek(start, io.SeekStart); err != nil {
+			b.Close()
+			out.jsonError(500, codeInternal, "Blob could not be read")
+			return
+		}
+	}
+	out.file = b.File
+	e.metrics.blob(strconv.Itoa(status))
+	e.metrics.bytesServed.Add(float64(length))
+}
+
+func cacheStatus(tier string) string {
+	if tier == cache.TierFill {
+		return "updraft; fwd=miss; stored"
+	}
+	return "updraft; hit; detail=" + tier
+}
+
+// etagMatch reports whether an If-None-Match list names our strong ETag.
+func etagMatch(header, sha string) bool {
+	if header == "*" {
+		return true
+	}
+	for i := 0; i+len(sha)+2 <= len(header); i++ {
+		if header[i] == '"' && header[i+1:i+1+len(sha)] == sha && header[i+1+len(sha)] == '"' {
+			return true
+		}
+	}
+	return false
+}
+
+type rangeResult int
+
+const (
+	rangeOK            rangeResult = iota
+	rangeIgnored                   // several ranges: answered with the whole blob (200), as RFC 9110 allows
+	rangeInvalid                   // not a bytes range we can read
+	rangeUnsatisfiable             // outside the blob
+)
+
+// parseRange reads a single "bytes=" range against a blob of size bytes.
+// Multiple ranges are ignored (the whole blob is sent with 200): multipart
+// answers are rarely wanted by download clients and cost a copy.
+func parseRange(h string, size int64) (start, length int64, res rangeResult) {
+	const prefix = "bytes="
+	if len(h) < len(prefix) || h[:len(prefix)] != prefix {
+		return 0, 0, rangeInvalid
+	}
+	spec := h[len(prefix):]
+	for i := 0; i < len(spec); i++ {
+		if spec[i] == ',' {
+			return 0, 0, rangeIgnored
+		}
+	}
+	dash := -1
+	for i := 0; i < len(spec); i++ {
+		if spec[i] == '-' {
+			dash = i
+			break
+		}
+	}
+	if dash < 0 {
+		return 0, 0, rangeInvalid
+	}
+	first, last := spec[:dash], spec[dash+1:]
+	if first == "" { // suffix: last N bytes
+		n, ok := parseDigits(last)
+		if !ok {
+			return 0, 0, rangeInvalid
+		}
+		if n == 0 || size == 0 {
+			return 0, 0, rangeUnsatisfiable
+		}
+		n = min(n, size)
+		return size - n, n, rangeOK
+	}
+	s, ok := parseDigits(first)
+	if !ok {
+		return 0, 0, rangeInvalid
+	}
+	end := size - 1
+	if last != "" {
+		l, ok := parseDigits(last)
+		if !ok || l < s {
+			return 0, 0, rangeInvalid
+		}
+		end = min(l, size-1)
+	}
+	if s >= size {
+		return 0, 0, rangeUnsatisfiable
+	}
+	return s, end - s + 1, rangeOK
+}
+
+func parseDigits(s string) (int64, bool) {
+	if s == "" || len(s) > 18 {
+		return 0, false
+	}
+	var n int64
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(s[i]-'0')
+	}
+	return n, true
+}

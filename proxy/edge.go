@@ -1,0 +1,91 @@
+package proxy
+
+import (
+	"log/slog"
+	"os"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/updraft-cdn/updraft/cache"
+	"github.com/updraft-cdn/updraft/config"
+	"github.com/updraft-cdn/updraft/origin/snapshot"
+)
+
+const contentTypeJSON = "application/json"
+
+// Edge is one edge node: device API and blob delivery over a snapshot and a
+// cache. Its methods are safe for concurrent use.
+type Edge struct {
+	cfg     config.Edge
+	cache   *cache.Tiered
+	log     *slog.Logger
+	snap    atomic.Pointer[snapshot.Snapshot]
+	metrics *edgeMetrics
+	// baseURL is cfg.PublicURL without a trailing slash; empty: from Host.
+	baseURL []byte
+}
+
+// New returns an edge serving from c. It is not ready (readyz, /updates)
+// until SetSnapshot gives it a snapshot.
+func New(cfg config.Edge, c *cache.Tiered, log *slog.Logger) *Edge {
+	if log == nil {
+		log = slog.Default()
+	}
+	e := &Edge{cfg: cfg, cache: c, log: log, metrics: newEdgeMetrics(c)}
+	if cfg.PublicURL != "" {
+		e.baseURL = []byte(config.TrimURL(cfg.PublicURL))
+	}
+	return e
+}
+
+// Registry exposes the edge's Prometheus metrics.
+func (e *Edge) Registry() *prometheus.Registry { return e.metrics.reg }
+
+// SetSnapshot swaps in s if it is newer than the current one and reports
+// whether it did. s must be indexed and is not modified afterwards.
+func (e *Edge) SetSnapshot(s *snapshot.Snapshot) bool {
+	for {
+		cur := e.snap.Load()
+		if cur != nil && s.Rev <= cur.Rev {
+			return false
+		}
+		if e.snap.CompareAndSwap(cur, s) {
+			e.metrics.snapshotRev.Set(float64(s.Rev))
+			e.log.Debug("edge: snapshot swapped", "rev", s.Rev)
+			return true
+		}
+	}
+}
+
+// Snapshot returns the current snapshot, or nil before the first one.
+func (e *Edge) Snapshot() *snapshot.Snapshot { return e.snap.Load() }
+
+// reply describes an answer independently of the transport that writes it.
+type reply struct {
+	status      int
+	contentType string
+	body        []byte // small answers; reused between requests
+	scratch     []byte // reused scratch (base URL)
+
+	file         *os.File // blob body, positioned at the first byte; the adapter closes it
+	length       int64    // bytes of file to send
+	headLength   int64    // Content-Length of a HEAD answer
+	etag         string
+	contentRange string
+	cacheStatus  string
+	immutable    bool
+	acceptRanges bool
+}
+
+func (r *reply) reset() {
+	*r = reply{body: r.body[:0], scratch: r.scratch[:0]}
+}
+
+var okBody = []byte(`{"status":"ok"}`)
+
+func (out *reply) ok() {
+	out.status = 200
+	out.contentType = contentTypeJSON
+	out.body = append(out.body[:0], okBody...)
+}

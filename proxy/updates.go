@@ -1,0 +1,276 @@
+package proxy
+
+import (
+	"sync"
+	"unsafe"
+
+	"github.com/valyala/fastjson"
+
+	"github.com/updraft-cdn/updraft/origin/snapshot"
+)
+
+// Codes the edge itself answers with (the rest come from snapshot).
+const (
+	codeInvalidJSON    = "invalid_json_parse_body"
+	codeBodyTooLarge   = "body_too_large"
+	codeNotReady       = "not_ready"
+	codeNotFound       = "not_found"
+	codeMethod         = "method_not_allowed"
+	codeInvalidBlobID  = "invalid_blob_id"
+	codeBlobNotFound   = "blob_not_found"
+	codeInvalidRange   = "invalid_range"
+	codeRangeNotSatisf = "range_not_satisfiable"
+	codeUpstream       = "upstream_unavailable"
+	codeInternal       = "internal_error"
+)
+
+// updateState is the per-request scratch of an update check, pooled so that
+// the hot path does not allocate.
+type updateState struct {
+	parser fastjson.Parser
+	req    snapshot.Request
+	lower  [36]byte
+}
+
+var updateStates = sync.Pool{New: func() any { return new(updateState) }}
+
+// bstr views b as a string without copying. The string is valid only while b
+// is: here, until the pooled parser is reused after the reply is built.
+func bstr(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
+
+// fieldIssue describes a field of the wrong JSON type.
+type fieldIssue struct{ path, msg string }
+
+var typeIssues = map[string]string{
+	"app_id": "App ID must be a string", "device_id": "Device ID must be a string",
+	"version_name": "Version name must be a string", "version_build": "Version build must be a string",
+	"platform": "Platform is not supported or invalid", "plugin_version": "Plugin version is invalid",
+	"defaultChannel": "defaultChannel must be a string", "install_source": "install_source must be a string",
+	"key_id": "key_id must be a string", "is_emulator": "is_emulator must be a boolean", "is_prod": "is_prod must be a boolean",
+}
+
+// updates answers POST /updates: parse, validate, resolve, encode.
+func (e *Edge) updates(body []byte, baseURL []byte, out *reply) {
+	st := updateStates.Get().(*updateState)
+	defer updateStates.Put(st)
+	v, err := st.parser.ParseBytes(body)
+	if err != nil {
+		out.badRequest(codeInvalidJSON, "Invalid JSON body", nil)
+		e.metrics.updates(codeInvalidJSON)
+		return
+	}
+	if v.Type() != fastjson.TypeObject {
+		out.badRequest(snapshot.CodeInvalidBody, "Cannot parse body", nil)
+		e.metrics.updates(snapshot.CodeInvalidBody)
+		return
+	}
+	r := &st.req
+	*r = snapshot.Request{}
+	var typeErr *fieldIssue
+	str := func(key string) string {
+		f := v.Get(key)
+		if f == nil || f.Type() == fastjson.TypeNull {
+			return ""
+		}
+		if f.Type() != fastjson.TypeString {
+			if typeErr == nil {
+				typeErr = &fieldIssue{key, typeIssues[key]}
+			}
+			return ""
+		}
+		b, _ := f.StringBytes()
+		return bstr(b)
+	}
+	boolean := func(key string, def bool) bool {
+		f := v.Get(key)
+		if f == nil || f.Type() == fastjson.TypeNull {
+			return def
+		}
+		switch f.Type() {
+		case fastjson.TypeTrue:
+			return true
+		case fastjson.TypeFalse:
+			return false
+		}
+		if typeErr == nil {
+			typeErr = &fieldIssue{key, typeIssues[key]}
+		}
+		return def
+	}
+	r.AppID = str("app_id")
+	r.DeviceID = lowerDeviceID(st, str("device_id"))
+	r.VersionName = str("version_name")
+	r.VersionBuild = str("version_build")
+	r.Platform = str("platform")
+	r.PluginVersion = str("plugin_version")
+	r.DefaultChannel = str("defaultChannel")
+	r.KeyID = str("key_id")
+	r.InstallSource = str("install_source")
+	if f := v.Get("custom_id"); f != nil && f.Type() == fastjson.TypeString {
+		b, _ := f.StringBytes()
+		r.CustomID = bstr(b)
+	}
+	r.IsEmulator = boolean("is_emulator", false)
+	r.IsProd = boolean("is_prod", true)
+
+	if rerr := r.Validate(); rerr != nil {
+		out.requestError(rerr)
+		e.metrics.updates(rerr.Code)
+		return
+	}
+	if typeErr != nil {
+		out.requestError(&snapshot.RequestError{Code: snapshot.CodeInvalidBody, Message: "Cannot parse body",
+			Issues: []snapshot.Issue{{Path: typeErr.path, Message: typeErr.msg}}})
+		e.metrics.updates(snapshot.CodeInvalidBody)
+		return
+	}
+	snap := e.snap.Load()
+	if snap == nil {
+		out.jsonError(503, codeNotReady, "Edge has no snapshot yet")
+		e.metrics.updates(codeNotReady)
+		return
+	}
+	d := snapshot.Resolve(snap, r)
+	out.status = 200
+	out.contentType = contentTypeJSON
+	if d.OK() {
+		out.body = appendUpdate(out.body[:0], &d, baseURL)
+		e.metrics.updates("update")
+		return
+	}
+	out.body = appendRefusal(out.body[:0], &d)
+	e.metrics.updates(d.Code)
+}
+
+// lowerDeviceID lower-cases a device id like Capgo does, copying only when
+// it has upper-case letters.
+func lowerDeviceID(st *updateState, id string) string {
+	if len(id) > len(st.lower) {
+		return id // rejected by Validate anyway
+	}
+	upper := false
+	for i := 0; i < len(id); i++ {
+		if id[i] >= 'A' && id[i] <= 'Z' {
+			upper = true
+			break
+		}
+	}
+	if !upper {
+		return id
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		st.lower[i] = c
+	}
+	return bstr(st.lower[:len(id)])
+}
+
+// appendUpdate encodes a "new version" answer in Capgo's key order.
+func appendUpdate(dst []byte, d *snapshot.Decision, baseURL []byte) []byte {
+	b := d.Bundle
+	dst = append(dst, '{')
+	dst = appendField(dst, true, "version", b.Version)
+	dst = append(dst, `,"url":"`...)
+	dst = append(dst, baseURL...) // validated: no characters that need escaping
+	dst = append(dst, "/b/"...)
+	dst = append(dst, b.SHA256...)
+	dst = append(dst, '"')
+	dst = appendField(dst, false, "session_key", "")
+	dst = appendField(dst, false, "checksum", b.SHA256)
+	if b.Link != "" {
+		dst = appendField(dst, false, "link", b.Link)
+	}
+	if b.Comment != "" {
+		dst = appendField(dst, false, "comment", b.Comment)
+	}
+	return append(dst, '}')
+}
+
+// appendRefusal encodes {"error","message",[extras],"kind"} as Capgo does.
+func appendRefusal(dst []byte, d *snapshot.Decision) []byte {
+	dst = append(dst, '{')
+	dst = appendField(dst, true, "error", d.Code)
+	dst = appendField(dst, false, "message", d.Message)
+	if d.Major {
+		dst = append(dst, `,"major":true`...)
+	}
+	if d.Version != "" {
+		dst = appendField(dst, false, "version", d.Version)
+		dst = appendField(dst, false, "old", d.Old)
+	}
+	dst = appendField(dst, false, "kind", d.Kind)
+	return append(dst, '}')
+}
+
+// requestError encodes a validation failure: HTTP 400 with moreInfo.
+func (out *reply) requestError(e *snapshot.RequestError) {
+	var more []byte
+	switch {
+	case e.Code == snapshot.CodeSemver:
+		more = appendField([]byte{'{'}, true, "version_build", e.VersionBuild)
+		more = append(more, '}')
+	case len(e.Issues) > 0:
+		more = append(more, `{"issues":[`...)
+		for i, is := range e.Issues {
+			if i > 0 {
+				more = append(more, ',')
+			}
+			more = append(more, `{"path":[`...)
+			more = appendString(more, is.Path)
+			more = append(more, `],"message":`...)
+			more = appendString(more, is.Message)
+			more = append(more, '}')
+		}
+		more = append(more, "]}"...)
+	}
+	out.badRequest(e.Code, e.Message, more)
+}
+
+func (out *reply) badRequest(code, msg string, moreInfo []byte) {
+	out.status = 400
+	out.contentType = contentTypeJSON
+	out.body = appendEnvelope(out.body[:0], code, msg, moreInfo)
+}
+
+// jsonError sets an error answer in Capgo's envelope with the given status.
+func (out *reply) jsonError(status int, code, msg string) {
+	out.status = status
+	out.contentType = contentTypeJSON
+	out.body = appendEnvelope(out.body[:0], code, msg, nil)
+}
+
+func appendEnvelope(dst []byte, code, msg string, moreInfo []byte) []byte {
+	dst = append(dst, '{')
+	dst = appendField(dst, true, "error", code)
+	dst = appendField(dst, false, "message", msg)
+	dst = append(dst, `,"moreInfo":`...)
+	if moreInfo == nil {
+		dst = append(dst, "{}"...)
+	} else {
+		dst = append(dst, moreInfo...)
+	}
+	return append(dst, '}')
+}
+
+// appendBaseURL writes scheme://host for update answers from the request's
+// Host header, refusing hosts with characters a URL or JSON would need to
+// escape. It reports false for an unusable host.
+func appendBaseURL(dst []byte, tls bool, host []byte) ([]byte, bool) {
+	if len(host) == 0 || len(host) > 255 {
+		return dst, false
+	}
+	for _, c := range host {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == ':' || c == '[' || c == ']' || c == '_') {
+			return dst, false
+		}
+	}
+	if tls {
+		dst = append(dst, "https://"...)
+	} else {
+		dst = append(dst, "http://"...)
+	}
+	return append(dst, host...), true
+}
