@@ -140,5 +140,11 @@ func DataDir() string { return Env("UPDRAFT_DATA", DefaultDataDir) }
 // APIKeyFile is where the origin writes the generated operator API key.
 func APIKeyFile(dataDir string) string { return filepath.Join(dataDir, "api-key") }
 
+// EdgeKeyFile is where the origin writes the generated edge replication key.
+func EdgeKeyFile(dataDir string) string { return filepath.Join(dataDir, "edge-key") }
+
+// SigningKeyFile is where the origin keeps its Ed25519 snapshot signing key.
+func SigningKeyFile(dataDir string) string { return filepath.Join(dataDir, "origin-key") }
+
 // TrimURL removes trailing slashes so that paths can be appended.
 func TrimURL(u string) string { return strings.TrimRight(u, "/") }

@@ -33,9 +33,9 @@ func errf(status int, code, format string, args ...any) *apiError {
 // and the edge endpoints under /v1, all behind the API key, plus /healthz.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	api := func(pattern string, fn func(w http.ResponseWriter, r *http.Request) error) {
+	handle := func(pattern string, edgeAllowed bool, fn func(w http.ResponseWriter, r *http.Request) error) {
 		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
-			if !s.authorized(r) {
+			if !s.authorized(r, edgeAllowed) {
 				writeErr(w, errf(http.StatusUnauthorized, "unauthorized", "missing or wrong API key: send Authorization: Bearer KEY (the key is in DATA/api-key)"))
 				return
 			}
@@ -49,6 +49,7 @@ func (s *Server) Handler() http.Handler {
 			}
 		})
 	}
+	api := func(pattern string, fn func(w http.ResponseWriter, r *http.Request) error) { handle(pattern, false, fn) }
 	api("GET /api/v1/apps", s.listApps)
 	api("POST /api/v1/apps", s.createApp)
 	api("GET /api/v1/apps/{app}/bundles", s.listBundles)
@@ -56,9 +57,10 @@ func (s *Server) Handler() http.Handler {
 	api("GET /api/v1/apps/{app}/channels", s.listChannels)
 	api("POST /api/v1/apps/{app}/channels", s.createChannel)
 	api("PUT /api/v1/apps/{app}/channels/{name}", s.putChannel)
-	api("GET /v1/blobs/{sha}", s.getBlob)
+	handle("GET /v1/blobs/{sha}", true, s.getBlob)
+	handle("GET /v1/snapshot", true, s.getSnapshot)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "rev": s.Current().Rev})
+		writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "rev": s.Current().Snap.Rev})
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, errf(http.StatusNotFound, "not_found", "no such endpoint: %s %s", r.Method, r.URL.Path))
@@ -132,9 +134,7 @@ func (s *Server) createApp(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	s.log.Info("origin: app created", "app", app.ID)
-	if err := s.publish(r.Context()); err != nil {
-		return err
-	}
+	s.awaitPublished(r.Context())
 	writeJSON(w, http.StatusCreated, app)
 	return nil
 }
@@ -232,9 +232,7 @@ func (s *Server) uploadBundle(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
-	if err := s.publish(ctx); err != nil {
-		return err
-	}
+	s.awaitPublished(ctx)
 	writeJSON(w, http.StatusCreated, saved)
 	return nil
 }
@@ -366,9 +364,7 @@ func (s *Server) saveChannel(w http.ResponseWriter, r *http.Request, name string
 		return err
 	}
 	s.log.Info("origin: channel saved", "app", appID, "channel", name, "bundle", ch.Bundle, "created", created, "demoted", demoted)
-	if err := s.publish(r.Context()); err != nil {
-		return err
-	}
+	s.awaitPublished(r.Context())
 	status := http.StatusOK
 	if created {
 		status = http.StatusCreated

@@ -204,7 +204,7 @@ func TestSnapshotPublishedOnEveryChange(t *testing.T) {
 	if _, err := o.client.SetChannel(ctx, "com.example.app", "production", store.ChannelPatch{Public: &tr}); err != nil {
 		t.Fatal(err)
 	}
-	cur := o.srv.Current()
+	cur := o.srv.Current().Snap
 	ch := cur.App("com.example.app").DefaultChannel("android")
 	if ch == nil || ch.Bundle != "1.0.0" {
 		t.Fatalf("snapshot rev %d: default channel %+v", cur.Rev, ch)

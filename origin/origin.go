@@ -1,12 +1,13 @@
 // Package origin is the only writer of Updraft's state: it serves the
 // operator API (apps, bundles, channels) behind an API key, stores bundles in
 // the content-addressed blob store and metadata in the store, and publishes a
-// new snapshot after every committed change. It also serves edges: blobs by
-// hash, and (later) the replicated snapshot.
+// signed snapshot after every committed change. Edges replicate from it:
+// GET /v1/snapshot (long-poll) and GET /v1/blobs/{sha256}, with an edge key.
 package origin
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -21,6 +22,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/updraft-cdn/updraft/config"
 	"github.com/updraft-cdn/updraft/origin/blob"
@@ -28,24 +30,46 @@ import (
 	"github.com/updraft-cdn/updraft/origin/store"
 )
 
+// publishInterval bounds how often snapshots are rebuilt: changes arriving
+// closer together are coalesced into one revision, published at most this
+// long after the first of them.
+const publishInterval = 50 * time.Millisecond
+
 // Server is the origin. Create it with Open, serve Handler, Close at the end.
 type Server struct {
-	cfg   config.Origin
-	log   *slog.Logger
-	store *store.Store
-	blobs *blob.FS
+	cfg     config.Origin
+	log     *slog.Logger
+	store   *store.Store
+	blobs   *blob.FS
+	signKey ed25519.PrivateKey
 
-	keyHashes [][]byte // SHA-256 of each accepted API key
+	keys []keyHash // accepted API keys
 
 	publishMu   sync.Mutex
-	current     atomic.Pointer[snapshot.Snapshot]
+	current     atomic.Pointer[Published]
+	changed     chan struct{} // closed and replaced at every publish
 	subscribers []func(*snapshot.Snapshot)
+	trigger     chan struct{}
+	stop        context.CancelFunc
+	done        chan struct{}
+}
+
+// Published is a snapshot as edges receive it.
+type Published struct {
+	Snap *snapshot.Snapshot
+	Wire []byte // signed encoding
+}
+
+type keyHash struct {
+	sum   []byte
+	scope string
 }
 
 // Open opens the data folder (creating it on first start), the store and the
-// blob store, and makes sure an operator API key exists: on first start one
-// is generated and written to DATA/api-key (mode 0600); only its hash is
-// stored.
+// blob store, makes sure the keys exist (first start: an operator API key in
+// DATA/api-key and an edge key in DATA/edge-key, mode 0600, only their hashes
+// stored; an Ed25519 snapshot signing key in DATA/origin-key), and publishes
+// the first snapshot.
 func Open(ctx context.Context, cfg config.Origin, log *slog.Logger) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -60,28 +84,47 @@ func Open(ctx context.Context, cfg config.Origin, log *slog.Logger) (*Server, er
 	if err != nil {
 		return nil, err
 	}
-	blobs, err := blob.Open(filepath.Join(cfg.DataDir, "blobs"))
-	if err != nil {
+	s := &Server{cfg: cfg, log: log, store: st, changed: make(chan struct{}), trigger: make(chan struct{}, 1), done: make(chan struct{})}
+	fail := func(err error) (*Server, error) {
 		st.Close()
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log, store: st, blobs: blobs}
-	if err := s.ensureAPIKey(ctx); err != nil {
-		st.Close()
-		return nil, err
+	if s.blobs, err = blob.Open(filepath.Join(cfg.DataDir, "blobs")); err != nil {
+		return fail(err)
+	}
+	if s.signKey, err = LoadOrCreateSigningKey(cfg.DataDir); err != nil {
+		return fail(err)
+	}
+	if err := s.ensureKey(ctx, config.APIKeyFile(cfg.DataDir), store.ScopeOperator); err != nil {
+		return fail(err)
+	}
+	if err := s.ensureKey(ctx, config.EdgeKeyFile(cfg.DataDir), store.ScopeEdge); err != nil {
+		return fail(err)
+	}
+	if err := s.loadKeys(ctx); err != nil {
+		return fail(err)
 	}
 	if err := s.publish(ctx); err != nil {
-		st.Close()
-		return nil, err
+		return fail(err)
 	}
+	pctx, cancel := context.WithCancel(context.Background())
+	s.stop = cancel
+	go s.publisher(pctx)
 	return s, nil
 }
 
-// Close closes the store.
-func (s *Server) Close() error { return s.store.Close() }
+// Close stops publishing and closes the store.
+func (s *Server) Close() error {
+	s.stop()
+	<-s.done
+	return s.store.Close()
+}
 
 // Blobs returns the blob store (for an edge sharing the process).
 func (s *Server) Blobs() *blob.FS { return s.blobs }
+
+// PublicKey is the key edges verify snapshots with.
+func (s *Server) PublicKey() ed25519.PublicKey { return s.signKey.Public().(ed25519.PublicKey) }
 
 // HashKey returns the stored form of an API key.
 func HashKey(key string) string {
@@ -89,41 +132,47 @@ func HashKey(key string) string {
 	return hex.EncodeToString(h[:])
 }
 
-func (s *Server) ensureAPIKey(ctx context.Context) error {
-	path := config.APIKeyFile(s.cfg.DataDir)
-	n, err := s.store.CountAPIKeys(ctx)
+// ensureKey makes sure a key of this scope exists; on first start it is
+// generated and written to path (0600). A key file found without any stored
+// key of its scope (a data folder restored in part) is adopted.
+func (s *Server) ensureKey(ctx context.Context, path, scope string) error {
+	n, err := s.store.CountAPIKeys(ctx, scope)
+	if err != nil {
+		return fmt.Errorf("origin: %s key: %w", scope, err)
+	}
+	if n > 0 {
+		return nil
+	}
+	key, err := os.ReadFile(path)
+	switch {
+	case err == nil && len(strings.TrimSpace(string(key))) >= 16:
+		s.log.Warn("origin: adopting existing key file", "path", path, "scope", scope)
+	case err == nil || errors.Is(err, os.ErrNotExist):
+		key = []byte(newKey())
+		if err := writeFileAtomic(path, append(key, '\n'), 0o600); err != nil {
+			return fmt.Errorf("origin: write %s key: %w", scope, err)
+		}
+		s.log.Info("origin: generated key", "scope", scope, "path", path)
+	default:
+		return fmt.Errorf("origin: read %s key: %w", scope, err)
+	}
+	if err := s.store.AddAPIKey(ctx, HashKey(strings.TrimSpace(string(key))), "generated", scope); err != nil {
+		return fmt.Errorf("origin: %s key: %w", scope, err)
+	}
+	return nil
+}
+
+func (s *Server) loadKeys(ctx context.Context) error {
+	keys, err := s.store.APIKeys(ctx)
 	if err != nil {
 		return fmt.Errorf("origin: api keys: %w", err)
 	}
-	if n == 0 {
-		key, err := os.ReadFile(path)
-		switch {
-		case err == nil && len(strings.TrimSpace(string(key))) >= 16:
-			// A key file without a database (data folder restored in part): adopt it.
-			s.log.Warn("origin: adopting existing API key file", "path", path)
-		case err == nil || errors.Is(err, os.ErrNotExist):
-			key = []byte(newKey())
-			if err := writeFileAtomic(path, append(key, '\n'), 0o600); err != nil {
-				return fmt.Errorf("origin: write api key: %w", err)
-			}
-			s.log.Info("origin: generated operator API key", "path", path)
-		default:
-			return fmt.Errorf("origin: read api key: %w", err)
-		}
-		if err := s.store.AddAPIKey(ctx, HashKey(strings.TrimSpace(string(key))), "default"); err != nil {
-			return fmt.Errorf("origin: api keys: %w", err)
-		}
-	}
-	hashes, err := s.store.APIKeyHashes(ctx)
-	if err != nil {
-		return fmt.Errorf("origin: api keys: %w", err)
-	}
-	for _, h := range hashes {
-		b, err := hex.DecodeString(h)
+	for _, k := range keys {
+		b, err := hex.DecodeString(k.Hash)
 		if err != nil {
-			return fmt.Errorf("origin: api key hash %q: %w", h, err)
+			return fmt.Errorf("origin: api key hash %q: %w", k.Hash, err)
 		}
-		s.keyHashes = append(s.keyHashes, b)
+		s.keys = append(s.keys, keyHash{sum: b, scope: k.Scope})
 	}
 	return nil
 }
@@ -134,9 +183,39 @@ func newKey() string {
 	return "upd_" + base64.RawURLEncoding.EncodeToString(b)
 }
 
-// authorized checks the request's API key (Authorization: Bearer KEY or
-// X-API-Key: KEY) against the stored hashes in constant time.
-func (s *Server) authorized(r *http.Request) bool {
+// LoadOrCreateSigningKey reads the origin's Ed25519 key from DATA/origin-key
+// (base64 of the 32-byte seed), creating it on first start.
+func LoadOrCreateSigningKey(dataDir string) (ed25519.PrivateKey, error) {
+	path := config.SigningKeyFile(dataDir)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		_, priv, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			return nil, err
+		}
+		enc := base64.StdEncoding.EncodeToString(priv.Seed())
+		if err := writeFileAtomic(path, []byte(enc+"\n"), 0o600); err != nil {
+			return nil, fmt.Errorf("origin: write signing key: %w", err)
+		}
+		return priv, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("origin: read signing key: %w", err)
+	}
+	seed, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(b)))
+	if err != nil || len(seed) != ed25519.SeedSize {
+		return nil, fmt.Errorf("origin: signing key %s: want base64 of a 32-byte Ed25519 seed", path)
+	}
+	return ed25519.NewKeyFromSeed(seed), nil
+}
+
+// EncodePublicKey is the text form of a public key that edges are given.
+func EncodePublicKey(pub ed25519.PublicKey) string { return base64.StdEncoding.EncodeToString(pub) }
+
+// authorized checks the request's key (Authorization: Bearer KEY or
+// X-API-Key: KEY) in constant time. Operator keys may do everything; edge
+// keys only what edges need.
+func (s *Server) authorized(r *http.Request, edgeAllowed bool) bool {
 	key := r.Header.Get("X-API-Key")
 	if key == "" {
 		if a := r.Header.Get("Authorization"); len(a) > 7 && strings.EqualFold(a[:7], "bearer ") {
@@ -148,8 +227,10 @@ func (s *Server) authorized(r *http.Request) bool {
 	}
 	h := sha256.Sum256([]byte(key))
 	ok := 0
-	for _, want := range s.keyHashes {
-		ok |= subtle.ConstantTimeCompare(h[:], want)
+	for _, k := range s.keys {
+		if k.scope == store.ScopeOperator || (edgeAllowed && k.scope == store.ScopeEdge) {
+			ok |= subtle.ConstantTimeCompare(h[:], k.sum)
+		}
 	}
 	return ok == 1
 }
@@ -161,31 +242,114 @@ func (s *Server) Subscribe(fn func(*snapshot.Snapshot)) {
 	defer s.publishMu.Unlock()
 	s.subscribers = append(s.subscribers, fn)
 	if cur := s.current.Load(); cur != nil {
-		fn(cur)
+		fn(cur.Snap)
 	}
 }
 
 // Current returns the latest published snapshot.
-func (s *Server) Current() *snapshot.Snapshot { return s.current.Load() }
+func (s *Server) Current() *Published { return s.current.Load() }
 
-// publish builds a snapshot from the store and hands it to subscribers if it
-// is newer than the last one published.
+// currentAndChanged returns the latest publication and a channel closed at
+// the next one.
+func (s *Server) currentAndChanged() (*Published, <-chan struct{}) {
+	s.publishMu.Lock()
+	defer s.publishMu.Unlock()
+	return s.current.Load(), s.changed
+}
+
+// publish builds, signs and hands out a snapshot if the store moved on.
 func (s *Server) publish(ctx context.Context) error {
+	start := time.Now()
 	snap, err := s.store.Snapshot(ctx)
+	if err != nil {
+		return fmt.Errorf("origin: publish: %w", err)
+	}
+	if cur := s.current.Load(); cur != nil && cur.Snap.Rev >= snap.Rev {
+		return nil
+	}
+	wire, err := snapshot.Encode(snap, s.signKey)
 	if err != nil {
 		return fmt.Errorf("origin: publish: %w", err)
 	}
 	s.publishMu.Lock()
 	defer s.publishMu.Unlock()
-	if cur := s.current.Load(); cur != nil && cur.Rev >= snap.Rev {
+	if cur := s.current.Load(); cur != nil && cur.Snap.Rev >= snap.Rev {
 		return nil
 	}
-	s.current.Store(snap)
+	s.current.Store(&Published{Snap: snap, Wire: wire})
+	close(s.changed)
+	s.changed = make(chan struct{})
 	for _, fn := range s.subscribers {
 		fn(snap)
 	}
-	s.log.Debug("origin: published snapshot", "rev", snap.Rev)
+	s.log.Debug("origin: published snapshot", "rev", snap.Rev, "bytes", len(wire), "took", time.Since(start))
 	return nil
+}
+
+// publisher rebuilds the snapshot when triggered, at most once per
+// publishInterval, so a burst of changes yields one revision.
+func (s *Server) publisher(ctx context.Context) {
+	defer close(s.done)
+	var last time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.trigger:
+		}
+		if wait := publishInterval - time.Since(last); wait > 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+		}
+		select { // changes that arrived while waiting are in this build
+		case <-s.trigger:
+		default:
+		}
+		last = time.Now()
+		if err := s.publish(ctx); err != nil && ctx.Err() == nil {
+			s.log.Error("origin: publish failed; retrying", "err", err)
+			time.Sleep(time.Second)
+			s.changedStore()
+		}
+	}
+}
+
+// changedStore asks the publisher for a new snapshot.
+func (s *Server) changedStore() {
+	select {
+	case s.trigger <- struct{}{}:
+	default:
+	}
+}
+
+// awaitPublished triggers a publish and waits (bounded) until the snapshot
+// includes the store's current revision, so an operator's next read (or an
+// in-process edge) sees the change.
+func (s *Server) awaitPublished(ctx context.Context) {
+	rev, err := s.store.Rev(ctx)
+	if err != nil {
+		return
+	}
+	s.changedStore()
+	timeout := time.NewTimer(5 * time.Second)
+	defer timeout.Stop()
+	for {
+		cur, changed := s.currentAndChanged()
+		if cur.Snap.Rev >= rev {
+			return
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return
+		case <-timeout.C:
+			s.log.Warn("origin: change committed but not yet published", "rev", rev)
+			return
+		}
+	}
 }
 
 func writeFileAtomic(path string, data []byte, mode os.FileMode) error {

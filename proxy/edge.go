@@ -3,6 +3,7 @@ package proxy
 import (
 	"log/slog"
 	"os"
+	"sync"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,6 +23,14 @@ type Edge struct {
 	log     *slog.Logger
 	snap    atomic.Pointer[snapshot.Snapshot]
 	metrics *edgeMetrics
+
+	// wire is the signed encoding of snap, re-served to child edges; nil
+	// when the snapshot came from an origin in the same process.
+	wireMu  sync.Mutex
+	wire    []byte
+	changed chan struct{} // closed and replaced at every swap
+	// childKey authenticates child edges (they use the same edge key).
+	childKey []byte
 	// baseURL is cfg.PublicURL without a trailing slash; empty: from Host.
 	baseURL []byte
 }
@@ -32,7 +41,10 @@ func New(cfg config.Edge, c *cache.Tiered, log *slog.Logger) *Edge {
 	if log == nil {
 		log = slog.Default()
 	}
-	e := &Edge{cfg: cfg, cache: c, log: log, metrics: newEdgeMetrics(c)}
+	e := &Edge{cfg: cfg, cache: c, log: log, metrics: newEdgeMetrics(c), changed: make(chan struct{})}
+	if cfg.EdgeKey != "" {
+		e.childKey = []byte(cfg.EdgeKey)
+	}
 	if cfg.PublicURL != "" {
 		e.baseURL = []byte(config.TrimURL(cfg.PublicURL))
 	}
@@ -44,18 +56,35 @@ func (e *Edge) Registry() *prometheus.Registry { return e.metrics.reg }
 
 // SetSnapshot swaps in s if it is newer than the current one and reports
 // whether it did. s must be indexed and is not modified afterwards.
-func (e *Edge) SetSnapshot(s *snapshot.Snapshot) bool {
-	for {
-		cur := e.snap.Load()
-		if cur != nil && s.Rev <= cur.Rev {
-			return false
-		}
-		if e.snap.CompareAndSwap(cur, s) {
-			e.metrics.snapshotRev.Set(float64(s.Rev))
-			e.log.Debug("edge: snapshot swapped", "rev", s.Rev)
-			return true
-		}
+func (e *Edge) SetSnapshot(s *snapshot.Snapshot) bool { return e.setSnapshot(s, nil) }
+
+// setSnapshot swaps in s and its signed encoding (nil when s came from an
+// origin in this process) if s is newer than the current snapshot.
+func (e *Edge) setSnapshot(s *snapshot.Snapshot, wire []byte) bool {
+	e.wireMu.Lock()
+	defer e.wireMu.Unlock()
+	if cur := e.snap.Load(); cur != nil && s.Rev <= cur.Rev {
+		return false
 	}
+	e.snap.Store(s)
+	e.wire = wire
+	close(e.changed)
+	e.changed = make(chan struct{})
+	e.metrics.snapshotRev.Set(float64(s.Rev))
+	e.log.Debug("edge: snapshot swapped", "rev", s.Rev)
+	return true
+}
+
+// wireAndChanged returns the current signed snapshot (rev, bytes) and a
+// channel closed at the next swap.
+func (e *Edge) wireAndChanged() (int64, []byte, <-chan struct{}) {
+	e.wireMu.Lock()
+	defer e.wireMu.Unlock()
+	var rev int64 = -1
+	if s := e.snap.Load(); s != nil {
+		rev = s.Rev
+	}
+	return rev, e.wire, e.changed
 }
 
 // Snapshot returns the current snapshot, or nil before the first one.
@@ -76,6 +105,7 @@ type reply struct {
 	cacheStatus  string
 	immutable    bool
 	acceptRanges bool
+	rev          int64 // X-Updraft-Rev on snapshot answers, when > 0
 }
 
 func (r *reply) reset() {

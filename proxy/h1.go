@@ -16,6 +16,8 @@ import (
 // HTTP1 serves the edge over HTTP/1.1 with fasthttp.
 type HTTP1 struct {
 	e       *Edge
+	ctx     context.Context // cancelled at Shutdown, ends long-polls
+	cancel  context.CancelFunc
 	srv     *fasthttp.Server
 	metrics fasthttp.RequestHandler
 	replies sync.Pool
@@ -24,6 +26,7 @@ type HTTP1 struct {
 // NewHTTP1 returns the fasthttp adapter for e.
 func NewHTTP1(e *Edge) *HTTP1 {
 	h := &HTTP1{e: e}
+	h.ctx, h.cancel = context.WithCancel(context.Background())
 	h.replies.New = func() any { return &reply{body: make([]byte, 0, 512)} }
 	h.metrics = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(e.metrics.reg, promhttp.HandlerOpts{}))
 	h.srv = &fasthttp.Server{
@@ -49,7 +52,10 @@ func NewHTTP1(e *Edge) *HTTP1 {
 func (h *HTTP1) Serve(ln net.Listener) error { return h.srv.Serve(ln) }
 
 // Shutdown stops accepting, lets in-flight requests finish until ctx ends.
-func (h *HTTP1) Shutdown(ctx context.Context) error { return h.srv.ShutdownWithContext(ctx) }
+func (h *HTTP1) Shutdown(ctx context.Context) error {
+	h.cancel()
+	return h.srv.ShutdownWithContext(ctx)
+}
 
 // Handler returns the fasthttp handler (for tests and embedding).
 func (h *HTTP1) Handler() fasthttp.RequestHandler { return h.handle }
@@ -120,6 +126,21 @@ func (h *HTTP1) route(ctx *fasthttp.RequestCtx, out *reply) {
 			ifNoneMatch: bstr(ctx.Request.Header.Peek("If-None-Match")),
 		}
 		e.blob(ctx, &r, out)
+	case string(path) == "/v1/snapshot" || len(path) > 10 && string(path[:10]) == "/v1/blobs/":
+		if !e.childAuthorized(ctx.Request.Header.Peek("Authorization")) {
+			out.jsonError(401, "unauthorized", "child edges must send Authorization: Bearer EDGE_KEY")
+			return
+		}
+		if !ctx.IsGet() {
+			out.jsonError(405, codeMethod, "Use GET")
+			return
+		}
+		if string(path) == "/v1/snapshot" {
+			args := ctx.QueryArgs()
+			e.childSnapshot(h.ctx, args.Peek("after"), args.Peek("wait"), out)
+			return
+		}
+		e.blob(ctx, &blobRequest{id: bstr(path[10:])}, out)
 	case string(path) == "/stats" && ctx.IsGet():
 		out.ok()
 	case string(path) == "/healthz":
@@ -163,6 +184,9 @@ func (h *HTTP1) write(ctx *fasthttp.RequestCtx, out *reply) {
 	}
 	if out.contentRange != "" {
 		resp.Header.Set("Content-Range", out.contentRange)
+	}
+	if out.rev > 0 {
+		resp.Header.Set("X-Updraft-Rev", strconv.FormatInt(out.rev, 10))
 	}
 	if out.cacheStatus != "" {
 		resp.Header.Set("Cache-Status", out.cacheStatus)

@@ -13,6 +13,10 @@ type edgeMetrics struct {
 	blobsVec    *prometheus.CounterVec
 	bytesServed prometheus.Counter
 	snapshotRev prometheus.Gauge
+
+	refusals       *prometheus.CounterVec
+	pollErrors     prometheus.Counter
+	snapshotDecode prometheus.Histogram
 }
 
 func newEdgeMetrics(c *cache.Tiered) *edgeMetrics {
@@ -30,8 +34,18 @@ func newEdgeMetrics(c *cache.Tiered) *edgeMetrics {
 		snapshotRev: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "updraft_edge_snapshot_rev", Help: "Revision of the snapshot being served.",
 		}),
+		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "updraft_edge_snapshot_refusals_total", Help: "Snapshots refused, by reason (bad_signature, malformed, format, older_rev).",
+		}, []string{"reason"}),
+		pollErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "updraft_edge_snapshot_poll_errors_total", Help: "Failed snapshot polls of the upstream.",
+		}),
+		snapshotDecode: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "updraft_edge_snapshot_decode_seconds", Help: "Time to verify, decode and index an accepted snapshot.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
+		}),
 	}
-	m.reg.MustRegister(m.updatesVec, m.blobsVec, m.bytesServed, m.snapshotRev,
+	m.reg.MustRegister(m.updatesVec, m.blobsVec, m.bytesServed, m.snapshotRev, m.refusals, m.pollErrors, m.snapshotDecode,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if c != nil {
 		m.reg.MustRegister(cacheCollector{c})

@@ -281,7 +281,3 @@ func orDash(s string) string {
 	}
 	return s
 }
-
-func cmdEdge(ctx context.Context, args []string, stderr io.Writer) error {
-	return errors.New("edge: a standalone edge follows its origin's snapshots; snapshot replication is not built yet, use `updraft serve`")
-}

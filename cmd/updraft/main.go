@@ -21,7 +21,9 @@ const usage = `updraft: live-update edge network for Capacitor apps
 Roles:
   updraft serve   [--data DIR] [--edge-listen ADDR] [--origin-listen ADDR]   origin + edge in one process
   updraft origin  [--data DIR] [--listen ADDR]                               origin only
-  updraft edge    --upstream URL --edge-key KEY [--data DIR] [--listen ADDR] edge following an origin
+  updraft edge    --upstream URL --origin-pubkey KEY --edge-key-file FILE [--data DIR] [--listen ADDR]
+                                                                             edge following an origin or parent edge
+  updraft keys show [--data DIR]                                             origin public key and edge key file
 
 Operator commands (talk to --origin, default http://127.0.0.1:8090, key from --api-key,
 UPDRAFT_API_KEY or ./updraft-data/api-key):
@@ -67,6 +69,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdOrigin(ctx, rest, stderr)
 	case "edge":
 		return cmdEdge(ctx, rest, stderr)
+	case "keys":
+		return cmdKeys(rest, stdout, stderr)
 	case "app":
 		s, r := sub()
 		return cmdApp(ctx, s, r, stdout, stderr)

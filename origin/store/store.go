@@ -106,6 +106,7 @@ var migrations = []string{
 		updated_at INTEGER NOT NULL,
 		PRIMARY KEY (app_id, name),
 		FOREIGN KEY (app_id, bundle_version) REFERENCES bundles(app_id, version));`,
+	`ALTER TABLE api_keys ADD COLUMN scope TEXT NOT NULL DEFAULT 'operator';`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {
@@ -162,35 +163,48 @@ func (s *Store) Rev(ctx context.Context) (int64, error) {
 	return rev, err
 }
 
-// AddAPIKey stores the hash of an operator API key.
-func (s *Store) AddAPIKey(ctx context.Context, hash, label string) error {
+// Key scopes: an operator key may do everything; an edge key may only
+// replicate (snapshots and blobs under /v1).
+const (
+	ScopeOperator = "operator"
+	ScopeEdge     = "edge"
+)
+
+// APIKey is a stored key: the SHA-256 of the secret, never the secret.
+type APIKey struct {
+	Hash  string
+	Scope string
+}
+
+// AddAPIKey stores the hash of a key with its scope.
+func (s *Store) AddAPIKey(ctx context.Context, hash, label, scope string) error {
 	return s.write(ctx, false, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO api_keys (hash, label, created_at) VALUES (?, ?, ?)`, hash, label, time.Now().Unix())
+		_, err := tx.ExecContext(ctx, `INSERT INTO api_keys (hash, label, scope, created_at) VALUES (?, ?, ?, ?)`, hash, label, scope, time.Now().Unix())
 		return err
 	})
 }
 
-// CountAPIKeys returns how many API keys are stored.
-func (s *Store) CountAPIKeys(ctx context.Context) (int, error) {
+// CountAPIKeys returns how many keys of a scope are stored.
+func (s *Store) CountAPIKeys(ctx context.Context, scope string) (int, error) {
 	var n int
-	err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM api_keys`).Scan(&n)
+	err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM api_keys WHERE scope = ?`, scope).Scan(&n)
 	return n, err
 }
 
-// APIKeyHashes returns every stored key hash.
-func (s *Store) APIKeyHashes(ctx context.Context) ([]string, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT hash FROM api_keys`)
+// APIKeys returns every stored key hash with its scope.
+func (s *Store) APIKeys(ctx context.Context) ([]APIKey, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT hash, scope FROM api_keys`)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []string
+	var out []APIKey
 	for rows.Next() {
-		var h string
-		if err := rows.Scan(&h); err != nil {
+		var k APIKey
+		if err := rows.Scan(&k.Hash, &k.Scope); err != nil {
 			return nil, err
 		}
-		out = append(out, h)
+		out = append(out, k)
 	}
 	return out, rows.Err()
 }

@@ -104,14 +104,20 @@ func TestAppsBundlesChannels(t *testing.T) {
 func TestAPIKeys(t *testing.T) {
 	ctx := context.Background()
 	s, _ := open(t)
-	if n, _ := s.CountAPIKeys(ctx); n != 0 {
+	if n, _ := s.CountAPIKeys(ctx, ScopeOperator); n != 0 {
 		t.Fatal(n)
 	}
-	if err := s.AddAPIKey(ctx, "h1", "default"); err != nil {
+	if err := s.AddAPIKey(ctx, "h1", "default", ScopeOperator); err != nil {
 		t.Fatal(err)
 	}
-	hs, err := s.APIKeyHashes(ctx)
-	if err != nil || len(hs) != 1 || hs[0] != "h1" {
-		t.Fatalf("%v %v", hs, err)
+	if err := s.AddAPIKey(ctx, "h2", "edges", ScopeEdge); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := s.CountAPIKeys(ctx, ScopeEdge); n != 1 {
+		t.Fatal(n)
+	}
+	ks, err := s.APIKeys(ctx)
+	if err != nil || len(ks) != 2 || ks[0] != (APIKey{"h1", ScopeOperator}) {
+		t.Fatalf("%v %v", ks, err)
 	}
 }

@@ -1,0 +1,75 @@
+package proxy
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/updraft-cdn/updraft/config"
+	"github.com/updraft-cdn/updraft/origin/snapshot"
+)
+
+func signed(t *testing.T, rev int64, key ed25519.PrivateKey) []byte {
+	t.Helper()
+	s := &snapshot.Snapshot{Format: snapshot.FormatVersion, Rev: rev, Apps: []*snapshot.App{{ID: "com.example.app"}}}
+	b, err := snapshot.Encode(s, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestReplicaRefusesTampering(t *testing.T) {
+	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+	_, other, _ := ed25519.GenerateKey(rand.Reader)
+	dir := t.TempDir()
+	e := New(config.NewEdge(dir), nil, nil)
+	r := NewReplica(e, "http://127.0.0.1:1", "k", pub)
+
+	if err := r.Accept(signed(t, 5, priv), true); err != nil {
+		t.Fatal(err)
+	}
+	flipped := signed(t, 6, priv)
+	flipped[len(flipped)/2] ^= 1
+	cases := []struct {
+		name   string
+		wire   []byte
+		reason string
+	}{
+		{"flipped byte", flipped, "bad_signature"},
+		{"wrong key", signed(t, 7, other), "bad_signature"},
+		{"replayed older rev", signed(t, 4, priv), "older_rev"},
+		{"same rev again", signed(t, 5, priv), "older_rev"},
+		{"truncated", signed(t, 8, priv)[:20], "malformed"},
+	}
+	for _, c := range cases {
+		before := testutil.ToFloat64(e.metrics.refusals.WithLabelValues(c.reason))
+		if err := r.Accept(c.wire, true); err == nil {
+			t.Fatalf("%s: accepted", c.name)
+		}
+		if got := testutil.ToFloat64(e.metrics.refusals.WithLabelValues(c.reason)); got != before+1 {
+			t.Fatalf("%s: refusals{%s} = %v, want %v", c.name, c.reason, got, before+1)
+		}
+		if e.Snapshot().Rev != 5 {
+			t.Fatalf("%s: current rev %d, want last good 5", c.name, e.Snapshot().Rev)
+		}
+	}
+
+	// The persisted file is the last good snapshot; a new edge loads it.
+	e2 := New(config.NewEdge(dir), nil, nil)
+	r2 := NewReplica(e2, "http://127.0.0.1:1", "k", pub)
+	if err := r2.LoadPersisted(); err != nil || e2.Snapshot() == nil || e2.Snapshot().Rev != 5 {
+		t.Fatalf("persisted: %v %+v", err, e2.Snapshot())
+	}
+	// A persisted file signed by another key is refused at start-up.
+	os.WriteFile(filepath.Join(dir, "snapshot.bin"), signed(t, 9, other), 0o644)
+	e3 := New(config.NewEdge(dir), nil, nil)
+	if err := NewReplica(e3, "http://127.0.0.1:1", "k", pub).LoadPersisted(); !errors.Is(err, snapshot.ErrBadSignature) || e3.Snapshot() != nil {
+		t.Fatalf("foreign persisted snapshot: %v", err)
+	}
+}
