@@ -49,7 +49,9 @@ func (s *Server) Handler() http.Handler {
 			}
 		})
 	}
-	api := func(pattern string, fn func(w http.ResponseWriter, r *http.Request) error) { handle(pattern, false, fn) }
+	api := func(pattern string, fn func(w http.ResponseWriter, r *http.Request) error) {
+		handle(pattern, false, fn)
+	}
 	api("GET /api/v1/apps", s.listApps)
 	api("POST /api/v1/apps", s.createApp)
 	api("GET /api/v1/apps/{app}/bundles", s.listBundles)
