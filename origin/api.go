@@ -59,6 +59,15 @@ func (s *Server) Handler() http.Handler {
 	api("GET /api/v1/apps/{app}/channels", s.listChannels)
 	api("POST /api/v1/apps/{app}/channels", s.createChannel)
 	api("PUT /api/v1/apps/{app}/channels/{name}", s.putChannel)
+	api("POST /api/v1/apps/{app}/channels/{name}/rollout", s.rollout)
+	api("PUT /api/v1/apps/{app}/channels/{name}/ab", s.putAB)
+	api("DELETE /api/v1/apps/{app}/channels/{name}/ab", s.deleteAB)
+	api("GET /api/v1/apps/{app}/segments", s.listSegments)
+	api("POST /api/v1/apps/{app}/segments", s.addSegment)
+	api("DELETE /api/v1/apps/{app}/segments/{name}", s.removeSegment)
+	api("GET /api/v1/apps/{app}/overrides", s.listOverrides)
+	api("PUT /api/v1/apps/{app}/overrides", s.putOverrides)
+	api("POST /api/v1/apps/{app}/resolve", s.resolve)
 	handle("GET /v1/blobs/{sha}", true, s.getBlob)
 	handle("GET /v1/snapshot", true, s.getSnapshot)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -81,8 +90,10 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 func writeErr(w http.ResponseWriter, e *apiError) { writeJSON(w, e.Status, e) }
 
 // decodeJSON reads a small JSON body into v, refusing unknown fields.
-func decodeJSON(r *http.Request, v any) error {
-	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
+func decodeJSON(r *http.Request, v any) error { return decodeJSONLimit(r, v, 1<<20) }
+
+func decodeJSONLimit(r *http.Request, v any, limit int64) error {
+	dec := json.NewDecoder(io.LimitReader(r.Body, limit))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return errf(http.StatusBadRequest, "invalid_json", "request body: %v", err)
@@ -354,16 +365,11 @@ func (s *Server) saveChannel(w http.ResponseWriter, r *http.Request, name string
 		return errf(http.StatusBadRequest, "invalid_channel_name", "channel %q: want 1-64 letters, digits, '.', '_' or '-'", name)
 	}
 	ch, created, demoted, err := s.store.PutChannel(r.Context(), appID, name, p, create)
-	var inv *store.InvalidError
 	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return notFoundApp(appID)
 	case errors.Is(err, store.ErrExists):
 		return errf(http.StatusConflict, "channel_exists", "app %s already has channel %q; update it with PUT", appID, name)
-	case errors.As(err, &inv):
-		return errf(http.StatusBadRequest, inv.Code, "%s", inv.Msg)
 	case err != nil:
-		return err
+		return storeErr(err, appID)
 	}
 	s.log.Info("origin: channel saved", "app", appID, "channel", name, "bundle", ch.Bundle, "created", created, "demoted", demoted)
 	s.awaitPublished(r.Context())

@@ -14,10 +14,12 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/updraft-cdn/updraft/config"
+	"github.com/updraft-cdn/updraft/origin/snapshot"
 	"github.com/updraft-cdn/updraft/origin/store"
 )
 
@@ -212,4 +214,67 @@ func ZipDir(dir string, w io.Writer) error {
 		}
 	}
 	return zw.Close()
+}
+
+// Rollout applies a rollout action to a channel.
+func (c *Client) Rollout(ctx context.Context, app, channel string, req RolloutRequest) (store.Channel, error) {
+	var out store.Channel
+	err := c.doJSON(ctx, http.MethodPost, "/api/v1/apps/"+url.PathEscape(app)+"/channels/"+url.PathEscape(channel)+"/rollout", req, &out)
+	return out, err
+}
+
+// SetAB sets a channel's A/B split; no arms clears it.
+func (c *Client) SetAB(ctx context.Context, app, channel string, arms []snapshot.Arm) (store.Channel, error) {
+	var out store.Channel
+	path := "/api/v1/apps/" + url.PathEscape(app) + "/channels/" + url.PathEscape(channel) + "/ab"
+	if len(arms) == 0 {
+		return out, c.doJSON(ctx, http.MethodDelete, path, nil, &out)
+	}
+	return out, c.doJSON(ctx, http.MethodPut, path, map[string]any{"arms": arms}, &out)
+}
+
+// AddSegment adds an attribute rule at position (nil: last).
+func (c *Client) AddSegment(ctx context.Context, app string, rule snapshot.Rule, position *int) (store.Segment, error) {
+	var out store.Segment
+	body := struct {
+		snapshot.Rule
+		Position *int `json:"position,omitempty"`
+	}{rule, position}
+	err := c.doJSON(ctx, http.MethodPost, "/api/v1/apps/"+url.PathEscape(app)+"/segments", body, &out)
+	return out, err
+}
+
+// ListSegments lists an app's rules in evaluation order.
+func (c *Client) ListSegments(ctx context.Context, app string) ([]store.Segment, error) {
+	var out []store.Segment
+	err := c.doJSON(ctx, http.MethodGet, "/api/v1/apps/"+url.PathEscape(app)+"/segments", nil, &out)
+	return out, err
+}
+
+// RemoveSegment deletes a rule.
+func (c *Client) RemoveSegment(ctx context.Context, app, name string) error {
+	return c.doJSON(ctx, http.MethodDelete, "/api/v1/apps/"+url.PathEscape(app)+"/segments/"+url.PathEscape(name), nil, nil)
+}
+
+// SetOverrides pins devices to channel ("" clears their overrides).
+func (c *Client) SetOverrides(ctx context.Context, app, channel string, devices []string) error {
+	return c.doJSON(ctx, http.MethodPut, "/api/v1/apps/"+url.PathEscape(app)+"/overrides", map[string]any{"channel": channel, "devices": devices}, nil)
+}
+
+// ListOverrides pages through an app's overrides.
+func (c *Client) ListOverrides(ctx context.Context, app, after string, limit int) ([]store.Override, error) {
+	var out []store.Override
+	q := url.Values{"limit": {strconv.Itoa(limit)}}
+	if after != "" {
+		q.Set("after", after)
+	}
+	err := c.doJSON(ctx, http.MethodGet, "/api/v1/apps/"+url.PathEscape(app)+"/overrides?"+q.Encode(), nil, &out)
+	return out, err
+}
+
+// Resolve asks the origin what an edge would answer this device now.
+func (c *Client) Resolve(ctx context.Context, app string, dev DeviceRequest) (Resolution, error) {
+	var out Resolution
+	err := c.doJSON(ctx, http.MethodPost, "/api/v1/apps/"+url.PathEscape(app)+"/resolve", dev, &out)
+	return out, err
 }

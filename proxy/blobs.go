@@ -27,7 +27,9 @@ func (e *Edge) blob(ctx context.Context, r *blobRequest, out *reply) {
 		return
 	}
 	etag := `"` + r.id + `"`
-	if r.ifNoneMatch != "" && etagMatch(r.ifNoneMatch, r.id) {
+	// A named tag can only be our hash, so it matches without a lookup; "*"
+	// matches only a blob that exists (RFC 9110 §13.1.2), checked below.
+	if r.ifNoneMatch != "" && r.ifNoneMatch != "*" && etagMatch(r.ifNoneMatch, r.id) {
 		out.status = 304
 		out.etag = etag
 		out.immutable = true
@@ -44,6 +46,14 @@ func (e *Edge) blob(ctx context.Context, r *blobRequest, out *reply) {
 		e.log.Error("blob: cache get", "sha256", r.id, "err", err)
 		out.jsonError(502, codeUpstream, "Blob could not be fetched from upstream")
 		e.metrics.blob(codeUpstream)
+		return
+	}
+	if r.ifNoneMatch == "*" {
+		b.Close()
+		out.status = 304
+		out.etag = etag
+		out.immutable = true
+		e.metrics.blob("not_modified")
 		return
 	}
 	out.etag = etag

@@ -21,6 +21,10 @@ type HTTP1 struct {
 	srv     *fasthttp.Server
 	metrics fasthttp.RequestHandler
 	replies sync.Pool
+
+	mu      sync.Mutex
+	serving bool
+	closed  bool
 }
 
 // NewHTTP1 returns the fasthttp adapter for e.
@@ -49,11 +53,30 @@ func NewHTTP1(e *Edge) *HTTP1 {
 }
 
 // Serve accepts connections on ln until Shutdown.
-func (h *HTTP1) Serve(ln net.Listener) error { return h.srv.Serve(ln) }
+func (h *HTTP1) Serve(ln net.Listener) error {
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		ln.Close()
+		return nil
+	}
+	h.serving = true
+	h.mu.Unlock()
+	return h.srv.Serve(ln)
+}
 
 // Shutdown stops accepting, lets in-flight requests finish until ctx ends.
+// Called before Serve, it makes a later Serve return at once (fasthttp alone
+// would ignore a shutdown that precedes Serve).
 func (h *HTTP1) Shutdown(ctx context.Context) error {
 	h.cancel()
+	h.mu.Lock()
+	h.closed = true
+	serving := h.serving
+	h.mu.Unlock()
+	if !serving {
+		return nil
+	}
 	return h.srv.ShutdownWithContext(ctx)
 }
 

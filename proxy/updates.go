@@ -65,6 +65,51 @@ func (e *Edge) updates(body []byte, baseURL []byte, out *reply) {
 		return
 	}
 	r := &st.req
+	typeErr := fillRequest(st, v)
+	// Capgo checks presence before types: a non-string app_id or device_id
+	// is present, so it fails the schema, not the presence check; so does {}.
+	if v.GetObject().Len() == 0 || typeErr != nil && (typeErr.path == "app_id" || typeErr.path == "device_id") {
+		is := []snapshot.Issue{{Path: "app_id", Message: "App ID is required"}}
+		if typeErr != nil {
+			is[0] = snapshot.Issue{Path: typeErr.path, Message: typeErr.msg}
+		}
+		out.requestError(&snapshot.RequestError{Code: snapshot.CodeInvalidBody, Message: "Cannot parse body", Issues: is})
+		e.metrics.updates(snapshot.CodeInvalidBody)
+		return
+	}
+	if rerr := r.Validate(); rerr != nil {
+		out.requestError(rerr)
+		e.metrics.updates(rerr.Code)
+		return
+	}
+	if typeErr != nil {
+		out.requestError(&snapshot.RequestError{Code: snapshot.CodeInvalidBody, Message: "Cannot parse body",
+			Issues: []snapshot.Issue{{Path: typeErr.path, Message: typeErr.msg}}})
+		e.metrics.updates(snapshot.CodeInvalidBody)
+		return
+	}
+	snap := e.snap.Load()
+	if snap == nil {
+		out.jsonError(503, codeNotReady, "Edge has no snapshot yet")
+		e.metrics.updates(codeNotReady)
+		return
+	}
+	d := snapshot.Resolve(snap, r)
+	out.status = 200
+	out.contentType = contentTypeJSON
+	if d.OK() {
+		out.body = appendUpdate(out.body[:0], &d, baseURL)
+		e.metrics.updates("update")
+		return
+	}
+	out.body = appendRefusal(out.body[:0], &d)
+	e.metrics.updates(d.Code)
+}
+
+// fillRequest reads the Capgo info object into st.req; strings alias the
+// parser's buffer. It reports the first field of the wrong JSON type.
+func fillRequest(st *updateState, v *fastjson.Value) *fieldIssue {
+	r := &st.req
 	*r = snapshot.Request{}
 	var typeErr *fieldIssue
 	str := func(key string) string {
@@ -112,34 +157,7 @@ func (e *Edge) updates(body []byte, baseURL []byte, out *reply) {
 	}
 	r.IsEmulator = boolean("is_emulator", false)
 	r.IsProd = boolean("is_prod", true)
-
-	if rerr := r.Validate(); rerr != nil {
-		out.requestError(rerr)
-		e.metrics.updates(rerr.Code)
-		return
-	}
-	if typeErr != nil {
-		out.requestError(&snapshot.RequestError{Code: snapshot.CodeInvalidBody, Message: "Cannot parse body",
-			Issues: []snapshot.Issue{{Path: typeErr.path, Message: typeErr.msg}}})
-		e.metrics.updates(snapshot.CodeInvalidBody)
-		return
-	}
-	snap := e.snap.Load()
-	if snap == nil {
-		out.jsonError(503, codeNotReady, "Edge has no snapshot yet")
-		e.metrics.updates(codeNotReady)
-		return
-	}
-	d := snapshot.Resolve(snap, r)
-	out.status = 200
-	out.contentType = contentTypeJSON
-	if d.OK() {
-		out.body = appendUpdate(out.body[:0], &d, baseURL)
-		e.metrics.updates("update")
-		return
-	}
-	out.body = appendRefusal(out.body[:0], &d)
-	e.metrics.updates(d.Code)
+	return typeErr
 }
 
 // lowerDeviceID lower-cases a device id like Capgo does, copying only when

@@ -33,6 +33,12 @@ UPDRAFT_API_KEY or ./updraft-data/api-key):
   updraft bundle list --app ID
   updraft channel set NAME --app ID [--bundle V] [--default] [option flags]
   updraft channel list --app ID
+  updraft channel rollout NAME --app ID --bundle V --percent P   (or --bps N; --pause, --resume, --promote, --rollback)
+  updraft channel ab NAME --app ID --arm NAME=VERSION:PERCENT ... (or --clear)
+  updraft segment add NAME --app ID --channel C [--platform P] [--version-build RANGE] [--custom-id-prefix X] ...
+  updraft segment list|remove [NAME] --app ID
+  updraft device override DEVICE_ID... --app ID --channel NAME   (or --clear); updraft device list --app ID
+  updraft resolve --app ID --device ID --platform P --version-build V [--version-name V] [--custom-id X] ...
 
 Run "updraft COMMAND --help" for a command's flags.
 `
@@ -79,7 +85,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdBundle(ctx, s, r, stdout, stderr)
 	case "channel":
 		s, r := sub()
+		switch s {
+		case "rollout":
+			return cmdRollout(ctx, r, stdout, stderr)
+		case "ab":
+			return cmdAB(ctx, r, stdout, stderr)
+		}
 		return cmdChannel(ctx, s, r, stdout, stderr)
+	case "segment":
+		s, r := sub()
+		return cmdSegment(ctx, s, r, stdout, stderr)
+	case "device":
+		s, r := sub()
+		return cmdDevice(ctx, s, r, stdout, stderr)
+	case "resolve":
+		return cmdResolve(ctx, rest, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

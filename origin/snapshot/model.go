@@ -45,14 +45,18 @@ const FormatVersion = 1
 
 // App is one application and its delivery configuration.
 type App struct {
-	ID       string     `json:"id"`
-	Bundles  []*Bundle  `json:"bundles"`
-	Channels []*Channel `json:"channels"`
+	ID        string          `json:"id"`
+	Bundles   []*Bundle       `json:"bundles"`
+	Channels  []*Channel      `json:"channels"`
+	Overrides []OverrideGroup `json:"overrides,omitempty"`
+	Rules     []*Rule         `json:"rules,omitempty"`
 
 	bundles  map[string]*Bundle
 	channels map[string]*Channel
 	// defaults holds the default channel per platform (index by platformIndex).
 	defaults [3]*Channel
+	// overrides maps a binary device id to an index in Channels.
+	overrides map[[16]byte]uint16
 }
 
 // Bundle is an uploaded, immutable release of an app's web content.
@@ -72,6 +76,7 @@ type Bundle struct {
 
 // Channel routes devices to a bundle, with Capgo's options.
 type Channel struct {
+	ID     int64  `json:"id"` // stable numeric id (Capgo's channel list shows it)
 	Name   string `json:"name"`
 	Bundle string `json:"bundle,omitempty"` // version; empty: no bundle yet
 	// Public makes the channel the default for the platforms it enables.
@@ -87,6 +92,11 @@ type Channel struct {
 	DisableAutoUpdate  string `json:"disable_auto_update"`
 	// DisableAutoUpdateUnderNative refuses bundles older than the native build.
 	DisableAutoUpdateUnderNative bool `json:"disable_auto_update_under_native"`
+
+	Rollout *Rollout `json:"rollout,omitempty"`
+	AB      *ABSplit `json:"ab,omitempty"`
+
+	bundle *Bundle
 }
 
 // Platform reports whether the channel serves platform p.
@@ -150,8 +160,8 @@ func (a *App) index() error {
 		if _, dup := a.channels[c.Name]; dup {
 			return fmt.Errorf("app %q: channel %q twice", a.ID, c.Name)
 		}
-		if c.Bundle != "" && a.bundles[c.Bundle] == nil {
-			return fmt.Errorf("app %q: channel %q points at unknown bundle %q", a.ID, c.Name, c.Bundle)
+		if err := c.index(a); err != nil {
+			return fmt.Errorf("app %q: channel %q: %w", a.ID, c.Name, err)
 		}
 		a.channels[c.Name] = c
 		if !c.Public {
@@ -163,8 +173,96 @@ func (a *App) index() error {
 			}
 		}
 	}
+	if len(a.Channels) > 1<<16-1 {
+		return fmt.Errorf("app %q: more than 65535 channels", a.ID)
+	}
+	n := 0
+	for _, g := range a.Overrides {
+		n += len(g.Devices) / 16
+	}
+	a.overrides = make(map[[16]byte]uint16, n)
+	for _, g := range a.Overrides {
+		idx := -1
+		for i, c := range a.Channels {
+			if c.Name == g.Channel {
+				idx = i
+			}
+		}
+		if idx < 0 {
+			return fmt.Errorf("app %q: overrides for unknown channel %q", a.ID, g.Channel)
+		}
+		if len(g.Devices)%16 != 0 {
+			return fmt.Errorf("app %q: overrides for %q: %d bytes is not a whole number of device ids", a.ID, g.Channel, len(g.Devices))
+		}
+		for i := 0; i < len(g.Devices); i += 16 {
+			a.overrides[[16]byte(g.Devices[i:i+16])] = uint16(idx)
+		}
+	}
+	for _, r := range a.Rules {
+		if err := r.Validate(); err != nil {
+			return fmt.Errorf("app %q: %w", a.ID, err)
+		}
+		if r.channel = a.channels[r.Channel]; r.channel == nil {
+			return fmt.Errorf("app %q: segment %s: unknown channel %q", a.ID, r.Name, r.Channel)
+		}
+	}
 	return nil
 }
+
+// index links the channel to its bundles and checks rollout and split.
+func (c *Channel) index(a *App) error {
+	if c.Bundle != "" {
+		if c.bundle = a.bundles[c.Bundle]; c.bundle == nil {
+			return fmt.Errorf("unknown bundle %q", c.Bundle)
+		}
+	}
+	if c.Rollout != nil && c.AB != nil {
+		return fmt.Errorf("has both a rollout and an A/B split")
+	}
+	if ro := c.Rollout; ro != nil {
+		if err := validateBPS(ro.BPS); err != nil {
+			return fmt.Errorf("rollout: %w", err)
+		}
+		if ro.ID == "" {
+			return fmt.Errorf("rollout without id")
+		}
+		if ro.bundle = a.bundles[ro.Bundle]; ro.bundle == nil {
+			return fmt.Errorf("rollout: unknown bundle %q", ro.Bundle)
+		}
+		ro.seed = seedOf(ro.ID)
+	}
+	if ab := c.AB; ab != nil {
+		if err := ab.Validate(); err != nil {
+			return err
+		}
+		if ab.ID == "" {
+			return fmt.Errorf("A/B split without id")
+		}
+		ab.seed = seedOf(ab.ID)
+		for i := range ab.Arms {
+			arm := &ab.Arms[i]
+			if arm.bundle = a.bundles[arm.Bundle]; arm.bundle == nil {
+				return fmt.Errorf("A/B arm %s: unknown bundle %q", arm.Name, arm.Bundle)
+			}
+		}
+	}
+	return nil
+}
+
+// Override returns the channel a device is pinned to, or nil.
+func (a *App) Override(deviceID string) *Channel {
+	u, ok := ParseDeviceID(deviceID)
+	if !ok {
+		return nil
+	}
+	if i, ok := a.overrides[u]; ok {
+		return a.Channels[i]
+	}
+	return nil
+}
+
+// OverrideCount is the number of devices pinned to a channel.
+func (a *App) OverrideCount() int { return len(a.overrides) }
 
 // App returns the app with this id, or nil.
 func (s *Snapshot) App(id string) *App { return s.apps[id] }

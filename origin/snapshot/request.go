@@ -124,6 +124,9 @@ func (r *Request) Validate() *RequestError {
 	if r.AppID == "" {
 		return &RequestError{Code: CodeMissingAppID, Message: "Cannot find app_id"}
 	}
+	if strings.ContainsAny(r.DeviceID, "ABCDEF") {
+		r.DeviceID = strings.ToLower(r.DeviceID) // rollout buckets hash the canonical form
+	}
 	if r.VersionBuild != "" {
 		v, ok := ParseVersion(coerceBuild(r.VersionBuild))
 		if !ok {
@@ -131,6 +134,11 @@ func (r *Request) Validate() *RequestError {
 				Message: "Native version: " + r.VersionBuild + " doesn't follow semver convention, please check https://capgo.app/semver_tester/ to learn more about semver usage in Capgo"}
 		}
 		r.build = v
+		// Like Capgo, continue with the formatted version ("1.0" → "1.0.0");
+		// this allocates only for builds not already written canonically.
+		if strings.Count(r.VersionBuild, ".") < 2 || r.VersionBuild[0] < '0' || r.VersionBuild[0] > '9' {
+			r.VersionBuild = v.String()
+		}
 	}
 	if r.VersionName == "builtin" {
 		r.OnBuiltin = true

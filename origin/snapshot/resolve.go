@@ -34,8 +34,18 @@ const (
 
 // Rules that pick a device's channel, reported in Decision.Rule.
 const (
+	RuleOverride     = "override"      // the operator pinned the device to a channel
 	RuleSelfAssigned = "self_assigned" // the device's defaultChannel
+	RuleSegment      = "segment"       // an attribute rule (Decision.Segment names it)
 	RuleDefault      = "default"       // the platform's default (public) channel
+)
+
+// Variants: which of the channel's bundles a device gets.
+const (
+	VariantChannel     = ""             // the channel's bundle
+	VariantRollout     = "rollout"      // bucket below the rollout's share
+	VariantRolloutKept = "rollout_kept" // paused rollout; the device already runs its bundle
+	VariantAB          = "ab"           // an A/B arm (Decision.Arm)
 )
 
 // Decision is the answer to an update check: a bundle to install, or an
@@ -44,6 +54,10 @@ type Decision struct {
 	Bundle  *Bundle  // set when the device should update
 	Channel *Channel // channel the device resolved to, if any
 	Rule    string   // which rule chose the channel
+	Segment string   // the segment rule's name, for RuleSegment
+	Variant string   // which of the channel's bundles was chosen
+	Arm     string   // the A/B arm, for VariantAB
+	Bucket  int      // the device's bucket in the rollout or split, -1 if none
 
 	Code    string // empty on success
 	Message string
@@ -75,43 +89,85 @@ func Resolve(s *Snapshot, r *Request) Decision {
 		return refuse(CodeUnsupportedPlugin, KindFailed,
 			"Plugin version "+r.PluginVersion+" (v4) is no longer supported. Please upgrade to v5.10.0 or later.")
 	}
-	ch, rule := pickChannel(app, r)
+	dev, devOK := ParseDeviceID(r.DeviceID)
+	ch, rule, seg := pickChannel(app, r, dev, devOK)
 	if ch == nil {
 		return refuse(CodeNoChannel, KindFailed, "no default channel or override")
 	}
-	b := app.Bundle(ch.Bundle)
+	b, variant, arm, bkt := pickBundle(ch, r)
 	if b == nil {
 		d := refuse(CodeNoBundle, KindFailed, "Cannot get bundle")
-		d.Channel, d.Rule = ch, rule
+		d.Channel, d.Rule, d.Segment, d.Bucket = ch, rule, seg, bkt
 		return d
 	}
-	d := guard(ch, b, r)
-	d.Channel, d.Rule = ch, rule
+	d := guard(ch, b, r, rule == RuleOverride || rule == RuleSegment)
+	d.Channel, d.Rule, d.Segment, d.Variant, d.Arm, d.Bucket = ch, rule, seg, variant, arm, bkt
 	if d.Code == "" {
 		d.Bundle = b
 	}
 	return d
 }
 
-// pickChannel applies the channel rules in order; first match wins. A
+// pickChannel applies the channel rules in order; first match wins: device
+// override, self-assigned channel, attribute segments, platform default. A
 // self-assigned channel must serve the platform and be public or allow
 // self-assignment; unlike Capgo, a device whose defaultChannel does not
-// qualify falls through to the default channel instead of getting no_channel.
-func pickChannel(app *App, r *Request) (*Channel, string) {
+// qualify falls through to the next rule instead of getting no_channel.
+func pickChannel(app *App, r *Request, dev [16]byte, devOK bool) (*Channel, string, string) {
+	if devOK && len(app.overrides) > 0 {
+		if i, ok := app.overrides[dev]; ok {
+			return app.Channels[i], RuleOverride, ""
+		}
+	}
 	if r.DefaultChannel != "" {
 		if c := app.Channel(r.DefaultChannel); c != nil && c.Platform(r.Platform) && (c.Public || c.AllowDeviceSelfSet) {
-			return c, RuleSelfAssigned
+			return c, RuleSelfAssigned, ""
+		}
+	}
+	for _, rule := range app.Rules {
+		if rule.matches(r, dev, devOK) {
+			return rule.channel, RuleSegment, rule.Name
 		}
 	}
 	if c := app.DefaultChannel(r.Platform); c != nil {
-		return c, RuleDefault
+		return c, RuleDefault, ""
 	}
-	return nil, ""
+	return nil, "", ""
+}
+
+// pickBundle chooses between the channel's bundle and its rollout or A/B
+// arms by the device's bucket.
+func pickBundle(ch *Channel, r *Request) (b *Bundle, variant, arm string, bkt int) {
+	switch {
+	case ch.Rollout != nil:
+		ro := ch.Rollout
+		bkt = bucket(ro.seed, r.DeviceID)
+		if ro.Paused {
+			if r.VersionName == ro.Bundle {
+				return ro.bundle, VariantRolloutKept, "", bkt
+			}
+		} else if bkt < ro.BPS {
+			return ro.bundle, VariantRollout, "", bkt
+		}
+	case ch.AB != nil:
+		bkt = bucket(ch.AB.seed, r.DeviceID)
+		lo := 0
+		for i := range ch.AB.Arms {
+			a := &ch.AB.Arms[i]
+			if bkt < lo+a.BPS {
+				return a.bundle, VariantAB, a.Name, bkt
+			}
+			lo += a.BPS
+		}
+	default:
+		bkt = -1
+	}
+	return ch.bundle, VariantChannel, "", bkt
 }
 
 // guard applies Capgo's checks, in Capgo's order, to target bundle b on
 // channel ch. Version comparisons are against the native version_build.
-func guard(ch *Channel, b *Bundle, r *Request) Decision {
+func guard(ch *Channel, b *Bundle, r *Request, operatorRouted bool) Decision {
 	if r.VersionName == b.Version {
 		return refuse(CodeNoNewVersion, KindUpToDate, "No new version available")
 	}
@@ -133,7 +189,7 @@ func guard(ch *Channel, b *Bundle, r *Request) Decision {
 	if semverOK && ch.DisableAutoUpdate == DisableMajor && v.Major > build.Major {
 		return blocked(CodeToMajor, "Cannot upgrade major version", true, r.VersionBuild)
 	}
-	if !ch.AllowDeviceSelfSet && !ch.Public {
+	if !ch.AllowDeviceSelfSet && !ch.Public && !operatorRouted {
 		d := refuse(CodePrivateChannel, KindBlocked, privateChannelMessage(ch.Name, r.DefaultChannel))
 		return d
 	}
@@ -180,4 +236,16 @@ func privateChannelMessage(name, defaultChannel string) string {
 		return `Cannot update via a private channel. The channel "` + name + `" does not allow device self-assignment. Please ensure your defaultChannel "` + defaultChannel + `" has "Allow devices to self dissociate/associate" set to true.`
 	}
 	return `Cannot update via a private channel. The channel "` + name + `" does not allow device self-assignment. Please set a defaultChannel with "Allow devices to self dissociate/associate" enabled.`
+}
+
+// ChannelFor returns the channel the device of r resolves to under s (nil if
+// none) and the rule that chose it, without looking at bundles or guards.
+func ChannelFor(s *Snapshot, r *Request) (*Channel, string) {
+	app := s.App(r.AppID)
+	if app == nil {
+		return nil, ""
+	}
+	dev, devOK := ParseDeviceID(r.DeviceID)
+	ch, rule, _ := pickChannel(app, r, dev, devOK)
+	return ch, rule
 }

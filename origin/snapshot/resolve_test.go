@@ -114,7 +114,7 @@ func TestPrivateChannel(t *testing.T) {
 	ch.Public = false
 	r := baseReq()
 	r.Validate()
-	d := guard(ch, s.App("com.example.app").Bundle("1.2.0"), &r)
+	d := guard(ch, s.App("com.example.app").Bundle("1.2.0"), &r, false)
 	if d.Code != CodePrivateChannel || !strings.Contains(d.Message, `"production"`) {
 		t.Fatalf("%+v", d)
 	}

@@ -1,5 +1,7 @@
 package snapshot
 
+import "strconv"
+
 // Version is a parsed semantic version (semver 2.0.0). Pre and Build
 // reference the parsed string; Version values are small and copied freely.
 //
@@ -124,6 +126,18 @@ func allDigits(s string) bool {
 		}
 	}
 	return true
+}
+
+// String formats the version canonically (MAJOR.MINOR.PATCH[-PRE][+BUILD]).
+func (v Version) String() string {
+	s := strconv.FormatUint(v.Major, 10) + "." + strconv.FormatUint(v.Minor, 10) + "." + strconv.FormatUint(v.Patch, 10)
+	if v.Pre != "" {
+		s += "-" + v.Pre
+	}
+	if v.Build != "" {
+		s += "+" + v.Build
+	}
+	return s
 }
 
 // Compare orders versions by semver precedence: -1, 0 or +1. Build metadata

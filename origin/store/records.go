@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -205,18 +206,34 @@ const channelCols = `app_id, name, bundle_version, public, ios, android, electro
 
 func scanChannel(rows *sql.Rows) (Channel, error) {
 	var c Channel
-	var bundle sql.NullString
+	var bundle, rollout, ab sql.NullString
 	var created, updated int64
-	err := rows.Scan(&c.AppID, &c.Name, &bundle, &c.Public, &c.IOS, &c.Android, &c.Electron, &c.AllowDeviceSelfSet,
-		&c.AllowEmulator, &c.AllowDev, &c.AllowProd, &c.AllowDevice, &c.DisableAutoUpdate, &c.DisableAutoUpdateUnderNative, &created, &updated)
+	err := rows.Scan(&c.ID, &c.AppID, &c.Name, &bundle, &c.Public, &c.IOS, &c.Android, &c.Electron, &c.AllowDeviceSelfSet,
+		&c.AllowEmulator, &c.AllowDev, &c.AllowProd, &c.AllowDevice, &c.DisableAutoUpdate, &c.DisableAutoUpdateUnderNative, &created, &updated,
+		&rollout, &ab)
+	if err != nil {
+		return c, err
+	}
 	c.Bundle = bundle.String
 	c.CreatedAt = time.Unix(created, 0).UTC()
 	c.UpdatedAt = time.Unix(updated, 0).UTC()
-	return c, err
+	if rollout.Valid {
+		c.Rollout = new(snapshot.Rollout)
+		if err := json.Unmarshal([]byte(rollout.String), c.Rollout); err != nil {
+			return c, fmt.Errorf("channel %s rollout: %w", c.Name, err)
+		}
+	}
+	if ab.Valid {
+		c.AB = new(snapshot.ABSplit)
+		if err := json.Unmarshal([]byte(ab.String), c.AB); err != nil {
+			return c, fmt.Errorf("channel %s ab: %w", c.Name, err)
+		}
+	}
+	return c, nil
 }
 
 func listChannels(ctx context.Context, q querier, where string, args ...any) ([]Channel, error) {
-	rows, err := q.QueryContext(ctx, `SELECT `+channelCols+` FROM channels `+where, args...)
+	rows, err := q.QueryContext(ctx, `SELECT rowid, `+channelCols+`, rollout, ab FROM channels `+where, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -291,6 +308,11 @@ func (s *Store) PutChannel(ctx context.Context, appID, name string, p ChannelPat
 		if err != nil {
 			return err
 		}
+		saved, err := listChannels(ctx, tx, `WHERE app_id = ? AND name = ?`, appID, name)
+		if err != nil || len(saved) != 1 {
+			return fmt.Errorf("re-read channel %s: %v", name, err)
+		}
+		ch = saved[0]
 		if !ch.Public {
 			return nil
 		}
@@ -365,6 +387,16 @@ func (s *Store) Snapshot(ctx context.Context) (*snapshot.Snapshot, error) {
 	for _, c := range channels {
 		ch := c.Channel
 		apps[c.AppID].Channels = append(apps[c.AppID].Channels, &ch)
+	}
+	rules, err := listSegments(ctx, tx, "")
+	if err != nil {
+		return nil, fmt.Errorf("store: snapshot: %w", err)
+	}
+	for _, r := range rules {
+		apps[r.AppID].Rules = append(apps[r.AppID].Rules, &r.Rule)
+	}
+	if err := loadOverrides(ctx, tx, apps); err != nil {
+		return nil, fmt.Errorf("store: snapshot: %w", err)
 	}
 	if err := snap.Index(); err != nil {
 		return nil, err

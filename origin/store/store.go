@@ -107,6 +107,23 @@ var migrations = []string{
 		PRIMARY KEY (app_id, name),
 		FOREIGN KEY (app_id, bundle_version) REFERENCES bundles(app_id, version));`,
 	`ALTER TABLE api_keys ADD COLUMN scope TEXT NOT NULL DEFAULT 'operator';`,
+	`ALTER TABLE channels ADD COLUMN rollout TEXT;
+	 ALTER TABLE channels ADD COLUMN ab TEXT;
+	 CREATE TABLE segments (
+		app_id TEXT NOT NULL REFERENCES apps(id),
+		name TEXT NOT NULL,
+		position INTEGER NOT NULL,
+		rule TEXT NOT NULL,
+		created_at INTEGER NOT NULL,
+		PRIMARY KEY (app_id, name));
+	 CREATE TABLE device_overrides (
+		app_id TEXT NOT NULL,
+		device_id BLOB NOT NULL,
+		channel TEXT NOT NULL,
+		updated_at INTEGER NOT NULL,
+		PRIMARY KEY (app_id, device_id),
+		FOREIGN KEY (app_id, channel) REFERENCES channels(app_id, name)) WITHOUT ROWID;
+	 CREATE INDEX device_overrides_channel ON device_overrides (app_id, channel);`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {

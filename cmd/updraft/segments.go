@@ -1,0 +1,409 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"strconv"
+	"strings"
+
+	"github.com/updraft-cdn/updraft/origin"
+	"github.com/updraft-cdn/updraft/origin/snapshot"
+	"github.com/updraft-cdn/updraft/origin/store"
+)
+
+// parsePercent reads "10" or "12.5" (percent) as basis points.
+func parsePercent(s string) (int, error) {
+	p, err := strconv.ParseFloat(strings.TrimSuffix(s, "%"), 64)
+	if err != nil || p < 0 || p > 100 || math.IsNaN(p) {
+		return 0, fmt.Errorf("percent %q: want a number from 0 to 100", s)
+	}
+	return int(math.Round(p * 100)), nil
+}
+
+func describeRollout(ch store.Channel) string {
+	switch {
+	case ch.Rollout != nil:
+		state := "running"
+		if ch.Rollout.Paused {
+			state = "paused"
+		}
+		return fmt.Sprintf("channel %s: bundle %s; rollout of %s to %.2f%% of devices (%d bps), %s, id %s",
+			ch.Name, orDash(ch.Bundle), ch.Rollout.Bundle, float64(ch.Rollout.BPS)/100, ch.Rollout.BPS, state, ch.Rollout.ID)
+	case ch.AB != nil:
+		var arms []string
+		for _, a := range ch.AB.Arms {
+			arms = append(arms, fmt.Sprintf("%s=%s %.2f%%", a.Name, a.Bundle, float64(a.BPS)/100))
+		}
+		return fmt.Sprintf("channel %s: bundle %s; A/B split %s, id %s", ch.Name, orDash(ch.Bundle), strings.Join(arms, ", "), ch.AB.ID)
+	}
+	return fmt.Sprintf("channel %s: bundle %s; no rollout", ch.Name, orDash(ch.Bundle))
+}
+
+func cmdRollout(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("channel rollout", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cf clientFlags
+	cf.register(fs)
+	app := fs.String("app", "", "app id")
+	bundle := fs.String("bundle", "", "bundle version to roll out")
+	percent := fs.String("percent", "", "share of the channel's devices, 0-100 (e.g. 5 or 12.5)")
+	bps := fs.Int("bps", -1, "share in basis points, 0-10000 (instead of --percent)")
+	actions := map[string]*bool{}
+	for _, a := range []string{"pause", "resume", "promote", "rollback"} {
+		actions[a] = fs.Bool(a, false, a+" the rollout")
+	}
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := want(1, pos, "one channel NAME"); err != nil {
+		return err
+	}
+	if *app == "" {
+		return errors.New("channel rollout: --app is required")
+	}
+	req := origin.RolloutRequest{Action: store.RolloutSet, Bundle: *bundle}
+	n := 0
+	for name, on := range actions {
+		if *on {
+			req.Action = store.RolloutAction(name)
+			n++
+		}
+	}
+	switch {
+	case n > 1:
+		return errors.New("channel rollout: give one of --pause, --resume, --promote, --rollback")
+	case n == 0:
+		v := *bps
+		if *percent != "" {
+			if v, err = parsePercent(*percent); err != nil {
+				return err
+			}
+		}
+		if *bundle == "" || v < 0 {
+			return errors.New("channel rollout: want --bundle V and --percent P (or --bps N), or one of --pause, --resume, --promote, --rollback")
+		}
+		req.BPS = &v
+	}
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
+	ch, err := c.Rollout(ctx, *app, pos[0], req)
+	if err != nil {
+		return err
+	}
+	if cf.json {
+		return printJSON(stdout, ch)
+	}
+	fmt.Fprintln(stdout, describeRollout(ch))
+	return nil
+}
+
+// armsFlag collects --arm NAME=VERSION:PERCENT.
+type armsFlag []snapshot.Arm
+
+func (a *armsFlag) String() string { return fmt.Sprint(*a) }
+
+func (a *armsFlag) Set(v string) error {
+	name, rest, ok1 := strings.Cut(v, "=")
+	version, pct, ok2 := strings.Cut(rest, ":")
+	if !ok1 || !ok2 {
+		return fmt.Errorf("--arm %q: want NAME=VERSION:PERCENT, e.g. b=1.3.0:50", v)
+	}
+	bps, err := parsePercent(pct)
+	if err != nil {
+		return err
+	}
+	*a = append(*a, snapshot.Arm{Name: name, Bundle: version, BPS: bps})
+	return nil
+}
+
+func cmdAB(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("channel ab", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cf clientFlags
+	cf.register(fs)
+	app := fs.String("app", "", "app id")
+	var arms armsFlag
+	fs.Var(&arms, "arm", "an arm NAME=VERSION:PERCENT (repeat); devices past the arms keep the channel's bundle")
+	clear := fs.Bool("clear", false, "remove the A/B split")
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := want(1, pos, "one channel NAME"); err != nil {
+		return err
+	}
+	if *app == "" || (len(arms) == 0) == !*clear {
+		return errors.New("channel ab: want --app and either --arm NAME=VERSION:PERCENT (repeated) or --clear")
+	}
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
+	ch, err := c.SetAB(ctx, *app, pos[0], arms)
+	if err != nil {
+		return err
+	}
+	if cf.json {
+		return printJSON(stdout, ch)
+	}
+	fmt.Fprintln(stdout, describeRollout(ch))
+	return nil
+}
+
+// optBool is a flag that records whether it was given.
+type optBool struct{ v *bool }
+
+func (o *optBool) String() string {
+	if o.v == nil {
+		return ""
+	}
+	return strconv.FormatBool(*o.v)
+}
+
+func (o *optBool) Set(s string) error {
+	b, err := strconv.ParseBool(s)
+	if err != nil {
+		return fmt.Errorf("want true or false")
+	}
+	o.v = &b
+	return nil
+}
+
+func splitList(s string) []string {
+	if s == "" {
+		return nil
+	}
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func cmdSegment(ctx context.Context, sub string, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("segment "+sub, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cf clientFlags
+	cf.register(fs)
+	app := fs.String("app", "", "app id")
+	var rule snapshot.Rule
+	fs.StringVar(&rule.Channel, "channel", "", "add: channel the matching devices get")
+	platforms := fs.String("platform", "", "add: only these platforms (comma-separated: ios,android,electron)")
+	fs.StringVar(&rule.VersionBuild, "version-build", "", `add: native version range, e.g. ">=2.0.0 <3.0.0" or "^2"`)
+	fs.StringVar(&rule.PluginVersion, "plugin-version", "", "add: plugin version range")
+	customIDs := fs.String("custom-id", "", "add: custom ids (comma-separated)")
+	fs.StringVar(&rule.CustomIDPrefix, "custom-id-prefix", "", "add: custom id prefix")
+	deviceIDs := fs.String("device-id", "", "add: device ids (comma-separated)")
+	var emu, prod optBool
+	fs.Var(&emu, "emulator", "add: only emulators (true) or only physical devices (false)")
+	fs.Var(&prod, "prod", "add: only prod builds (true) or only dev builds (false)")
+	position := fs.Int("position", -1, "add: 0-based place in the evaluation order (default: last)")
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if *app == "" {
+		return errors.New("segment: --app is required")
+	}
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
+	switch sub {
+	case "add":
+		if err := want(1, pos, "one segment NAME"); err != nil {
+			return err
+		}
+		rule.Name = pos[0]
+		rule.Platforms, rule.CustomIDs, rule.DeviceIDs = splitList(*platforms), splitList(*customIDs), splitList(*deviceIDs)
+		rule.IsEmulator, rule.IsProd = emu.v, prod.v
+		var p *int
+		if *position >= 0 {
+			p = position
+		}
+		seg, err := c.AddSegment(ctx, *app, rule, p)
+		if err != nil {
+			return err
+		}
+		if cf.json {
+			return printJSON(stdout, seg)
+		}
+		fmt.Fprintf(stdout, "segment %s (position %d) sends matching devices to channel %s\n", seg.Name, seg.Position, seg.Channel)
+		return nil
+	case "list":
+		segs, err := c.ListSegments(ctx, *app)
+		if err != nil {
+			return err
+		}
+		if cf.json {
+			return printJSON(stdout, segs)
+		}
+		var rows [][]string
+		for _, s := range segs {
+			rows = append(rows, []string{strconv.Itoa(s.Position), s.Name, s.Channel, describeRule(s.Rule)})
+		}
+		table(stdout, "POS\tNAME\tCHANNEL\tMATCHES", rows)
+		return nil
+	case "remove":
+		if err := want(1, pos, "one segment NAME"); err != nil {
+			return err
+		}
+		if err := c.RemoveSegment(ctx, *app, pos[0]); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "segment %s removed\n", pos[0])
+		return nil
+	}
+	return fmt.Errorf("segment: want add, list or remove, got %q", sub)
+}
+
+func describeRule(r snapshot.Rule) string {
+	var parts []string
+	add := func(k, v string) {
+		if v != "" {
+			parts = append(parts, k+" "+v)
+		}
+	}
+	add("platform", strings.Join(r.Platforms, ","))
+	add("version_build", r.VersionBuild)
+	add("plugin_version", r.PluginVersion)
+	add("custom_id in", strings.Join(r.CustomIDs, ","))
+	add("custom_id prefix", r.CustomIDPrefix)
+	if len(r.DeviceIDs) > 0 {
+		add("device ids", strconv.Itoa(len(r.DeviceIDs)))
+	}
+	if r.IsEmulator != nil {
+		add("emulator", strconv.FormatBool(*r.IsEmulator))
+	}
+	if r.IsProd != nil {
+		add("prod", strconv.FormatBool(*r.IsProd))
+	}
+	if len(parts) == 0 {
+		return "every device"
+	}
+	return strings.Join(parts, "; ")
+}
+
+func cmdDevice(ctx context.Context, sub string, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("device "+sub, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cf clientFlags
+	cf.register(fs)
+	app := fs.String("app", "", "app id")
+	channel := fs.String("channel", "", "override: channel to pin the device to")
+	clear := fs.Bool("clear", false, "override: remove the device's override")
+	after := fs.String("after", "", "list: start after this device id")
+	limit := fs.Int("limit", 100, "list: at most this many")
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if *app == "" {
+		return errors.New("device: --app is required")
+	}
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
+	switch sub {
+	case "override":
+		if len(pos) == 0 {
+			return errors.New("device override: want DEVICE_ID [DEVICE_ID...]")
+		}
+		if (*channel == "") == !*clear {
+			return errors.New("device override: want --channel NAME or --clear")
+		}
+		if err := c.SetOverrides(ctx, *app, *channel, pos); err != nil {
+			return err
+		}
+		if *clear {
+			fmt.Fprintf(stdout, "%d device(s) no longer overridden\n", len(pos))
+		} else {
+			fmt.Fprintf(stdout, "%d device(s) pinned to channel %s\n", len(pos), *channel)
+		}
+		return nil
+	case "list":
+		out, err := c.ListOverrides(ctx, *app, *after, *limit)
+		if err != nil {
+			return err
+		}
+		if cf.json {
+			return printJSON(stdout, out)
+		}
+		var rows [][]string
+		for _, o := range out {
+			rows = append(rows, []string{o.DeviceID, o.Channel})
+		}
+		table(stdout, "DEVICE\tCHANNEL", rows)
+		return nil
+	}
+	return fmt.Errorf("device: want override or list, got %q", sub)
+}
+
+func cmdResolve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("resolve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cf clientFlags
+	cf.register(fs)
+	app := fs.String("app", "", "app id")
+	var d origin.DeviceRequest
+	fs.StringVar(&d.DeviceID, "device", "", "device id (UUID)")
+	fs.StringVar(&d.Platform, "platform", "", "ios, android or electron")
+	fs.StringVar(&d.VersionBuild, "version-build", "", "native app version")
+	fs.StringVar(&d.VersionName, "version-name", "builtin", "bundle the device runs")
+	fs.StringVar(&d.PluginVersion, "plugin-version", "8.51.14", "plugin version")
+	fs.StringVar(&d.CustomID, "custom-id", "", "custom id")
+	fs.StringVar(&d.DefaultChannel, "default-channel", "", "the device's self-assigned channel")
+	fs.BoolVar(&d.IsEmulator, "emulator", false, "the device is an emulator")
+	dev := fs.Bool("dev", false, "a dev build (is_prod false)")
+	if _, err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *app == "" || d.DeviceID == "" || d.Platform == "" || d.VersionBuild == "" {
+		return errors.New("resolve: --app, --device, --platform and --version-build are required")
+	}
+	d.IsProd = !*dev
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
+	res, err := c.Resolve(ctx, *app, d)
+	if err != nil {
+		return err
+	}
+	if cf.json {
+		return printJSON(stdout, res)
+	}
+	if res.Update {
+		fmt.Fprintf(stdout, "update to %s\n", res.Version)
+	} else {
+		fmt.Fprintf(stdout, "no update: %s (%s): %s\n", res.Code, res.Kind, res.Message)
+	}
+	why := "channel " + orDash(res.Channel) + " by rule " + orDash(res.Rule)
+	if res.Segment != "" {
+		why += " (segment " + res.Segment + ")"
+	}
+	switch res.Variant {
+	case snapshot.VariantRollout:
+		why += fmt.Sprintf("; in the rollout (bucket %d)", res.Bucket)
+	case snapshot.VariantRolloutKept:
+		why += fmt.Sprintf("; rollout paused, device keeps its rollout bundle (bucket %d)", res.Bucket)
+	case snapshot.VariantAB:
+		why += fmt.Sprintf("; A/B arm %s (bucket %d)", res.Arm, res.Bucket)
+	default:
+		if res.Bucket >= 0 {
+			why += fmt.Sprintf("; not in the rollout (bucket %d)", res.Bucket)
+		}
+	}
+	fmt.Fprintf(stdout, "why: %s; snapshot rev %d\n", why, res.Rev)
+	return nil
+}

@@ -1,0 +1,266 @@
+package origin
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+
+	"github.com/updraft-cdn/updraft/origin/snapshot"
+	"github.com/updraft-cdn/updraft/origin/store"
+)
+
+// storeErr maps a store refusal onto an API error.
+func storeErr(err error, appID string) error {
+	var inv *store.InvalidError
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return notFoundApp(appID)
+	case errors.As(err, &inv):
+		status := http.StatusBadRequest
+		switch inv.Code {
+		case store.CodeUnknownChannel, store.CodeUnknownSegment:
+			status = http.StatusNotFound
+		case store.CodeABActive, store.CodeRolloutActive:
+			status = http.StatusConflict
+		}
+		return errf(status, inv.Code, "%s", inv.Msg)
+	}
+	return err
+}
+
+// RolloutRequest is the body of POST .../channels/{name}/rollout.
+type RolloutRequest struct {
+	Action store.RolloutAction `json:"action"`           // set (default), pause, resume, promote, rollback
+	Bundle string              `json:"bundle,omitempty"` // for set
+	BPS    *int                `json:"bps,omitempty"`    // for set: 0..10000
+}
+
+func (s *Server) rollout(w http.ResponseWriter, r *http.Request) error {
+	appID, err := s.appParam(r)
+	if err != nil {
+		return err
+	}
+	var in RolloutRequest
+	if err := decodeJSON(r, &in); err != nil {
+		return err
+	}
+	if in.Action == "" {
+		in.Action = store.RolloutSet
+	}
+	bps := 0
+	if in.Action == store.RolloutSet {
+		if in.Bundle == "" || in.BPS == nil {
+			return errf(http.StatusBadRequest, "invalid_rollout", "a rollout needs bundle and bps (0..10000)")
+		}
+		bps = *in.BPS
+	}
+	ch, err := s.store.SetRollout(r.Context(), appID, r.PathValue("name"), in.Action, in.Bundle, bps)
+	if err != nil {
+		return storeErr(err, appID)
+	}
+	s.log.Info("origin: rollout", "app", appID, "channel", ch.Name, "action", in.Action, "rollout", ch.Rollout, "bundle", ch.Bundle)
+	s.awaitPublished(r.Context())
+	writeJSON(w, http.StatusOK, ch)
+	return nil
+}
+
+func (s *Server) putAB(w http.ResponseWriter, r *http.Request) error {
+	appID, err := s.appParam(r)
+	if err != nil {
+		return err
+	}
+	var in struct {
+		Arms []snapshot.Arm `json:"arms"`
+	}
+	if err := decodeJSON(r, &in); err != nil {
+		return err
+	}
+	if len(in.Arms) == 0 {
+		return errf(http.StatusBadRequest, store.CodeInvalidAB, "an A/B split needs arms: [{name, bundle, bps}]; DELETE clears it")
+	}
+	return s.saveAB(w, r, appID, in.Arms)
+}
+
+func (s *Server) deleteAB(w http.ResponseWriter, r *http.Request) error {
+	appID, err := s.appParam(r)
+	if err != nil {
+		return err
+	}
+	return s.saveAB(w, r, appID, nil)
+}
+
+func (s *Server) saveAB(w http.ResponseWriter, r *http.Request, appID string, arms []snapshot.Arm) error {
+	ch, err := s.store.SetAB(r.Context(), appID, r.PathValue("name"), arms)
+	if err != nil {
+		return storeErr(err, appID)
+	}
+	s.log.Info("origin: A/B split", "app", appID, "channel", ch.Name, "arms", len(arms))
+	s.awaitPublished(r.Context())
+	writeJSON(w, http.StatusOK, ch)
+	return nil
+}
+
+func (s *Server) listSegments(w http.ResponseWriter, r *http.Request) error {
+	appID, err := s.appParam(r)
+	if err != nil {
+		return err
+	}
+	segs, err := s.store.ListSegments(r.Context(), appID)
+	if err != nil {
+		return storeErr(err, appID)
+	}
+	writeJSON(w, http.StatusOK, segs)
+	return nil
+}
+
+func (s *Server) addSegment(w http.ResponseWriter, r *http.Request) error {
+	appID, err := s.appParam(r)
+	if err != nil {
+		return err
+	}
+	var in struct {
+		snapshot.Rule
+		Position *int `json:"position,omitempty"`
+	}
+	if err := decodeJSON(r, &in); err != nil {
+		return err
+	}
+	pos := -1
+	if in.Position != nil {
+		pos = *in.Position
+	}
+	seg, err := s.store.AddSegment(r.Context(), appID, in.Rule, pos)
+	if errors.Is(err, store.ErrExists) {
+		return errf(http.StatusConflict, "segment_exists", "app %s already has segment %q; remove it first", appID, in.Name)
+	}
+	if err != nil {
+		return storeErr(err, appID)
+	}
+	s.log.Info("origin: segment added", "app", appID, "segment", seg.Name, "channel", seg.Channel, "position", seg.Position)
+	s.awaitPublished(r.Context())
+	writeJSON(w, http.StatusCreated, seg)
+	return nil
+}
+
+func (s *Server) removeSegment(w http.ResponseWriter, r *http.Request) error {
+	appID, err := s.appParam(r)
+	if err != nil {
+		return err
+	}
+	if err := s.store.RemoveSegment(r.Context(), appID, r.PathValue("name")); err != nil {
+		return storeErr(err, appID)
+	}
+	s.awaitPublished(r.Context())
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	return nil
+}
+
+// maxOverridesPerCall bounds one PUT of overrides.
+const maxOverridesPerCall = 100000
+
+func (s *Server) putOverrides(w http.ResponseWriter, r *http.Request) error {
+	appID, err := s.appParam(r)
+	if err != nil {
+		return err
+	}
+	var in struct {
+		Channel string   `json:"channel"` // "" clears
+		Devices []string `json:"devices"`
+	}
+	if err := decodeJSONLimit(r, &in, 8<<20); err != nil {
+		return err
+	}
+	if len(in.Devices) == 0 || len(in.Devices) > maxOverridesPerCall {
+		return errf(http.StatusBadRequest, "invalid_devices", "want 1 to %d device ids per call", maxOverridesPerCall)
+	}
+	if err := s.store.SetOverrides(r.Context(), appID, in.Channel, in.Devices); err != nil {
+		return storeErr(err, appID)
+	}
+	s.log.Info("origin: device overrides", "app", appID, "channel", in.Channel, "devices", len(in.Devices))
+	s.awaitPublished(r.Context())
+	writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "devices": len(in.Devices)})
+	return nil
+}
+
+func (s *Server) listOverrides(w http.ResponseWriter, r *http.Request) error {
+	appID, err := s.appParam(r)
+	if err != nil {
+		return err
+	}
+	limit := 1000
+	if v := r.URL.Query().Get("limit"); v != "" {
+		if limit, err = strconv.Atoi(v); err != nil || limit < 1 || limit > 10000 {
+			return errf(http.StatusBadRequest, "invalid_limit", "limit: want 1..10000")
+		}
+	}
+	out, err := s.store.ListOverrides(r.Context(), appID, r.URL.Query().Get("after"), limit)
+	if err != nil {
+		return storeErr(err, appID)
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// Resolution is what POST .../resolve answers: the decision an edge would
+// make for that device on the current snapshot, and why.
+type Resolution struct {
+	Rev     int64  `json:"rev"`
+	Update  bool   `json:"update"`
+	Version string `json:"version,omitempty"`
+	Code    string `json:"error,omitempty"`
+	Message string `json:"message,omitempty"`
+	Kind    string `json:"kind,omitempty"`
+	Channel string `json:"channel,omitempty"`
+	Rule    string `json:"rule,omitempty"`
+	Segment string `json:"segment,omitempty"`
+	Variant string `json:"variant,omitempty"`
+	Arm     string `json:"arm,omitempty"`
+	Bucket  int    `json:"bucket"`
+}
+
+// DeviceRequest is the device fields of an update check, as JSON.
+type DeviceRequest struct {
+	AppID          string `json:"app_id"`
+	DeviceID       string `json:"device_id"`
+	VersionName    string `json:"version_name"`
+	VersionBuild   string `json:"version_build"`
+	Platform       string `json:"platform"`
+	PluginVersion  string `json:"plugin_version"`
+	CustomID       string `json:"custom_id,omitempty"`
+	DefaultChannel string `json:"defaultChannel,omitempty"`
+	IsEmulator     bool   `json:"is_emulator"`
+	IsProd         bool   `json:"is_prod"`
+}
+
+func (s *Server) resolve(w http.ResponseWriter, r *http.Request) error {
+	appID, err := s.appParam(r)
+	if err != nil {
+		return err
+	}
+	var in DeviceRequest
+	if err := decodeJSON(r, &in); err != nil {
+		return err
+	}
+	req := snapshot.Request{AppID: appID, DeviceID: in.DeviceID, VersionName: in.VersionName, VersionBuild: in.VersionBuild,
+		Platform: in.Platform, PluginVersion: in.PluginVersion, CustomID: in.CustomID, DefaultChannel: in.DefaultChannel,
+		IsEmulator: in.IsEmulator, IsProd: in.IsProd}
+	if rerr := req.Validate(); rerr != nil {
+		msg := rerr.Message
+		for _, is := range rerr.Issues {
+			msg += "; " + is.Path + ": " + is.Message
+		}
+		return errf(http.StatusBadRequest, rerr.Code, "%s", msg)
+	}
+	cur := s.Current()
+	d := snapshot.Resolve(cur.Snap, &req)
+	out := Resolution{Rev: cur.Snap.Rev, Update: d.OK(), Code: d.Code, Message: d.Message, Kind: d.Kind,
+		Rule: d.Rule, Segment: d.Segment, Variant: d.Variant, Arm: d.Arm, Bucket: d.Bucket}
+	if d.Channel != nil {
+		out.Channel = d.Channel.Name
+	}
+	if d.Bundle != nil {
+		out.Version = d.Bundle.Version
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}

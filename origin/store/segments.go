@@ -1,0 +1,396 @@
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/updraft-cdn/updraft/origin/snapshot"
+)
+
+// Codes of refused segmentation changes (the origin maps them to HTTP).
+const (
+	CodeUnknownChannel = "channel_not_found"
+	CodeUnknownBundle  = "unknown_bundle"
+	CodeInvalidBPS     = "invalid_bps"
+	CodeNoRollout      = "no_rollout"
+	CodeABActive       = "ab_active"
+	CodeRolloutActive  = "rollout_active"
+	CodeInvalidSegment = "invalid_segment"
+	CodeUnknownSegment = "segment_not_found"
+	CodeInvalidDevice  = "invalid_device_id"
+	CodeInvalidAB      = "invalid_ab"
+)
+
+func invalid(code, format string, args ...any) error {
+	return &InvalidError{Code: code, Msg: fmt.Sprintf(format, args...)}
+}
+
+// RolloutAction is a change to a channel's rollout.
+type RolloutAction string
+
+// Rollout actions.
+const (
+	RolloutSet      RolloutAction = "set" // start, or change the share of, a rollout of Bundle
+	RolloutPause    RolloutAction = "pause"
+	RolloutResume   RolloutAction = "resume"
+	RolloutPromote  RolloutAction = "promote"
+	RolloutRollback RolloutAction = "rollback"
+)
+
+// lockChannel reads one channel inside a write transaction.
+func lockChannel(ctx context.Context, tx *sql.Tx, appID, name string) (Channel, error) {
+	if err := appExists(ctx, tx, appID); err != nil {
+		return Channel{}, err
+	}
+	chs, err := listChannels(ctx, tx, `WHERE app_id = ? AND name = ?`, appID, name)
+	if err != nil {
+		return Channel{}, err
+	}
+	if len(chs) == 0 {
+		return Channel{}, invalid(CodeUnknownChannel, "app %s has no channel %q", appID, name)
+	}
+	return chs[0], nil
+}
+
+func bundleExists(ctx context.Context, tx *sql.Tx, appID, version string) error {
+	var n int
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM bundles WHERE app_id = ? AND version = ?`, appID, version).Scan(&n); err != nil {
+		return err
+	}
+	if n == 0 {
+		return invalid(CodeUnknownBundle, "app %s has no bundle %q", appID, version)
+	}
+	return nil
+}
+
+func newID() string {
+	b := make([]byte, 8)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func saveSplit(ctx context.Context, tx *sql.Tx, ch Channel) error {
+	var ro, ab any
+	if ch.Rollout != nil {
+		b, _ := json.Marshal(ch.Rollout)
+		ro = string(b)
+	}
+	if ch.AB != nil {
+		b, _ := json.Marshal(ch.AB)
+		ab = string(b)
+	}
+	_, err := tx.ExecContext(ctx, `UPDATE channels SET rollout = ?, ab = ?, bundle_version = ?, updated_at = ? WHERE app_id = ? AND name = ?`,
+		ro, ab, nullable(ch.Bundle), time.Now().Unix(), ch.AppID, ch.Name)
+	return err
+}
+
+func nullable(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+// SetRollout applies a rollout action to a channel, all or nothing. For
+// RolloutSet, a rollout of a new bundle gets a new id (so devices are drawn
+// afresh); changing the share of the same bundle keeps the id, so raising it
+// only adds devices.
+func (s *Store) SetRollout(ctx context.Context, appID, channel string, action RolloutAction, bundle string, bps int) (Channel, error) {
+	var out Channel
+	err := s.write(ctx, true, func(tx *sql.Tx) error {
+		ch, err := lockChannel(ctx, tx, appID, channel)
+		if err != nil {
+			return err
+		}
+		if action != RolloutSet && ch.Rollout == nil {
+			return invalid(CodeNoRollout, "channel %s has no rollout to %s", channel, action)
+		}
+		switch action {
+		case RolloutSet:
+			if ch.AB != nil {
+				return invalid(CodeABActive, "channel %s runs an A/B split; clear it before starting a rollout", channel)
+			}
+			if bps < 0 || bps > snapshot.BucketCount {
+				return invalid(CodeInvalidBPS, "bps %d: want 0..10000 (percent × 100)", bps)
+			}
+			if err := bundleExists(ctx, tx, appID, bundle); err != nil {
+				return err
+			}
+			if ch.Rollout == nil || ch.Rollout.Bundle != bundle {
+				ch.Rollout = &snapshot.Rollout{ID: newID(), Bundle: bundle}
+			}
+			ch.Rollout.BPS = bps
+		case RolloutPause:
+			ch.Rollout.Paused = true
+		case RolloutResume:
+			ch.Rollout.Paused = false
+		case RolloutPromote:
+			ch.Bundle = ch.Rollout.Bundle
+			ch.Rollout = nil
+		case RolloutRollback:
+			ch.Rollout = nil
+		default:
+			return invalid("invalid_action", "rollout action %q: want set, pause, resume, promote or rollback", action)
+		}
+		out = ch
+		return saveSplit(ctx, tx, ch)
+	})
+	return out, err
+}
+
+// SetAB replaces a channel's A/B split (nil arms clear it).
+func (s *Store) SetAB(ctx context.Context, appID, channel string, arms []snapshot.Arm) (Channel, error) {
+	var out Channel
+	err := s.write(ctx, true, func(tx *sql.Tx) error {
+		ch, err := lockChannel(ctx, tx, appID, channel)
+		if err != nil {
+			return err
+		}
+		if len(arms) == 0 {
+			ch.AB = nil
+			out = ch
+			return saveSplit(ctx, tx, ch)
+		}
+		if ch.Rollout != nil {
+			return invalid(CodeRolloutActive, "channel %s runs a rollout; promote or roll it back before an A/B split", channel)
+		}
+		split := &snapshot.ABSplit{ID: newID(), Arms: arms}
+		if ch.AB != nil && sameArms(ch.AB.Arms, arms) {
+			split.ID = ch.AB.ID // re-weighting keeps devices' buckets
+		}
+		if err := split.Validate(); err != nil {
+			return invalid(CodeInvalidAB, "%v", err)
+		}
+		for _, a := range arms {
+			if err := bundleExists(ctx, tx, appID, a.Bundle); err != nil {
+				return err
+			}
+		}
+		ch.AB = split
+		out = ch
+		return saveSplit(ctx, tx, ch)
+	})
+	return out, err
+}
+
+func sameArms(a, b []snapshot.Arm) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].Name != b[i].Name || a[i].Bundle != b[i].Bundle {
+			return false
+		}
+	}
+	return true
+}
+
+// Segment is a stored attribute rule with its position.
+type Segment struct {
+	snapshot.Rule
+	AppID    string `json:"app_id"`
+	Position int    `json:"position"`
+}
+
+func listSegments(ctx context.Context, q querier, appID string) ([]Segment, error) {
+	where, args := `ORDER BY app_id, position`, []any{}
+	if appID != "" {
+		where, args = `WHERE app_id = ? ORDER BY position`, []any{appID}
+	}
+	rows, err := q.QueryContext(ctx, `SELECT app_id, position, rule FROM segments `+where, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []Segment{}
+	for rows.Next() {
+		var sg Segment
+		var raw string
+		if err := rows.Scan(&sg.AppID, &sg.Position, &raw); err != nil {
+			return nil, err
+		}
+		if err := json.Unmarshal([]byte(raw), &sg.Rule); err != nil {
+			return nil, fmt.Errorf("segment of %s: %w", sg.AppID, err)
+		}
+		out = append(out, sg)
+	}
+	return out, rows.Err()
+}
+
+// ListSegments returns an app's rules in evaluation order.
+func (s *Store) ListSegments(ctx context.Context, appID string) ([]Segment, error) {
+	if _, err := s.GetApp(ctx, appID); err != nil {
+		return nil, err
+	}
+	return listSegments(ctx, s.db, appID)
+}
+
+// AddSegment validates and stores a rule at position (0-based; < 0 or past
+// the end: last), shifting later rules down.
+func (s *Store) AddSegment(ctx context.Context, appID string, rule snapshot.Rule, position int) (Segment, error) {
+	var out Segment
+	err := s.write(ctx, true, func(tx *sql.Tx) error {
+		if err := appExists(ctx, tx, appID); err != nil {
+			return err
+		}
+		if err := rule.Validate(); err != nil {
+			return invalid(CodeInvalidSegment, "%v", err)
+		}
+		if _, err := lockChannel(ctx, tx, appID, rule.Channel); err != nil {
+			return err
+		}
+		var n int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM segments WHERE app_id = ?`, appID).Scan(&n); err != nil {
+			return err
+		}
+		if position < 0 || position > n {
+			position = n
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE segments SET position = position + 1 WHERE app_id = ? AND position >= ?`, appID, position); err != nil {
+			return err
+		}
+		raw, _ := json.Marshal(rule)
+		_, err := tx.ExecContext(ctx, `INSERT INTO segments (app_id, name, position, rule, created_at) VALUES (?, ?, ?, ?, ?)`,
+			appID, rule.Name, position, string(raw), time.Now().Unix())
+		if isUniqueViolation(err) {
+			return ErrExists
+		}
+		out = Segment{Rule: rule, AppID: appID, Position: position}
+		return err
+	})
+	return out, err
+}
+
+// RemoveSegment deletes a rule and closes the gap in positions.
+func (s *Store) RemoveSegment(ctx context.Context, appID, name string) error {
+	return s.write(ctx, true, func(tx *sql.Tx) error {
+		var pos int
+		err := tx.QueryRowContext(ctx, `SELECT position FROM segments WHERE app_id = ? AND name = ?`, appID, name).Scan(&pos)
+		if errors.Is(err, sql.ErrNoRows) {
+			return invalid(CodeUnknownSegment, "app %s has no segment %q", appID, name)
+		}
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM segments WHERE app_id = ? AND name = ?`, appID, name); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE segments SET position = position - 1 WHERE app_id = ? AND position > ?`, appID, pos)
+		return err
+	})
+}
+
+// SetOverrides pins devices to a channel ("" clears their overrides), all
+// or nothing.
+func (s *Store) SetOverrides(ctx context.Context, appID, channel string, deviceIDs []string) error {
+	ids := make([][16]byte, len(deviceIDs))
+	for i, d := range deviceIDs {
+		u, ok := snapshot.ParseDeviceID(d)
+		if !ok {
+			return invalid(CodeInvalidDevice, "device id %q: want a UUID", d)
+		}
+		ids[i] = u
+	}
+	return s.write(ctx, true, func(tx *sql.Tx) error {
+		if err := appExists(ctx, tx, appID); err != nil {
+			return err
+		}
+		if channel == "" {
+			for _, u := range ids {
+				if _, err := tx.ExecContext(ctx, `DELETE FROM device_overrides WHERE app_id = ? AND device_id = ?`, appID, u[:]); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		if _, err := lockChannel(ctx, tx, appID, channel); err != nil {
+			return err
+		}
+		stmt, err := tx.PrepareContext(ctx, `INSERT INTO device_overrides (app_id, device_id, channel, updated_at) VALUES (?, ?, ?, ?)
+			ON CONFLICT (app_id, device_id) DO UPDATE SET channel = excluded.channel, updated_at = excluded.updated_at`)
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
+		now := time.Now().Unix()
+		for _, u := range ids {
+			if _, err := stmt.ExecContext(ctx, appID, u[:], channel, now); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Override is one pinned device.
+type Override struct {
+	DeviceID string `json:"device_id"`
+	Channel  string `json:"channel"`
+}
+
+// ListOverrides returns up to limit overrides of an app, by device id,
+// starting after the device id `after` (for paging).
+func (s *Store) ListOverrides(ctx context.Context, appID, after string, limit int) ([]Override, error) {
+	if _, err := s.GetApp(ctx, appID); err != nil {
+		return nil, err
+	}
+	var from []byte
+	if after != "" {
+		u, ok := snapshot.ParseDeviceID(after)
+		if !ok {
+			return nil, invalid(CodeInvalidDevice, "after %q: want a UUID", after)
+		}
+		from = u[:]
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT device_id, channel FROM device_overrides WHERE app_id = ? AND device_id > ? ORDER BY device_id LIMIT ?`,
+		appID, from, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []Override{}
+	for rows.Next() {
+		var raw []byte
+		var o Override
+		if err := rows.Scan(&raw, &o.Channel); err != nil {
+			return nil, err
+		}
+		if len(raw) == 16 {
+			o.DeviceID = snapshot.FormatDeviceID([16]byte(raw))
+		}
+		out = append(out, o)
+	}
+	return out, rows.Err()
+}
+
+// loadOverrides groups every app's overrides by channel into the snapshot's
+// compact binary form.
+func loadOverrides(ctx context.Context, q querier, apps map[string]*snapshot.App) error {
+	rows, err := q.QueryContext(ctx, `SELECT app_id, channel, device_id FROM device_overrides ORDER BY app_id, channel`)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	var cur *snapshot.OverrideGroup
+	var curApp string
+	for rows.Next() {
+		var appID, channel string
+		var raw []byte
+		if err := rows.Scan(&appID, &channel, &raw); err != nil {
+			return err
+		}
+		if cur == nil || appID != curApp || channel != cur.Channel {
+			a := apps[appID]
+			a.Overrides = append(a.Overrides, snapshot.OverrideGroup{Channel: channel})
+			cur, curApp = &a.Overrides[len(a.Overrides)-1], appID
+		}
+		cur.Devices = append(cur.Devices, raw...)
+	}
+	return rows.Err()
+}

@@ -1,0 +1,113 @@
+package proxy
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+// FuzzUpdatesBody feeds arbitrary bodies to the update check: it must never
+// panic, answer 200, 400 or 503 only, always with valid JSON, and a 200 is
+// either an update (version + url) or a refusal (error + kind).
+func FuzzUpdatesBody(f *testing.F) {
+	for _, s := range []string{
+		pluginBody,
+		strings.Replace(pluginBody, `"version_name":"1.0.0"`, `"version_name":"builtin"`, 1),
+		strings.Replace(pluginBody, `"version_name":"1.0.0"`, `"version_name":"1.1.0"`, 1),
+		strings.Replace(pluginBody, `"install_source"`, `"defaultChannel":"major-guard","install_source"`, 1),
+		strings.Replace(pluginBody, `"install_source"`, `"defaultChannel":"empty","install_source"`, 1),
+		strings.Replace(pluginBody, `"com.example.app"`, `"com.example.other"`, 1),
+		strings.Replace(pluginBody, `"version_build":"1.0.0"`, `"version_build":"v1.\u0000\"<x>\ud800"`, 1),
+		strings.Replace(pluginBody, `"00009a6b`, `"00009A6B`, 1),
+		strings.Replace(pluginBody, `"is_prod":true`, `"is_prod":"yes"`, 1),
+		strings.Replace(pluginBody, `"platform":"android"`, `"platform":"electron"`, 1),
+		`{}`, `[]`, `null`, `"x"`, `1e999`, ``, `{"device_id":1,"app_id":[]}`,
+		`{"app_id":"a.b","device_id":"` + strings.Repeat("A", 40) + `"}`,
+		strings.Repeat(`[`, 1000),
+	} {
+		f.Add([]byte(s))
+	}
+	e := newCoreEdge(f, testSnapshot(f, 1, fakeSHA("bundle")))
+	cold := newCoreEdge(f, nil)
+	base := []byte("http://x")
+	f.Fuzz(func(t *testing.T, body []byte) {
+		in := bytes.Clone(body)
+		for _, edge := range []*Edge{e, cold} {
+			out := &reply{}
+			edge.updates(body, base, out)
+			if !bytes.Equal(body, in) {
+				t.Fatalf("updates modified its input")
+			}
+			switch out.status {
+			case 200, 400, 503:
+			default:
+				t.Fatalf("HTTP %d for %q", out.status, body)
+			}
+			if out.contentType != contentTypeJSON || !json.Valid(out.body) {
+				t.Fatalf("HTTP %d: invalid JSON answer %q (Content-Type %q) for %q", out.status, out.body, out.contentType, body)
+			}
+			var m map[string]json.RawMessage
+			if err := json.Unmarshal(out.body, &m); err != nil {
+				t.Fatalf("answer is not an object: %q", out.body)
+			}
+			_, hasVersion := m["version"]
+			_, hasURL := m["url"]
+			_, hasError := m["error"]
+			_, hasKind := m["kind"]
+			switch {
+			case out.status != 200:
+				if !hasError || hasKind {
+					t.Fatalf("HTTP %d answer %s: want error and no kind", out.status, out.body)
+				}
+			case hasError:
+				if !hasKind || hasURL {
+					t.Fatalf("200 refusal %s: want kind and no url", out.body)
+				}
+			default:
+				if !hasVersion || !hasURL || !bytes.HasPrefix(m["url"], []byte(`"http://x/b/`)) {
+					t.Fatalf("200 answer %s: neither an update nor a refusal", out.body)
+				}
+			}
+			if edge == cold && out.status == 200 {
+				t.Fatalf("edge without a snapshot answered 200: %s", out.body)
+			}
+		}
+	})
+}
+
+// FuzzParseRange checks that whatever the header, an accepted range lies
+// inside the blob and is not empty.
+func FuzzParseRange(f *testing.F) {
+	for _, c := range []struct {
+		h    string
+		size int64
+	}{
+		{"bytes=0-99", 300 << 10}, {"bytes=100-", 300 << 10}, {"bytes=-50", 300 << 10},
+		{"bytes=-999999999", 100}, {"bytes=0-999999999", 100}, {"bytes=100-", 100},
+		{"bytes=0-", 0}, {"bytes=-0", 10}, {"bytes=5-2", 10}, {"bytes=0-1,5-6", 10},
+		{"items=0-1", 10}, {"bytes=abc", 10}, {"bytes=999999999999999999-", 1 << 40},
+		{"bytes=-9999999999999999999", 1 << 40}, {"bytes= 1-2", 10}, {"bytes=1--2", 10},
+	} {
+		f.Add(c.h, c.size)
+	}
+	f.Fuzz(func(t *testing.T, h string, size int64) {
+		size = int64(uint64(size) % (1<<40 + 1)) // [0, 1<<40]
+		start, length, res := parseRange(h, size)
+		switch res {
+		case rangeOK:
+			if start < 0 || length < 1 || start+length > size {
+				t.Fatalf("parseRange(%q, %d) = start %d, length %d: outside the blob", h, size, start, length)
+			}
+			if !strings.HasPrefix(h, "bytes=") {
+				t.Fatalf("parseRange(%q, %d) accepted a unit other than bytes", h, size)
+			}
+		case rangeIgnored, rangeInvalid, rangeUnsatisfiable:
+			if start != 0 || length != 0 {
+				t.Fatalf("parseRange(%q, %d) = %d, %d with result %d", h, size, start, length, res)
+			}
+		default:
+			t.Fatalf("parseRange(%q, %d): unknown result %d", h, size, res)
+		}
+	})
+}
