@@ -164,6 +164,22 @@ func (h *HTTP1) route(ctx *fasthttp.RequestCtx, out *reply) {
 			return
 		}
 		e.blob(ctx, &blobRequest{id: bstr(path[10:])}, out)
+	case string(path) == "/channel_self":
+		switch string(method) {
+		case fasthttp.MethodPost:
+			e.channelSelfSet(ctx.PostBody(), out)
+		case fasthttp.MethodPut:
+			e.channelSelfGet(ctx.PostBody(), out)
+		case fasthttp.MethodDelete:
+			// unsetChannel: current plugins forget the channel locally; nothing is stored here.
+			out.ok()
+			e.metrics.channelSelf("unset", "ok")
+		case fasthttp.MethodGet:
+			a := ctx.QueryArgs()
+			e.channelSelfList(bstr(a.Peek("app_id")), bstr(a.Peek("platform")), bstr(a.Peek("is_emulator")), bstr(a.Peek("is_prod")), out)
+		default:
+			out.jsonError(405, codeMethod, "Use POST, PUT, DELETE or GET")
+		}
 	case string(path) == "/stats" && ctx.IsGet():
 		out.ok()
 	case string(path) == "/healthz":

@@ -14,6 +14,7 @@ type edgeMetrics struct {
 	bytesServed prometheus.Counter
 	snapshotRev prometheus.Gauge
 
+	channelSelfVec *prometheus.CounterVec
 	refusals       *prometheus.CounterVec
 	pollErrors     prometheus.Counter
 	snapshotDecode prometheus.Histogram
@@ -34,6 +35,9 @@ func newEdgeMetrics(c *cache.Tiered) *edgeMetrics {
 		snapshotRev: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "updraft_edge_snapshot_rev", Help: "Revision of the snapshot being served.",
 		}),
+		channelSelfVec: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "updraft_edge_channel_self_total", Help: "/channel_self answers by operation and outcome.",
+		}, []string{"op", "outcome"}),
 		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "updraft_edge_snapshot_refusals_total", Help: "Snapshots refused, by reason (bad_signature, malformed, format, older_rev).",
 		}, []string{"reason"}),
@@ -45,7 +49,7 @@ func newEdgeMetrics(c *cache.Tiered) *edgeMetrics {
 			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
 		}),
 	}
-	m.reg.MustRegister(m.updatesVec, m.blobsVec, m.bytesServed, m.snapshotRev, m.refusals, m.pollErrors, m.snapshotDecode,
+	m.reg.MustRegister(m.updatesVec, m.blobsVec, m.bytesServed, m.snapshotRev, m.channelSelfVec, m.refusals, m.pollErrors, m.snapshotDecode,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if c != nil {
 		m.reg.MustRegister(cacheCollector{c})
@@ -55,6 +59,9 @@ func newEdgeMetrics(c *cache.Tiered) *edgeMetrics {
 
 func (m *edgeMetrics) updates(outcome string) { m.updatesVec.WithLabelValues(outcome).Inc() }
 func (m *edgeMetrics) blob(outcome string)    { m.blobsVec.WithLabelValues(outcome).Inc() }
+func (m *edgeMetrics) channelSelf(op, outcome string) {
+	m.channelSelfVec.WithLabelValues(op, outcome).Inc()
+}
 
 // cacheCollector exports the cache's own counters at scrape time.
 type cacheCollector struct{ c *cache.Tiered }

@@ -304,3 +304,14 @@ func TestOriginKilledMidUpload(t *testing.T) {
 		t.Fatalf("%d blob files after crash, want 0", blobs)
 	}
 }
+
+func writeFile(p string, b []byte) error { return os.WriteFile(p, b, 0o644) }
+
+func readKey(t *testing.T, data string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(data, "api-key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
