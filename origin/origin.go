@@ -43,7 +43,8 @@ type Server struct {
 	blobs   *blob.FS
 	signKey ed25519.PrivateKey
 
-	keys []keyHash // accepted API keys
+	keys   []keyHash // accepted API keys
+	shards *overrideShards
 
 	publishMu   sync.Mutex
 	current     atomic.Pointer[Published]
@@ -85,6 +86,7 @@ func Open(ctx context.Context, cfg config.Origin, log *slog.Logger) (*Server, er
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: log, store: st, changed: make(chan struct{}), trigger: make(chan struct{}, 1), done: make(chan struct{})}
+	s.shards = newOverrideShards(s)
 	fail := func(err error) (*Server, error) {
 		st.Close()
 		return nil, err
@@ -266,6 +268,9 @@ func (s *Server) publish(ctx context.Context) error {
 	}
 	if cur := s.current.Load(); cur != nil && cur.Snap.Rev >= snap.Rev {
 		return nil
+	}
+	if err := s.shards.attach(ctx, snap); err != nil {
+		return fmt.Errorf("origin: publish rev %d: %w", snap.Rev, err)
 	}
 	wire, err := snapshot.Encode(snap, s.signKey)
 	if err != nil {

@@ -173,7 +173,14 @@ func (s *Server) putOverrides(w http.ResponseWriter, r *http.Request) error {
 	if len(in.Devices) == 0 || len(in.Devices) > maxOverridesPerCall {
 		return errf(http.StatusBadRequest, "invalid_devices", "want 1 to %d device ids per call", maxOverridesPerCall)
 	}
-	if err := s.store.SetOverrides(r.Context(), appID, in.Channel, in.Devices); err != nil {
+	devs := make([][16]byte, 0, len(in.Devices))
+	for _, d := range in.Devices {
+		if u, ok := snapshot.ParseDeviceID(d); ok {
+			devs = append(devs, u)
+		}
+	}
+	err = s.shards.write(appID, devs, func() error { return s.store.SetOverrides(r.Context(), appID, in.Channel, in.Devices) })
+	if err != nil {
 		return storeErr(err, appID)
 	}
 	s.log.Info("origin: device overrides", "app", appID, "channel", in.Channel, "devices", len(in.Devices))

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/updraft-cdn/updraft/config"
@@ -29,6 +30,11 @@ type Replica struct {
 	pub      ed25519.PublicKey
 	path     string
 	client   *http.Client
+
+	// shards are the decoded override shards of the current snapshot, kept
+	// so that the next snapshot fetches and decodes only the changed ones.
+	shardsMu sync.Mutex
+	shards   snapshot.MapShards
 }
 
 // Backoff bounds between failed polls (with full jitter).
@@ -71,7 +77,16 @@ var errOlderRev = errors.New("snapshot: revision not newer than the current one"
 // refusals are counted by reason and the current snapshot stays.
 func (r *Replica) Accept(wire []byte, persist bool) error {
 	start := time.Now()
-	s, err := snapshot.Decode(wire, r.pub)
+	r.shardsMu.Lock()
+	defer r.shardsMu.Unlock()
+	loader := &shardLoader{r: r, next: snapshot.MapShards{}}
+	s, err := snapshot.DecodeDocument(wire, r.pub)
+	if err == nil {
+		loader.prefetch(s)
+		if err = s.Index(loader); err != nil {
+			err = fmt.Errorf("snapshot rev %d: %w", s.Rev, err)
+		}
+	}
 	if err != nil {
 		reason := "malformed"
 		switch {
@@ -79,6 +94,8 @@ func (r *Replica) Accept(wire []byte, persist bool) error {
 			reason = "bad_signature"
 		case errors.Is(err, snapshot.ErrFormat):
 			reason = "format"
+		case loader.err != nil:
+			reason = "shard_unavailable"
 		}
 		r.edge.metrics.refusals.WithLabelValues(reason).Inc()
 		r.edge.log.Error("replica: snapshot refused", "reason", reason, "err", err)
@@ -90,14 +107,112 @@ func (r *Replica) Accept(wire []byte, persist bool) error {
 		r.edge.log.Warn("replica: snapshot refused", "reason", "older_rev", "rev", s.Rev, "current", cur.Rev)
 		return fmt.Errorf("%w: got %d, have %d", errOlderRev, s.Rev, cur.Rev)
 	}
+	r.shards = loader.next
 	r.edge.metrics.snapshotDecode.Observe(time.Since(start).Seconds())
-	r.edge.log.Info("replica: snapshot accepted", "rev", s.Rev, "bytes", len(wire), "decode", time.Since(start).Round(time.Microsecond))
+	r.edge.log.Info("replica: snapshot accepted", "rev", s.Rev, "bytes", len(wire), "new_shards", loader.fetched,
+		"decode", time.Since(start).Round(time.Microsecond))
 	if persist {
 		if err := writeFileSync(r.path, wire); err != nil {
 			r.edge.log.Error("replica: persist snapshot", "err", err)
 		}
 	}
 	return nil
+}
+
+// maxShardBytes bounds one override shard (a million overrides per shard
+// would be 18 MB).
+const maxShardBytes = 64 << 20
+
+// shardLoader gives Decode the override shards a snapshot lists: the ones
+// the previous snapshot had, else from the blob cache (filled from upstream
+// and verified against the hash the signed snapshot lists).
+type shardLoader struct {
+	r       *Replica
+	next    snapshot.MapShards
+	fetched int
+	err     error
+}
+
+// shardFetchers bounds concurrent shard fetches for one snapshot.
+const shardFetchers = 8
+
+// prefetch loads, concurrently, the shards the snapshot lists that the
+// previous snapshot did not have; failures are left for OverrideShard to
+// report.
+func (l *shardLoader) prefetch(s *snapshot.Snapshot) {
+	var missing []string
+	for _, a := range s.Apps {
+		for _, h := range a.OverrideShards {
+			if h != "" && l.r.shards[h] == nil {
+				missing = append(missing, h)
+			}
+		}
+	}
+	if len(missing) == 0 || l.r.edge.cache == nil {
+		return
+	}
+	var mu sync.Mutex
+	work := make(chan string)
+	var wg sync.WaitGroup
+	for i := 0; i < min(shardFetchers, len(missing)); i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for h := range work {
+				if sh, err := l.fetch(h); err == nil {
+					mu.Lock()
+					l.next[h] = sh
+					l.fetched++
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for _, h := range missing {
+		work <- h
+	}
+	close(work)
+	wg.Wait()
+}
+
+func (l *shardLoader) OverrideShard(sha string) (*snapshot.OverrideShard, error) {
+	if sh := l.next[sha]; sh != nil {
+		return sh, nil
+	}
+	if sh := l.r.shards[sha]; sh != nil {
+		l.next[sha] = sh
+		return sh, nil
+	}
+	sh, err := l.fetch(sha)
+	if err != nil {
+		l.err = err
+		return nil, err
+	}
+	l.next[sha] = sh
+	l.fetched++
+	return sh, nil
+}
+
+// fetch reads and decodes one shard from the blob cache.
+func (l *shardLoader) fetch(sha string) (*snapshot.OverrideShard, error) {
+	if l.r.edge.cache == nil {
+		return nil, errors.New("no blob cache to fetch override shards from")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	b, err := l.r.edge.cache.Get(ctx, sha)
+	if err != nil {
+		return nil, err
+	}
+	defer b.Close()
+	if b.Size > maxShardBytes {
+		return nil, fmt.Errorf("override shard %s: %d bytes", sha, b.Size)
+	}
+	raw, err := io.ReadAll(b.File)
+	if err != nil {
+		return nil, err
+	}
+	return snapshot.DecodeOverrideShard(raw)
 }
 
 // Run polls until ctx ends.

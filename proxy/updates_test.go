@@ -70,7 +70,7 @@ func testSnapshot(t testing.TB, rev int64, prodSHA string) *snapshot.Snapshot {
 		},
 		Channels: []*snapshot.Channel{prod, major, noEmu, open("empty", ""), open("native", "1.0.0")},
 	}}}
-	if err := s.Index(); err != nil {
+	if err := s.Index(nil); err != nil {
 		t.Fatal(err)
 	}
 	return s

@@ -128,6 +128,79 @@ func TestReplicationTiers(t *testing.T) {
 	t.Logf("propagation origin → shield → leaf over %d observations: p50 %v, p99 %v, max %v",
 		len(lat), p(0.50).Round(100*time.Microsecond), p(0.99).Round(100*time.Microsecond), lat[len(lat)-1].Round(100*time.Microsecond))
 
+	// Device overrides travel in shards: pin 200,000 devices to beta, then
+	// time how fast one more override reaches the leaves.
+	one := "1.0.1"
+	if _, err := c.SetChannel(ctx, "com.example.app", "beta", store.ChannelPatch{Bundle: &one}); err != nil {
+		t.Fatal(err)
+	}
+	bulk := make([]string, 100000)
+	bulkStart := time.Now()
+	for round := 0; round < 2; round++ {
+		for i := range bulk {
+			bulk[i] = fmt.Sprintf("%08x-%04x-4000-8000-%012x", i*7919+round, round, i)
+		}
+		if err := c.SetOverrides(ctx, "com.example.app", "beta", bulk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Wait until both leaves serve the bulk overrides.
+	bulkDev := strings.Replace(deviceBody, "00009A6B-EEFE-490A-9C60-8E965132AE51", bulk[99999], 1)
+	for _, l := range leaves {
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			resp, err := http.Post("http://"+l+"/updates", "application/json", strings.NewReader(bulkDev))
+			if err == nil {
+				var a updateAnswer
+				json.NewDecoder(resp.Body).Decode(&a)
+				resp.Body.Close()
+				if a.Version == "1.0.1" {
+					break
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("bulk overrides did not reach leaf %s", l)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	t.Logf("200,000 overrides (2 calls of 100,000) reached both leaves %v after the first call", time.Since(bulkStart).Round(time.Millisecond))
+	pinned := strings.ToLower("00009A6B-EEFE-490A-9C60-8E965132AE51")
+	current, _ := edgeAnswer(leaves[0])
+	start := time.Now()
+	if err := c.SetOverrides(ctx, "com.example.app", "beta", []string{pinned}); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range leaves {
+		deadline := start.Add(10 * time.Second)
+		for {
+			a, err := edgeAnswer(l)
+			if err == nil && a.Version == "1.0.1" && current.Version != "1.0.1" || err == nil && a.Error == "no_new_version_available" && current.Version == "1.0.1" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("override did not reach leaf %s: %+v %v", l, a, err)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	t.Logf("one device override on top of 200,000 reached both leaves in %v", time.Since(start).Round(100*time.Microsecond))
+	if err := c.SetOverrides(ctx, "com.example.app", "", []string{pinned}); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range leaves {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			if a, err := edgeAnswer(l); err == nil && a.Version == current.Version {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("cleared override did not reach leaf %s", l)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+
 	// Download the current bundle through a leaf (fills leaf ← shield ← origin).
 	cur, _ := edgeAnswer(leaves[0])
 	download := func(url string) error {

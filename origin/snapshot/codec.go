@@ -102,8 +102,21 @@ func Verify(b []byte, pub ed25519.PublicKey) (Header, error) {
 }
 
 // Decode verifies a wire snapshot with the origin's public key, then
-// decompresses, parses and indexes it.
-func Decode(b []byte, pub ed25519.PublicKey) (*Snapshot, error) {
+// decompresses, parses and indexes it, taking override shards from src.
+func Decode(b []byte, pub ed25519.PublicKey, src ShardSource) (*Snapshot, error) {
+	s, err := DecodeDocument(b, pub)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.Index(src); err != nil {
+		return nil, fmt.Errorf("snapshot rev %d: %w", s.Rev, err)
+	}
+	return s, nil
+}
+
+// DecodeDocument verifies and parses a wire snapshot without indexing it, so
+// that the caller can gather the override shards it lists first.
+func DecodeDocument(b []byte, pub ed25519.PublicKey) (*Snapshot, error) {
 	h, err := Verify(b, pub)
 	if err != nil {
 		return nil, err
@@ -120,9 +133,6 @@ func Decode(b []byte, pub ed25519.PublicKey) (*Snapshot, error) {
 	}
 	if s.Rev != h.Rev || s.Format != h.Format {
 		return nil, fmt.Errorf("%w: header rev %d, document rev %d", ErrMalformed, h.Rev, s.Rev)
-	}
-	if err := s.Index(); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
 	return s, nil
 }

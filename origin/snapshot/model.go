@@ -45,18 +45,23 @@ const FormatVersion = 1
 
 // App is one application and its delivery configuration.
 type App struct {
-	ID        string          `json:"id"`
-	Bundles   []*Bundle       `json:"bundles"`
-	Channels  []*Channel      `json:"channels"`
-	Overrides []OverrideGroup `json:"overrides,omitempty"`
-	Rules     []*Rule         `json:"rules,omitempty"`
+	ID       string     `json:"id"`
+	Bundles  []*Bundle  `json:"bundles"`
+	Channels []*Channel `json:"channels"`
+	Rules    []*Rule    `json:"rules,omitempty"`
+	// OverrideShards lists the SHA-256 of the app's ShardCount override
+	// shards ("" for an empty shard); empty when the app has no overrides.
+	OverrideShards []string `json:"override_shards,omitempty"`
 
 	bundles  map[string]*Bundle
 	channels map[string]*Channel
 	// defaults holds the default channel per platform (index by platformIndex).
 	defaults [3]*Channel
-	// overrides maps a binary device id to an index in Channels.
-	overrides map[[16]byte]uint16
+	// shards and shardChannels resolve overrides: shard by first byte of the
+	// device id, then the shard's channel index to this snapshot's channel.
+	shards        *[ShardCount]*OverrideShard
+	shardChannels *[ShardCount][]*Channel
+	overrideCount int
 }
 
 // Bundle is an uploaded, immutable release of an app's web content.
@@ -124,16 +129,17 @@ func platformIndex(p string) int {
 	return -1
 }
 
-// Index builds the lookup tables and checks the snapshot's consistency. It
-// must be called once, before the snapshot is shared; after it the value is
-// read-only and safe for concurrent use.
-func (s *Snapshot) Index() error {
+// Index builds the lookup tables and checks the snapshot's consistency,
+// taking the override shards it lists from src (nil when no app has
+// overrides). It must be called once, before the snapshot is shared; after
+// it the value is read-only and safe for concurrent use.
+func (s *Snapshot) Index(src ShardSource) error {
 	s.apps = make(map[string]*App, len(s.Apps))
 	for _, a := range s.Apps {
 		if _, dup := s.apps[a.ID]; dup {
 			return fmt.Errorf("snapshot rev %d: app %q twice", s.Rev, a.ID)
 		}
-		if err := a.index(); err != nil {
+		if err := a.index(src); err != nil {
 			return fmt.Errorf("snapshot rev %d: %w", s.Rev, err)
 		}
 		s.apps[a.ID] = a
@@ -141,7 +147,7 @@ func (s *Snapshot) Index() error {
 	return nil
 }
 
-func (a *App) index() error {
+func (a *App) index(src ShardSource) error {
 	a.bundles = make(map[string]*Bundle, len(a.Bundles))
 	for _, b := range a.Bundles {
 		if _, dup := a.bundles[b.Version]; dup {
@@ -173,30 +179,8 @@ func (a *App) index() error {
 			}
 		}
 	}
-	if len(a.Channels) > 1<<16-1 {
-		return fmt.Errorf("app %q: more than 65535 channels", a.ID)
-	}
-	n := 0
-	for _, g := range a.Overrides {
-		n += len(g.Devices) / 16
-	}
-	a.overrides = make(map[[16]byte]uint16, n)
-	for _, g := range a.Overrides {
-		idx := -1
-		for i, c := range a.Channels {
-			if c.Name == g.Channel {
-				idx = i
-			}
-		}
-		if idx < 0 {
-			return fmt.Errorf("app %q: overrides for unknown channel %q", a.ID, g.Channel)
-		}
-		if len(g.Devices)%16 != 0 {
-			return fmt.Errorf("app %q: overrides for %q: %d bytes is not a whole number of device ids", a.ID, g.Channel, len(g.Devices))
-		}
-		for i := 0; i < len(g.Devices); i += 16 {
-			a.overrides[[16]byte(g.Devices[i:i+16])] = uint16(idx)
-		}
+	if err := a.indexOverrides(src); err != nil {
+		return err
 	}
 	for _, r := range a.Rules {
 		if err := r.Validate(); err != nil {
@@ -249,20 +233,68 @@ func (c *Channel) index(a *App) error {
 	return nil
 }
 
+// indexOverrides links the app's override shards and maps each shard's
+// channel names to this snapshot's channels.
+func (a *App) indexOverrides(src ShardSource) error {
+	a.shards, a.shardChannels, a.overrideCount = nil, nil, 0
+	if len(a.OverrideShards) == 0 {
+		return nil
+	}
+	if len(a.OverrideShards) != ShardCount {
+		return fmt.Errorf("app %q: %d override shards, want %d", a.ID, len(a.OverrideShards), ShardCount)
+	}
+	if src == nil {
+		return fmt.Errorf("app %q: override shards listed but no shard source", a.ID)
+	}
+	a.shards = new([ShardCount]*OverrideShard)
+	a.shardChannels = new([ShardCount][]*Channel)
+	for i, h := range a.OverrideShards {
+		if h == "" {
+			continue
+		}
+		sh, err := src.OverrideShard(h)
+		if err != nil {
+			return fmt.Errorf("app %q: override shard %d: %w", a.ID, i, err)
+		}
+		chans := make([]*Channel, len(sh.channels))
+		for j, name := range sh.channels {
+			if chans[j] = a.channels[name]; chans[j] == nil {
+				return fmt.Errorf("app %q: overrides for unknown channel %q", a.ID, name)
+			}
+		}
+		a.shards[i], a.shardChannels[i] = sh, chans
+		a.overrideCount += sh.Len()
+	}
+	return nil
+}
+
+// override returns the channel a binary device id is pinned to, or nil.
+func (a *App) override(dev [16]byte) *Channel {
+	if a.shards == nil {
+		return nil
+	}
+	i := ShardOf(dev)
+	sh := a.shards[i]
+	if sh == nil {
+		return nil
+	}
+	if j, ok := sh.m[dev]; ok {
+		return a.shardChannels[i][j]
+	}
+	return nil
+}
+
 // Override returns the channel a device is pinned to, or nil.
 func (a *App) Override(deviceID string) *Channel {
 	u, ok := ParseDeviceID(deviceID)
 	if !ok {
 		return nil
 	}
-	if i, ok := a.overrides[u]; ok {
-		return a.Channels[i]
-	}
-	return nil
+	return a.override(u)
 }
 
 // OverrideCount is the number of devices pinned to a channel.
-func (a *App) OverrideCount() int { return len(a.overrides) }
+func (a *App) OverrideCount() int { return a.overrideCount }
 
 // App returns the app with this id, or nil.
 func (s *Snapshot) App(id string) *App { return s.apps[id] }

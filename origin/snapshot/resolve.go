@@ -114,9 +114,9 @@ func Resolve(s *Snapshot, r *Request) Decision {
 // self-assignment; unlike Capgo, a device whose defaultChannel does not
 // qualify falls through to the next rule instead of getting no_channel.
 func pickChannel(app *App, r *Request, dev [16]byte, devOK bool) (*Channel, string, string) {
-	if devOK && len(app.overrides) > 0 {
-		if i, ok := app.overrides[dev]; ok {
-			return app.Channels[i], RuleOverride, ""
+	if devOK {
+		if c := app.override(dev); c != nil {
+			return c, RuleOverride, ""
 		}
 	}
 	if r.DefaultChannel != "" {

@@ -26,7 +26,7 @@ func testSnapshot(t testing.TB, mod func(a *App)) *Snapshot {
 		mod(app)
 	}
 	s := &Snapshot{Format: FormatVersion, Rev: 1, Apps: []*App{app}}
-	if err := s.Index(); err != nil {
+	if err := s.Index(nil); err != nil {
 		t.Fatal(err)
 	}
 	return s

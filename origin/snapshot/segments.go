@@ -13,14 +13,6 @@ import (
 // basis points (1/100 of a percent), 0..10000.
 const BucketCount = 10000
 
-// OverrideGroup pins devices to a channel. Devices holds 16-byte binary
-// UUIDs back to back: a million overrides are 16 MB on the wire instead of
-// 38 MB of hex, and decode without a string per device.
-type OverrideGroup struct {
-	Channel string `json:"channel"`
-	Devices []byte `json:"devices"` // base64 in JSON
-}
-
 // Rule is an attribute segment: when every predicate it sets holds, the
 // device goes to Channel. Rules are evaluated in order; first match wins.
 type Rule struct {

@@ -32,19 +32,29 @@ func segmented(t testing.TB, mod func(a *App)) *Snapshot {
 		mod(app)
 	}
 	s := &Snapshot{Format: FormatVersion, Rev: 1, Apps: []*App{app}}
-	if err := s.Index(); err != nil {
+	if err := s.Index(testShards); err != nil {
 		t.Fatal(err)
 	}
 	return s
 }
 
-func overrideGroup(channel string, ids ...string) OverrideGroup {
-	g := OverrideGroup{Channel: channel}
-	for _, id := range ids {
-		u, _ := ParseDeviceID(id)
-		g.Devices = append(g.Devices, u[:]...)
+// testShards holds every override shard tests build.
+var testShards = MapShards{}
+
+// pin sets the app's overrides to the given device → channel pairs.
+func pin(a *App, entries map[[16]byte]string) {
+	hashes, shards, _ := ShardOverrides(entries)
+	for h, sh := range shards {
+		testShards[h] = sh
 	}
-	return g
+	a.OverrideShards = hashes
+}
+
+func pinOne(channel string, id string) func(a *App) {
+	return func(a *App) {
+		u, _ := ParseDeviceID(id)
+		pin(a, map[[16]byte]string{u: channel})
+	}
 }
 
 func resolve(t testing.TB, s *Snapshot, mod func(r *Request)) Decision {
@@ -72,8 +82,8 @@ func TestResolutionOrder(t *testing.T) {
 	}{
 		{"default", nil, nil, RuleDefault, "production", ""},
 		{"self-assigned beats segment", func(a *App) { a.Rules = []*Rule{enterpriseRule} }, func(r *Request) { r.DefaultChannel = "beta" }, RuleSelfAssigned, "beta", ""},
-		{"override beats self-assigned", func(a *App) { a.Overrides = []OverrideGroup{overrideGroup("enterprise", dev)} }, func(r *Request) { r.DefaultChannel = "beta" }, RuleOverride, "enterprise", ""},
-		{"override with upper-case device id", func(a *App) { a.Overrides = []OverrideGroup{overrideGroup("enterprise", dev)} }, func(r *Request) { r.DeviceID = "00009A6B-EEFE-490A-9C60-8E965132AE51" }, RuleOverride, "enterprise", ""},
+		{"override beats self-assigned", pinOne("enterprise", dev), func(r *Request) { r.DefaultChannel = "beta" }, RuleOverride, "enterprise", ""},
+		{"override with upper-case device id", pinOne("enterprise", dev), func(r *Request) { r.DeviceID = "00009A6B-EEFE-490A-9C60-8E965132AE51" }, RuleOverride, "enterprise", ""},
 		{"segment by custom id prefix", func(a *App) { a.Rules = []*Rule{enterpriseRule} }, nil, RuleSegment, "enterprise", "acme"},
 		{"segment miss falls to default", func(a *App) { a.Rules = []*Rule{enterpriseRule} }, func(r *Request) { r.CustomID = "other" }, RuleDefault, "production", ""},
 		{"first matching segment wins", func(a *App) {
@@ -102,7 +112,7 @@ func TestResolutionOrder(t *testing.T) {
 
 // Operator-routed devices (override, segment) may land on a private channel.
 func TestPrivateChannelViaOverride(t *testing.T) {
-	s := segmented(t, func(a *App) { a.Overrides = []OverrideGroup{overrideGroup("enterprise", dev)} })
+	s := segmented(t, pinOne("enterprise", dev))
 	d := resolve(t, s, func(r *Request) { r.VersionName = "0.9.0" })
 	if !d.OK() || d.Bundle.Version != "1.0.0" {
 		t.Fatalf("%+v", d)
@@ -235,7 +245,7 @@ func TestABSplit(t *testing.T) {
 	}
 	bad := &Snapshot{Format: FormatVersion, Rev: 1, Apps: []*App{{ID: "com.x.y", Bundles: []*Bundle{{Version: "1.0.0"}},
 		Channels: []*Channel{{Name: "p", AB: &ABSplit{ID: "x", Arms: []Arm{{Name: "a", Bundle: "1.0.0", BPS: 6000}, {Name: "b", Bundle: "1.0.0", BPS: 6000}}}}}}}}
-	if err := bad.Index(); err == nil {
+	if err := bad.Index(nil); err == nil {
 		t.Fatal("arms over 100% accepted")
 	}
 }
@@ -248,13 +258,14 @@ func TestIndexRefusesBadSegments(t *testing.T) {
 		"rule bad device":        func(a *App) { a.Rules = []*Rule{{Name: "x", Channel: "beta", DeviceIDs: []string{"nope"}}} },
 		"rollout bps":            func(a *App) { a.Channels[0].Rollout = &Rollout{ID: "r", Bundle: "1.2.0", BPS: 10001} },
 		"rollout unknown bundle": func(a *App) { a.Channels[0].Rollout = &Rollout{ID: "r", Bundle: "9.9.9", BPS: 1} },
-		"override unknown chan":  func(a *App) { a.Overrides = []OverrideGroup{overrideGroup("nope", dev)} },
-		"override torn bytes":    func(a *App) { a.Overrides = []OverrideGroup{{Channel: "beta", Devices: make([]byte, 15)}} },
+		"override unknown chan":  pinOne("nope", dev),
+		"override shard missing": func(a *App) { a.OverrideShards = make([]string, ShardCount); a.OverrideShards[3] = "ab" },
+		"override shard count":   func(a *App) { a.OverrideShards = []string{""} },
 	} {
 		app := segmented(t, nil).Apps[0]
 		mod(app)
 		s := &Snapshot{Rev: 2, Apps: []*App{app}}
-		if err := s.Index(); err == nil {
+		if err := s.Index(testShards); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
 	}
@@ -264,13 +275,15 @@ func TestIndexRefusesBadSegments(t *testing.T) {
 // device, so Resolve walks all of them.
 func bigSnapshot(tb testing.TB, n int) (*Snapshot, []string) {
 	ids := make([]string, 0, 1000)
-	mod := func(a *App) {
-		g := OverrideGroup{Channel: "beta", Devices: make([]byte, 16*n)}
-		rand.Read(g.Devices)
-		for i := 0; i < 1000 && i < n; i++ {
-			ids = append(ids, FormatDeviceID([16]byte(g.Devices[16*i:16*i+16])))
+	entries := randomOverrides(n, "beta")
+	for d := range entries {
+		if len(ids) == 1000 {
+			break
 		}
-		a.Overrides = []OverrideGroup{g}
+		ids = append(ids, FormatDeviceID(d))
+	}
+	mod := func(a *App) {
+		pin(a, entries)
 		for i := 0; i < 50; i++ {
 			a.Rules = append(a.Rules, &Rule{Name: fmt.Sprintf("r%d", i), Channel: "enterprise",
 				Platforms: []string{"ios"}, VersionBuild: ">=3.0.0 <4.0.0", CustomIDPrefix: fmt.Sprintf("tenant-%d-", i)})
@@ -311,18 +324,90 @@ func TestOverrideMemory(t *testing.T) {
 		t.Skip("allocates a million overrides")
 	}
 	const n = 1000000
-	g := OverrideGroup{Channel: "beta", Devices: make([]byte, 16*n)}
-	rand.Read(g.Devices)
+	entries := randomOverrides(n, "beta")
+	encoded := make([][]byte, 0, ShardCount)
+	hashes, _, enc := ShardOverrides(entries)
+	for _, b := range enc {
+		encoded = append(encoded, b)
+	}
+	entries = nil
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
-	s := segmented(t, func(a *App) { a.Overrides = []OverrideGroup{g} })
+	shards := MapShards{}
+	for _, b := range encoded {
+		sh, err := DecodeOverrideShard(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		shards[sha256Hex(b)] = sh
+	}
+	app := segmented(t, nil).Apps[0]
+	app.OverrideShards = hashes
+	s := &Snapshot{Format: FormatVersion, Rev: 3, Apps: []*App{app}}
+	if err := s.Index(shards); err != nil {
+		t.Fatal(err)
+	}
 	runtime.GC()
 	runtime.ReadMemStats(&after)
 	perOverride := float64(after.HeapAlloc-before.HeapAlloc) / n
-	t.Logf("index of %d overrides: %.1f bytes per override (excluding the 16 B wire copy)", s.Apps[0].OverrideCount(), perOverride)
-	if s.Apps[0].OverrideCount() != n {
+	t.Logf("edge memory for %d decoded overrides: %.1f bytes per override", app.OverrideCount(), perOverride)
+	if app.OverrideCount() != n {
 		t.Fatal("overrides lost")
 	}
-	runtime.KeepAlive(g)
+	runtime.KeepAlive(encoded)
+}
+
+func randomOverrides(n int, channel string) map[[16]byte]string {
+	m := make(map[[16]byte]string, n)
+	buf := make([]byte, 16*n)
+	rand.Read(buf)
+	for i := 0; i < n; i++ {
+		m[[16]byte(buf[16*i:])] = channel
+	}
+	return m
+}
+
+func TestShardRoundTrip(t *testing.T) {
+	entries := randomOverrides(3000, "beta")
+	for d := range entries {
+		entries[d] = "enterprise"
+		break
+	}
+	hashes, shards, enc := ShardOverrides(entries)
+	total := 0
+	for i, h := range hashes {
+		if h == "" {
+			continue
+		}
+		sh, err := DecodeOverrideShard(enc[h])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sha256Hex(sh.Encode()) != h || sh.Len() != shards[h].Len() {
+			t.Fatalf("shard %d does not round-trip", i)
+		}
+		total += sh.Len()
+	}
+	if total != 3000 {
+		t.Fatalf("%d devices in shards, want 3000", total)
+	}
+	for d, ch := range entries {
+		h := hashes[ShardOf(d)]
+		if got, ok := shards[h].Channel(d); !ok || got != ch {
+			t.Fatalf("device %x: %q", d, got)
+		}
+	}
+}
+
+func FuzzDecodeOverrideShard(f *testing.F) {
+	_, _, enc := ShardOverrides(randomOverrides(10, "beta"))
+	for _, b := range enc {
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if sh, err := DecodeOverrideShard(b); err == nil {
+			sh.Encode()
+		}
+	})
 }

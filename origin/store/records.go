@@ -343,8 +343,9 @@ func (s *Store) PutChannel(ctx context.Context, appID, name string, p ChannelPat
 	return ch, created, demoted, err
 }
 
-// Snapshot reads the whole delivery configuration, at one consistent
-// revision, as an indexed snapshot.
+// Snapshot reads the delivery configuration, at one consistent revision,
+// except device overrides, which travel in shards (see OverrideShard). The
+// caller lists the shards and indexes the snapshot.
 func (s *Store) Snapshot(ctx context.Context) (*snapshot.Snapshot, error) {
 	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
@@ -394,12 +395,6 @@ func (s *Store) Snapshot(ctx context.Context) (*snapshot.Snapshot, error) {
 	}
 	for _, r := range rules {
 		apps[r.AppID].Rules = append(apps[r.AppID].Rules, &r.Rule)
-	}
-	if err := loadOverrides(ctx, tx, apps); err != nil {
-		return nil, fmt.Errorf("store: snapshot: %w", err)
-	}
-	if err := snap.Index(); err != nil {
-		return nil, err
 	}
 	return snap, nil
 }

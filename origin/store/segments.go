@@ -369,28 +369,38 @@ func (s *Store) ListOverrides(ctx context.Context, appID, after string, limit in
 	return out, rows.Err()
 }
 
-// loadOverrides groups every app's overrides by channel into the snapshot's
-// compact binary form.
-func loadOverrides(ctx context.Context, q querier, apps map[string]*snapshot.App) error {
-	rows, err := q.QueryContext(ctx, `SELECT app_id, channel, device_id FROM device_overrides ORDER BY app_id, channel`)
+// OverridesInShard returns the device → channel pairs of one override shard
+// of an app (device ids whose first byte is shard), or of all shards when
+// shard < 0.
+func (s *Store) OverridesInShard(ctx context.Context, appID string, shard int) (map[[16]byte]string, error) {
+	q, args := `SELECT device_id, channel FROM device_overrides WHERE app_id = ?`, []any{appID}
+	if shard >= 0 {
+		lo := make([]byte, 16)
+		lo[0] = byte(shard)
+		q += ` AND device_id >= ?`
+		args = append(args, lo)
+		if shard < snapshot.ShardCount-1 {
+			hi := make([]byte, 16)
+			hi[0] = byte(shard + 1)
+			q += ` AND device_id < ?`
+			args = append(args, hi)
+		}
+	}
+	rows, err := s.db.QueryContext(ctx, q, args...)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer rows.Close()
-	var cur *snapshot.OverrideGroup
-	var curApp string
+	out := map[[16]byte]string{}
 	for rows.Next() {
-		var appID, channel string
 		var raw []byte
-		if err := rows.Scan(&appID, &channel, &raw); err != nil {
-			return err
+		var ch string
+		if err := rows.Scan(&raw, &ch); err != nil {
+			return nil, err
 		}
-		if cur == nil || appID != curApp || channel != cur.Channel {
-			a := apps[appID]
-			a.Overrides = append(a.Overrides, snapshot.OverrideGroup{Channel: channel})
-			cur, curApp = &a.Overrides[len(a.Overrides)-1], appID
+		if len(raw) == 16 {
+			out[[16]byte(raw)] = ch
 		}
-		cur.Devices = append(cur.Devices, raw...)
 	}
-	return rows.Err()
+	return out, rows.Err()
 }

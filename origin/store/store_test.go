@@ -83,6 +83,9 @@ func TestAppsBundlesChannels(t *testing.T) {
 	}
 	defer s2.Close()
 	snap, err := s2.Snapshot(ctx)
+	if err == nil {
+		err = snap.Index(nil)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,182 @@
+package snapshot
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"sort"
+)
+
+// Device overrides are the one part of a snapshot that grows with the fleet
+// (a million pinned devices are 16 MB). They travel apart from the snapshot
+// document, in ShardCount content-addressed blobs split by the first byte of
+// the device id: the signed document lists the shards' SHA-256, an edge
+// fetches (through its verified blob cache) only the shards it does not
+// hold yet, and a change to one override rebuilds and ships one shard of
+// ~1/256 of the overrides instead of the whole set.
+
+// ShardCount is the number of override shards per app.
+const ShardCount = 256
+
+// ShardOf returns the shard a device id belongs to.
+func ShardOf(dev [16]byte) int { return int(dev[0]) }
+
+// OverrideShard is one decoded shard: device id → channel name. It is
+// immutable and shared between snapshots that list the same hash.
+type OverrideShard struct {
+	channels []string            // distinct channel names, sorted
+	m        map[[16]byte]uint16 // device → index in channels
+}
+
+// ShardSource provides decoded override shards by SHA-256.
+type ShardSource interface {
+	OverrideShard(sha256 string) (*OverrideShard, error)
+}
+
+// NewOverrideShard builds a shard from device → channel pairs.
+func NewOverrideShard(entries map[[16]byte]string) *OverrideShard {
+	names := map[string]uint16{}
+	var list []string
+	for _, ch := range entries {
+		if _, ok := names[ch]; !ok {
+			names[ch] = 0
+			list = append(list, ch)
+		}
+	}
+	sort.Strings(list)
+	for i, n := range list {
+		names[n] = uint16(i)
+	}
+	sh := &OverrideShard{channels: list, m: make(map[[16]byte]uint16, len(entries))}
+	for d, ch := range entries {
+		sh.m[d] = names[ch]
+	}
+	return sh
+}
+
+// Len is the number of devices in the shard.
+func (s *OverrideShard) Len() int { return len(s.m) }
+
+// Channel returns the channel name a device is pinned to in this shard.
+func (s *OverrideShard) Channel(dev [16]byte) (string, bool) {
+	i, ok := s.m[dev]
+	if !ok {
+		return "", false
+	}
+	return s.channels[i], true
+}
+
+const shardMagic = "UPDOVR1\x00"
+
+// Encode serialises the shard deterministically (devices sorted), so equal
+// shards have equal hashes:
+//
+//	magic "UPDOVR1\x00" | u16 channels | (u8 len, name)… | u32 devices | (16-byte id, u16 channel)…
+func (s *OverrideShard) Encode() []byte {
+	devs := make([][16]byte, 0, len(s.m))
+	for d := range s.m {
+		devs = append(devs, d)
+	}
+	sort.Slice(devs, func(i, j int) bool { return bytes.Compare(devs[i][:], devs[j][:]) < 0 })
+	out := make([]byte, 0, len(shardMagic)+2+len(s.channels)*16+4+len(devs)*18)
+	out = append(out, shardMagic...)
+	out = binary.BigEndian.AppendUint16(out, uint16(len(s.channels)))
+	for _, c := range s.channels {
+		out = append(out, byte(len(c)))
+		out = append(out, c...)
+	}
+	out = binary.BigEndian.AppendUint32(out, uint32(len(devs)))
+	for _, d := range devs {
+		out = append(out, d[:]...)
+		out = binary.BigEndian.AppendUint16(out, s.m[d])
+	}
+	return out
+}
+
+// DecodeOverrideShard parses an encoded shard. The caller has verified the
+// bytes against the hash the signed snapshot lists.
+func DecodeOverrideShard(b []byte) (*OverrideShard, error) {
+	bad := func(what string) (*OverrideShard, error) {
+		return nil, fmt.Errorf("%w: override shard: %s", ErrMalformed, what)
+	}
+	if len(b) < len(shardMagic)+6 || string(b[:len(shardMagic)]) != shardMagic {
+		return bad("wrong magic")
+	}
+	p := b[len(shardMagic):]
+	nch := int(binary.BigEndian.Uint16(p))
+	p = p[2:]
+	s := &OverrideShard{channels: make([]string, 0, nch)}
+	for i := 0; i < nch; i++ {
+		if len(p) < 1 || len(p) < 1+int(p[0]) {
+			return bad("truncated channel table")
+		}
+		name := string(p[1 : 1+int(p[0])])
+		if !ValidChannelName(name) {
+			return bad("invalid channel name")
+		}
+		s.channels = append(s.channels, name)
+		p = p[1+int(p[0]):]
+	}
+	if len(p) < 4 {
+		return bad("truncated")
+	}
+	n := int(binary.BigEndian.Uint32(p))
+	p = p[4:]
+	if len(p) != n*18 {
+		return bad("device table length")
+	}
+	s.m = make(map[[16]byte]uint16, n)
+	for i := 0; i < n; i++ {
+		e := p[i*18:]
+		idx := binary.BigEndian.Uint16(e[16:])
+		if int(idx) >= nch {
+			return bad("channel index out of range")
+		}
+		s.m[[16]byte(e[:16])] = idx
+	}
+	return s, nil
+}
+
+// MapShards is a ShardSource over decoded shards in memory.
+type MapShards map[string]*OverrideShard
+
+// OverrideShard returns the shard or an error naming the missing hash.
+func (m MapShards) OverrideShard(sha string) (*OverrideShard, error) {
+	if s := m[sha]; s != nil {
+		return s, nil
+	}
+	return nil, fmt.Errorf("override shard %s not available", sha)
+}
+
+// ShardOverrides splits device → channel pairs into ShardCount shards and
+// returns the App.OverrideShards list and the shards by hash. Encoded shards
+// are returned too, for storing as blobs.
+func ShardOverrides(entries map[[16]byte]string) (hashes []string, shards MapShards, encoded map[string][]byte) {
+	var split [ShardCount]map[[16]byte]string
+	for d, ch := range entries {
+		i := ShardOf(d)
+		if split[i] == nil {
+			split[i] = map[[16]byte]string{}
+		}
+		split[i][d] = ch
+	}
+	hashes = make([]string, ShardCount)
+	shards, encoded = MapShards{}, map[string][]byte{}
+	for i, part := range split {
+		if len(part) == 0 {
+			continue
+		}
+		sh := NewOverrideShard(part)
+		b := sh.Encode()
+		h := sha256Hex(b)
+		hashes[i], shards[h], encoded[h] = h, sh, b
+	}
+	return hashes, shards, encoded
+}
+
+func sha256Hex(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
