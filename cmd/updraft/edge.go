@@ -93,6 +93,7 @@ func cmdKeys(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("keys", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	data := fs.String("data", config.DataDir(), "origin data folder")
+	only := fs.Bool("pubkey", false, "print only the public key (for $(updraft keys show --pubkey))")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -108,6 +109,10 @@ func cmdKeys(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	pub := origin.EncodePublicKey(priv.Public().(ed25519.PublicKey))
+	if *only {
+		fmt.Fprintln(stdout, pub)
+		return nil
+	}
 	fmt.Fprintf(stdout, "origin public key (edges: --origin-pubkey): %s\n", pub)
 	fmt.Fprintf(stdout, "edge key file (edges: --edge-key-file):     %s\n", config.EdgeKeyFile(*data))
 	fmt.Fprintf(stdout, "operator API key file:                      %s\n", config.APIKeyFile(*data))
