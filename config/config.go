@@ -45,6 +45,7 @@ type Edge struct {
 
 	CacheMemory       Size          // memory tier budget
 	CacheDisk         Size          // disk tier budget
+	NoPrefetch        bool          // do not fill bundles before devices ask
 	MaxUpdatesBody    Size          // largest accepted POST /updates body
 	ReadTimeout       time.Duration // per request header/body read
 	WriteTimeout      time.Duration // per response write
@@ -107,6 +108,9 @@ func (c Edge) Validate() error {
 	}
 	if c.CacheDisk < 1*MiB {
 		errs = append(errs, fmt.Errorf("config: edge.cache.disk %s: want at least 1MiB", c.CacheDisk))
+	}
+	if c.CacheMemory < 0 || c.CacheMemory > 1*TiB {
+		errs = append(errs, fmt.Errorf("config: edge.cache.memory %s: want 0 (no memory tier) to 1TiB", c.CacheMemory))
 	}
 	return errors.Join(errs...)
 }

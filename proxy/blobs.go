@@ -26,7 +26,7 @@ func (e *Edge) blob(ctx context.Context, r *blobRequest, out *reply) {
 		e.metrics.blob(codeInvalidBlobID)
 		return
 	}
-	etag := `"` + r.id + `"`
+	etag := r.id // quoted by the transport adapter
 	// A named tag can only be our hash, so it matches without a lookup; "*"
 	// matches only a blob that exists (RFC 9110 §13.1.2), checked below.
 	if r.ifNoneMatch != "" && r.ifNoneMatch != "*" && etagMatch(r.ifNoneMatch, r.id) {
@@ -62,7 +62,7 @@ func (e *Edge) blob(ctx context.Context, r *blobRequest, out *reply) {
 	out.cacheStatus = cacheStatus(b.Tier)
 	out.contentType = "application/octet-stream"
 	start, length, status := int64(0), b.Size, 200
-	if r.rangeHdr != "" && (r.ifRange == "" || r.ifRange == etag) {
+	if r.rangeHdr != "" && (r.ifRange == "" || isStrongTag(r.ifRange, r.id)) {
 		s, n, res := parseRange(r.rangeHdr, b.Size)
 		switch res {
 		case rangeOK:
@@ -89,23 +89,40 @@ func (e *Edge) blob(ctx context.Context, r *blobRequest, out *reply) {
 		e.metrics.blob("head")
 		return
 	}
-	if start > 0 {
-		if _, err := b.File.Seek(start, io.SeekStart); err != nil {
-			b.Close()
-			out.jsonError(500, codeInternal, "Blob could not be read")
-			return
+	if b.Data != nil {
+		out.data = b.Data[start : start+length] // shared, immutable: no copy
+	} else {
+		if start > 0 {
+			if _, err := b.File.Seek(start, io.SeekStart); err != nil {
+				b.Close()
+				out.jsonError(500, codeInternal, "Blob could not be read")
+				return
+			}
 		}
+		out.file = b.File
 	}
-	out.file = b.File
-	e.metrics.blob(strconv.Itoa(status))
+	if status == 206 {
+		e.metrics.blob("206")
+	} else {
+		e.metrics.blob("200")
+	}
 	e.metrics.bytesServed.Add(float64(length))
 }
 
+// cacheStatus is the RFC 9211 Cache-Status value for a tier.
 func cacheStatus(tier string) string {
-	if tier == cache.TierFill {
+	switch tier {
+	case cache.TierFill:
 		return "updraft; fwd=miss; stored"
+	case cache.TierMemory:
+		return "updraft; hit; detail=memory"
 	}
-	return "updraft; hit; detail=" + tier
+	return "updraft; hit; detail=disk"
+}
+
+// isStrongTag reports whether tag is exactly the strong entity tag "sha".
+func isStrongTag(tag, sha string) bool {
+	return len(tag) == len(sha)+2 && tag[0] == '"' && tag[len(tag)-1] == '"' && tag[1:len(tag)-1] == sha
 }
 
 // etagMatch reports whether an If-None-Match list names our strong ETag.

@@ -31,6 +31,9 @@ type Edge struct {
 	changed chan struct{} // closed and replaced at every swap
 	// childKey authenticates child edges (they use the same edge key).
 	childKey []byte
+
+	prefetchQ    chan string
+	stopPrefetch func()
 	// baseURL is cfg.PublicURL without a trailing slash; empty: from Host.
 	baseURL []byte
 }
@@ -44,6 +47,9 @@ func New(cfg config.Edge, c *cache.Tiered, log *slog.Logger) *Edge {
 	e := &Edge{cfg: cfg, cache: c, log: log, metrics: newEdgeMetrics(c), changed: make(chan struct{})}
 	if cfg.EdgeKey != "" {
 		e.childKey = []byte(cfg.EdgeKey)
+	}
+	if c != nil && !cfg.NoPrefetch {
+		e.startPrefetch()
 	}
 	if cfg.PublicURL != "" {
 		e.baseURL = []byte(config.TrimURL(cfg.PublicURL))
@@ -72,6 +78,7 @@ func (e *Edge) setSnapshot(s *snapshot.Snapshot, wire []byte) bool {
 	e.changed = make(chan struct{})
 	e.metrics.snapshotRev.Set(float64(s.Rev))
 	e.log.Debug("edge: snapshot swapped", "rev", s.Rev)
+	e.prefetchCurrent(s)
 	return true
 }
 
@@ -97,10 +104,11 @@ type reply struct {
 	body        []byte // small answers; reused between requests
 	scratch     []byte // reused scratch (base URL)
 
+	data         []byte   // blob body from the memory tier (shared, never modified)
 	file         *os.File // blob body, positioned at the first byte; the adapter closes it
 	length       int64    // bytes of file to send
 	headLength   int64    // Content-Length of a HEAD answer
-	etag         string
+	etag         string   // the blob's hash; written as the strong tag "hash"
 	contentRange string
 	cacheStatus  string
 	immutable    bool

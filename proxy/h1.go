@@ -213,7 +213,8 @@ func (h *HTTP1) write(ctx *fasthttp.RequestCtx, out *reply) {
 		resp.Header.SetContentType(out.contentType)
 	}
 	if out.etag != "" {
-		resp.Header.Set("ETag", out.etag)
+		out.scratch = append(append(append(out.scratch[:0], '"'), out.etag...), '"')
+		resp.Header.SetBytesV("ETag", out.scratch)
 	}
 	if out.immutable {
 		resp.Header.Set("Cache-Control", "public, max-age=31536000, immutable")
@@ -231,6 +232,8 @@ func (h *HTTP1) write(ctx *fasthttp.RequestCtx, out *reply) {
 		resp.Header.Set("Cache-Status", out.cacheStatus)
 	}
 	switch {
+	case out.data != nil:
+		resp.SetBodyRaw(out.data) // the cache's bytes, never modified: no copy
 	case out.file != nil:
 		ctx.SetBodyStream(out.file, int(out.length)) // fasthttp closes the file; sendfile for large ones
 	case out.headLength > 0 || (ctx.IsHead() && out.status == 200):

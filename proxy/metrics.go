@@ -66,23 +66,54 @@ func (m *edgeMetrics) channelSelf(op, outcome string) {
 // cacheCollector exports the cache's own counters at scrape time.
 type cacheCollector struct{ c *cache.Tiered }
 
-var cacheDescs = map[string]*prometheus.Desc{
-	"disk_hits":       prometheus.NewDesc("updraft_cache_disk_hits_total", "Blob reads served from the disk tier.", nil, nil),
-	"fills":           prometheus.NewDesc("updraft_cache_fills_total", "Upstream fetches.", nil, nil),
-	"coalesced":       prometheus.NewDesc("updraft_cache_coalesced_total", "Requests that waited on another request's fill.", nil, nil),
-	"not_found":       prometheus.NewDesc("updraft_cache_not_found_total", "Requests for blobs upstream does not have.", nil, nil),
-	"verify_failures": prometheus.NewDesc("updraft_cache_verify_failures_total", "Blobs that failed SHA-256 verification (disk or upstream).", nil, nil),
+func cacheDesc(name, help string, labels ...string) *prometheus.Desc {
+	return prometheus.NewDesc("updraft_cache_"+name, help, labels, nil)
 }
 
+var (
+	descHits      = cacheDesc("hits_total", "Blob reads served from a tier.", "tier")
+	descMisses    = cacheDesc("misses_total", "Blob reads that needed an upstream fill.")
+	descFills     = cacheDesc("fills_total", "Upstream fetches.")
+	descFilled    = cacheDesc("filled_bytes_total", "Bytes fetched from upstream.")
+	descCoalesced = cacheDesc("coalesced_total", "Requests that shared another request's fill.")
+	descNotFound  = cacheDesc("not_found_total", "Requests for blobs upstream does not have.")
+	descVerify    = cacheDesc("verify_failures_total", "Blobs that failed SHA-256 verification (disk or upstream); never served.")
+	descEvictions = cacheDesc("evictions_total", "Blobs evicted to stay within budget.", "tier")
+	descPrefetch  = cacheDesc("prefetches_total", "Fills started before any device asked.")
+	descBytes     = cacheDesc("bytes", "Bytes held.", "tier")
+	descBudget    = cacheDesc("budget_bytes", "Configured budget.", "tier")
+	descItems     = cacheDesc("items", "Blobs held.", "tier")
+)
+
 func (cc cacheCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range cacheDescs {
+	for _, d := range []*prometheus.Desc{descHits, descMisses, descFills, descFilled, descCoalesced, descNotFound, descVerify, descEvictions, descPrefetch, descBytes, descBudget, descItems} {
 		ch <- d
 	}
 }
 
 func (cc cacheCollector) Collect(ch chan<- prometheus.Metric) {
 	s := cc.c.Stats()
-	for name, v := range map[string]uint64{"disk_hits": s.DiskHits, "fills": s.Fills, "coalesced": s.Coalesced, "not_found": s.NotFound, "verify_failures": s.VerifyFailures} {
-		ch <- prometheus.MustNewConstMetric(cacheDescs[name], prometheus.CounterValue, float64(v))
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
 	}
+	gauge := func(d *prometheus.Desc, v int64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v), labels...)
+	}
+	counter(descHits, s.MemoryHits, "memory")
+	counter(descHits, s.DiskHits, "disk")
+	counter(descMisses, s.Misses)
+	counter(descFills, s.Fills)
+	counter(descFilled, s.BytesFilled)
+	counter(descCoalesced, s.Coalesced)
+	counter(descNotFound, s.NotFound)
+	counter(descVerify, s.VerifyFailures)
+	counter(descEvictions, s.MemoryEvictions, "memory")
+	counter(descEvictions, s.DiskEvictions, "disk")
+	counter(descPrefetch, s.Prefetches)
+	gauge(descBytes, s.MemoryBytes, "memory")
+	gauge(descBytes, s.DiskBytes, "disk")
+	gauge(descBudget, s.MemoryBudget, "memory")
+	gauge(descBudget, s.DiskBudget, "disk")
+	gauge(descItems, int64(s.MemoryItems), "memory")
+	gauge(descItems, int64(s.DiskItems), "disk")
 }

@@ -208,9 +208,11 @@ func (l *shardLoader) fetch(sha string) (*snapshot.OverrideShard, error) {
 	if b.Size > maxShardBytes {
 		return nil, fmt.Errorf("override shard %s: %d bytes", sha, b.Size)
 	}
-	raw, err := io.ReadAll(b.File)
-	if err != nil {
-		return nil, err
+	raw := b.Data
+	if raw == nil {
+		if raw, err = io.ReadAll(b.File); err != nil {
+			return nil, err
+		}
 	}
 	return snapshot.DecodeOverrideShard(raw)
 }

@@ -30,6 +30,7 @@ func cmdEdge(ctx context.Context, args []string, stderr io.Writer) error {
 	keyFile := fs.String("edge-key-file", "", "read the edge key from this file")
 	pubText := fs.String("origin-pubkey", os.Getenv("UPDRAFT_ORIGIN_PUBKEY"), "origin's snapshot public key (updraft keys show); env UPDRAFT_ORIGIN_PUBKEY")
 	fs.StringVar(&ec.PublicURL, "public-url", config.Env("UPDRAFT_PUBLIC_URL", ""), "base URL devices download from (default: from each request's Host)")
+	fs.Var(&ec.CacheMemory, "cache-memory", "memory cache budget (0: none)")
 	fs.Var(&ec.CacheDisk, "cache-disk", "disk cache budget")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if _, err := parseFlags(fs, args); err != nil {
@@ -56,11 +57,13 @@ func cmdEdge(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := ec.Validate(); err != nil {
 		return err
 	}
-	c, err := cache.New(cache.Options{Dir: filepath.Join(ec.DataDir, "cache"), Upstream: proxy.NewHTTPUpstream(ec.Upstream, ec.EdgeKey), Log: log})
+	c, err := cache.New(cache.Options{Dir: filepath.Join(ec.DataDir, "cache"), Upstream: proxy.NewHTTPUpstream(ec.Upstream, ec.EdgeKey), Log: log,
+		MemoryBudget: int64(ec.CacheMemory), DiskBudget: int64(ec.CacheDisk)})
 	if err != nil {
 		return err
 	}
 	edge := proxy.New(ec, c, log)
+	defer edge.Close()
 	rep := proxy.NewReplica(edge, ec.Upstream, ec.EdgeKey, ed25519.PublicKey(pub))
 	if err := rep.LoadPersisted(); err != nil {
 		log.Error("edge: ignoring persisted snapshot", "err", err)
@@ -75,7 +78,7 @@ func cmdEdge(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	h1 := proxy.NewHTTP1(edge)
 	log.Info("updraft edge: ready", "listen", ln.Addr().String(), "upstream", ec.Upstream, "data", ec.DataDir,
-		"cache_disk", ec.CacheDisk.String(), "max_updates_body", ec.MaxUpdatesBody.String())
+		"cache_memory", ec.CacheMemory.String(), "cache_disk", ec.CacheDisk.String(), "max_updates_body", ec.MaxUpdatesBody.String())
 	errc := make(chan error, 1)
 	go func() { errc <- h1.Serve(ln) }()
 	select {

@@ -46,7 +46,8 @@ func startServe(ctx context.Context, o serveOptions) (*running, error) {
 		return nil, err
 	}
 	c, err := cache.New(cache.Options{Dir: o.edge.DataDir, Upstream: proxy.LocalUpstream{Blobs: srv.Blobs()},
-		MaxBlob: int64(o.origin.MaxBundleSize), Log: o.log})
+		MaxBlob: int64(o.origin.MaxBundleSize), Log: o.log,
+		MemoryBudget: int64(o.edge.CacheMemory), DiskBudget: int64(o.edge.CacheDisk)})
 	if err != nil {
 		srv.Close()
 		return nil, err
@@ -72,6 +73,7 @@ func startServe(ctx context.Context, o serveOptions) (*running, error) {
 	go func() { r.done <- h1.Serve(eln) }()
 	r.stop = func(ctx context.Context) error {
 		err := errors.Join(h1.Shutdown(ctx), hs.Shutdown(ctx))
+		edge.Close()
 		<-r.done
 		<-r.done
 		return errors.Join(err, srv.Close())
@@ -96,6 +98,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&ec.Listen, "edge-listen", config.Env("UPDRAFT_EDGE_LISTEN", ec.Listen), "device API address (use 0.0.0.0:8080 for devices on your network)")
 	fs.StringVar(&ec.PublicURL, "public-url", config.Env("UPDRAFT_PUBLIC_URL", ""), "base URL devices download from (default: from each request's Host)")
 	fs.Var(&oc.MaxBundleSize, "max-bundle-size", "largest accepted bundle upload")
+	fs.Var(&ec.CacheMemory, "cache-memory", "edge memory cache budget (0: none)")
 	fs.Var(&ec.CacheDisk, "cache-disk", "edge disk cache budget")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if _, err := parseFlags(fs, args); err != nil {
@@ -114,7 +117,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	log.Info("updraft serve: ready",
 		"data", *data, "origin", "http://"+r.OriginAddr, "edge", "http://"+r.EdgeAddr,
 		"api_key_file", config.APIKeyFile(*data), "max_bundle_size", oc.MaxBundleSize.String(),
-		"cache_disk", ec.CacheDisk.String(), "max_updates_body", ec.MaxUpdatesBody.String())
+		"cache_memory", ec.CacheMemory.String(), "cache_disk", ec.CacheDisk.String(), "max_updates_body", ec.MaxUpdatesBody.String())
 	fmt.Fprintf(stderr, "\n  device update URL:  http://%s/updates\n  operator API:       http://%s/api/v1 (key in %s)\n\n",
 		r.EdgeAddr, r.OriginAddr, config.APIKeyFile(*data))
 	select {

@@ -1,0 +1,120 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttputil"
+
+	"github.com/updraft-cdn/updraft/cache"
+	"github.com/updraft-cdn/updraft/config"
+	"github.com/updraft-cdn/updraft/origin/blob"
+)
+
+// memoryEdge is an edge whose cache has a memory tier, filled from a blob
+// store holding data.
+func memoryEdge(tb testing.TB, data []byte) (*Edge, string) {
+	tb.Helper()
+	fs, err := blob.Open(tb.TempDir())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	info, err := fs.Put(bytes.NewReader(data), 0)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	c, err := cache.New(cache.Options{Dir: tb.TempDir(), Upstream: LocalUpstream{Blobs: fs}, Log: quiet, MemoryBudget: 64 << 20})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cfg := config.NewEdge(tb.TempDir())
+	cfg.NoPrefetch = true
+	e := New(cfg, c, quiet)
+	tb.Cleanup(e.Close)
+	return e, info.SHA256
+}
+
+func TestBlobFromMemoryTier(t *testing.T) {
+	data := randomBytes(t, 200<<10)
+	e, sha := memoryEdge(t, data)
+	for i, want := range []string{"updraft; fwd=miss; stored", "updraft; hit; detail=memory"} {
+		var out reply
+		e.blob(context.Background(), &blobRequest{id: sha, rangeHdr: "bytes=100-199"}, &out)
+		if out.status != 206 || out.cacheStatus != want || !bytes.Equal(out.data, data[100:200]) || out.file != nil {
+			t.Fatalf("GET %d: status %d, Cache-Status %q, %d bytes", i, out.status, out.cacheStatus, len(out.data))
+		}
+	}
+}
+
+func TestPrefetchOnSnapshot(t *testing.T) {
+	fs, _ := blob.Open(t.TempDir())
+	zip := readZip(t)
+	info, _ := fs.Put(bytes.NewReader(zip), 0)
+	c, _ := cache.New(cache.Options{Dir: t.TempDir(), Upstream: LocalUpstream{Blobs: fs}, Log: quiet, MemoryBudget: 64 << 20})
+	e := New(config.NewEdge(t.TempDir()), c, quiet)
+	defer e.Close()
+	e.SetSnapshot(testSnapshot(t, 1, info.SHA256))
+	deadline := time.Now().Add(5 * time.Second)
+	for !c.Has(info.SHA256) {
+		if time.Now().After(deadline) {
+			t.Fatal("current bundle not prefetched within 5s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// The snapshot's channels use three distinct bundles (two of them not
+	// in the blob store): each is prefetched once, only the zip is stored.
+	deadline = time.Now().Add(5 * time.Second)
+	for c.Stats().Prefetches < 3 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if s := c.Stats(); s.Prefetches != 3 || s.Coalesced != 0 || s.BytesFilled != uint64(len(zip)) {
+		t.Fatalf("stats %+v", s)
+	}
+	var out reply
+	e.blob(context.Background(), &blobRequest{id: info.SHA256}, &out)
+	if out.cacheStatus != "updraft; hit; detail=memory" {
+		t.Fatalf("first device request after prefetch: %q", out.cacheStatus)
+	}
+}
+
+// BenchmarkBlobHitHTTP1 measures a memory-tier hit through fasthttp over an
+// in-memory listener (client and server in this process).
+func BenchmarkBlobHitHTTP1(b *testing.B) {
+	for _, size := range []int{64 << 10, 5 << 20} {
+		b.Run(strconv.Itoa(size>>10)+"KiB", func(b *testing.B) {
+			e, sha := memoryEdge(b, randomBytes(b, size))
+			ln := fasthttputil.NewInmemoryListener()
+			h := NewHTTP1(e)
+			served := make(chan error, 1)
+			go func() { served <- h.Serve(ln) }()
+			b.Cleanup(func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				h.Shutdown(ctx)
+				<-served
+			})
+			client := &fasthttp.Client{Dial: func(string) (net.Conn, error) { return ln.Dial() }, MaxResponseBodySize: 16 << 20}
+			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+			defer fasthttp.ReleaseRequest(req)
+			defer fasthttp.ReleaseResponse(resp)
+			req.SetRequestURI("http://edge.example.com/b/" + sha)
+			for i := 0; i < 2; i++ { // fill, then hit
+				if err := client.Do(req, resp); err != nil || resp.StatusCode() != 200 || len(resp.Body()) != size {
+					b.Fatalf("GET: %v HTTP %d", err, resp.StatusCode())
+				}
+			}
+			b.SetBytes(int64(size))
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := client.Do(req, resp); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
