@@ -40,6 +40,11 @@ UPDRAFT_API_KEY or ./updraft-data/api-key):
   updraft device override DEVICE_ID... --app ID --channel NAME   (or --clear); updraft device list --app ID
   updraft resolve --app ID --device ID --platform P --version-build V [--version-name V] [--custom-id X] ...
 
+Load testing:
+  updraft bench [--target URL] [--scenario release-storm|steady|FILE.json] [--devices N] [--duration D]
+                [--connections C] [--link 40ms/100mbit] [--json]
+  updraft bench link --listen ADDR --upstream ADDR --profile 40ms/100mbit[/1%]
+
 Run "updraft COMMAND --help" for a command's flags.
 `
 
@@ -100,6 +105,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdDevice(ctx, s, r, stdout, stderr)
 	case "resolve":
 		return cmdResolve(ctx, rest, stdout, stderr)
+	case "bench":
+		return cmdBench(ctx, rest, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -1,0 +1,172 @@
+package bench
+
+import (
+	"bytes"
+	"io"
+	"math"
+	"math/rand/v2"
+	"net"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseLink(t *testing.T) {
+	good := map[string]LinkProfile{
+		"40ms/100mbit":      {RTT: 40 * time.Millisecond, Bandwidth: 100e6 / 8},
+		"150ms/10mbit/1%":   {RTT: 150 * time.Millisecond, Bandwidth: 10e6 / 8, Loss: 0.01},
+		"0s":                {},
+		"5ms/1gbit":         {RTT: 5 * time.Millisecond, Bandwidth: 1e9 / 8},
+		"20ms/512kbit/0.5%": {RTT: 20 * time.Millisecond, Bandwidth: 512e3 / 8, Loss: 0.005},
+	}
+	for in, want := range good {
+		got, err := ParseLink(in)
+		if err != nil || got != want {
+			t.Errorf("ParseLink(%q) = %+v, %v; want %+v", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "fast", "40ms/100", "40ms/-1mbit", "40ms/100mbit/120%", "2h", "40ms/1/2/3"} {
+		if _, err := ParseLink(bad); err == nil || !strings.Contains(err.Error(), "want RTT") {
+			t.Errorf("ParseLink(%q): %v", bad, err)
+		}
+	}
+}
+
+// echoServer answers every byte it reads.
+func echoServer(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { io.Copy(c, c); c.Close() }()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+func within(t *testing.T, what string, got, want, tolerance float64) {
+	t.Helper()
+	if math.Abs(got-want) > tolerance*want {
+		t.Errorf("%s: %.4g, want %.4g ±%.0f%%", what, got, want, tolerance*100)
+	} else {
+		t.Logf("%s: %.4g (configured %.4g)", what, got, want)
+	}
+}
+
+func TestLinkRTTAndBandwidth(t *testing.T) {
+	upstream := echoServer(t)
+	l, err := StartLink("127.0.0.1:0", upstream, LinkProfile{RTT: 40 * time.Millisecond, Bandwidth: 20e6 / 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	c, err := net.Dial("tcp", l.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// RTT: the echo goes through the link twice (client → server → client),
+	// so one exchange costs one RTT of propagation.
+	buf := make([]byte, 1)
+	var total time.Duration
+	const pings = 10
+	for i := 0; i < pings; i++ {
+		start := time.Now()
+		c.Write([]byte{byte(i)})
+		if _, err := io.ReadFull(c, buf); err != nil {
+			t.Fatal(err)
+		}
+		total += time.Since(start)
+	}
+	within(t, "RTT (ms)", float64(total/pings)/1e6, 40, 0.10)
+
+	// Bandwidth: 1 MB each way through a 20 Mbit/s link. Both directions are
+	// limited independently; the transfer takes size/bandwidth plus one RTT.
+	payload := bytes.Repeat([]byte("x"), 1<<20)
+	start := time.Now()
+	go c.Write(payload)
+	if _, err := io.ReadFull(c, make([]byte, len(payload))); err != nil {
+		t.Fatal(err)
+	}
+	elapsed := time.Since(start) - 40*time.Millisecond
+	within(t, "bandwidth (Mbit/s)", float64(len(payload))*8/elapsed.Seconds()/1e6, 20, 0.10)
+}
+
+// TestPercentiles checks the histogram summary on distributions whose
+// percentiles are known exactly.
+func TestPercentiles(t *testing.T) {
+	h := newHist()
+	for v := int64(1); v <= 100000; v++ { // uniform 1 µs .. 100 ms
+		h.RecordValue(v)
+	}
+	p := summarize(h)
+	within(t, "uniform p50 (ms)", p.P50, 50, 0.01)
+	within(t, "uniform p90 (ms)", p.P90, 90, 0.01)
+	within(t, "uniform p99 (ms)", p.P99, 99, 0.01)
+	within(t, "uniform p99.9 (ms)", p.P999, 99.9, 0.01)
+	if p.Count != 100000 || math.Abs(p.Max-100) > 0.1 {
+		t.Errorf("count %d max %v", p.Count, p.Max)
+	}
+
+	// Exponential with mean 10 ms: p50 = 10 ln 2, p99 = 10 ln 100.
+	h = newHist()
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := 0; i < 1000000; i++ {
+		h.RecordValue(us(time.Duration(rng.ExpFloat64() * 10 * float64(time.Millisecond))))
+	}
+	p = summarize(h)
+	within(t, "exponential p50 (ms)", p.P50, 10*math.Ln2, 0.02)
+	within(t, "exponential p99 (ms)", p.P99, 10*math.Log(100), 0.02)
+	within(t, "exponential mean (ms)", p.Mean, 10, 0.02)
+}
+
+func TestScenarioErrors(t *testing.T) {
+	cases := map[string]string{
+		`{"name":"x","phases":[]}`: "no phases",
+		`{"name":"x","phases":[{"name":"a","kind":"flood","duration":"10s"}]}`:                `kind "flood"`,
+		`{"name":"x","phases":[{"name":"a","kind":"steady","duration":"10s"}]}`:               "connections",
+		`{"name":"x","phases":[{"name":"a","kind":"rate","duration":"10s"}]}`:                 "rate",
+		`{"name":"x","phases":[{"name":"a","kind":"storm","duration":"soon"}]}`:               `duration "soon"`,
+		`{"name":"x","phases":[{"name":"a","kind":"storm","duration":"10s","colour":"red"}]}`: "unknown field",
+		`{"name":"x","phases":[{"name":"a","kind":"storm"}]}`:                                 "duration must be positive",
+		`not json`: "scenario:",
+	}
+	for doc, want := range cases {
+		if _, err := ParseScenario([]byte(doc)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: error %v, want it to mention %q", doc, err, want)
+		}
+	}
+	s, err := ParseScenario([]byte(`{"name":"mix","phases":[{"name":"warm","kind":"steady","duration":"5s","connections":8},
+		{"name":"storm","kind":"storm","duration":"30s"},{"name":"pings","kind":"rate","duration":"1m","rate":200}]}`))
+	if err != nil || len(s.Phases) != 3 || time.Duration(s.Phases[2].Duration) != time.Minute {
+		t.Fatalf("%+v %v", s, err)
+	}
+	if _, err := Builtin("nope", time.Second, 1); err == nil {
+		t.Fatal("unknown builtin accepted")
+	}
+}
+
+func TestFleetDeterministic(t *testing.T) {
+	o := Options{Target: "http://x", Devices: 100, Seed: 7}
+	o.defaults()
+	a, b := fleet(o), fleet(o)
+	android := 0
+	for i := range a {
+		if a[i].id != b[i].id || !bytes.Equal(a[i].body, b[i].body) {
+			t.Fatal("fleet not deterministic")
+		}
+		if bytes.Contains(a[i].body, []byte(`"platform":"android"`)) {
+			android++
+		}
+	}
+	if android != 60 {
+		t.Fatalf("%d android devices of 100, want 60", android)
+	}
+}

@@ -1,0 +1,93 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Report is the result of a run.
+type Report struct {
+	Scenario    string        `json:"scenario"`
+	Target      string        `json:"target"`
+	Devices     int           `json:"devices"`
+	Connections int           `json:"connections"`
+	Started     time.Time     `json:"started"`
+	Phases      []PhaseReport `json:"phases"`
+}
+
+// PhaseReport is one phase's figures.
+type PhaseReport struct {
+	Name         string      `json:"name"`
+	Kind         string      `json:"kind"`
+	Planned      string      `json:"planned"`
+	Elapsed      string      `json:"elapsed"`
+	Started      int64       `json:"started"` // devices or checks started
+	Checks       Percentiles `json:"check_latency"`
+	Downloads    Percentiles `json:"download_latency"`
+	TimeToUpdate Percentiles `json:"time_to_update"`
+	ChecksPerSec float64     `json:"checks_per_sec"`
+	BytesDown    int64       `json:"bytes_downloaded"`
+	MBPerSec     float64     `json:"download_mb_per_sec"`
+	Outcomes     []Outcome   `json:"outcomes"`
+	Failures     int64       `json:"failures"`
+	PerSecond    []second    `json:"per_second"`
+	Unfinished   int64       `json:"unfinished"`
+}
+
+func (r *recorder) report(p Phase, started int64, elapsed time.Duration) PhaseReport {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	pr := PhaseReport{Name: p.Name, Kind: p.Kind, Planned: time.Duration(p.Duration).String(), Elapsed: elapsed.Round(time.Millisecond).String(),
+		Started: started, Checks: summarize(r.check), Downloads: summarize(r.download), TimeToUpdate: summarize(r.update),
+		BytesDown: r.bytes, Outcomes: r.outcomeList(), PerSecond: r.seconds}
+	pr.ChecksPerSec = float64(pr.Checks.Count) / elapsed.Seconds()
+	pr.MBPerSec = float64(r.bytes) / 1e6 / elapsed.Seconds()
+	for _, s := range r.seconds {
+		pr.Failures += s.Errors
+	}
+	pr.Unfinished = started - pr.Checks.Count
+	return pr
+}
+
+// WriteJSON writes the report as indented JSON.
+func (rep *Report) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(rep)
+}
+
+// WriteText writes the report as tables.
+func (rep *Report) WriteText(w io.Writer) {
+	fmt.Fprintf(w, "updraft bench: scenario %s against %s, %d devices, %d connections\n", rep.Scenario, rep.Target, rep.Devices, rep.Connections)
+	for _, p := range rep.Phases {
+		fmt.Fprintf(w, "\nphase %s (%s): planned %s, took %s; %d started, %.0f checks/s", p.Name, p.Kind, p.Planned, p.Elapsed, p.Started, p.ChecksPerSec)
+		if p.BytesDown > 0 {
+			fmt.Fprintf(w, ", %.1f MB downloaded (%.1f MB/s)", float64(p.BytesDown)/1e6, p.MBPerSec)
+		}
+		fmt.Fprintln(w)
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "latency (ms)\tcount\tp50\tp90\tp99\tp99.9\tmax\t")
+		for _, row := range []struct {
+			name string
+			p    Percentiles
+		}{{"update check", p.Checks}, {"download", p.Downloads}, {"time to update", p.TimeToUpdate}} {
+			if row.p.Count == 0 {
+				continue
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t\n", row.name, row.p.Count, row.p.P50, row.p.P90, row.p.P99, row.p.P999, row.p.Max)
+		}
+		tw.Flush()
+		var parts []string
+		for _, o := range p.Outcomes {
+			parts = append(parts, fmt.Sprintf("%s %d", o.Outcome, o.Count))
+		}
+		fmt.Fprintf(w, "outcomes: %s\n", strings.Join(parts, ", "))
+		if p.Failures > 0 || p.Unfinished > 0 {
+			fmt.Fprintf(w, "failures: %d, unfinished at the deadline: %d\n", p.Failures, p.Unfinished)
+		}
+	}
+}

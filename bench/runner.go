@@ -1,0 +1,307 @@
+package bench
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fastjson"
+)
+
+// Options configure a run.
+type Options struct {
+	Target       string // edge base URL, e.g. http://127.0.0.1:8080
+	AppID        string
+	Devices      int // fleet size
+	Connections  int // HTTP/1.1 connections to the target (reused, like apps)
+	MaxInFlight  int // open loop: requests allowed in flight before arrivals queue
+	VersionBuild string
+	Seed         uint64
+	Progress     io.Writer // live progress line; nil: none
+}
+
+func (o *Options) defaults() error {
+	if o.Target == "" {
+		return errors.New("bench: no target URL")
+	}
+	o.Target = strings.TrimRight(o.Target, "/")
+	if o.AppID == "" {
+		o.AppID = "com.example.app"
+	}
+	if o.Devices <= 0 {
+		o.Devices = 1000
+	}
+	if o.Devices > 10_000_000 {
+		return errors.New("bench: at most 10,000,000 devices")
+	}
+	if o.Connections <= 0 {
+		o.Connections = 64
+	}
+	if o.MaxInFlight <= 0 {
+		o.MaxInFlight = 4096
+	}
+	if o.VersionBuild == "" {
+		o.VersionBuild = "1.0.0"
+	}
+	if o.Seed == 0 {
+		o.Seed = 1
+	}
+	return nil
+}
+
+// device is one simulated phone with its pre-encoded update check.
+type device struct {
+	id   string
+	body []byte
+}
+
+// fleet builds n devices: 60% Android, 40% iOS, on the store build, with a
+// custom id; deterministic for a seed.
+func fleet(o Options) []device {
+	rng := rand.New(rand.NewPCG(o.Seed, 0x5eed))
+	out := make([]device, o.Devices)
+	for i := range out {
+		var u [16]byte
+		for j := range u {
+			u[j] = byte(rng.UintN(256))
+		}
+		u[6] = u[6]&0x0f | 0x40
+		u[8] = u[8]&0x3f | 0x80
+		h := hex.EncodeToString(u[:])
+		id := h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+		platform, os := "android", "14"
+		if i%10 >= 6 {
+			platform, os = "ios", "17.4"
+		}
+		out[i] = device{id: id, body: fmt.Appendf(nil,
+			`{"app_id":%q,"device_id":%q,"version_name":"builtin","version_build":%q,"version_code":"1","version_os":%q,`+
+				`"platform":%q,"plugin_version":"8.51.14","is_emulator":false,"is_prod":true,"custom_id":"user-%d"}`,
+			o.AppID, id, o.VersionBuild, os, platform, i)}
+	}
+	return out
+}
+
+// runner executes phases against the target.
+type runner struct {
+	o        Options
+	client   *fasthttp.Client
+	devices  []device
+	parsers  fastjson.ParserPool
+	inFlight atomic.Int64
+}
+
+// Run executes the scenario and returns its report.
+func Run(ctx context.Context, sc Scenario, o Options) (*Report, error) {
+	if err := o.defaults(); err != nil {
+		return nil, err
+	}
+	if err := sc.Validate(); err != nil {
+		return nil, err
+	}
+	r := &runner{o: o, devices: fleet(o), client: &fasthttp.Client{
+		Name:                "updraft-bench",
+		MaxConnsPerHost:     o.Connections,
+		MaxConnWaitTimeout:  2 * time.Minute,
+		ReadTimeout:         2 * time.Minute,
+		WriteTimeout:        time.Minute,
+		MaxResponseBodySize: 1 << 30,
+		MaxIdleConnDuration: time.Minute,
+	}}
+	rep := &Report{Scenario: sc.Name, Target: o.Target, Devices: o.Devices, Connections: o.Connections, Started: time.Now().UTC()}
+	for _, p := range sc.Phases {
+		pr, err := r.phase(ctx, p)
+		if err != nil {
+			return rep, err
+		}
+		rep.Phases = append(rep.Phases, pr)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return rep, nil
+}
+
+// grace is how long in-flight work may finish after a phase's duration.
+func grace(d time.Duration) time.Duration { return max(10*time.Second, d) }
+
+func (r *runner) phase(ctx context.Context, p Phase) (PhaseReport, error) {
+	d := time.Duration(p.Duration)
+	start := time.Now()
+	rec := newRecorder(start)
+	ctx, cancel := context.WithDeadline(ctx, start.Add(d+grace(d)))
+	defer cancel()
+	stopProgress := r.progress(p, start, rec)
+	var started int64
+	switch p.Kind {
+	case KindStorm:
+		started = r.openLoop(ctx, start, d, len(r.devices), true, rec)
+	case KindRate:
+		started = r.openLoop(ctx, start, d, int(p.Rate*d.Seconds()), p.Download, rec)
+	case KindSteady:
+		started = r.closedLoop(ctx, start, d, p.Connections, rec)
+	}
+	stopProgress()
+	return rec.report(p, started, time.Since(start)), nil
+}
+
+// openLoop issues n update checks at evenly spaced due times over d. Each
+// latency counts from the due time: if the target (or the in-flight cap)
+// delays a request, the delay is measured.
+func (r *runner) openLoop(ctx context.Context, start time.Time, d time.Duration, n int, download bool, rec *recorder) int64 {
+	sem := make(chan struct{}, r.o.MaxInFlight)
+	var wg sync.WaitGroup
+	var started int64
+	for i := 0; i < n; i++ {
+		due := start.Add(time.Duration(float64(d) * float64(i) / float64(n)))
+		if wait := time.Until(due); wait > 0 {
+			select {
+			case <-ctx.Done():
+			case <-time.After(wait):
+			}
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		started++
+		wg.Add(1)
+		dev := &r.devices[i%len(r.devices)]
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			r.device(ctx, dev, due, download, rec)
+		}()
+	}
+	wg.Wait()
+	return started
+}
+
+// closedLoop runs workers that check back to back until d has passed.
+func (r *runner) closedLoop(ctx context.Context, start time.Time, d time.Duration, workers int, rec *recorder) int64 {
+	end := start.Add(d)
+	var next, started atomic.Int64
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(end) && ctx.Err() == nil {
+				i := next.Add(1) - 1
+				started.Add(1)
+				r.device(ctx, &r.devices[int(i)%len(r.devices)], time.Now(), false, rec)
+			}
+		}()
+	}
+	wg.Wait()
+	return started.Load()
+}
+
+// device runs one device's update: check, then (if offered and wanted)
+// download and verify the bundle.
+func (r *runner) device(ctx context.Context, dev *device, due time.Time, download bool, rec *recorder) {
+	r.inFlight.Add(1)
+	defer r.inFlight.Add(-1)
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.SetRequestURI(r.o.Target + "/updates")
+	req.Header.SetMethod(fasthttp.MethodPost)
+	req.Header.SetContentType("application/json")
+	req.SetBodyRaw(dev.body)
+	deadline, _ := ctx.Deadline()
+	err := r.client.DoDeadline(req, resp, deadline)
+	done := time.Now()
+	if err != nil {
+		rec.checked(due, done, "transport_error", true)
+		return
+	}
+	if resp.StatusCode() != 200 {
+		rec.checked(due, done, fmt.Sprintf("http_%d", resp.StatusCode()), true)
+		return
+	}
+	p := r.parsers.Get()
+	v, err := p.ParseBytes(resp.Body())
+	if err != nil {
+		r.parsers.Put(p)
+		rec.checked(due, done, "bad_json", true)
+		return
+	}
+	if code := v.GetStringBytes("error"); code != nil {
+		kind := string(v.GetStringBytes("kind"))
+		rec.checked(due, done, string(code), kind == "failed")
+		r.parsers.Put(p)
+		return
+	}
+	url, checksum := string(v.GetStringBytes("url")), string(v.GetStringBytes("checksum"))
+	r.parsers.Put(p)
+	rec.checked(due, done, "update", false)
+	if !download {
+		return
+	}
+	started := time.Now()
+	req.Reset()
+	resp.Reset()
+	req.SetRequestURI(url)
+	if err := r.client.DoDeadline(req, resp, deadline); err != nil {
+		rec.failed("download_transport_error")
+		return
+	}
+	if resp.StatusCode() != 200 {
+		rec.failed(fmt.Sprintf("download_http_%d", resp.StatusCode()))
+		return
+	}
+	body := resp.Body()
+	sum := sha256.Sum256(body)
+	if hex.EncodeToString(sum[:]) != checksum {
+		rec.failed("checksum_mismatch")
+		return
+	}
+	rec.downloaded(due, started, time.Now(), int64(len(body)))
+}
+
+// progress prints a live line every second until stopped.
+func (r *runner) progress(p Phase, start time.Time, rec *recorder) func() {
+	if r.o.Progress == nil {
+		return func() {}
+	}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				fmt.Fprintln(r.o.Progress)
+				return
+			case now := <-t.C:
+				rec.mu.Lock()
+				checks, downloads := rec.check.TotalCount(), rec.download.TotalCount()
+				errs := int64(0)
+				for _, s := range rec.seconds {
+					errs += s.Errors
+				}
+				p99 := float64(rec.check.ValueAtQuantile(99)) / 1000
+				rec.mu.Unlock()
+				fmt.Fprintf(r.o.Progress, "\r[%s] %4.0fs/%s  checks %d  downloads %d  errors %d  in-flight %d  check p99 %.1fms   ",
+					p.Name, now.Sub(start).Seconds(), time.Duration(p.Duration), checks, downloads, errs, r.inFlight.Load(), p99)
+			}
+		}
+	}()
+	return func() { close(stop); <-done }
+}

@@ -1,0 +1,118 @@
+package bench
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+)
+
+// Phase kinds.
+const (
+	// KindStorm: every device of the fleet checks once, arrivals spread
+	// evenly over the phase (open loop), and downloads when offered an update.
+	KindStorm = "storm"
+	// KindSteady: Connections workers check back to back (closed loop),
+	// cycling through the fleet; no downloads.
+	KindSteady = "steady"
+	// KindRate: checks at a fixed rate per second (open loop), cycling
+	// through the fleet; downloads when Download is set.
+	KindRate = "rate"
+)
+
+// Phase is one stage of a scenario.
+type Phase struct {
+	Name        string   `json:"name"`
+	Kind        string   `json:"kind"`
+	Duration    Duration `json:"duration"`
+	Rate        float64  `json:"rate,omitempty"`        // KindRate: checks per second
+	Connections int      `json:"connections,omitempty"` // KindSteady: workers
+	Download    bool     `json:"download,omitempty"`    // KindRate: download offered updates
+}
+
+// Scenario is a named list of phases run in order.
+type Scenario struct {
+	Name   string  `json:"name"`
+	Phases []Phase `json:"phases"`
+}
+
+// Duration is a time.Duration written as "30s" in scenario files.
+type Duration time.Duration
+
+// UnmarshalJSON reads "30s", "2m".
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration: want a string like \"30s\"")
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil || v <= 0 {
+		return fmt.Errorf("duration %q: want a positive duration like \"30s\"", s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalJSON writes the duration as a string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// Builtin returns a built-in scenario sized by the command line.
+func Builtin(name string, duration time.Duration, connections int) (Scenario, error) {
+	switch name {
+	case "release-storm":
+		return Scenario{Name: name, Phases: []Phase{{Name: "storm", Kind: KindStorm, Duration: Duration(duration)}}}, nil
+	case "steady":
+		return Scenario{Name: name, Phases: []Phase{{Name: "checks", Kind: KindSteady, Duration: Duration(duration), Connections: connections}}}, nil
+	}
+	return Scenario{}, fmt.Errorf("scenario %q: want release-storm, steady, or a scenario file (.json)", name)
+}
+
+// LoadScenario reads a scenario file (JSON) and validates it.
+func LoadScenario(path string) (Scenario, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return Scenario{}, err
+	}
+	return ParseScenario(b)
+}
+
+// ParseScenario parses and validates a scenario document.
+func ParseScenario(b []byte) (Scenario, error) {
+	var s Scenario
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&s); err != nil {
+		return s, fmt.Errorf("scenario: %w", err)
+	}
+	return s, s.Validate()
+}
+
+// Validate checks a scenario and says what is wrong, phase by phase.
+func (s Scenario) Validate() error {
+	if len(s.Phases) == 0 {
+		return errors.New("scenario: no phases")
+	}
+	var errs []error
+	for i, p := range s.Phases {
+		where := fmt.Sprintf("scenario %q phase %d (%s)", s.Name, i+1, p.Name)
+		if p.Duration <= 0 {
+			errs = append(errs, fmt.Errorf("%s: duration must be positive, like \"30s\"", where))
+		}
+		switch p.Kind {
+		case KindStorm:
+		case KindSteady:
+			if p.Connections < 1 || p.Connections > 10000 {
+				errs = append(errs, fmt.Errorf("%s: steady needs connections between 1 and 10000", where))
+			}
+		case KindRate:
+			if p.Rate <= 0 || p.Rate > 1e6 {
+				errs = append(errs, fmt.Errorf("%s: rate needs a rate between 0 and 1000000 per second", where))
+			}
+		default:
+			errs = append(errs, fmt.Errorf("%s: kind %q: want storm, steady or rate", where, p.Kind))
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,107 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/updraft-cdn/updraft/bench"
+)
+
+func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "link" {
+		return cmdBenchLink(ctx, args[1:], stdout, stderr)
+	}
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o bench.Options
+	fs.StringVar(&o.Target, "target", "http://127.0.0.1:8080", "edge (or any server speaking the device protocol) to load")
+	fs.StringVar(&o.AppID, "app", "com.example.app", "app id the devices belong to")
+	scenario := fs.String("scenario", "release-storm", "release-storm, steady, or a scenario file (.json)")
+	fs.IntVar(&o.Devices, "devices", 1000, "fleet size")
+	duration := fs.Duration("duration", 30*time.Second, "duration of a built-in scenario")
+	fs.IntVar(&o.Connections, "connections", 64, "HTTP connections to the target (steady: closed-loop workers)")
+	fs.StringVar(&o.VersionBuild, "version-build", "1.0.0", "native version the devices report")
+	link := fs.String("link", "", "emulate a network path, e.g. 40ms/100mbit or 150ms/10mbit/1%")
+	jsonOut := fs.Bool("json", false, "print the report as JSON")
+	out := fs.String("out", "", "also write the JSON report to this file")
+	if _, err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	var sc bench.Scenario
+	var err error
+	if strings.HasSuffix(*scenario, ".json") {
+		sc, err = bench.LoadScenario(*scenario)
+	} else {
+		sc, err = bench.Builtin(*scenario, *duration, o.Connections)
+	}
+	if err != nil {
+		return err
+	}
+	if *link != "" {
+		p, err := bench.ParseLink(*link)
+		if err != nil {
+			return err
+		}
+		u, err := url.Parse(o.Target)
+		if err != nil || u.Host == "" || u.Scheme != "http" {
+			return fmt.Errorf("bench --link: target %q must be an http:// URL", o.Target)
+		}
+		l, err := bench.StartLink("127.0.0.1:0", u.Host, p)
+		if err != nil {
+			return err
+		}
+		defer l.Close()
+		fmt.Fprintf(stderr, "link %s: 127.0.0.1 → %s via %s\n", p, u.Host, l.Addr())
+		o.Target = "http://" + l.Addr()
+	}
+	o.Progress = stderr
+	rep, err := bench.Run(ctx, sc, o)
+	if err != nil {
+		return err
+	}
+	if *out != "" {
+		f, err := os.Create(*out)
+		if err != nil {
+			return err
+		}
+		rep.WriteJSON(f)
+		f.Close()
+	}
+	if *jsonOut {
+		return rep.WriteJSON(stdout)
+	}
+	rep.WriteText(stdout)
+	return nil
+}
+
+func cmdBenchLink(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("bench link", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	listen := fs.String("listen", "127.0.0.1:9080", "address to accept connections on")
+	upstream := fs.String("upstream", "127.0.0.1:8080", "address to relay to")
+	profile := fs.String("profile", "40ms/100mbit", "RTT[/BANDWIDTH][/LOSS%]")
+	if _, err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	p, err := bench.ParseLink(*profile)
+	if err != nil {
+		return err
+	}
+	l, err := bench.StartLink(*listen, *upstream, p)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "link %s: %s → %s (Ctrl-C to stop)\n", p, l.Addr(), *upstream)
+	<-ctx.Done()
+	if err := l.Close(); err != nil && !errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return nil
+}

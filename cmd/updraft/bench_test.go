@@ -1,0 +1,55 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/updraft-cdn/updraft/bench"
+)
+
+// TestBenchReleaseStorm runs the load tester's release storm against a real
+// serve on 127.0.0.1, directly and through an emulated 20 ms link: every
+// device must get the update and verify the bundle's SHA-256.
+func TestBenchReleaseStorm(t *testing.T) {
+	data := t.TempDir()
+	r := startTestServe(t, data)
+	cli(t, r, data, "app", "create", "com.example.app")
+	cli(t, r, data, "bundle", "upload", fixture(t, "swagger-ui-5.34.0.zip"), "--app", "com.example.app", "--version", "1.0.1", "--channel", "production")
+	cli(t, r, data, "channel", "set", "production", "--app", "com.example.app", "--default")
+	for _, link := range []string{"", "20ms/200mbit"} {
+		args := []string{"bench", "--target", "http://" + r.EdgeAddr, "--devices", "200", "--duration", "2s", "--connections", "16", "--json"}
+		if link != "" {
+			args = append(args, "--link", link)
+		}
+		var out, errb bytes.Buffer
+		if err := run(context.Background(), args, &out, &errb); err != nil {
+			t.Fatalf("bench %s: %v\n%s", link, err, errb.String())
+		}
+		var rep bench.Report
+		if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+			t.Fatal(err)
+		}
+		p := rep.Phases[0]
+		if p.Checks.Count != 200 || p.Downloads.Count != 200 || p.TimeToUpdate.Count != 200 || p.Failures != 0 {
+			t.Fatalf("link %q: %+v", link, p)
+		}
+		if len(p.Outcomes) != 1 || p.Outcomes[0].Outcome != "update" {
+			t.Fatalf("outcomes %+v", p.Outcomes)
+		}
+		if p.BytesDown != 200*1243136 {
+			t.Fatalf("bytes %d", p.BytesDown)
+		}
+		t.Logf("link %q: check p50 %.2f ms, time to update p50 %.2f ms p99 %.2f ms", link, p.Checks.P50, p.TimeToUpdate.P50, p.TimeToUpdate.P99)
+	}
+	// A text report too.
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"bench", "--target", "http://" + r.EdgeAddr, "--scenario", "steady", "--devices", "50", "--duration", "1s", "--connections", "4"}, &out, &bytes.Buffer{}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "update check") || !strings.Contains(out.String(), "outcomes: update") {
+		t.Fatalf("text report:\n%s", out.String())
+	}
+}
