@@ -1,0 +1,151 @@
+package delta
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+)
+
+func fixture(t testing.TB, name string) []byte {
+	b, err := os.ReadFile("../../testdata/" + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestCanonicalDeterministic(t *testing.T) {
+	z := fixture(t, "swagger-ui-5.34.0.zip")
+	a, err := CanonicalZip(z)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := CanonicalZip(z)
+	if !bytes.Equal(a, b) || len(a) < 4<<20 {
+		t.Fatalf("canonical not deterministic or too small: %d", len(a))
+	}
+}
+
+// TestFixtureDeltas builds both encodings for both fixture pairs, checks
+// they decode to the target, and compares with the zstd CLI's sizes.
+func TestFixtureDeltas(t *testing.T) {
+	if testing.Short() {
+		t.Skip("brotli q11 on 5 MB takes seconds")
+	}
+	pairs := [][2]string{{"swagger-ui-5.34.0.zip", "swagger-ui-5.34.1.zip"}, {"swagger-ui-5.34.1.zip", "swagger-ui-5.35.0.zip"}}
+	// zstd -19 --long=27 --patch-from sizes from the fixtures' README.
+	cli := []int{4970, 44382}
+	for i, p := range pairs {
+		base, _ := CanonicalZip(fixture(t, p[0]))
+		target, _ := CanonicalZip(fixture(t, p[1]))
+		best := 1 << 30
+		for _, enc := range []string{DCZ, DCB} {
+			d, err := BuildVerified(base, target, enc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%s → %s %s: %d bytes", p[0], p[1], enc, len(d))
+			best = min(best, len(d))
+		}
+		if best > cli[i] {
+			t.Errorf("%s → %s: best delta %d bytes, zstd CLI needs %d", p[0], p[1], best, cli[i])
+		}
+	}
+}
+
+func TestApplyRefusesWrongBase(t *testing.T) {
+	base := bytes.Repeat([]byte("base content "), 1000)
+	target := append(bytes.Repeat([]byte("base content "), 900), []byte("new tail")...)
+	other := bytes.Repeat([]byte("other "), 1000)
+	for _, enc := range []string{DCZ, DCB} {
+		d, err := BuildVerified(base, target, enc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, _, _ := Encoding(d); got != enc {
+			t.Fatalf("encoding %q, want %q", got, enc)
+		}
+		if _, err := Apply(other, d, 1<<20); !errors.Is(err, ErrWrongBase) {
+			t.Fatalf("%s against the wrong base: %v", enc, err)
+		}
+		if _, err := Apply(base, d, 10); !errors.Is(err, ErrTooLarge) {
+			t.Fatalf("%s over the output limit: %v", enc, err)
+		}
+		out, err := Apply(base, d, 1<<20)
+		if err != nil || sha256.Sum256(out) != sha256.Sum256(target) {
+			t.Fatalf("%s apply: %v", enc, err)
+		}
+	}
+	if _, err := Apply(base, []byte("garbage"), 100); !errors.Is(err, ErrFormat) {
+		t.Fatalf("garbage: %v", err)
+	}
+}
+
+func TestValidPath(t *testing.T) {
+	for p, want := range map[string]bool{
+		"index.html": true, "assets/app.js": true, "a/b/c.css": true,
+		"": false, "/etc/passwd": false, "../x": false, "a/../b": false, "a//b": false, "a\\b": false, "./a": false, "a/.": false, "a\x00b": false,
+	} {
+		if ValidPath(p) != want {
+			t.Errorf("ValidPath(%q) != %v", p, want)
+		}
+	}
+}
+
+func FuzzApply(f *testing.F) {
+	base := bytes.Repeat([]byte("0123456789abcdef"), 256)
+	target := append(append([]byte{}, base[:3000]...), []byte("changed")...)
+	for _, enc := range []string{DCZ, DCB} {
+		d, _ := Build(base, target, enc)
+		f.Add(d)
+	}
+	f.Add([]byte{0x5e, 0x2a, 0x4d, 0x18, 0x20, 0, 0, 0})
+	f.Fuzz(func(t *testing.T, d []byte) {
+		out, err := Apply(base, d, 1<<20)
+		if err == nil && len(out) > 1<<20 {
+			t.Fatalf("output %d bytes over the limit", len(out))
+		}
+	})
+}
+
+func FuzzValidPath(f *testing.F) {
+	for _, s := range []string{"index.html", "../a", "a/./b", "a/b/../../c"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, p string) {
+		if !ValidPath(p) {
+			return
+		}
+		for _, seg := range strings.Split(p, "/") {
+			if seg == ".." || seg == "." || seg == "" {
+				t.Fatalf("accepted %q", p)
+			}
+		}
+		if strings.HasPrefix(p, "/") || strings.Contains(p, "\\") {
+			t.Fatalf("accepted %q", p)
+		}
+	})
+}
+
+func BenchmarkApply(b *testing.B) {
+	base, _ := CanonicalZip(fixture(b, "swagger-ui-5.34.1.zip"))
+	target, _ := CanonicalZip(fixture(b, "swagger-ui-5.35.0.zip"))
+	for _, enc := range []string{DCZ, DCB} {
+		d, err := Build(base, target, enc)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(enc, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(target)))
+			for b.Loop() {
+				if _, err := Apply(base, d, MaxCanonical); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
