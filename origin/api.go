@@ -16,6 +16,13 @@ import (
 	"github.com/updraft-cdn/updraft/origin/store"
 )
 
+// BundleInfo is a bundle as the API lists it, with its delta build progress
+// (nil when nothing is pending since start-up).
+type BundleInfo struct {
+	store.Bundle
+	DeltaStatus *DeltaStatus `json:"delta_status,omitempty"`
+}
+
 // apiError is the operator API's error body: a stable code and a message.
 type apiError struct {
 	Status  int    `json:"-"`
@@ -164,7 +171,11 @@ func (s *Server) listBundles(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, bundles)
+	out := make([]BundleInfo, len(bundles))
+	for i, b := range bundles {
+		out[i] = BundleInfo{Bundle: b, DeltaStatus: s.deltas.Status(id, b.Version)}
+	}
+	writeJSON(w, http.StatusOK, out)
 	return nil
 }
 
@@ -239,6 +250,7 @@ func (s *Server) uploadBundle(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	s.log.Info("origin: bundle stored", "app", appID, "version", b.Version, "sha256", b.SHA256, "bytes", b.Size)
+	s.deltas.enqueue(appID, b.Version)
 	if channel != "" {
 		v := b.Version
 		if _, _, _, err := s.store.PutChannel(ctx, appID, channel, store.ChannelPatch{Bundle: &v}, false); err != nil {

@@ -161,12 +161,37 @@ func TestOperatorAPIErrors(t *testing.T) {
 			t.Errorf("%s: got %q, want %q", tc.name, got, tc.want)
 		}
 	}
-	// Nothing refused left a bundle or a blob behind.
-	bs, _ := c.ListBundles(ctx, "com.example.app")
+	// Nothing refused left a bundle or a blob behind: the store holds the
+	// accepted zip and its canonical archive (built in the background).
+	bs := waitDeltas(t, c, "com.example.app", "1.0.0")
 	if len(bs) != 1 {
 		t.Fatalf("bundles = %+v, want only 1.0.0", bs)
 	}
-	assertBlobs(t, o, 1)
+	assertBlobs(t, o, 2)
+}
+
+// waitDeltas waits until a bundle's background delta build is done.
+func waitDeltas(t *testing.T, c *Client, app, version string) []BundleInfo {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		bs, err := c.ListBundles(context.Background(), app)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, b := range bs {
+			if b.Version == version && b.Canonical != "" && (b.DeltaStatus == nil || b.DeltaStatus.State == "ready") {
+				return bs
+			}
+			if b.Version == version && b.DeltaStatus != nil && b.DeltaStatus.State == "failed" {
+				t.Fatalf("delta build of %s failed: %s", version, b.DeltaStatus.Error)
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("deltas of %s not built within 30s: %+v", version, bs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // assertBlobs checks the blob store holds exactly n committed blobs and no

@@ -145,8 +145,8 @@ func (c *Client) UploadPath(ctx context.Context, app, version, path string, opt 
 }
 
 // ListBundles lists an app's bundles, newest first.
-func (c *Client) ListBundles(ctx context.Context, app string) ([]store.Bundle, error) {
-	var out []store.Bundle
+func (c *Client) ListBundles(ctx context.Context, app string) ([]BundleInfo, error) {
+	var out []BundleInfo
 	err := c.doJSON(ctx, http.MethodGet, "/api/v1/apps/"+url.PathEscape(app)+"/bundles", nil, &out)
 	return out, err
 }

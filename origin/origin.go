@@ -45,6 +45,7 @@ type Server struct {
 
 	keys   []keyHash // accepted API keys
 	shards *overrideShards
+	deltas *deltaBuilder
 
 	publishMu   sync.Mutex
 	current     atomic.Pointer[Published]
@@ -87,6 +88,7 @@ func Open(ctx context.Context, cfg config.Origin, log *slog.Logger) (*Server, er
 	}
 	s := &Server{cfg: cfg, log: log, store: st, changed: make(chan struct{}), trigger: make(chan struct{}, 1), done: make(chan struct{})}
 	s.shards = newOverrideShards(s)
+	s.deltas = newDeltaBuilder(s)
 	fail := func(err error) (*Server, error) {
 		st.Close()
 		return nil, err
@@ -112,13 +114,18 @@ func Open(ctx context.Context, cfg config.Origin, log *slog.Logger) (*Server, er
 	pctx, cancel := context.WithCancel(context.Background())
 	s.stop = cancel
 	go s.publisher(pctx)
+	s.deltas.start(pctx)
+	if err := s.deltas.resume(ctx); err != nil {
+		s.log.Error("origin: resume delta builds", "err", err)
+	}
 	return s, nil
 }
 
-// Close stops publishing and closes the store.
+// Close stops publishing and delta building and closes the store.
 func (s *Server) Close() error {
 	s.stop()
 	<-s.done
+	s.deltas.wg.Wait()
 	return s.store.Close()
 }
 

@@ -156,9 +156,19 @@ func cmdBundle(ctx context.Context, sub string, args []string, stdout, stderr io
 		}
 		var rows [][]string
 		for _, b := range bs {
-			rows = append(rows, []string{b.Version, strconv.FormatInt(b.Size, 10), b.SHA256, b.CreatedAt.Format("2006-01-02 15:04")})
+			deltas := strconv.Itoa(len(b.Deltas))
+			if st := b.DeltaStatus; st != nil && st.State != "ready" {
+				deltas += fmt.Sprintf(" (%s %d/%d)", st.State, st.Done, st.Total)
+			}
+			smallest := "-"
+			for _, d := range b.Deltas {
+				if smallest == "-" || d.Size < mustAtoi(smallest) {
+					smallest = strconv.FormatInt(d.Size, 10)
+				}
+			}
+			rows = append(rows, []string{b.Version, strconv.FormatInt(b.Size, 10), b.SHA256, deltas, smallest, b.CreatedAt.Format("2006-01-02 15:04")})
 		}
-		table(stdout, "VERSION\tBYTES\tSHA256\tCREATED", rows)
+		table(stdout, "VERSION\tBYTES\tSHA256\tDELTAS\tSMALLEST_DELTA\tCREATED", rows)
 		return nil
 	}
 	return fmt.Errorf("bundle: want upload or list, got %q", sub)
@@ -280,4 +290,9 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+func mustAtoi(s string) int64 {
+	n, _ := strconv.ParseInt(s, 10, 64)
+	return n
 }

@@ -37,8 +37,12 @@ type Snapshot struct {
 	Rev    int64  `json:"rev"`    // strictly increasing at the origin
 	Apps   []*App `json:"apps"`
 
-	apps map[string]*App
+	apps      map[string]*App
+	canonical map[string]*Bundle // canonical archive SHA-256 → bundle
 }
+
+// ByCanonical returns the bundle whose canonical archive has this SHA-256.
+func (s *Snapshot) ByCanonical(sha string) *Bundle { return s.canonical[sha] }
 
 // FormatVersion is the snapshot document version this code writes and reads.
 const FormatVersion = 1
@@ -74,9 +78,40 @@ type Bundle struct {
 	MinUpdateVersion string `json:"min_update_version,omitempty"`
 	Comment          string `json:"comment,omitempty"`
 	Link             string `json:"link,omitempty"`
+	// Canonical is the SHA-256 of the bundle's canonical archive (see
+	// origin/delta), served at /b/{Canonical}; empty until it is built.
+	Canonical     string  `json:"canonical,omitempty"`
+	CanonicalSize int64   `json:"canonical_size,omitempty"`
+	Deltas        []Delta `json:"deltas,omitempty"` // deltas that produce this bundle's canonical archive
 
 	version Version // parsed Version
 	valid   bool    // Version parsed as semver
+}
+
+// Delta is a verified binary delta from an older bundle's canonical archive
+// to this bundle's, stored as a blob (RFC 9842 framed).
+type Delta struct {
+	From     string `json:"from"`     // base bundle version
+	Base     string `json:"base"`     // SHA-256 of the base's canonical archive (the dictionary)
+	Encoding string `json:"encoding"` // dcz or dcb
+	SHA256   string `json:"sha256"`   // of the delta blob
+	Size     int64  `json:"size"`
+}
+
+// DeltaFrom returns the smallest delta to b from the canonical archive base
+// among the accepted encodings, or nil.
+func (b *Bundle) DeltaFrom(base string, dcz, dcb bool) *Delta {
+	var best *Delta
+	for i := range b.Deltas {
+		d := &b.Deltas[i]
+		if d.Base != base || !(d.Encoding == "dcz" && dcz || d.Encoding == "dcb" && dcb) {
+			continue
+		}
+		if best == nil || d.Size < best.Size {
+			best = d
+		}
+	}
+	return best
 }
 
 // Channel routes devices to a bundle, with Capgo's options.
@@ -135,7 +170,13 @@ func platformIndex(p string) int {
 // it the value is read-only and safe for concurrent use.
 func (s *Snapshot) Index(src ShardSource) error {
 	s.apps = make(map[string]*App, len(s.Apps))
+	s.canonical = map[string]*Bundle{}
 	for _, a := range s.Apps {
+		for _, b := range a.Bundles {
+			if b.Canonical != "" {
+				s.canonical[b.Canonical] = b
+			}
+		}
 		if _, dup := s.apps[a.ID]; dup {
 			return fmt.Errorf("snapshot rev %d: app %q twice", s.Rev, a.ID)
 		}

@@ -21,14 +21,17 @@ type App struct {
 
 // Bundle is a bundle record.
 type Bundle struct {
-	AppID            string    `json:"app_id"`
-	Version          string    `json:"version"`
-	SHA256           string    `json:"sha256"`
-	Size             int64     `json:"size"`
-	MinUpdateVersion string    `json:"min_update_version,omitempty"`
-	Comment          string    `json:"comment,omitempty"`
-	Link             string    `json:"link,omitempty"`
-	CreatedAt        time.Time `json:"created_at"`
+	AppID            string           `json:"app_id"`
+	Version          string           `json:"version"`
+	SHA256           string           `json:"sha256"`
+	Size             int64            `json:"size"`
+	MinUpdateVersion string           `json:"min_update_version,omitempty"`
+	Comment          string           `json:"comment,omitempty"`
+	Link             string           `json:"link,omitempty"`
+	CreatedAt        time.Time        `json:"created_at"`
+	Canonical        string           `json:"canonical_sha256,omitempty"`
+	CanonicalSize    int64            `json:"canonical_size,omitempty"`
+	Deltas           []snapshot.Delta `json:"deltas,omitempty"`
 }
 
 // Channel is a channel record: the snapshot's channel plus bookkeeping.
@@ -171,12 +174,64 @@ func appExists(ctx context.Context, tx *sql.Tx, id string) error {
 	return nil
 }
 
-// ListBundles returns the app's bundles, newest first.
+// ListBundles returns the app's bundles, newest first, with their deltas.
 func (s *Store) ListBundles(ctx context.Context, appID string) ([]Bundle, error) {
 	if _, err := s.GetApp(ctx, appID); err != nil {
 		return nil, err
 	}
-	return listBundles(ctx, s.db, `WHERE app_id = ? ORDER BY created_at DESC, rowid DESC`, appID)
+	bs, err := listBundles(ctx, s.db, `WHERE app_id = ? ORDER BY created_at DESC, rowid DESC`, appID)
+	if err != nil {
+		return nil, err
+	}
+	deltas, err := listDeltas(ctx, s.db, appID)
+	if err != nil {
+		return nil, err
+	}
+	for i := range bs {
+		bs[i].Deltas = deltas[appID+"\x00"+bs[i].Version]
+	}
+	return bs, nil
+}
+
+// SetCanonical records a bundle's canonical archive.
+func (s *Store) SetCanonical(ctx context.Context, appID, version, sha string, size int64) error {
+	return s.write(ctx, true, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `UPDATE bundles SET canonical_sha256 = ?, canonical_size = ? WHERE app_id = ? AND version = ?`, sha, size, appID, version)
+		return err
+	})
+}
+
+// AddDelta records a verified delta to a bundle (replacing one of the same
+// base and encoding).
+func (s *Store) AddDelta(ctx context.Context, appID, to string, d snapshot.Delta) error {
+	return s.write(ctx, true, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO deltas (app_id, from_version, to_version, encoding, base_sha256, sha256, size, created_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, appID, d.From, to, d.Encoding, d.Base, d.SHA256, d.Size, time.Now().Unix())
+		return err
+	})
+}
+
+// listDeltas groups deltas by app and target version (key app\x00version).
+func listDeltas(ctx context.Context, q querier, appID string) (map[string][]snapshot.Delta, error) {
+	where, args := `ORDER BY app_id, to_version, from_version, encoding`, []any{}
+	if appID != "" {
+		where, args = `WHERE app_id = ? `+where, []any{appID}
+	}
+	rows, err := q.QueryContext(ctx, `SELECT app_id, to_version, from_version, encoding, base_sha256, sha256, size FROM deltas `+where, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string][]snapshot.Delta{}
+	for rows.Next() {
+		var app, to string
+		var d snapshot.Delta
+		if err := rows.Scan(&app, &to, &d.From, &d.Encoding, &d.Base, &d.SHA256, &d.Size); err != nil {
+			return nil, err
+		}
+		out[app+"\x00"+to] = append(out[app+"\x00"+to], d)
+	}
+	return out, rows.Err()
 }
 
 type querier interface {
@@ -184,7 +239,7 @@ type querier interface {
 }
 
 func listBundles(ctx context.Context, q querier, where string, args ...any) ([]Bundle, error) {
-	rows, err := q.QueryContext(ctx, `SELECT app_id, version, sha256, size, min_update_version, comment, link, created_at FROM bundles `+where, args...)
+	rows, err := q.QueryContext(ctx, `SELECT app_id, version, sha256, size, min_update_version, comment, link, created_at, canonical_sha256, canonical_size FROM bundles `+where, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -193,7 +248,7 @@ func listBundles(ctx context.Context, q querier, where string, args ...any) ([]B
 	for rows.Next() {
 		var b Bundle
 		var ts int64
-		if err := rows.Scan(&b.AppID, &b.Version, &b.SHA256, &b.Size, &b.MinUpdateVersion, &b.Comment, &b.Link, &ts); err != nil {
+		if err := rows.Scan(&b.AppID, &b.Version, &b.SHA256, &b.Size, &b.MinUpdateVersion, &b.Comment, &b.Link, &ts, &b.Canonical, &b.CanonicalSize); err != nil {
 			return nil, err
 		}
 		b.CreatedAt = time.Unix(ts, 0).UTC()
@@ -375,10 +430,15 @@ func (s *Store) Snapshot(ctx context.Context) (*snapshot.Snapshot, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: snapshot: %w", err)
 	}
+	deltas, err := listDeltas(ctx, tx, "")
+	if err != nil {
+		return nil, fmt.Errorf("store: snapshot: %w", err)
+	}
 	for _, b := range bundles {
 		apps[b.AppID].Bundles = append(apps[b.AppID].Bundles, &snapshot.Bundle{
 			Version: b.Version, SHA256: b.SHA256, Size: b.Size,
 			MinUpdateVersion: b.MinUpdateVersion, Comment: b.Comment, Link: b.Link,
+			Canonical: b.Canonical, CanonicalSize: b.CanonicalSize, Deltas: deltas[b.AppID+"\x00"+b.Version],
 		})
 	}
 	channels, err := listChannels(ctx, tx, `ORDER BY app_id, name`)

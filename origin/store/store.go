@@ -124,6 +124,19 @@ var migrations = []string{
 		PRIMARY KEY (app_id, device_id),
 		FOREIGN KEY (app_id, channel) REFERENCES channels(app_id, name)) WITHOUT ROWID;
 	 CREATE INDEX device_overrides_channel ON device_overrides (app_id, channel);`,
+	`ALTER TABLE bundles ADD COLUMN canonical_sha256 TEXT NOT NULL DEFAULT '';
+	 ALTER TABLE bundles ADD COLUMN canonical_size INTEGER NOT NULL DEFAULT 0;
+	 CREATE TABLE deltas (
+		app_id TEXT NOT NULL,
+		from_version TEXT NOT NULL,
+		to_version TEXT NOT NULL,
+		encoding TEXT NOT NULL,
+		base_sha256 TEXT NOT NULL,
+		sha256 TEXT NOT NULL,
+		size INTEGER NOT NULL,
+		created_at INTEGER NOT NULL,
+		PRIMARY KEY (app_id, from_version, to_version, encoding),
+		FOREIGN KEY (app_id, to_version) REFERENCES bundles(app_id, version));`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {

@@ -1,0 +1,62 @@
+package origin
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"testing"
+
+	"github.com/updraft-cdn/updraft/origin/delta"
+)
+
+// TestDeltasBuiltAfterUpload uploads two real releases and checks the
+// background build: canonical archives, dcz and dcb deltas that decode
+// against the base to the new canonical archive, listed in the snapshot.
+func TestDeltasBuiltAfterUpload(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds brotli q11 deltas of 5 MB")
+	}
+	o := startOrigin(t)
+	o.srv.cfg.MaxBundleSize = 64 << 20
+	ctx := context.Background()
+	o.client.CreateApp(ctx, "com.example.app", "")
+	for _, f := range []struct{ v, file string }{{"1.0.0", "swagger-ui-5.34.0.zip"}, {"1.0.1", "swagger-ui-5.34.1.zip"}} {
+		z, err := os.ReadFile("../testdata/" + f.file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := o.client.UploadBundle(ctx, "com.example.app", f.v, bytes.NewReader(z), UploadOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitDeltas(t, o.client, "com.example.app", "1.0.0")
+	bs := waitDeltas(t, o.client, "com.example.app", "1.0.1")
+	newest, base := bs[0], bs[1]
+	if newest.Version != "1.0.1" || len(newest.Deltas) != 2 || len(base.Deltas) != 0 {
+		t.Fatalf("bundles: %+v", bs)
+	}
+	baseData, _ := os.ReadFile(o.srv.blobs.Path(base.Canonical))
+	for _, d := range newest.Deltas {
+		if d.From != "1.0.0" || d.Base != base.Canonical || d.Size >= newest.Size/2 {
+			t.Fatalf("delta %+v", d)
+		}
+		raw, err := os.ReadFile(o.srv.blobs.Path(d.SHA256))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := delta.Apply(baseData, raw, delta.MaxCanonical)
+		if err != nil || hexSum(out) != newest.Canonical {
+			t.Fatalf("%s does not rebuild 1.0.1: %v", d.Encoding, err)
+		}
+		t.Logf("%s: %d bytes (zip %d, canonical %d)", d.Encoding, d.Size, newest.Size, newest.CanonicalSize)
+	}
+	// The snapshot carries them for edges.
+	o.srv.awaitPublished(ctx)
+	b := o.srv.Current().Snap.App("com.example.app").Bundle("1.0.1")
+	if b.Canonical != newest.Canonical || len(b.Deltas) != 2 || b.DeltaFrom(base.Canonical, true, true) == nil {
+		t.Fatalf("snapshot bundle %+v", b)
+	}
+	if o.srv.Current().Snap.ByCanonical(newest.Canonical) != b {
+		t.Fatal("canonical index missing")
+	}
+}
