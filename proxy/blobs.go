@@ -8,15 +8,18 @@ import (
 
 	"github.com/updraft-cdn/updraft/cache"
 	"github.com/updraft-cdn/updraft/origin/blob"
+	"github.com/updraft-cdn/updraft/origin/snapshot"
 )
 
 // blobRequest is a parsed GET or HEAD of /b/{sha256}.
 type blobRequest struct {
-	head        bool
-	id          string // path segment after /b/
-	rangeHdr    string
-	ifRange     string
-	ifNoneMatch string
+	head           bool
+	id             string // path segment after /b/
+	rangeHdr       string
+	ifRange        string
+	ifNoneMatch    string
+	acceptEncoding string
+	availableDict  string // Available-Dictionary (RFC 9842)
 }
 
 // blob answers GET|HEAD /b/{sha256} from the cache.
@@ -35,6 +38,14 @@ func (e *Edge) blob(ctx context.Context, r *blobRequest, out *reply) {
 		out.immutable = true
 		e.metrics.blob("not_modified")
 		return
+	}
+	if snap := e.snap.Load(); snap != nil {
+		if target := snap.ByCanonical(r.id); target != nil {
+			out.useAsDictionary, out.vary = true, true
+			if r.availableDict != "" && e.deltaAnswer(ctx, target, r, out) {
+				return
+			}
+		}
 	}
 	b, err := e.cache.Get(ctx, r.id)
 	switch {
@@ -213,4 +224,45 @@ func parseDigits(s string) (int64, bool) {
 		n = n*10 + int64(s[i]-'0')
 	}
 	return n, true
+}
+
+// deltaAnswer serves a delta to target's canonical archive from the
+// dictionary the client has, if one was built and the client accepts its
+// encoding. It reports false to fall back to the full archive.
+func (e *Edge) deltaAnswer(ctx context.Context, target *snapshot.Bundle, r *blobRequest, out *reply) bool {
+	base, ok := parseAvailableDictionary(r.availableDict)
+	if !ok {
+		return false
+	}
+	dcz, dcb := acceptsDictionaryEncodings(r.acceptEncoding)
+	if !dcz && !dcb {
+		return false
+	}
+	d := target.DeltaFrom(base, dcz, dcb)
+	if d == nil {
+		return false
+	}
+	b, err := e.cache.Get(ctx, d.SHA256)
+	if err != nil {
+		e.log.Warn("blob: delta unavailable; sending the full archive", "delta", d.SHA256, "err", err)
+		return false
+	}
+	out.status = 200
+	out.etag = d.SHA256
+	out.immutable = true
+	out.contentEncoding = d.Encoding
+	out.cacheStatus = cacheStatus(b.Tier)
+	out.contentType = "application/x-tar"
+	out.length = b.Size
+	if r.head {
+		b.Close()
+		out.headLength = b.Size
+	} else if b.Data != nil {
+		out.data = b.Data
+	} else {
+		out.file = b.File
+	}
+	e.metrics.blob("delta_" + d.Encoding)
+	e.metrics.bytesServed.Add(float64(b.Size))
+	return true
 }

@@ -114,6 +114,10 @@ type reply struct {
 	immutable    bool
 	acceptRanges bool
 	rev          int64 // X-Updraft-Rev on snapshot answers, when > 0
+
+	contentEncoding string // dcz or dcb for a delta answer
+	useAsDictionary bool   // Use-As-Dictionary on canonical archives
+	vary            bool   // Vary: accept-encoding, available-dictionary
 }
 
 func (r *reply) reset() {

@@ -142,11 +142,13 @@ func (h *HTTP1) route(ctx *fasthttp.RequestCtx, out *reply) {
 			return
 		}
 		r := blobRequest{
-			head:        ctx.IsHead(),
-			id:          bstr(path[3:]), // views of the request: valid until write returns
-			rangeHdr:    bstr(ctx.Request.Header.Peek("Range")),
-			ifRange:     bstr(ctx.Request.Header.Peek("If-Range")),
-			ifNoneMatch: bstr(ctx.Request.Header.Peek("If-None-Match")),
+			head:           ctx.IsHead(),
+			id:             bstr(path[3:]), // views of the request: valid until write returns
+			rangeHdr:       bstr(ctx.Request.Header.Peek("Range")),
+			ifRange:        bstr(ctx.Request.Header.Peek("If-Range")),
+			ifNoneMatch:    bstr(ctx.Request.Header.Peek("If-None-Match")),
+			acceptEncoding: bstr(ctx.Request.Header.Peek("Accept-Encoding")),
+			availableDict:  bstr(ctx.Request.Header.Peek("Available-Dictionary")),
 		}
 		e.blob(ctx, &r, out)
 	case string(path) == "/v1/snapshot" || len(path) > 10 && string(path[:10]) == "/v1/blobs/":
@@ -227,6 +229,15 @@ func (h *HTTP1) write(ctx *fasthttp.RequestCtx, out *reply) {
 	}
 	if out.rev > 0 {
 		resp.Header.Set("X-Updraft-Rev", strconv.FormatInt(out.rev, 10))
+	}
+	if out.contentEncoding != "" {
+		resp.Header.Set("Content-Encoding", out.contentEncoding)
+	}
+	if out.vary {
+		resp.Header.Set("Vary", "accept-encoding, available-dictionary")
+	}
+	if out.useAsDictionary && out.status == 200 {
+		resp.Header.Set("Use-As-Dictionary", dictionaryMatch)
 	}
 	if out.cacheStatus != "" {
 		resp.Header.Set("Cache-Status", out.cacheStatus)

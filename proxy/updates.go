@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"strconv"
 	"sync"
 	"unsafe"
 
@@ -99,6 +100,14 @@ func (e *Edge) updates(body []byte, baseURL []byte, out *reply) {
 	out.contentType = contentTypeJSON
 	if d.OK() {
 		out.body = appendUpdate(out.body[:0], &d, baseURL)
+		// Offer a delta when the device runs a bundle we know (not the store build).
+		if !r.OnBuiltin {
+			if from := snap.App(r.AppID).Bundle(r.VersionName); from != nil && from.Canonical != "" {
+				if dl := d.Bundle.DeltaFrom(from.Canonical, true, true); dl != nil {
+					out.body = appendDeltaOffer(out.body[:len(out.body)-1], dl, from, d.Bundle, baseURL)
+				}
+			}
+		}
 		e.metrics.updates("update")
 		return
 	}
@@ -204,6 +213,25 @@ func appendUpdate(dst []byte, d *snapshot.Decision, baseURL []byte) []byte {
 	if b.Comment != "" {
 		dst = appendField(dst, false, "comment", b.Comment)
 	}
+	return append(dst, '}')
+}
+
+// appendDeltaOffer completes an update answer (whose closing brace was cut)
+// with the delta an Updraft-aware client can download instead of the zip:
+// applied to the canonical archive of the bundle it runs (delta_base_checksum)
+// it yields the new bundle's canonical archive (delta_checksum). The stock
+// plugin ignores these keys.
+func appendDeltaOffer(dst []byte, dl *snapshot.Delta, from, to *snapshot.Bundle, baseURL []byte) []byte {
+	dst = append(dst, `,"delta_url":"`...)
+	dst = append(dst, baseURL...)
+	dst = append(dst, "/b/"...)
+	dst = append(dst, dl.SHA256...)
+	dst = append(dst, '"')
+	dst = appendField(dst, false, "delta_encoding", dl.Encoding)
+	dst = append(dst, `,"delta_size":`...)
+	dst = strconv.AppendInt(dst, dl.Size, 10)
+	dst = appendField(dst, false, "delta_base_checksum", from.Canonical)
+	dst = appendField(dst, false, "delta_checksum", to.Canonical)
 	return append(dst, '}')
 }
 

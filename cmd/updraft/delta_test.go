@@ -1,0 +1,127 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/updraft-cdn/updraft/origin"
+	"github.com/updraft-cdn/updraft/origin/delta"
+)
+
+func get(t *testing.T, url string, header ...string) (*http.Response, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url, nil)
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	// A plain transport: Go would otherwise add its own Accept-Encoding.
+	resp, err := (&http.Transport{DisableCompression: true}).RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, b
+}
+
+func hexSHA(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:]) }
+
+// TestDeltaDelivery uploads two real releases, waits for the deltas, and
+// checks both ways a device gets one: the explicit offer in /updates, and
+// RFC 9842 negotiation on the new canonical archive.
+func TestDeltaDelivery(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds brotli q11 deltas")
+	}
+	data := t.TempDir()
+	r := startTestServe(t, data)
+	cli(t, r, data, "app", "create", "com.example.app")
+	cli(t, r, data, "bundle", "upload", fixture(t, "swagger-ui-5.34.0.zip"), "--app", "com.example.app", "--version", "1.0.1", "--channel", "production")
+	cli(t, r, data, "channel", "set", "production", "--app", "com.example.app", "--default")
+	cli(t, r, data, "bundle", "upload", fixture(t, "swagger-ui-5.34.1.zip"), "--app", "com.example.app", "--version", "1.0.2", "--channel", "production")
+	c := origin.NewClient("http://"+r.OriginAddr, readKey(t, data))
+	var bs []origin.BundleInfo
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		bs, _ = c.ListBundles(context.Background(), "com.example.app")
+		if len(bs) == 2 && len(bs[0].Deltas) == 2 && bs[1].Canonical != "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("deltas not built: %+v", bs)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if out := cli(t, r, data, "bundle", "list", "--app", "com.example.app"); !strings.Contains(out, "SMALLEST_DELTA") {
+		t.Fatalf("bundle list:\n%s", out)
+	}
+	v2, v1 := bs[0], bs[1]
+	// The edge learns of the deltas with the next snapshot.
+	var offer struct {
+		Version, Checksum string
+		DeltaURL          string `json:"delta_url"`
+		DeltaEncoding     string `json:"delta_encoding"`
+		DeltaBase         string `json:"delta_base_checksum"`
+		DeltaChecksum     string `json:"delta_checksum"`
+		DeltaSize         int64  `json:"delta_size"`
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		_, b := post(t, "http://"+r.EdgeAddr+"/updates", "POST", strings.Replace(deviceBody, `"builtin"`, `"1.0.1"`, 1))
+		json.Unmarshal([]byte(b), &offer)
+		if offer.DeltaURL != "" || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if offer.Version != "1.0.2" || offer.DeltaEncoding != "dcb" || offer.DeltaBase != v1.Canonical || offer.DeltaChecksum != v2.Canonical || offer.Checksum != v2.SHA256 {
+		t.Fatalf("offer %+v", offer)
+	}
+	// Explicit offer: download the delta, apply it to the canonical archive
+	// of the bundle the device runs, check the result's SHA-256.
+	_, base := get(t, "http://"+r.EdgeAddr+"/b/"+v1.Canonical)
+	_, d := get(t, offer.DeltaURL)
+	if int64(len(d)) != offer.DeltaSize {
+		t.Fatalf("delta %d bytes, offer says %d", len(d), offer.DeltaSize)
+	}
+	out, err := delta.Apply(base, d, delta.MaxCanonical)
+	if err != nil || hexSHA(out) != offer.DeltaChecksum {
+		t.Fatalf("applied delta: %v", err)
+	}
+	t.Logf("update 1.0.1 → 1.0.2: zip %d bytes, delta %d bytes (%s)", v2.Size, len(d), offer.DeltaEncoding)
+
+	// RFC 9842: the full archive announces itself as a dictionary; asking
+	// for the next one with that dictionary gets the delta.
+	resp, full := get(t, "http://"+r.EdgeAddr+"/b/"+v1.Canonical)
+	if resp.Header.Get("Use-As-Dictionary") != `match="/b/*"` || hexSHA(full) != v1.Canonical {
+		t.Fatalf("canonical answer: %v", resp.Header)
+	}
+	sum := sha256.Sum256(full)
+	dict := ":" + base64.StdEncoding.EncodeToString(sum[:]) + ":"
+	for _, ae := range []string{"gzip, deflate, br, zstd, dcb, dcz", "dcz"} {
+		resp, enc := get(t, "http://"+r.EdgeAddr+"/b/"+v2.Canonical, "Available-Dictionary", dict, "Accept-Encoding", ae)
+		ce := resp.Header.Get("Content-Encoding")
+		if (ce != "dcb" && ce != "dcz") || (ae == "dcz" && ce != "dcz") || !strings.Contains(resp.Header.Get("Vary"), "available-dictionary") {
+			t.Fatalf("Accept-Encoding %q: Content-Encoding %q, Vary %q", ae, ce, resp.Header.Get("Vary"))
+		}
+		out, err := delta.Apply(full, enc, delta.MaxCanonical)
+		if err != nil || hexSHA(out) != v2.Canonical {
+			t.Fatalf("%s answer does not decode to 1.0.2: %v", ce, err)
+		}
+	}
+	// Without dictionary codings, or with an unknown dictionary: the full archive.
+	for _, h := range [][]string{{"Available-Dictionary", dict, "Accept-Encoding", "gzip, br"},
+		{"Available-Dictionary", ":" + base64.StdEncoding.EncodeToString(make([]byte, 32)) + ":", "Accept-Encoding", "dcb, dcz"}} {
+		resp, b := get(t, "http://"+r.EdgeAddr+"/b/"+v2.Canonical, h...)
+		if resp.Header.Get("Content-Encoding") != "" || hexSHA(b) != v2.Canonical {
+			t.Fatalf("%v: Content-Encoding %q", h, resp.Header.Get("Content-Encoding"))
+		}
+	}
+}
