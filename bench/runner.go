@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/updraft-cdn/updraft/origin/delta"
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fastjson"
 )
@@ -25,8 +26,12 @@ type Options struct {
 	Connections  int // HTTP/1.1 connections to the target (reused, like apps)
 	MaxInFlight  int // open loop: requests allowed in flight before arrivals queue
 	VersionBuild string
-	Seed         uint64
-	Progress     io.Writer // live progress line; nil: none
+	VersionName  string // bundle the devices run ("builtin": the store build)
+	// Deltas: devices that are offered a delta (delta_url) download and apply
+	// it instead of the zip, like an Updraft-aware client.
+	Deltas   bool
+	Seed     uint64
+	Progress io.Writer // live progress line; nil: none
 }
 
 func (o *Options) defaults() error {
@@ -51,6 +56,9 @@ func (o *Options) defaults() error {
 	}
 	if o.VersionBuild == "" {
 		o.VersionBuild = "1.0.0"
+	}
+	if o.VersionName == "" {
+		o.VersionName = "builtin"
 	}
 	if o.Seed == 0 {
 		o.Seed = 1
@@ -83,9 +91,9 @@ func fleet(o Options) []device {
 			platform, os = "ios", "17.4"
 		}
 		out[i] = device{id: id, body: fmt.Appendf(nil,
-			`{"app_id":%q,"device_id":%q,"version_name":"builtin","version_build":%q,"version_code":"1","version_os":%q,`+
+			`{"app_id":%q,"device_id":%q,"version_name":%q,"version_build":%q,"version_code":"1","version_os":%q,`+
 				`"platform":%q,"plugin_version":"8.51.14","is_emulator":false,"is_prod":true,"custom_id":"user-%d"}`,
-			o.AppID, id, o.VersionBuild, os, platform, i)}
+			o.AppID, id, o.VersionName, o.VersionBuild, os, platform, i)}
 	}
 	return out
 }
@@ -97,6 +105,7 @@ type runner struct {
 	devices  []device
 	parsers  fastjson.ParserPool
 	inFlight atomic.Int64
+	bases    sync.Map // canonical SHA-256 → []byte: archives devices already hold
 }
 
 // Run executes the scenario and returns its report.
@@ -116,6 +125,11 @@ func Run(ctx context.Context, sc Scenario, o Options) (*Report, error) {
 		MaxResponseBodySize: 1 << 30,
 		MaxIdleConnDuration: time.Minute,
 	}}
+	if o.Deltas {
+		if err := r.loadBases(); err != nil {
+			return nil, err
+		}
+	}
 	rep := &Report{Scenario: sc.Name, Target: o.Target, Devices: o.Devices, Connections: o.Connections, Started: time.Now().UTC()}
 	for _, p := range sc.Phases {
 		pr, err := r.phase(ctx, p)
@@ -247,7 +261,15 @@ func (r *runner) device(ctx context.Context, dev *device, due time.Time, downloa
 		return
 	}
 	url, checksum := string(v.GetStringBytes("url")), string(v.GetStringBytes("checksum"))
+	deltaURL, deltaBase, deltaSum := string(v.GetStringBytes("delta_url")), string(v.GetStringBytes("delta_base_checksum")), string(v.GetStringBytes("delta_checksum"))
 	r.parsers.Put(p)
+	var base []byte
+	if r.o.Deltas && deltaURL != "" {
+		if b, ok := r.bases.Load(deltaBase); ok {
+			base = b.([]byte)
+			url, checksum = deltaURL, deltaSum
+		}
+	}
 	rec.checked(due, done, "update", false)
 	if !download {
 		return
@@ -265,6 +287,20 @@ func (r *runner) device(ctx context.Context, dev *device, due time.Time, downloa
 		return
 	}
 	body := resp.Body()
+	if base != nil {
+		out, err := delta.Apply(base, body, delta.MaxCanonical)
+		if err != nil {
+			rec.failed("delta_apply_error")
+			return
+		}
+		n := int64(len(body))
+		if sum := sha256.Sum256(out); hex.EncodeToString(sum[:]) != checksum {
+			rec.failed("checksum_mismatch")
+			return
+		}
+		rec.downloaded(due, started, time.Now(), n)
+		return
+	}
 	sum := sha256.Sum256(body)
 	if hex.EncodeToString(sum[:]) != checksum {
 		rec.failed("checksum_mismatch")
@@ -304,4 +340,39 @@ func (r *runner) progress(p Phase, start time.Time, rec *recorder) func() {
 		}
 	}()
 	return func() { close(stop); <-done }
+}
+
+// loadBases fetches, once, the canonical archive of the bundle the devices
+// run (what an Updraft-aware device holds on disk), so that offered deltas
+// can be applied. It asks the target which base a delta would use.
+func (r *runner) loadBases() error {
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.SetRequestURI(r.o.Target + "/updates")
+	req.Header.SetMethod(fasthttp.MethodPost)
+	req.SetBodyRaw(r.devices[0].body)
+	if err := r.client.DoTimeout(req, resp, time.Minute); err != nil {
+		return fmt.Errorf("bench --deltas: %w", err)
+	}
+	v, err := fastjson.ParseBytes(resp.Body())
+	if err != nil {
+		return fmt.Errorf("bench --deltas: %w", err)
+	}
+	base := string(v.GetStringBytes("delta_base_checksum"))
+	if base == "" {
+		return fmt.Errorf("bench --deltas: the target offers no delta to devices on %s: %s", r.o.VersionName, resp.Body())
+	}
+	req.Reset()
+	resp.Reset()
+	req.SetRequestURI(r.o.Target + "/b/" + base)
+	if err := r.client.DoTimeout(req, resp, time.Minute); err != nil || resp.StatusCode() != 200 {
+		return fmt.Errorf("bench --deltas: base archive %s: %v (HTTP %d)", base, err, resp.StatusCode())
+	}
+	data := append([]byte(nil), resp.Body()...)
+	if sum := sha256.Sum256(data); hex.EncodeToString(sum[:]) != base {
+		return fmt.Errorf("bench --deltas: base archive %s failed verification", base)
+	}
+	r.bases.Store(base, data)
+	return nil
 }

@@ -28,6 +28,8 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	duration := fs.Duration("duration", 30*time.Second, "duration of a built-in scenario")
 	fs.IntVar(&o.Connections, "connections", 64, "HTTP connections to the target (steady: closed-loop workers)")
 	fs.StringVar(&o.VersionBuild, "version-build", "1.0.0", "native version the devices report")
+	fs.StringVar(&o.VersionName, "version-name", "builtin", "bundle the devices run")
+	fs.BoolVar(&o.Deltas, "deltas", false, "download and apply offered deltas instead of zips (an Updraft-aware client); needs --version-name")
 	link := fs.String("link", "", "emulate a network path, e.g. 40ms/100mbit or 150ms/10mbit/1%")
 	jsonOut := fs.Bool("json", false, "print the report as JSON")
 	out := fs.String("out", "", "also write the JSON report to this file")

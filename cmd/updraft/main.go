@@ -40,6 +40,10 @@ UPDRAFT_API_KEY or ./updraft-data/api-key):
   updraft device override DEVICE_ID... --app ID --channel NAME   (or --clear); updraft device list --app ID
   updraft resolve --app ID --device ID --platform P --version-build V [--version-name V] [--custom-id X] ...
 
+Deltas:
+  updraft delta build --from OLD --to NEW --encoding dcb|dcz -o OUT   (OLD, NEW: zip or folder)
+  updraft delta apply --base OLD --delta IN -o OUT
+
 Load testing:
   updraft bench [--target URL] [--scenario release-storm|steady|FILE.json] [--devices N] [--duration D]
                 [--connections C] [--link 40ms/100mbit] [--json]
@@ -107,6 +111,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdResolve(ctx, rest, stdout, stderr)
 	case "bench":
 		return cmdBench(ctx, rest, stdout, stderr)
+	case "delta":
+		s, r := sub()
+		return cmdDelta(ctx, s, r, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
