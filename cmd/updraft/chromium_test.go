@@ -1,0 +1,136 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/updraft-cdn/updraft/origin"
+)
+
+// chromiumPath finds Debian's Chromium. Without it the test is skipped,
+// unless UPDRAFT_REQUIRE_CHROMIUM is set (CI installs Chromium and sets it,
+// so there a missing browser is a failure).
+func chromiumPath(t *testing.T) string {
+	for _, p := range []string{"chromium", "chromium-browser"} {
+		if path, err := exec.LookPath(p); err == nil {
+			return path
+		}
+	}
+	if os.Getenv("UPDRAFT_REQUIRE_CHROMIUM") != "" {
+		t.Fatal("chromium not found and UPDRAFT_REQUIRE_CHROMIUM is set")
+	}
+	t.Skip("chromium not installed (Debian: apt-get install chromium)")
+	return ""
+}
+
+// TestChromiumDictionaryTransport drives headless Chromium against the edge:
+// a page fetches bundle v1's canonical archive (which Chromium keeps as a
+// dictionary), then v2's; the edge must answer v2 with dcb or dcz, and the
+// bytes the page received must hash to v2's canonical SHA-256.
+func TestChromiumDictionaryTransport(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a browser")
+	}
+	browser := chromiumPath(t)
+	data := t.TempDir()
+	r := startTestServe(t, data)
+	cli(t, r, data, "app", "create", "com.example.app")
+	cli(t, r, data, "bundle", "upload", fixture(t, "swagger-ui-5.34.0.zip"), "--app", "com.example.app", "--version", "1.0.1")
+	cli(t, r, data, "bundle", "upload", fixture(t, "swagger-ui-5.34.1.zip"), "--app", "com.example.app", "--version", "1.0.2", "--channel", "production")
+	c := origin.NewClient("http://"+r.OriginAddr, readKey(t, data))
+	var v1, v2 string
+	for deadline := time.Now().Add(60 * time.Second); ; {
+		bs, _ := c.ListBundles(context.Background(), "com.example.app")
+		if len(bs) == 2 && len(bs[0].Deltas) == 2 {
+			v2, v1 = bs[0].Canonical, bs[1].Canonical
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("deltas not built")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// Wait until the edge's snapshot lists the deltas.
+	for deadline := time.Now().Add(5 * time.Second); r.Edge.Snapshot().ByCanonical(v2) == nil || len(r.Edge.Snapshot().ByCanonical(v2).Deltas) == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("edge snapshot has no deltas")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	// The page and the blobs share one origin (http://localhost:PORT, a
+	// potentially trustworthy origin): the page is served here, /b/ is
+	// relayed unchanged to the edge, recording each answer's encoding.
+	edgeURL, _ := url.Parse("http://" + r.EdgeAddr)
+	proxy := httputil.NewSingleHostReverseProxy(edgeURL)
+	var mu sync.Mutex
+	seen := map[string]string{} // path → Content-Encoding
+	proxy.ModifyResponse = func(resp *http.Response) error {
+		mu.Lock()
+		seen[resp.Request.URL.Path] = resp.Header.Get("Content-Encoding") + "|" + resp.Request.Header.Get("Available-Dictionary")
+		mu.Unlock()
+		return nil
+	}
+	page := fmt.Sprintf(`<!doctype html><title>running</title><script>
+(async () => {
+  try {
+    const a = await fetch('/b/%s'); await a.arrayBuffer();
+    await new Promise(r => setTimeout(r, 500));
+    const b = await fetch('/b/%s'); const buf = await b.arrayBuffer();
+    const h = new Uint8Array(await crypto.subtle.digest('SHA-256', buf));
+    document.title = 'DONE ' + Array.from(h, x => x.toString(16).padStart(2, '0')).join('') + ' ' + buf.byteLength;
+  } catch (e) { document.title = 'ERROR ' + e; }
+})();
+</script>`, v1, v2)
+	mux := http.NewServeMux()
+	mux.Handle("/b/", proxy)
+	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		w.Write([]byte(page))
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: mux}
+	go srv.Serve(ln)
+	defer srv.Close()
+	port := ln.Addr().(*net.TCPAddr).Port
+
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+		"--disable-background-networking", "--disable-component-update", "--disable-sync",
+		"--user-data-dir="+t.TempDir(), "--virtual-time-budget=8000", "--dump-dom",
+		fmt.Sprintf("http://localhost:%d/", port))
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("chromium: %v\n%s", err, out)
+	}
+	m := regexp.MustCompile(`<title>([^<]*)</title>`).FindSubmatch(out)
+	if m == nil {
+		t.Fatalf("no title in:\n%s", out)
+	}
+	title := string(m[1])
+	mu.Lock()
+	defer mu.Unlock()
+	t.Logf("page: %s; answers: %v", title, seen)
+	if !strings.HasPrefix(title, "DONE "+v2+" ") {
+		t.Fatalf("page title %q, want DONE %s", title, v2)
+	}
+	enc, _, _ := strings.Cut(seen["/b/"+v2], "|")
+	if enc != "dcb" && enc != "dcz" {
+		t.Fatalf("edge answered v2 with Content-Encoding %q (request: %q), want dcb or dcz", enc, seen["/b/"+v2])
+	}
+}
