@@ -61,6 +61,9 @@ func within(t *testing.T, what string, got, want, tolerance float64) {
 }
 
 func TestLinkRTTAndBandwidth(t *testing.T) {
+	if testing.Short() {
+		t.Skip("timing test; runs without -short (not under the race detector)")
+	}
 	upstream := echoServer(t)
 	l, err := StartLink("127.0.0.1:0", upstream, LinkProfile{RTT: 40 * time.Millisecond, Bandwidth: 20e6 / 8})
 	if err != nil {
