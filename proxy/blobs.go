@@ -20,6 +20,7 @@ type blobRequest struct {
 	ifNoneMatch    string
 	acceptEncoding string
 	availableDict  string // Available-Dictionary (RFC 9842)
+	child          bool   // an authenticated child edge (/v1/blobs)
 }
 
 // blob answers GET|HEAD /b/{sha256} from the cache.
@@ -40,6 +41,13 @@ func (e *Edge) blob(ctx context.Context, r *blobRequest, out *reply) {
 		return
 	}
 	if snap := e.snap.Load(); snap != nil {
+		if !r.child && snap.IsOverrideShard(r.id) {
+			// Override shards map device ids to channels: edges replicate them
+			// over the authenticated /v1/blobs, devices never see them.
+			out.jsonError(404, codeBlobNotFound, "No blob with this SHA-256")
+			e.metrics.blob(codeBlobNotFound)
+			return
+		}
 		if target := snap.ByCanonical(r.id); target != nil {
 			out.useAsDictionary, out.vary = true, true
 			if r.availableDict != "" && e.deltaAnswer(ctx, target, r, out) {

@@ -165,7 +165,7 @@ func (h *HTTP1) route(ctx *fasthttp.RequestCtx, out *reply) {
 			e.childSnapshot(h.ctx, args.Peek("after"), args.Peek("wait"), out)
 			return
 		}
-		e.blob(ctx, &blobRequest{id: bstr(path[10:])}, out)
+		e.blob(ctx, &blobRequest{id: bstr(path[10:]), child: true}, out)
 	case string(path) == "/channel_self":
 		switch string(method) {
 		case fasthttp.MethodPost:

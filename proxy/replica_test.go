@@ -73,3 +73,39 @@ func TestReplicaRefusesTampering(t *testing.T) {
 		t.Fatalf("foreign persisted snapshot: %v", err)
 	}
 }
+
+// Override shards are served to child edges, never to devices.
+func TestShardsHiddenFromDevices(t *testing.T) {
+	te := startEdge(t, func(c *config.Edge) { c.EdgeKey = "edge-secret" })
+	hashes, _, encoded := snapshot.ShardOverrides(map[[16]byte]string{{1}: "production"})
+	var sha string
+	for h, b := range encoded {
+		if got := te.put(t, b); got != h {
+			t.Fatal("shard hash")
+		}
+		sha = h
+	}
+	s := testSnapshot(t, 2, fakeSHA("x"))
+	s.Apps[0].OverrideShards = hashes
+	if err := s.Index(snapshot.MapShards{sha: mustShard(t, encoded[sha])}); err != nil {
+		t.Fatal(err)
+	}
+	te.edge.SetSnapshot(s)
+	if a := te.do(t, "GET", "/b/"+sha, nil); a.status != 404 {
+		t.Fatalf("device GET of a shard: HTTP %d", a.status)
+	}
+	if a := te.do(t, "GET", "/v1/blobs/"+sha, nil, "Authorization", "Bearer edge-secret"); a.status != 200 {
+		t.Fatalf("child GET of a shard: HTTP %d %s", a.status, a.body)
+	}
+	if a := te.do(t, "GET", "/v1/blobs/"+sha, nil, "Authorization", "Bearer wrong"); a.status != 401 {
+		t.Fatalf("child GET with a wrong key: HTTP %d", a.status)
+	}
+}
+
+func mustShard(t *testing.T, b []byte) *snapshot.OverrideShard {
+	sh, err := snapshot.DecodeOverrideShard(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sh
+}

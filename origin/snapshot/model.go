@@ -38,7 +38,15 @@ type Snapshot struct {
 	Apps   []*App `json:"apps"`
 
 	apps      map[string]*App
-	canonical map[string]*Bundle // canonical archive SHA-256 → bundle
+	canonical map[string]*Bundle  // canonical archive SHA-256 → bundle
+	shards    map[string]struct{} // override shard SHA-256s (edge-internal blobs)
+}
+
+// IsOverrideShard reports whether sha names one of the snapshot's override
+// shards: blobs for edges only, never for devices.
+func (s *Snapshot) IsOverrideShard(sha string) bool {
+	_, ok := s.shards[sha]
+	return ok
 }
 
 // ByCanonical returns the bundle whose canonical archive has this SHA-256.
@@ -171,7 +179,13 @@ func platformIndex(p string) int {
 func (s *Snapshot) Index(src ShardSource) error {
 	s.apps = make(map[string]*App, len(s.Apps))
 	s.canonical = map[string]*Bundle{}
+	s.shards = map[string]struct{}{}
 	for _, a := range s.Apps {
+		for _, h := range a.OverrideShards {
+			if h != "" {
+				s.shards[h] = struct{}{}
+			}
+		}
 		for _, b := range a.Bundles {
 			if b.Canonical != "" {
 				s.canonical[b.Canonical] = b
