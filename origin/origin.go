@@ -158,7 +158,7 @@ func (s *Server) ensureKey(ctx context.Context, path, scope string) error {
 		s.log.Warn("origin: adopting existing key file", "path", path, "scope", scope)
 	case err == nil || errors.Is(err, os.ErrNotExist):
 		key = []byte(newKey())
-		if err := writeFileAtomic(path, append(key, '\n'), 0o600); err != nil {
+		if err := blob.WriteFileAtomic(path, append(key, '\n'), 0o600); err != nil {
 			return fmt.Errorf("origin: write %s key: %w", scope, err)
 		}
 		s.log.Info("origin: generated key", "scope", scope, "path", path)
@@ -203,7 +203,7 @@ func LoadOrCreateSigningKey(dataDir string) (ed25519.PrivateKey, error) {
 			return nil, err
 		}
 		enc := base64.StdEncoding.EncodeToString(priv.Seed())
-		if err := writeFileAtomic(path, []byte(enc+"\n"), 0o600); err != nil {
+		if err := blob.WriteFileAtomic(path, []byte(enc+"\n"), 0o600); err != nil {
 			return nil, fmt.Errorf("origin: write signing key: %w", err)
 		}
 		return priv, nil
@@ -362,28 +362,4 @@ func (s *Server) awaitPublished(ctx context.Context) {
 			return
 		}
 	}
-}
-
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }

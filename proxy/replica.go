@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/updraft-cdn/updraft/config"
+	"github.com/updraft-cdn/updraft/origin/blob"
 	"github.com/updraft-cdn/updraft/origin/snapshot"
 )
 
@@ -112,7 +113,7 @@ func (r *Replica) Accept(wire []byte, persist bool) error {
 	r.edge.log.Info("replica: snapshot accepted", "rev", s.Rev, "bytes", len(wire), "new_shards", loader.fetched,
 		"decode", time.Since(start).Round(time.Microsecond))
 	if persist {
-		if err := writeFileSync(r.path, wire); err != nil {
+		if err := blob.WriteFileAtomic(r.path, wire, 0o644); err != nil {
 			r.edge.log.Error("replica: persist snapshot", "err", err)
 		}
 	}
@@ -273,35 +274,4 @@ func (r *Replica) poll(ctx context.Context, after int64) ([]byte, error) {
 	default:
 		return nil, fmt.Errorf("GET %s: HTTP %d", url, resp.StatusCode)
 	}
-}
-
-// writeFileSync replaces path with data crash-safely: temp file, fsync,
-// rename, fsync of the folder.
-func writeFileSync(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, ".snapshot-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
