@@ -162,12 +162,12 @@ func TestOperatorAPIErrors(t *testing.T) {
 		}
 	}
 	// Nothing refused left a bundle or a blob behind: the store holds the
-	// accepted zip and its canonical archive (built in the background).
+	// accepted zip and what is built from it in the background.
 	bs := waitDeltas(t, c, "com.example.app", "1.0.0")
-	if len(bs) != 1 {
-		t.Fatalf("bundles = %+v, want only 1.0.0", bs)
+	if len(bs) != 1 || bs[0].ManifestFiles != 2 {
+		t.Fatalf("bundles = %+v, want only 1.0.0 with 2 manifest files", bs)
 	}
-	assertBlobs(t, o, 2)
+	assertBlobs(t, o, 2+bs[0].ManifestFiles) // zip, canonical archive, manifest files
 }
 
 // waitDeltas waits until a bundle's background delta build is done.

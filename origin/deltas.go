@@ -129,7 +129,36 @@ func hexSum(b []byte) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// run builds one bundle's canonical archive and its deltas.
+// manifest stores a bundle's files for the plugin's per-file download.
+func (b *deltaBuilder) manifest(ctx context.Context, bd store.Bundle) error {
+	zipData, err := os.ReadFile(b.s.blobs.Path(bd.SHA256))
+	if err != nil {
+		return fmt.Errorf("read bundle %s: %w", bd.Version, err)
+	}
+	files, err := delta.ReadZip(bytes.NewReader(zipData), int64(len(zipData)))
+	if err != nil {
+		return err
+	}
+	m, err := delta.Manifest(files)
+	if err != nil {
+		return err
+	}
+	entries := make([]snapshot.ManifestEntry, len(m))
+	for i, f := range m {
+		info, err := b.s.blobs.Put(bytes.NewReader(f.Data), 0)
+		if err != nil {
+			return err
+		}
+		entries[i] = snapshot.ManifestEntry{Name: f.Name, Hash: f.Hash, Blob: info.SHA256, Size: info.Size}
+	}
+	if err := b.s.store.SetManifest(ctx, bd.AppID, bd.Version, entries); err != nil {
+		return err
+	}
+	b.s.changedStore()
+	return nil
+}
+
+// run builds one bundle's manifest, canonical archive and deltas.
 func (b *deltaBuilder) run(ctx context.Context, j deltaJob) {
 	start := time.Now()
 	fail := func(err error) {
@@ -153,6 +182,12 @@ func (b *deltaBuilder) run(ctx context.Context, j deltaJob) {
 		return
 	}
 	target := bundles[idx]
+	if target.ManifestFiles == 0 {
+		if err := b.manifest(ctx, target); err != nil {
+			fail(err)
+			return
+		}
+	}
 	targetData, _, err := b.canonical(ctx, target)
 	if err != nil {
 		fail(err)

@@ -136,7 +136,13 @@ func (h *HTTP1) route(ctx *fasthttp.RequestCtx, out *reply) {
 		default:
 			out.jsonError(405, codeMethod, "Use POST to check for updates")
 		}
-	case len(path) > 3 && string(path[:3]) == "/b/":
+	case string(path) == "/updates/manifest_size":
+		if !ctx.IsPost() {
+			out.jsonError(405, codeMethod, "Use POST")
+			return
+		}
+		e.manifestSize(ctx.PostBody(), out)
+	case len(path) > 3 && (string(path[:3]) == "/b/" || string(path[:3]) == "/f/"):
 		if !ctx.IsGet() && !ctx.IsHead() {
 			out.jsonError(405, codeMethod, "Use GET or HEAD for blobs")
 			return

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"strconv"
+	"strings"
 	"sync"
 	"unsafe"
 
@@ -99,7 +100,7 @@ func (e *Edge) updates(body []byte, baseURL []byte, out *reply) {
 	out.status = 200
 	out.contentType = contentTypeJSON
 	if d.OK() {
-		out.body = appendUpdate(out.body[:0], &d, baseURL)
+		out.body = appendUpdate(out.body[:0], &d, baseURL, r.SupportsManifest())
 		// Offer a delta when the device runs a bundle we know (not the store build).
 		if !r.OnBuiltin {
 			if from := snap.App(r.AppID).Bundle(r.VersionName); from != nil && from.Canonical != "" {
@@ -195,8 +196,9 @@ func lowerDeviceID(st *updateState, id string) string {
 	return bstr(st.lower[:len(id)])
 }
 
-// appendUpdate encodes a "new version" answer in Capgo's key order.
-func appendUpdate(dst []byte, d *snapshot.Decision, baseURL []byte) []byte {
+// appendUpdate encodes a "new version" answer in Capgo's key order, with
+// the file manifest when the plugin supports it.
+func appendUpdate(dst []byte, d *snapshot.Decision, baseURL []byte, manifest bool) []byte {
 	b := d.Bundle
 	dst = append(dst, '{')
 	dst = appendField(dst, true, "version", b.Version)
@@ -207,6 +209,23 @@ func appendUpdate(dst []byte, d *snapshot.Decision, baseURL []byte) []byte {
 	dst = append(dst, '"')
 	dst = appendField(dst, false, "session_key", "")
 	dst = appendField(dst, false, "checksum", b.SHA256)
+	if manifest && len(b.Manifest) > 0 {
+		dst = append(dst, `,"manifest":[`...)
+		for i := range b.Manifest {
+			f := &b.Manifest[i]
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = appendField(append(dst, '{'), true, "file_name", f.Name)
+			dst = appendField(dst, false, "file_hash", f.Hash)
+			dst = append(dst, `,"download_url":"`...)
+			dst = append(dst, baseURL...)
+			dst = append(dst, "/f/"...)
+			dst = append(dst, f.Blob...)
+			dst = append(dst, `"}`...)
+		}
+		dst = append(dst, ']')
+	}
 	if b.Link != "" {
 		dst = appendField(dst, false, "link", b.Link)
 	}
@@ -319,4 +338,56 @@ func appendBaseURL(dst []byte, tls bool, host []byte) ([]byte, bool) {
 		dst = append(dst, "http://"...)
 	}
 	return append(dst, host...), true
+}
+
+// manifestSize answers POST /updates/manifest_size: the bytes a device
+// would download for the manifest entries it lists.
+func (e *Edge) manifestSize(body []byte, out *reply) {
+	st := updateStates.Get().(*updateState)
+	defer updateStates.Put(st)
+	v, err := st.parser.ParseBytes(body)
+	if err != nil {
+		out.badRequest(codeInvalidJSON, "Invalid JSON body", nil)
+		return
+	}
+	entries := v.GetArray("manifest")
+	if entries == nil {
+		entries = v.GetArray("files")
+	}
+	if entries == nil || len(entries) > 100000 {
+		out.badRequest(snapshot.CodeInvalidBody, "Cannot parse body", []byte(`{"issues":[{"path":["manifest"],"message":"manifest must be an array of at most 100000 entries"}]}`))
+		return
+	}
+	snap := e.snap.Load()
+	if snap == nil {
+		out.jsonError(503, codeNotReady, "Edge has no snapshot yet")
+		return
+	}
+	var total int64
+	known, unknown := 0, 0
+	files := make([]byte, 0, 128*len(entries))
+	for i, en := range entries {
+		if i > 0 {
+			files = append(files, ',')
+		}
+		name, hash, url := string(en.GetStringBytes("file_name")), string(en.GetStringBytes("file_hash")), string(en.GetStringBytes("download_url"))
+		files = appendField(append(files, '{'), true, "file_name", name)
+		files = appendField(files, false, "file_hash", hash)
+		files = appendField(files, false, "download_url", url)
+		blob := url[strings.LastIndexByte(url, '/')+1:]
+		if n, ok := snap.ManifestFileSize(blob); ok && strings.Contains(url, "/f/") {
+			total += n
+			known++
+			files = strconv.AppendInt(append(files, `,"size":`...), n, 10)
+		} else {
+			unknown++
+			files = append(files, `,"error":"size_unknown"`...)
+		}
+		files = append(files, '}')
+	}
+	out.status, out.contentType = 200, contentTypeJSON
+	out.body = strconv.AppendInt(append(out.body[:0], `{"totalSize":`...), total, 10)
+	out.body = strconv.AppendInt(append(out.body, `,"knownFiles":`...), int64(known), 10)
+	out.body = strconv.AppendInt(append(out.body, `,"unknownFiles":`...), int64(unknown), 10)
+	out.body = append(append(append(out.body, `,"files":[`...), files...), "]}"...)
 }

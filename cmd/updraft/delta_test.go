@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
@@ -8,9 +9,12 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
+
+	brrr "github.com/molecule-man/go-brrr"
 
 	"github.com/updraft-cdn/updraft/origin"
 	"github.com/updraft-cdn/updraft/origin/delta"
@@ -123,5 +127,85 @@ func TestDeltaDelivery(t *testing.T) {
 		if resp.Header.Get("Content-Encoding") != "" || hexSHA(b) != v2.Canonical {
 			t.Fatalf("%v: Content-Encoding %q", h, resp.Header.Get("Content-Encoding"))
 		}
+	}
+}
+
+// TestManifestMode downloads a bundle file by file as the stock plugin does
+// in manifest mode: ".br" entries are brotli, every file's SHA-256 (of the
+// decompressed content) must match, and the files must be the bundle's.
+func TestManifestMode(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds brotli q11 manifests")
+	}
+	data := t.TempDir()
+	r := startTestServe(t, data)
+	cli(t, r, data, "app", "create", "com.example.app")
+	zipPath := fixture(t, "swagger-ui-5.34.0.zip")
+	cli(t, r, data, "bundle", "upload", zipPath, "--app", "com.example.app", "--version", "1.0.1", "--channel", "production")
+	cli(t, r, data, "channel", "set", "production", "--app", "com.example.app", "--default")
+	type entry struct {
+		Name string `json:"file_name"`
+		Hash string `json:"file_hash"`
+		URL  string `json:"download_url"`
+	}
+	var ans struct {
+		Version  string
+		URL      string
+		Manifest []entry
+	}
+	for deadline := time.Now().Add(60 * time.Second); len(ans.Manifest) == 0; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no manifest in the update answer: %+v", ans)
+		}
+		_, b := post(t, "http://"+r.EdgeAddr+"/updates", "POST", deviceBody)
+		json.Unmarshal([]byte(b), &ans)
+	}
+	raw, _ := os.ReadFile(zipPath)
+	files, err := delta.ReadZip(bytes.NewReader(raw), int64(len(raw)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]byte{}
+	for _, f := range files {
+		want[f.Path] = f.Data
+	}
+	var sizeReq []string
+	compressed := 0
+	for _, e := range ans.Manifest {
+		resp, body := get(t, e.URL)
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s: HTTP %d", e.URL, resp.StatusCode)
+		}
+		name := e.Name
+		if strings.HasSuffix(name, ".br") {
+			compressed++
+			name = strings.TrimSuffix(name, ".br")
+			if body, err = brrr.Decompress(body); err != nil {
+				t.Fatalf("%s: %v", e.Name, err)
+			}
+		}
+		if hexSHA(body) != e.Hash || !bytes.Equal(body, want[name]) {
+			t.Fatalf("%s: content does not match the bundle", e.Name)
+		}
+		delete(want, name)
+		b, _ := json.Marshal(e)
+		sizeReq = append(sizeReq, string(b))
+	}
+	if len(want) != 0 || compressed == 0 {
+		t.Fatalf("files not in the manifest: %d; compressed entries: %d", len(want), compressed)
+	}
+	// manifest_size: the sizes of what the device would download.
+	_, b := post(t, "http://"+r.EdgeAddr+"/updates/manifest_size", "POST",
+		strings.TrimSuffix(deviceBody, "}")+`,"manifest":[`+strings.Join(sizeReq, ",")+`,{"file_name":"x","file_hash":"y","download_url":"http://elsewhere/z"}]}`)
+	var sz struct {
+		TotalSize, KnownFiles, UnknownFiles int64
+	}
+	if err := json.Unmarshal([]byte(b), &sz); err != nil || sz.KnownFiles != int64(len(ans.Manifest)) || sz.UnknownFiles != 1 || sz.TotalSize <= 0 {
+		t.Fatalf("manifest_size: %s", b)
+	}
+	// A plugin too old for manifests gets the zip only.
+	_, old := post(t, "http://"+r.EdgeAddr+"/updates", "POST", strings.Replace(deviceBody, `"8.51.14"`, `"7.0.30"`, 1))
+	if strings.Contains(old, "manifest") || !strings.Contains(old, `"url"`) {
+		t.Fatalf("plugin 7.0.30: %s", old)
 	}
 }

@@ -3,10 +3,13 @@ package delta
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"os"
 	"strings"
 	"testing"
+
+	brrr "github.com/molecule-man/go-brrr"
 )
 
 func fixture(t testing.TB, name string) []byte {
@@ -147,5 +150,48 @@ func BenchmarkApply(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+func TestManifest(t *testing.T) {
+	files, err := ReadZip(bytes.NewReader(fixture(t, "swagger-ui-5.34.0.zip")), int64(len(fixture(t, "swagger-ui-5.34.0.zip"))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := Manifest(append(files, File{Path: "empty.txt"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	byPath := map[string][]byte{}
+	for _, f := range files {
+		byPath[f.Path] = f.Data
+	}
+	compressed := 0
+	for _, e := range m {
+		name := strings.TrimSuffix(e.Name, ".br")
+		orig, ok := byPath[name]
+		if !ok || e.Name == "empty.txt" {
+			t.Fatalf("unexpected entry %q", e.Name)
+		}
+		content := e.Data
+		if strings.HasSuffix(e.Name, ".br") {
+			compressed++
+			if len(orig) < BrotliMin {
+				t.Fatalf("%s compressed below the threshold", e.Name)
+			}
+			var err error
+			if content, err = brrr.Decompress(e.Data); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if sum := sha256.Sum256(content); hex.EncodeToString(sum[:]) != e.Hash || !bytes.Equal(content, orig) {
+			t.Fatalf("%s: hash is not of the uncompressed content", e.Name)
+		}
+	}
+	if len(m) != len(files) || compressed == 0 {
+		t.Fatalf("%d entries for %d files, %d compressed", len(m), len(files), compressed)
+	}
+	if _, err := Manifest([]File{{Path: "../evil", Data: []byte("x")}}); !errors.Is(err, ErrUnsafePath) {
+		t.Fatalf("traversal: %v", err)
 	}
 }

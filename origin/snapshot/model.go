@@ -40,6 +40,14 @@ type Snapshot struct {
 	apps      map[string]*App
 	canonical map[string]*Bundle  // canonical archive SHA-256 → bundle
 	shards    map[string]struct{} // override shard SHA-256s (edge-internal blobs)
+	files     map[string]int64    // manifest file blob SHA-256 → size
+}
+
+// ManifestFileSize returns the size of a manifest file blob, if the snapshot
+// lists one with this SHA-256.
+func (s *Snapshot) ManifestFileSize(blob string) (int64, bool) {
+	n, ok := s.files[blob]
+	return n, ok
 }
 
 // IsOverrideShard reports whether sha names one of the snapshot's override
@@ -91,9 +99,19 @@ type Bundle struct {
 	Canonical     string  `json:"canonical,omitempty"`
 	CanonicalSize int64   `json:"canonical_size,omitempty"`
 	Deltas        []Delta `json:"deltas,omitempty"` // deltas that produce this bundle's canonical archive
+	// Manifest lists the bundle's files for the plugin's per-file download.
+	Manifest []ManifestEntry `json:"manifest,omitempty"`
 
 	version Version // parsed Version
 	valid   bool    // Version parsed as semver
+}
+
+// ManifestEntry is one file of a bundle's manifest.
+type ManifestEntry struct {
+	Name string `json:"file_name"` // ".br" suffix: stored brotli-compressed
+	Hash string `json:"file_hash"` // SHA-256 of the uncompressed content
+	Blob string `json:"blob"`      // SHA-256 of the stored bytes, served at /f/{Blob}
+	Size int64  `json:"size"`      // bytes of the stored blob
 }
 
 // Delta is a verified binary delta from an older bundle's canonical archive
@@ -180,7 +198,13 @@ func (s *Snapshot) Index(src ShardSource) error {
 	s.apps = make(map[string]*App, len(s.Apps))
 	s.canonical = map[string]*Bundle{}
 	s.shards = map[string]struct{}{}
+	s.files = map[string]int64{}
 	for _, a := range s.Apps {
+		for _, b := range a.Bundles {
+			for _, f := range b.Manifest {
+				s.files[f.Blob] = f.Size
+			}
+		}
 		for _, h := range a.OverrideShards {
 			if h != "" {
 				s.shards[h] = struct{}{}

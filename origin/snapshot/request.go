@@ -200,3 +200,19 @@ func ValidChannelName(name string) bool {
 		return !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '.' || c == '_' || c == '-')
 	}) < 0
 }
+
+// SupportsManifest reports whether the plugin version downloads per-file
+// manifests (Capgo: ≥ 5.10.0, ≥ 6.25.0, ≥ 7.0.35, every 8.x and later).
+// Valid after Validate.
+func (r *Request) SupportsManifest() bool {
+	p := r.plugin
+	switch p.Major {
+	case 5:
+		return p.Minor >= 10
+	case 6:
+		return p.Minor >= 25
+	case 7:
+		return p.Minor > 0 || p.Patch >= 35
+	}
+	return p.Major >= 8
+}

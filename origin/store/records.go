@@ -32,6 +32,7 @@ type Bundle struct {
 	Canonical        string           `json:"canonical_sha256,omitempty"`
 	CanonicalSize    int64            `json:"canonical_size,omitempty"`
 	Deltas           []snapshot.Delta `json:"deltas,omitempty"`
+	ManifestFiles    int              `json:"manifest_files"`
 }
 
 // Channel is a channel record: the snapshot's channel plus bookkeeping.
@@ -187,10 +188,54 @@ func (s *Store) ListBundles(ctx context.Context, appID string) ([]Bundle, error)
 	if err != nil {
 		return nil, err
 	}
+	manifests, err := listManifests(ctx, s.db, appID)
+	if err != nil {
+		return nil, err
+	}
 	for i := range bs {
 		bs[i].Deltas = deltas[appID+"\x00"+bs[i].Version]
+		bs[i].ManifestFiles = len(manifests[appID+"\x00"+bs[i].Version])
 	}
 	return bs, nil
+}
+
+// SetManifest records a bundle's file manifest (its blobs already stored).
+func (s *Store) SetManifest(ctx context.Context, appID, version string, files []snapshot.ManifestEntry) error {
+	return s.write(ctx, true, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM manifest_files WHERE app_id = ? AND version = ?`, appID, version); err != nil {
+			return err
+		}
+		for _, f := range files {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO manifest_files (app_id, version, file_name, file_hash, blob_sha256, size) VALUES (?, ?, ?, ?, ?, ?)`,
+				appID, version, f.Name, f.Hash, f.Blob, f.Size); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// listManifests groups manifest files by app and version (key app\x00version).
+func listManifests(ctx context.Context, q querier, appID string) (map[string][]snapshot.ManifestEntry, error) {
+	where, args := `ORDER BY app_id, version, file_name`, []any{}
+	if appID != "" {
+		where, args = `WHERE app_id = ? `+where, []any{appID}
+	}
+	rows, err := q.QueryContext(ctx, `SELECT app_id, version, file_name, file_hash, blob_sha256, size FROM manifest_files `+where, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string][]snapshot.ManifestEntry{}
+	for rows.Next() {
+		var app, v string
+		var f snapshot.ManifestEntry
+		if err := rows.Scan(&app, &v, &f.Name, &f.Hash, &f.Blob, &f.Size); err != nil {
+			return nil, err
+		}
+		out[app+"\x00"+v] = append(out[app+"\x00"+v], f)
+	}
+	return out, rows.Err()
 }
 
 // SetCanonical records a bundle's canonical archive.
@@ -434,11 +479,16 @@ func (s *Store) Snapshot(ctx context.Context) (*snapshot.Snapshot, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: snapshot: %w", err)
 	}
+	manifests, err := listManifests(ctx, tx, "")
+	if err != nil {
+		return nil, fmt.Errorf("store: snapshot: %w", err)
+	}
 	for _, b := range bundles {
 		apps[b.AppID].Bundles = append(apps[b.AppID].Bundles, &snapshot.Bundle{
 			Version: b.Version, SHA256: b.SHA256, Size: b.Size,
 			MinUpdateVersion: b.MinUpdateVersion, Comment: b.Comment, Link: b.Link,
 			Canonical: b.Canonical, CanonicalSize: b.CanonicalSize, Deltas: deltas[b.AppID+"\x00"+b.Version],
+			Manifest: manifests[b.AppID+"\x00"+b.Version],
 		})
 	}
 	channels, err := listChannels(ctx, tx, `ORDER BY app_id, name`)

@@ -137,6 +137,15 @@ var migrations = []string{
 		created_at INTEGER NOT NULL,
 		PRIMARY KEY (app_id, from_version, to_version, encoding),
 		FOREIGN KEY (app_id, to_version) REFERENCES bundles(app_id, version));`,
+	`CREATE TABLE manifest_files (
+		app_id TEXT NOT NULL,
+		version TEXT NOT NULL,
+		file_name TEXT NOT NULL,
+		file_hash TEXT NOT NULL,
+		blob_sha256 TEXT NOT NULL,
+		size INTEGER NOT NULL,
+		PRIMARY KEY (app_id, version, file_name),
+		FOREIGN KEY (app_id, version) REFERENCES bundles(app_id, version));`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {
