@@ -14,19 +14,19 @@ import (
 
 // childAuthorized checks a child's bearer key against this edge's own
 // upstream key (one edge key per tier tree).
-func (e *Edge) childAuthorized(authz []byte) bool {
+func (e *Edge) childAuthorized(authz string) bool {
 	const prefix = "Bearer "
-	if len(e.childKey) == 0 || len(authz) <= len(prefix) || string(authz[:len(prefix)]) != prefix {
+	if len(e.childKey) == 0 || len(authz) <= len(prefix) || authz[:len(prefix)] != prefix {
 		return false
 	}
-	return subtle.ConstantTimeCompare(authz[len(prefix):], e.childKey) == 1
+	return subtle.ConstantTimeCompare([]byte(authz[len(prefix):]), e.childKey) == 1
 }
 
 // childSnapshot answers GET /v1/snapshot?after=REV&wait=S for a child edge.
-func (e *Edge) childSnapshot(ctx context.Context, afterArg, waitArg []byte, out *reply) {
+func (e *Edge) childSnapshot(ctx context.Context, afterArg, waitArg string, out *reply) {
 	after := int64(-1)
 	if len(afterArg) > 0 {
-		v, err := strconv.ParseInt(string(afterArg), 10, 64)
+		v, err := strconv.ParseInt(afterArg, 10, 64)
 		if err != nil || v < -1 {
 			out.jsonError(400, "invalid_after", "after: want a revision number")
 			return
@@ -35,7 +35,7 @@ func (e *Edge) childSnapshot(ctx context.Context, afterArg, waitArg []byte, out 
 	}
 	wait := 30 * time.Second
 	if len(waitArg) > 0 {
-		n, err := strconv.Atoi(string(waitArg))
+		n, err := strconv.Atoi(waitArg)
 		if err != nil || n < 0 {
 			out.jsonError(400, "invalid_wait", "wait: want seconds")
 			return

@@ -115,6 +115,8 @@ type reply struct {
 	acceptRanges bool
 	rev          int64 // X-Updraft-Rev on snapshot answers, when > 0
 
+	req request // the request being answered (pooled with the reply)
+
 	contentEncoding string // dcz or dcb for a delta answer
 	useAsDictionary bool   // Use-As-Dictionary on canonical archives
 	vary            bool   // Vary: accept-encoding, available-dictionary

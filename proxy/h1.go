@@ -25,6 +25,14 @@ type HTTP1 struct {
 	mu      sync.Mutex
 	serving bool
 	closed  bool
+
+	// altSvc advertises HTTP/3 on TCP answers (set when h3 is served).
+	altSvc string
+}
+
+// AdvertiseHTTP3 makes TCP answers carry Alt-Svc for HTTP/3 on udpPort.
+func (h *HTTP1) AdvertiseHTTP3(udpPort int) {
+	h.altSvc = `h3=":` + strconv.Itoa(udpPort) + `"; ma=86400`
 }
 
 // NewHTTP1 returns the fasthttp adapter for e.
@@ -105,117 +113,41 @@ func (h *HTTP1) handle(ctx *fasthttp.RequestCtx) {
 	out := h.replies.Get().(*reply)
 	defer h.replies.Put(out)
 	out.reset()
-	h.route(ctx, out)
+	h.request(ctx, &out.req)
+	h.e.route(&out.req, out)
+	if out.status == -1 {
+		h.metrics(ctx)
+		return
+	}
 	h.write(ctx, out)
 	if cap(out.body) > 64<<10 {
 		out.body = make([]byte, 0, 512) // do not pool huge buffers
 	}
 }
 
-func (h *HTTP1) route(ctx *fasthttp.RequestCtx, out *reply) {
-	path := ctx.Path()
-	method := ctx.Method()
-	e := h.e
-	switch {
-	case string(path) == "/updates":
-		switch string(method) {
-		case fasthttp.MethodPost:
-			base := e.baseURL
-			if base == nil {
-				var ok bool
-				base, ok = appendBaseURL(out.scratch[:0], ctx.IsTLS(), ctx.Host())
-				out.scratch = base
-				if !ok {
-					out.jsonError(400, "invalid_host", "Host header is missing or not a plain host name")
-					return
-				}
-			}
-			e.updates(ctx.PostBody(), base, out)
-		case fasthttp.MethodGet:
-			out.ok()
-		default:
-			out.jsonError(405, codeMethod, "Use POST to check for updates")
-		}
-	case string(path) == "/updates/manifest_size":
-		if !ctx.IsPost() {
-			out.jsonError(405, codeMethod, "Use POST")
-			return
-		}
-		e.manifestSize(ctx.PostBody(), out)
-	case len(path) > 3 && (string(path[:3]) == "/b/" || string(path[:3]) == "/f/"):
-		if !ctx.IsGet() && !ctx.IsHead() {
-			out.jsonError(405, codeMethod, "Use GET or HEAD for blobs")
-			return
-		}
-		r := blobRequest{
-			head:           ctx.IsHead(),
-			id:             bstr(path[3:]), // views of the request: valid until write returns
-			rangeHdr:       bstr(ctx.Request.Header.Peek("Range")),
-			ifRange:        bstr(ctx.Request.Header.Peek("If-Range")),
-			ifNoneMatch:    bstr(ctx.Request.Header.Peek("If-None-Match")),
-			acceptEncoding: bstr(ctx.Request.Header.Peek("Accept-Encoding")),
-			availableDict:  bstr(ctx.Request.Header.Peek("Available-Dictionary")),
-		}
-		e.blob(ctx, &r, out)
-	case string(path) == "/v1/snapshot" || len(path) > 10 && string(path[:10]) == "/v1/blobs/":
-		if !e.childAuthorized(ctx.Request.Header.Peek("Authorization")) {
-			out.jsonError(401, "unauthorized", "child edges must send Authorization: Bearer EDGE_KEY")
-			return
-		}
-		if !ctx.IsGet() {
-			out.jsonError(405, codeMethod, "Use GET")
-			return
-		}
-		if string(path) == "/v1/snapshot" {
-			args := ctx.QueryArgs()
-			e.childSnapshot(h.ctx, args.Peek("after"), args.Peek("wait"), out)
-			return
-		}
-		e.blob(ctx, &blobRequest{id: bstr(path[10:]), child: true}, out)
-	case string(path) == "/channel_self":
-		switch string(method) {
-		case fasthttp.MethodPost:
-			e.channelSelfSet(ctx.PostBody(), out)
-		case fasthttp.MethodPut:
-			e.channelSelfGet(ctx.PostBody(), out)
-		case fasthttp.MethodDelete:
-			// unsetChannel: current plugins forget the channel locally; nothing is stored here.
-			out.ok()
-			e.metrics.channelSelf("unset", "ok")
-		case fasthttp.MethodGet:
-			a := ctx.QueryArgs()
-			e.channelSelfList(bstr(a.Peek("app_id")), bstr(a.Peek("platform")), bstr(a.Peek("is_emulator")), bstr(a.Peek("is_prod")), out)
-		default:
-			out.jsonError(405, codeMethod, "Use POST, PUT, DELETE or GET")
-		}
-	case string(path) == "/stats" && ctx.IsGet():
-		out.ok()
-	case string(path) == "/healthz":
-		out.ok()
-	case string(path) == "/readyz":
-		if s := e.snap.Load(); s != nil {
-			out.status = 200
-			out.contentType = contentTypeJSON
-			out.body = append(out.body[:0], `{"status":"ok","rev":`...)
-			out.body = strconv.AppendInt(out.body, s.Rev, 10)
-			out.body = append(out.body, '}')
-		} else {
-			out.jsonError(503, codeNotReady, "Edge has no verified snapshot yet")
-		}
-	case string(path) == "/metrics":
-		out.status = -1
-		h.metrics(ctx)
-	default:
-		out.jsonError(404, codeNotFound, "Not found")
-	}
+// fastHeaders reads request headers from fasthttp without copying.
+type fastHeaders struct{ h *fasthttp.RequestHeader }
+
+func (f fastHeaders) get(name string) string { return bstr(f.h.Peek(name)) }
+
+// fastQuery reads query arguments from fasthttp without copying.
+type fastQuery struct{ a *fasthttp.Args }
+
+func (f fastQuery) get(name string) string { return bstr(f.a.Peek(name)) }
+
+// request fills the transport-neutral request from fasthttp's context; its
+// strings are views valid until the reply is written.
+func (h *HTTP1) request(ctx *fasthttp.RequestCtx, r *request) {
+	*r = request{ctx: h.ctx, method: bstr(ctx.Method()), path: bstr(ctx.Path()), host: bstr(ctx.Host()), tls: ctx.IsTLS(),
+		proto: "h1", body: ctx.PostBody(), header: fastHeaders{&ctx.Request.Header}, query: fastQuery{ctx.QueryArgs()}}
 }
 
 // write puts a reply on the wire.
 func (h *HTTP1) write(ctx *fasthttp.RequestCtx, out *reply) {
-	if out.status < 0 { // handled directly
-		return
-	}
 	resp := &ctx.Response
+	if h.altSvc != "" {
+		resp.Header.Set("Alt-Svc", h.altSvc)
+	}
 	resp.SetStatusCode(out.status)
 	if out.contentType != "" {
 		resp.Header.SetContentType(out.contentType)

@@ -15,6 +15,7 @@ type edgeMetrics struct {
 	snapshotRev prometheus.Gauge
 
 	channelSelfVec *prometheus.CounterVec
+	protoVec       *prometheus.CounterVec
 	refusals       *prometheus.CounterVec
 	pollErrors     prometheus.Counter
 	snapshotDecode prometheus.Histogram
@@ -35,6 +36,9 @@ func newEdgeMetrics(c *cache.Tiered) *edgeMetrics {
 		snapshotRev: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "updraft_edge_snapshot_rev", Help: "Revision of the snapshot being served.",
 		}),
+		protoVec: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "updraft_edge_requests_total", Help: "Requests by HTTP version (h1, h3).",
+		}, []string{"proto"}),
 		channelSelfVec: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "updraft_edge_channel_self_total", Help: "/channel_self answers by operation and outcome.",
 		}, []string{"op", "outcome"}),
@@ -49,7 +53,7 @@ func newEdgeMetrics(c *cache.Tiered) *edgeMetrics {
 			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
 		}),
 	}
-	m.reg.MustRegister(m.updatesVec, m.blobsVec, m.bytesServed, m.snapshotRev, m.channelSelfVec, m.refusals, m.pollErrors, m.snapshotDecode,
+	m.reg.MustRegister(m.updatesVec, m.blobsVec, m.bytesServed, m.snapshotRev, m.channelSelfVec, m.protoVec, m.refusals, m.pollErrors, m.snapshotDecode,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if c != nil {
 		m.reg.MustRegister(cacheCollector{c})
@@ -59,6 +63,8 @@ func newEdgeMetrics(c *cache.Tiered) *edgeMetrics {
 
 func (m *edgeMetrics) updates(outcome string) { m.updatesVec.WithLabelValues(outcome).Inc() }
 func (m *edgeMetrics) blob(outcome string)    { m.blobsVec.WithLabelValues(outcome).Inc() }
+func (m *edgeMetrics) requests(proto string)  { m.protoVec.WithLabelValues(proto).Inc() }
+
 func (m *edgeMetrics) channelSelf(op, outcome string) {
 	m.channelSelfVec.WithLabelValues(op, outcome).Inc()
 }

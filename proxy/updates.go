@@ -323,11 +323,11 @@ func appendEnvelope(dst []byte, code, msg string, moreInfo []byte) []byte {
 // appendBaseURL writes scheme://host for update answers from the request's
 // Host header, refusing hosts with characters a URL or JSON would need to
 // escape. It reports false for an unusable host.
-func appendBaseURL(dst []byte, tls bool, host []byte) ([]byte, bool) {
+func appendBaseURL(dst []byte, tls bool, host string) ([]byte, bool) {
 	if len(host) == 0 || len(host) > 255 {
 		return dst, false
 	}
-	for _, c := range host {
+	for _, c := range []byte(host) {
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == ':' || c == '[' || c == ']' || c == '_') {
 			return dst, false
 		}

@@ -1,0 +1,132 @@
+package proxy
+
+import (
+	"context"
+	"strconv"
+)
+
+// request is a parsed request, independent of the transport that carried
+// it. Strings may alias the transport's buffers: valid until the reply is
+// written.
+type request struct {
+	ctx    context.Context
+	method string
+	path   string
+	host   string
+	tls    bool
+	proto  string // "h1" or "h3", for metrics
+	body   []byte
+	header headerGetter
+	query  headerGetter
+	// early: the request arrived as TLS 1.3 / QUIC 0-RTT data (replayable).
+	early bool
+}
+
+// headerGetter reads one header (or query argument) by name; "" if absent.
+type headerGetter interface {
+	get(name string) string
+}
+
+// route answers any request of the device and child-edge APIs. Both
+// transports (fasthttp for HTTP/1.1, quic-go for HTTP/3) call it; no handler
+// logic is written twice. A reply status of -1 means "metrics": the adapter
+// serves the Prometheus handler itself.
+func (e *Edge) route(r *request, out *reply) {
+	e.metrics.requests(r.proto)
+	if r.early && r.method != "GET" && r.method != "HEAD" {
+		// 0-RTT data can be replayed: only idempotent reads are accepted early.
+		out.jsonError(425, "too_early", "Retry after the handshake: only GET and HEAD are accepted as 0-RTT data")
+		return
+	}
+	path := r.path
+	switch {
+	case path == "/updates":
+		switch r.method {
+		case "POST":
+			base := e.baseURL
+			if base == nil {
+				var ok bool
+				base, ok = appendBaseURL(out.scratch[:0], r.tls, r.host)
+				out.scratch = base
+				if !ok {
+					out.jsonError(400, "invalid_host", "Host header is missing or not a plain host name")
+					return
+				}
+			}
+			e.updates(r.body, base, out)
+		case "GET":
+			out.ok()
+		default:
+			out.jsonError(405, codeMethod, "Use POST to check for updates")
+		}
+	case path == "/updates/manifest_size":
+		if r.method != "POST" {
+			out.jsonError(405, codeMethod, "Use POST")
+			return
+		}
+		e.manifestSize(r.body, out)
+	case len(path) > 3 && (path[:3] == "/b/" || path[:3] == "/f/"):
+		if r.method != "GET" && r.method != "HEAD" {
+			out.jsonError(405, codeMethod, "Use GET or HEAD for blobs")
+			return
+		}
+		br := blobRequest{
+			head:           r.method == "HEAD",
+			id:             path[3:],
+			rangeHdr:       r.header.get("Range"),
+			ifRange:        r.header.get("If-Range"),
+			ifNoneMatch:    r.header.get("If-None-Match"),
+			acceptEncoding: r.header.get("Accept-Encoding"),
+			availableDict:  r.header.get("Available-Dictionary"),
+		}
+		e.blob(r.ctx, &br, out)
+	case path == "/v1/snapshot" || len(path) > 10 && path[:10] == "/v1/blobs/":
+		if !e.childAuthorized(r.header.get("Authorization")) {
+			out.jsonError(401, "unauthorized", "child edges must send Authorization: Bearer EDGE_KEY")
+			return
+		}
+		if r.method != "GET" {
+			out.jsonError(405, codeMethod, "Use GET")
+			return
+		}
+		if path == "/v1/snapshot" {
+			e.childSnapshot(r.ctx, r.query.get("after"), r.query.get("wait"), out)
+			return
+		}
+		e.blob(r.ctx, &blobRequest{id: path[10:], child: true}, out)
+	case path == "/channel_self":
+		switch r.method {
+		case "POST":
+			e.channelSelfSet(r.body, out)
+		case "PUT":
+			e.channelSelfGet(r.body, out)
+		case "DELETE":
+			// unsetChannel: current plugins forget the channel locally; nothing is stored here.
+			out.ok()
+			e.metrics.channelSelf("unset", "ok")
+		case "GET":
+			q := r.query
+			e.channelSelfList(q.get("app_id"), q.get("platform"), q.get("is_emulator"), q.get("is_prod"), out)
+		default:
+			out.jsonError(405, codeMethod, "Use POST, PUT, DELETE or GET")
+		}
+	case path == "/stats" && r.method == "GET":
+		out.ok()
+	case path == "/healthz":
+		out.ok()
+	case path == "/readyz":
+		if s := e.snap.Load(); s != nil {
+			out.status = 200
+			out.contentType = contentTypeJSON
+			out.body = append(out.body[:0], `{"status":"ok","rev":`...)
+			out.body = strconv.AppendInt(out.body, s.Rev, 10)
+			out.body = append(out.body, '}')
+		} else {
+			out.jsonError(503, codeNotReady, "Edge has no verified snapshot yet")
+		}
+	case path == "/metrics":
+		out.status = -1
+	default:
+		out.jsonError(404, codeNotFound, "Not found")
+	}
+}
