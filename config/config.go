@@ -23,6 +23,7 @@ const (
 	DefaultOriginListen = "127.0.0.1:8090"
 	DefaultEdgeListen   = "127.0.0.1:8080"
 	DefaultOriginURL    = "http://127.0.0.1:8090"
+	DefaultTLSListen    = "127.0.0.1:8443"
 )
 
 // Origin configures the origin role: operator API, metadata store, blob store.
@@ -42,6 +43,13 @@ type Edge struct {
 	Upstream string
 	// EdgeKey authenticates the edge to its upstream (origin API key).
 	EdgeKey string
+
+	// TLS mode of the HTTPS (TCP) and HTTP/3 (UDP) listeners on TLSListen:
+	// off, files (CertFile, KeyFile; reloaded on SIGHUP) or self-signed.
+	TLS       string
+	TLSListen string
+	CertFile  string
+	KeyFile   string
 
 	CacheMemory       Size          // memory tier budget
 	CacheDisk         Size          // disk tier budget
@@ -102,6 +110,16 @@ func (c Edge) Validate() error {
 	}
 	if c.Upstream != "" {
 		errs = append(errs, checkURL("edge.upstream", c.Upstream))
+	}
+	switch c.TLS {
+	case "", "off":
+	case "files", "self-signed":
+		errs = append(errs, checkAddr("edge.tls_listen", c.TLSListen))
+		if c.TLS == "files" && (c.CertFile == "" || c.KeyFile == "") {
+			errs = append(errs, errors.New("config: edge.tls files: want a certificate and key file (--cert, --key)"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("config: edge.tls %q: want off, files or self-signed", c.TLS))
 	}
 	if c.MaxUpdatesBody < 1*KiB || c.MaxUpdatesBody > 64*MiB {
 		errs = append(errs, fmt.Errorf("config: edge.max_updates_body %s: want between 1KiB and 64MiB", c.MaxUpdatesBody))

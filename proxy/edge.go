@@ -3,6 +3,7 @@ package proxy
 import (
 	"log/slog"
 	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 
@@ -132,4 +133,38 @@ func (out *reply) ok() {
 	out.status = 200
 	out.contentType = contentTypeJSON
 	out.body = append(out.body[:0], okBody...)
+}
+
+// eachHeader lists the reply's response headers (other than Content-Type and
+// Content-Length, which adapters set with the body). Values may alias the
+// reply's scratch buffer: set must copy them.
+func (out *reply) eachHeader(set func(k, v string)) {
+	if out.etag != "" {
+		out.scratch = append(append(append(out.scratch[:0], '"'), out.etag...), '"')
+		set("ETag", bstr(out.scratch))
+	}
+	if out.immutable {
+		set("Cache-Control", "public, max-age=31536000, immutable")
+	}
+	if out.acceptRanges {
+		set("Accept-Ranges", "bytes")
+	}
+	if out.contentRange != "" {
+		set("Content-Range", out.contentRange)
+	}
+	if out.rev > 0 {
+		set("X-Updraft-Rev", strconv.FormatInt(out.rev, 10))
+	}
+	if out.contentEncoding != "" {
+		set("Content-Encoding", out.contentEncoding)
+	}
+	if out.vary {
+		set("Vary", "accept-encoding, available-dictionary")
+	}
+	if out.useAsDictionary && out.status == 200 {
+		set("Use-As-Dictionary", dictionaryMatch)
+	}
+	if out.cacheStatus != "" {
+		set("Cache-Status", out.cacheStatus)
+	}
 }

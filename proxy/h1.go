@@ -152,34 +152,7 @@ func (h *HTTP1) write(ctx *fasthttp.RequestCtx, out *reply) {
 	if out.contentType != "" {
 		resp.Header.SetContentType(out.contentType)
 	}
-	if out.etag != "" {
-		out.scratch = append(append(append(out.scratch[:0], '"'), out.etag...), '"')
-		resp.Header.SetBytesV("ETag", out.scratch)
-	}
-	if out.immutable {
-		resp.Header.Set("Cache-Control", "public, max-age=31536000, immutable")
-	}
-	if out.acceptRanges {
-		resp.Header.Set("Accept-Ranges", "bytes")
-	}
-	if out.contentRange != "" {
-		resp.Header.Set("Content-Range", out.contentRange)
-	}
-	if out.rev > 0 {
-		resp.Header.Set("X-Updraft-Rev", strconv.FormatInt(out.rev, 10))
-	}
-	if out.contentEncoding != "" {
-		resp.Header.Set("Content-Encoding", out.contentEncoding)
-	}
-	if out.vary {
-		resp.Header.Set("Vary", "accept-encoding, available-dictionary")
-	}
-	if out.useAsDictionary && out.status == 200 {
-		resp.Header.Set("Use-As-Dictionary", dictionaryMatch)
-	}
-	if out.cacheStatus != "" {
-		resp.Header.Set("Cache-Status", out.cacheStatus)
-	}
+	out.eachHeader(resp.Header.Set)
 	switch {
 	case out.data != nil:
 		resp.SetBodyRaw(out.data) // the cache's bytes, never modified: no copy

@@ -8,7 +8,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -30,6 +29,11 @@ func cmdEdge(ctx context.Context, args []string, stderr io.Writer) error {
 	keyFile := fs.String("edge-key-file", "", "read the edge key from this file")
 	pubText := fs.String("origin-pubkey", os.Getenv("UPDRAFT_ORIGIN_PUBKEY"), "origin's snapshot public key (updraft keys show); env UPDRAFT_ORIGIN_PUBKEY")
 	fs.StringVar(&ec.PublicURL, "public-url", config.Env("UPDRAFT_PUBLIC_URL", ""), "base URL devices download from (default: from each request's Host)")
+	ec.TLS, ec.TLSListen = proxy.TLSOff, "0.0.0.0:443"
+	fs.StringVar(&ec.TLS, "tls", ec.TLS, "HTTPS + HTTP/3 on --tls-listen: off, self-signed or files")
+	fs.StringVar(&ec.TLSListen, "tls-listen", ec.TLSListen, "HTTPS (TCP) and HTTP/3 (UDP) address")
+	fs.StringVar(&ec.CertFile, "cert", "", "certificate file (--tls files; reloaded on SIGHUP)")
+	fs.StringVar(&ec.KeyFile, "key", "", "key file (--tls files)")
 	fs.Var(&ec.CacheMemory, "cache-memory", "memory cache budget (0: none)")
 	fs.Var(&ec.CacheDisk, "cache-disk", "disk cache budget")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
@@ -72,24 +76,21 @@ func cmdEdge(ctx context.Context, args []string, stderr io.Writer) error {
 	defer stopReplica()
 	go rep.Run(rctx)
 
-	ln, err := net.Listen("tcp", ec.Listen)
+	el, err := startEdgeListeners(ec, edge, log)
 	if err != nil {
-		return fmt.Errorf("edge listen %s: %w", ec.Listen, err)
+		return err
 	}
-	h1 := proxy.NewHTTP1(edge)
-	log.Info("updraft edge: ready", "listen", ln.Addr().String(), "upstream", ec.Upstream, "data", ec.DataDir,
+	log.Info("updraft edge: ready", "listen", el.Plain, "tls", ec.TLS, "https_h3", el.TLS, "upstream", ec.Upstream, "data", ec.DataDir,
 		"cache_memory", ec.CacheMemory.String(), "cache_disk", ec.CacheDisk.String(), "max_updates_body", ec.MaxUpdatesBody.String())
-	errc := make(chan error, 1)
-	go func() { errc <- h1.Serve(ln) }()
 	select {
 	case <-ctx.Done():
-	case err := <-errc:
+	case err := <-el.done:
 		return err
 	}
 	log.Info("updraft edge: shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), ec.ShutdownGraceTime)
 	defer cancel()
-	return h1.Shutdown(sctx)
+	return el.stop(sctx)
 }
 
 func cmdKeys(args []string, stdout, stderr io.Writer) error {

@@ -29,6 +29,7 @@ type serveOptions struct {
 // running is a started serve: its listeners' real addresses and a stop.
 type running struct {
 	OriginAddr, EdgeAddr string
+	Listeners            *edgeListeners
 	Origin               *origin.Server
 	Edge                 *proxy.Edge
 	stop                 func(context.Context) error
@@ -60,21 +61,18 @@ func startServe(ctx context.Context, o serveOptions) (*running, error) {
 		srv.Close()
 		return nil, fmt.Errorf("origin listen %s: %w (another updraft running? use --origin-listen)", o.origin.Listen, err)
 	}
-	eln, err := net.Listen("tcp", o.edge.Listen)
+	el, err := startEdgeListeners(o.edge, edge, o.log)
 	if err != nil {
 		oln.Close()
 		srv.Close()
-		return nil, fmt.Errorf("edge listen %s: %w (another updraft running? use --edge-listen)", o.edge.Listen, err)
+		return nil, err
 	}
 	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(o.log.Handler(), slog.LevelWarn)}
-	h1 := proxy.NewHTTP1(edge)
-	r := &running{OriginAddr: oln.Addr().String(), EdgeAddr: eln.Addr().String(), Origin: srv, Edge: edge, done: make(chan error, 2)}
+	r := &running{OriginAddr: oln.Addr().String(), EdgeAddr: el.Plain, Listeners: el, Origin: srv, Edge: edge, done: make(chan error, 1)}
 	go func() { r.done <- ignoreClosed(hs.Serve(oln)) }()
-	go func() { r.done <- h1.Serve(eln) }()
 	r.stop = func(ctx context.Context) error {
-		err := errors.Join(h1.Shutdown(ctx), hs.Shutdown(ctx))
+		err := errors.Join(el.stop(ctx), hs.Shutdown(ctx))
 		edge.Close()
-		<-r.done
 		<-r.done
 		return errors.Join(err, srv.Close())
 	}
@@ -97,6 +95,11 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&oc.Listen, "origin-listen", config.Env("UPDRAFT_ORIGIN_LISTEN", oc.Listen), "operator API address")
 	fs.StringVar(&ec.Listen, "edge-listen", config.Env("UPDRAFT_EDGE_LISTEN", ec.Listen), "device API address (use 0.0.0.0:8080 for devices on your network)")
 	fs.StringVar(&ec.PublicURL, "public-url", config.Env("UPDRAFT_PUBLIC_URL", ""), "base URL devices download from (default: from each request's Host)")
+	ec.TLS, ec.TLSListen = proxy.TLSSelfSigned, config.DefaultTLSListen
+	fs.StringVar(&ec.TLS, "tls", ec.TLS, "HTTPS + HTTP/3 on --tls-listen: off, self-signed (development) or files")
+	fs.StringVar(&ec.TLSListen, "tls-listen", config.Env("UPDRAFT_TLS_LISTEN", ec.TLSListen), "HTTPS (TCP) and HTTP/3 (UDP) address")
+	fs.StringVar(&ec.CertFile, "cert", "", "certificate file (--tls files; reloaded on SIGHUP)")
+	fs.StringVar(&ec.KeyFile, "key", "", "key file (--tls files)")
 	fs.Var(&oc.MaxBundleSize, "max-bundle-size", "largest accepted bundle upload")
 	fs.Var(&ec.CacheMemory, "cache-memory", "edge memory cache budget (0: none)")
 	fs.Var(&ec.CacheDisk, "cache-disk", "edge disk cache budget")
@@ -118,8 +121,12 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 		"data", *data, "origin", "http://"+r.OriginAddr, "edge", "http://"+r.EdgeAddr,
 		"api_key_file", config.APIKeyFile(*data), "max_bundle_size", oc.MaxBundleSize.String(),
 		"cache_memory", ec.CacheMemory.String(), "cache_disk", ec.CacheDisk.String(), "max_updates_body", ec.MaxUpdatesBody.String())
-	fmt.Fprintf(stderr, "\n  device update URL:  http://%s/updates\n  operator API:       http://%s/api/v1 (key in %s)\n\n",
+	fmt.Fprintf(stderr, "\n  device update URL:  http://%s/updates\n  operator API:       http://%s/api/v1 (key in %s)\n",
 		r.EdgeAddr, r.OriginAddr, config.APIKeyFile(*data))
+	if r.Listeners.TLS != "" {
+		fmt.Fprintf(stderr, "  HTTPS + HTTP/3:     https://%s/updates (%s certificate, SPKI sha256 %s)\n", r.Listeners.TLS, ec.TLS, r.Listeners.SPKIHash)
+	}
+	fmt.Fprintln(stderr)
 	select {
 	case <-ctx.Done():
 	case err := <-r.done:

@@ -47,6 +47,7 @@ func startTestServe(t *testing.T, data string) *running {
 	oc.Listen = "127.0.0.1:0"
 	ec := config.NewEdge(filepath.Join(data, "edge-cache"))
 	ec.Listen = "127.0.0.1:0"
+	ec.TLS, ec.TLSListen = "self-signed", "127.0.0.1:0"
 	r, err := startServe(context.Background(), serveOptions{origin: oc, edge: ec, log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)

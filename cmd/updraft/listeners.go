@@ -1,0 +1,91 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/updraft-cdn/updraft/config"
+	"github.com/updraft-cdn/updraft/proxy"
+)
+
+// edgeListeners are an edge's running listeners: HTTP/1.1 on ec.Listen and,
+// with TLS on, HTTPS (HTTP/1.1) and HTTP/3 on ec.TLSListen (TCP and UDP).
+type edgeListeners struct {
+	Plain, TLS, QUIC string // bound addresses ("" when off)
+	SPKIHash         string // of the TLS certificate, for pinning clients
+	Certs            *proxy.Certificates
+	stops            []func(context.Context) error
+	done             chan error
+}
+
+func startEdgeListeners(ec config.Edge, edge *proxy.Edge, log *slog.Logger) (*edgeListeners, error) {
+	l := &edgeListeners{done: make(chan error, 3)}
+	fail := func(err error) (*edgeListeners, error) {
+		l.stop(context.Background())
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", ec.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("edge listen %s: %w (another updraft running? use --edge-listen)", ec.Listen, err)
+	}
+	plain := proxy.NewHTTP1(edge)
+	l.Plain = ln.Addr().String()
+	go func() { l.done <- plain.Serve(ln) }()
+	l.stops = append(l.stops, plain.Shutdown)
+	if ec.TLS == "" || ec.TLS == proxy.TLSOff {
+		return l, nil
+	}
+	certs, err := proxy.LoadCertificates(ec.TLS, ec.CertFile, ec.KeyFile, ec.DataDir)
+	if err != nil {
+		return fail(err)
+	}
+	l.Certs, l.SPKIHash = certs, certs.SPKIHash
+	tln, err := net.Listen("tcp", ec.TLSListen)
+	if err != nil {
+		return fail(fmt.Errorf("edge tls listen %s: %w", ec.TLSListen, err))
+	}
+	port := tln.Addr().(*net.TCPAddr).Port
+	udp, err := net.ListenPacket("udp", net.JoinHostPort(tln.Addr().(*net.TCPAddr).IP.String(), fmt.Sprint(port)))
+	if err != nil {
+		tln.Close()
+		return fail(fmt.Errorf("edge http/3 listen udp %s: %w", ec.TLSListen, err))
+	}
+	secure := proxy.NewHTTP1(edge)
+	secure.AdvertiseHTTP3(port)
+	h3 := proxy.NewHTTP3(edge, certs)
+	l.TLS, l.QUIC = tln.Addr().String(), udp.LocalAddr().String()
+	go func() { l.done <- secure.Serve(tls.NewListener(tln, certs.Config("http/1.1"))) }()
+	go func() { l.done <- h3.Serve(udp) }()
+	l.stops = append(l.stops, secure.Shutdown, h3.Shutdown)
+	if ec.TLS == proxy.TLSFiles {
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		go func() {
+			for range hup {
+				if err := certs.Reload(); err != nil {
+					log.Error("tls: reload failed; keeping the current certificate", "err", err)
+				} else {
+					log.Info("tls: certificate reloaded", "file", ec.CertFile, "spki_sha256", certs.SPKIHash)
+				}
+			}
+		}()
+	}
+	return l, nil
+}
+
+// stop shuts every listener down, letting in-flight requests finish until
+// ctx ends.
+func (l *edgeListeners) stop(ctx context.Context) error {
+	var errs []error
+	for _, s := range l.stops {
+		errs = append(errs, s(ctx))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,132 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/http3"
+)
+
+// HTTP3 serves the edge over HTTP/3 (QUIC, TLS 1.3) with quic-go. Requests
+// go through the same route() as HTTP/1.1; 0-RTT data is accepted for GET
+// and HEAD only (route answers other early requests 425).
+type HTTP3 struct {
+	e       *Edge
+	srv     *http3.Server
+	metrics http.Handler
+	replies sync.Pool
+	ctx     context.Context
+	cancel  context.CancelFunc
+}
+
+// NewHTTP3 returns the HTTP/3 adapter for e, serving certs.
+func NewHTTP3(e *Edge, certs *Certificates) *HTTP3 {
+	h := &HTTP3{e: e, metrics: promhttp.HandlerFor(e.metrics.reg, promhttp.HandlerOpts{})}
+	h.ctx, h.cancel = context.WithCancel(context.Background())
+	h.replies.New = func() any { return &reply{body: make([]byte, 0, 512)} }
+	tlsConf := certs.Config(http3.NextProtoH3)
+	tlsConf.MinVersion = tls.VersionTLS13
+	h.srv = &http3.Server{
+		Handler:     h,
+		TLSConfig:   http3.ConfigureTLSConfig(tlsConf),
+		IdleTimeout: 2 * time.Minute,
+		QUICConfig: &quic.Config{
+			Allow0RTT:       true,
+			MaxIdleTimeout:  2 * time.Minute,
+			KeepAlivePeriod: 0,
+		},
+		MaxHeaderBytes: 16 << 10,
+	}
+	return h
+}
+
+// Serve accepts QUIC connections on conn until Shutdown.
+func (h *HTTP3) Serve(conn net.PacketConn) error {
+	err := h.srv.Serve(conn)
+	if err == http.ErrServerClosed || err == quic.ErrServerClosed {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops accepting and lets in-flight requests finish until ctx ends.
+func (h *HTTP3) Shutdown(ctx context.Context) error {
+	h.cancel()
+	return h.srv.Shutdown(ctx)
+}
+
+type httpHeaders struct{ h http.Header }
+
+func (x httpHeaders) get(name string) string { return x.h.Get(name) }
+
+type urlQuery struct{ v url.Values }
+
+func (q urlQuery) get(name string) string { return q.v.Get(name) }
+
+// ServeHTTP maps a net/http request onto route() and writes its reply.
+func (h *HTTP3) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	out := h.replies.Get().(*reply)
+	defer h.replies.Put(out)
+	out.reset()
+	var body []byte
+	if r.Body != nil && (r.Method == http.MethodPost || r.Method == http.MethodPut) {
+		limit := int64(h.e.cfg.MaxUpdatesBody)
+		b, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+		if err != nil {
+			out.jsonError(400, "bad_request", "Request body could not be read")
+			h.write(w, r, out)
+			return
+		}
+		if int64(len(b)) > limit {
+			out.jsonError(413, codeBodyTooLarge, "Request body is larger than "+h.e.cfg.MaxUpdatesBody.String())
+			h.write(w, r, out)
+			return
+		}
+		body = b
+	}
+	req := &out.req
+	*req = request{ctx: h.ctx, method: r.Method, path: r.URL.Path, host: r.Host, tls: true, proto: "h3", body: body,
+		header: httpHeaders{r.Header}, query: urlQuery{r.URL.Query()},
+		early: r.TLS != nil && !r.TLS.HandshakeComplete}
+	h.e.route(req, out)
+	if out.status == -1 {
+		h.metrics.ServeHTTP(w, r)
+		return
+	}
+	h.write(w, r, out)
+}
+
+func (h *HTTP3) write(w http.ResponseWriter, r *http.Request, out *reply) {
+	hdr := w.Header()
+	out.eachHeader(func(k, v string) { hdr.Set(k, v) })
+	if out.contentType != "" {
+		hdr.Set("Content-Type", out.contentType)
+	}
+	switch {
+	case out.data != nil:
+		hdr.Set("Content-Length", strconv.Itoa(len(out.data)))
+		w.WriteHeader(out.status)
+		w.Write(out.data)
+	case out.file != nil:
+		defer out.file.Close()
+		hdr.Set("Content-Length", strconv.FormatInt(out.length, 10))
+		w.WriteHeader(out.status)
+		io.CopyN(w, out.file, out.length)
+	case out.headLength > 0 || (r.Method == http.MethodHead && out.status == 200):
+		hdr.Set("Content-Length", strconv.FormatInt(out.headLength, 10))
+		w.WriteHeader(out.status)
+	default:
+		hdr.Set("Content-Length", strconv.Itoa(len(out.body)))
+		w.WriteHeader(out.status)
+		w.Write(out.body)
+	}
+}
