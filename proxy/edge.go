@@ -139,6 +139,10 @@ func (out *reply) ok() {
 // Content-Length, which adapters set with the body). Values may alias the
 // reply's scratch buffer: set must copy them.
 func (out *reply) eachHeader(set func(k, v string)) {
+	// The device API and blobs are public: web clients (and their timing
+	// APIs) may read them from any origin, as from Capgo's backend.
+	set("Access-Control-Allow-Origin", "*")
+	set("Timing-Allow-Origin", "*")
 	if out.etag != "" {
 		out.scratch = append(append(append(out.scratch[:0], '"'), out.etag...), '"')
 		set("ETag", bstr(out.scratch))

@@ -134,3 +134,57 @@ func TestChromiumDictionaryTransport(t *testing.T) {
 		t.Fatalf("edge answered v2 with Content-Encoding %q (request: %q), want dcb or dcz", enc, seen["/b/"+v2])
 	}
 }
+
+// TestChromiumHTTP3 has headless Chromium fetch from the edge over QUIC:
+// the page reports the protocol it used (Resource Timing's
+// nextHopProtocol) and the edge's metrics must count an h3 request.
+func TestChromiumHTTP3(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a browser")
+	}
+	browser := chromiumPath(t)
+	data := t.TempDir()
+	r := startTestServe(t, data)
+	edge := strings.Replace(r.Listeners.TLS, "127.0.0.1", "localhost", 1)
+	page := fmt.Sprintf(`<!doctype html><title>running</title><script>
+(async () => {
+  try {
+    const res = await fetch('https://%s/healthz'); await res.text();
+    const e = performance.getEntriesByType('resource').find(x => x.name.includes('/healthz'));
+    document.title = 'PROTO ' + (e ? e.nextHopProtocol : 'none');
+  } catch (err) { document.title = 'ERROR ' + err; }
+})();
+</script>`, edge)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		w.Write([]byte(page))
+	})}
+	go srv.Serve(ln)
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+		"--disable-background-networking", "--disable-component-update", "--disable-sync",
+		"--user-data-dir="+t.TempDir(), "--origin-to-force-quic-on="+edge,
+		// The edge listens on 127.0.0.1; localhost may resolve to ::1 first,
+		// and QUIC (unlike TCP) does not fall back.
+		"--host-resolver-rules=MAP localhost 127.0.0.1",
+		"--ignore-certificate-errors-spki-list="+r.Listeners.SPKIHash,
+		"--virtual-time-budget=8000", "--dump-dom", fmt.Sprintf("http://localhost:%d/", ln.Addr().(*net.TCPAddr).Port)).Output()
+	if err != nil {
+		t.Fatalf("chromium: %v\n%s", err, out)
+	}
+	m := regexp.MustCompile(`<title>([^<]*)</title>`).FindSubmatch(out)
+	if m == nil || string(m[1]) != "PROTO h3" {
+		t.Fatalf("page reports %q, want PROTO h3", m)
+	}
+	// Server side: the edge counted an HTTP/3 request.
+	_, metrics := get(t, "http://"+r.EdgeAddr+"/metrics")
+	if !strings.Contains(string(metrics), `updraft_edge_requests_total{proto="h3"} `) {
+		t.Fatal("edge counted no h3 request")
+	}
+}
