@@ -50,6 +50,12 @@ type Edge struct {
 	TLSListen string
 	CertFile  string
 	KeyFile   string
+	// ACME (TLS "acme"): certificates from an ACME CA for these names.
+	ACMEDomains  []string
+	ACMECA       string // directory URL; empty: Let's Encrypt
+	ACMEEmail    string
+	ACMECARoot   string // PEM roots for the CA's own HTTPS (private or test CA)
+	ACMEOnDemand bool   // also issue at first handshake, for ACMEDomains only
 
 	CacheMemory       Size          // memory tier budget
 	CacheDisk         Size          // disk tier budget
@@ -113,13 +119,16 @@ func (c Edge) Validate() error {
 	}
 	switch c.TLS {
 	case "", "off":
-	case "files", "self-signed":
+	case "files", "self-signed", "acme":
 		errs = append(errs, checkAddr("edge.tls_listen", c.TLSListen))
+		if c.TLS == "acme" && len(c.ACMEDomains) == 0 {
+			errs = append(errs, errors.New("config: edge.tls acme: want at least one domain (--acme-domain)"))
+		}
 		if c.TLS == "files" && (c.CertFile == "" || c.KeyFile == "") {
 			errs = append(errs, errors.New("config: edge.tls files: want a certificate and key file (--cert, --key)"))
 		}
 	default:
-		errs = append(errs, fmt.Errorf("config: edge.tls %q: want off, files or self-signed", c.TLS))
+		errs = append(errs, fmt.Errorf("config: edge.tls %q: want off, files, self-signed or acme", c.TLS))
 	}
 	if c.MaxUpdatesBody < 1*KiB || c.MaxUpdatesBody > 64*MiB {
 		errs = append(errs, fmt.Errorf("config: edge.max_updates_body %s: want between 1KiB and 64MiB", c.MaxUpdatesBody))

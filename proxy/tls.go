@@ -16,6 +16,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -37,6 +38,8 @@ type Certificates struct {
 	Source   string // where the certificate comes from, for logs
 	SPKIHash string // base64 SHA-256 of the leaf's public key (Chromium's --ignore-certificate-errors-spki-list)
 	leafDER  []byte
+	// getCert, when set (ACME), serves certificates instead of cert.
+	getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error)
 }
 
 // LoadCertificates prepares certificates for a mode: TLSFiles reads
@@ -89,8 +92,12 @@ func LoadCertificates(mode, certFile, keyFile, dataDir string) (*Certificates, e
 	return c, c.Reload()
 }
 
-// Reload reads the certificate again (files mode: after renewal).
+// Reload reads the certificate again (files mode: after renewal). ACME
+// certificates renew themselves.
 func (c *Certificates) Reload() error {
+	if c.load == nil {
+		return nil
+	}
 	kp, err := c.load()
 	if err != nil {
 		return err
@@ -110,15 +117,18 @@ func (c *Certificates) Reload() error {
 func (c *Certificates) Leaf() []byte { return c.leafDER }
 
 // Config returns a TLS configuration serving the current certificate for
-// the given ALPN protocols.
+// the given ALPN protocols. With ACME, TCP configurations (those without h3)
+// also speak acme-tls/1, so TLS-ALPN-01 challenges are answered on the same
+// port as devices.
 func (c *Certificates) Config(alpn ...string) *tls.Config {
-	return &tls.Config{
-		MinVersion: tls.VersionTLS12,
-		NextProtos: alpn,
-		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-			return c.cert.Load(), nil
-		},
+	get := func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return c.cert.Load(), nil }
+	if c.getCert != nil {
+		get = c.getCert
+		if !slices.Contains(alpn, "h3") {
+			alpn = append(alpn, acmeALPN)
+		}
 	}
+	return &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: alpn, GetCertificate: get}
 }
 
 func selfSigned() (certPEM, keyPEM []byte, err error) {

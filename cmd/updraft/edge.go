@@ -34,12 +34,18 @@ func cmdEdge(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&ec.TLSListen, "tls-listen", ec.TLSListen, "HTTPS (TCP) and HTTP/3 (UDP) address")
 	fs.StringVar(&ec.CertFile, "cert", "", "certificate file (--tls files; reloaded on SIGHUP)")
 	fs.StringVar(&ec.KeyFile, "key", "", "key file (--tls files)")
+	acmeDomains := fs.String("acme-domain", "", "--tls acme: names to get certificates for (comma-separated)")
+	fs.StringVar(&ec.ACMECA, "acme-ca", "", "--tls acme: ACME directory URL (default: Let's Encrypt)")
+	fs.StringVar(&ec.ACMEEmail, "acme-email", "", "--tls acme: contact email")
+	fs.StringVar(&ec.ACMECARoot, "acme-ca-root", "", "--tls acme: PEM roots to trust for a private ACME CA")
+	fs.BoolVar(&ec.ACMEOnDemand, "acme-on-demand", false, "--tls acme: issue at first handshake (only for --acme-domain names)")
 	fs.Var(&ec.CacheMemory, "cache-memory", "memory cache budget (0: none)")
 	fs.Var(&ec.CacheDisk, "cache-disk", "disk cache budget")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	ec.ACMEDomains = splitList(*acmeDomains)
 	log, err := newLogger(stderr, *logLevel)
 	if err != nil {
 		return err

@@ -42,16 +42,25 @@ func startEdgeListeners(ec config.Edge, edge *proxy.Edge, log *slog.Logger) (*ed
 	if ec.TLS == "" || ec.TLS == proxy.TLSOff {
 		return l, nil
 	}
-	certs, err := proxy.LoadCertificates(ec.TLS, ec.CertFile, ec.KeyFile, ec.DataDir)
-	if err != nil {
-		return fail(err)
-	}
-	l.Certs, l.SPKIHash = certs, certs.SPKIHash
 	tln, err := net.Listen("tcp", ec.TLSListen)
 	if err != nil {
 		return fail(fmt.Errorf("edge tls listen %s: %w", ec.TLSListen, err))
 	}
 	port := tln.Addr().(*net.TCPAddr).Port
+	var certs *proxy.Certificates
+	if ec.TLS == proxy.TLSACME {
+		actx, cancel := context.WithCancel(context.Background())
+		l.stops = append(l.stops, func(context.Context) error { cancel(); return nil })
+		certs, err = proxy.LoadACME(actx, proxy.ACMEOptions{Domains: ec.ACMEDomains, CA: ec.ACMECA, Email: ec.ACMEEmail,
+			CARoot: ec.ACMECARoot, OnDemand: ec.ACMEOnDemand, TLSPort: port, DataDir: ec.DataDir})
+	} else {
+		certs, err = proxy.LoadCertificates(ec.TLS, ec.CertFile, ec.KeyFile, ec.DataDir)
+	}
+	if err != nil {
+		tln.Close()
+		return fail(err)
+	}
+	l.Certs, l.SPKIHash = certs, certs.SPKIHash
 	udp, err := net.ListenPacket("udp", net.JoinHostPort(tln.Addr().(*net.TCPAddr).IP.String(), fmt.Sprint(port)))
 	if err != nil {
 		tln.Close()

@@ -100,6 +100,11 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&ec.TLSListen, "tls-listen", config.Env("UPDRAFT_TLS_LISTEN", ec.TLSListen), "HTTPS (TCP) and HTTP/3 (UDP) address")
 	fs.StringVar(&ec.CertFile, "cert", "", "certificate file (--tls files; reloaded on SIGHUP)")
 	fs.StringVar(&ec.KeyFile, "key", "", "key file (--tls files)")
+	acmeDomains := fs.String("acme-domain", "", "--tls acme: names to get certificates for (comma-separated)")
+	fs.StringVar(&ec.ACMECA, "acme-ca", "", "--tls acme: ACME directory URL (default: Let's Encrypt)")
+	fs.StringVar(&ec.ACMEEmail, "acme-email", "", "--tls acme: contact email")
+	fs.StringVar(&ec.ACMECARoot, "acme-ca-root", "", "--tls acme: PEM roots to trust for a private ACME CA")
+	fs.BoolVar(&ec.ACMEOnDemand, "acme-on-demand", false, "--tls acme: issue at first handshake (only for --acme-domain names)")
 	fs.Var(&oc.MaxBundleSize, "max-bundle-size", "largest accepted bundle upload")
 	fs.Var(&ec.CacheMemory, "cache-memory", "edge memory cache budget (0: none)")
 	fs.Var(&ec.CacheDisk, "cache-disk", "edge disk cache budget")
@@ -107,6 +112,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	ec.ACMEDomains = splitList(*acmeDomains)
 	log, err := newLogger(stderr, *logLevel)
 	if err != nil {
 		return err
