@@ -66,6 +66,7 @@ func startEdgeListeners(ec config.Edge, edge *proxy.Edge, log *slog.Logger) (*ed
 		tln.Close()
 		return fail(fmt.Errorf("edge http/3 listen udp %s: %w", ec.TLSListen, err))
 	}
+	reportUDPBuffers(udp, log)
 	secure := proxy.NewHTTP1(edge)
 	secure.AdvertiseHTTP3(port)
 	h3 := proxy.NewHTTP3(edge, certs)
