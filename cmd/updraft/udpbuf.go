@@ -26,12 +26,15 @@ func reportUDPBuffers(pc net.PacketConn, log *slog.Logger) {
 	}
 	var rcv, snd int
 	raw.Control(func(fd uintptr) {
+		// Privileged processes may exceed net.core.[rw]mem_max, as quic-go does.
+		syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUFFORCE, quicBuffer)
+		syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUFFORCE, quicBuffer)
 		rcv, _ = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF)
 		snd, _ = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF)
 	})
 	// Linux reports twice the requested size (bookkeeping overhead).
 	if rcv/2 < quicBuffer || snd/2 < quicBuffer {
-		log.Warn("http3: UDP buffers below what QUIC needs at high rates; raise them with sysctl -w net.core.rmem_max=7500000 net.core.wmem_max=7500000 (quic-go forces them when run as root)",
+		log.Warn("http3: UDP buffers below what QUIC needs at high rates; raise them with sysctl -w net.core.rmem_max=7500000 net.core.wmem_max=7500000",
 			"receive_bytes", rcv/2, "send_bytes", snd/2, "wanted_bytes", quicBuffer)
 		return
 	}
