@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -17,6 +18,9 @@ import (
 func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "link" {
 		return cmdBenchLink(ctx, args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "fetch" {
+		return cmdBenchFetch(ctx, args[1:], stdout, stderr)
 	}
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -105,5 +109,35 @@ func cmdBenchLink(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err := l.Close(); err != nil && !errors.Is(err, context.Canceled) {
 		return nil
 	}
+	return nil
+}
+
+func cmdBenchFetch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("bench fetch", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o bench.FetchOptions
+	fs.StringVar(&o.Proto, "proto", "h3", "h3, h2 or h1")
+	fs.IntVar(&o.Requests, "n", 100, "requests")
+	fs.IntVar(&o.Concurrency, "c", 1, "concurrent requests")
+	fs.BoolVar(&o.Insecure, "insecure", false, "skip certificate verification (loopback benchmarks with development certificates)")
+	jsonOut := fs.Bool("json", false, "print JSON")
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return errors.New("bench fetch: want one URL")
+	}
+	o.URL = pos[0]
+	res, err := bench.Fetch(ctx, o)
+	if err != nil {
+		return err
+	}
+	if *jsonOut {
+		enc := json.NewEncoder(stdout)
+		return enc.Encode(res)
+	}
+	fmt.Fprintf(stdout, "%s %s: %d requests (%d errors) in %.2fs: %.0f req/s, %.1f MB/s; latency p50 %.2f ms, p99 %.2f ms\n",
+		o.Proto, o.URL, res.Requests, res.Errors, res.Seconds, res.ReqPerSec, res.MBPerSec, res.Latency.P50, res.Latency.P99)
 	return nil
 }
