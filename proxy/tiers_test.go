@@ -118,3 +118,24 @@ func BenchmarkBlobHitHTTP1(b *testing.B) {
 		})
 	}
 }
+
+// 0-RTT data can be replayed: route accepts only GET and HEAD early.
+func TestEarlyDataOnlyForReads(t *testing.T) {
+	e, sha := memoryEdge(t, randomBytes(t, 1000))
+	e.SetSnapshot(testSnapshot(t, 1, sha))
+	for _, c := range []struct {
+		method, path string
+		want         int
+	}{{"GET", "/b/" + sha, 200}, {"HEAD", "/b/" + sha, 200}, {"POST", "/updates", 425}, {"PUT", "/channel_self", 425}, {"POST", "/channel_self", 425}} {
+		var out reply
+		r := request{ctx: context.Background(), method: c.method, path: c.path, host: "edge", proto: "h3", early: true,
+			body: []byte(pluginBody), header: httpHeaders{}, query: urlQuery{}}
+		e.route(&r, &out)
+		if out.status != c.want {
+			t.Errorf("early %s %s: HTTP %d, want %d", c.method, c.path, out.status, c.want)
+		}
+		if out.file != nil {
+			out.file.Close()
+		}
+	}
+}
