@@ -182,3 +182,108 @@ func TestFleetDeterministic(t *testing.T) {
 		t.Fatalf("%d android devices of 100, want 60", android)
 	}
 }
+
+// udpEcho answers every datagram.
+func udpEcho(t *testing.T) string {
+	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	go func() {
+		buf := make([]byte, 65535)
+		for {
+			n, from, err := c.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			c.WriteTo(buf[:n], from)
+		}
+	}()
+	return c.LocalAddr().String()
+}
+
+func TestUDPLink(t *testing.T) {
+	if testing.Short() {
+		t.Skip("timing test; runs without -short (not under the race detector)")
+	}
+	l, err := StartUDPLink("127.0.0.1:0", udpEcho(t), LinkProfile{RTT: 40 * time.Millisecond, Bandwidth: 20e6 / 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	c, err := net.Dial("udp", l.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	buf := make([]byte, 2048)
+	best := time.Hour
+	for i := 0; i < 10; i++ {
+		start := time.Now()
+		c.Write([]byte{byte(i)})
+		c.SetReadDeadline(time.Now().Add(time.Second))
+		if _, err := c.Read(buf); err != nil {
+			t.Fatal(err)
+		}
+		best = min(best, time.Since(start))
+	}
+	within(t, "UDP RTT (ms)", float64(best)/1e6, 40, 0.10)
+
+	// 1 MB in 1200-byte datagrams each way at 20 Mbit/s.
+	const n, size = 874, 1200
+	pkt := make([]byte, size)
+	start := time.Now()
+	go func() {
+		for i := 0; i < n; i++ {
+			c.Write(pkt)
+		}
+	}()
+	got := 0
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for got < n {
+		if _, err := c.Read(buf); err != nil {
+			t.Fatalf("after %d datagrams: %v", got, err)
+		}
+		got++
+	}
+	elapsed := time.Since(start) - 40*time.Millisecond
+	within(t, "UDP bandwidth (Mbit/s)", float64(n*size)*8/elapsed.Seconds()/1e6, 20, 0.10)
+}
+
+func TestUDPLinkLoss(t *testing.T) {
+	sink, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close()
+	l, err := StartUDPLink("127.0.0.1:0", sink.LocalAddr().String(), LinkProfile{Loss: 0.2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	c, _ := net.Dial("udp", l.Addr())
+	defer c.Close()
+	const sent = 5000
+	received := 0
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 100)
+		for {
+			sink.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+			if _, _, err := sink.ReadFrom(buf); err != nil {
+				return
+			}
+			received++
+		}
+	}()
+	for i := 0; i < sent; i++ {
+		c.Write([]byte("x"))
+		if i%100 == 0 {
+			time.Sleep(time.Millisecond) // do not overrun socket buffers
+		}
+	}
+	<-done
+	within(t, "delivered share at 20% loss", float64(received)/sent, 0.8, 0.05)
+}

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/updraft-cdn/updraft/origin/delta"
-	"github.com/valyala/fasthttp"
 	"github.com/valyala/fastjson"
 )
 
@@ -29,7 +28,11 @@ type Options struct {
 	VersionName  string // bundle the devices run ("builtin": the store build)
 	// Deltas: devices that are offered a delta (delta_url) download and apply
 	// it instead of the zip, like an Updraft-aware client.
-	Deltas   bool
+	Deltas bool
+	// Proto is the HTTP version: h1 (default; http:// or https://) or h3.
+	Proto string
+	// Insecure skips certificate verification (development certificates).
+	Insecure bool
 	Seed     uint64
 	Progress io.Writer // live progress line; nil: none
 }
@@ -101,7 +104,7 @@ func fleet(o Options) []device {
 // runner executes phases against the target.
 type runner struct {
 	o        Options
-	client   *fasthttp.Client
+	t        transport
 	devices  []device
 	parsers  fastjson.ParserPool
 	inFlight atomic.Int64
@@ -116,15 +119,12 @@ func Run(ctx context.Context, sc Scenario, o Options) (*Report, error) {
 	if err := sc.Validate(); err != nil {
 		return nil, err
 	}
-	r := &runner{o: o, devices: fleet(o), client: &fasthttp.Client{
-		Name:                "updraft-bench",
-		MaxConnsPerHost:     o.Connections,
-		MaxConnWaitTimeout:  2 * time.Minute,
-		ReadTimeout:         2 * time.Minute,
-		WriteTimeout:        time.Minute,
-		MaxResponseBodySize: 1 << 30,
-		MaxIdleConnDuration: time.Minute,
-	}}
+	t, err := newTransport(o.Proto, o.Connections, o.Insecure)
+	if err != nil {
+		return nil, err
+	}
+	defer t.close()
+	r := &runner{o: o, devices: fleet(o), t: t}
 	if o.Deltas {
 		if err := r.loadBases(); err != nil {
 			return nil, err
@@ -225,30 +225,25 @@ func (r *runner) closedLoop(ctx context.Context, start time.Time, d time.Duratio
 }
 
 // device runs one device's update: check, then (if offered and wanted)
-// download and verify the bundle.
+// download and verify the bundle (or apply and verify the offered delta).
 func (r *runner) device(ctx context.Context, dev *device, due time.Time, download bool, rec *recorder) {
 	r.inFlight.Add(1)
 	defer r.inFlight.Add(-1)
-	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
-	defer fasthttp.ReleaseRequest(req)
-	defer fasthttp.ReleaseResponse(resp)
-	req.SetRequestURI(r.o.Target + "/updates")
-	req.Header.SetMethod(fasthttp.MethodPost)
-	req.Header.SetContentType("application/json")
-	req.SetBodyRaw(dev.body)
-	deadline, _ := ctx.Deadline()
-	err := r.client.DoDeadline(req, resp, deadline)
+	bufp := bufs.Get().(*[]byte)
+	defer bufs.Put(bufp)
+	status, body, err := r.t.do(ctx, "POST", r.o.Target+"/updates", dev.body, *bufp)
+	*bufp = body
 	done := time.Now()
 	if err != nil {
 		rec.checked(due, done, "transport_error", true)
 		return
 	}
-	if resp.StatusCode() != 200 {
-		rec.checked(due, done, fmt.Sprintf("http_%d", resp.StatusCode()), true)
+	if status != 200 {
+		rec.checked(due, done, fmt.Sprintf("http_%d", status), true)
 		return
 	}
 	p := r.parsers.Get()
-	v, err := p.ParseBytes(resp.Body())
+	v, err := p.ParseBytes(body)
 	if err != nil {
 		r.parsers.Put(p)
 		rec.checked(due, done, "bad_json", true)
@@ -275,39 +270,32 @@ func (r *runner) device(ctx context.Context, dev *device, due time.Time, downloa
 		return
 	}
 	started := time.Now()
-	req.Reset()
-	resp.Reset()
-	req.SetRequestURI(url)
-	if err := r.client.DoDeadline(req, resp, deadline); err != nil {
+	status, body, err = r.t.do(ctx, "GET", url, nil, *bufp)
+	*bufp = body
+	if err != nil {
 		rec.failed("download_transport_error")
 		return
 	}
-	if resp.StatusCode() != 200 {
-		rec.failed(fmt.Sprintf("download_http_%d", resp.StatusCode()))
+	if status != 200 {
+		rec.failed(fmt.Sprintf("download_http_%d", status))
 		return
 	}
-	body := resp.Body()
+	n := int64(len(body))
 	if base != nil {
-		out, err := delta.Apply(base, body, delta.MaxCanonical)
-		if err != nil {
+		if body, err = delta.Apply(base, body, delta.MaxCanonical); err != nil {
 			rec.failed("delta_apply_error")
 			return
 		}
-		n := int64(len(body))
-		if sum := sha256.Sum256(out); hex.EncodeToString(sum[:]) != checksum {
-			rec.failed("checksum_mismatch")
-			return
-		}
-		rec.downloaded(due, started, time.Now(), n)
-		return
 	}
-	sum := sha256.Sum256(body)
-	if hex.EncodeToString(sum[:]) != checksum {
+	if sum := sha256.Sum256(body); hex.EncodeToString(sum[:]) != checksum {
 		rec.failed("checksum_mismatch")
 		return
 	}
-	rec.downloaded(due, started, time.Now(), int64(len(body)))
+	rec.downloaded(due, started, time.Now(), n)
 }
+
+// bufs are response buffers reused across devices.
+var bufs = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
 
 // progress prints a live line every second until stopped.
 func (r *runner) progress(p Phase, start time.Time, rec *recorder) func() {
@@ -346,30 +334,24 @@ func (r *runner) progress(p Phase, start time.Time, rec *recorder) func() {
 // run (what an Updraft-aware device holds on disk), so that offered deltas
 // can be applied. It asks the target which base a delta would use.
 func (r *runner) loadBases() error {
-	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
-	defer fasthttp.ReleaseRequest(req)
-	defer fasthttp.ReleaseResponse(resp)
-	req.SetRequestURI(r.o.Target + "/updates")
-	req.Header.SetMethod(fasthttp.MethodPost)
-	req.SetBodyRaw(r.devices[0].body)
-	if err := r.client.DoTimeout(req, resp, time.Minute); err != nil {
-		return fmt.Errorf("bench --deltas: %w", err)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	status, body, err := r.t.do(ctx, "POST", r.o.Target+"/updates", r.devices[0].body, nil)
+	if err != nil || status != 200 {
+		return fmt.Errorf("bench --deltas: update check: %v (HTTP %d)", err, status)
 	}
-	v, err := fastjson.ParseBytes(resp.Body())
+	v, err := fastjson.ParseBytes(body)
 	if err != nil {
 		return fmt.Errorf("bench --deltas: %w", err)
 	}
 	base := string(v.GetStringBytes("delta_base_checksum"))
 	if base == "" {
-		return fmt.Errorf("bench --deltas: the target offers no delta to devices on %s: %s", r.o.VersionName, resp.Body())
+		return fmt.Errorf("bench --deltas: the target offers no delta to devices on %s: %s", r.o.VersionName, body)
 	}
-	req.Reset()
-	resp.Reset()
-	req.SetRequestURI(r.o.Target + "/b/" + base)
-	if err := r.client.DoTimeout(req, resp, time.Minute); err != nil || resp.StatusCode() != 200 {
-		return fmt.Errorf("bench --deltas: base archive %s: %v (HTTP %d)", base, err, resp.StatusCode())
+	status, data, err := r.t.do(ctx, "GET", r.o.Target+"/b/"+base, nil, nil)
+	if err != nil || status != 200 {
+		return fmt.Errorf("bench --deltas: base archive %s: %v (HTTP %d)", base, err, status)
 	}
-	data := append([]byte(nil), resp.Body()...)
 	if sum := sha256.Sum256(data); hex.EncodeToString(sum[:]) != base {
 		return fmt.Errorf("bench --deltas: base archive %s failed verification", base)
 	}

@@ -35,6 +35,8 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&o.VersionName, "version-name", "builtin", "bundle the devices run")
 	fs.BoolVar(&o.Deltas, "deltas", false, "download and apply offered deltas instead of zips (an Updraft-aware client); needs --version-name")
 	link := fs.String("link", "", "emulate a network path, e.g. 40ms/100mbit or 150ms/10mbit/1%")
+	fs.StringVar(&o.Proto, "proto", "h1", "h1 (http:// or https://) or h3 (https://)")
+	fs.BoolVar(&o.Insecure, "insecure", false, "skip certificate verification (development certificates)")
 	jsonOut := fs.Bool("json", false, "print the report as JSON")
 	out := fs.String("out", "", "also write the JSON report to this file")
 	if _, err := parseFlags(fs, args); err != nil {
@@ -56,16 +58,27 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return err
 		}
 		u, err := url.Parse(o.Target)
-		if err != nil || u.Host == "" || u.Scheme != "http" {
-			return fmt.Errorf("bench --link: target %q must be an http:// URL", o.Target)
+		if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+			return fmt.Errorf("bench --link: target %q must be an http:// or https:// URL", o.Target)
 		}
-		l, err := bench.StartLink("127.0.0.1:0", u.Host, p)
-		if err != nil {
-			return err
+		var addr string
+		if o.Proto == "h3" {
+			l, err := bench.StartUDPLink("127.0.0.1:0", u.Host, p)
+			if err != nil {
+				return err
+			}
+			defer l.Close()
+			addr = l.Addr()
+		} else {
+			l, err := bench.StartLink("127.0.0.1:0", u.Host, p)
+			if err != nil {
+				return err
+			}
+			defer l.Close()
+			addr = l.Addr()
 		}
-		defer l.Close()
-		fmt.Fprintf(stderr, "link %s: 127.0.0.1 → %s via %s\n", p, u.Host, l.Addr())
-		o.Target = "http://" + l.Addr()
+		fmt.Fprintf(stderr, "link %s (%s): 127.0.0.1 → %s via %s\n", p, o.Proto, u.Host, addr)
+		o.Target = u.Scheme + "://" + addr
 	}
 	o.Progress = stderr
 	rep, err := bench.Run(ctx, sc, o)

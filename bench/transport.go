@@ -1,0 +1,93 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/quic-go/quic-go/http3"
+	"github.com/valyala/fasthttp"
+)
+
+// transport sends one request and returns status and body. The body is
+// appended to buf (reused by the caller across requests).
+type transport interface {
+	do(ctx context.Context, method, url string, body []byte, buf []byte) (int, []byte, error)
+	close()
+}
+
+// newTransport returns the client for a protocol: "h1" (fasthttp, plain
+// or TLS, connections reused like an app's) or "h3" (quic-go; one QUIC
+// connection per host, requests multiplexed).
+func newTransport(proto string, conns int, insecure bool) (transport, error) {
+	tlsConf := &tls.Config{InsecureSkipVerify: insecure}
+	switch proto {
+	case "", "h1":
+		return fastTransport{&fasthttp.Client{
+			Name: "updraft-bench", MaxConnsPerHost: conns, MaxConnWaitTimeout: 2 * time.Minute,
+			ReadTimeout: 2 * time.Minute, WriteTimeout: time.Minute, MaxResponseBodySize: 1 << 30,
+			MaxIdleConnDuration: time.Minute, TLSConfig: tlsConf,
+		}}, nil
+	case "h3":
+		t := &http3.Transport{TLSClientConfig: tlsConf}
+		return httpTransport{c: &http.Client{Transport: t, Timeout: 2 * time.Minute}, closeFn: func() { t.Close() }}, nil
+	}
+	return nil, fmt.Errorf("bench: proto %q: want h1 or h3", proto)
+}
+
+type fastTransport struct{ c *fasthttp.Client }
+
+func (t fastTransport) do(ctx context.Context, method, url string, body []byte, buf []byte) (int, []byte, error) {
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.SetRequestURI(url)
+	req.Header.SetMethod(method)
+	if body != nil {
+		req.Header.SetContentType("application/json")
+		req.SetBodyRaw(body)
+	}
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(2 * time.Minute)
+	}
+	if err := t.c.DoDeadline(req, resp, deadline); err != nil {
+		return 0, buf, err
+	}
+	return resp.StatusCode(), append(buf[:0], resp.Body()...), nil
+}
+
+func (t fastTransport) close() { t.c.CloseIdleConnections() }
+
+type httpTransport struct {
+	c       *http.Client
+	closeFn func()
+}
+
+func (t httpTransport) do(ctx context.Context, method, url string, body []byte, buf []byte) (int, []byte, error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, url, rd)
+	if err != nil {
+		return 0, buf, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := t.c.Do(req)
+	if err != nil {
+		return 0, buf, err
+	}
+	defer resp.Body.Close()
+	b := bytes.NewBuffer(buf[:0])
+	_, err = b.ReadFrom(resp.Body)
+	return resp.StatusCode, b.Bytes(), err
+}
+
+func (t httpTransport) close() { t.closeFn() }
