@@ -36,6 +36,8 @@ type PhaseReport struct {
 	Failures     int64       `json:"failures"`
 	PerSecond    []second    `json:"per_second"`
 	Unfinished   int64       `json:"unfinished"`
+	// TimeToUpdateBins is the time-to-update distribution (log-spaced bins).
+	TimeToUpdateBins []Bin `json:"time_to_update_bins,omitempty"`
 }
 
 func (r *recorder) report(p Phase, started int64, elapsed time.Duration) PhaseReport {
@@ -43,7 +45,7 @@ func (r *recorder) report(p Phase, started int64, elapsed time.Duration) PhaseRe
 	defer r.mu.Unlock()
 	pr := PhaseReport{Name: p.Name, Kind: p.Kind, Planned: time.Duration(p.Duration).String(), Elapsed: elapsed.Round(time.Millisecond).String(),
 		Started: started, Checks: summarize(r.check), Downloads: summarize(r.download), TimeToUpdate: summarize(r.update),
-		BytesDown: r.bytes, Outcomes: r.outcomeList(), PerSecond: r.seconds}
+		BytesDown: r.bytes, Outcomes: r.outcomeList(), PerSecond: r.seconds, TimeToUpdateBins: distribution(r.update, 40)}
 	pr.ChecksPerSec = float64(pr.Checks.Count) / elapsed.Seconds()
 	pr.MBPerSec = float64(r.bytes) / 1e6 / elapsed.Seconds()
 	for _, s := range r.seconds {

@@ -39,6 +39,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.BoolVar(&o.Insecure, "insecure", false, "skip certificate verification (development certificates)")
 	jsonOut := fs.Bool("json", false, "print the report as JSON")
 	out := fs.String("out", "", "also write the JSON report to this file")
+	htmlOut := fs.String("html", "", "also write an HTML report with charts (works offline) to this file")
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -92,6 +93,19 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		rep.WriteJSON(f)
 		f.Close()
+	}
+	if *htmlOut != "" {
+		f, err := os.Create(*htmlOut)
+		if err != nil {
+			return err
+		}
+		err = rep.WriteHTML(f)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
 	}
 	if *jsonOut {
 		return rep.WriteJSON(stdout)

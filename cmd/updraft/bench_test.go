@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -43,6 +45,16 @@ func TestBenchReleaseStorm(t *testing.T) {
 			t.Fatalf("bytes %d", p.BytesDown)
 		}
 		t.Logf("link %q: check p50 %.2f ms, time to update p50 %.2f ms p99 %.2f ms", link, p.Checks.P50, p.TimeToUpdate.P50, p.TimeToUpdate.P99)
+	}
+	// The HTML report: charts drawn, nothing fetched from elsewhere.
+	html := filepath.Join(t.TempDir(), "report.html")
+	if err := run(context.Background(), []string{"bench", "--target", "http://" + r.EdgeAddr, "--devices", "60", "--duration", "2s", "--html", html}, &bytes.Buffer{}, &bytes.Buffer{}); err != nil {
+		t.Fatal(err)
+	}
+	page, _ := os.ReadFile(html)
+	if !bytes.Contains(page, []byte(`<polyline class="series"`)) || bytes.Count(page, []byte(`<rect class="bar"`)) == 0 ||
+		bytes.Contains(page, []byte(`src="http`)) || bytes.Contains(page, []byte(`href="http`)) {
+		t.Fatalf("HTML report:\n%s", page)
 	}
 	// A text report too.
 	var out bytes.Buffer
