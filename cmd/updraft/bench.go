@@ -22,6 +22,10 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if len(args) > 0 && args[0] == "fetch" {
 		return cmdBenchFetch(ctx, args[1:], stdout, stderr)
 	}
+	compare := len(args) > 0 && args[0] == "compare"
+	if compare {
+		args = args[1:]
+	}
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var o bench.Options
@@ -82,6 +86,9 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		o.Target = u.Scheme + "://" + addr
 	}
 	o.Progress = stderr
+	if compare {
+		return benchCompare(ctx, sc, o, stdout, stderr)
+	}
 	rep, err := bench.Run(ctx, sc, o)
 	if err != nil {
 		return err
@@ -166,5 +173,43 @@ func cmdBenchFetch(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	fmt.Fprintf(stdout, "%s %s: %d requests (%d errors) in %.2fs: %.0f req/s, %.1f MB/s; latency p50 %.2f ms, p99 %.2f ms\n",
 		o.Proto, o.URL, res.Requests, res.Errors, res.Seconds, res.ReqPerSec, res.MBPerSec, res.Latency.P50, res.Latency.P99)
+	return nil
+}
+
+// benchCompare runs the scenario against Updraft, then nginx and Caddy
+// serving the same bundle and answer, and prints the figures side by side.
+func benchCompare(ctx context.Context, sc bench.Scenario, o bench.Options, stdout, stderr io.Writer) error {
+	dir, err := os.MkdirTemp("", "updraft-compare-*")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	peers, err := bench.StartPeers(ctx, o, dir, stderr)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		for _, p := range peers {
+			p.Stop()
+		}
+	}()
+	names := []string{"updraft"}
+	targets := []string{o.Target}
+	for _, p := range peers {
+		names, targets = append(names, p.Name), append(targets, p.Target)
+	}
+	var reps []*bench.Report
+	for i, t := range targets {
+		fmt.Fprintf(stderr, "== %s (%s)\n", names[i], t)
+		oo := o
+		oo.Target = t
+		rep, err := bench.Run(ctx, sc, oo)
+		if err != nil {
+			return fmt.Errorf("%s: %w", names[i], err)
+		}
+		reps = append(reps, rep)
+	}
+	fmt.Fprintf(stdout, "scenario %s, %d devices, %d connections, same client against each server:\n", sc.Name, o.Devices, o.Connections)
+	bench.WriteComparison(stdout, names, reps)
 	return nil
 }

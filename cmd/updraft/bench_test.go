@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -63,5 +64,42 @@ func TestBenchReleaseStorm(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "update check") || !strings.Contains(out.String(), "outcomes: update") {
 		t.Fatalf("text report:\n%s", out.String())
+	}
+}
+
+// TestBenchCompare runs one scenario against Updraft, nginx and Caddy
+// (Debian packages; CI installs them) serving the same bundle and answer.
+func TestBenchCompare(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts nginx and caddy")
+	}
+	for _, tool := range []string{"nginx", "caddy"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			if os.Getenv("UPDRAFT_REQUIRE_PEERS") != "" {
+				t.Fatalf("%s not installed and UPDRAFT_REQUIRE_PEERS is set", tool)
+			}
+			t.Skipf("%s not installed (Debian: apt-get install nginx-light caddy)", tool)
+		}
+	}
+	data := t.TempDir()
+	r := startTestServe(t, data)
+	cli(t, r, data, "app", "create", "com.example.app")
+	cli(t, r, data, "bundle", "upload", fixture(t, "swagger-ui-5.34.0.zip"), "--app", "com.example.app", "--version", "1.0.1", "--channel", "production")
+	cli(t, r, data, "channel", "set", "production", "--app", "com.example.app", "--default")
+	var out, errb bytes.Buffer
+	if err := run(context.Background(), []string{"bench", "compare", "--target", "http://" + r.EdgeAddr, "--devices", "100", "--duration", "1s"}, &out, &errb); err != nil {
+		t.Fatalf("%v\n%s", err, errb.String())
+	}
+	t.Logf("\n%s", out.String())
+	for _, name := range []string{"updraft", "nginx", "caddy"} {
+		if !strings.Contains(out.String(), name) {
+			t.Fatalf("%s missing from the comparison:\n%s", name, out.String())
+		}
+	}
+	for _, line := range strings.Split(out.String(), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 8 && (f[0] == "updraft" || f[0] == "nginx" || f[0] == "caddy") && f[7] != "0" {
+			t.Fatalf("%s had failures: %s", f[0], line)
+		}
 	}
 }

@@ -47,6 +47,8 @@ Deltas:
 Load testing:
   updraft bench [--target URL] [--scenario release-storm|steady|FILE.json] [--devices N] [--duration D]
                 [--connections C] [--link 40ms/100mbit] [--json]
+  updraft bench compare [same flags]      the scenario against Updraft, then nginx and Caddy serving the same bundle
+  updraft bench fetch [--proto h3|h2|h1] [-n N] [-c C] URL
   updraft bench link --listen ADDR --upstream ADDR --profile 40ms/100mbit[/1%]
 
 Run "updraft COMMAND --help" for a command's flags.
