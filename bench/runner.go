@@ -21,10 +21,10 @@ import (
 type Options struct {
 	Target       string // edge base URL, e.g. http://127.0.0.1:8080
 	AppID        string
-	Devices      int // fleet size
-	Connections  int // HTTP/1.1 connections to the target (reused, like apps)
-	MaxInFlight  int // open loop: requests allowed in flight before arrivals queue
-	VersionBuild string
+	Devices      int    // fleet size
+	Connections  int    // HTTP/1.1 connections to the target (reused, like apps)
+	MaxInFlight  int    // open loop: requests allowed in flight before arrivals queue
+	VersionBuild string // native version, or a comma-separated mix spread evenly over the fleet
 	VersionName  string // bundle the devices run ("builtin": the store build)
 	// Deltas: devices that are offered a delta (delta_url) download and apply
 	// it instead of the zip, like an Updraft-aware client.
@@ -80,6 +80,7 @@ type device struct {
 func fleet(o Options) []device {
 	rng := rand.New(rand.NewPCG(o.Seed, 0x5eed))
 	out := make([]device, o.Devices)
+	builds := strings.Split(o.VersionBuild, ",") // native versions, spread over the fleet
 	for i := range out {
 		var u [16]byte
 		for j := range u {
@@ -93,10 +94,11 @@ func fleet(o Options) []device {
 		if i%10 >= 6 {
 			platform, os = "ios", "17.4"
 		}
+		build := builds[i%len(builds)]
 		out[i] = device{id: id, body: fmt.Appendf(nil,
 			`{"app_id":%q,"device_id":%q,"version_name":%q,"version_build":%q,"version_code":"1","version_os":%q,`+
 				`"platform":%q,"plugin_version":"8.51.14","is_emulator":false,"is_prod":true,"custom_id":"user-%d"}`,
-			o.AppID, id, o.VersionName, o.VersionBuild, os, platform, i)}
+			o.AppID, id, o.VersionName, build, os, platform, i)}
 	}
 	return out
 }
@@ -160,6 +162,8 @@ func (r *runner) phase(ctx context.Context, p Phase) (PhaseReport, error) {
 		started = r.openLoop(ctx, start, d, len(r.devices), true, rec)
 	case KindRate:
 		started = r.openLoop(ctx, start, d, int(p.Rate*d.Seconds()), p.Download, rec)
+	case KindSwitch:
+		started = r.switchLoop(ctx, start, d, p.Channel, rec)
 	case KindSteady:
 		started = r.closedLoop(ctx, start, d, p.Connections, rec)
 	}
@@ -198,6 +202,44 @@ func (r *runner) openLoop(ctx context.Context, start time.Time, d time.Duration,
 		go func() {
 			defer func() { <-sem; wg.Done() }()
 			r.device(ctx, dev, due, download, rec)
+		}()
+	}
+	wg.Wait()
+	return started
+}
+
+// switchLoop moves every device to channel: setChannel, then an update
+// check carrying it as defaultChannel (open loop over d). The outcome of a
+// refused setChannel is its error code.
+func (r *runner) switchLoop(ctx context.Context, start time.Time, d time.Duration, channel string, rec *recorder) int64 {
+	sem := make(chan struct{}, r.o.MaxInFlight)
+	var wg sync.WaitGroup
+	var started int64
+	n := len(r.devices)
+	for i := 0; i < n && ctx.Err() == nil; i++ {
+		due := start.Add(time.Duration(float64(d) * float64(i) / float64(n)))
+		if wait := time.Until(due); wait > 0 {
+			time.Sleep(wait)
+		}
+		sem <- struct{}{}
+		started++
+		wg.Add(1)
+		dev := &r.devices[i]
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			base := dev.body[:len(dev.body)-1]
+			set := append(append(append([]byte(nil), base...), `,"channel":`...), fmt.Appendf(nil, "%q}", channel)...)
+			status, body, err := r.t.do(ctx, "POST", r.o.Target+"/channel_self", set, nil)
+			if err != nil || status != 200 {
+				rec.checked(due, time.Now(), fmt.Sprintf("set_channel_http_%d", status), true)
+				return
+			}
+			if v, err := fastjson.ParseBytes(body); err != nil || v.GetStringBytes("error") != nil {
+				rec.checked(due, time.Now(), "set_channel_"+string(v.GetStringBytes("error")), true)
+				return
+			}
+			moved := device{id: dev.id, body: append(append(append([]byte(nil), base...), `,"defaultChannel":`...), fmt.Appendf(nil, "%q}", channel)...)}
+			r.device(ctx, &moved, due, false, rec)
 		}()
 	}
 	wg.Wait()

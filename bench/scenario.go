@@ -20,6 +20,10 @@ const (
 	// KindRate: checks at a fixed rate per second (open loop), cycling
 	// through the fleet; downloads when Download is set.
 	KindRate = "rate"
+	// KindSwitch: every device assigns itself to Channel (POST
+	// /channel_self, as the plugin's setChannel) and then checks for an
+	// update with it as its defaultChannel, arrivals spread over the phase.
+	KindSwitch = "switch"
 )
 
 // Phase is one stage of a scenario.
@@ -30,6 +34,7 @@ type Phase struct {
 	Rate        float64  `json:"rate,omitempty"`        // KindRate: checks per second
 	Connections int      `json:"connections,omitempty"` // KindSteady: workers
 	Download    bool     `json:"download,omitempty"`    // KindRate: download offered updates
+	Channel     string   `json:"channel,omitempty"`     // KindSwitch: channel devices assign themselves to
 }
 
 // Scenario is a named list of phases run in order.
@@ -106,12 +111,16 @@ func (s Scenario) Validate() error {
 			if p.Connections < 1 || p.Connections > 10000 {
 				errs = append(errs, fmt.Errorf("%s: steady needs connections between 1 and 10000", where))
 			}
+		case KindSwitch:
+			if p.Channel == "" {
+				errs = append(errs, fmt.Errorf("%s: switch needs the channel devices move to", where))
+			}
 		case KindRate:
 			if p.Rate <= 0 || p.Rate > 1e6 {
 				errs = append(errs, fmt.Errorf("%s: rate needs a rate between 0 and 1000000 per second", where))
 			}
 		default:
-			errs = append(errs, fmt.Errorf("%s: kind %q: want storm, steady or rate", where, p.Kind))
+			errs = append(errs, fmt.Errorf("%s: kind %q: want storm, steady, rate or switch", where, p.Kind))
 		}
 	}
 	return errors.Join(errs...)

@@ -35,7 +35,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&o.Devices, "devices", 1000, "fleet size")
 	duration := fs.Duration("duration", 30*time.Second, "duration of a built-in scenario")
 	fs.IntVar(&o.Connections, "connections", 64, "HTTP connections to the target (steady: closed-loop workers)")
-	fs.StringVar(&o.VersionBuild, "version-build", "1.0.0", "native version the devices report")
+	fs.StringVar(&o.VersionBuild, "version-build", "1.0.0", "native version the devices report, or a mix: 1.0.0,1.0.0,2.0.0")
 	fs.StringVar(&o.VersionName, "version-name", "builtin", "bundle the devices run")
 	fs.BoolVar(&o.Deltas, "deltas", false, "download and apply offered deltas instead of zips (an Updraft-aware client); needs --version-name")
 	link := fs.String("link", "", "emulate a network path, e.g. 40ms/100mbit or 150ms/10mbit/1%")

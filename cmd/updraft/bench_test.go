@@ -57,6 +57,27 @@ func TestBenchReleaseStorm(t *testing.T) {
 		bytes.Contains(page, []byte(`src="http`)) || bytes.Contains(page, []byte(`href="http`)) {
 		t.Fatalf("HTML report:\n%s", page)
 	}
+	// A scenario file: devices move to beta (self-assignable), then try
+	// production (public, not self-assignable); two native versions.
+	cli(t, r, data, "channel", "set", "beta", "--app", "com.example.app", "--bundle", "1.0.1", "--allow-device-self-set")
+	sc := filepath.Join(t.TempDir(), "switch.json")
+	os.WriteFile(sc, []byte(`{"name":"switch","phases":[{"name":"to-beta","kind":"switch","duration":"1s","channel":"beta"},
+		{"name":"to-production","kind":"switch","duration":"1s","channel":"production"}]}`), 0o644)
+	var sw bytes.Buffer
+	if err := run(context.Background(), []string{"bench", "--target", "http://" + r.EdgeAddr, "--scenario", sc, "--devices", "50",
+		"--version-build", "1.0.0,1.0.0,0.9.0", "--json"}, &sw, &bytes.Buffer{}); err != nil {
+		t.Fatal(err)
+	}
+	var swRep bench.Report
+	json.Unmarshal(sw.Bytes(), &swRep)
+	// A third of the fleet runs native 0.9.0: beta (disable_auto_update major by
+	// default) refuses them 1.0.1.
+	if len(swRep.Phases) != 2 || len(swRep.Phases[0].Outcomes) != 2 ||
+		swRep.Phases[0].Outcomes[0] != (bench.Outcome{Outcome: "update", Count: 34}) ||
+		swRep.Phases[0].Outcomes[1] != (bench.Outcome{Outcome: "disable_auto_update_to_major", Count: 16}) ||
+		swRep.Phases[1].Outcomes[0] != (bench.Outcome{Outcome: "set_channel_public_channel_self_set_not_allowed", Count: 50}) {
+		t.Fatalf("switch phases: %+v", swRep.Phases)
+	}
 	// A text report too.
 	var out bytes.Buffer
 	if err := run(context.Background(), []string{"bench", "--target", "http://" + r.EdgeAddr, "--scenario", "steady", "--devices", "50", "--duration", "1s", "--connections", "4"}, &out, &bytes.Buffer{}); err != nil {
