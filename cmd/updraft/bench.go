@@ -124,9 +124,10 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 func cmdBenchLink(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("bench link", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	listen := fs.String("listen", "127.0.0.1:9080", "address to accept connections on")
+	listen := fs.String("listen", "127.0.0.1:9080", "address to accept connections (or datagrams) on")
 	upstream := fs.String("upstream", "127.0.0.1:8080", "address to relay to")
 	profile := fs.String("profile", "40ms/100mbit", "RTT[/BANDWIDTH][/LOSS%]")
+	udp := fs.Bool("udp", false, "relay UDP (QUIC, HTTP/3) instead of TCP")
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -134,15 +135,24 @@ func cmdBenchLink(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
-	l, err := bench.StartLink(*listen, *upstream, p)
-	if err != nil {
-		return err
+	var addr string
+	var closer io.Closer
+	if *udp {
+		l, err := bench.StartUDPLink(*listen, *upstream, p)
+		if err != nil {
+			return err
+		}
+		addr, closer = l.Addr(), l
+	} else {
+		l, err := bench.StartLink(*listen, *upstream, p)
+		if err != nil {
+			return err
+		}
+		addr, closer = l.Addr(), l
 	}
-	fmt.Fprintf(stdout, "link %s: %s → %s (Ctrl-C to stop)\n", p, l.Addr(), *upstream)
+	fmt.Fprintf(stdout, "link %s: %s → %s (Ctrl-C to stop)\n", p, addr, *upstream)
 	<-ctx.Done()
-	if err := l.Close(); err != nil && !errors.Is(err, context.Canceled) {
-		return nil
-	}
+	closer.Close()
 	return nil
 }
 
