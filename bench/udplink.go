@@ -4,6 +4,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -19,7 +20,15 @@ type UDPLink struct {
 	sessions map[string]*udpSession
 	closed   chan struct{}
 	wg       sync.WaitGroup
+	lost     atomic.Int64 // datagrams dropped by the emulated loss
+	seen     atomic.Int64 // datagrams the link received, both directions
 }
+
+// Seen is the number of datagrams the link received (both directions).
+func (l *UDPLink) Seen() int64 { return l.seen.Load() }
+
+// Lost is the number of datagrams the emulated loss dropped.
+func (l *UDPLink) Lost() int64 { return l.lost.Load() }
 
 type udpSession struct {
 	client *net.UDPAddr
@@ -33,10 +42,12 @@ type pacer struct {
 	busyUntil time.Time
 	rng       *rand.Rand
 	p         LinkProfile
+	lost      *atomic.Int64
+	seen      *atomic.Int64
 }
 
-func newPacer(p LinkProfile, send func([]byte), done <-chan struct{}) *pacer {
-	pc := &pacer{q: make(chan chunk, 4096), p: p, rng: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 11))}
+func newPacer(p LinkProfile, lost, seen *atomic.Int64, send func([]byte), done <-chan struct{}) *pacer {
+	pc := &pacer{q: make(chan chunk, 4096), p: p, lost: lost, seen: seen, rng: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 11))}
 	go func() {
 		for {
 			select {
@@ -55,7 +66,9 @@ func newPacer(p LinkProfile, send func([]byte), done <-chan struct{}) *pacer {
 
 // push schedules a datagram (called from one goroutine per direction).
 func (pc *pacer) push(b []byte) {
+	pc.seen.Add(1)
 	if pc.p.Loss > 0 && pc.rng.Float64() < pc.p.Loss {
+		pc.lost.Add(1)
 		return
 	}
 	depart := time.Now()
@@ -140,8 +153,8 @@ func (l *UDPLink) session(client *net.UDPAddr) (*udpSession, error) {
 	up.SetReadBuffer(8 << 20)
 	up.SetWriteBuffer(8 << 20)
 	s := &udpSession{client: client, up: up}
-	s.toUp = newPacer(l.profile, func(b []byte) { up.Write(b) }, l.closed)
-	toClient := newPacer(l.profile, func(b []byte) { l.conn.WriteToUDP(b, client) }, l.closed)
+	s.toUp = newPacer(l.profile, &l.lost, &l.seen, func(b []byte) { up.Write(b) }, l.closed)
+	toClient := newPacer(l.profile, &l.lost, &l.seen, func(b []byte) { l.conn.WriteToUDP(b, client) }, l.closed)
 	l.sessions[key] = s
 	l.wg.Add(1)
 	go func() {
