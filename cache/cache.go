@@ -230,7 +230,7 @@ func (c *Tiered) fromDisk(sha string) (Blob, bool, error) {
 	}
 	f, info, err := c.disk.fs.Open(sha)
 	if errors.Is(err, blob.ErrNotFound) {
-		c.disk.remove(sha)
+		c.disk.evict(sha) // the file is gone: forget it
 		return Blob{}, false, nil
 	}
 	if err != nil {
@@ -264,7 +264,7 @@ func (c *Tiered) promote(sha string) ([]byte, error) {
 	}
 	data, err := os.ReadFile(c.disk.fs.Path(sha))
 	if errors.Is(err, os.ErrNotExist) {
-		c.disk.remove(sha)
+		c.disk.evict(sha) // the file is gone: forget it
 		return nil, nil
 	}
 	if err != nil {

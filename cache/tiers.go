@@ -168,9 +168,6 @@ func (d *diskTier) evict(sha string) {
 	}
 }
 
-// remove forgets a blob whose file is already gone.
-func (d *diskTier) remove(sha string) { d.evict(sha) }
-
 func (d *diskTier) stats() (bytes, budget int64, items int, evictions uint64) {
 	d.mu.Lock()
 	defer d.mu.Unlock()

@@ -98,19 +98,30 @@ func (b *deltaBuilder) Status(app, version string) *DeltaStatus {
 	return nil
 }
 
-// canonical returns a bundle's canonical archive, building and storing it
-// (as a blob, recorded in the store) when missing.
-func (b *deltaBuilder) canonical(ctx context.Context, bd store.Bundle) ([]byte, string, error) {
+// files reads a bundle's files from its stored zip.
+func (b *deltaBuilder) files(bd store.Bundle) ([]delta.File, error) {
+	zipData, err := os.ReadFile(b.s.blobs.Path(bd.SHA256))
+	if err != nil {
+		return nil, fmt.Errorf("read bundle %s: %w", bd.Version, err)
+	}
+	return delta.ReadZip(bytes.NewReader(zipData), int64(len(zipData)))
+}
+
+// canonical returns a bundle's canonical archive, building it from files
+// (read from the zip when nil) and storing it when it is missing.
+func (b *deltaBuilder) canonical(ctx context.Context, bd store.Bundle, files []delta.File) ([]byte, string, error) {
 	if bd.Canonical != "" {
 		if data, err := os.ReadFile(b.s.blobs.Path(bd.Canonical)); err == nil && hexSum(data) == bd.Canonical {
 			return data, bd.Canonical, nil
 		}
 	}
-	zipData, err := os.ReadFile(b.s.blobs.Path(bd.SHA256))
-	if err != nil {
-		return nil, "", fmt.Errorf("read bundle %s: %w", bd.Version, err)
+	var err error
+	if files == nil {
+		if files, err = b.files(bd); err != nil {
+			return nil, "", err
+		}
 	}
-	data, err := delta.CanonicalZip(zipData)
+	data, err := delta.Canonical(files)
 	if err != nil {
 		return nil, "", fmt.Errorf("canonical %s: %w", bd.Version, err)
 	}
@@ -130,15 +141,7 @@ func hexSum(b []byte) string {
 }
 
 // manifest stores a bundle's files for the plugin's per-file download.
-func (b *deltaBuilder) manifest(ctx context.Context, bd store.Bundle) error {
-	zipData, err := os.ReadFile(b.s.blobs.Path(bd.SHA256))
-	if err != nil {
-		return fmt.Errorf("read bundle %s: %w", bd.Version, err)
-	}
-	files, err := delta.ReadZip(bytes.NewReader(zipData), int64(len(zipData)))
-	if err != nil {
-		return err
-	}
+func (b *deltaBuilder) manifest(ctx context.Context, bd store.Bundle, files []delta.File) error {
 	m, err := delta.Manifest(files)
 	if err != nil {
 		return err
@@ -182,13 +185,18 @@ func (b *deltaBuilder) run(ctx context.Context, j deltaJob) {
 		return
 	}
 	target := bundles[idx]
+	files, err := b.files(target) // read once for the manifest and the canonical archive
+	if err != nil {
+		fail(err)
+		return
+	}
 	if target.ManifestFiles == 0 {
-		if err := b.manifest(ctx, target); err != nil {
+		if err := b.manifest(ctx, target, files); err != nil {
 			fail(err)
 			return
 		}
 	}
-	targetData, _, err := b.canonical(ctx, target)
+	targetData, _, err := b.canonical(ctx, target, files)
 	if err != nil {
 		fail(err)
 		return
@@ -201,7 +209,7 @@ func (b *deltaBuilder) run(ctx context.Context, j deltaJob) {
 	b.set(j.app, j.version, func(st *DeltaStatus) { st.Total = 2 * len(bases) })
 	built := 0
 	for _, base := range bases {
-		baseData, baseSHA, err := b.canonical(ctx, base)
+		baseData, baseSHA, err := b.canonical(ctx, base, nil)
 		if err != nil {
 			fail(err)
 			return
