@@ -38,6 +38,11 @@ start_updraft() { # $1: memory cache budget
   "$U" app create com.bench.app $c >/dev/null
   SHA=$("$U" bundle upload "$WORK/bundle" --app com.bench.app --version 1.0.1 --json $c | sed -n 's/.*"sha256": "\([0-9a-f]*\)".*/\1/p')
   "$U" channel set production --app com.bench.app --bundle 1.0.1 --default $c >/dev/null
+  # Let the origin finish its background work on the upload (manifest, canonical archive)
+  # so that it does not compete with the load for CPU.
+  for _ in $(seq 600); do
+    "$U" bundle list --app com.bench.app --json $c | grep -q '"state": "ready"' && break; sleep 0.1
+  done
   curl -sf -o /dev/null "http://127.0.0.1:18080/b/$SHA"   # fill the cache
   curl -sf -o /dev/null "http://127.0.0.1:18080/b/$SHA"   # promote
 }

@@ -29,6 +29,8 @@ for _ in $(seq 100); do curl -sf http://127.0.0.1:18080/healthz >/dev/null && br
 C="--origin http://127.0.0.1:18090 --data $WORK/data"
 "$U" app create com.bench.app $C >/dev/null
 SHA=$("$U" bundle upload "$WORK/bundle" --app com.bench.app --version 1.0.1 --json $C | sed -n 's/.*"sha256": "\([0-9a-f]*\)".*/\1/p')
+# Let the origin finish its background work on the upload before measuring.
+for _ in $(seq 600); do "$U" bundle list --app com.bench.app --json $C | grep -q '"state": "ready"' && break; sleep 0.1; done
 curl -sf -o /dev/null "http://127.0.0.1:18080/b/$SHA"; curl -sf -o /dev/null "http://127.0.0.1:18080/b/$SHA"   # fill, promote
 
 mkdir -p "$WORK/www/b" "$WORK/caddy"
