@@ -214,14 +214,25 @@ func (b *deltaBuilder) run(ctx context.Context, j deltaJob) {
 			fail(err)
 			return
 		}
+		dczSize := -1
 		for _, enc := range []string{delta.DCZ, delta.DCB} {
 			if ctx.Err() != nil {
 				return
+			}
+			// dcz is built first and fast; when it is nowhere near useful
+			// (unrelated or incompressible bundles), brotli at quality 11
+			// would spend seconds to be dropped too.
+			if enc == delta.DCB && dczSize >= 0 && int64(dczSize) >= target.Size*3/4 {
+				b.set(j.app, j.version, func(st *DeltaStatus) { st.Done++ })
+				continue
 			}
 			d, err := delta.BuildVerified(baseData, targetData, enc)
 			if err != nil {
 				fail(err)
 				return
+			}
+			if enc == delta.DCZ {
+				dczSize = len(d)
 			}
 			// A delta must be worth it: under half of the full download.
 			if int64(len(d)) < target.Size/2 {

@@ -2,6 +2,7 @@ package delta
 
 import (
 	"bytes"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -193,5 +194,18 @@ func TestManifest(t *testing.T) {
 	}
 	if _, err := Manifest([]File{{Path: "../evil", Data: []byte("x")}}); !errors.Is(err, ErrUnsafePath) {
 		t.Fatalf("traversal: %v", err)
+	}
+}
+
+func TestManifestSkipsIncompressible(t *testing.T) {
+	random := make([]byte, 64<<10)
+	rand.Read(random)
+	text := bytes.Repeat([]byte("function update() { return 42 }\n"), 2000)
+	m, err := Manifest([]File{{Path: "img.bin", Data: random}, {Path: "app.js", Data: text}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m[0].Name != "img.bin" || !bytes.Equal(m[0].Data, random) || m[1].Name != "app.js.br" {
+		t.Fatalf("names %q %q", m[0].Name, m[1].Name)
 	}
 }

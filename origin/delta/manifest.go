@@ -38,7 +38,7 @@ func Manifest(files []File) ([]ManifestFile, error) {
 		}
 		sum := sha256.Sum256(f.Data)
 		m := ManifestFile{Name: f.Path, Hash: hex.EncodeToString(sum[:]), Data: f.Data}
-		if len(f.Data) >= BrotliMin {
+		if len(f.Data) >= BrotliMin && compressible(f.Data) {
 			c, err := brrr.Compress(f.Data, brrr.BestCompression)
 			if err != nil {
 				return nil, fmt.Errorf("delta: manifest %s: %w", f.Path, err)
@@ -50,4 +50,18 @@ func Manifest(files []File) ([]ManifestFile, error) {
 		out = append(out, m)
 	}
 	return out, nil
+}
+
+// compressible reports whether brotli is worth quality 11 on data: a fast
+// pass over a sample must save at least 5%. Images, fonts and other already
+// compressed files fail it, which spares seconds of CPU per megabyte at the
+// origin; they are then served as they are (Capgo's rule, more than 10 bytes
+// saved, would compress them for nothing).
+func compressible(data []byte) bool {
+	sample := data
+	if len(sample) > 256<<10 {
+		sample = sample[:256<<10]
+	}
+	c, err := brrr.Compress(sample, 1)
+	return err == nil && len(c) < len(sample)*95/100
 }
