@@ -41,9 +41,11 @@ func (e *Edge) blob(ctx context.Context, r *blobRequest, out *reply) {
 		return
 	}
 	if snap := e.snap.Load(); snap != nil {
-		if !r.child && snap.IsOverrideShard(r.id) {
-			// Override shards map device ids to channels: edges replicate them
-			// over the authenticated /v1/blobs, devices never see them.
+		if !r.child && !snap.Deliverable(r.id) {
+			// Devices get only what the snapshot lists (bundles, canonical
+			// archives, deltas, manifest files): never override shards, which
+			// edges replicate over the authenticated /v1/blobs, and no upstream
+			// fetch for names nobody published.
 			out.jsonError(404, codeBlobNotFound, "No blob with this SHA-256")
 			e.metrics.blob(codeBlobNotFound)
 			return

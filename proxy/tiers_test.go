@@ -139,3 +139,26 @@ func TestEarlyDataOnlyForReads(t *testing.T) {
 		}
 	}
 }
+
+// With a snapshot, devices get only the blobs it lists; anything else is a
+// 404 without an upstream fetch.
+func TestOnlyListedBlobsForDevices(t *testing.T) {
+	e, other := memoryEdge(t, randomBytes(t, 1000))
+	e.SetSnapshot(testSnapshot(t, 1, fakeSHA("listed"))) // lists other bundles, not the one upstream holds
+	var out reply
+	e.blob(context.Background(), &blobRequest{id: other}, &out)
+	if out.status != 404 {
+		t.Fatalf("unlisted blob: HTTP %d", out.status)
+	}
+	if s := e.cache.Stats(); s.Fills != 0 {
+		t.Fatalf("unlisted blob caused %d upstream fetches", s.Fills)
+	}
+	out = reply{}
+	e.blob(context.Background(), &blobRequest{id: other, child: true}, &out)
+	if out.status != 200 {
+		t.Fatalf("child edge: HTTP %d", out.status)
+	}
+	if out.file != nil {
+		out.file.Close()
+	}
+}

@@ -38,9 +38,19 @@ type Snapshot struct {
 	Apps   []*App `json:"apps"`
 
 	apps      map[string]*App
-	canonical map[string]*Bundle  // canonical archive SHA-256 → bundle
-	shards    map[string]struct{} // override shard SHA-256s (edge-internal blobs)
-	files     map[string]int64    // manifest file blob SHA-256 → size
+	canonical map[string]*Bundle // canonical archive SHA-256 → bundle
+	files     map[string]int64   // manifest file blob SHA-256 → size
+	// deliverable lists every blob devices may download: bundle zips,
+	// canonical archives, deltas, manifest files.
+	deliverable map[string]struct{}
+}
+
+// Deliverable reports whether devices may download the blob sha: the edge
+// fetches nothing else from upstream for them, so random names cannot make
+// it hammer its upstream.
+func (s *Snapshot) Deliverable(sha string) bool {
+	_, ok := s.deliverable[sha]
+	return ok
 }
 
 // ManifestFileSize returns the size of a manifest file blob, if the snapshot
@@ -48,13 +58,6 @@ type Snapshot struct {
 func (s *Snapshot) ManifestFileSize(blob string) (int64, bool) {
 	n, ok := s.files[blob]
 	return n, ok
-}
-
-// IsOverrideShard reports whether sha names one of the snapshot's override
-// shards: blobs for edges only, never for devices.
-func (s *Snapshot) IsOverrideShard(sha string) bool {
-	_, ok := s.shards[sha]
-	return ok
 }
 
 // ByCanonical returns the bundle whose canonical archive has this SHA-256.
@@ -197,17 +200,20 @@ func platformIndex(p string) int {
 func (s *Snapshot) Index(src ShardSource) error {
 	s.apps = make(map[string]*App, len(s.Apps))
 	s.canonical = map[string]*Bundle{}
-	s.shards = map[string]struct{}{}
 	s.files = map[string]int64{}
+	s.deliverable = map[string]struct{}{}
 	for _, a := range s.Apps {
 		for _, b := range a.Bundles {
+			s.deliverable[b.SHA256] = struct{}{}
+			if b.Canonical != "" {
+				s.deliverable[b.Canonical] = struct{}{}
+			}
+			for _, d := range b.Deltas {
+				s.deliverable[d.SHA256] = struct{}{}
+			}
 			for _, f := range b.Manifest {
 				s.files[f.Blob] = f.Size
-			}
-		}
-		for _, h := range a.OverrideShards {
-			if h != "" {
-				s.shards[h] = struct{}{}
+				s.deliverable[f.Blob] = struct{}{}
 			}
 		}
 		for _, b := range a.Bundles {
