@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"net"
@@ -98,4 +99,20 @@ func (l *edgeListeners) stop(ctx context.Context) error {
 		errs = append(errs, s(ctx))
 	}
 	return errors.Join(errs...)
+}
+
+// tlsFlags registers the HTTPS/HTTP3 flags of serve and edge, with the
+// role's default mode and address; the returned --acme-domain value is
+// split into ec.ACMEDomains after parsing.
+func tlsFlags(fs *flag.FlagSet, ec *config.Edge, mode, listen string) *string {
+	ec.TLS, ec.TLSListen = mode, listen
+	fs.StringVar(&ec.TLS, "tls", ec.TLS, "HTTPS + HTTP/3 on --tls-listen: off, self-signed (development), files or acme")
+	fs.StringVar(&ec.TLSListen, "tls-listen", config.Env("UPDRAFT_TLS_LISTEN", ec.TLSListen), "HTTPS (TCP) and HTTP/3 (UDP) address")
+	fs.StringVar(&ec.CertFile, "cert", "", "certificate file (--tls files; reloaded on SIGHUP)")
+	fs.StringVar(&ec.KeyFile, "key", "", "key file (--tls files)")
+	fs.StringVar(&ec.ACMECA, "acme-ca", "", "--tls acme: ACME directory URL (default: Let's Encrypt)")
+	fs.StringVar(&ec.ACMEEmail, "acme-email", "", "--tls acme: contact email")
+	fs.StringVar(&ec.ACMECARoot, "acme-ca-root", "", "--tls acme: PEM roots to trust for a private ACME CA")
+	fs.BoolVar(&ec.ACMEOnDemand, "acme-on-demand", false, "--tls acme: issue at first handshake (only for --acme-domain names)")
+	return fs.String("acme-domain", "", "--tls acme: names to get certificates for (comma-separated)")
 }
