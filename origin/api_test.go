@@ -322,3 +322,41 @@ func FuzzCheckZip(f *testing.F) {
 		}
 	})
 }
+
+// A replaced override shard is deleted from the blob store after the grace
+// period; published snapshots keep the list they were published with.
+func TestOldShardsCollected(t *testing.T) {
+	defer func(g time.Duration) { shardGrace = g }(shardGrace)
+	shardGrace = 0
+	o := startOrigin(t)
+	ctx := context.Background()
+	o.client.CreateApp(ctx, "com.example.app", "")
+	z := makeZip(t, map[string]string{"index.html": "x"})
+	o.client.UploadBundle(ctx, "com.example.app", "1.0.0", bytes.NewReader(z), UploadOptions{Channel: "beta"})
+	o.client.SetChannel(ctx, "com.example.app", "production", store.ChannelPatch{})
+	const dev = "00009a6b-eefe-490a-9c60-8e965132ae51"
+	if err := o.client.SetOverrides(ctx, "com.example.app", "beta", []string{dev}); err != nil {
+		t.Fatal(err)
+	}
+	first := o.srv.Current().Snap
+	old := first.App("com.example.app").OverrideShards[0]
+	if old == "" {
+		t.Fatal("no shard for the device")
+	}
+	if err := o.client.SetOverrides(ctx, "com.example.app", "production", []string{dev}); err != nil {
+		t.Fatal(err)
+	}
+	cur := o.srv.Current().Snap.App("com.example.app")
+	if cur.OverrideShards[0] == old || cur.Override(dev).Name != "production" {
+		t.Fatalf("shard not replaced: %v", cur.OverrideShards[0])
+	}
+	if first.App("com.example.app").OverrideShards[0] != old {
+		t.Fatal("a published snapshot's shard list changed")
+	}
+	if _, err := o.srv.blobs.Stat(old); err == nil {
+		t.Fatal("replaced shard still stored after its grace period")
+	}
+	if _, err := o.srv.blobs.Stat(cur.OverrideShards[0]); err != nil {
+		t.Fatalf("current shard missing: %v", err)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/updraft-cdn/updraft/origin/snapshot"
 )
@@ -16,10 +17,11 @@ import (
 type overrideShards struct {
 	s *Server
 
-	mu     sync.Mutex
-	apps   map[string]*appShards
-	dirty  map[string]map[int]bool // app → shards to rebuild
-	byHash snapshot.MapShards      // shards referenced by the apps above
+	mu      sync.Mutex
+	apps    map[string]*appShards
+	dirty   map[string]map[int]bool // app → shards to rebuild
+	byHash  snapshot.MapShards      // shards referenced by the apps above
+	retired []retiredShard          // replaced shards, deleted after shardGrace
 }
 
 type appShards struct {
@@ -61,12 +63,43 @@ func (o *overrideShards) attach(ctx context.Context, snap *snapshot.Snapshot) er
 		}
 		for _, h := range as.hashes {
 			if h != "" {
-				a.OverrideShards = as.hashes[:]
+				// A copy: as.hashes changes with the next publication, a
+				// published snapshot never does.
+				a.OverrideShards = append([]string(nil), as.hashes[:]...)
 				break
 			}
 		}
 	}
+	o.collect()
 	return snap.Index(o.byHash)
+}
+
+// shardGrace is how long a replaced shard stays in the blob store: edges
+// that are still fetching an older revision's shards find them.
+var shardGrace = 10 * time.Minute
+
+type retiredShard struct {
+	hash string
+	at   time.Time
+}
+
+// collect deletes replaced shards once their grace period is over, unless a
+// current shard has the same content.
+func (o *overrideShards) collect() {
+	keep := o.retired[:0]
+	for _, r := range o.retired {
+		switch {
+		case o.byHash[r.hash] != nil:
+			// In use again (same content): nothing to delete.
+		case time.Since(r.at) < shardGrace:
+			keep = append(keep, r)
+		default:
+			if err := o.s.blobs.Remove(r.hash); err != nil {
+				o.s.log.Warn("origin: remove old override shard", "sha256", r.hash, "err", err)
+			}
+		}
+	}
+	o.retired = keep
 }
 
 func (o *overrideShards) appShards(ctx context.Context, appID string) (*appShards, error) {
@@ -100,6 +133,7 @@ func (o *overrideShards) appShards(ctx context.Context, appID string) (*appShard
 		}
 		if old := as.hashes[i]; old != "" {
 			delete(o.byHash, old)
+			o.retired = append(o.retired, retiredShard{hash: old, at: time.Now()})
 		}
 		as.hashes[i], as.shards[i] = "", nil
 		if len(entries) == 0 {

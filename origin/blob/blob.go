@@ -112,6 +112,18 @@ func (s *FS) Open(sha string) (*os.File, Info, error) {
 	return f, Info{SHA256: sha, Size: fi.Size()}, nil
 }
 
+// Remove deletes a blob (absent: no error). Callers make sure nothing
+// still refers to it.
+func (s *FS) Remove(sha string) error {
+	if !ValidHash(sha) {
+		return ErrNotFound
+	}
+	if err := os.Remove(s.Path(sha)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("blob: remove %s: %w", sha, err)
+	}
+	return nil
+}
+
 // Writer is a blob being written. Write to it, then Commit or Abort; until
 // Commit succeeds nothing is visible in the store.
 type Writer struct {
