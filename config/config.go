@@ -57,14 +57,17 @@ type Edge struct {
 	ACMECARoot   string // PEM roots for the CA's own HTTPS (private or test CA)
 	ACMEOnDemand bool   // also issue at first handshake, for ACMEDomains only
 
-	CacheMemory       Size          // memory tier budget
-	CacheDisk         Size          // disk tier budget
-	NoPrefetch        bool          // do not fill bundles before devices ask
-	MaxUpdatesBody    Size          // largest accepted POST /updates body
-	ReadTimeout       time.Duration // per request header/body read
-	WriteTimeout      time.Duration // per response write
-	MaxConnsPerIP     int
-	ShutdownGraceTime time.Duration
+	CacheMemory Size // memory tier budget
+	CacheDisk   Size // disk tier budget
+	NoPrefetch  bool // do not fill bundles before devices ask
+	// UpdatesPerDeviceMinute bounds update checks per device (429 with
+	// Retry-After beyond it); 0: no limit.
+	UpdatesPerDeviceMinute int
+	MaxUpdatesBody         Size          // largest accepted POST /updates body
+	ReadTimeout            time.Duration // per request header/body read
+	WriteTimeout           time.Duration // per response write
+	MaxConnsPerIP          int
+	ShutdownGraceTime      time.Duration
 }
 
 // NewOrigin returns the origin defaults, with dataDir as the data folder.

@@ -35,6 +35,7 @@ type Edge struct {
 
 	prefetchQ    chan string
 	stopPrefetch func()
+	limiter      *deviceLimiter // nil: no per-device limit
 	// baseURL is cfg.PublicURL without a trailing slash; empty: from Host.
 	baseURL []byte
 }
@@ -49,6 +50,7 @@ func New(cfg config.Edge, c *cache.Tiered, log *slog.Logger) *Edge {
 	if cfg.EdgeKey != "" {
 		e.childKey = []byte(cfg.EdgeKey)
 	}
+	e.limiter = newDeviceLimiter(cfg.UpdatesPerDeviceMinute)
 	if c != nil && !cfg.NoPrefetch {
 		e.startPrefetch()
 	}
@@ -115,6 +117,7 @@ type reply struct {
 	immutable    bool
 	acceptRanges bool
 	rev          int64 // X-Updraft-Rev on snapshot answers, when > 0
+	retryAfter   int   // seconds, on 429 answers
 
 	req request // the request being answered (pooled with the reply)
 
@@ -158,6 +161,9 @@ func (out *reply) eachHeader(set func(k, v string)) {
 	}
 	if out.rev > 0 {
 		set("X-Updraft-Rev", strconv.FormatInt(out.rev, 10))
+	}
+	if out.retryAfter > 0 {
+		set("Retry-After", strconv.Itoa(out.retryAfter))
 	}
 	if out.contentEncoding != "" {
 		set("Content-Encoding", out.contentEncoding)

@@ -162,3 +162,42 @@ func TestOnlyListedBlobsForDevices(t *testing.T) {
 		out.file.Close()
 	}
 }
+
+func TestDeviceLimiter(t *testing.T) {
+	l := newDeviceLimiter(60) // 1 per second, bursts of 30
+	var a, b [16]byte
+	b[0] = 1
+	now := time.Now()
+	for i := 0; i < 30; i++ {
+		if ok, _ := l.allow(a, now); !ok {
+			t.Fatalf("check %d refused inside the burst", i)
+		}
+	}
+	ok, wait := l.allow(a, now)
+	if ok || wait <= 0 || wait > time.Second {
+		t.Fatalf("31st check: %v, retry after %v", ok, wait)
+	}
+	if ok, _ := l.allow(b, now); !ok {
+		t.Fatal("another device was limited")
+	}
+	if ok, _ := l.allow(a, now.Add(time.Second)); !ok {
+		t.Fatal("a token did not come back after a second")
+	}
+	if newDeviceLimiter(0) != nil {
+		t.Fatal("0 should mean no limiter")
+	}
+}
+
+// Over HTTP: the check past the budget is a 429 with
+// Retry-After and Capgo's body, which the plugin honours.
+func TestUpdatesRateLimited(t *testing.T) {
+	te := startEdge(t, func(c *config.Edge) { c.UpdatesPerDeviceMinute = 10 }) // bursts of 5
+	te.edge.SetSnapshot(testSnapshot(t, 1, fakeSHA("bundle")))
+	var last answer
+	for i := 0; i < 6; i++ {
+		last = te.do(t, "POST", "/updates", []byte(pluginBody))
+	}
+	if last.status != 429 || last.header.Get("Retry-After") == "" || !bytes.Contains(last.body, []byte(`"error":"too_many_requests"`)) {
+		t.Fatalf("6th check: HTTP %d %s (Retry-After %q)", last.status, last.body, last.header.Get("Retry-After"))
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 	"unsafe"
 
 	"github.com/valyala/fastjson"
@@ -89,6 +90,19 @@ func (e *Edge) updates(body []byte, baseURL []byte, out *reply) {
 			Issues: []snapshot.Issue{{Path: typeErr.path, Message: typeErr.msg}}})
 		e.metrics.updates(snapshot.CodeInvalidBody)
 		return
+	}
+	if e.limiter != nil {
+		if dev, ok := snapshot.ParseDeviceID(r.DeviceID); ok {
+			if ok, wait := e.limiter.allow(dev, time.Now()); !ok {
+				secs := int(wait/time.Second) + 1
+				out.status, out.contentType, out.retryAfter = 429, contentTypeJSON, secs
+				out.body = append(out.body[:0], `{"error":"too_many_requests","message":"Too many requests","moreInfo":{"retryAfterSeconds":`...)
+				out.body = strconv.AppendInt(out.body, int64(secs), 10)
+				out.body = append(out.body, "}}"...)
+				e.metrics.updates("too_many_requests")
+				return
+			}
+		}
 	}
 	snap := e.snap.Load()
 	if snap == nil {

@@ -31,6 +31,7 @@ func cmdEdge(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&ec.PublicURL, "public-url", config.Env("UPDRAFT_PUBLIC_URL", ""), "base URL devices download from (default: from each request's Host)")
 	acmeDomains := tlsFlags(fs, &ec, proxy.TLSOff, "0.0.0.0:443")
 	fs.Var(&ec.CacheMemory, "cache-memory", "memory cache budget (0: none)")
+	fs.IntVar(&ec.UpdatesPerDeviceMinute, "updates-per-device-minute", 0, "at most this many update checks per device per minute (429 + Retry-After beyond; 0: no limit)")
 	fs.Var(&ec.CacheDisk, "cache-disk", "disk cache budget")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if _, err := parseFlags(fs, args); err != nil {

@@ -98,6 +98,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	acmeDomains := tlsFlags(fs, &ec, proxy.TLSSelfSigned, config.DefaultTLSListen)
 	fs.Var(&oc.MaxBundleSize, "max-bundle-size", "largest accepted bundle upload")
 	fs.Var(&ec.CacheMemory, "cache-memory", "edge memory cache budget (0: none)")
+	fs.IntVar(&ec.UpdatesPerDeviceMinute, "updates-per-device-minute", 0, "at most this many update checks per device per minute (429 + Retry-After beyond; 0: no limit)")
 	fs.Var(&ec.CacheDisk, "cache-disk", "edge disk cache budget")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if _, err := parseFlags(fs, args); err != nil {
