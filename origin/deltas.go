@@ -185,10 +185,12 @@ func (b *deltaBuilder) run(ctx context.Context, j deltaJob) {
 		return
 	}
 	target := bundles[idx]
-	files, err := b.files(target) // read once for the manifest and the canonical archive
-	if err != nil {
-		fail(err)
-		return
+	var files []delta.File // read once, for the manifest and the canonical archive
+	if target.ManifestFiles == 0 || target.Canonical == "" {
+		if files, err = b.files(target); err != nil {
+			fail(err)
+			return
+		}
 	}
 	if target.ManifestFiles == 0 {
 		if err := b.manifest(ctx, target, files); err != nil {

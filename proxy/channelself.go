@@ -17,57 +17,56 @@ import (
 
 // channelSelfCheck parses and validates the info object of POST/PUT
 // /channel_self. It returns false after writing an error answer.
-func (e *Edge) channelSelfCheck(body []byte, st *updateState, out *reply) (*snapshot.Snapshot, *snapshot.App, bool) {
+func (e *Edge) channelSelfCheck(body []byte, st *updateState, out *reply) (*snapshot.Snapshot, *snapshot.App, *fastjson.Value, bool) {
 	v, err := st.parser.ParseBytes(body)
 	if err != nil {
 		out.badRequest(codeInvalidJSON, "Invalid JSON body", nil)
-		return nil, nil, false
+		return nil, nil, nil, false
 	}
 	if v.Type() != fastjson.TypeObject || v.GetObject().Len() == 0 {
 		out.badRequest(snapshot.CodeInvalidBody, "Cannot parse body", nil)
-		return nil, nil, false
+		return nil, nil, nil, false
 	}
 	fillRequest(st, v)
 	r := &st.req
 	switch {
 	case r.DeviceID == "":
 		out.badRequest(snapshot.CodeMissingDeviceID, "Cannot find device_id", nil)
-		return nil, nil, false
+		return nil, nil, nil, false
 	case r.AppID == "":
 		out.badRequest(snapshot.CodeMissingAppID, "Cannot find app_id", nil)
-		return nil, nil, false
+		return nil, nil, nil, false
 	case !snapshot.ValidAppID(r.AppID), !snapshot.ValidDeviceID(r.DeviceID):
 		out.badRequest(snapshot.CodeInvalidBody, "Cannot parse body", nil)
-		return nil, nil, false
+		return nil, nil, nil, false
 	}
 	if r.Platform != snapshot.PlatformIOS && r.Platform != snapshot.PlatformAndroid && r.Platform != snapshot.PlatformElectron {
 		out.badRequest(snapshot.CodeInvalidBody, "Cannot parse body", []byte(`{"issues":[{"path":["platform"],"message":"Platform is not supported or invalid"}]}`))
-		return nil, nil, false
+		return nil, nil, nil, false
 	}
 	s := e.snap.Load()
 	if s == nil {
 		out.jsonError(503, codeNotReady, "Edge has no snapshot yet")
-		return nil, nil, false
+		return nil, nil, nil, false
 	}
 	app := s.App(r.AppID)
 	if app == nil {
 		out.status, out.contentType = 200, contentTypeJSON
 		out.body = appendRefusal(out.body[:0], &snapshot.Decision{Code: snapshot.CodeAppNotFound, Message: "App not found", Kind: snapshot.KindFailed})
-		return nil, nil, false
+		return nil, nil, nil, false
 	}
-	return s, app, true
+	return s, app, v, true
 }
 
 // channelSelfSet answers POST /channel_self (setChannel).
 func (e *Edge) channelSelfSet(body []byte, out *reply) {
 	st := updateStates.Get().(*updateState)
 	defer updateStates.Put(st)
-	_, app, ok := e.channelSelfCheck(body, st, out)
+	_, app, v, ok := e.channelSelfCheck(body, st, out)
 	if !ok {
 		e.metrics.channelSelf("set", "invalid")
 		return
 	}
-	v, _ := st.parser.ParseBytes(body) // parsed fine above; the parser is ours until we return
 	name := string(v.GetStringBytes("channel"))
 	out.status, out.contentType = 200, contentTypeJSON
 	ch := app.Channel(name)
@@ -102,7 +101,7 @@ func (e *Edge) channelSelfSet(body []byte, out *reply) {
 func (e *Edge) channelSelfGet(body []byte, out *reply) {
 	st := updateStates.Get().(*updateState)
 	defer updateStates.Put(st)
-	s, _, ok := e.channelSelfCheck(body, st, out)
+	s, _, _, ok := e.channelSelfCheck(body, st, out)
 	if !ok {
 		e.metrics.channelSelf("get", "invalid")
 		return

@@ -28,11 +28,7 @@ func cmdEdge(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&ec.EdgeKey, "edge-key", os.Getenv("UPDRAFT_EDGE_KEY"), "edge key (the origin's DATA/edge-key); env UPDRAFT_EDGE_KEY")
 	keyFile := fs.String("edge-key-file", "", "read the edge key from this file")
 	pubText := fs.String("origin-pubkey", os.Getenv("UPDRAFT_ORIGIN_PUBKEY"), "origin's snapshot public key (updraft keys show); env UPDRAFT_ORIGIN_PUBKEY")
-	fs.StringVar(&ec.PublicURL, "public-url", config.Env("UPDRAFT_PUBLIC_URL", ""), "base URL devices download from (default: from each request's Host)")
-	acmeDomains := tlsFlags(fs, &ec, proxy.TLSOff, "0.0.0.0:443")
-	fs.Var(&ec.CacheMemory, "cache-memory", "memory cache budget (0: none)")
-	fs.IntVar(&ec.UpdatesPerDeviceMinute, "updates-per-device-minute", 0, "at most this many update checks per device per minute (429 + Retry-After beyond; 0: no limit)")
-	fs.Var(&ec.CacheDisk, "cache-disk", "disk cache budget")
+	acmeDomains := edgeFlags(fs, &ec, proxy.TLSOff, "0.0.0.0:443")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if _, err := parseFlags(fs, args); err != nil {
 		return err

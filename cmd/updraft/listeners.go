@@ -101,10 +101,15 @@ func (l *edgeListeners) stop(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// tlsFlags registers the HTTPS/HTTP3 flags of serve and edge, with the
-// role's default mode and address; the returned --acme-domain value is
-// split into ec.ACMEDomains after parsing.
-func tlsFlags(fs *flag.FlagSet, ec *config.Edge, mode, listen string) *string {
+// edgeFlags registers the edge flags serve and edge share (public URL,
+// HTTPS/HTTP3 with the role's default TLS mode and address, cache budgets,
+// rate limit); the returned --acme-domain value is split into
+// ec.ACMEDomains after parsing.
+func edgeFlags(fs *flag.FlagSet, ec *config.Edge, mode, listen string) *string {
+	fs.StringVar(&ec.PublicURL, "public-url", config.Env("UPDRAFT_PUBLIC_URL", ""), "base URL devices download from (default: from each request's Host)")
+	fs.Var(&ec.CacheMemory, "cache-memory", "edge memory cache budget (0: none)")
+	fs.Var(&ec.CacheDisk, "cache-disk", "edge disk cache budget")
+	fs.IntVar(&ec.UpdatesPerDeviceMinute, "updates-per-device-minute", 0, "at most this many update checks per device per minute (429 + Retry-After beyond; 0: no limit)")
 	ec.TLS, ec.TLSListen = mode, listen
 	fs.StringVar(&ec.TLS, "tls", ec.TLS, "HTTPS + HTTP/3 on --tls-listen: off, self-signed (development), files or acme")
 	fs.StringVar(&ec.TLSListen, "tls-listen", config.Env("UPDRAFT_TLS_LISTEN", ec.TLSListen), "HTTPS (TCP) and HTTP/3 (UDP) address")

@@ -94,12 +94,8 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	ec := config.NewEdge("")
 	fs.StringVar(&oc.Listen, "origin-listen", config.Env("UPDRAFT_ORIGIN_LISTEN", oc.Listen), "operator API address")
 	fs.StringVar(&ec.Listen, "edge-listen", config.Env("UPDRAFT_EDGE_LISTEN", ec.Listen), "device API address (use 0.0.0.0:8080 for devices on your network)")
-	fs.StringVar(&ec.PublicURL, "public-url", config.Env("UPDRAFT_PUBLIC_URL", ""), "base URL devices download from (default: from each request's Host)")
-	acmeDomains := tlsFlags(fs, &ec, proxy.TLSSelfSigned, config.DefaultTLSListen)
+	acmeDomains := edgeFlags(fs, &ec, proxy.TLSSelfSigned, config.DefaultTLSListen)
 	fs.Var(&oc.MaxBundleSize, "max-bundle-size", "largest accepted bundle upload")
-	fs.Var(&ec.CacheMemory, "cache-memory", "edge memory cache budget (0: none)")
-	fs.IntVar(&ec.UpdatesPerDeviceMinute, "updates-per-device-minute", 0, "at most this many update checks per device per minute (429 + Retry-After beyond; 0: no limit)")
-	fs.Var(&ec.CacheDisk, "cache-disk", "edge disk cache budget")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
