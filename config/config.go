@@ -63,11 +63,17 @@ type Edge struct {
 	// UpdatesPerDeviceMinute bounds update checks per device (429 with
 	// Retry-After beyond it); 0: no limit.
 	UpdatesPerDeviceMinute int
-	MaxUpdatesBody         Size          // largest accepted POST /updates body
-	ReadTimeout            time.Duration // per request header/body read
-	WriteTimeout           time.Duration // per response write
-	MaxConnsPerIP          int
-	ShutdownGraceTime      time.Duration
+	MaxUpdatesBody         Size // largest accepted POST /updates body
+	// StatsSpool bounds the disk the edge's undelivered device events may
+	// use; beyond it POST /stats answers 503 and counts the drop.
+	StatsSpool Size
+	// StatsURL is where the edge delivers device events (POST /v1/events);
+	// empty: Upstream.
+	StatsURL          string
+	ReadTimeout       time.Duration // per request header/body read
+	WriteTimeout      time.Duration // per response write
+	MaxConnsPerIP     int
+	ShutdownGraceTime time.Duration
 }
 
 // NewOrigin returns the origin defaults, with dataDir as the data folder.
@@ -87,6 +93,7 @@ func NewEdge(dataDir string) Edge {
 		CacheMemory:       512 * MiB,
 		CacheDisk:         20 * GiB,
 		MaxUpdatesBody:    1 * MiB,
+		StatsSpool:        1 * GiB,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      5 * time.Minute,
 		MaxConnsPerIP:     0,
@@ -119,6 +126,12 @@ func (c Edge) Validate() error {
 	}
 	if c.Upstream != "" {
 		errs = append(errs, checkURL("edge.upstream", c.Upstream))
+	}
+	if c.StatsURL != "" {
+		errs = append(errs, checkURL("edge.stats_url", c.StatsURL))
+	}
+	if c.StatsSpool < 4*MiB {
+		errs = append(errs, fmt.Errorf("config: edge.stats_spool %s: want at least 4MiB", c.StatsSpool))
 	}
 	switch c.TLS {
 	case "", "off":

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/updraft-cdn/updraft/origin/blob"
 	"github.com/updraft-cdn/updraft/origin/snapshot"
 	"github.com/updraft-cdn/updraft/origin/store"
@@ -77,6 +79,12 @@ func (s *Server) Handler() http.Handler {
 	api("POST /api/v1/apps/{app}/resolve", s.resolve)
 	handle("GET /v1/blobs/{sha}", true, s.getBlob)
 	handle("GET /v1/snapshot", true, s.getSnapshot)
+	handle("POST /v1/events", true, s.postEvents)
+	api("GET /api/v1/apps/{app}/stats", s.getStats)
+	api("GET /api/v1/apps/{app}/channels/{name}/guard", s.getGuard)
+	api("PUT /api/v1/apps/{app}/channels/{name}/guard", s.putGuard)
+	api("DELETE /api/v1/apps/{app}/channels/{name}/guard", s.deleteGuard)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "rev": s.Current().Snap.Rev})
 	})

@@ -47,6 +47,11 @@ type Server struct {
 	shards *overrideShards
 	deltas *deltaBuilder
 
+	events  *store.EventStore // device events and aggregates (DATA/events.db)
+	guard   *rolloutGuard
+	metrics *originMetrics
+	bgDone  sync.WaitGroup // guard and pruning
+
 	publishMu   sync.Mutex
 	current     atomic.Pointer[Published]
 	changed     chan struct{} // closed and replaced at every publish
@@ -86,12 +91,20 @@ func Open(ctx context.Context, cfg config.Origin, log *slog.Logger) (*Server, er
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log, store: st, changed: make(chan struct{}), trigger: make(chan struct{}, 1), done: make(chan struct{})}
+	s := &Server{cfg: cfg, log: log, store: st, changed: make(chan struct{}), trigger: make(chan struct{}, 1), done: make(chan struct{}),
+		metrics: newOriginMetrics()}
 	s.shards = newOverrideShards(s)
 	s.deltas = newDeltaBuilder(s)
+	s.guard = newRolloutGuard(s)
 	fail := func(err error) (*Server, error) {
 		st.Close()
+		if s.events != nil {
+			s.events.Close()
+		}
 		return nil, err
+	}
+	if s.events, err = store.OpenEvents(ctx, filepath.Join(cfg.DataDir, "events.db")); err != nil {
+		return fail(err)
 	}
 	if s.blobs, err = blob.Open(filepath.Join(cfg.DataDir, "blobs")); err != nil {
 		return fail(err)
@@ -114,6 +127,9 @@ func Open(ctx context.Context, cfg config.Origin, log *slog.Logger) (*Server, er
 	pctx, cancel := context.WithCancel(context.Background())
 	s.stop = cancel
 	go s.publisher(pctx)
+	s.bgDone.Add(2)
+	go func() { defer s.bgDone.Done(); s.guard.run(pctx) }()
+	go func() { defer s.bgDone.Done(); s.pruneEvents(pctx) }()
 	s.deltas.start(pctx)
 	if err := s.deltas.resume(ctx); err != nil {
 		s.log.Error("origin: resume delta builds", "err", err)
@@ -126,7 +142,8 @@ func (s *Server) Close() error {
 	s.stop()
 	<-s.done
 	s.deltas.wg.Wait()
-	return s.store.Close()
+	s.bgDone.Wait()
+	return errors.Join(s.events.Close(), s.store.Close())
 }
 
 // Blobs returns the blob store (for an edge sharing the process).

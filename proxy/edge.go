@@ -1,8 +1,10 @@
 package proxy
 
 import (
+	"context"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -38,6 +40,41 @@ type Edge struct {
 	limiter      *deviceLimiter // nil: no per-device limit
 	// baseURL is cfg.PublicURL without a trailing slash; empty: from Host.
 	baseURL []byte
+	// spool holds accepted device events until the origin has them; nil
+	// until StartStats.
+	spool     *spool
+	statsSink EventSink
+}
+
+// StartStats makes the edge accept POST /stats: events are spooled durably
+// in DataDir/stats (bounded by cfg.StatsSpool) and delivered to sink.
+func (e *Edge) StartStats(sink EventSink) error {
+	sp, err := openSpool(spoolOptions{Dir: filepath.Join(e.cfg.DataDir, "stats"), Budget: int64(e.cfg.StatsSpool),
+		MaxSegment: 512 << 10, Sink: sink, Log: e.log, Metrics: e.metrics})
+	if err != nil {
+		return err
+	}
+	e.spool, e.statsSink = sp, sink
+	e.metrics.reg.MustRegister(spoolCollector{sp})
+	return nil
+}
+
+// FlushStats waits until every accepted event has been delivered or ctx
+// ends. Events still in the open segment are sealed first.
+func (e *Edge) FlushStats(ctx context.Context) error {
+	if e.spool == nil {
+		return nil
+	}
+	return e.spool.flush(ctx)
+}
+
+// StatsBacklog reports the spool's undelivered segments and its bytes on
+// disk.
+func (e *Edge) StatsBacklog() (segments int, bytes int64) {
+	if e.spool == nil {
+		return 0, 0
+	}
+	return e.spool.backlog()
 }
 
 // New returns an edge serving from c. It is not ready (readyz, /updates)

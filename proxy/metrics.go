@@ -19,6 +19,14 @@ type edgeMetrics struct {
 	refusals       *prometheus.CounterVec
 	pollErrors     prometheus.Counter
 	snapshotDecode prometheus.Histogram
+
+	statsEvents         *prometheus.CounterVec // accepted events, by action class
+	statsRequests       *prometheus.CounterVec // POST /stats answers, by outcome
+	statsDropped        *prometheus.CounterVec // events not kept, by reason
+	statsFsyncs         prometheus.Counter
+	statsForwardErrors  prometheus.Counter
+	statsForwardSeconds prometheus.Histogram
+	statsForwardedBytes prometheus.Counter
 }
 
 func newEdgeMetrics(c *cache.Tiered) *edgeMetrics {
@@ -52,7 +60,30 @@ func newEdgeMetrics(c *cache.Tiered) *edgeMetrics {
 			Name: "updraft_edge_snapshot_decode_seconds", Help: "Time to verify, decode and index an accepted snapshot.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
 		}),
+		statsEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "updraft_edge_stats_events_total", Help: "Device events accepted (durable in the spool), by class (ok, failure).",
+		}, []string{"class"}),
+		statsRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "updraft_edge_stats_requests_total", Help: "POST /stats answers, by outcome (ok or the error code).",
+		}, []string{"outcome"}),
+		statsDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "updraft_edge_stats_dropped_total", Help: "Device events not kept, by reason (spool_full, queue_full, write_error, refused_by_origin). Events refused with a 4xx are not counted here.",
+		}, []string{"reason"}),
+		statsFsyncs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "updraft_edge_stats_spool_fsyncs_total", Help: "Group commits of the stats spool (one fsync each).",
+		}),
+		statsForwardErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "updraft_edge_stats_forward_errors_total", Help: "Failed deliveries of spool segments to the origin (retried).",
+		}),
+		statsForwardSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "updraft_edge_stats_forward_seconds", Help: "Time to deliver one spool segment to the origin.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 9),
+		}),
+		statsForwardedBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "updraft_edge_stats_forwarded_bytes_total", Help: "Spool bytes acknowledged by the origin.",
+		}),
 	}
+	m.reg.MustRegister(m.statsEvents, m.statsRequests, m.statsDropped, m.statsFsyncs, m.statsForwardErrors, m.statsForwardSeconds, m.statsForwardedBytes)
 	m.reg.MustRegister(m.updatesVec, m.blobsVec, m.bytesServed, m.snapshotRev, m.channelSelfVec, m.protoVec, m.refusals, m.pollErrors, m.snapshotDecode,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if c != nil {

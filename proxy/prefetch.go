@@ -76,4 +76,7 @@ func (e *Edge) Close() {
 	if e.stopPrefetch != nil {
 		e.stopPrefetch()
 	}
+	if e.spool != nil {
+		e.spool.Close()
+	}
 }

@@ -94,6 +94,16 @@ func (e *Edge) route(r *request, out *reply) {
 			return
 		}
 		e.blob(r.ctx, &blobRequest{id: path[10:], child: true}, out)
+	case path == "/v1/events":
+		if !e.childAuthorized(r.header.get("Authorization")) {
+			out.jsonError(401, "unauthorized", "child edges must send Authorization: Bearer EDGE_KEY")
+			return
+		}
+		if r.method != "POST" {
+			out.jsonError(405, codeMethod, "Use POST")
+			return
+		}
+		e.relayEvents(r.ctx, r.header.get("X-Updraft-Edge-Id"), r.header.get("X-Updraft-Segment"), r.body, out)
 	case path == "/channel_self":
 		switch r.method {
 		case "POST":
@@ -110,8 +120,15 @@ func (e *Edge) route(r *request, out *reply) {
 		default:
 			out.jsonError(405, codeMethod, "Use POST, PUT, DELETE or GET")
 		}
-	case path == "/stats" && r.method == "GET":
-		out.ok()
+	case path == "/stats":
+		switch r.method {
+		case "POST":
+			e.stats(r.ctx, r.body, out)
+		case "GET":
+			out.ok()
+		default:
+			out.jsonError(405, codeMethod, "Use POST to send stats")
+		}
 	case path == "/healthz":
 		out.ok()
 	case path == "/readyz":

@@ -1,10 +1,12 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/updraft-cdn/updraft/cache"
@@ -61,5 +63,45 @@ func (u *HTTPUpstream) Fetch(ctx context.Context, sha string) (io.ReadCloser, er
 	default:
 		resp.Body.Close()
 		return nil, fmt.Errorf("upstream %s: blob %s: HTTP %d", u.BaseURL, sha, resp.StatusCode)
+	}
+}
+
+// HTTPEventSink delivers spool segments to an origin over HTTP:
+// POST {BaseURL}/v1/events with the edge key, the edge id and the segment's
+// sequence number (the origin ingests each (edge, seq) once).
+type HTTPEventSink struct {
+	BaseURL string
+	Key     string
+	Client  *http.Client
+}
+
+// NewHTTPEventSink returns a sink for the origin at baseURL.
+func NewHTTPEventSink(baseURL, key string) *HTTPEventSink {
+	return &HTTPEventSink{BaseURL: config.TrimURL(baseURL), Key: key, Client: &http.Client{Timeout: 60 * time.Second}}
+}
+
+// DeliverEvents posts one segment; nil once the origin acknowledged it.
+func (s *HTTPEventSink) DeliverEvents(ctx context.Context, edgeID string, seq uint64, segment []byte) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.BaseURL+"/v1/events", bytes.NewReader(segment))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+s.Key)
+	req.Header.Set("Content-Type", "application/vnd.updraft.events")
+	req.Header.Set("X-Updraft-Edge-Id", edgeID)
+	req.Header.Set("X-Updraft-Segment", strconv.FormatUint(seq, 10))
+	resp, err := s.Client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+	switch {
+	case resp.StatusCode == http.StatusOK:
+		return nil
+	case resp.StatusCode == http.StatusBadRequest && bytes.Contains(msg, []byte(`"corrupt_segment"`)):
+		return &PermanentError{fmt.Errorf("origin %s refused segment %d: %s", s.BaseURL, seq, bytes.TrimSpace(msg))}
+	default:
+		return fmt.Errorf("origin %s: events: HTTP %d: %s", s.BaseURL, resp.StatusCode, bytes.TrimSpace(msg))
 	}
 }

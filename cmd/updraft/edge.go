@@ -27,6 +27,7 @@ func cmdEdge(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&ec.Upstream, "upstream", config.Env("UPDRAFT_UPSTREAM", ""), "origin or parent edge URL, e.g. http://origin:8090; env UPDRAFT_UPSTREAM")
 	fs.StringVar(&ec.EdgeKey, "edge-key", os.Getenv("UPDRAFT_EDGE_KEY"), "edge key (the origin's DATA/edge-key); env UPDRAFT_EDGE_KEY")
 	keyFile := fs.String("edge-key-file", "", "read the edge key from this file")
+	fs.StringVar(&ec.StatsURL, "stats-url", config.Env("UPDRAFT_STATS_URL", ""), "where device events go (POST /v1/events): the origin or a parent edge (default: --upstream)")
 	pubText := fs.String("origin-pubkey", os.Getenv("UPDRAFT_ORIGIN_PUBKEY"), "origin's snapshot public key (updraft keys show); env UPDRAFT_ORIGIN_PUBKEY")
 	acmeDomains := edgeFlags(fs, &ec, proxy.TLSOff, "0.0.0.0:443")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
@@ -62,6 +63,13 @@ func cmdEdge(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	edge := proxy.New(ec, c, log)
 	defer edge.Close()
+	statsURL := ec.StatsURL
+	if statsURL == "" {
+		statsURL = ec.Upstream
+	}
+	if err := edge.StartStats(proxy.NewHTTPEventSink(statsURL, ec.EdgeKey)); err != nil {
+		return err
+	}
 	rep := proxy.NewReplica(edge, ec.Upstream, ec.EdgeKey, ed25519.PublicKey(pub))
 	if err := rep.LoadPersisted(); err != nil {
 		log.Error("edge: ignoring persisted snapshot", "err", err)
@@ -74,7 +82,7 @@ func cmdEdge(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log.Info("updraft edge: ready", "listen", el.Plain, "tls", ec.TLS, "https_h3", el.TLS, "upstream", ec.Upstream, "data", ec.DataDir,
+	log.Info("updraft edge: ready", "listen", el.Plain, "tls", ec.TLS, "https_h3", el.TLS, "upstream", ec.Upstream, "stats_url", statsURL, "stats_spool", ec.StatsSpool.String(), "data", ec.DataDir,
 		"cache_memory", ec.CacheMemory.String(), "cache_disk", ec.CacheDisk.String(), "max_updates_body", ec.MaxUpdatesBody.String())
 	select {
 	case <-ctx.Done():

@@ -110,6 +110,7 @@ func edgeFlags(fs *flag.FlagSet, ec *config.Edge, mode, listen string) *string {
 	fs.Var(&ec.CacheMemory, "cache-memory", "edge memory cache budget (0: none)")
 	fs.Var(&ec.CacheDisk, "cache-disk", "edge disk cache budget")
 	fs.IntVar(&ec.UpdatesPerDeviceMinute, "updates-per-device-minute", 0, "at most this many update checks per device per minute (429 + Retry-After beyond; 0: no limit)")
+	fs.Var(&ec.StatsSpool, "stats-spool", "disk budget for device events not yet delivered to the origin (beyond it POST /stats answers 503)")
 	ec.TLS, ec.TLSListen = mode, listen
 	fs.StringVar(&ec.TLS, "tls", ec.TLS, "HTTPS + HTTP/3 on --tls-listen: off, self-signed (development), files or acme")
 	fs.StringVar(&ec.TLSListen, "tls-listen", config.Env("UPDRAFT_TLS_LISTEN", ec.TLSListen), "HTTPS (TCP) and HTTP/3 (UDP) address")

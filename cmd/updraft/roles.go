@@ -55,15 +55,22 @@ func startServe(ctx context.Context, o serveOptions) (*running, error) {
 	}
 	edge := proxy.New(o.edge, c, o.log)
 	srv.Subscribe(func(s *snapshot.Snapshot) { edge.SetSnapshot(s) })
+	if err := edge.StartStats(localEvents{srv}); err != nil {
+		edge.Close()
+		srv.Close()
+		return nil, err
+	}
 
 	oln, err := net.Listen("tcp", o.origin.Listen)
 	if err != nil {
+		edge.Close()
 		srv.Close()
 		return nil, fmt.Errorf("origin listen %s: %w (another updraft running? use --origin-listen)", o.origin.Listen, err)
 	}
 	el, err := startEdgeListeners(o.edge, edge, o.log)
 	if err != nil {
 		oln.Close()
+		edge.Close()
 		srv.Close()
 		return nil, err
 	}
@@ -77,6 +84,18 @@ func startServe(ctx context.Context, o serveOptions) (*running, error) {
 		return errors.Join(err, srv.Close())
 	}
 	return r, nil
+}
+
+// localEvents delivers the in-process edge's event segments to the origin
+// in the same process.
+type localEvents struct{ srv *origin.Server }
+
+func (l localEvents) DeliverEvents(ctx context.Context, edgeID string, seq uint64, segment []byte) error {
+	err := l.srv.IngestSegment(ctx, edgeID, seq, segment)
+	if errors.Is(err, origin.ErrCorruptSegment) {
+		return &proxy.PermanentError{Err: err}
+	}
+	return err
 }
 
 func ignoreClosed(err error) error {

@@ -200,7 +200,7 @@ func (w *Writer) Commit(want string) (Info, error) {
 		os.Remove(w.f.Name())
 		return Info{}, fmt.Errorf("blob: commit %s: %w", sum, err)
 	}
-	if err := syncDir(filepath.Dir(dst)); err != nil {
+	if err := SyncDir(filepath.Dir(dst)); err != nil {
 		return Info{}, fmt.Errorf("blob: commit %s: %w", sum, err)
 	}
 	return info, nil
@@ -229,7 +229,8 @@ func (s *FS) Put(r io.Reader, max int64) (Info, error) {
 	return w.Commit("")
 }
 
-func syncDir(dir string) error {
+// SyncDir fsyncs a directory, making renames and creations in it durable.
+func SyncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return err
@@ -266,5 +267,5 @@ func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
 	if err := os.Rename(tmp.Name(), path); err != nil {
 		return err
 	}
-	return syncDir(dir)
+	return SyncDir(dir)
 }

@@ -146,15 +146,43 @@ var migrations = []string{
 		size INTEGER NOT NULL,
 		PRIMARY KEY (app_id, version, file_name),
 		FOREIGN KEY (app_id, version) REFERENCES bundles(app_id, version));`,
+	`CREATE TABLE channel_guards (
+		app_id TEXT NOT NULL,
+		channel TEXT NOT NULL,
+		config TEXT NOT NULL,
+		last_action_at INTEGER NOT NULL,
+		PRIMARY KEY (app_id, channel));
+	 CREATE TABLE guard_actions (
+		id INTEGER PRIMARY KEY,
+		app_id TEXT NOT NULL,
+		channel TEXT NOT NULL,
+		at INTEGER NOT NULL,
+		action TEXT NOT NULL,
+		bundle TEXT NOT NULL,
+		attempts INTEGER NOT NULL,
+		failures INTEGER NOT NULL,
+		failure_rate REAL NOT NULL,
+		lower_bound REAL NOT NULL,
+		error TEXT NOT NULL);
+	 CREATE INDEX guard_actions_channel ON guard_actions (app_id, channel, id);`,
 }
 
-func (s *Store) migrate(ctx context.Context) error {
-	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)`); err != nil {
+func (s *Store) migrate(ctx context.Context) error { return migrate(ctx, s.db, migrations) }
+
+// migrate applies the pending migrations of list to db, each once, each in
+// its own transaction.
+func migrate(ctx context.Context, db *sql.DB, list []string) error {
+	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)`); err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
-	for i, m := range migrations {
+	for i, m := range list {
 		v := i + 1
-		err := s.write(ctx, false, func(tx *sql.Tx) error {
+		err := func() error {
+			tx, err := db.BeginTx(ctx, nil)
+			if err != nil {
+				return err
+			}
+			defer tx.Rollback()
 			var n int
 			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations WHERE version = ?`, v).Scan(&n); err != nil {
 				return err
@@ -165,9 +193,11 @@ func (s *Store) migrate(ctx context.Context) error {
 			if _, err := tx.ExecContext(ctx, m); err != nil {
 				return err
 			}
-			_, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`, v, time.Now().Unix())
-			return err
-		})
+			if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`, v, time.Now().Unix()); err != nil {
+				return err
+			}
+			return tx.Commit()
+		}()
 		if err != nil {
 			return fmt.Errorf("migration %d: %w", v, err)
 		}

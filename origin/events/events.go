@@ -1,0 +1,236 @@
+// Package events is the published format of device events between edges and
+// the origin: the normalized Event an edge accepts on POST /stats, and the
+// spool segment that carries them (a file on the edge, a request body on the
+// way to the origin). It owns encoding, decoding and the action vocabulary;
+// it must not do I/O.
+package events
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"strings"
+)
+
+// Event is one device event, normalized by the edge that accepted it.
+// Channel, Segment and Arm are the edge's resolution of the device when it
+// accepted the event ("" when the device did not resolve).
+type Event struct {
+	Timestamp      int64 // device time, Unix ms (0: not sent)
+	Received       int64 // edge time, Unix ms
+	AppID          string
+	DeviceID       string
+	Action         string
+	VersionName    string // the bundle the event is about
+	OldVersionName string
+	Platform       string
+	VersionBuild   string // native app version
+	PluginVersion  string
+	CustomID       string
+	IsEmulator     bool
+	IsProd         bool
+	Channel        string
+	Segment        string // override, self, rule:NAME or default
+	Arm            string // rollout, base or an A/B arm name; "" without a split
+	Metadata       string // JSON object as sent, "" when absent
+}
+
+// Failure reports whether action is a failure: every "*_fail" action, as
+// Capgo's /stats counts them.
+func Failure(action string) bool { return strings.HasSuffix(action, "_fail") }
+
+// Actions is the exact vocabulary of Capgo's /stats (its
+// ALLOWED_STATS_ACTIONS); the edge refuses other actions.
+var Actions = map[string]bool{}
+
+// ActionList is the vocabulary in Capgo's order, for error messages.
+var ActionList string
+
+const actionsText = `ping delete reset set get
+		set_fail update_fail download_fail windows_path_fail canonical_path_fail directory_path_fail unzip_fail low_mem_fail
+		download_0 download_10 download_20 download_30 download_40 download_50 download_60 download_70 download_80 download_90
+		download_complete download_manifest_start download_manifest_complete download_zip_start download_zip_complete
+		download_manifest_file_fail download_manifest_checksum_fail download_manifest_brotli_fail finish_download_fail
+		manifest_path_fail decrypt_fail checksum_required insufficient_disk_space
+		app_moved_to_foreground app_moved_to_background app_launch_start app_launch_ready app_launch_timeout
+		uninstall needPlanUpgrade missingBundle noNew disablePlatformIos disablePlatformAndroid
+		disableAutoUpdateToMajor cannotUpdateViaPrivateChannel disableAutoUpdateToMinor disableAutoUpdateToPatch
+		channelMisconfigured disableAutoUpdateMetadata disableAutoUpdateUnderNative disableDevBuild disableProdBuild
+		disableEmulator disableDevice cannotGetBundle checksum_fail NoChannelOrOverride setChannel getChannel
+		rateLimited rate_limit_reached disableAutoUpdate keyMismatch InvalidIp blocked_by_server_url backend_refusal
+		disablePlatformElectron customIdBlocked
+		app_crash app_crash_native app_anr app_killed_low_memory app_killed_excessive_resource_usage
+		app_initialization_failure app_memory_warning
+		webview_javascript_error webview_unhandled_rejection webview_resource_error webview_security_policy_violation
+		webview_unclean_restart webview_render_process_gone webview_content_process_terminated
+		webview_dom_content_loaded webview_page_loaded
+		set_next os_version_changed native_app_version_changed`
+
+func init() {
+	list := strings.Fields(actionsText)
+	for _, a := range list {
+		Actions[a] = true
+	}
+	ActionList = strings.Join(list, ", ")
+}
+
+// Segment wire format. A segment is a magic header followed by records; a
+// record is one accepted request (1..MaxBatch events of one app):
+//
+//	u32 payload length | u32 CRC-32C of payload | payload
+//	payload = uvarint event count | events
+//	event   = varint ts | varint received | flags byte | 14 strings (uvarint length + bytes)
+//
+// The CRC lets a reader find the torn tail a crash leaves (records are
+// appended, then fsynced) and lets the origin refuse a damaged body.
+const (
+	Magic     = "UPDEVT1\n"
+	headerLen = 8
+	// MaxBatch is the most events one request (one record) may carry.
+	MaxBatch = 200
+	// MaxRecord bounds one record's payload.
+	MaxRecord = 4 << 20
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// ErrCorrupt reports bytes that are not a valid segment or record.
+var ErrCorrupt = errors.New("events: corrupt segment")
+
+// AppendRecord appends one record holding evs to dst.
+func AppendRecord(dst []byte, evs []Event) []byte {
+	start := len(dst)
+	dst = append(dst, make([]byte, headerLen)...)
+	dst = binary.AppendUvarint(dst, uint64(len(evs)))
+	for i := range evs {
+		dst = appendEvent(dst, &evs[i])
+	}
+	payload := dst[start+headerLen:]
+	binary.LittleEndian.PutUint32(dst[start:], uint32(len(payload)))
+	binary.LittleEndian.PutUint32(dst[start+4:], crc32.Checksum(payload, castagnoli))
+	return dst
+}
+
+func appendEvent(dst []byte, e *Event) []byte {
+	dst = binary.AppendVarint(dst, e.Timestamp)
+	dst = binary.AppendVarint(dst, e.Received)
+	var flags byte
+	if e.IsEmulator {
+		flags |= 1
+	}
+	if e.IsProd {
+		flags |= 2
+	}
+	dst = append(dst, flags)
+	for _, s := range [...]string{e.AppID, e.DeviceID, e.Action, e.VersionName, e.OldVersionName,
+		e.Platform, e.VersionBuild, e.PluginVersion, e.CustomID, e.Channel, e.Segment, e.Arm, e.Metadata, ""} {
+		dst = binary.AppendUvarint(dst, uint64(len(s)))
+		dst = append(dst, s...)
+	}
+	return dst
+}
+
+// NextRecord reads the record at the start of b. It returns the record's
+// payload and the bytes that follow it; ErrCorrupt when b does not start
+// with a whole, intact record (a torn tail reads as ErrCorrupt too).
+func NextRecord(b []byte) (payload, rest []byte, err error) {
+	if len(b) < headerLen {
+		return nil, b, ErrCorrupt
+	}
+	n := binary.LittleEndian.Uint32(b)
+	if n > MaxRecord || uint64(len(b)-headerLen) < uint64(n) {
+		return nil, b, ErrCorrupt
+	}
+	payload = b[headerLen : headerLen+int(n)]
+	if crc32.Checksum(payload, castagnoli) != binary.LittleEndian.Uint32(b[4:]) {
+		return nil, b, ErrCorrupt
+	}
+	return payload, b[headerLen+int(n):], nil
+}
+
+// DecodeRecord decodes a record payload, calling fn for each event. The
+// event's strings are copies: fn may keep them.
+func DecodeRecord(payload []byte, fn func(*Event) error) error {
+	count, n := binary.Uvarint(payload)
+	if n <= 0 || count == 0 || count > MaxBatch {
+		return fmt.Errorf("%w: bad event count", ErrCorrupt)
+	}
+	b := payload[n:]
+	var e Event
+	for i := uint64(0); i < count; i++ {
+		var err error
+		if b, err = decodeEvent(b, &e); err != nil {
+			return err
+		}
+		if err := fn(&e); err != nil {
+			return err
+		}
+	}
+	if len(b) != 0 {
+		return fmt.Errorf("%w: %d trailing bytes in record", ErrCorrupt, len(b))
+	}
+	return nil
+}
+
+func decodeEvent(b []byte, e *Event) ([]byte, error) {
+	var n int
+	if e.Timestamp, n = binary.Varint(b); n <= 0 {
+		return nil, ErrCorrupt
+	}
+	b = b[n:]
+	if e.Received, n = binary.Varint(b); n <= 0 {
+		return nil, ErrCorrupt
+	}
+	b = b[n:]
+	if len(b) == 0 || b[0]&^3 != 0 {
+		return nil, ErrCorrupt
+	}
+	e.IsEmulator, e.IsProd = b[0]&1 != 0, b[0]&2 != 0
+	b = b[1:]
+	var reserved string
+	for _, p := range [...]*string{&e.AppID, &e.DeviceID, &e.Action, &e.VersionName, &e.OldVersionName,
+		&e.Platform, &e.VersionBuild, &e.PluginVersion, &e.CustomID, &e.Channel, &e.Segment, &e.Arm, &e.Metadata, &reserved} {
+		l, n := binary.Uvarint(b)
+		if n <= 0 || l > uint64(len(b)-n) {
+			return nil, ErrCorrupt
+		}
+		*p = string(b[n : n+int(l)])
+		b = b[n+int(l):]
+	}
+	return b, nil
+}
+
+// DecodeSegment decodes a whole segment (magic and records), calling fn for
+// each event in order. It refuses the segment, before calling fn at all,
+// when any record is damaged.
+func DecodeSegment(seg []byte, fn func(*Event) error) error {
+	recs, err := Records(seg)
+	if err != nil {
+		return err
+	}
+	for _, p := range recs {
+		if err := DecodeRecord(p, fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Records checks a segment's magic and every record's framing and CRC, and
+// returns the record payloads.
+func Records(seg []byte) ([][]byte, error) {
+	if len(seg) < len(Magic) || string(seg[:len(Magic)]) != Magic {
+		return nil, fmt.Errorf("%w: bad magic", ErrCorrupt)
+	}
+	var recs [][]byte
+	for b := seg[len(Magic):]; len(b) > 0; {
+		p, rest, err := NextRecord(b)
+		if err != nil {
+			return nil, err
+		}
+		recs = append(recs, p)
+		b = rest
+	}
+	return recs, nil
+}

@@ -1,0 +1,166 @@
+package origin
+
+import (
+	"context"
+	"math"
+	"sync"
+	"time"
+
+	"github.com/updraft-cdn/updraft/origin/store"
+)
+
+// guardInterval is how often every guard is evaluated (ingest of install
+// outcomes also triggers an evaluation).
+var guardInterval = time.Second
+
+// GuardStatus is a guard's latest evaluation.
+type GuardStatus struct {
+	EvaluatedAt time.Time `json:"evaluated_at"`
+	State       string    `json:"state"` // watching, triggered, cooldown, no_rollout, paused
+	Bundle      string    `json:"bundle,omitempty"`
+	Since       time.Time `json:"since,omitzero"`
+	Attempts    int64     `json:"attempts"`
+	Failures    int64     `json:"failures"`
+	FailureRate float64   `json:"failure_rate"`
+	LowerBound  float64   `json:"failure_rate_lower"`
+}
+
+// rolloutGuard evaluates the channels' guards continuously: for a channel
+// with a running rollout it counts the devices that reported installing
+// the rollout bundle (set) or failing it (*_fail) since the later of the
+// window start and the guard's last action, and acts when the failure
+// rate's Wilson lower bound reaches the threshold. Actions are ordinary
+// store changes, so edges see them in the next snapshot.
+type rolloutGuard struct {
+	s    *Server
+	kick chan struct{}
+	mu   sync.Mutex
+	last map[[2]string]GuardStatus
+}
+
+func newRolloutGuard(s *Server) *rolloutGuard {
+	return &rolloutGuard{s: s, kick: make(chan struct{}, 1), last: map[[2]string]GuardStatus{}}
+}
+
+func (g *rolloutGuard) nudge() {
+	select {
+	case g.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (g *rolloutGuard) run(ctx context.Context) {
+	t := time.NewTicker(guardInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-g.kick:
+		case <-ctx.Done():
+			return
+		}
+		if err := g.evaluateAll(ctx); err != nil && ctx.Err() == nil {
+			g.s.log.Error("origin: rollout guard", "err", err)
+		}
+	}
+}
+
+func (g *rolloutGuard) status(appID, channel string) (GuardStatus, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	st, ok := g.last[[2]string{appID, channel}]
+	return st, ok
+}
+
+func (g *rolloutGuard) evaluateAll(ctx context.Context) error {
+	guards, err := g.s.store.Guards(ctx, "")
+	if err != nil {
+		return err
+	}
+	snap := g.s.Current().Snap
+	for _, gc := range guards {
+		st := GuardStatus{EvaluatedAt: time.Now().UTC(), State: "no_rollout"}
+		if app := snap.App(gc.AppID); app != nil {
+			if ch := app.Channel(gc.Channel); ch != nil && ch.Rollout != nil {
+				st.Bundle = ch.Rollout.Bundle
+				if ch.Rollout.Paused && gc.Guard.Action != store.GuardNotify {
+					st.State = "paused"
+				} else if err := g.evaluate(ctx, gc, &st); err != nil {
+					return err
+				}
+			}
+		}
+		g.mu.Lock()
+		g.last[[2]string{gc.AppID, gc.Channel}] = st
+		g.mu.Unlock()
+	}
+	return nil
+}
+
+func (g *rolloutGuard) evaluate(ctx context.Context, gc store.GuardedChannel, st *GuardStatus) error {
+	g.s.metrics.guardEvals.Inc()
+	now := time.Now()
+	since := now.Add(-time.Duration(gc.Guard.WindowSeconds) * time.Second)
+	if gc.LastAt.After(since) {
+		since = gc.LastAt // a fresh count after every action (e.g. a resumed rollout)
+	}
+	st.Since = since.UTC()
+	attempts, failures, err := g.s.events.Outcomes(ctx, gc.AppID, gc.Channel, st.Bundle, since.UnixMilli())
+	if err != nil {
+		return err
+	}
+	st.Attempts, st.Failures = attempts, failures
+	if attempts > 0 {
+		st.FailureRate = float64(failures) / float64(attempts)
+	}
+	st.LowerBound = WilsonLower(failures, attempts, gc.Guard.Confidence)
+	st.State = "watching"
+	if attempts < int64(gc.Guard.MinAttempts) || failures < int64(gc.Guard.MinFailures) ||
+		st.LowerBound < float64(gc.Guard.ThresholdBPS)/10000 {
+		return nil
+	}
+	st.State = "triggered"
+	if !gc.LastAt.IsZero() && now.Sub(gc.LastAt) < time.Duration(gc.Guard.CooldownSeconds)*time.Second {
+		st.State = "cooldown"
+		return nil
+	}
+	a := store.GuardAction{AppID: gc.AppID, Channel: gc.Channel, At: now.UTC(), Action: gc.Guard.Action, Bundle: st.Bundle,
+		Attempts: attempts, Failures: failures, FailureRate: st.FailureRate, LowerBound: st.LowerBound}
+	var actErr error
+	switch gc.Guard.Action {
+	case store.GuardPause:
+		_, actErr = g.s.store.SetRollout(ctx, gc.AppID, gc.Channel, store.RolloutPause, "", 0)
+	case store.GuardRollback:
+		_, actErr = g.s.store.SetRollout(ctx, gc.AppID, gc.Channel, store.RolloutRollback, "", 0)
+	}
+	if actErr != nil {
+		a.Error = actErr.Error()
+	}
+	g.s.metrics.guardActions.WithLabelValues(gc.Guard.Action).Inc()
+	g.s.log.Warn("origin: rollout guard acted", "app", gc.AppID, "channel", gc.Channel, "action", gc.Guard.Action,
+		"bundle", st.Bundle, "attempts", attempts, "failures", failures, "failure_rate", st.FailureRate,
+		"failure_rate_lower", st.LowerBound, "threshold_bps", gc.Guard.ThresholdBPS, "err", actErr)
+	if err := g.s.store.RecordGuardAction(ctx, a); err != nil {
+		return err
+	}
+	if actErr == nil && gc.Guard.Action != store.GuardNotify {
+		g.s.changedStore()
+	}
+	return nil
+}
+
+// WilsonLower is the lower bound of the Wilson score interval for a
+// failure rate of failures/attempts at one-sided confidence c (0.95 → z
+// 1.645): the rate the data shows with that confidence, small samples
+// pulled toward 0.
+func WilsonLower(failures, attempts int64, c float64) float64 {
+	if attempts <= 0 {
+		return 0
+	}
+	n := float64(attempts)
+	p := float64(failures) / n
+	z := math.Sqrt2 * math.Erfinv(2*c-1)
+	z2 := z * z
+	lo := (p + z2/(2*n) - z*math.Sqrt(p*(1-p)/n+z2/(4*n*n))) / (1 + z2/n)
+	return math.Max(0, lo)
+}

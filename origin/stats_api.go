@@ -1,0 +1,347 @@
+package origin
+
+import (
+	"context"
+	"net/http"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/updraft-cdn/updraft/origin/events"
+	"github.com/updraft-cdn/updraft/origin/store"
+)
+
+// StatsReport is an app's update analytics over a time range: totals per
+// bundle and per segment, and time series of adoption (devices whose last
+// install was the bundle) and failure rate per bundle.
+type StatsReport struct {
+	AppID       string         `json:"app_id"`
+	Channel     string         `json:"channel,omitempty"`
+	From        time.Time      `json:"from"`
+	To          time.Time      `json:"to"`
+	StepSeconds int64          `json:"step_seconds"`
+	Events      int64          `json:"events"`
+	Bundles     []VersionStats `json:"bundles"`
+	Segments    []VersionStats `json:"segments"`
+	Adoption    []Series       `json:"adoption"`
+	FailureRate []Series       `json:"failure_rate"`
+}
+
+// VersionStats are one bundle's figures (in one segment, for
+// StatsReport.Segments). Rates are failures / (installs + failures); the
+// lower bound is Wilson's at 95%.
+type VersionStats struct {
+	Version          string           `json:"version_name"`
+	Segment          string           `json:"segment,omitempty"`
+	Devices          int64            `json:"devices"` // adoption at To
+	Downloads        int64            `json:"downloads"`
+	Installs         int64            `json:"installs"`
+	Failures         int64            `json:"failures"`
+	FailureRate      float64          `json:"failure_rate"`
+	FailureRateLower float64          `json:"failure_rate_lower"`
+	FailuresByAction map[string]int64 `json:"failures_by_action,omitempty"`
+	Events           int64            `json:"events"`
+}
+
+// Series is one bundle's values over time: Points[i] is at From + i·step
+// (the end of bucket i).
+type Series struct {
+	Version string    `json:"version_name"`
+	Points  []float64 `json:"points"`
+}
+
+// Report builds the analytics of f (From 0: the last 24 hours). step 0
+// picks one that gives at most 120 points (at least a minute).
+func (s *Server) Report(ctx context.Context, f store.EventFilter, step time.Duration) (*StatsReport, error) {
+	now := time.Now()
+	if f.To == 0 {
+		f.To = now.UnixMilli()
+	}
+	if f.From == 0 {
+		f.From = f.To - 24*time.Hour.Milliseconds()
+	}
+	span := f.To - f.From
+	if step <= 0 {
+		step = time.Duration(span/120) * time.Millisecond
+	}
+	if step < time.Minute {
+		step = time.Minute
+	}
+	stepMs := step.Milliseconds()
+	buckets := int((span + stepMs - 1) / stepMs)
+	if buckets < 1 {
+		buckets = 1
+	}
+	rep := &StatsReport{AppID: f.AppID, Channel: f.Channel, From: time.UnixMilli(f.From).UTC(), To: time.UnixMilli(f.To).UTC(),
+		StepSeconds: stepMs / 1000}
+	counts, err := s.events.Counts(ctx, f)
+	if err != nil {
+		return nil, err
+	}
+	changes, err := s.events.AdoptionChanges(ctx, f)
+	if err != nil {
+		return nil, err
+	}
+	byVersion := map[string]*VersionStats{}
+	bySegment := map[[2]string]*VersionStats{}
+	get := func(m map[string]*VersionStats, v string) *VersionStats {
+		if m[v] == nil {
+			m[v] = &VersionStats{Version: v}
+		}
+		return m[v]
+	}
+	getSeg := func(seg, v string) *VersionStats {
+		k := [2]string{seg, v}
+		if bySegment[k] == nil {
+			bySegment[k] = &VersionStats{Version: v, Segment: seg}
+		}
+		return bySegment[k]
+	}
+	type rate struct{ ok, fail []int64 }
+	rates := map[string]*rate{}
+	bucketOf := func(minute int64) int {
+		b := int((minute*60000 - f.From) / stepMs)
+		return min(max(b, 0), buckets-1)
+	}
+	for _, c := range counts {
+		rep.Events += c.N
+		for _, vs := range []*VersionStats{get(byVersion, c.Version), getSeg(c.Segment, c.Version)} {
+			vs.Events += c.N
+			switch {
+			case c.Action == "download_complete":
+				vs.Downloads += c.N
+			case c.Action == "set":
+				vs.Installs += c.N
+			case events.Failure(c.Action):
+				vs.Failures += c.N
+				if vs.FailuresByAction == nil {
+					vs.FailuresByAction = map[string]int64{}
+				}
+				vs.FailuresByAction[c.Action] += c.N
+			}
+		}
+		if c.Action == "set" || events.Failure(c.Action) {
+			r := rates[c.Version]
+			if r == nil {
+				r = &rate{make([]int64, buckets), make([]int64, buckets)}
+				rates[c.Version] = r
+			}
+			if c.Action == "set" {
+				r.ok[bucketOf(c.Minute)] += c.N
+			} else {
+				r.fail[bucketOf(c.Minute)] += c.N
+			}
+		}
+	}
+	// Adoption: running sum of changes, sampled at the end of each bucket.
+	adopt := map[string][]float64{}
+	running := map[string]int64{}
+	i := 0
+	for b := 0; b < buckets; b++ {
+		end := f.From + int64(b+1)*stepMs
+		for ; i < len(changes) && changes[i].Minute*60000 < end; i++ {
+			running[changes[i].Version] += changes[i].Delta
+		}
+		for v, n := range running {
+			if adopt[v] == nil {
+				adopt[v] = make([]float64, buckets)
+			}
+			adopt[v][b] = float64(n)
+		}
+	}
+	for ; i < len(changes); i++ {
+		running[changes[i].Version] += changes[i].Delta
+	}
+	segDevices := map[[2]string]int64{}
+	for _, c := range changes {
+		segDevices[[2]string{c.Segment, c.Version}] += c.Delta
+	}
+	for v, n := range running {
+		get(byVersion, v).Devices = n
+	}
+	for k, n := range segDevices {
+		getSeg(k[0], k[1]).Devices = n
+	}
+	finish := func(vs *VersionStats) {
+		if t := vs.Installs + vs.Failures; t > 0 {
+			vs.FailureRate = float64(vs.Failures) / float64(t)
+			vs.FailureRateLower = WilsonLower(vs.Failures, t, 0.95)
+		}
+	}
+	for _, vs := range byVersion {
+		finish(vs)
+		rep.Bundles = append(rep.Bundles, *vs)
+	}
+	for _, vs := range bySegment {
+		finish(vs)
+		rep.Segments = append(rep.Segments, *vs)
+	}
+	sort.Slice(rep.Bundles, func(i, j int) bool { return rep.Bundles[i].Version < rep.Bundles[j].Version })
+	sort.Slice(rep.Segments, func(i, j int) bool {
+		a, b := rep.Segments[i], rep.Segments[j]
+		return a.Segment < b.Segment || a.Segment == b.Segment && a.Version < b.Version
+	})
+	for _, vs := range rep.Bundles {
+		if pts := adopt[vs.Version]; pts != nil {
+			rep.Adoption = append(rep.Adoption, Series{vs.Version, pts})
+		}
+		if r := rates[vs.Version]; r != nil {
+			pts := make([]float64, buckets)
+			for b := range pts {
+				if t := r.ok[b] + r.fail[b]; t > 0 {
+					pts[b] = float64(r.fail[b]) / float64(t)
+				} else {
+					pts[b] = -1 // no data in this bucket
+				}
+			}
+			rep.FailureRate = append(rep.FailureRate, Series{vs.Version, pts})
+		}
+	}
+	return rep, nil
+}
+
+// getStats is GET /api/v1/apps/{app}/stats?channel=&from=&to=&step= (times
+// as RFC 3339 or Unix seconds, step as a Go duration like 5m).
+func (s *Server) getStats(w http.ResponseWriter, r *http.Request) error {
+	appID, err := s.appParam(r)
+	if err != nil {
+		return err
+	}
+	f, step, err := statsQuery(r, appID)
+	if err != nil {
+		return err
+	}
+	rep, err := s.Report(r.Context(), f, step)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, rep)
+	return nil
+}
+
+func statsQuery(r *http.Request, appID string) (store.EventFilter, time.Duration, error) {
+	q := r.URL.Query()
+	f := store.EventFilter{AppID: appID, Channel: q.Get("channel")}
+	parseTime := func(name string) (int64, error) {
+		v := q.Get(name)
+		if v == "" {
+			return 0, nil
+		}
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+			return n * 1000, nil
+		}
+		t, err := time.Parse(time.RFC3339, v)
+		if err != nil {
+			return 0, errf(http.StatusBadRequest, "invalid_time", "%s=%q: want RFC 3339 (2026-11-28T12:00:00Z) or Unix seconds", name, v)
+		}
+		return t.UnixMilli(), nil
+	}
+	var err error
+	if f.From, err = parseTime("from"); err != nil {
+		return f, 0, err
+	}
+	if f.To, err = parseTime("to"); err != nil {
+		return f, 0, err
+	}
+	if f.To != 0 && f.From >= f.To {
+		return f, 0, errf(http.StatusBadRequest, "invalid_time", "from must be before to")
+	}
+	var step time.Duration
+	if v := q.Get("step"); v != "" {
+		if step, err = time.ParseDuration(v); err != nil || step < time.Minute {
+			return f, 0, errf(http.StatusBadRequest, "invalid_step", "step=%q: want a duration of at least 1m, like 5m or 1h", v)
+		}
+	}
+	if f.To != 0 || f.From != 0 {
+		to := f.To
+		if to == 0 {
+			to = time.Now().UnixMilli()
+		}
+		from := f.From
+		if from == 0 {
+			from = to - 24*time.Hour.Milliseconds()
+		}
+		if step > 0 && (to-from)/step.Milliseconds() > 10000 {
+			return f, 0, errf(http.StatusBadRequest, "invalid_step", "at most 10000 points: widen step")
+		}
+	}
+	return f, step, nil
+}
+
+// GuardInfo is a channel's guard as the API shows it: configuration,
+// latest evaluation and recent actions.
+type GuardInfo struct {
+	store.GuardedChannel
+	Status  *GuardStatus        `json:"status,omitempty"`
+	Actions []store.GuardAction `json:"actions"`
+}
+
+func (s *Server) guardInfo(ctx context.Context, appID, channel string) (*GuardInfo, error) {
+	gs, err := s.store.Guards(ctx, appID)
+	if err != nil {
+		return nil, err
+	}
+	for _, gc := range gs {
+		if gc.Channel != channel {
+			continue
+		}
+		info := &GuardInfo{GuardedChannel: gc}
+		if st, ok := s.guard.status(appID, channel); ok {
+			info.Status = &st
+		}
+		if info.Actions, err = s.store.GuardActions(ctx, appID, channel, 20); err != nil {
+			return nil, err
+		}
+		return info, nil
+	}
+	return nil, errf(http.StatusNotFound, "guard_not_found", "channel %s of app %s has no rollout guard", channel, appID)
+}
+
+func (s *Server) getGuard(w http.ResponseWriter, r *http.Request) error {
+	appID, err := s.appParam(r)
+	if err != nil {
+		return err
+	}
+	info, err := s.guardInfo(r.Context(), appID, r.PathValue("name"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, info)
+	return nil
+}
+
+func (s *Server) putGuard(w http.ResponseWriter, r *http.Request) error {
+	appID, err := s.appParam(r)
+	if err != nil {
+		return err
+	}
+	var g store.Guard
+	if err := decodeJSON(r, &g); err != nil {
+		return err
+	}
+	g = store.DefaultGuard(g)
+	if err := s.store.SetGuard(r.Context(), appID, r.PathValue("name"), &g); err != nil {
+		return storeErr(err, appID)
+	}
+	s.log.Info("origin: rollout guard set", "app", appID, "channel", r.PathValue("name"), "guard", g)
+	s.guard.nudge()
+	info, err := s.guardInfo(r.Context(), appID, r.PathValue("name"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, info)
+	return nil
+}
+
+func (s *Server) deleteGuard(w http.ResponseWriter, r *http.Request) error {
+	appID, err := s.appParam(r)
+	if err != nil {
+		return err
+	}
+	if err := s.store.SetGuard(r.Context(), appID, r.PathValue("name"), nil); err != nil {
+		return storeErr(err, appID)
+	}
+	s.log.Info("origin: rollout guard removed", "app", appID, "channel", r.PathValue("name"))
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}

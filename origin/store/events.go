@@ -1,0 +1,400 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"net/url"
+	"sort"
+	"time"
+
+	"github.com/updraft-cdn/updraft/origin/events"
+)
+
+// EventStore persists device events and their aggregates in their own
+// SQLite database (DATA/events.db), so that ingest traffic never contends
+// with the operator's metadata writes. Like Store it runs in WAL mode with
+// synchronous=FULL: a segment acknowledged to an edge (which then deletes
+// it) survives a crash.
+//
+// Every segment is ingested once: (edge id, sequence) is recorded in the
+// same transaction as its events, so a re-sent segment changes nothing.
+type EventStore struct {
+	db *sql.DB
+}
+
+var eventMigrations = []string{
+	`CREATE TABLE event_segments (
+		edge_id TEXT NOT NULL,
+		seq INTEGER NOT NULL,
+		events INTEGER NOT NULL,
+		received_at INTEGER NOT NULL,
+		PRIMARY KEY (edge_id, seq)) WITHOUT ROWID;
+	 CREATE TABLE events (
+		id INTEGER PRIMARY KEY,
+		app_id TEXT NOT NULL,
+		received_at INTEGER NOT NULL,
+		ts INTEGER NOT NULL,
+		device_id TEXT NOT NULL,
+		action TEXT NOT NULL,
+		version_name TEXT NOT NULL,
+		old_version_name TEXT NOT NULL,
+		platform TEXT NOT NULL,
+		version_build TEXT NOT NULL,
+		plugin_version TEXT NOT NULL,
+		custom_id TEXT NOT NULL,
+		is_emulator INTEGER NOT NULL,
+		is_prod INTEGER NOT NULL,
+		channel TEXT NOT NULL,
+		segment TEXT NOT NULL,
+		arm TEXT NOT NULL,
+		metadata TEXT NOT NULL);
+	 CREATE INDEX events_app_received ON events (app_id, received_at);
+	 CREATE TABLE event_counts (
+		app_id TEXT NOT NULL,
+		minute INTEGER NOT NULL,
+		channel TEXT NOT NULL,
+		segment TEXT NOT NULL,
+		arm TEXT NOT NULL,
+		platform TEXT NOT NULL,
+		version_name TEXT NOT NULL,
+		action TEXT NOT NULL,
+		n INTEGER NOT NULL,
+		PRIMARY KEY (app_id, minute, channel, segment, arm, platform, version_name, action)) WITHOUT ROWID;
+	 CREATE TABLE device_versions (
+		app_id TEXT NOT NULL,
+		device_id TEXT NOT NULL,
+		version_name TEXT NOT NULL,
+		channel TEXT NOT NULL,
+		segment TEXT NOT NULL,
+		platform TEXT NOT NULL,
+		updated_at INTEGER NOT NULL,
+		PRIMARY KEY (app_id, device_id)) WITHOUT ROWID;
+	 CREATE TABLE adoption_changes (
+		app_id TEXT NOT NULL,
+		minute INTEGER NOT NULL,
+		channel TEXT NOT NULL,
+		segment TEXT NOT NULL,
+		platform TEXT NOT NULL,
+		version_name TEXT NOT NULL,
+		delta INTEGER NOT NULL,
+		PRIMARY KEY (app_id, minute, channel, segment, platform, version_name)) WITHOUT ROWID;
+	 CREATE TABLE device_outcomes (
+		app_id TEXT NOT NULL,
+		version_name TEXT NOT NULL,
+		device_id TEXT NOT NULL,
+		channel TEXT NOT NULL,
+		failed INTEGER NOT NULL,
+		updated_at INTEGER NOT NULL,
+		PRIMARY KEY (app_id, version_name, device_id)) WITHOUT ROWID;
+	 CREATE INDEX device_outcomes_window ON device_outcomes (app_id, channel, version_name, updated_at);`,
+}
+
+// OpenEvents opens or creates the event database at path.
+func OpenEvents(ctx context.Context, path string) (*EventStore, error) {
+	q := url.Values{}
+	for _, p := range []string{"journal_mode(WAL)", "synchronous(FULL)", "busy_timeout(10000)"} {
+		q.Add("_pragma", p)
+	}
+	q.Set("_txlock", "immediate")
+	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("events store: open %s: %w", path, err)
+	}
+	db.SetMaxOpenConns(4)
+	if err := migrate(ctx, db, eventMigrations); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("events store: open %s: %w", path, err)
+	}
+	return &EventStore{db: db}, nil
+}
+
+// Close closes the database.
+func (s *EventStore) Close() error { return s.db.Close() }
+
+// IngestResult says what one segment did.
+type IngestResult struct {
+	Events    int
+	Duplicate bool // the segment had been ingested before: nothing changed
+	// Outcomes lists the (app, channel) pairs whose rollout outcomes moved,
+	// for the rollout guard.
+	Outcomes map[[2]string]bool
+}
+
+type countKey struct {
+	app                                              string
+	minute                                           int64
+	channel, segment, arm, platform, version, action string
+}
+
+type adoptKey struct {
+	app                                 string
+	minute                              int64
+	channel, segment, platform, version string
+}
+
+// Ingest stores one edge segment's events and folds them into the
+// aggregates, all in one transaction, unless (edgeID, seq) was ingested
+// before.
+func (s *EventStore) Ingest(ctx context.Context, edgeID string, seq uint64, evs []events.Event) (IngestResult, error) {
+	res := IngestResult{Events: len(evs), Outcomes: map[[2]string]bool{}}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return res, err
+	}
+	defer tx.Rollback()
+	r, err := tx.ExecContext(ctx, `INSERT INTO event_segments (edge_id, seq, events, received_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+		edgeID, int64(seq), len(evs), time.Now().UnixMilli())
+	if err != nil {
+		return res, err
+	}
+	if n, _ := r.RowsAffected(); n == 0 {
+		res.Duplicate, res.Events = true, 0
+		return res, nil
+	}
+	ins, err := tx.PrepareContext(ctx, `INSERT INTO events (app_id, received_at, ts, device_id, action, version_name, old_version_name,
+		platform, version_build, plugin_version, custom_id, is_emulator, is_prod, channel, segment, arm, metadata)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+	if err != nil {
+		return res, err
+	}
+	defer ins.Close()
+	counts := map[countKey]int64{}
+	adoption := map[adoptKey]int64{}
+	type outcomeKey struct{ app, version, device string }
+	type outcome struct {
+		channel string
+		failed  bool
+		at      int64
+	}
+	outcomes := map[outcomeKey]outcome{}
+	type deviceVersion struct{ version, channel, segment, platform string }
+	moved := map[[2]string]deviceVersion{} // (app, device) → latest version set in this segment
+	for i := range evs {
+		e := &evs[i]
+		if _, err := ins.ExecContext(ctx, e.AppID, e.Received, e.Timestamp, e.DeviceID, e.Action, e.VersionName, e.OldVersionName,
+			e.Platform, e.VersionBuild, e.PluginVersion, e.CustomID, e.IsEmulator, e.IsProd, e.Channel, e.Segment, e.Arm, e.Metadata); err != nil {
+			return res, err
+		}
+		minute := e.Received / 60000
+		counts[countKey{e.AppID, minute, e.Channel, e.Segment, e.Arm, e.Platform, e.VersionName, e.Action}]++
+		switch {
+		case e.Action == "set":
+			outcomes[outcomeKey{e.AppID, e.VersionName, e.DeviceID}] = outcome{e.Channel, false, e.Received}
+		case events.Failure(e.Action):
+			outcomes[outcomeKey{e.AppID, e.VersionName, e.DeviceID}] = outcome{e.Channel, true, e.Received}
+		}
+		// Adoption follows installs: "set" moves a device to version_name,
+		// "reset" back to the store build.
+		if e.Action == "set" || e.Action == "reset" {
+			v := e.VersionName
+			if e.Action == "reset" {
+				v = "builtin"
+			}
+			k := [2]string{e.AppID, e.DeviceID}
+			old, seen := moved[k]
+			if !seen {
+				var dv deviceVersion
+				err := tx.QueryRowContext(ctx, `SELECT version_name, channel, segment, platform FROM device_versions WHERE app_id = ? AND device_id = ?`,
+					e.AppID, e.DeviceID).Scan(&dv.version, &dv.channel, &dv.segment, &dv.platform)
+				switch {
+				case err == sql.ErrNoRows:
+				case err != nil:
+					return res, err
+				default:
+					old, seen = dv, true
+				}
+			}
+			if seen && old.version == v {
+				continue
+			}
+			if seen {
+				adoption[adoptKey{e.AppID, minute, old.channel, old.segment, old.platform, old.version}]--
+			}
+			adoption[adoptKey{e.AppID, minute, e.Channel, e.Segment, e.Platform, v}]++
+			moved[k] = deviceVersion{v, e.Channel, e.Segment, e.Platform}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO device_versions (app_id, device_id, version_name, channel, segment, platform, updated_at)
+				VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (app_id, device_id) DO UPDATE SET version_name = excluded.version_name,
+				channel = excluded.channel, segment = excluded.segment, platform = excluded.platform, updated_at = excluded.updated_at`,
+				e.AppID, e.DeviceID, v, e.Channel, e.Segment, e.Platform, e.Received); err != nil {
+				return res, err
+			}
+		}
+	}
+	for k, n := range counts {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO event_counts (app_id, minute, channel, segment, arm, platform, version_name, action, n)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET n = n + excluded.n`,
+			k.app, k.minute, k.channel, k.segment, k.arm, k.platform, k.version, k.action, n); err != nil {
+			return res, err
+		}
+	}
+	for k, d := range adoption {
+		if d == 0 {
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO adoption_changes (app_id, minute, channel, segment, platform, version_name, delta)
+			VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET delta = delta + excluded.delta`,
+			k.app, k.minute, k.channel, k.segment, k.platform, k.version, d); err != nil {
+			return res, err
+		}
+	}
+	for k, o := range outcomes {
+		// Events of one segment may arrive out of order across segments;
+		// the latest report (by edge receive time) wins.
+		if _, err := tx.ExecContext(ctx, `INSERT INTO device_outcomes (app_id, version_name, device_id, channel, failed, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET channel = excluded.channel, failed = excluded.failed,
+			updated_at = excluded.updated_at WHERE excluded.updated_at >= device_outcomes.updated_at`,
+			k.app, k.version, k.device, o.channel, o.failed, o.at); err != nil {
+			return res, err
+		}
+		res.Outcomes[[2]string{k.app, o.channel}] = true
+	}
+	return res, tx.Commit()
+}
+
+// Outcomes counts the devices that reported an install outcome for version
+// on channel since a time (Unix ms): attempts, and failures (devices whose
+// latest report was a failure).
+func (s *EventStore) Outcomes(ctx context.Context, appID, channel, version string, since int64) (attempts, failures int64, err error) {
+	err = s.db.QueryRowContext(ctx, `SELECT count(*), coalesce(sum(failed), 0) FROM device_outcomes
+		WHERE app_id = ? AND channel = ? AND version_name = ? AND updated_at >= ?`, appID, channel, version, since).Scan(&attempts, &failures)
+	return
+}
+
+// EventFilter selects aggregates: an app, optionally one channel, and a
+// time range (Unix ms; To 0 means now).
+type EventFilter struct {
+	AppID   string
+	Channel string // "" for all
+	From    int64
+	To      int64
+}
+
+func (f EventFilter) where() (string, []any) {
+	w := `app_id = ? AND minute >= ? AND minute <= ?`
+	to := f.To
+	if to == 0 {
+		to = time.Now().UnixMilli()
+	}
+	args := []any{f.AppID, f.From / 60000, to / 60000}
+	if f.Channel != "" {
+		w += ` AND channel = ?`
+		args = append(args, f.Channel)
+	}
+	return w, args
+}
+
+// Count is one aggregate row: events of one action by dimensions.
+type Count struct {
+	Minute   int64  `json:"minute"`
+	Channel  string `json:"channel"`
+	Segment  string `json:"segment"`
+	Arm      string `json:"arm"`
+	Platform string `json:"platform"`
+	Version  string `json:"version_name"`
+	Action   string `json:"action"`
+	N        int64  `json:"n"`
+}
+
+// Counts returns the event counts in the filter's range, by minute and
+// dimensions.
+func (s *EventStore) Counts(ctx context.Context, f EventFilter) ([]Count, error) {
+	w, args := f.where()
+	rows, err := s.db.QueryContext(ctx, `SELECT minute, channel, segment, arm, platform, version_name, action, n FROM event_counts WHERE `+w+
+		` ORDER BY minute`, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Count
+	for rows.Next() {
+		var c Count
+		if err := rows.Scan(&c.Minute, &c.Channel, &c.Segment, &c.Arm, &c.Platform, &c.Version, &c.Action, &c.N); err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+// AdoptionChange is a net change of devices on a version in one minute.
+type AdoptionChange struct {
+	Minute   int64  `json:"minute"`
+	Channel  string `json:"channel"`
+	Segment  string `json:"segment"`
+	Platform string `json:"platform"`
+	Version  string `json:"version_name"`
+	Delta    int64  `json:"delta"`
+}
+
+// AdoptionChanges returns every adoption change of the app up to f.To
+// (all of history: devices per version at a time is their running sum),
+// restricted to f.Channel when set.
+func (s *EventStore) AdoptionChanges(ctx context.Context, f EventFilter) ([]AdoptionChange, error) {
+	g := f
+	g.From = 0
+	w, args := g.where()
+	rows, err := s.db.QueryContext(ctx, `SELECT minute, channel, segment, platform, version_name, delta FROM adoption_changes WHERE `+w+
+		` ORDER BY minute`, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []AdoptionChange
+	for rows.Next() {
+		var c AdoptionChange
+		if err := rows.Scan(&c.Minute, &c.Channel, &c.Segment, &c.Platform, &c.Version, &c.Delta); err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+// TotalEvents returns how many events of the app were ingested, from the
+// aggregates (every event is counted exactly once).
+func (s *EventStore) TotalEvents(ctx context.Context, appID string) (int64, error) {
+	var n int64
+	err := s.db.QueryRowContext(ctx, `SELECT coalesce(sum(n), 0) FROM event_counts WHERE app_id = ?`, appID).Scan(&n)
+	return n, err
+}
+
+// RawEvents returns how many raw events of the app are stored.
+func (s *EventStore) RawEvents(ctx context.Context, appID string) (int64, error) {
+	var n int64
+	err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM events WHERE app_id = ?`, appID).Scan(&n)
+	return n, err
+}
+
+// Prune deletes raw events and ingest records older than before (Unix ms).
+// Aggregates are kept.
+func (s *EventStore) Prune(ctx context.Context, before int64) (int64, error) {
+	r, err := s.db.ExecContext(ctx, `DELETE FROM events WHERE received_at < ?`, before)
+	if err != nil {
+		return 0, err
+	}
+	n, _ := r.RowsAffected()
+	_, err = s.db.ExecContext(ctx, `DELETE FROM event_segments WHERE received_at < ?`, before)
+	return n, err
+}
+
+// Versions returns the versions that have counts or adoption for the app,
+// sorted.
+func (s *EventStore) Versions(ctx context.Context, appID string) ([]string, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT DISTINCT version_name FROM event_counts WHERE app_id = ?
+		UNION SELECT DISTINCT version_name FROM adoption_changes WHERE app_id = ?`, appID, appID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var v string
+		if err := rows.Scan(&v); err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	sort.Strings(out)
+	return out, rows.Err()
+}
