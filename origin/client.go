@@ -278,3 +278,29 @@ func (c *Client) Resolve(ctx context.Context, app string, dev DeviceRequest) (Re
 	err := c.doJSON(ctx, http.MethodPost, "/api/v1/apps/"+url.PathEscape(app)+"/resolve", dev, &out)
 	return out, err
 }
+
+// Stats returns an app's analytics; query holds channel, from, to, step.
+func (c *Client) Stats(ctx context.Context, app string, query url.Values) (StatsReport, error) {
+	var out StatsReport
+	err := c.doJSON(ctx, http.MethodGet, "/api/v1/apps/"+url.PathEscape(app)+"/stats?"+query.Encode(), nil, &out)
+	return out, err
+}
+
+// Guard returns a channel's rollout guard with its status and actions.
+func (c *Client) Guard(ctx context.Context, app, channel string) (GuardInfo, error) {
+	var out GuardInfo
+	err := c.doJSON(ctx, http.MethodGet, "/api/v1/apps/"+url.PathEscape(app)+"/channels/"+url.PathEscape(channel)+"/guard", nil, &out)
+	return out, err
+}
+
+// SetGuard sets a channel's rollout guard (zero fields take defaults).
+func (c *Client) SetGuard(ctx context.Context, app, channel string, g store.Guard) (GuardInfo, error) {
+	var out GuardInfo
+	err := c.doJSON(ctx, http.MethodPut, "/api/v1/apps/"+url.PathEscape(app)+"/channels/"+url.PathEscape(channel)+"/guard", g, &out)
+	return out, err
+}
+
+// RemoveGuard removes a channel's rollout guard.
+func (c *Client) RemoveGuard(ctx context.Context, app, channel string) error {
+	return c.doJSON(ctx, http.MethodDelete, "/api/v1/apps/"+url.PathEscape(app)+"/channels/"+url.PathEscape(channel)+"/guard", nil, nil)
+}

@@ -221,7 +221,7 @@ func (s *Server) getStats(w http.ResponseWriter, r *http.Request) error {
 
 func statsQuery(r *http.Request, appID string) (store.EventFilter, time.Duration, error) {
 	q := r.URL.Query()
-	f := store.EventFilter{AppID: appID, Channel: q.Get("channel")}
+	f := store.EventFilter{AppID: appID, Channel: q.Get("channel"), Segment: q.Get("segment")}
 	parseTime := func(name string) (int64, error) {
 		v := q.Get(name)
 		if v == "" {

@@ -35,6 +35,9 @@ UPDRAFT_API_KEY or ./updraft-data/api-key):
   updraft channel list --app ID
   updraft channel rollout NAME --app ID --bundle V --percent P   (or --bps N; --pause, --resume, --promote, --rollback)
   updraft channel ab NAME --app ID --arm NAME=VERSION:PERCENT ... (or --clear)
+  updraft channel guard NAME --app ID [--threshold 10] [--min-attempts 50] [--min-failures 5] [--window 10m]
+                        [--action pause|rollback|notify] [--cooldown 5m]   (no flags: show; --remove)
+  updraft stats --app ID [--channel NAME] [--since 24h]   adoption, installs, failures per bundle and segment
   updraft segment add NAME --app ID --channel C [--platform P] [--version-build RANGE] [--custom-id-prefix X] ...
   updraft segment list|remove [NAME] --app ID
   updraft device override DEVICE_ID... --app ID --channel NAME   (or --clear); updraft device list --app ID
@@ -101,6 +104,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return cmdRollout(ctx, r, stdout, stderr)
 		case "ab":
 			return cmdAB(ctx, r, stdout, stderr)
+		case "guard":
+			return cmdGuard(ctx, r, stdout, stderr)
 		}
 		return cmdChannel(ctx, s, r, stdout, stderr)
 	case "segment":
@@ -111,6 +116,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdDevice(ctx, s, r, stdout, stderr)
 	case "resolve":
 		return cmdResolve(ctx, rest, stdout, stderr)
+	case "stats":
+		return cmdStats(ctx, rest, stdout, stderr)
 	case "bench":
 		return cmdBench(ctx, rest, stdout, stderr)
 	case "delta":

@@ -266,6 +266,7 @@ func (s *EventStore) Outcomes(ctx context.Context, appID, channel, version strin
 type EventFilter struct {
 	AppID   string
 	Channel string // "" for all
+	Segment string // "" for all
 	From    int64
 	To      int64
 }
@@ -280,6 +281,10 @@ func (f EventFilter) where() (string, []any) {
 	if f.Channel != "" {
 		w += ` AND channel = ?`
 		args = append(args, f.Channel)
+	}
+	if f.Segment != "" {
+		w += ` AND segment = ?`
+		args = append(args, f.Segment)
 	}
 	return w, args
 }
@@ -396,5 +401,23 @@ func (s *EventStore) Versions(ctx context.Context, appID string) ([]string, erro
 		out = append(out, v)
 	}
 	sort.Strings(out)
+	return out, rows.Err()
+}
+
+// Segments returns the segments the app's events were placed in, sorted.
+func (s *EventStore) Segments(ctx context.Context, appID string) ([]string, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT DISTINCT segment FROM event_counts WHERE app_id = ? AND segment != '' ORDER BY segment`, appID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var v string
+		if err := rows.Scan(&v); err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
 	return out, rows.Err()
 }

@@ -1,0 +1,199 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/updraft-cdn/updraft/origin"
+	"github.com/updraft-cdn/updraft/origin/store"
+)
+
+// cmdStats prints an app's update analytics: per bundle, then per segment.
+func cmdStats(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("stats", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cf clientFlags
+	cf.register(fs)
+	app := fs.String("app", "", "app id")
+	channel := fs.String("channel", "", "only this channel")
+	since := fs.Duration("since", 24*time.Hour, "how far back to look")
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if *app == "" || len(pos) > 0 {
+		return errors.New("stats: want `updraft stats --app ID [--channel NAME] [--since 24h]`")
+	}
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
+	q := url.Values{"from": {strconv.FormatInt(time.Now().Add(-*since).Unix(), 10)}}
+	if *channel != "" {
+		q.Set("channel", *channel)
+	}
+	rep, err := c.Stats(ctx, *app, q)
+	if err != nil {
+		return err
+	}
+	if cf.json {
+		return printJSON(stdout, rep)
+	}
+	scope := "all channels"
+	if *channel != "" {
+		scope = "channel " + *channel
+	}
+	fmt.Fprintf(stdout, "%s, %s, %s to %s: %d events\n\n", rep.AppID, scope,
+		rep.From.Format(time.RFC3339), rep.To.Format(time.RFC3339), rep.Events)
+	row := func(v origin.VersionStats, first string) []string {
+		r := []string{v.Version, strconv.FormatInt(v.Devices, 10), strconv.FormatInt(v.Downloads, 10),
+			strconv.FormatInt(v.Installs, 10), strconv.FormatInt(v.Failures, 10),
+			pct(v.FailureRate), pct(v.FailureRateLower), topFailures(v.FailuresByAction)}
+		if first != "" {
+			r = append([]string{first}, r...)
+		}
+		return r
+	}
+	var rows [][]string
+	for _, v := range rep.Bundles {
+		rows = append(rows, row(v, ""))
+	}
+	table(stdout, "BUNDLE\tDEVICES\tDOWNLOADS\tINSTALLS\tFAILURES\tFAIL RATE\tLOWER 95%\tTOP FAILURES", rows)
+	rows = rows[:0]
+	for _, v := range rep.Segments {
+		rows = append(rows, row(v, v.Segment))
+	}
+	if len(rows) > 0 {
+		fmt.Fprintln(stdout)
+		table(stdout, "SEGMENT\tBUNDLE\tDEVICES\tDOWNLOADS\tINSTALLS\tFAILURES\tFAIL RATE\tLOWER 95%\tTOP FAILURES", rows)
+	}
+	return nil
+}
+
+func pct(f float64) string { return strconv.FormatFloat(100*f, 'f', 1, 64) + "%" }
+
+func topFailures(m map[string]int64) string {
+	if len(m) == 0 {
+		return "-"
+	}
+	type kv struct {
+		k string
+		v int64
+	}
+	var all []kv
+	for k, v := range m {
+		all = append(all, kv{k, v})
+	}
+	for i := range all { // few entries: selection order by count, then name
+		for j := i + 1; j < len(all); j++ {
+			if all[j].v > all[i].v || all[j].v == all[i].v && all[j].k < all[i].k {
+				all[i], all[j] = all[j], all[i]
+			}
+		}
+	}
+	var parts []string
+	for i, e := range all {
+		if i == 3 {
+			break
+		}
+		parts = append(parts, e.k+"="+strconv.FormatInt(e.v, 10))
+	}
+	return strings.Join(parts, " ")
+}
+
+// cmdGuard shows, sets or removes a channel's rollout guard.
+func cmdGuard(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("channel guard", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cf clientFlags
+	cf.register(fs)
+	app := fs.String("app", "", "app id")
+	var g store.Guard
+	window := fs.Duration("window", 0, "look at install outcomes this far back (default 10m)")
+	fs.IntVar(&g.MinAttempts, "min-attempts", 0, "devices that must have reported before the guard may act (default 50)")
+	fs.IntVar(&g.MinFailures, "min-failures", 0, "failed devices needed before the guard may act (default 5)")
+	threshold := fs.String("threshold", "", "failure rate that trips the guard, in percent (default 10)")
+	fs.Float64Var(&g.Confidence, "confidence", 0, "confidence of the Wilson lower bound compared to the threshold (default 0.95)")
+	fs.StringVar(&g.Action, "action", "", "what to do: pause (default), rollback or notify")
+	cooldown := fs.Duration("cooldown", 0, "wait at least this long between two actions (default 5m)")
+	show := fs.Bool("show", false, "show the guard, its latest evaluation and actions (the default without other flags)")
+	remove := fs.Bool("remove", false, "remove the guard")
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := want(1, pos, "one channel NAME"); err != nil {
+		return err
+	}
+	if *app == "" {
+		return errors.New("channel guard: --app is required")
+	}
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
+	set := false
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "window", "min-attempts", "min-failures", "threshold", "confidence", "action", "cooldown":
+			set = true
+		}
+	})
+	var info origin.GuardInfo
+	switch {
+	case *remove:
+		if err := c.RemoveGuard(ctx, *app, pos[0]); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "rollout guard of channel %s removed\n", pos[0])
+		return nil
+	case set && !*show:
+		g.WindowSeconds = int(window.Seconds())
+		g.CooldownSeconds = int(cooldown.Seconds())
+		if *threshold != "" {
+			p, err := strconv.ParseFloat(strings.TrimSuffix(*threshold, "%"), 64)
+			if err != nil || p <= 0 || p > 100 {
+				return fmt.Errorf("channel guard: --threshold %q: want a percentage like 10 or 2.5", *threshold)
+			}
+			g.ThresholdBPS = int(p*100 + 0.5)
+		}
+		if info, err = c.SetGuard(ctx, *app, pos[0], g); err != nil {
+			return err
+		}
+	default:
+		if info, err = c.Guard(ctx, *app, pos[0]); err != nil {
+			return err
+		}
+	}
+	if cf.json {
+		return printJSON(stdout, info)
+	}
+	gd := info.Guard
+	fmt.Fprintf(stdout, "rollout guard of %s/%s: %s when the failure rate's %.0f%% lower bound reaches %s over %s (at least %d devices, %d failed); cooldown %s\n",
+		info.AppID, info.Channel, gd.Action, 100*gd.Confidence, pct(float64(gd.ThresholdBPS)/10000),
+		time.Duration(gd.WindowSeconds)*time.Second, gd.MinAttempts, gd.MinFailures, time.Duration(gd.CooldownSeconds)*time.Second)
+	if st := info.Status; st != nil {
+		fmt.Fprintf(stdout, "status: %s", st.State)
+		if st.Bundle != "" {
+			fmt.Fprintf(stdout, " (bundle %s: %d devices, %d failed, rate %s, lower bound %s)", st.Bundle, st.Attempts, st.Failures, pct(st.FailureRate), pct(st.LowerBound))
+		}
+		fmt.Fprintln(stdout)
+	}
+	if len(info.Actions) > 0 {
+		var rows [][]string
+		for _, a := range info.Actions {
+			rows = append(rows, []string{a.At.Format(time.RFC3339), a.Action, a.Bundle, strconv.FormatInt(a.Attempts, 10),
+				strconv.FormatInt(a.Failures, 10), pct(a.FailureRate), pct(a.LowerBound), orDash(a.Error)})
+		}
+		fmt.Fprintln(stdout)
+		table(stdout, "AT\tACTION\tBUNDLE\tDEVICES\tFAILED\tRATE\tLOWER\tERROR", rows)
+	}
+	return nil
+}

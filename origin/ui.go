@@ -1,0 +1,312 @@
+package origin
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"fmt"
+	"html/template"
+	"math"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/updraft-cdn/updraft/origin/store"
+)
+
+// The operator web page (/ui): adoption and failure-rate charts per bundle,
+// drawn on the server as SVG, with no script and no external resource. It
+// takes the operator key like the API, or once as ?key=, which sets an
+// HttpOnly cookie and redirects to the same page without the key.
+
+const uiCookie = "updraft_key"
+
+// uiPalette colours series in order; the Chromium test looks for them.
+var uiPalette = []string{"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2"}
+
+func (s *Server) uiAuthorized(w http.ResponseWriter, r *http.Request) bool {
+	if key := r.URL.Query().Get("key"); key != "" {
+		if !s.operatorKey(key) {
+			http.Error(w, "wrong key", http.StatusUnauthorized)
+			return false
+		}
+		http.SetCookie(w, &http.Cookie{Name: uiCookie, Value: key, Path: "/ui", HttpOnly: true, SameSite: http.SameSiteStrictMode})
+		q := r.URL.Query()
+		q.Del("key")
+		u := *r.URL
+		u.RawQuery = q.Encode()
+		http.Redirect(w, r, u.RequestURI(), http.StatusSeeOther)
+		return false
+	}
+	if c, err := r.Cookie(uiCookie); err == nil && s.operatorKey(c.Value) {
+		return true
+	}
+	if s.authorized(r, false) {
+		return true
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(http.StatusUnauthorized)
+	fmt.Fprint(w, `<!doctype html><title>Updraft</title><form method="get"><p>Operator API key (DATA/api-key):
+<input name="key" type="password" autofocus> <button>Open</button></form>`)
+	return false
+}
+
+func (s *Server) operatorKey(key string) bool {
+	h := sha256.Sum256([]byte(key))
+	ok := 0
+	for _, k := range s.keys {
+		if k.scope == store.ScopeOperator {
+			ok |= subtle.ConstantTimeCompare(h[:], k.sum)
+		}
+	}
+	return ok == 1
+}
+
+type uiChart struct {
+	Title  string
+	Width  int
+	Height int
+	Lines  []uiLine
+	YTicks []uiTick
+	XTicks []uiTick
+	Empty  bool
+}
+
+type uiLine struct {
+	Version string
+	Color   string
+	Points  string // SVG polyline points
+	Dots    []uiDot
+}
+
+type uiDot struct{ X, Y float64 }
+
+type uiTick struct {
+	Pos    float64
+	Label  string
+	Anchor string
+}
+
+type uiPage struct {
+	App      string
+	Apps     []store.App
+	Channel  string
+	Segment  string
+	Since    string
+	Report   *StatsReport
+	Charts   []uiChart
+	Segments []string
+	Guards   []GuardInfo
+	Colors   map[string]string
+	Windows  []string
+}
+
+// chart draws series (nil points are gaps, negative values skipped) on a
+// 640×220 plot with y from 0 to the series' maximum (or yMax when set).
+func chart(title string, rep *StatsReport, series []Series, yMax float64, yFmt func(float64) string, colors map[string]string) uiChart {
+	const w, h, left, right, top, bottom = 720, 240, 56, 12, 12, 28
+	c := uiChart{Title: title, Width: w, Height: h}
+	max := yMax
+	if max == 0 {
+		for _, s := range series {
+			for _, v := range s.Points {
+				max = math.Max(max, v)
+			}
+		}
+		if max == 0 {
+			max = 1
+		}
+	}
+	n := 0
+	for _, s := range series {
+		n = len(s.Points)
+	}
+	pw, ph := float64(w-left-right), float64(h-top-bottom)
+	x := func(i int) float64 {
+		if n <= 1 {
+			return left + pw
+		}
+		return left + pw*float64(i)/float64(n-1)
+	}
+	y := func(v float64) float64 { return top + ph*(1-v/max) }
+	for i := 0; i <= 4; i++ {
+		v := max * float64(i) / 4
+		c.YTicks = append(c.YTicks, uiTick{y(v), yFmt(v), "end"})
+	}
+	for i := 0; i <= 4 && n > 0; i++ {
+		idx := (n - 1) * i / 4
+		t := rep.From.Add(time.Duration(idx+1) * time.Duration(rep.StepSeconds) * time.Second)
+		anchor := "middle"
+		switch i {
+		case 0:
+			anchor = "start"
+		case 4:
+			anchor = "end"
+		}
+		c.XTicks = append(c.XTicks, uiTick{x(idx), t.Format("01-02 15:04"), anchor})
+	}
+	for _, s := range series {
+		var b strings.Builder
+		l := uiLine{Version: s.Version, Color: colors[s.Version]}
+		for i, v := range s.Points {
+			if v < 0 {
+				continue // no data in this bucket
+			}
+			fmt.Fprintf(&b, "%.1f,%.1f ", x(i), y(v))
+			// Dots mark buckets with data, so a lone point is visible.
+			if i == 0 || s.Points[i-1] != v || i == len(s.Points)-1 || s.Points[i+1] != v {
+				l.Dots = append(l.Dots, uiDot{math.Round(x(i)*10) / 10, math.Round(y(v)*10) / 10})
+			}
+		}
+		if b.Len() == 0 {
+			continue
+		}
+		l.Points = strings.TrimSpace(b.String())
+		c.Lines = append(c.Lines, l)
+	}
+	c.Empty = len(c.Lines) == 0
+	return c
+}
+
+var uiTemplate = template.Must(template.New("ui").Funcs(template.FuncMap{
+	"pct": func(f float64) string { return strconv.FormatFloat(100*f, 'f', 1, 64) + "%" },
+	"q": func(app, channel, segment, since string) string {
+		v := url.Values{}
+		for k, s := range map[string]string{"channel": channel, "segment": segment, "since": since} {
+			if s != "" {
+				v.Set(k, s)
+			}
+		}
+		u := "/ui/apps/" + url.PathEscape(app)
+		if len(v) > 0 {
+			u += "?" + v.Encode()
+		}
+		return u
+	},
+}).Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Updraft{{if .App}} · {{.App}}{{end}}</title>
+<style>
+body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222;background:#fff}
+h1{font-size:20px;margin:0 0 12px} h2{font-size:16px;margin:24px 0 8px}
+table{border-collapse:collapse;margin:8px 0} td,th{padding:3px 10px;border-bottom:1px solid #ddd;text-align:right}
+td:first-child,th:first-child{text-align:left} .muted{color:#777} a{color:#1f5fa8}
+svg{display:block;border:1px solid #ddd;background:#fcfcfc} .axis{stroke:#999;stroke-width:1} .grid{stroke:#eee}
+.series{fill:none;stroke-width:2.5} .tick{font-size:11px;fill:#555} .legend span{display:inline-block;margin-right:14px}
+.swatch{display:inline-block;width:12px;height:12px;margin-right:4px;vertical-align:-1px}
+</style></head><body>
+<h1>Updraft analytics</h1>
+{{if not .App}}
+<p>Apps:</p><ul>{{range .Apps}}<li><a href="{{q .ID "" "" ""}}">{{.ID}}</a></li>{{else}}<li class="muted">none yet</li>{{end}}</ul>
+{{else}}
+<p><b>{{.App}}</b>{{if .Channel}} · channel <b>{{.Channel}}</b>{{end}}{{if .Segment}} · segment <b>{{.Segment}}</b>{{end}}
+ · {{.Report.From.Format "2006-01-02 15:04"}} to {{.Report.To.Format "2006-01-02 15:04"}} UTC · {{.Report.Events}} events
+ · <a href="/ui">all apps</a></p>
+<p>Window: {{$p := .}}{{range $s := .Windows}}<a href="{{q $p.App $p.Channel $p.Segment $s}}">{{$s}}</a> {{end}}
+ {{if or .Channel .Segment}}· <a href="{{q .App "" "" .Since}}">all devices</a>{{end}}</p>
+<p>Segments: {{range .Segments}}<a href="{{q $p.App $p.Channel . $p.Since}}">{{.}}</a> {{else}}<span class="muted">none</span>{{end}}</p>
+<p class="legend">{{range .Report.Bundles}}<span><i class="swatch" style="background:{{index $p.Colors .Version}}"></i>{{.Version}}</span>{{end}}</p>
+{{range .Charts}}
+<h2>{{.Title}}</h2>
+<svg class="chart" width="{{.Width}}" height="{{.Height}}" viewBox="0 0 {{.Width}} {{.Height}}" role="img" aria-label="{{.Title}}">
+{{range .YTicks}}<line class="grid" x1="56" x2="708" y1="{{.Pos}}" y2="{{.Pos}}"/><text class="tick" x="50" y="{{.Pos}}" text-anchor="end" dominant-baseline="middle">{{.Label}}</text>{{end}}
+{{range .XTicks}}<text class="tick" x="{{.Pos}}" y="232" text-anchor="{{.Anchor}}">{{.Label}}</text>{{end}}
+<line class="axis" x1="56" x2="56" y1="12" y2="212"/><line class="axis" x1="56" x2="708" y1="212" y2="212"/>
+{{range .Lines}}<polyline class="series" data-version="{{.Version}}" stroke="{{.Color}}" points="{{.Points}}"/>{{$c := .Color}}{{range .Dots}}<circle cx="{{.X}}" cy="{{.Y}}" r="3" fill="{{$c}}"/>{{end}}{{end}}
+{{if .Empty}}<text class="tick" x="380" y="110" text-anchor="middle">no data in this window</text>{{end}}
+</svg>
+{{end}}
+<h2>Bundles</h2>
+<table><tr><th>bundle</th><th>devices</th><th>downloads</th><th>installs</th><th>failures</th><th>fail rate</th><th>lower 95%</th></tr>
+{{range .Report.Bundles}}<tr><td>{{.Version}}</td><td>{{.Devices}}</td><td>{{.Downloads}}</td><td>{{.Installs}}</td><td>{{.Failures}}</td><td>{{pct .FailureRate}}</td><td>{{pct .FailureRateLower}}</td></tr>{{end}}
+</table>
+<h2>Segments</h2>
+<table><tr><th>segment</th><th>bundle</th><th>devices</th><th>installs</th><th>failures</th><th>fail rate</th></tr>
+{{range .Report.Segments}}<tr><td>{{.Segment}}</td><td>{{.Version}}</td><td>{{.Devices}}</td><td>{{.Installs}}</td><td>{{.Failures}}</td><td>{{pct .FailureRate}}</td></tr>{{end}}
+</table>
+{{if .Guards}}<h2>Rollout guards</h2>
+<table><tr><th>channel</th><th>action</th><th>threshold</th><th>state</th><th>devices</th><th>failed</th><th>last action</th></tr>
+{{range .Guards}}<tr><td>{{.Channel}}</td><td>{{.Guard.Action}}</td><td>{{.Guard.ThresholdBPS}} bps</td><td>{{with .Status}}{{.State}}{{end}}</td>
+<td>{{with .Status}}{{.Attempts}}{{end}}</td><td>{{with .Status}}{{.Failures}}{{end}}</td><td>{{range $i, $a := .Actions}}{{if eq $i 0}}{{$a.Action}} {{$a.At.Format "01-02 15:04:05"}}{{end}}{{end}}</td></tr>{{end}}
+</table>{{end}}
+{{end}}
+</body></html>
+`))
+
+// ui serves /ui (app list) and /ui/apps/{app}.
+func (s *Server) ui(w http.ResponseWriter, r *http.Request) {
+	if !s.uiAuthorized(w, r) {
+		return
+	}
+	ctx := r.Context()
+	page := uiPage{Windows: []string{"1h", "6h", "24h", "168h"}}
+	fail := func(status int, err error) {
+		http.Error(w, err.Error(), status)
+	}
+	appID := r.PathValue("app")
+	if appID == "" {
+		apps, err := s.store.ListApps(ctx)
+		if err != nil {
+			fail(http.StatusInternalServerError, err)
+			return
+		}
+		page.Apps = apps
+	} else {
+		if _, err := s.store.GetApp(ctx, appID); err != nil {
+			fail(http.StatusNotFound, fmt.Errorf("no app %q", appID))
+			return
+		}
+		q := r.URL.Query()
+		page.App, page.Channel, page.Segment, page.Since = appID, q.Get("channel"), q.Get("segment"), q.Get("since")
+		since := 24 * time.Hour
+		if page.Since != "" {
+			d, err := time.ParseDuration(page.Since)
+			if err != nil || d < time.Minute || d > 90*24*time.Hour {
+				fail(http.StatusBadRequest, fmt.Errorf("since=%q: want a duration between 1m and 2160h", page.Since))
+				return
+			}
+			since = d
+		}
+		now := time.Now()
+		f := store.EventFilter{AppID: appID, Channel: page.Channel, Segment: page.Segment, From: now.Add(-since).UnixMilli(), To: now.UnixMilli()}
+		rep, err := s.Report(ctx, f, 0)
+		if err != nil {
+			fail(http.StatusInternalServerError, err)
+			return
+		}
+		page.Report = rep
+		page.Colors = map[string]string{}
+		for i, b := range rep.Bundles {
+			page.Colors[b.Version] = uiPalette[i%len(uiPalette)]
+		}
+		all, err := s.events.Segments(ctx, appID)
+		if err != nil {
+			fail(http.StatusInternalServerError, err)
+			return
+		}
+		page.Segments = all
+		count := func(v float64) string { return strconv.FormatFloat(v, 'f', 0, 64) }
+		page.Charts = []uiChart{
+			chart("Adoption: devices per bundle", rep, rep.Adoption, 0, count, page.Colors),
+			chart("Install failure rate per bundle", rep, rep.FailureRate, 0, func(v float64) string {
+				return strconv.FormatFloat(100*v, 'f', 0, 64) + "%"
+			}, page.Colors),
+		}
+		guards, err := s.store.Guards(ctx, appID)
+		if err != nil {
+			fail(http.StatusInternalServerError, err)
+			return
+		}
+		for _, g := range guards {
+			if info, err := s.guardInfo(ctx, appID, g.Channel); err == nil {
+				page.Guards = append(page.Guards, *info)
+			}
+		}
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'")
+	w.Header().Set("Cache-Control", "no-store")
+	if err := uiTemplate.Execute(w, page); err != nil {
+		s.log.Error("origin: ui", "err", err)
+	}
+}
