@@ -1,0 +1,112 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"image/png"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestChromiumStatsUI renders the origin's /ui page in headless Chromium and
+// checks that the charts were drawn: the screenshot must hold enough pixels
+// of the first two series colours (bundles 1.0.0 and 1.0.1), which appear
+// only in the SVG lines and the legend swatches.
+func TestChromiumStatsUI(t *testing.T) {
+	browser := chromiumPath(t)
+	data := t.TempDir()
+	r := startTestServe(t, data)
+	cli(t, r, data, "app", "create", "com.example.app")
+	cli(t, r, data, "bundle", "upload", fixture(t, "swagger-ui-5.34.0.zip"), "--app", "com.example.app", "--version", "1.0.0", "--channel", "production")
+	cli(t, r, data, "channel", "set", "production", "--app", "com.example.app", "--default")
+	cli(t, r, data, "bundle", "upload", fixture(t, "swagger-ui-5.34.1.zip"), "--app", "com.example.app", "--version", "1.0.1")
+	cli(t, r, data, "channel", "rollout", "production", "--app", "com.example.app", "--bundle", "1.0.1", "--percent", "50")
+
+	rng := rand.New(rand.NewPCG(1, 2))
+	acc := &tally{n: map[[2]string]int64{}}
+	client := &http.Client{Timeout: 10 * time.Second}
+	for i := 0; i < 20; i++ {
+		batch := make([]map[string]any, 50)
+		for j := range batch {
+			batch[j], _, _ = fleetEvent(rng, "com.example.app", []string{"1.0.0", "1.0.1"})
+		}
+		if _, err := sendBatch(client, r.EdgeAddr, batch, acc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := r.Edge.FlushStats(ctx); err != nil {
+		t.Fatal(err)
+	}
+	out := cli(t, r, data, "stats", "--app", "com.example.app")
+	if !strings.Contains(out, "1000 events") || !strings.Contains(out, "1.0.1") {
+		t.Fatalf("updraft stats:\n%s", out)
+	}
+
+	// Without the key the page asks for it; with ?key= Chromium gets the
+	// cookie, follows the redirect and renders the charts.
+	if code, body := post(t, "http://"+r.OriginAddr+"/ui/apps/com.example.app", "GET", ""); code != 401 || !strings.Contains(body, "API key") {
+		t.Fatalf("/ui without key: %d %s", code, body)
+	}
+	shot := filepath.Join(t.TempDir(), "ui.png")
+	if d := os.Getenv("UPDRAFT_UI_SHOT"); d != "" {
+		shot = d
+	}
+	url := fmt.Sprintf("http://%s/ui/apps/com.example.app?since=1h&key=%s", r.OriginAddr, readKey(t, data))
+	cctx, ccancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer ccancel()
+	cmd := exec.CommandContext(cctx, browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+		"--user-data-dir="+t.TempDir(), "--hide-scrollbars", "--window-size=900,1000", "--screenshot="+shot, url)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("chromium: %v\n%s", err, b)
+	}
+	f, err := os.Open(shot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Count pixels close to each series colour.
+	colors := map[string][3]int{"1.0.0": {0x1f, 0x77, 0xb4}, "1.0.1": {0xd6, 0x27, 0x28}}
+	counts := map[string]int{}
+	b := img.Bounds()
+	for y := b.Min.Y; y < b.Max.Y; y++ {
+		for x := b.Min.X; x < b.Max.X; x++ {
+			r, g, bl, _ := img.At(x, y).RGBA()
+			for v, c := range colors {
+				if abs(int(r>>8)-c[0]) < 24 && abs(int(g>>8)-c[1]) < 24 && abs(int(bl>>8)-c[2]) < 24 {
+					counts[v]++
+				}
+			}
+		}
+	}
+	// A legend swatch is 12×12 = 144 pixels; the series' lines and dots
+	// must add at least 100 more (the lines may overlap where two bundles
+	// have the same adoption, so each colour is not fully visible).
+	for v, n := range counts {
+		if n < 144+100 {
+			t.Errorf("series %s: %d pixels of its colour in the screenshot; the chart was not drawn", v, n)
+		}
+	}
+	if len(counts) != 2 {
+		t.Errorf("series colours found: %v", counts)
+	}
+	t.Logf("pixels per series colour: %v", counts)
+}
+
+func abs(x int) int {
+	if x < 0 {
+		return -x
+	}
+	return x
+}
