@@ -30,6 +30,7 @@ type PhaseReport struct {
 	Downloads    Percentiles `json:"download_latency"`
 	TimeToUpdate Percentiles `json:"time_to_update"`
 	ChecksPerSec float64     `json:"checks_per_sec"`
+	EventsPerSec float64     `json:"events_per_sec,omitempty"` // stats phases: events accepted per second
 	BytesDown    int64       `json:"bytes_downloaded"`
 	MBPerSec     float64     `json:"download_mb_per_sec"`
 	Outcomes     []Outcome   `json:"outcomes"`
@@ -69,6 +70,9 @@ func (rep *Report) WriteText(w io.Writer) {
 		fmt.Fprintf(w, "\nphase %s (%s): planned %s, took %s; %d started, %.0f checks/s", p.Name, p.Kind, p.Planned, p.Elapsed, p.Started, p.ChecksPerSec)
 		if p.BytesDown > 0 {
 			fmt.Fprintf(w, ", %.1f MB downloaded (%.1f MB/s)", float64(p.BytesDown)/1e6, p.MBPerSec)
+		}
+		if p.EventsPerSec > 0 {
+			fmt.Fprintf(w, ", %.0f events/s", p.EventsPerSec)
 		}
 		fmt.Fprintln(w)
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -166,9 +167,19 @@ func (r *runner) phase(ctx context.Context, p Phase) (PhaseReport, error) {
 		started = r.switchLoop(ctx, start, d, p.Channel, rec)
 	case KindSteady:
 		started = r.closedLoop(ctx, start, d, p.Connections, rec)
+	case KindStats:
+		started = r.statsLoop(ctx, start, d, p, rec)
 	}
 	stopProgress()
-	return rec.report(p, started, time.Since(start)), nil
+	pr := rec.report(p, started, time.Since(start))
+	if p.Kind == KindStats {
+		for _, o := range pr.Outcomes {
+			if o.Outcome == "events_accepted" {
+				pr.EventsPerSec = float64(o.Count*int64(statsBatch(p))) / time.Since(start).Seconds()
+			}
+		}
+	}
+	return pr, nil
 }
 
 // openLoop issues n update checks at evenly spaced due times over d. Each
@@ -259,6 +270,63 @@ func (r *runner) closedLoop(ctx context.Context, start time.Time, d time.Duratio
 				i := next.Add(1) - 1
 				started.Add(1)
 				r.device(ctx, &r.devices[int(i)%len(r.devices)], time.Now(), false, rec)
+			}
+		}()
+	}
+	wg.Wait()
+	return started.Load()
+}
+
+func statsBatch(p Phase) int {
+	if p.Batch == 0 {
+		return 50
+	}
+	return p.Batch
+}
+
+// statsActions is the event mix of a stats phase: mostly progress and
+// installs, some failures.
+var statsActions = []string{"download_zip_start", "download_50", "download_complete", "set", "set", "get", "app_moved_to_foreground", "update_fail"}
+
+// statsLoop posts batches of device events back to back until d has passed.
+// A request counts as ok when the edge accepted every event of it.
+func (r *runner) statsLoop(ctx context.Context, start time.Time, d time.Duration, p Phase, rec *recorder) int64 {
+	end := start.Add(d)
+	batch := statsBatch(p)
+	var next, started atomic.Int64
+	var wg sync.WaitGroup
+	for w := 0; w < p.Connections; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var body, buf []byte
+			for time.Now().Before(end) && ctx.Err() == nil {
+				i := int(next.Add(int64(batch)) - int64(batch))
+				body = append(body[:0], '[')
+				for j := 0; j < batch; j++ {
+					dev := &r.devices[(i+j)%len(r.devices)]
+					if j > 0 {
+						body = append(body, ',')
+					}
+					body = append(body, dev.body[:len(dev.body)-1]...)
+					body = fmt.Appendf(body, `,"action":%q,"old_version_name":"","timestamp":%d}`, statsActions[(i+j)%len(statsActions)], time.Now().UnixMilli())
+				}
+				body = append(body, ']')
+				started.Add(1)
+				due := time.Now()
+				status, answer, err := r.t.do(ctx, "POST", r.o.Target+"/stats", body, buf)
+				buf = answer
+				done := time.Now()
+				switch {
+				case err != nil:
+					rec.checked(due, done, "transport_error", true)
+				case status != 200:
+					rec.checked(due, done, fmt.Sprintf("http_%d", status), true)
+				case bytes.Contains(answer, []byte(`"status":"error"`)) || !bytes.HasPrefix(answer, []byte(`{"status":"ok"`)):
+					rec.checked(due, done, "events_refused", true)
+				default:
+					rec.checked(due, done, "events_accepted", false)
+				}
 			}
 		}()
 	}

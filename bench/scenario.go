@@ -24,6 +24,11 @@ const (
 	// /channel_self, as the plugin's setChannel) and then checks for an
 	// update with it as its defaultChannel, arrivals spread over the phase.
 	KindSwitch = "switch"
+	// KindStats: Connections workers post device events back to back
+	// (closed loop): batches of Batch events (default 50, at most 200) as
+	// the plugin flushes its queue, cycling through the fleet and a mix of
+	// actions (installs, downloads, failures).
+	KindStats = "stats"
 )
 
 // Phase is one stage of a scenario.
@@ -35,6 +40,7 @@ type Phase struct {
 	Connections int      `json:"connections,omitempty"` // KindSteady: workers
 	Download    bool     `json:"download,omitempty"`    // KindRate: download offered updates
 	Channel     string   `json:"channel,omitempty"`     // KindSwitch: channel devices assign themselves to
+	Batch       int      `json:"batch,omitempty"`       // KindStats: events per request (default 50)
 }
 
 // Scenario is a named list of phases run in order.
@@ -70,8 +76,10 @@ func Builtin(name string, duration time.Duration, connections int) (Scenario, er
 		return Scenario{Name: name, Phases: []Phase{{Name: "storm", Kind: KindStorm, Duration: Duration(duration)}}}, nil
 	case "steady":
 		return Scenario{Name: name, Phases: []Phase{{Name: "checks", Kind: KindSteady, Duration: Duration(duration), Connections: connections}}}, nil
+	case "stats":
+		return Scenario{Name: name, Phases: []Phase{{Name: "events", Kind: KindStats, Duration: Duration(duration), Connections: connections, Batch: 50}}}, nil
 	}
-	return Scenario{}, fmt.Errorf("scenario %q: want release-storm, steady, or a scenario file (.json)", name)
+	return Scenario{}, fmt.Errorf("scenario %q: want release-storm, steady, stats, or a scenario file (.json)", name)
 }
 
 // LoadScenario reads a scenario file (JSON) and validates it.
@@ -111,6 +119,13 @@ func (s Scenario) Validate() error {
 			if p.Connections < 1 || p.Connections > 10000 {
 				errs = append(errs, fmt.Errorf("%s: steady needs connections between 1 and 10000", where))
 			}
+		case KindStats:
+			if p.Connections < 1 || p.Connections > 10000 {
+				errs = append(errs, fmt.Errorf("%s: stats needs connections between 1 and 10000", where))
+			}
+			if p.Batch < 0 || p.Batch > 200 {
+				errs = append(errs, fmt.Errorf("%s: stats batch %d: want 1..200 events per request", where, p.Batch))
+			}
 		case KindSwitch:
 			if p.Channel == "" {
 				errs = append(errs, fmt.Errorf("%s: switch needs the channel devices move to", where))
@@ -120,7 +135,7 @@ func (s Scenario) Validate() error {
 				errs = append(errs, fmt.Errorf("%s: rate needs a rate between 0 and 1000000 per second", where))
 			}
 		default:
-			errs = append(errs, fmt.Errorf("%s: kind %q: want storm, steady, rate or switch", where, p.Kind))
+			errs = append(errs, fmt.Errorf("%s: kind %q: want storm, steady, rate, switch or stats", where, p.Kind))
 		}
 	}
 	return errors.Join(errs...)

@@ -31,7 +31,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var o bench.Options
 	fs.StringVar(&o.Target, "target", "http://127.0.0.1:8080", "edge (or any server speaking the device protocol) to load")
 	fs.StringVar(&o.AppID, "app", "com.example.app", "app id the devices belong to")
-	scenario := fs.String("scenario", "release-storm", "release-storm, steady, or a scenario file (.json)")
+	scenario := fs.String("scenario", "release-storm", "release-storm, steady, stats (device events), or a scenario file (.json)")
 	fs.IntVar(&o.Devices, "devices", 1000, "fleet size")
 	duration := fs.Duration("duration", 30*time.Second, "duration of a built-in scenario")
 	fs.IntVar(&o.Connections, "connections", 64, "HTTP connections to the target (steady: closed-loop workers)")
