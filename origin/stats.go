@@ -83,7 +83,7 @@ func (s *Server) IngestSegment(ctx context.Context, edgeID string, seq uint64, s
 		s.metrics.segments.WithLabelValues("corrupt").Inc()
 		return fmt.Errorf("%w: %v", ErrCorruptSegment, err)
 	}
-	res, err := s.events.Ingest(ctx, edgeID, seq, evs)
+	res, err := s.events.Ingest(ctx, edgeID, seq, segment, evs)
 	if err != nil {
 		s.metrics.segments.WithLabelValues("error").Inc()
 		return fmt.Errorf("origin: ingest segment %s/%d: %w", edgeID, seq, err)

@@ -18,7 +18,10 @@ import (
 // it) survives a crash.
 //
 // Every segment is ingested once: (edge id, sequence) is recorded in the
-// same transaction as its events, so a re-sent segment changes nothing.
+// same transaction as its aggregates, so a re-sent segment changes nothing.
+// The raw events are kept as the segment itself (the compact, checksummed
+// encoding of origin/events), one row per segment: ingest writes one row
+// for the raw data, not one per event.
 type EventStore struct {
 	db *sql.DB
 }
@@ -29,27 +32,9 @@ var eventMigrations = []string{
 		seq INTEGER NOT NULL,
 		events INTEGER NOT NULL,
 		received_at INTEGER NOT NULL,
+		data BLOB,
 		PRIMARY KEY (edge_id, seq)) WITHOUT ROWID;
-	 CREATE TABLE events (
-		id INTEGER PRIMARY KEY,
-		app_id TEXT NOT NULL,
-		received_at INTEGER NOT NULL,
-		ts INTEGER NOT NULL,
-		device_id TEXT NOT NULL,
-		action TEXT NOT NULL,
-		version_name TEXT NOT NULL,
-		old_version_name TEXT NOT NULL,
-		platform TEXT NOT NULL,
-		version_build TEXT NOT NULL,
-		plugin_version TEXT NOT NULL,
-		custom_id TEXT NOT NULL,
-		is_emulator INTEGER NOT NULL,
-		is_prod INTEGER NOT NULL,
-		channel TEXT NOT NULL,
-		segment TEXT NOT NULL,
-		arm TEXT NOT NULL,
-		metadata TEXT NOT NULL);
-	 CREATE INDEX events_app_received ON events (app_id, received_at);
+	 CREATE INDEX event_segments_received ON event_segments (received_at);
 	 CREATE TABLE event_counts (
 		app_id TEXT NOT NULL,
 		minute INTEGER NOT NULL,
@@ -136,15 +121,15 @@ type adoptKey struct {
 // Ingest stores one edge segment's events and folds them into the
 // aggregates, all in one transaction, unless (edgeID, seq) was ingested
 // before.
-func (s *EventStore) Ingest(ctx context.Context, edgeID string, seq uint64, evs []events.Event) (IngestResult, error) {
+func (s *EventStore) Ingest(ctx context.Context, edgeID string, seq uint64, segment []byte, evs []events.Event) (IngestResult, error) {
 	res := IngestResult{Events: len(evs), Outcomes: map[[2]string]bool{}}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return res, err
 	}
 	defer tx.Rollback()
-	r, err := tx.ExecContext(ctx, `INSERT INTO event_segments (edge_id, seq, events, received_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING`,
-		edgeID, int64(seq), len(evs), time.Now().UnixMilli())
+	r, err := tx.ExecContext(ctx, `INSERT INTO event_segments (edge_id, seq, events, received_at, data) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+		edgeID, int64(seq), len(evs), time.Now().UnixMilli(), segment)
 	if err != nil {
 		return res, err
 	}
@@ -152,13 +137,19 @@ func (s *EventStore) Ingest(ctx context.Context, edgeID string, seq uint64, evs 
 		res.Duplicate, res.Events = true, 0
 		return res, nil
 	}
-	ins, err := tx.PrepareContext(ctx, `INSERT INTO events (app_id, received_at, ts, device_id, action, version_name, old_version_name,
-		platform, version_build, plugin_version, custom_id, is_emulator, is_prod, channel, segment, arm, metadata)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+	prep := func(q string) (*sql.Stmt, error) { return tx.PrepareContext(ctx, q) }
+	getVersion, err := prep(`SELECT version_name, channel, segment, platform FROM device_versions WHERE app_id = ? AND device_id = ?`)
 	if err != nil {
 		return res, err
 	}
-	defer ins.Close()
+	defer getVersion.Close()
+	putVersion, err := prep(`INSERT INTO device_versions (app_id, device_id, version_name, channel, segment, platform, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (app_id, device_id) DO UPDATE SET version_name = excluded.version_name,
+		channel = excluded.channel, segment = excluded.segment, platform = excluded.platform, updated_at = excluded.updated_at`)
+	if err != nil {
+		return res, err
+	}
+	defer putVersion.Close()
 	counts := map[countKey]int64{}
 	adoption := map[adoptKey]int64{}
 	type outcomeKey struct{ app, version, device string }
@@ -172,10 +163,6 @@ func (s *EventStore) Ingest(ctx context.Context, edgeID string, seq uint64, evs 
 	moved := map[[2]string]deviceVersion{} // (app, device) → latest version set in this segment
 	for i := range evs {
 		e := &evs[i]
-		if _, err := ins.ExecContext(ctx, e.AppID, e.Received, e.Timestamp, e.DeviceID, e.Action, e.VersionName, e.OldVersionName,
-			e.Platform, e.VersionBuild, e.PluginVersion, e.CustomID, e.IsEmulator, e.IsProd, e.Channel, e.Segment, e.Arm, e.Metadata); err != nil {
-			return res, err
-		}
 		minute := e.Received / 60000
 		counts[countKey{e.AppID, minute, e.Channel, e.Segment, e.Arm, e.Platform, e.VersionName, e.Action}]++
 		switch {
@@ -195,8 +182,7 @@ func (s *EventStore) Ingest(ctx context.Context, edgeID string, seq uint64, evs 
 			old, seen := moved[k]
 			if !seen {
 				var dv deviceVersion
-				err := tx.QueryRowContext(ctx, `SELECT version_name, channel, segment, platform FROM device_versions WHERE app_id = ? AND device_id = ?`,
-					e.AppID, e.DeviceID).Scan(&dv.version, &dv.channel, &dv.segment, &dv.platform)
+				err := getVersion.QueryRowContext(ctx, e.AppID, e.DeviceID).Scan(&dv.version, &dv.channel, &dv.segment, &dv.platform)
 				switch {
 				case err == sql.ErrNoRows:
 				case err != nil:
@@ -213,17 +199,19 @@ func (s *EventStore) Ingest(ctx context.Context, edgeID string, seq uint64, evs 
 			}
 			adoption[adoptKey{e.AppID, minute, e.Channel, e.Segment, e.Platform, v}]++
 			moved[k] = deviceVersion{v, e.Channel, e.Segment, e.Platform}
-			if _, err := tx.ExecContext(ctx, `INSERT INTO device_versions (app_id, device_id, version_name, channel, segment, platform, updated_at)
-				VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (app_id, device_id) DO UPDATE SET version_name = excluded.version_name,
-				channel = excluded.channel, segment = excluded.segment, platform = excluded.platform, updated_at = excluded.updated_at`,
-				e.AppID, e.DeviceID, v, e.Channel, e.Segment, e.Platform, e.Received); err != nil {
+			if _, err := putVersion.ExecContext(ctx, e.AppID, e.DeviceID, v, e.Channel, e.Segment, e.Platform, e.Received); err != nil {
 				return res, err
 			}
 		}
 	}
+	putCount, err := prep(`INSERT INTO event_counts (app_id, minute, channel, segment, arm, platform, version_name, action, n)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET n = n + excluded.n`)
+	if err != nil {
+		return res, err
+	}
+	defer putCount.Close()
 	for k, n := range counts {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO event_counts (app_id, minute, channel, segment, arm, platform, version_name, action, n)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET n = n + excluded.n`,
+		if _, err := putCount.ExecContext(ctx,
 			k.app, k.minute, k.channel, k.segment, k.arm, k.platform, k.version, k.action, n); err != nil {
 			return res, err
 		}
@@ -238,12 +226,17 @@ func (s *EventStore) Ingest(ctx context.Context, edgeID string, seq uint64, evs 
 			return res, err
 		}
 	}
+	// Segments may arrive out of order (two edges, retries): the latest
+	// report (by edge receive time) wins.
+	putOutcome, err := prep(`INSERT INTO device_outcomes (app_id, version_name, device_id, channel, failed, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET channel = excluded.channel, failed = excluded.failed,
+		updated_at = excluded.updated_at WHERE excluded.updated_at >= device_outcomes.updated_at`)
+	if err != nil {
+		return res, err
+	}
+	defer putOutcome.Close()
 	for k, o := range outcomes {
-		// Events of one segment may arrive out of order across segments;
-		// the latest report (by edge receive time) wins.
-		if _, err := tx.ExecContext(ctx, `INSERT INTO device_outcomes (app_id, version_name, device_id, channel, failed, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET channel = excluded.channel, failed = excluded.failed,
-			updated_at = excluded.updated_at WHERE excluded.updated_at >= device_outcomes.updated_at`,
+		if _, err := putOutcome.ExecContext(ctx,
 			k.app, k.version, k.device, o.channel, o.failed, o.at); err != nil {
 			return res, err
 		}
@@ -364,22 +357,53 @@ func (s *EventStore) TotalEvents(ctx context.Context, appID string) (int64, erro
 	return n, err
 }
 
-// RawEvents returns how many raw events of the app are stored.
-func (s *EventStore) RawEvents(ctx context.Context, appID string) (int64, error) {
+// RawEvents returns how many raw events are kept (in retained segments).
+func (s *EventStore) RawEvents(ctx context.Context) (int64, error) {
 	var n int64
-	err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM events WHERE app_id = ?`, appID).Scan(&n)
+	err := s.db.QueryRowContext(ctx, `SELECT coalesce(sum(events), 0) FROM event_segments WHERE data IS NOT NULL`).Scan(&n)
 	return n, err
 }
 
-// Prune deletes raw events and ingest records older than before (Unix ms).
-// Aggregates are kept.
-func (s *EventStore) Prune(ctx context.Context, before int64) (int64, error) {
-	r, err := s.db.ExecContext(ctx, `DELETE FROM events WHERE received_at < ?`, before)
+// RawSegments calls fn with every retained segment received in [from, to)
+// (Unix ms), oldest first: the raw events, for export or re-aggregation.
+func (s *EventStore) RawSegments(ctx context.Context, from, to int64, fn func(edgeID string, seq uint64, segment []byte) error) error {
+	rows, err := s.db.QueryContext(ctx, `SELECT edge_id, seq, data FROM event_segments WHERE received_at >= ? AND received_at < ?
+		AND data IS NOT NULL ORDER BY received_at`, from, to)
 	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var edge string
+		var seq int64
+		var data []byte
+		if err := rows.Scan(&edge, &seq, &data); err != nil {
+			return err
+		}
+		if err := fn(edge, uint64(seq), data); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+// IngestRecordGrace is how much longer than raw events the ingest records
+// ((edge id, seq) of every segment) are kept: an edge re-sending a segment
+// within this time is still recognised.
+const IngestRecordGrace = 30 * 24 * time.Hour
+
+// Prune drops raw events received before before (Unix ms), and the ingest
+// records of segments older than before minus IngestRecordGrace.
+// Aggregates are kept. It returns the number of raw events dropped.
+func (s *EventStore) Prune(ctx context.Context, before int64) (int64, error) {
+	var n int64
+	if err := s.db.QueryRowContext(ctx, `SELECT coalesce(sum(events), 0) FROM event_segments WHERE received_at < ? AND data IS NOT NULL`, before).Scan(&n); err != nil {
 		return 0, err
 	}
-	n, _ := r.RowsAffected()
-	_, err = s.db.ExecContext(ctx, `DELETE FROM event_segments WHERE received_at < ?`, before)
+	if _, err := s.db.ExecContext(ctx, `UPDATE event_segments SET data = NULL WHERE received_at < ? AND data IS NOT NULL`, before); err != nil {
+		return 0, err
+	}
+	_, err := s.db.ExecContext(ctx, `DELETE FROM event_segments WHERE received_at < ?`, before-IngestRecordGrace.Milliseconds())
 	return n, err
 }
 
