@@ -120,7 +120,7 @@ func (g *rolloutGuard) evaluate(ctx context.Context, gc store.GuardedChannel, st
 		return nil
 	}
 	st.State = "triggered"
-	if !gc.LastAt.IsZero() && now.Sub(gc.LastAt) < time.Duration(gc.Guard.CooldownSeconds)*time.Second {
+	if !gc.LastAt.IsZero() && gc.LastBundle == st.Bundle && now.Sub(gc.LastAt) < time.Duration(gc.Guard.CooldownSeconds)*time.Second {
 		st.State = "cooldown"
 		return nil
 	}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -67,6 +68,7 @@ func newOriginMetrics() *originMetrics {
 // be ingested.
 func (s *Server) IngestSegment(ctx context.Context, edgeID string, seq uint64, segment []byte) error {
 	start := time.Now()
+	edgeID = strings.ToLower(edgeID) // one edge, one id, whatever its case
 	if b, err := hex.DecodeString(edgeID); err != nil || len(b) != 16 {
 		s.metrics.segments.WithLabelValues("corrupt").Inc()
 		return fmt.Errorf("%w: edge id %q: want 32 hex digits", ErrCorruptSegment, edgeID)

@@ -2,6 +2,7 @@ package origin
 
 import (
 	"context"
+	"math"
 	"net/http"
 	"sort"
 	"strconv"
@@ -228,6 +229,9 @@ func statsQuery(r *http.Request, appID string) (store.EventFilter, time.Duration
 			return 0, nil
 		}
 		if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+			if n < 0 || n > math.MaxInt64/1000 {
+				return 0, errf(http.StatusBadRequest, "invalid_time", "%s=%q: out of range", name, v)
+			}
 			return n * 1000, nil
 		}
 		t, err := time.Parse(time.RFC3339, v)
@@ -243,7 +247,11 @@ func statsQuery(r *http.Request, appID string) (store.EventFilter, time.Duration
 	if f.To, err = parseTime("to"); err != nil {
 		return f, 0, err
 	}
-	if f.To != 0 && f.From >= f.To {
+	effectiveTo := f.To
+	if effectiveTo == 0 {
+		effectiveTo = time.Now().UnixMilli()
+	}
+	if f.From != 0 && f.From >= effectiveTo {
 		return f, 0, errf(http.StatusBadRequest, "invalid_time", "from must be before to")
 	}
 	var step time.Duration

@@ -153,7 +153,7 @@ func NextRecord(b []byte) (payload, rest []byte, err error) {
 // event's strings are copies: fn may keep them.
 func DecodeRecord(payload []byte, fn func(*Event) error) error {
 	count, n := binary.Uvarint(payload)
-	if n <= 0 || count == 0 || count > MaxBatch {
+	if n <= 0 || n != uvarintLen(count) || count == 0 || count > MaxBatch {
 		return fmt.Errorf("%w: bad event count", ErrCorrupt)
 	}
 	b := payload[n:]
@@ -173,13 +173,32 @@ func DecodeRecord(payload []byte, fn func(*Event) error) error {
 	return nil
 }
 
+// uvarintLen is the length of x's minimal uvarint encoding; decoders
+// refuse longer encodings, so that every valid record has one encoding.
+func uvarintLen(x uint64) int {
+	n := 1
+	for x >= 0x80 {
+		x >>= 7
+		n++
+	}
+	return n
+}
+
+func varintLen(x int64) int {
+	ux := uint64(x) << 1
+	if x < 0 {
+		ux = ^ux
+	}
+	return uvarintLen(ux)
+}
+
 func decodeEvent(b []byte, e *Event) ([]byte, error) {
 	var n int
-	if e.Timestamp, n = binary.Varint(b); n <= 0 {
+	if e.Timestamp, n = binary.Varint(b); n <= 0 || n != varintLen(e.Timestamp) {
 		return nil, ErrCorrupt
 	}
 	b = b[n:]
-	if e.Received, n = binary.Varint(b); n <= 0 {
+	if e.Received, n = binary.Varint(b); n <= 0 || n != varintLen(e.Received) {
 		return nil, ErrCorrupt
 	}
 	b = b[n:]
@@ -192,11 +211,14 @@ func decodeEvent(b []byte, e *Event) ([]byte, error) {
 	for _, p := range [...]*string{&e.AppID, &e.DeviceID, &e.Action, &e.VersionName, &e.OldVersionName,
 		&e.Platform, &e.VersionBuild, &e.PluginVersion, &e.CustomID, &e.Channel, &e.Segment, &e.Arm, &e.Metadata, &reserved} {
 		l, n := binary.Uvarint(b)
-		if n <= 0 || l > uint64(len(b)-n) {
+		if n <= 0 || n != uvarintLen(l) || l > uint64(len(b)-n) {
 			return nil, ErrCorrupt
 		}
 		*p = string(b[n : n+int(l)])
 		b = b[n+int(l):]
+	}
+	if reserved != "" {
+		return nil, ErrCorrupt
 	}
 	return b, nil
 }

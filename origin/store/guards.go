@@ -68,7 +68,7 @@ func (g Guard) Validate() error {
 		return invalid(CodeInvalidGuard, "min_failures %d: want 1..min_attempts", g.MinFailures)
 	case g.ThresholdBPS < 1 || g.ThresholdBPS > 10000:
 		return invalid(CodeInvalidGuard, "threshold_bps %d: want 1..10000 (percent × 100)", g.ThresholdBPS)
-	case g.Confidence < 0.5 || g.Confidence >= 1:
+	case !(g.Confidence >= 0.5 && g.Confidence < 1): // also refuses NaN
 		return invalid(CodeInvalidGuard, "confidence %g: want 0.5 ≤ c < 1 (e.g. 0.95)", g.Confidence)
 	case g.Action != GuardPause && g.Action != GuardRollback && g.Action != GuardNotify:
 		return invalid(CodeInvalidGuard, "action %q: want pause, rollback or notify", g.Action)
@@ -84,6 +84,9 @@ type GuardedChannel struct {
 	Channel string    `json:"channel"`
 	Guard   Guard     `json:"guard"`
 	LastAt  time.Time `json:"last_action_at,omitzero"`
+	// LastBundle is the bundle of the guard's last action: its cooldown
+	// applies to that rollout only.
+	LastBundle string `json:"last_action_bundle,omitempty"`
 }
 
 // GuardAction is one thing a guard did.
@@ -114,8 +117,11 @@ func (s *Store) SetGuard(ctx context.Context, appID, channel string, g *Guard) e
 		if err := g.Validate(); err != nil {
 			return err
 		}
-		b, _ := json.Marshal(g)
-		_, err := tx.ExecContext(ctx, `INSERT INTO channel_guards (app_id, channel, config, last_action_at) VALUES (?, ?, ?, 0)
+		b, err := json.Marshal(g)
+		if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO channel_guards (app_id, channel, config, last_action_at) VALUES (?, ?, ?, 0)
 			ON CONFLICT (app_id, channel) DO UPDATE SET config = excluded.config`, appID, channel, string(b))
 		return err
 	})
@@ -123,13 +129,14 @@ func (s *Store) SetGuard(ctx context.Context, appID, channel string, g *Guard) e
 
 // Guards lists guarded channels (of one app, or all when appID is "").
 func (s *Store) Guards(ctx context.Context, appID string) ([]GuardedChannel, error) {
-	q := `SELECT app_id, channel, config, last_action_at FROM channel_guards`
+	q := `SELECT app_id, channel, config, last_action_at, coalesce((SELECT bundle FROM guard_actions a
+		WHERE a.app_id = g.app_id AND a.channel = g.channel ORDER BY a.id DESC LIMIT 1), '') FROM channel_guards g`
 	var args []any
 	if appID != "" {
-		q += ` WHERE app_id = ?`
+		q += ` WHERE g.app_id = ?`
 		args = append(args, appID)
 	}
-	rows, err := s.db.QueryContext(ctx, q+` ORDER BY app_id, channel`, args...)
+	rows, err := s.db.QueryContext(ctx, q+` ORDER BY g.app_id, g.channel`, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -139,7 +146,7 @@ func (s *Store) Guards(ctx context.Context, appID string) ([]GuardedChannel, err
 		var gc GuardedChannel
 		var cfg string
 		var last int64
-		if err := rows.Scan(&gc.AppID, &gc.Channel, &cfg, &last); err != nil {
+		if err := rows.Scan(&gc.AppID, &gc.Channel, &cfg, &last, &gc.LastBundle); err != nil {
 			return nil, err
 		}
 		if err := json.Unmarshal([]byte(cfg), &gc.Guard); err != nil {
