@@ -124,6 +124,8 @@ http {
     location = /updates { default_type application/json; error_page 405 =200 /updates.json; }
     location = /updates.json { default_type application/json; }
     location /b/ { add_header Cache-Control "public, max-age=31536000, immutable"; }
+    # Device events: read and discard the body, answer ok (nothing kept).
+    location = /stats { client_max_body_size 1m; client_body_buffer_size 1m; default_type application/json; return 200 '{"status":"ok"}'; }
   }
 }
 `, nd, addr, www)
@@ -162,7 +164,7 @@ func startCaddy(ctx context.Context, dir, www string, answer []byte, target stri
 	cd := filepath.Join(dir, "caddy")
 	os.MkdirAll(cd, 0o755)
 	_, port, _ := net.SplitHostPort(addr)
-	conf := fmt.Sprintf("{\n\tadmin off\n\tauto_https off\n\tstorage file_system %s\n}\nhttp://127.0.0.1:%s {\n\tbind 127.0.0.1\n\troot * %s\n\t@u path /updates\n\theader @u Content-Type application/json\n\trespond @u `%s` 200\n\tfile_server\n}\n",
+	conf := fmt.Sprintf("{\n\tadmin off\n\tauto_https off\n\tstorage file_system %s\n}\nhttp://127.0.0.1:%s {\n\tbind 127.0.0.1\n\troot * %s\n\t@u path /updates\n\theader @u Content-Type application/json\n\trespond @u `%s` 200\n\t@s path /stats\n\theader @s Content-Type application/json\n\trespond @s `{\"status\":\"ok\"}` 200\n\tfile_server\n}\n",
 		cd, port, www, body)
 	cf := filepath.Join(cd, "Caddyfile")
 	if err := os.WriteFile(cf, []byte(conf), 0o644); err != nil {
