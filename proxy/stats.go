@@ -161,13 +161,14 @@ func (e *Edge) statsAnswer(ctx context.Context, body []byte, out *reply) string 
 			out.retryAfter = 5
 			return codeStatsUnavailable
 		}
+		failures := 0
 		for i := range st.evs {
-			class := "ok"
 			if events.Failure(st.evs[i].Action) {
-				class = "failure"
+				failures++
 			}
-			e.metrics.statsEvents.WithLabelValues(class).Inc()
 		}
+		e.metrics.statsEvents.WithLabelValues("ok").Add(float64(len(st.evs) - failures))
+		e.metrics.statsEvents.WithLabelValues("failure").Add(float64(failures))
 	}
 	if batch {
 		out.batchResults(len(st.results), func(i int) (string, string, string) {
