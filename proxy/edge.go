@@ -46,11 +46,24 @@ type Edge struct {
 	statsSink EventSink
 }
 
+// maxSegmentBytes bounds a spool segment (and so one POST /v1/events);
+// maxRecordBytes bounds one record, so that a request's events always fit
+// in a segment (a larger request is split into several records).
+const (
+	maxSegmentBytes = 512 << 10
+	maxRecordBytes  = 256 << 10
+)
+
+// maxBody is the most a transport reads of a request body: device requests
+// are held to MaxUpdatesBody by route, child edges' event segments may
+// take a whole segment.
+func (e *Edge) maxBody() int64 { return max(int64(e.cfg.MaxUpdatesBody), 2*maxSegmentBytes) }
+
 // StartStats makes the edge accept POST /stats: events are spooled durably
 // in DataDir/stats (bounded by cfg.StatsSpool) and delivered to sink.
 func (e *Edge) StartStats(sink EventSink) error {
 	sp, err := openSpool(spoolOptions{Dir: filepath.Join(e.cfg.DataDir, "stats"), Budget: int64(e.cfg.StatsSpool),
-		MaxSegment: 512 << 10, Sink: sink, Log: e.log, Metrics: e.metrics})
+		MaxSegment: maxSegmentBytes, Sink: sink, Log: e.log, Metrics: e.metrics})
 	if err != nil {
 		return err
 	}

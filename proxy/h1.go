@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"github.com/updraft-cdn/updraft/config"
 	"net"
 	"strconv"
 	"sync"
@@ -47,7 +48,7 @@ func NewHTTP1(e *Edge) *HTTP1 {
 		ReadTimeout:                  e.cfg.ReadTimeout,
 		WriteTimeout:                 e.cfg.WriteTimeout,
 		IdleTimeout:                  2 * time.Minute,
-		MaxRequestBodySize:           int(e.cfg.MaxUpdatesBody),
+		MaxRequestBodySize:           int(e.maxBody()),
 		ReadBufferSize:               8 << 10, // also the header size limit
 		MaxConnsPerIP:                e.cfg.MaxConnsPerIP,
 		NoDefaultContentType:         true,
@@ -95,7 +96,7 @@ func (h *HTTP1) transportError(ctx *fasthttp.RequestCtx, err error) {
 	var out reply
 	switch {
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
-		out.jsonError(413, codeBodyTooLarge, "Request body is larger than "+h.e.cfg.MaxUpdatesBody.String())
+		out.jsonError(413, codeBodyTooLarge, "Request body is larger than "+config.Size(h.e.maxBody()).String())
 	case isTimeout(err):
 		out.jsonError(408, "request_timeout", "Request was not received in time")
 	default:

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"crypto/tls"
+	"github.com/updraft-cdn/updraft/config"
 	"io"
 	"net"
 	"net/http"
@@ -79,7 +80,7 @@ func (h *HTTP3) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	out.reset()
 	var body []byte
 	if r.Body != nil && (r.Method == http.MethodPost || r.Method == http.MethodPut) {
-		limit := int64(h.e.cfg.MaxUpdatesBody)
+		limit := h.e.maxBody()
 		b, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
 		if err != nil {
 			out.jsonError(400, "bad_request", "Request body could not be read")
@@ -87,7 +88,7 @@ func (h *HTTP3) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if int64(len(b)) > limit {
-			out.jsonError(413, codeBodyTooLarge, "Request body is larger than "+h.e.cfg.MaxUpdatesBody.String())
+			out.jsonError(413, codeBodyTooLarge, "Request body is larger than "+config.Size(limit).String())
 			h.write(w, r, out)
 			return
 		}

@@ -39,6 +39,12 @@ func (e *Edge) route(r *request, out *reply) {
 		return
 	}
 	path := r.path
+	// Transports read up to maxBody (room for a child edge's event
+	// segment); device requests are held to MaxUpdatesBody.
+	if len(r.body) > int(e.cfg.MaxUpdatesBody) && path != "/v1/events" {
+		out.jsonError(413, codeBodyTooLarge, "Request body is larger than "+e.cfg.MaxUpdatesBody.String())
+		return
+	}
 	switch {
 	case path == "/updates":
 		switch r.method {

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -61,7 +62,8 @@ type spool struct {
 	log        *slog.Logger
 	m          *edgeMetrics
 
-	used         atomic.Int64 // bytes on disk, sealed + open
+	used         atomic.Int64 // bytes on disk, sealed + open + bad
+	bad          atomic.Int64 // bytes of segments the origin refused (kept, not delivered)
 	pendingBytes atomic.Int64 // bytes queued for the writer
 	maxPending   int64
 
@@ -108,7 +110,7 @@ func openSpool(o spoolOptions) (*spool, error) {
 	if o.MaxSegment <= 0 {
 		o.MaxSegment = 1 << 20
 	}
-	if o.MaxAge <= 0 {
+	if o.MaxAge < time.Millisecond {
 		o.MaxAge = 250 * time.Millisecond
 	}
 	if o.Budget < 4*o.MaxSegment {
@@ -201,6 +203,9 @@ func (s *spool) recover() error {
 		}
 		if fi, err := os.Stat(p); err == nil {
 			s.used.Add(fi.Size())
+			if ext == badSuffix {
+				s.bad.Add(fi.Size())
+			}
 		}
 	}
 	return nil
@@ -208,7 +213,7 @@ func (s *spool) recover() error {
 
 // sealRecovered keeps the intact records of a segment that was open at a
 // crash. A torn tail was never acknowledged (its fsync did not return);
-// damage before the tail is counted and logged.
+// damage before the tail is logged.
 func (s *spool) sealRecovered(p string, seq uint64) error {
 	b, err := os.ReadFile(p)
 	if err != nil {
@@ -343,19 +348,34 @@ func (s *spool) writer(ctx context.Context) {
 func (s *spool) writeGroup(group []*spoolAppend, buf *[]byte) error {
 	b := (*buf)[:0]
 	defer func() { *buf = b[:0] }()
+	magic := int64(len(events.Magic))
 	for _, a := range group {
-		cur := int64(len(events.Magic))
-		if s.open != nil {
-			cur = s.openSize
-		}
-		if len(b) > 0 && cur+int64(len(b)+len(a.rec)) > s.maxSegment {
-			if err := s.write(b); err != nil {
-				return err
+		// A request may carry several records; a segment may end between
+		// them, so that no segment outgrows maxSegment unless one record does.
+		for rest := a.rec; len(rest) >= 8; {
+			n := 8 + int(binary.LittleEndian.Uint32(rest))
+			if n > len(rest) {
+				n = len(rest)
 			}
-			b = b[:0]
-			s.seal()
+			cur := magic
+			if s.open != nil {
+				cur = s.openSize
+			}
+			if cur+int64(len(b)) > magic && cur+int64(len(b)+n) > s.maxSegment {
+				if len(b) > 0 {
+					if err := s.write(b); err != nil {
+						return err
+					}
+					b = b[:0]
+				}
+				s.seal()
+			}
+			b = append(b, rest[:n]...)
+			rest = rest[n:]
 		}
-		b = append(b, a.rec...)
+	}
+	if len(b) == 0 {
+		return nil
 	}
 	return s.write(b)
 }
@@ -496,10 +516,13 @@ func (s *spool) deliver(ctx context.Context, seq uint64) error {
 	err = s.sink.DeliverEvents(ctx, s.edgeID, seq, b)
 	var perm *PermanentError
 	if errors.As(err, &perm) {
-		recs, _ := events.Records(b)
-		s.m.statsDropped.WithLabelValues("refused_by_origin").Add(float64(len(recs)))
+		s.m.statsDropped.WithLabelValues("refused_by_origin").Add(float64(countEvents(b)))
 		s.log.Error("stats spool: origin refused a segment; kept as .bad", "segment", seq, "err", err)
-		return os.Rename(p, filepath.Join(s.dir, segName(seq, badSuffix)))
+		if err := os.Rename(p, filepath.Join(s.dir, segName(seq, badSuffix))); err != nil {
+			return err
+		}
+		s.bad.Add(int64(len(b)))
+		return nil
 	}
 	if err != nil {
 		return err
@@ -511,6 +534,26 @@ func (s *spool) deliver(ctx context.Context, seq uint64) error {
 	}
 	s.used.Add(-int64(len(b)))
 	return nil
+}
+
+// countEvents counts the events of a segment's intact records (those before
+// the first damaged one).
+func countEvents(seg []byte) int {
+	if len(seg) < len(events.Magic) {
+		return 0
+	}
+	n := 0
+	for rest := seg[len(events.Magic):]; len(rest) > 0; {
+		p, next, err := events.NextRecord(rest)
+		if err != nil {
+			break
+		}
+		if c, k := binary.Uvarint(p); k > 0 {
+			n += int(c)
+		}
+		rest = next
+	}
+	return n
 }
 
 // backlog returns the number of sealed segments waiting and the bytes the
@@ -536,7 +579,7 @@ func (s *spool) Close() {
 // is sealed within maxAge) or ctx ends.
 func (s *spool) flush(ctx context.Context) error {
 	for {
-		if s.used.Load() == 0 && s.pendingBytes.Load() == 0 {
+		if s.used.Load()-s.bad.Load() == 0 && s.pendingBytes.Load() == 0 {
 			return nil
 		}
 		select {

@@ -125,7 +125,7 @@ func (e *Edge) statsAnswer(ctx context.Context, body []byte, out *reply) string 
 		if !batch {
 			out.refusal200(snapshot.CodeAppNotFound, "App not found")
 		} else {
-			out.batchResults(len(items), func(int) (string, string, string) { return snapshot.CodeAppNotFound, "App not found", "" })
+			out.batchResults(len(items), appID, func(int) (string, string, string) { return snapshot.CodeAppNotFound, "App not found", "" })
 		}
 		return snapshot.CodeAppNotFound
 	}
@@ -142,7 +142,7 @@ func (e *Edge) statsAnswer(ctx context.Context, body []byte, out *reply) string 
 		}
 	}
 	if len(st.evs) > 0 {
-		rec := events.AppendRecord(make([]byte, 0, 128*len(st.evs)), st.evs)
+		rec := events.AppendRecords(make([]byte, 0, 128*len(st.evs)), st.evs, maxRecordBytes)
 		if err := e.spool.append(ctx, rec); err != nil {
 			reason := "write_error"
 			switch {
@@ -171,7 +171,7 @@ func (e *Edge) statsAnswer(ctx context.Context, body []byte, out *reply) string 
 		e.metrics.statsEvents.WithLabelValues("failure").Add(float64(failures))
 	}
 	if batch {
-		out.batchResults(len(st.results), func(i int) (string, string, string) {
+		out.batchResults(len(st.results), appID, func(i int) (string, string, string) {
 			r := &st.results[i]
 			return r.code, r.msg, r.version
 		})
@@ -259,7 +259,7 @@ func (e *Edge) statsEvent(st *statsState, snap *snapshot.Snapshot, app *snapshot
 	if strings.ContainsAny(dev, "ABCDEF") {
 		dev = strings.ToLower(dev)
 	}
-	if len(dev) <= 36 && !snapshot.ValidDeviceID(dev) {
+	if f := it.Get("device_id"); f != nil && f.Type() == fastjson.TypeString && len(dev) <= 36 && !snapshot.ValidDeviceID(dev) {
 		add("device_id", "Device ID must be a valid UUID string")
 	}
 	*ev = events.Event{
@@ -298,7 +298,7 @@ func (e *Edge) statsEvent(st *statsState, snap *snapshot.Snapshot, app *snapshot
 		if msg := checkMetadata(f); msg != "" {
 			add("metadata", msg)
 		} else {
-			st.meta = f.MarshalTo(st.meta[:0])
+			st.meta = appendMetadata(st.meta[:0], f)
 			ev.Metadata = string(st.meta)
 		}
 	}
@@ -316,11 +316,19 @@ func (e *Edge) statsEvent(st *statsState, snap *snapshot.Snapshot, app *snapshot
 		ev.VersionBuild = b
 	}
 	// A composite name ("1.2.3:main.js") is about its bundle.
+	sent := ev.VersionName
 	if i := strings.IndexByte(ev.VersionName, ':'); i >= 0 {
 		ev.VersionName = ev.VersionName[:i]
 	}
 	if ev.VersionName != "builtin" && ev.VersionName != "unknown" && app.Bundle(ev.VersionName) == nil {
-		res.code, res.msg, res.version = codeVersionNotFound, "Version not found", ev.VersionName
+		res.code, res.msg, res.version = codeVersionNotFound, "Version not found", sent
+		return false
+	}
+	if ev.Action == "download_fail" && legacyDownloadFail(ev.PluginVersion) {
+		// Like Capgo: plugins before 7.17.0 (6.x before 6.14.25) report
+		// download_fail for downloads that did not fail. Acknowledged, not
+		// kept (it would skew failure rates and the rollout guard), counted.
+		e.metrics.statsDropped.WithLabelValues("legacy_download_fail").Inc()
 		return false
 	}
 	st.req = snapshot.Request{AppID: app.ID, DeviceID: dev, VersionName: ev.VersionName, VersionBuild: ev.VersionBuild,
@@ -329,6 +337,24 @@ func (e *Edge) statsEvent(st *statsState, snap *snapshot.Snapshot, app *snapshot
 	p := snapshot.Place(snap, &st.req)
 	ev.Channel, ev.Segment, ev.Arm = p.Channel, p.Segment, p.Arm
 	return true
+}
+
+var (
+	v7_17_0, _  = snapshot.ParseVersion("7.17.0")
+	v6_14_25, _ = snapshot.ParseVersion("6.14.25")
+)
+
+// legacyDownloadFail reports whether a plugin version is one whose
+// download_fail events Capgo ignores.
+func legacyDownloadFail(plugin string) bool {
+	v, ok := snapshot.ParseVersion(plugin)
+	if !ok {
+		return false
+	}
+	if v.Major == 6 {
+		return v.Compare(v6_14_25) < 0
+	}
+	return v.Compare(v7_17_0) < 0
 }
 
 // checkMetadata applies Capgo's metadata limits; "" when valid.
@@ -357,6 +383,26 @@ func checkMetadata(f *fastjson.Value) string {
 	return msg
 }
 
+// appendMetadata writes a validated metadata object (string values) as
+// JSON with our own escaping (fastjson's MarshalTo quotes like Go, which is
+// not always JSON).
+func appendMetadata(dst []byte, f *fastjson.Value) []byte {
+	o, _ := f.Object()
+	dst = append(dst, '{')
+	first := true
+	o.Visit(func(k []byte, v *fastjson.Value) {
+		if !first {
+			dst = append(dst, ',')
+		}
+		first = false
+		dst = appendString(dst, bstr(k))
+		dst = append(dst, ':')
+		b, _ := v.StringBytes()
+		dst = appendString(dst, bstr(b))
+	})
+	return append(dst, '}')
+}
+
 // refusal200 is Capgo's simpleError200: HTTP 200 {"error","message"}.
 func (out *reply) refusal200(code, msg string) {
 	out.status, out.contentType = 200, contentTypeJSON
@@ -369,7 +415,7 @@ func (out *reply) refusal200(code, msg string) {
 // batchResults writes {"status":"ok","results":[...]} with one entry per
 // event; at(i) gives the event's error code ("" for ok), message and, for
 // version_not_found, the version.
-func (out *reply) batchResults(n int, at func(i int) (code, msg, version string)) {
+func (out *reply) batchResults(n int, appID string, at func(i int) (code, msg, version string)) {
 	out.status, out.contentType = 200, contentTypeJSON
 	b := append(out.body[:0], `{"status":"ok","results":[`...)
 	for i := 0; i < n; i++ {
@@ -384,7 +430,9 @@ func (out *reply) batchResults(n int, at func(i int) (code, msg, version string)
 			b = appendField(b, false, "error", code)
 			b = appendField(b, false, "message", msg)
 			if code == codeVersionNotFound {
-				b = append(b, `,"moreInfo":{"version_name":`...)
+				b = append(b, `,"moreInfo":{"app_id":`...)
+				b = appendString(b, appID)
+				b = append(b, `,"version_name":`...)
 				b = appendString(b, version)
 				b = append(b, '}')
 			}

@@ -99,7 +99,7 @@ func (s *HTTPEventSink) DeliverEvents(ctx context.Context, edgeID string, seq ui
 	switch {
 	case resp.StatusCode == http.StatusOK:
 		return nil
-	case resp.StatusCode == http.StatusBadRequest && bytes.Contains(msg, []byte(`"corrupt_segment"`)):
+	case resp.StatusCode >= 400 && resp.StatusCode < 500 && bytes.Contains(msg, []byte(`"corrupt_segment"`)):
 		return &PermanentError{fmt.Errorf("origin %s refused segment %d: %s", s.BaseURL, seq, bytes.TrimSpace(msg))}
 	default:
 		return fmt.Errorf("origin %s: events: HTTP %d: %s", s.BaseURL, resp.StatusCode, bytes.TrimSpace(msg))

@@ -273,3 +273,100 @@ func TestStatsThroughEdgesWithOriginOutage(t *testing.T) {
 		}
 	}
 }
+
+// TestRolloutGuardEndToEnd: devices report through the edge; the rollout of
+// a bundle failing on 30% of devices is paused by the guard and the edge
+// stops offering it to new devices, while a healthy rollout on another
+// channel is left alone.
+func TestRolloutGuardEndToEnd(t *testing.T) {
+	data := t.TempDir()
+	r := startTestServe(t, data)
+	const app = "com.example.app"
+	cli(t, r, data, "app", "create", app)
+	cli(t, r, data, "bundle", "upload", writeZip(t, smallZip(t, "one")), "--app", app, "--version", "1.0.0", "--channel", "production")
+	cli(t, r, data, "channel", "set", "production", "--app", app, "--default")
+	cli(t, r, data, "channel", "set", "healthy", "--app", app, "--bundle", "1.0.0", "--allow-device-self-set")
+	cli(t, r, data, "bundle", "upload", writeZip(t, smallZip(t, "two")), "--app", app, "--version", "1.0.1")
+	for _, ch := range []string{"production", "healthy"} {
+		cli(t, r, data, "channel", "rollout", ch, "--app", app, "--bundle", "1.0.1", "--percent", "100")
+		cli(t, r, data, "channel", "guard", ch, "--app", app, "--threshold", "10", "--min-attempts", "50", "--min-failures", "5")
+	}
+	client := &http.Client{Timeout: 10 * time.Second}
+	acc := &tally{n: map[[2]string]int64{}}
+	report := func(channel string, from, n int, failEvery int) {
+		t.Helper()
+		var batch []map[string]any
+		for i := from; i < from+n; i++ {
+			action := "set"
+			if failEvery > 0 && i%failEvery == 0 {
+				action = "update_fail"
+			}
+			ev := map[string]any{"app_id": app, "device_id": fmt.Sprintf("00000000-0000-4000-8000-%012d", i), "platform": "android",
+				"version_name": "1.0.1", "version_build": "1.0.0", "version_os": "14", "plugin_version": "8.51.14", "action": action}
+			if channel != "production" {
+				ev["defaultChannel"] = channel
+			}
+			batch = append(batch, ev)
+		}
+		if _, err := sendBatch(client, r.EdgeAddr, batch, acc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	guard := func(ch string) origin.GuardInfo {
+		var info origin.GuardInfo
+		if err := json.Unmarshal([]byte(cli(t, r, data, "channel", "guard", ch, "--app", app, "--json")), &info); err != nil {
+			t.Fatal(err)
+		}
+		return info
+	}
+	// Healthy: 2% of 200 devices fail. Failing: 30% of 100 devices fail,
+	// reported after the healthy ones.
+	report("healthy", 0, 200, 50)
+	report("production", 1000, 100, 10) // i%10 == 0 → every tenth; plus below
+	report("production", 2000, 40, 2)   // 20 more failures among 40: 30 of 140 in all
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		info := guard("production")
+		if len(info.Actions) > 0 {
+			a := info.Actions[0]
+			if a.Action != "pause" || a.Bundle != "1.0.1" || a.Attempts != 140 || a.Failures != 30 {
+				t.Fatalf("guard action %+v", a)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the failing rollout was not paused: %+v", info.Status)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// The edge sees the pause: a device that never had 1.0.1 is not offered it.
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		a := answer(t, r, device("00000000-0000-4000-8000-00000000beef", "1.0.0", ""))
+		if a.Error == "no_new_version_available" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("edge still offers %+v after the pause", a)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// The healthy rollout: its evaluation covered its 200 devices, no action.
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		info := guard("healthy")
+		if info.Status != nil && info.Status.Attempts == 200 {
+			if info.Status.State != "watching" || info.Status.Failures != 4 || len(info.Actions) != 0 {
+				t.Fatalf("healthy rollout: %+v, actions %+v", info.Status, info.Actions)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("healthy guard never evaluated its 200 devices: %+v", info.Status)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if a := answer(t, r, device("00000000-0000-4000-8000-00000000cafe", "1.0.0", `,"defaultChannel":"healthy"`)); a.Version != "1.0.1" {
+		t.Fatalf("healthy rollout no longer offered: %+v", a)
+	}
+}

@@ -31,7 +31,7 @@ type Event struct {
 	IsEmulator     bool
 	IsProd         bool
 	Channel        string
-	Segment        string // override, self, rule:NAME or default
+	Segment        string // override, self_assigned, segment:NAME or default
 	Arm            string // rollout, base or an A/B arm name; "" without a split
 	Metadata       string // JSON object as sent, "" when absent
 }
@@ -109,6 +109,28 @@ func AppendRecord(dst []byte, evs []Event) []byte {
 	payload := dst[start+headerLen:]
 	binary.LittleEndian.PutUint32(dst[start:], uint32(len(payload)))
 	binary.LittleEndian.PutUint32(dst[start+4:], crc32.Checksum(payload, castagnoli))
+	return dst
+}
+
+// AppendRecords appends evs to dst as one record, or as several when one
+// would hold more than maxPayload bytes (each record holds at least one
+// event; maxPayload above MaxRecord is taken as MaxRecord).
+func AppendRecords(dst []byte, evs []Event, maxPayload int) []byte {
+	maxPayload = min(maxPayload, MaxRecord)
+	var one []byte
+	for start := 0; start < len(evs); {
+		size, end := 0, start
+		for end < len(evs) {
+			one = appendEvent(one[:0], &evs[end])
+			if end > start && size+len(one)+binary.MaxVarintLen16 > maxPayload {
+				break
+			}
+			size += len(one)
+			end++
+		}
+		dst = AppendRecord(dst, evs[start:end])
+		start = end
+	}
 	return dst
 }
 

@@ -33,8 +33,14 @@ func Place(s *Snapshot, r *Request) Placement {
 	}
 	switch {
 	case ch.Rollout != nil:
+		// The arm the device is served from, as pickBundle decides it: a
+		// paused rollout keeps only the devices already on its bundle.
 		p.Arm = "base"
-		if bucket(ch.Rollout.seed, r.DeviceID) < ch.Rollout.BPS {
+		if ch.Rollout.Paused {
+			if r.VersionName == ch.Rollout.Bundle {
+				p.Arm = "rollout"
+			}
+		} else if bucket(ch.Rollout.seed, r.DeviceID) < ch.Rollout.BPS {
 			p.Arm = "rollout"
 		}
 	case ch.AB != nil:
