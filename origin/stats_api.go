@@ -18,6 +18,8 @@ import (
 type StatsReport struct {
 	AppID       string         `json:"app_id"`
 	Channel     string         `json:"channel,omitempty"`
+	Segment     string         `json:"segment,omitempty"`
+	Platform    string         `json:"platform,omitempty"`
 	From        time.Time      `json:"from"`
 	To          time.Time      `json:"to"`
 	StepSeconds int64          `json:"step_seconds"`
@@ -73,7 +75,7 @@ func (s *Server) Report(ctx context.Context, f store.EventFilter, step time.Dura
 	if buckets < 1 {
 		buckets = 1
 	}
-	rep := &StatsReport{AppID: f.AppID, Channel: f.Channel, From: time.UnixMilli(f.From).UTC(), To: time.UnixMilli(f.To).UTC(),
+	rep := &StatsReport{AppID: f.AppID, Channel: f.Channel, Segment: f.Segment, Platform: f.Platform, From: time.UnixMilli(f.From).UTC(), To: time.UnixMilli(f.To).UTC(),
 		StepSeconds: stepMs / 1000}
 	counts, err := s.events.Counts(ctx, f)
 	if err != nil {
@@ -201,7 +203,7 @@ func (s *Server) Report(ctx context.Context, f store.EventFilter, step time.Dura
 	return rep, nil
 }
 
-// getStats is GET /api/v1/apps/{app}/stats?channel=&from=&to=&step= (times
+// getStats is GET /api/v1/apps/{app}/stats?channel=&segment=&platform=&from=&to=&step= (times
 // as RFC 3339 or Unix seconds, step as a Go duration like 5m).
 func (s *Server) getStats(w http.ResponseWriter, r *http.Request) error {
 	appID, err := s.appParam(r)
@@ -222,7 +224,7 @@ func (s *Server) getStats(w http.ResponseWriter, r *http.Request) error {
 
 func statsQuery(r *http.Request, appID string) (store.EventFilter, time.Duration, error) {
 	q := r.URL.Query()
-	f := store.EventFilter{AppID: appID, Channel: q.Get("channel"), Segment: q.Get("segment")}
+	f := store.EventFilter{AppID: appID, Channel: q.Get("channel"), Segment: q.Get("segment"), Platform: q.Get("platform")}
 	parseTime := func(name string) (int64, error) {
 		v := q.Get(name)
 		if v == "" {

@@ -37,7 +37,8 @@ UPDRAFT_API_KEY or ./updraft-data/api-key):
   updraft channel ab NAME --app ID --arm NAME=VERSION:PERCENT ... (or --clear)
   updraft channel guard NAME --app ID [--threshold 10] [--min-attempts 50] [--min-failures 5] [--window 10m]
                         [--action pause|rollback|notify] [--cooldown 5m]   (no flags: show; --remove)
-  updraft stats --app ID [--channel NAME] [--since 24h]   adoption, installs, failures per bundle and segment
+  updraft stats --app ID [--channel NAME] [--segment S] [--platform P] [--since 24h]
+                        adoption, downloads, installs, failures per bundle and segment
   updraft segment add NAME --app ID --channel C [--platform P] [--version-build RANGE] [--custom-id-prefix X] ...
   updraft segment list|remove [NAME] --app ID
   updraft device override DEVICE_ID... --app ID --channel NAME   (or --clear); updraft device list --app ID

@@ -23,21 +23,25 @@ func cmdStats(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	cf.register(fs)
 	app := fs.String("app", "", "app id")
 	channel := fs.String("channel", "", "only this channel")
+	segment := fs.String("segment", "", "only this segment (override, self_assigned, segment:NAME, default)")
+	platform := fs.String("platform", "", "only this platform (ios, android, electron)")
 	since := fs.Duration("since", 24*time.Hour, "how far back to look")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
 	}
 	if *app == "" || len(pos) > 0 {
-		return errors.New("stats: want `updraft stats --app ID [--channel NAME] [--since 24h]`")
+		return errors.New("stats: want `updraft stats --app ID [--channel NAME] [--segment S] [--platform P] [--since 24h]`")
 	}
 	c, err := cf.client()
 	if err != nil {
 		return err
 	}
 	q := url.Values{"from": {strconv.FormatInt(time.Now().Add(-*since).Unix(), 10)}}
-	if *channel != "" {
-		q.Set("channel", *channel)
+	for k, v := range map[string]string{"channel": *channel, "segment": *segment, "platform": *platform} {
+		if v != "" {
+			q.Set(k, v)
+		}
 	}
 	rep, err := c.Stats(ctx, *app, q)
 	if err != nil {
@@ -49,6 +53,12 @@ func cmdStats(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	scope := "all channels"
 	if *channel != "" {
 		scope = "channel " + *channel
+	}
+	if *segment != "" {
+		scope += ", segment " + *segment
+	}
+	if *platform != "" {
+		scope += ", " + *platform
 	}
 	fmt.Fprintf(stdout, "%s, %s, %s to %s: %d events\n\n", rep.AppID, scope,
 		rep.From.Format(time.RFC3339), rep.To.Format(time.RFC3339), rep.Events)

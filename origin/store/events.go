@@ -260,8 +260,10 @@ type EventFilter struct {
 	AppID   string
 	Channel string // "" for all
 	Segment string // "" for all
-	From    int64
-	To      int64
+	// Platform restricts to one platform ("" for all).
+	Platform string
+	From     int64
+	To       int64
 }
 
 func (f EventFilter) where() (string, []any) {
@@ -278,6 +280,10 @@ func (f EventFilter) where() (string, []any) {
 	if f.Segment != "" {
 		w += ` AND segment = ?`
 		args = append(args, f.Segment)
+	}
+	if f.Platform != "" {
+		w += ` AND platform = ?`
+		args = append(args, f.Platform)
 	}
 	return w, args
 }

@@ -878,3 +878,39 @@ func TestGuardStoreRoundTrip(t *testing.T) {
 		t.Fatalf("after removing production's guard: %+v, want only beta", gs)
 	}
 }
+
+func TestCountsByPlatform(t *testing.T) {
+	s := openEvents(t)
+	b := baseTime()
+	var evs []events.Event
+	for i := 0; i < 10; i++ {
+		e := ev(b, i, "set", "1.0.0", "production")
+		e.Platform = []string{"ios", "android"}[i%3%2] // counted below
+		evs = append(evs, e)
+	}
+	want := map[string]int64{}
+	for _, e := range evs {
+		want[e.Platform]++
+	}
+	mustIngest(t, s, "00000000000000000000000000000001", 1, evs)
+	for _, p := range []string{"ios", "android"} {
+		cs, err := s.Counts(context.Background(), EventFilter{AppID: evApp, Platform: p})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int64
+		for _, c := range cs {
+			if c.Platform != p {
+				t.Fatalf("platform filter %s returned %+v", p, c)
+			}
+			n += c.N
+		}
+		if n != want[p] || n == 0 {
+			t.Fatalf("platform %s: %d events, want %d", p, n, want[p])
+		}
+		adopt := netAdoption(t, s, EventFilter{AppID: evApp, Platform: p})
+		if adopt["1.0.0"] != want[p] {
+			t.Fatalf("platform %s adoption %v, want %d", p, adopt, want[p])
+		}
+	}
+}
