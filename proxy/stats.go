@@ -238,18 +238,11 @@ func (e *Edge) statsEvent(st *statsState, snap *snapshot.Snapshot, app *snapshot
 		return bstr(b)
 	}
 	boolean := func(key string, def bool) bool {
-		f := it.Get(key)
-		if f == nil || f.Type() == fastjson.TypeNull {
-			return def
+		b, ok := jsonBool(it.Get(key), def)
+		if !ok {
+			add(key, key+" must be a boolean")
 		}
-		switch f.Type() {
-		case fastjson.TypeTrue:
-			return true
-		case fastjson.TypeFalse:
-			return false
-		}
-		add(key, key+" must be a boolean")
-		return def
+		return b
 	}
 	dev := str("device_id", false, 36)
 	if dev == "" && len(issues) == 0 {

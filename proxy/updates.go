@@ -151,20 +151,11 @@ func fillRequest(st *updateState, v *fastjson.Value) *fieldIssue {
 		return bstr(b)
 	}
 	boolean := func(key string, def bool) bool {
-		f := v.Get(key)
-		if f == nil || f.Type() == fastjson.TypeNull {
-			return def
-		}
-		switch f.Type() {
-		case fastjson.TypeTrue:
-			return true
-		case fastjson.TypeFalse:
-			return false
-		}
-		if typeErr == nil {
+		b, ok := jsonBool(v.Get(key), def)
+		if !ok && typeErr == nil {
 			typeErr = &fieldIssue{key, typeIssues[key]}
 		}
-		return def
+		return b
 	}
 	r.AppID = str("app_id")
 	r.DeviceID = lowerDeviceID(st, str("device_id"))
@@ -182,6 +173,23 @@ func fillRequest(st *updateState, v *fastjson.Value) *fieldIssue {
 	r.IsEmulator = boolean("is_emulator", false)
 	r.IsProd = boolean("is_prod", true)
 	return typeErr
+}
+
+// jsonBool reads an optional boolean: def when absent or null; ok is false
+// (and the result def) for a value of another type.
+func jsonBool(f *fastjson.Value, def bool) (b, ok bool) {
+	if f == nil {
+		return def, true
+	}
+	switch f.Type() {
+	case fastjson.TypeNull:
+		return def, true
+	case fastjson.TypeTrue:
+		return true, true
+	case fastjson.TypeFalse:
+		return false, true
+	}
+	return def, false
 }
 
 // lowerDeviceID lower-cases a device id like Capgo does, copying only when

@@ -4,8 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"net/url"
-	"sort"
 	"time"
 
 	"github.com/updraft-cdn/updraft/origin/events"
@@ -77,16 +75,10 @@ var eventMigrations = []string{
 
 // OpenEvents opens or creates the event database at path.
 func OpenEvents(ctx context.Context, path string) (*EventStore, error) {
-	q := url.Values{}
-	for _, p := range []string{"journal_mode(WAL)", "synchronous(FULL)", "busy_timeout(10000)"} {
-		q.Add("_pragma", p)
-	}
-	q.Set("_txlock", "immediate")
-	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	db, err := openSQLite(path, "busy_timeout(10000)")
 	if err != nil {
 		return nil, fmt.Errorf("events store: open %s: %w", path, err)
 	}
-	db.SetMaxOpenConns(4)
 	if err := migrate(ctx, db, eventMigrations); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("events store: open %s: %w", path, err)
@@ -416,27 +408,18 @@ func (s *EventStore) Prune(ctx context.Context, before int64) (int64, error) {
 // Versions returns the versions that have counts or adoption for the app,
 // sorted.
 func (s *EventStore) Versions(ctx context.Context, appID string) ([]string, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT DISTINCT version_name FROM event_counts WHERE app_id = ?
-		UNION SELECT DISTINCT version_name FROM adoption_changes WHERE app_id = ?`, appID, appID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var v string
-		if err := rows.Scan(&v); err != nil {
-			return nil, err
-		}
-		out = append(out, v)
-	}
-	sort.Strings(out)
-	return out, rows.Err()
+	return s.strings(ctx, `SELECT version_name FROM event_counts WHERE app_id = ?
+		UNION SELECT version_name FROM adoption_changes WHERE app_id = ? ORDER BY 1`, appID, appID)
 }
 
 // Segments returns the segments the app's events were placed in, sorted.
 func (s *EventStore) Segments(ctx context.Context, appID string) ([]string, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT DISTINCT segment FROM event_counts WHERE app_id = ? AND segment != '' ORDER BY segment`, appID)
+	return s.strings(ctx, `SELECT DISTINCT segment FROM event_counts WHERE app_id = ? AND segment != '' ORDER BY segment`, appID)
+}
+
+// strings runs a query of one text column.
+func (s *EventStore) strings(ctx context.Context, q string, args ...any) ([]string, error) {
+	rows, err := s.db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, err
 	}
