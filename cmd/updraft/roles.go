@@ -133,9 +133,10 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	log.Info("updraft serve: ready",
 		"data", *data, "origin", "http://"+r.OriginAddr, "edge", "http://"+r.EdgeAddr,
 		"api_key_file", config.APIKeyFile(*data), "max_bundle_size", oc.MaxBundleSize.String(),
-		"cache_memory", ec.CacheMemory.String(), "cache_disk", ec.CacheDisk.String(), "max_updates_body", ec.MaxUpdatesBody.String())
-	fmt.Fprintf(stderr, "\n  device update URL:  http://%s/updates\n  operator API:       http://%s/api/v1 (key in %s)\n",
-		r.EdgeAddr, r.OriginAddr, config.APIKeyFile(*data))
+		"cache_memory", ec.CacheMemory.String(), "cache_disk", ec.CacheDisk.String(), "max_updates_body", ec.MaxUpdatesBody.String(),
+		"stats_spool", ec.StatsSpool.String())
+	fmt.Fprintf(stderr, "\n  device update URL:  http://%s/updates\n  device stats URL:   http://%s/stats\n  operator API:       http://%s/api/v1 (key in %s)\n  analytics page:     http://%s/ui\n",
+		r.EdgeAddr, r.EdgeAddr, r.OriginAddr, config.APIKeyFile(*data), r.OriginAddr)
 	if r.Listeners.TLS != "" {
 		fmt.Fprintf(stderr, "  HTTPS + HTTP/3:     https://%s/updates (%s certificate, SPKI sha256 %s)\n", r.Listeners.TLS, ec.TLS, r.Listeners.SPKIHash)
 	}
