@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -43,7 +44,8 @@ func (e *PermanentError) Unwrap() error { return e.Err }
 var (
 	errSpoolFull   = errors.New("stats spool: disk budget exhausted")
 	errSpoolBusy   = errors.New("stats spool: write queue full")
-	errSpoolClosed = errors.New("stats spool: closed")
+	errSpoolClosed  = errors.New("stats spool: closed")
+	errSpoolTimeout = errors.New("stats spool: write did not complete in time")
 )
 
 // spool is the edge's durable event queue. Accepted requests are appended
@@ -73,6 +75,7 @@ type spool struct {
 	wg      sync.WaitGroup
 	closed  atomic.Bool
 	closeMu sync.RWMutex
+	lock    *os.File // flock'ed: one process per spool folder
 
 	// writer state (writer goroutine only)
 	open     *os.File
@@ -123,11 +126,18 @@ func openSpool(o spoolOptions) (*spool, error) {
 		log: o.Log, m: o.Metrics, reqs: make(chan *spoolAppend, 4096), sealed: make(chan struct{}, 1),
 		maxPending: 64 << 20}
 	var err error
-	if s.edgeID, err = loadEdgeID(o.Dir); err != nil {
+	if s.lock, err = lockDir(o.Dir); err != nil {
 		return nil, err
 	}
-	if err := s.recover(); err != nil {
+	fail := func(err error) (*spool, error) {
+		s.lock.Close()
 		return nil, err
+	}
+	if s.edgeID, err = loadEdgeID(o.Dir); err != nil {
+		return fail(err)
+	}
+	if err := s.recover(); err != nil {
+		return fail(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stop = cancel
@@ -135,6 +145,20 @@ func openSpool(o spoolOptions) (*spool, error) {
 	go s.writer(ctx)
 	go s.forwarder(ctx)
 	return s, nil
+}
+
+// lockDir takes an exclusive lock on the spool folder: two processes
+// appending to the same segments would lose acknowledged events.
+func lockDir(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("stats spool: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("stats spool: %s is in use by another updraft process (%v); give each edge its own --data", dir, err)
+	}
+	return f, nil
 }
 
 // loadEdgeID returns the spool's stable identity (the origin deduplicates
@@ -182,9 +206,13 @@ func (s *spool) recover() error {
 		return fmt.Errorf("stats spool: %w", err)
 	}
 	if b, err := os.ReadFile(filepath.Join(s.dir, "seq")); err == nil {
-		if n, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64); err == nil {
-			s.nextSeq = n
+		n, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+		if err != nil {
+			return fmt.Errorf("stats spool: %s is damaged (%q): reusing sequence numbers would make the origin drop events as duplicates; write a number above every one this edge sent", filepath.Join(s.dir, "seq"), b)
 		}
+		s.nextSeq = n
+	} else if !os.IsNotExist(err) {
+		return fmt.Errorf("stats spool: %w", err)
 	}
 	for _, ent := range ents {
 		seq, ext, ok := parseSegName(ent.Name())
@@ -250,7 +278,7 @@ func (s *spool) sealRecovered(p string, seq uint64) error {
 // append queues one record and waits until it is on disk (fsynced). It
 // fails fast, without waiting, when the disk budget or the write queue is
 // exhausted.
-func (s *spool) append(ctx context.Context, rec []byte) error {
+func (s *spool) append(rec []byte) error {
 	s.closeMu.RLock()
 	if s.closed.Load() {
 		s.closeMu.RUnlock()
@@ -275,15 +303,19 @@ func (s *spool) append(ctx context.Context, rec []byte) error {
 		return errSpoolBusy
 	}
 	s.closeMu.RUnlock()
-	// Once queued, the writer answers even at Close; ctx only bounds how
-	// long this request waits for the fsync.
+	// Once queued, the record will be written: wait for the verdict even if
+	// the request's context ends (a shutdown), or the device would retry a
+	// batch that is already kept. A disk that hangs is the only bound.
 	select {
 	case err := <-a.done:
 		return err
-	case <-ctx.Done():
-		return ctx.Err()
+	case <-time.After(appendTimeout):
+		return errSpoolTimeout
 	}
 }
+
+// appendTimeout bounds how long a request waits for its fsync.
+const appendTimeout = 30 * time.Second
 
 // writer appends queued records in groups: write them all, fsync once,
 // answer them all. It seals the open segment when it is full or old.
@@ -394,8 +426,21 @@ func (s *spool) write(b []byte) error {
 		err = s.open.Sync()
 	}
 	if err != nil {
+		// Not acknowledged: cut the segment back to what was, and seal it
+		// through the crash-recovery cut, which also drops a torn record if
+		// the truncation itself failed.
 		s.open.Truncate(s.openSize)
-		s.seal()
+		s.open.Close()
+		s.open = nil
+		s.used.Add(-s.openSize)
+		path := filepath.Join(s.dir, segName(s.openSeq, openSuffix))
+		if rerr := s.sealRecovered(path, s.openSeq); rerr != nil {
+			s.log.Error("stats spool: seal after a failed write", "segment", s.openSeq, "err", rerr)
+		}
+		if fi, serr := os.Stat(filepath.Join(s.dir, segName(s.openSeq, segSuffix))); serr == nil {
+			s.used.Add(fi.Size())
+			s.nudge()
+		}
 		return err
 	}
 	s.openSize += int64(n)
@@ -409,15 +454,18 @@ func (s *spool) openSegment() error {
 	if err := blob.WriteFileAtomic(filepath.Join(s.dir, "seq"), []byte(strconv.FormatUint(seq+1, 10)+"\n"), 0o644); err != nil {
 		return err
 	}
-	f, err := os.OpenFile(filepath.Join(s.dir, segName(seq, openSuffix)), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	// The number is spent from here on, whatever happens next.
+	s.nextSeq = seq + 1
+	path := filepath.Join(s.dir, segName(seq, openSuffix))
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
 	if err != nil {
 		return err
 	}
 	if _, err := f.Write([]byte(events.Magic)); err != nil {
 		f.Close()
+		os.Remove(path) // holds no record; a later segment takes the next number
 		return err
 	}
-	s.nextSeq = seq + 1
 	s.open, s.openSeq, s.openSize, s.openedAt = f, seq, int64(len(events.Magic)), time.Now()
 	s.used.Add(s.openSize)
 	return blob.SyncDir(s.dir)
@@ -439,6 +487,11 @@ func (s *spool) seal() {
 		return
 	}
 	blob.SyncDir(s.dir)
+	s.nudge()
+}
+
+// nudge wakes the forwarder.
+func (s *spool) nudge() {
 	select {
 	case s.sealed <- struct{}{}:
 	default:
@@ -522,6 +575,7 @@ func (s *spool) deliver(ctx context.Context, seq uint64) error {
 			return err
 		}
 		s.bad.Add(int64(len(b)))
+		s.trimBad()
 		return nil
 	}
 	if err != nil {
@@ -534,6 +588,29 @@ func (s *spool) deliver(ctx context.Context, seq uint64) error {
 	}
 	s.used.Add(-int64(len(b)))
 	return nil
+}
+
+// maxBadBytes bounds the refused segments kept for inspection; the oldest
+// go first.
+const maxBadBytes = 64 << 20
+
+func (s *spool) trimBad() {
+	ents, err := os.ReadDir(s.dir)
+	if err != nil {
+		return
+	}
+	for _, ent := range ents { // ReadDir sorts by name: oldest sequence first
+		if s.bad.Load() <= maxBadBytes {
+			return
+		}
+		if _, ext, ok := parseSegName(ent.Name()); ok && ext == badSuffix {
+			if fi, err := ent.Info(); err == nil && os.Remove(filepath.Join(s.dir, ent.Name())) == nil {
+				s.bad.Add(-fi.Size())
+				s.used.Add(-fi.Size())
+				s.log.Warn("stats spool: deleted an old refused segment (over the 64 MiB kept for inspection)", "segment", ent.Name())
+			}
+		}
+	}
 }
 
 // countEvents counts the events of a segment's intact records (those before
@@ -573,6 +650,7 @@ func (s *spool) Close() {
 	s.closeMu.Unlock()
 	s.stop()
 	s.wg.Wait()
+	s.lock.Close()
 }
 
 // flush waits until every accepted event is delivered (the open segment

@@ -169,9 +169,7 @@ func openTestSpool(t testing.TB, dir string, sink EventSink, mod func(*spoolOpti
 
 func appendOK(t testing.TB, sp *spool, rec []byte) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := sp.append(ctx, rec); err != nil {
+	if err := sp.append(rec); err != nil {
 		t.Fatalf("append: %v", err)
 	}
 }
@@ -263,7 +261,7 @@ func TestSpoolAppendOnDiskBeforeAck(t *testing.T) {
 	// Close seals; a new spool delivers the segment (the first may have
 	// delivered it while stopping: both are fine, once).
 	sp.Close()
-	if err := sp.append(context.Background(), testRecord(99, 1)); !errors.Is(err, errSpoolClosed) {
+	if err := sp.append(testRecord(99, 1)); !errors.Is(err, errSpoolClosed) {
 		t.Fatalf("append after Close: %v, want errSpoolClosed", err)
 	}
 	sp2 := openTestSpool(t, dir, sink, nil)
@@ -572,7 +570,7 @@ func TestSpoolBudget(t *testing.T) {
 	accepted := 0
 	var full error
 	for i := 0; i < 100; i++ {
-		err := sp.append(context.Background(), rec)
+		err := sp.append(rec)
 		if err != nil {
 			full = err
 			break
@@ -592,7 +590,7 @@ func TestSpoolBudget(t *testing.T) {
 	if onDisk > budget || onDisk != sp.used.Load() {
 		t.Fatalf("%d bytes on disk (used %d) with a budget of %d", onDisk, sp.used.Load(), budget)
 	}
-	if err := sp.append(context.Background(), rec); !errors.Is(err, errSpoolFull) {
+	if err := sp.append(rec); !errors.Is(err, errSpoolFull) {
 		t.Fatalf("append while still full: %v, want errSpoolFull", err)
 	}
 	up.Store(true)
@@ -736,7 +734,7 @@ func TestSpoolCloseKeepsAcknowledged(t *testing.T) {
 			defer wg.Done()
 			for i := 0; i < 5000 && time.Now().Before(deadline); i++ {
 				id := next.Add(1)
-				err := sp.append(context.Background(), testRecord(id, 1))
+				err := sp.append(testRecord(id, 1))
 				if errors.Is(err, errSpoolClosed) {
 					return
 				}
@@ -757,7 +755,7 @@ func TestSpoolCloseKeepsAcknowledged(t *testing.T) {
 	})
 	sp.Close()
 	wg.Wait()
-	if err := sp.append(context.Background(), testRecord(0, 1)); !errors.Is(err, errSpoolClosed) {
+	if err := sp.append(testRecord(0, 1)); !errors.Is(err, errSpoolClosed) {
 		t.Fatalf("append after Close: %v", err)
 	}
 	sink := &memSink{}
@@ -807,7 +805,7 @@ func spoolChild() {
 				if id > 1_000_000 {
 					return
 				}
-				if err := sp.append(context.Background(), testRecord(id, int(id%3)+1)); err != nil {
+				if err := sp.append(testRecord(id, int(id%3)+1)); err != nil {
 					fmt.Fprintln(os.Stderr, "child: append:", err)
 					continue
 				}

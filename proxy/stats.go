@@ -59,8 +59,8 @@ var dropLog atomic.Int64
 // the device's placement (channel, segment, arm) under the current
 // snapshot and appended to the durable spool before the answer: a 200 means
 // the accepted events survive a crash and reach the origin. When the spool
-// cannot take them, the answer is 503 with Retry-After (the plugin keeps
-// its batch and retries) and the drop is counted.
+// cannot take them, the answer is 429 stats_unavailable with Retry-After
+// (the plugin keeps its batch and retries after it) and the drop is counted.
 func (e *Edge) stats(ctx context.Context, body []byte, out *reply) {
 	outcome := e.statsAnswer(ctx, body, out)
 	e.metrics.statsRequests.WithLabelValues(outcome).Inc()
@@ -143,7 +143,7 @@ func (e *Edge) statsAnswer(ctx context.Context, body []byte, out *reply) string 
 	}
 	if len(st.evs) > 0 {
 		rec := events.AppendRecords(make([]byte, 0, 128*len(st.evs)), st.evs, maxRecordBytes)
-		if err := e.spool.append(ctx, rec); err != nil {
+		if err := e.spool.append(rec); err != nil {
 			reason := "write_error"
 			switch {
 			case errors.Is(err, errSpoolFull):
@@ -152,12 +152,16 @@ func (e *Edge) statsAnswer(ctx context.Context, body []byte, out *reply) string 
 				reason = "queue_full"
 			case errors.Is(err, errSpoolClosed):
 				reason = "shutting_down"
+			case errors.Is(err, errSpoolTimeout):
+				reason = "write_timeout"
 			}
 			e.metrics.statsDropped.WithLabelValues(reason).Add(float64(len(st.evs)))
 			if last := dropLog.Load(); now-last > 10_000 && dropLog.CompareAndSwap(last, now) {
 				e.log.Warn("edge: stats refused with 503; the plugin retries the batch", "reason", reason, "events", len(st.evs), "err", err)
 			}
-			out.jsonError(503, codeStatsUnavailable, "Stats cannot be stored right now; retry later")
+			// 429 + Retry-After: the plugin keeps the batch and waits that
+			// long (it retries 5xx every second, ignoring Retry-After).
+			out.jsonError(429, codeStatsUnavailable, "Stats cannot be stored right now; retry later")
 			out.retryAfter = 5
 			return codeStatsUnavailable
 		}

@@ -457,7 +457,7 @@ func TestStatsLargeBatchDeliverable(t *testing.T) {
 }
 
 // Over HTTP: a valid event is accepted; when the spool's disk budget is
-// exhausted the edge answers 503 stats_unavailable with Retry-After and
+// exhausted the edge answers 429 stats_unavailable with Retry-After and
 // counts the drop; once the origin takes the backlog, events are accepted
 // again.
 func TestStatsOverHTTPAndSpoolFull(t *testing.T) {
@@ -499,8 +499,8 @@ func TestStatsOverHTTPAndSpoolFull(t *testing.T) {
 	if accepted == 0 {
 		t.Fatal("no large request accepted before the spool was full")
 	}
-	if want := `{"error":"stats_unavailable","message":"Stats cannot be stored right now; retry later","moreInfo":{}}`; a.status != 503 || string(a.body) != want {
-		t.Fatalf("full spool: HTTP %d %s, want 503 %s", a.status, a.body, want)
+	if want := `{"error":"stats_unavailable","message":"Stats cannot be stored right now; retry later","moreInfo":{}}`; a.status != 429 || string(a.body) != want {
+		t.Fatalf("full spool: HTTP %d %s, want 429 %s", a.status, a.body, want)
 	}
 	if ra := a.header.Get("Retry-After"); ra != "5" {
 		t.Fatalf("Retry-After %q, want 5", ra)
@@ -621,7 +621,7 @@ func TestRelayEvents(t *testing.T) {
 }
 
 // FuzzStatsBody feeds arbitrary bodies to POST /stats: no panic, only 200,
-// 400 or 503, always a JSON object, and the body is not modified.
+// 400, 429 or 503, always a JSON object, and the body is not modified.
 func FuzzStatsBody(f *testing.F) {
 	ok := statsEv(f, nil)
 	for _, s := range []string{
@@ -649,7 +649,7 @@ func FuzzStatsBody(f *testing.F) {
 				t.Fatal("POST /stats modified its input")
 			}
 			switch out.status {
-			case 200, 400, 503:
+			case 200, 400, 429, 503:
 			default:
 				t.Fatalf("HTTP %d for %q", out.status, body)
 			}
