@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -1084,5 +1085,67 @@ func TestSpoolOverHTTP(t *testing.T) {
 		if id != int64(i+1) {
 			t.Fatalf("record %d is request %d", i, id)
 		}
+	}
+}
+
+// A write that fails once (here: the file size limit, standing in for a
+// full disk) must not wedge the spool: the next append works and is
+// delivered; the failed one is not acknowledged and not delivered.
+func TestSpoolRecoversFromFailedWrite(t *testing.T) {
+	dir := t.TempDir()
+	sink := &memSink{}
+	sp := openTestSpool(t, dir, sink, nil)
+	var old syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
+		t.Skip(err)
+	}
+	lim := old
+	lim.Cur = 4
+	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &lim); err != nil {
+		t.Skip(err)
+	}
+	signal.Ignore(syscall.SIGXFSZ)
+	err := sp.append(testRecord(1, 1))
+	syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old)
+	signal.Reset(syscall.SIGXFSZ)
+	if err == nil {
+		t.Fatal("append under a 4-byte file size limit succeeded")
+	}
+	appendOK(t, sp, testRecord(2, 1))
+	flushSpool(t, sp)
+	var ids []int64
+	for _, d := range sink.acked() {
+		ids = append(ids, idsOf(t, d.segment)...)
+	}
+	if len(ids) != 1 || ids[0] != 2 {
+		t.Fatalf("delivered %v, want only the acknowledged record 2", ids)
+	}
+}
+
+// Two processes must not share a spool folder: the second open fails.
+func TestSpoolFolderLocked(t *testing.T) {
+	dir := t.TempDir()
+	a := openTestSpool(t, dir, &memSink{}, nil)
+	_, err := openSpool(spoolOptions{Dir: dir, Sink: &memSink{}, Log: a.log, Metrics: a.m})
+	if err == nil || !strings.Contains(err.Error(), "in use") {
+		t.Fatalf("second open of %s: %v, want an in-use error", dir, err)
+	}
+	a.Close()
+	b, err := openSpool(spoolOptions{Dir: dir, Sink: &memSink{}, Log: a.log, Metrics: a.m})
+	if err != nil {
+		t.Fatalf("open after the first closed: %v", err)
+	}
+	b.Close()
+}
+
+// A damaged seq file stops the spool instead of reusing numbers.
+func TestSpoolDamagedSeqFile(t *testing.T) {
+	dir := t.TempDir()
+	a := openTestSpool(t, dir, &memSink{}, nil)
+	log, m := a.log, a.m
+	a.Close()
+	os.WriteFile(filepath.Join(dir, "seq"), []byte("garbage\n"), 0o644)
+	if _, err := openSpool(spoolOptions{Dir: dir, Sink: &memSink{}, Log: log, Metrics: m}); err == nil || !strings.Contains(err.Error(), "damaged") {
+		t.Fatalf("open with a damaged seq file: %v", err)
 	}
 }
