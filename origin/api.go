@@ -85,7 +85,9 @@ func (s *Server) Handler() http.Handler {
 	api("PUT /api/v1/apps/{app}/channels/{name}/guard", s.putGuard)
 	api("DELETE /api/v1/apps/{app}/channels/{name}/guard", s.deleteGuard)
 	mux.HandleFunc("GET /ui", s.ui)
+	mux.HandleFunc("POST /ui", s.ui)
 	mux.HandleFunc("GET /ui/apps/{app}", s.ui)
+	mux.HandleFunc("POST /ui/apps/{app}", s.ui)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "rev": s.Current().Snap.Rev})

@@ -105,7 +105,9 @@ func (g *rolloutGuard) evaluate(ctx context.Context, gc store.GuardedChannel, st
 		since = gc.LastAt // a fresh count after every action (e.g. a resumed rollout)
 	}
 	st.Since = since.UTC()
-	attempts, failures, err := g.s.events.Outcomes(ctx, gc.AppID, gc.Channel, st.Bundle, since.UnixMilli())
+	// Only devices the rollout serves count: a forged report from a device
+	// outside the rollout's buckets cannot trip the guard.
+	attempts, failures, err := g.s.events.Outcomes(ctx, gc.AppID, gc.Channel, st.Bundle, "rollout", since.UnixMilli())
 	if err != nil {
 		return err
 	}
@@ -128,10 +130,12 @@ func (g *rolloutGuard) evaluate(ctx context.Context, gc store.GuardedChannel, st
 		Attempts: attempts, Failures: failures, FailureRate: st.FailureRate, LowerBound: st.LowerBound}
 	var actErr error
 	switch gc.Guard.Action {
+	// st.Bundle names the rollout judged: if the operator replaced it since
+	// the snapshot was published, the store refuses (rollout_changed).
 	case store.GuardPause:
-		_, actErr = g.s.store.SetRollout(ctx, gc.AppID, gc.Channel, store.RolloutPause, "", 0)
+		_, actErr = g.s.store.SetRollout(ctx, gc.AppID, gc.Channel, store.RolloutPause, st.Bundle, 0)
 	case store.GuardRollback:
-		_, actErr = g.s.store.SetRollout(ctx, gc.AppID, gc.Channel, store.RolloutRollback, "", 0)
+		_, actErr = g.s.store.SetRollout(ctx, gc.AppID, gc.Channel, store.RolloutRollback, st.Bundle, 0)
 	}
 	if actErr != nil {
 		a.Error = actErr.Error()

@@ -22,8 +22,9 @@ import (
 // framing, checksums or content are wrong, so re-sending cannot help.
 var ErrCorruptSegment = errors.New("origin: corrupt event segment")
 
-// maxSegmentBody bounds one POST /v1/events body.
-const maxSegmentBody = 64 << 20
+// maxSegmentBody bounds one POST /v1/events body (edges send at most about
+// 512 KiB; a record is at most events.MaxRecord).
+const maxSegmentBody = 8 << 20
 
 // eventRetention is how long raw events (and the ingest records that make
 // re-sent segments harmless) are kept; aggregates are kept.
@@ -32,6 +33,7 @@ var eventRetention = 7 * 24 * time.Hour
 type originMetrics struct {
 	reg            *prometheus.Registry
 	ingestedEvents prometheus.Counter
+	skippedEvents  prometheus.Counter
 	segments       *prometheus.CounterVec
 	ingestSeconds  prometheus.Histogram
 	guardActions   *prometheus.CounterVec
@@ -43,6 +45,9 @@ func newOriginMetrics() *originMetrics {
 		reg: prometheus.NewRegistry(),
 		ingestedEvents: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "updraft_origin_events_ingested_total", Help: "Device events ingested (first delivery of their segment).",
+		}),
+		skippedEvents: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "updraft_origin_events_skipped_total", Help: "Events of ingested segments skipped as malformed (invalid app id, device id or action).",
 		}),
 		segments: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "updraft_origin_event_segments_total", Help: "Event segments received, by outcome (ingested, duplicate, corrupt, error).",
@@ -58,7 +63,7 @@ func newOriginMetrics() *originMetrics {
 			Name: "updraft_origin_guard_evaluations_total", Help: "Rollout guard evaluations of one channel.",
 		}),
 	}
-	m.reg.MustRegister(m.ingestedEvents, m.segments, m.ingestSeconds, m.guardActions, m.guardEvals)
+	m.reg.MustRegister(m.ingestedEvents, m.skippedEvents, m.segments, m.ingestSeconds, m.guardActions, m.guardEvals)
 	return m
 }
 
@@ -74,13 +79,23 @@ func (s *Server) IngestSegment(ctx context.Context, edgeID string, seq uint64, s
 		return fmt.Errorf("%w: edge id %q: want 32 hex digits", ErrCorruptSegment, edgeID)
 	}
 	var evs []events.Event
+	skipped := 0
 	err := events.DecodeSegment(segment, func(e *events.Event) error {
-		if !snapshot.ValidAppID(e.AppID) || !snapshot.ValidDeviceID(e.DeviceID) || !events.Actions[e.Action] {
-			return fmt.Errorf("%w: event %d: invalid app, device or action", events.ErrCorrupt, len(evs))
+		// The edge validated the event; what this origin cannot take is
+		// skipped and counted, not the whole segment (a newer edge may know
+		// an action this origin does not). Unknown but well-formed actions
+		// are kept.
+		if !snapshot.ValidAppID(e.AppID) || !snapshot.ValidDeviceID(e.DeviceID) || !wellFormedAction(e.Action) {
+			skipped++
+			return nil
 		}
 		evs = append(evs, *e)
 		return nil
 	})
+	if skipped > 0 {
+		s.metrics.skippedEvents.Add(float64(skipped))
+		s.log.Warn("origin: skipped malformed events of a segment", "edge", edgeID, "seq", seq, "skipped", skipped)
+	}
 	if err != nil {
 		s.metrics.segments.WithLabelValues("corrupt").Inc()
 		return fmt.Errorf("%w: %v", ErrCorruptSegment, err)
@@ -102,6 +117,24 @@ func (s *Server) IngestSegment(ctx context.Context, edgeID string, seq uint64, s
 		s.guard.nudge()
 	}
 	return nil
+}
+
+// wellFormedAction accepts Capgo's action vocabulary and any action of the
+// same shape (1–64 letters, digits and underscores).
+func wellFormedAction(a string) bool {
+	if events.Actions[a] {
+		return true
+	}
+	if len(a) == 0 || len(a) > 64 {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		c := a[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 // postEvents is POST /v1/events: one spool segment from an edge.

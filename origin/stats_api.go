@@ -46,8 +46,9 @@ type VersionStats struct {
 	Events           int64            `json:"events"`
 }
 
-// Series is one bundle's values over time: Points[i] is at From + i·step
-// (the end of bucket i).
+// Series is one bundle's values over time: Points[i] is the value at the
+// end of bucket i, From + (i+1)·step (-1 in a failure-rate series: no
+// installs or failures in that bucket).
 type Series struct {
 	Version string    `json:"version_name"`
 	Points  []float64 `json:"points"`

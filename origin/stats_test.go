@@ -161,20 +161,23 @@ func TestPostEvents(t *testing.T) {
 		{"flipped byte in an event", edgeKey, guardEdge, "3", flip(seg3, len(seg3)-3), postResult{400, "corrupt_segment"}, 5, true},
 		{"torn tail", edgeKey, guardEdge, "3", seg3[:len(seg3)-1], postResult{400, "corrupt_segment"}, 5, true},
 		{"empty body", edgeKey, guardEdge, "3", nil, postResult{400, "corrupt_segment"}, 5, true},
-		{"invalid device id", edgeKey, guardEdge, "3", invalidEvent(func(e *events.Event) { e.DeviceID = "not-a-uuid" }), postResult{400, "corrupt_segment"}, 5, true},
-		{"unknown action", edgeKey, guardEdge, "3", invalidEvent(func(e *events.Event) { e.Action = "explode" }), postResult{400, "corrupt_segment"}, 5, true},
-		{"invalid app id", edgeKey, guardEdge, "3", invalidEvent(func(e *events.Event) { e.AppID = "nodots" }), postResult{400, "corrupt_segment"}, 5, true},
-		{"edge id not hex", edgeKey, strings.Repeat("zz", 16), "3", seg3, postResult{400, "corrupt_segment"}, 5, true},
-		{"edge id too short", edgeKey, "00112233", "3", seg3, postResult{400, "corrupt_segment"}, 5, true},
-		{"edge id too long", edgeKey, guardEdge + "00", "3", seg3, postResult{400, "corrupt_segment"}, 5, true},
-		{"no edge id", edgeKey, "", "3", seg3, postResult{400, "corrupt_segment"}, 5, true},
-		{"no segment number", edgeKey, guardEdge, "", seg3, postResult{400, "corrupt_segment"}, 5, false},
-		{"segment number not a number", edgeKey, guardEdge, "three", seg3, postResult{400, "corrupt_segment"}, 5, false},
-		{"negative segment number", edgeKey, guardEdge, "-3", seg3, postResult{400, "corrupt_segment"}, 5, false},
-		// The refusals above did not use up (edge, 3).
-		{"valid segment 3", edgeKey, guardEdge, "3", seg3, postResult{200, ""}, 8, false},
+		// Well-framed segments with a bad event: the event is skipped (and
+		// counted), the rest ingested; an unknown but well-formed action
+		// (from a newer edge) is kept.
+		{"invalid device id", edgeKey, guardEdge, "3", invalidEvent(func(e *events.Event) { e.DeviceID = "not-a-uuid" }), postResult{200, ""}, 6, false},
+		{"unknown action", edgeKey, guardEdge, "3", invalidEvent(func(e *events.Event) { e.Action = "explode" }), postResult{200, ""}, 8, false},
+		{"invalid app id", edgeKey, guardEdge, "3", invalidEvent(func(e *events.Event) { e.AppID = "nodots" }), postResult{200, ""}, 9, false},
+		{"edge id not hex", edgeKey, strings.Repeat("zz", 16), "3", seg3, postResult{400, "corrupt_segment"}, 9, true},
+		{"edge id too short", edgeKey, "00112233", "3", seg3, postResult{400, "corrupt_segment"}, 9, true},
+		{"edge id too long", edgeKey, guardEdge + "00", "3", seg3, postResult{400, "corrupt_segment"}, 9, true},
+		{"no edge id", edgeKey, "", "3", seg3, postResult{400, "corrupt_segment"}, 9, true},
+		{"no segment number", edgeKey, guardEdge, "", seg3, postResult{400, "corrupt_segment"}, 9, false},
+		{"segment number not a number", edgeKey, guardEdge, "three", seg3, postResult{400, "corrupt_segment"}, 9, false},
+		{"negative segment number", edgeKey, guardEdge, "-3", seg3, postResult{400, "corrupt_segment"}, 9, false},
+		// (edge, 3) with other content is another segment.
+		{"valid segment 3", edgeKey, guardEdge, "3", seg3, postResult{200, ""}, 12, false},
 		// Another edge's segment 1 is its own.
-		{"other edge, seq 1", edgeKey, strings.Repeat("ab", 16), "1", seg1, postResult{200, ""}, 11, false},
+		{"other edge, seq 1", edgeKey, strings.Repeat("ab", 16), "1", seg1, postResult{200, ""}, 15, false},
 	}
 	corrupt := 0
 	for _, s := range steps {
@@ -189,18 +192,19 @@ func TestPostEvents(t *testing.T) {
 			corrupt++
 		}
 	}
-	if raw, err := o.srv.Events().RawEvents(ctx); err != nil || raw != 11 {
-		t.Fatalf("RawEvents = %d (%v), want 11", raw, err)
+	if raw, err := o.srv.Events().RawEvents(ctx); err != nil || raw != 15 {
+		t.Fatalf("RawEvents = %d (%v), want 15", raw, err)
 	}
 	for series, want := range map[string]float64{
-		"updraft_origin_events_ingested_total":                           11,
-		`updraft_origin_event_segments_total{outcome="ingested"}`:        4,
+		"updraft_origin_events_ingested_total":                           15,
+		"updraft_origin_events_skipped_total":                            2,
+		`updraft_origin_event_segments_total{outcome="ingested"}`:        7,
 		`updraft_origin_event_segments_total{outcome="duplicate"}`:       2,
 		`updraft_origin_event_segments_total{outcome="corrupt"}`:         float64(corrupt),
 		`updraft_origin_event_segments_total{outcome="error"}`:           0,
-		`updraft_origin_event_ingest_seconds_count`:                      4,
+		`updraft_origin_event_ingest_seconds_count`:                      7,
 		`updraft_origin_guard_actions_total{action="pause"}`:             0,
-		`updraft_origin_event_ingest_seconds_bucket{le="+Inf"}`:          4,
+		`updraft_origin_event_ingest_seconds_bucket{le="+Inf"}`:          7,
 		`updraft_origin_guard_evaluations_total`:                         0,
 		`updraft_origin_event_segments_total{outcome="no_such_outcome"}`: 0,
 	} {
@@ -230,8 +234,10 @@ func TestIngestSegmentErrors(t *testing.T) {
 	for name, call := range map[string]func() error{
 		"bad edge id": func() error { return o.srv.IngestSegment(ctx, "edge-1", 2, good) },
 		"bad magic":   func() error { return o.srv.IngestSegment(ctx, guardEdge, 2, append([]byte("UPDEVT0\n"), good[8:]...)) },
-		"bad event": func() error {
-			return o.srv.IngestSegment(ctx, guardEdge, 2, segmentOf([]events.Event{statsEvent(1, 1, "Set", "1.0.1", "production")}))
+		"record with a bad CRC": func() error {
+			seg := segmentOf([]events.Event{statsEvent(1, 1, "set", "1.0.1", "production")})
+			seg[len(seg)-1] ^= 1
+			return o.srv.IngestSegment(ctx, guardEdge, 2, seg)
 		},
 	} {
 		if err := call(); !errors.Is(err, ErrCorruptSegment) {

@@ -1,7 +1,9 @@
 package origin
 
 import (
+	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/hex"
 	"crypto/subtle"
 	"fmt"
 	"html/template"
@@ -17,8 +19,10 @@ import (
 
 // The operator web page (/ui): adoption and failure-rate charts per bundle,
 // drawn on the server as SVG, with no script and no external resource. It
-// takes the operator key like the API, or once as ?key=, which sets an
-// HttpOnly cookie and redirects to the same page without the key.
+// takes the operator key like the API (Authorization header), or from the
+// login form (POST) or once as ?key= (for links from scripts); both set an
+// HttpOnly, SameSite=Strict session cookie that holds an HMAC of the key's
+// hash under the origin's private key, not the key, and redirect.
 
 const uiCookie = "updraft_key"
 
@@ -26,12 +30,19 @@ const uiCookie = "updraft_key"
 var uiPalette = []string{"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2"}
 
 func (s *Server) uiAuthorized(w http.ResponseWriter, r *http.Request) bool {
-	if key := r.URL.Query().Get("key"); key != "" {
-		if !s.operatorKey(key) {
+	key := r.URL.Query().Get("key")
+	if r.Method == http.MethodPost {
+		r.Body = http.MaxBytesReader(w, r.Body, 4096)
+		key = r.PostFormValue("key")
+	}
+	if key != "" {
+		sum := sha256.Sum256([]byte(key))
+		if !s.operatorKeyHash(sum[:]) {
 			http.Error(w, "wrong key", http.StatusUnauthorized)
 			return false
 		}
-		http.SetCookie(w, &http.Cookie{Name: uiCookie, Value: key, Path: "/ui", HttpOnly: true, SameSite: http.SameSiteStrictMode})
+		http.SetCookie(w, &http.Cookie{Name: uiCookie, Value: s.uiSession(sum[:]), Path: "/ui", HttpOnly: true,
+			Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode})
 		q := r.URL.Query()
 		q.Del("key")
 		u := *r.URL
@@ -39,7 +50,7 @@ func (s *Server) uiAuthorized(w http.ResponseWriter, r *http.Request) bool {
 		http.Redirect(w, r, u.RequestURI(), http.StatusSeeOther)
 		return false
 	}
-	if c, err := r.Cookie(uiCookie); err == nil && s.operatorKey(c.Value) {
+	if c, err := r.Cookie(uiCookie); err == nil && s.uiSessionValid(c.Value) {
 		return true
 	}
 	if s.authorized(r, false) {
@@ -47,17 +58,36 @@ func (s *Server) uiAuthorized(w http.ResponseWriter, r *http.Request) bool {
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(http.StatusUnauthorized)
-	fmt.Fprint(w, `<!doctype html><title>Updraft</title><form method="get"><p>Operator API key (DATA/api-key):
+	fmt.Fprint(w, `<!doctype html><title>Updraft</title><form method="post"><p>Operator API key (DATA/api-key):
 <input name="key" type="password" autofocus> <button>Open</button></form>`)
 	return false
 }
 
-func (s *Server) operatorKey(key string) bool {
-	h := sha256.Sum256([]byte(key))
+func (s *Server) operatorKeyHash(sum []byte) bool {
 	ok := 0
 	for _, k := range s.keys {
 		if k.scope == store.ScopeOperator {
-			ok |= subtle.ConstantTimeCompare(h[:], k.sum)
+			ok |= subtle.ConstantTimeCompare(sum, k.sum)
+		}
+	}
+	return ok == 1
+}
+
+// uiSession is the cookie for an operator key (by its hash): an HMAC under
+// the origin's private key, so the cookie reveals nothing of the key and
+// stops working when the key is removed.
+func (s *Server) uiSession(keySum []byte) string {
+	m := hmac.New(sha256.New, s.signKey.Seed())
+	m.Write([]byte("updraft ui session\x00"))
+	m.Write(keySum)
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+func (s *Server) uiSessionValid(v string) bool {
+	ok := 0
+	for _, k := range s.keys {
+		if k.scope == store.ScopeOperator {
+			ok |= subtle.ConstantTimeCompare([]byte(v), []byte(s.uiSession(k.sum)))
 		}
 	}
 	return ok == 1
@@ -304,7 +334,8 @@ func (s *Server) ui(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'")
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; frame-ancestors 'none'")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.Header().Set("Cache-Control", "no-store")
 	if err := uiTemplate.Execute(w, page); err != nil {
 		s.log.Error("origin: ui", "err", err)

@@ -40,6 +40,17 @@ type Event struct {
 // Capgo's /stats counts them.
 func Failure(action string) bool { return strings.HasSuffix(action, "_fail") }
 
+// NormalizePlatform maps a device's platform onto the few that aggregates
+// keep apart (ios, android, electron); anything else is "other", so that
+// made-up platforms cannot multiply aggregate rows.
+func NormalizePlatform(p string) string {
+	switch p {
+	case "ios", "android", "electron":
+		return p
+	}
+	return "other"
+}
+
 // Actions is the exact vocabulary of Capgo's /stats (its
 // ALLOWED_STATS_ACTIONS); the edge refuses other actions.
 var Actions = map[string]bool{}

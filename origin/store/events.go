@@ -2,7 +2,9 @@ package store
 
 import (
 	"context"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
 	"fmt"
 	"time"
 
@@ -15,8 +17,11 @@ import (
 // synchronous=FULL: a segment acknowledged to an edge (which then deletes
 // it) survives a crash.
 //
-// Every segment is ingested once: (edge id, sequence) is recorded in the
-// same transaction as its aggregates, so a re-sent segment changes nothing.
+// Every segment is ingested once: (edge id, sequence, SHA-256 of the
+// segment) is recorded in the same transaction as its aggregates, so a
+// re-sent segment changes nothing, while an edge that reuses a sequence
+// number for other events (restored from a backup, cloned) is not mistaken
+// for a re-send.
 // The raw events are kept as the segment itself (the compact, checksummed
 // encoding of origin/events), one row per segment: ingest writes one row
 // for the raw data, not one per event.
@@ -31,7 +36,8 @@ var eventMigrations = []string{
 		events INTEGER NOT NULL,
 		received_at INTEGER NOT NULL,
 		data BLOB,
-		PRIMARY KEY (edge_id, seq)) WITHOUT ROWID;
+		sha256 TEXT NOT NULL,
+		PRIMARY KEY (edge_id, seq, sha256)) WITHOUT ROWID;
 	 CREATE INDEX event_segments_received ON event_segments (received_at);
 	 CREATE TABLE event_counts (
 		app_id TEXT NOT NULL,
@@ -67,6 +73,7 @@ var eventMigrations = []string{
 		version_name TEXT NOT NULL,
 		device_id TEXT NOT NULL,
 		channel TEXT NOT NULL,
+		arm TEXT NOT NULL,
 		failed INTEGER NOT NULL,
 		updated_at INTEGER NOT NULL,
 		PRIMARY KEY (app_id, version_name, device_id)) WITHOUT ROWID;
@@ -111,8 +118,8 @@ type adoptKey struct {
 }
 
 // Ingest stores one edge segment's events and folds them into the
-// aggregates, all in one transaction, unless (edgeID, seq) was ingested
-// before.
+// aggregates, all in one transaction, unless the same segment (edgeID,
+// seq, content) was ingested before.
 func (s *EventStore) Ingest(ctx context.Context, edgeID string, seq uint64, segment []byte, evs []events.Event) (IngestResult, error) {
 	res := IngestResult{Events: len(evs), Outcomes: map[[2]string]bool{}}
 	tx, err := s.db.BeginTx(ctx, nil)
@@ -120,8 +127,9 @@ func (s *EventStore) Ingest(ctx context.Context, edgeID string, seq uint64, segm
 		return res, err
 	}
 	defer tx.Rollback()
-	r, err := tx.ExecContext(ctx, `INSERT INTO event_segments (edge_id, seq, events, received_at, data) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
-		edgeID, int64(seq), len(evs), time.Now().UnixMilli(), segment)
+	sum := sha256.Sum256(segment)
+	r, err := tx.ExecContext(ctx, `INSERT INTO event_segments (edge_id, seq, sha256, events, received_at, data) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+		edgeID, int64(seq), hex.EncodeToString(sum[:]), len(evs), time.Now().UnixMilli(), segment)
 	if err != nil {
 		return res, err
 	}
@@ -130,7 +138,7 @@ func (s *EventStore) Ingest(ctx context.Context, edgeID string, seq uint64, segm
 		return res, nil
 	}
 	prep := func(q string) (*sql.Stmt, error) { return tx.PrepareContext(ctx, q) }
-	getVersion, err := prep(`SELECT version_name, channel, segment, platform FROM device_versions WHERE app_id = ? AND device_id = ?`)
+	getVersion, err := prep(`SELECT version_name, channel, segment, platform, updated_at FROM device_versions WHERE app_id = ? AND device_id = ?`)
 	if err != nil {
 		return res, err
 	}
@@ -146,22 +154,26 @@ func (s *EventStore) Ingest(ctx context.Context, edgeID string, seq uint64, segm
 	adoption := map[adoptKey]int64{}
 	type outcomeKey struct{ app, version, device string }
 	type outcome struct {
-		channel string
-		failed  bool
-		at      int64
+		channel, arm string
+		failed       bool
+		at           int64
 	}
 	outcomes := map[outcomeKey]outcome{}
-	type deviceVersion struct{ version, channel, segment, platform string }
+	type deviceVersion struct {
+		version, channel, segment, platform string
+		at                                  int64
+	}
 	moved := map[[2]string]deviceVersion{} // (app, device) → latest version set in this segment
 	for i := range evs {
 		e := &evs[i]
 		minute := e.Received / 60000
-		counts[countKey{e.AppID, minute, e.Channel, e.Segment, e.Arm, e.Platform, e.VersionName, e.Action}]++
-		switch {
-		case e.Action == "set":
-			outcomes[outcomeKey{e.AppID, e.VersionName, e.DeviceID}] = outcome{e.Channel, false, e.Received}
-		case events.Failure(e.Action):
-			outcomes[outcomeKey{e.AppID, e.VersionName, e.DeviceID}] = outcome{e.Channel, true, e.Received}
+		platform := events.NormalizePlatform(e.Platform)
+		counts[countKey{e.AppID, minute, e.Channel, e.Segment, e.Arm, platform, e.VersionName, e.Action}]++
+		if e.Action == "set" || events.Failure(e.Action) {
+			k := outcomeKey{e.AppID, e.VersionName, e.DeviceID}
+			if o, ok := outcomes[k]; !ok || e.Received >= o.at {
+				outcomes[k] = outcome{e.Channel, e.Arm, e.Action != "set", e.Received}
+			}
 		}
 		// Adoption follows installs: "set" moves a device to version_name,
 		// "reset" back to the store build.
@@ -174,7 +186,7 @@ func (s *EventStore) Ingest(ctx context.Context, edgeID string, seq uint64, segm
 			old, seen := moved[k]
 			if !seen {
 				var dv deviceVersion
-				err := getVersion.QueryRowContext(ctx, e.AppID, e.DeviceID).Scan(&dv.version, &dv.channel, &dv.segment, &dv.platform)
+				err := getVersion.QueryRowContext(ctx, e.AppID, e.DeviceID).Scan(&dv.version, &dv.channel, &dv.segment, &dv.platform, &dv.at)
 				switch {
 				case err == sql.ErrNoRows:
 				case err != nil:
@@ -183,15 +195,19 @@ func (s *EventStore) Ingest(ctx context.Context, edgeID string, seq uint64, segm
 					old, seen = dv, true
 				}
 			}
-			if seen && old.version == v {
+			now := deviceVersion{v, e.Channel, e.Segment, platform, e.Received}
+			// Segments arrive out of order (two edges, retries): an install
+			// older than the one recorded does not move the device back.
+			if seen && (e.Received < old.at || old.version == now.version && old.channel == now.channel &&
+				old.segment == now.segment && old.platform == now.platform) {
 				continue
 			}
 			if seen {
 				adoption[adoptKey{e.AppID, minute, old.channel, old.segment, old.platform, old.version}]--
 			}
-			adoption[adoptKey{e.AppID, minute, e.Channel, e.Segment, e.Platform, v}]++
-			moved[k] = deviceVersion{v, e.Channel, e.Segment, e.Platform}
-			if _, err := putVersion.ExecContext(ctx, e.AppID, e.DeviceID, v, e.Channel, e.Segment, e.Platform, e.Received); err != nil {
+			adoption[adoptKey{e.AppID, minute, e.Channel, e.Segment, platform, v}]++
+			moved[k] = now
+			if _, err := putVersion.ExecContext(ctx, e.AppID, e.DeviceID, v, e.Channel, e.Segment, platform, e.Received); err != nil {
 				return res, err
 			}
 		}
@@ -220,8 +236,8 @@ func (s *EventStore) Ingest(ctx context.Context, edgeID string, seq uint64, segm
 	}
 	// Segments may arrive out of order (two edges, retries): the latest
 	// report (by edge receive time) wins.
-	putOutcome, err := prep(`INSERT INTO device_outcomes (app_id, version_name, device_id, channel, failed, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET channel = excluded.channel, failed = excluded.failed,
+	putOutcome, err := prep(`INSERT INTO device_outcomes (app_id, version_name, device_id, channel, arm, failed, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET channel = excluded.channel, arm = excluded.arm, failed = excluded.failed,
 		updated_at = excluded.updated_at WHERE excluded.updated_at >= device_outcomes.updated_at`)
 	if err != nil {
 		return res, err
@@ -229,7 +245,7 @@ func (s *EventStore) Ingest(ctx context.Context, edgeID string, seq uint64, segm
 	defer putOutcome.Close()
 	for k, o := range outcomes {
 		if _, err := putOutcome.ExecContext(ctx,
-			k.app, k.version, k.device, o.channel, o.failed, o.at); err != nil {
+			k.app, k.version, k.device, o.channel, o.arm, o.failed, o.at); err != nil {
 			return res, err
 		}
 		res.Outcomes[[2]string{k.app, o.channel}] = true
@@ -239,10 +255,17 @@ func (s *EventStore) Ingest(ctx context.Context, edgeID string, seq uint64, segm
 
 // Outcomes counts the devices that reported an install outcome for version
 // on channel since a time (Unix ms): attempts, and failures (devices whose
-// latest report was a failure).
-func (s *EventStore) Outcomes(ctx context.Context, appID, channel, version string, since int64) (attempts, failures int64, err error) {
-	err = s.db.QueryRowContext(ctx, `SELECT count(*), coalesce(sum(failed), 0) FROM device_outcomes
-		WHERE app_id = ? AND channel = ? AND version_name = ? AND updated_at >= ?`, appID, channel, version, since).Scan(&attempts, &failures)
+// latest report was a failure). A non-empty arm counts only devices placed
+// in that arm ("rollout": the devices the rollout serves).
+func (s *EventStore) Outcomes(ctx context.Context, appID, channel, version, arm string, since int64) (attempts, failures int64, err error) {
+	q := `SELECT count(*), coalesce(sum(failed), 0) FROM device_outcomes
+		WHERE app_id = ? AND channel = ? AND version_name = ? AND updated_at >= ?`
+	args := []any{appID, channel, version, since}
+	if arm != "" {
+		q += ` AND arm = ?`
+		args = append(args, arm)
+	}
+	err = s.db.QueryRowContext(ctx, q, args...).Scan(&attempts, &failures)
 	return
 }
 
@@ -323,15 +346,19 @@ type AdoptionChange struct {
 	Delta    int64  `json:"delta"`
 }
 
-// AdoptionChanges returns every adoption change of the app up to f.To
-// (all of history: devices per version at a time is their running sum),
-// restricted to f.Channel when set.
+// AdoptionChanges returns the adoption changes in the filter's range, by
+// minute, preceded by one row per (channel, segment, platform, version)
+// with Minute -1 holding the net change before the range: devices per
+// version at a time is the running sum from there.
 func (s *EventStore) AdoptionChanges(ctx context.Context, f EventFilter) ([]AdoptionChange, error) {
-	g := f
-	g.From = 0
-	w, args := g.where()
-	rows, err := s.db.QueryContext(ctx, `SELECT minute, channel, segment, platform, version_name, delta FROM adoption_changes WHERE `+w+
-		` ORDER BY minute`, args...)
+	w, args := f.where()
+	base := f
+	base.From, base.To = 0, f.From-60000
+	bw, bargs := base.where()
+	rows, err := s.db.QueryContext(ctx, `SELECT -1, channel, segment, platform, version_name, sum(delta) FROM adoption_changes WHERE `+bw+
+		` GROUP BY channel, segment, platform, version_name HAVING sum(delta) != 0
+		UNION ALL SELECT minute, channel, segment, platform, version_name, delta FROM adoption_changes WHERE `+w+` ORDER BY 1`,
+		append(bargs, args...)...)
 	if err != nil {
 		return nil, err
 	}

@@ -113,7 +113,7 @@ func snapshotAgg(t *testing.T, s *EventStore) aggState {
 		t.Fatal(err)
 	}
 	sort.Slice(st.adoption, func(i, j int) bool { return fmt.Sprint(st.adoption[i]) < fmt.Sprint(st.adoption[j]) })
-	if st.attempts, st.failures, err = s.Outcomes(ctx, evApp, "production", "1.0.1", 0); err != nil {
+	if st.attempts, st.failures, err = s.Outcomes(ctx, evApp, "production", "1.0.1", "", 0); err != nil {
 		t.Fatal(err)
 	}
 	return st
@@ -147,9 +147,9 @@ func TestIngestExactlyOncePerEdgeAndSeq(t *testing.T) {
 	}
 	before := snapshotAgg(t, s)
 
-	// The same (edge, seq) again, even with other content: nothing changes.
-	for _, again := range [][]events.Event{seg, {ev(b+10, 9, "set", "1.0.1", "production")}} {
-		res = mustIngest(t, s, edgeA, 1, again)
+	// The same segment again (a re-send): nothing changes.
+	for i := 0; i < 2; i++ {
+		res = mustIngest(t, s, edgeA, 1, seg)
 		if !res.Duplicate || res.Events != 0 || len(res.Outcomes) != 0 {
 			t.Fatalf("re-ingest of %s/1: %+v, want a duplicate with 0 events and no outcomes", edgeA, res)
 		}
@@ -157,6 +157,15 @@ func TestIngestExactlyOncePerEdgeAndSeq(t *testing.T) {
 			t.Fatalf("a duplicate segment changed the aggregates:\nbefore %+v\nafter  %+v", before, after)
 		}
 	}
+	// The same (edge, seq) with other events (an edge restored from a
+	// backup reuses numbers): not a re-send, so it is ingested.
+	if res = mustIngest(t, s, edgeA, 1, []events.Event{ev(b+10, 9, "ping", "1.0.1", "production")}); res.Duplicate || res.Events != 1 {
+		t.Fatalf("reused seq with other content: %+v, want it ingested", res)
+	}
+	if total, _ := totals(t, s); total != 8 {
+		t.Fatalf("after a reused seq: total %d, want 8", total)
+	}
+	before = snapshotAgg(t, s)
 
 	// The same seq from another edge is another segment.
 	res = mustIngest(t, s, edgeB, 1, seg)
@@ -168,15 +177,15 @@ func TestIngestExactlyOncePerEdgeAndSeq(t *testing.T) {
 	if res.Duplicate || res.Events != 3 {
 		t.Fatalf("edge A seq 2: %+v, want ingested", res)
 	}
-	if total, raw := totals(t, s); total != 17 || raw != 17 {
-		t.Fatalf("after three segments: total %d raw %d, want 17 and 17", total, raw)
+	if total, raw := totals(t, s); total != 18 || raw != 18 {
+		t.Fatalf("after four segments: total %d raw %d, want 18 and 18", total, raw)
 	}
 	// Another app's events are not counted for this one.
 	other := ev(b, 1, "set", "1.0.0", "production")
 	other.AppID = "com.example.other"
 	mustIngest(t, s, edgeA, 3, []events.Event{other})
-	if total, raw := totals(t, s); total != 17 || raw != 18 {
-		t.Fatalf("another app's event: total %d raw %d, want 17 for the app and 18 raw", total, raw)
+	if total, raw := totals(t, s); total != 18 || raw != 19 {
+		t.Fatalf("another app's event: total %d raw %d, want 18 for the app and 19 raw", total, raw)
 	}
 }
 
@@ -214,7 +223,7 @@ func TestIngestConcurrentDuplicates(t *testing.T) {
 	if total, raw := totals(t, s); total != 2 || raw != 2 {
 		t.Fatalf("total %d raw %d, want 2", total, raw)
 	}
-	if a, f, err := s.Outcomes(context.Background(), evApp, "production", "1.0.1", 0); err != nil || a != 2 || f != 1 {
+	if a, f, err := s.Outcomes(context.Background(), evApp, "production", "1.0.1", "", 0); err != nil || a != 2 || f != 1 {
 		t.Fatalf("outcomes: %d attempts %d failures (%v), want 2 and 1", a, f, err)
 	}
 }
@@ -392,7 +401,7 @@ func TestOutcomesLatestReportWins(t *testing.T) {
 	b := baseTime()
 	outcomes := func(since int64) (int64, int64) {
 		t.Helper()
-		a, f, err := s.Outcomes(ctx, evApp, "production", "1.0.1", since)
+		a, f, err := s.Outcomes(ctx, evApp, "production", "1.0.1", "", since)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -443,7 +452,7 @@ func TestOutcomesLatestReportWins(t *testing.T) {
 	if a, f := outcomes(0); a != 4 || f != 2 {
 		t.Fatalf("unrelated events counted: %d attempts %d failures, want 4 2", a, f)
 	}
-	if a, f, _ := s.Outcomes(ctx, evApp, "beta", "1.0.1", 0); a != 1 || f != 1 {
+	if a, f, _ := s.Outcomes(ctx, evApp, "beta", "1.0.1", "", 0); a != 1 || f != 1 {
 		t.Fatalf("beta: %d attempts %d failures, want 1 1", a, f)
 	}
 	// The window: since excludes older reports. Device 1's latest report is
@@ -492,7 +501,7 @@ func TestRawSegmentsRoundTrip(t *testing.T) {
 	start := time.Now().UnixMilli()
 	mustIngest(t, s, edgeA, 1, seg1)
 	mustIngest(t, s, edgeB, 9, big)
-	mustIngest(t, s, edgeA, 1, big) // duplicate: the first data is kept
+	mustIngest(t, s, edgeA, 1, seg1) // a re-send: the first data is kept once
 	end := time.Now().UnixMilli() + 1
 	got := rawSegments(t, s, start, end)
 	want := map[string][]byte{edgeA + "/1": encodeSegment(seg1), edgeB + "/9": encodeSegment(big)}
@@ -912,5 +921,61 @@ func TestCountsByPlatform(t *testing.T) {
 		if adopt["1.0.0"] != want[p] {
 			t.Fatalf("platform %s adoption %v, want %d", p, adopt, want[p])
 		}
+	}
+}
+
+// An install reported late (a delayed segment from another edge) does not
+// move the device back; a device that changes channel on the same version
+// moves its adoption to the new channel.
+func TestAdoptionOutOfOrderAndChannelMove(t *testing.T) {
+	s := openEvents(t)
+	b := baseTime()
+	mustIngest(t, s, "00000000000000000000000000000002", 1, []events.Event{ev(b+120_000, 1, "set", "1.0.2", "production")})
+	mustIngest(t, s, "00000000000000000000000000000001", 1, []events.Event{ev(b+60_000, 1, "set", "1.0.1", "production")})
+	if got := netAdoption(t, s, EventFilter{AppID: evApp}); got["1.0.2"] != 1 || got["1.0.1"] != 0 {
+		t.Fatalf("adoption after a late older install: %v, want the device on 1.0.2", got)
+	}
+	mustIngest(t, s, "00000000000000000000000000000001", 2, []events.Event{ev(b+180_000, 1, "set", "1.0.2", "beta")})
+	if got := netAdoption(t, s, EventFilter{AppID: evApp, Channel: "beta"}); got["1.0.2"] != 1 {
+		t.Fatalf("beta adoption %v, want the device there", got)
+	}
+	if got := netAdoption(t, s, EventFilter{AppID: evApp, Channel: "production"}); got["1.0.2"] != 0 {
+		t.Fatalf("production adoption %v, want the device gone", got)
+	}
+}
+
+// Made-up platforms are aggregated as "other": they cannot multiply rows.
+func TestPlatformNormalized(t *testing.T) {
+	s := openEvents(t)
+	b := baseTime()
+	var evs []events.Event
+	for i := 0; i < 50; i++ {
+		e := ev(b, i, "get", "1.0.0", "production")
+		e.Platform = fmt.Sprintf("plat%d", i)
+		evs = append(evs, e)
+	}
+	mustIngest(t, s, "00000000000000000000000000000001", 1, evs)
+	cs, err := s.Counts(context.Background(), EventFilter{AppID: evApp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cs) != 1 || cs[0].Platform != "other" || cs[0].N != 50 {
+		t.Fatalf("counts %+v, want one row of 50 for platform other", cs)
+	}
+}
+
+// The guard's count can be limited to one arm.
+func TestOutcomesByArm(t *testing.T) {
+	s := openEvents(t)
+	b := baseTime()
+	in := ev(b, 1, "update_fail", "1.0.1", "production")
+	out := ev(b, 2, "update_fail", "1.0.1", "production")
+	out.Arm = "base"
+	mustIngest(t, s, "00000000000000000000000000000001", 1, []events.Event{in, out})
+	if a, f, err := s.Outcomes(context.Background(), evApp, "production", "1.0.1", "rollout", 0); err != nil || a != 1 || f != 1 {
+		t.Fatalf("rollout arm: %d attempts %d failures (%v), want 1 and 1", a, f, err)
+	}
+	if a, _, _ := s.Outcomes(context.Background(), evApp, "production", "1.0.1", "", 0); a != 2 {
+		t.Fatalf("all arms: %d attempts, want 2", a)
 	}
 }

@@ -19,6 +19,7 @@ const (
 	CodeUnknownBundle  = "unknown_bundle"
 	CodeInvalidBPS     = "invalid_bps"
 	CodeNoRollout      = "no_rollout"
+	CodeRolloutChanged = "rollout_changed"
 	CodeABActive       = "ab_active"
 	CodeRolloutActive  = "rollout_active"
 	CodeInvalidSegment = "invalid_segment"
@@ -110,6 +111,11 @@ func (s *Store) SetRollout(ctx context.Context, appID, channel string, action Ro
 		}
 		if action != RolloutSet && ch.Rollout == nil {
 			return invalid(CodeNoRollout, "channel %s has no rollout to %s", channel, action)
+		}
+		// For the other actions a bundle, when given, names the rollout
+		// meant: a rollout of another bundle is not touched.
+		if action != RolloutSet && bundle != "" && ch.Rollout.Bundle != bundle {
+			return invalid(CodeRolloutChanged, "channel %s now rolls out %s, not %s", channel, ch.Rollout.Bundle, bundle)
 		}
 		switch action {
 		case RolloutSet:

@@ -124,3 +124,30 @@ func TestAPIKeys(t *testing.T) {
 		t.Fatalf("%v %v", ks, err)
 	}
 }
+
+// A rollout action naming a bundle applies only to the rollout of that
+// bundle (the guard names the rollout it judged).
+func TestRolloutActionNamesItsRollout(t *testing.T) {
+	ctx := context.Background()
+	s, _ := open(t)
+	s.CreateApp(ctx, "com.example.app", "")
+	for _, v := range []string{"1.0.0", "1.0.1", "1.0.2"} {
+		if _, err := s.CreateBundle(ctx, Bundle{AppID: "com.example.app", Version: v, SHA256: v, Size: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, _, err := s.PutChannel(ctx, "com.example.app", "production", ChannelPatch{Bundle: ptr("1.0.0"), Public: ptr(true)}, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SetRollout(ctx, "com.example.app", "production", RolloutSet, "1.0.2", 1000); err != nil {
+		t.Fatal(err)
+	}
+	var inv *InvalidError
+	if _, err := s.SetRollout(ctx, "com.example.app", "production", RolloutPause, "1.0.1", 0); !errors.As(err, &inv) || inv.Code != CodeRolloutChanged {
+		t.Fatalf("pause naming another bundle: %v, want %s", err, CodeRolloutChanged)
+	}
+	ch, err := s.SetRollout(ctx, "com.example.app", "production", RolloutPause, "1.0.2", 0)
+	if err != nil || ch.Rollout == nil || !ch.Rollout.Paused {
+		t.Fatalf("pause naming its bundle: %+v, %v", ch.Rollout, err)
+	}
+}
