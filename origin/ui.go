@@ -3,8 +3,8 @@ package origin
 import (
 	"crypto/hmac"
 	"crypto/sha256"
-	"encoding/hex"
 	"crypto/subtle"
+	"encoding/hex"
 	"fmt"
 	"html/template"
 	"math"

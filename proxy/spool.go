@@ -42,8 +42,8 @@ func (e *PermanentError) Unwrap() error { return e.Err }
 // Spool errors: the request was not accepted (the device gets a 503 and the
 // drop is counted).
 var (
-	errSpoolFull   = errors.New("stats spool: disk budget exhausted")
-	errSpoolBusy   = errors.New("stats spool: write queue full")
+	errSpoolFull    = errors.New("stats spool: disk budget exhausted")
+	errSpoolBusy    = errors.New("stats spool: write queue full")
 	errSpoolClosed  = errors.New("stats spool: closed")
 	errSpoolTimeout = errors.New("stats spool: write did not complete in time")
 )
