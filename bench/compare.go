@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -28,6 +29,9 @@ type Peer struct {
 // update answer as a static reply to POST /updates, so that the scenario
 // runs unchanged against each. dir receives their files; Stop the peers.
 func StartPeers(ctx context.Context, o Options, dir string, log io.Writer) ([]*Peer, error) {
+	// The peers' output is copied by exec's goroutines: log must take
+	// concurrent writes (wrap it with SyncWriter if the caller writes too).
+	log = SyncWriter(log)
 	if err := o.defaults(); err != nil {
 		return nil, err
 	}
@@ -235,4 +239,25 @@ func WriteComparison(w io.Writer, names []string, reps []*Report) {
 	tw.Flush()
 	fmt.Fprintln(w, "(ratios are Updraft relative to the peer; above 1 is better for Updraft. nginx and Caddy answer")
 	fmt.Fprintln(w, " the update check from a static copy of Updraft's answer; Updraft resolves each one.)")
+}
+
+// SyncWriter returns w with its writes serialized, for output shared by the
+// peers' processes and the caller.
+func SyncWriter(w io.Writer) io.Writer {
+	if l, ok := w.(*lockedWriter); ok {
+		return l
+	}
+	return &lockedWriter{w: w}
+}
+
+// lockedWriter serializes writes to w.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

@@ -39,8 +39,8 @@ type PermanentError struct{ Err error }
 func (e *PermanentError) Error() string { return e.Err.Error() }
 func (e *PermanentError) Unwrap() error { return e.Err }
 
-// Spool errors: the request was not accepted (the device gets a 503 and the
-// drop is counted).
+// Spool errors: the request was not accepted (the device gets a 429 with
+// Retry-After and the drop is counted).
 var (
 	errSpoolFull    = errors.New("stats spool: disk budget exhausted")
 	errSpoolBusy    = errors.New("stats spool: write queue full")

@@ -189,6 +189,8 @@ func cmdBenchFetch(ctx context.Context, args []string, stdout, stderr io.Writer)
 // benchCompare runs the scenario against Updraft, then nginx and Caddy
 // serving the same bundle and answer, and prints the figures side by side.
 func benchCompare(ctx context.Context, sc bench.Scenario, o bench.Options, stdout, stderr io.Writer) error {
+	stderr = bench.SyncWriter(stderr) // shared with the peers' output
+	o.Progress = stderr
 	dir, err := os.MkdirTemp("", "updraft-compare-*")
 	if err != nil {
 		return err
