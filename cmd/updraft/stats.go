@@ -165,16 +165,38 @@ func cmdGuard(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintf(stdout, "rollout guard of channel %s removed\n", pos[0])
 		return nil
 	case set && !*show:
-		g.WindowSeconds = int(window.Seconds())
-		g.CooldownSeconds = int(cooldown.Seconds())
-		if *threshold != "" {
-			p, err := strconv.ParseFloat(strings.TrimSuffix(*threshold, "%"), 64)
-			if err != nil || p <= 0 || p > 100 {
-				return fmt.Errorf("channel guard: --threshold %q: want a percentage like 10 or 2.5", *threshold)
-			}
-			g.ThresholdBPS = int(p*100 + 0.5)
+		// Change only what the flags say: start from the current guard.
+		cur := store.Guard{}
+		if old, err := c.Guard(ctx, *app, pos[0]); err == nil {
+			cur = old.Guard
 		}
-		if info, err = c.SetGuard(ctx, *app, pos[0], g); err != nil {
+		var err error
+		fs.Visit(func(f *flag.Flag) {
+			switch f.Name {
+			case "window":
+				cur.WindowSeconds = int(window.Seconds())
+			case "cooldown":
+				cur.CooldownSeconds = int(cooldown.Seconds())
+			case "min-attempts":
+				cur.MinAttempts = g.MinAttempts
+			case "min-failures":
+				cur.MinFailures = g.MinFailures
+			case "confidence":
+				cur.Confidence = g.Confidence
+			case "action":
+				cur.Action = g.Action
+			case "threshold":
+				p, perr := strconv.ParseFloat(strings.TrimSuffix(*threshold, "%"), 64)
+				if perr != nil || p <= 0 || p > 100 {
+					err = fmt.Errorf("channel guard: --threshold %q: want a percentage like 10 or 2.5", *threshold)
+				}
+				cur.ThresholdBPS = int(p*100 + 0.5)
+			}
+		})
+		if err != nil {
+			return err
+		}
+		if info, err = c.SetGuard(ctx, *app, pos[0], cur); err != nil {
 			return err
 		}
 	default:

@@ -369,4 +369,9 @@ func TestRolloutGuardEndToEnd(t *testing.T) {
 	if a := answer(t, r, device("00000000-0000-4000-8000-00000000cafe", "1.0.0", `,"defaultChannel":"healthy"`)); a.Version != "1.0.1" {
 		t.Fatalf("healthy rollout no longer offered: %+v", a)
 	}
+	// Changing one setting keeps the others.
+	cli(t, r, data, "channel", "guard", "healthy", "--app", app, "--action", "notify")
+	if g := guard("healthy").Guard; g.Action != "notify" || g.MinAttempts != 50 || g.ThresholdBPS != 1000 || g.MinFailures != 5 {
+		t.Fatalf("guard after changing the action: %+v", g)
+	}
 }
