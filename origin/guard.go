@@ -13,6 +13,10 @@ import (
 // outcomes also triggers an evaluation).
 var guardInterval = time.Second
 
+// rolloutClockSkew is how far before a rollout's start (origin clock) an
+// outcome stamped by an edge still counts for it.
+const rolloutClockSkew = time.Minute
+
 // GuardStatus is a guard's latest evaluation.
 type GuardStatus struct {
 	EvaluatedAt time.Time `json:"evaluated_at"`
@@ -23,6 +27,8 @@ type GuardStatus struct {
 	Failures    int64     `json:"failures"`
 	FailureRate float64   `json:"failure_rate"`
 	LowerBound  float64   `json:"failure_rate_lower"`
+
+	rolloutStart int64 // Unix ms
 }
 
 // rolloutGuard evaluates the channels' guards continuously: for a channel
@@ -82,7 +88,7 @@ func (g *rolloutGuard) evaluateAll(ctx context.Context) error {
 		st := GuardStatus{EvaluatedAt: time.Now().UTC(), State: "no_rollout"}
 		if app := snap.App(gc.AppID); app != nil {
 			if ch := app.Channel(gc.Channel); ch != nil && ch.Rollout != nil {
-				st.Bundle = ch.Rollout.Bundle
+				st.Bundle, st.rolloutStart = ch.Rollout.Bundle, ch.Rollout.StartedAt
 				if ch.Rollout.Paused && gc.Guard.Action != store.GuardNotify {
 					st.State = "paused"
 				} else if err := g.evaluate(ctx, gc, &st); err != nil {
@@ -103,6 +109,11 @@ func (g *rolloutGuard) evaluate(ctx context.Context, gc store.GuardedChannel, st
 	since := now.Add(-time.Duration(gc.Guard.WindowSeconds) * time.Second)
 	if gc.LastAt.After(since) {
 		since = gc.LastAt // a fresh count after every action (e.g. a resumed rollout)
+	}
+	// Outcomes of an earlier rollout of the same bundle do not count. Edges
+	// stamp outcomes with their own clocks: allow them some skew.
+	if start := time.UnixMilli(st.rolloutStart).Add(-rolloutClockSkew); st.rolloutStart > 0 && start.After(since) {
+		since = start
 	}
 	st.Since = since.UTC()
 	// Only devices the rollout serves count: a forged report from a device

@@ -505,3 +505,17 @@ func TestGuardAPIErrors(t *testing.T) {
 		t.Fatalf("GET after DELETE: %q, want 404 guard_not_found", got)
 	}
 }
+
+// Outcomes reported before the rollout began (beyond the clock-skew
+// allowance) belong to an earlier rollout of the bundle: they do not count.
+func TestGuardIgnoresOutcomesBeforeRolloutStart(t *testing.T) {
+	o := guardOrigin(t, store.GuardPause)
+	ingest(t, o, 1, outcomes(0, 100, thirtyPercent, time.Now().Add(-5*time.Minute).UnixMilli()))
+	info := waitEvaluation(t, o, time.Now().Add(10*time.Millisecond))
+	if st := info.Status; st.State != "watching" || st.Attempts != 0 || len(info.Actions) != 0 {
+		t.Fatalf("guard counted outcomes from before the rollout: %+v, actions %+v", st, info.Actions)
+	}
+	if ro := rolloutOf(t, o); ro == nil || ro.Paused {
+		t.Fatalf("rollout %+v, want running", ro)
+	}
+}

@@ -43,6 +43,10 @@ type Rollout struct {
 	Bundle string `json:"bundle"`
 	BPS    int    `json:"bps"`
 	Paused bool   `json:"paused,omitempty"`
+	// StartedAt is when this rollout (this ID) began, Unix ms (0 for
+	// rollouts made before it was recorded): the rollout guard counts only
+	// outcomes since then.
+	StartedAt int64 `json:"started_at,omitempty"`
 
 	seed   uint64
 	bundle *Bundle

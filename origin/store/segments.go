@@ -129,7 +129,7 @@ func (s *Store) SetRollout(ctx context.Context, appID, channel string, action Ro
 				return err
 			}
 			if ch.Rollout == nil || ch.Rollout.Bundle != bundle {
-				ch.Rollout = &snapshot.Rollout{ID: newID(), Bundle: bundle}
+				ch.Rollout = &snapshot.Rollout{ID: newID(), Bundle: bundle, StartedAt: time.Now().UnixMilli()}
 			}
 			ch.Rollout.BPS = bps
 		case RolloutPause:
