@@ -2,6 +2,8 @@ package origin
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"math"
 	"sync"
 	"time"
@@ -42,10 +44,16 @@ type rolloutGuard struct {
 	kick chan struct{}
 	mu   sync.Mutex
 	last map[[2]string]GuardStatus
+	// retryAt delays the next attempt after a store error (guard goroutine
+	// only), so a failing store is not hit, nor logged, every second.
+	retryAt map[[2]string]time.Time
 }
 
+// guardRetry is how long the guard waits after a store error.
+const guardRetry = 10 * time.Second
+
 func newRolloutGuard(s *Server) *rolloutGuard {
-	return &rolloutGuard{s: s, kick: make(chan struct{}, 1), last: map[[2]string]GuardStatus{}}
+	return &rolloutGuard{s: s, kick: make(chan struct{}, 1), last: map[[2]string]GuardStatus{}, retryAt: map[[2]string]time.Time{}}
 }
 
 func (g *rolloutGuard) nudge() {
@@ -133,32 +141,43 @@ func (g *rolloutGuard) evaluate(ctx context.Context, gc store.GuardedChannel, st
 		return nil
 	}
 	st.State = "triggered"
-	if !gc.LastAt.IsZero() && gc.LastBundle == st.Bundle && now.Sub(gc.LastAt) < time.Duration(gc.Guard.CooldownSeconds)*time.Second {
+	// The cooldown follows an action on this rollout: not one on an earlier
+	// rollout of the bundle (started again since).
+	sameRollout := gc.LastBundle == st.Bundle && (st.rolloutStart == 0 || gc.LastAt.UnixMilli() >= st.rolloutStart)
+	if !gc.LastAt.IsZero() && sameRollout && now.Sub(gc.LastAt) < time.Duration(gc.Guard.CooldownSeconds)*time.Second {
 		st.State = "cooldown"
 		return nil
 	}
 	a := store.GuardAction{AppID: gc.AppID, Channel: gc.Channel, At: now.UTC(), Action: gc.Guard.Action, Bundle: st.Bundle,
 		Attempts: attempts, Failures: failures, FailureRate: st.FailureRate, LowerBound: st.LowerBound}
-	var actErr error
-	switch gc.Guard.Action {
-	// st.Bundle names the rollout judged: if the operator replaced it since
-	// the snapshot was published, the store refuses (rollout_changed).
-	case store.GuardPause:
-		_, actErr = g.s.store.SetRollout(ctx, gc.AppID, gc.Channel, store.RolloutPause, st.Bundle, 0)
-	case store.GuardRollback:
-		_, actErr = g.s.store.SetRollout(ctx, gc.AppID, gc.Channel, store.RolloutRollback, st.Bundle, 0)
+	key := [2]string{gc.AppID, gc.Channel}
+	if now.Before(g.retryAt[key]) {
+		return nil // a store error a moment ago: retry a little later
 	}
-	if actErr != nil {
-		a.Error = actErr.Error()
+	if gc.Guard.Action == store.GuardNotify {
+		err = g.s.store.RecordGuardAction(ctx, a)
+	} else {
+		// The change and its record in one transaction; st.Bundle names the
+		// rollout judged (rollout_changed if the operator replaced it).
+		err = g.s.store.GuardAct(ctx, a)
 	}
+	var inv *store.InvalidError
+	if errors.As(err, &inv) {
+		// The rollout moved under the guard: record that, which also
+		// restarts the count, and do not act.
+		a.Error = err.Error()
+		err = g.s.store.RecordGuardAction(ctx, a)
+	}
+	if err != nil {
+		g.retryAt[key] = now.Add(guardRetry)
+		return fmt.Errorf("rollout guard %s/%s: %w", gc.AppID, gc.Channel, err)
+	}
+	delete(g.retryAt, key)
 	g.s.metrics.guardActions.WithLabelValues(gc.Guard.Action).Inc()
 	g.s.log.Warn("origin: rollout guard acted", "app", gc.AppID, "channel", gc.Channel, "action", gc.Guard.Action,
 		"bundle", st.Bundle, "attempts", attempts, "failures", failures, "failure_rate", st.FailureRate,
-		"failure_rate_lower", st.LowerBound, "threshold_bps", gc.Guard.ThresholdBPS, "err", actErr)
-	if err := g.s.store.RecordGuardAction(ctx, a); err != nil {
-		return err
-	}
-	if actErr == nil && gc.Guard.Action != store.GuardNotify {
+		"failure_rate_lower", st.LowerBound, "threshold_bps", gc.Guard.ThresholdBPS, "refused", a.Error)
+	if a.Error == "" && gc.Guard.Action != store.GuardNotify {
 		g.s.changedStore()
 	}
 	return nil

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/updraft-cdn/updraft/origin/events"
@@ -225,7 +226,10 @@ func (s *Server) getStats(w http.ResponseWriter, r *http.Request) error {
 
 func statsQuery(r *http.Request, appID string) (store.EventFilter, time.Duration, error) {
 	q := r.URL.Query()
-	f := store.EventFilter{AppID: appID, Channel: q.Get("channel"), Segment: q.Get("segment"), Platform: q.Get("platform")}
+	f := store.EventFilter{AppID: appID, Channel: q.Get("channel"), Segment: q.Get("segment")}
+	if p := q.Get("platform"); p != "" {
+		f.Platform = events.NormalizePlatform(strings.ToLower(p)) // as aggregated
+	}
 	parseTime := func(name string) (int64, error) {
 		v := q.Get(name)
 		if v == "" {

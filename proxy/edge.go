@@ -54,10 +54,13 @@ const (
 	maxRecordBytes  = 256 << 10
 )
 
-// maxBody is the most a transport reads of a request body: device requests
-// are held to MaxUpdatesBody by route, child edges' event segments may
-// take a whole segment.
-func (e *Edge) maxBody() int64 { return max(int64(e.cfg.MaxUpdatesBody), 2*maxSegmentBytes) }
+// maxBody is the most a transport reads of a request body. Device requests
+// are held to MaxUpdatesBody by route. A child edge's segment holds at most
+// maxSegmentBytes of small requests, or the records of one request, which
+// are no larger than its JSON body (≤ MaxUpdatesBody) plus a few headers.
+func (e *Edge) maxBody() int64 {
+	return max(int64(e.cfg.MaxUpdatesBody), maxSegmentBytes) + 64<<10
+}
 
 // StartStats makes the edge accept POST /stats: events are spooled durably
 // in DataDir/stats (bounded by cfg.StatsSpool) and delivered to sink.

@@ -338,12 +338,7 @@ func (s *spool) writer(ctx context.Context) {
 					break drain
 				}
 			}
-			err := s.writeGroup(batch, &buf)
-			for _, a := range batch {
-				s.pendingBytes.Add(-int64(len(a.rec)))
-				a.done <- err
-			}
-			if err != nil {
+			if err := s.writeGroup(batch, &buf); err != nil {
 				s.log.Error("stats spool: write", "err", err)
 			}
 			s.m.statsFsyncs.Inc()
@@ -359,9 +354,7 @@ func (s *spool) writer(ctx context.Context) {
 			for {
 				select {
 				case a := <-s.reqs:
-					err := s.writeGroup([]*spoolAppend{a}, &buf)
-					s.pendingBytes.Add(-int64(len(a.rec)))
-					a.done <- err
+					s.writeGroup([]*spoolAppend{a}, &buf)
 					continue
 				default:
 				}
@@ -375,41 +368,48 @@ func (s *spool) writer(ctx context.Context) {
 	}
 }
 
-// writeGroup appends the records of a group, starting a new segment
-// whenever the open one would grow past maxSegment, and fsyncs.
+// writeGroup appends the requests of a group and answers each of them.
+// A request's records stay together in one segment; a new segment starts
+// before a request that would push the open one past maxSegment. Requests
+// are answered per flush: when a write fails, the requests already fsynced
+// (in a segment sealed earlier in the group) still get their nil, so no
+// request is refused whose events will be delivered.
 func (s *spool) writeGroup(group []*spoolAppend, buf *[]byte) error {
 	b := (*buf)[:0]
 	defer func() { *buf = b[:0] }()
 	magic := int64(len(events.Magic))
+	var firstErr error
+	pending := group[:0:0] // requests in b, answered at the next flush
+	flush := func() error {
+		var err error
+		if len(b) > 0 {
+			err = s.write(b)
+		}
+		for _, a := range pending {
+			s.pendingBytes.Add(-int64(len(a.rec)))
+			a.done <- err
+		}
+		pending, b = pending[:0], b[:0]
+		if err != nil && firstErr == nil {
+			firstErr = err
+		}
+		return err
+	}
 	for _, a := range group {
-		// A request may carry several records; a segment may end between
-		// them, so that no segment outgrows maxSegment unless one record does.
-		for rest := a.rec; len(rest) >= 8; {
-			n := 8 + int(binary.LittleEndian.Uint32(rest))
-			if n > len(rest) {
-				n = len(rest)
-			}
-			cur := magic
-			if s.open != nil {
-				cur = s.openSize
-			}
-			if cur+int64(len(b)) > magic && cur+int64(len(b)+n) > s.maxSegment {
-				if len(b) > 0 {
-					if err := s.write(b); err != nil {
-						return err
-					}
-					b = b[:0]
-				}
+		cur := magic
+		if s.open != nil {
+			cur = s.openSize
+		}
+		if cur+int64(len(b)) > magic && cur+int64(len(b)+len(a.rec)) > s.maxSegment {
+			if flush() == nil && s.open != nil {
 				s.seal()
 			}
-			b = append(b, rest[:n]...)
-			rest = rest[n:]
 		}
+		b = append(b, a.rec...)
+		pending = append(pending, a)
 	}
-	if len(b) == 0 {
-		return nil
-	}
-	return s.write(b)
+	flush()
+	return firstErr
 }
 
 // write appends b to the open segment (opening one if needed) and fsyncs.
@@ -435,7 +435,10 @@ func (s *spool) write(b []byte) error {
 		s.used.Add(-s.openSize)
 		path := filepath.Join(s.dir, segName(s.openSeq, openSuffix))
 		if rerr := s.sealRecovered(path, s.openSeq); rerr != nil {
-			s.log.Error("stats spool: seal after a failed write", "segment", s.openSeq, "err", rerr)
+			s.log.Error("stats spool: seal after a failed write (retried at the next start)", "segment", s.openSeq, "err", rerr)
+			if fi, serr := os.Stat(path); serr == nil {
+				s.used.Add(fi.Size()) // still on disk
+			}
 		}
 		if fi, serr := os.Stat(filepath.Join(s.dir, segName(s.openSeq, segSuffix))); serr == nil {
 			s.used.Add(fi.Size())
@@ -590,8 +593,8 @@ func (s *spool) deliver(ctx context.Context, seq uint64) error {
 	return nil
 }
 
-// maxBadBytes bounds the refused segments kept for inspection; the oldest
-// go first.
+// maxBadBytes bounds the refused segments kept for inspection (and a
+// quarter of the budget); the oldest go first.
 const maxBadBytes = 64 << 20
 
 func (s *spool) trimBad() {
@@ -600,7 +603,7 @@ func (s *spool) trimBad() {
 		return
 	}
 	for _, ent := range ents { // ReadDir sorts by name: oldest sequence first
-		if s.bad.Load() <= maxBadBytes {
+		if s.bad.Load() <= min(maxBadBytes, s.budget/4) {
 			return
 		}
 		if _, ext, ok := parseSegName(ent.Name()); ok && ext == badSuffix {

@@ -1099,8 +1099,13 @@ func TestSpoolRecoversFromFailedWrite(t *testing.T) {
 	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
 		t.Skip(err)
 	}
+	// Room for the segment's magic, not for the record: the write itself
+	// fails half-way (the truncate-and-cut path), not the segment's open.
 	lim := old
-	lim.Cur = 4
+	lim.Cur = uint64(len(events.Magic)) + 8
+	if rec := testRecord(1, 1); len(rec) <= 8 {
+		t.Fatalf("test record of %d bytes fits the limit", len(rec))
+	}
 	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &lim); err != nil {
 		t.Skip(err)
 	}
@@ -1110,6 +1115,9 @@ func TestSpoolRecoversFromFailedWrite(t *testing.T) {
 	signal.Reset(syscall.SIGXFSZ)
 	if err == nil {
 		t.Fatal("append under a 4-byte file size limit succeeded")
+	}
+	if _, bytes := sp.backlog(); bytes != 0 {
+		t.Fatalf("after the failed write the spool counts %d bytes, want 0 (nothing kept)", bytes)
 	}
 	appendOK(t, sp, testRecord(2, 1))
 	flushSpool(t, sp)

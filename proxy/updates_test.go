@@ -405,10 +405,12 @@ func padded(t testing.TB, n int) []byte {
 	return b
 }
 
-// TestUpdatesBodyTooLarge sends a body one byte over the 1 MiB limit. It
-// writes the request by hand, headers first: the edge refuses on
-// Content-Length and closes, and a client still pushing the body would see
-// a connection reset instead of the answer.
+// TestUpdatesBodyTooLarge sends a body one byte over what the transport
+// reads (1 MiB for devices plus 64 KiB of room for child edges' event
+// segments). It writes the request by hand, headers first: the edge refuses
+// on Content-Length and closes, and a client still pushing the body would
+// see a connection reset instead of the answer. (A body between the two
+// limits is read and refused by the router: TestUpdatesBodyOverDeviceLimit.)
 func TestUpdatesBodyTooLarge(t *testing.T) {
 	te, _, _ := edgeWithZip(t)
 	conn, err := net.Dial("tcp", strings.TrimPrefix(te.base, "http://"))
@@ -417,7 +419,7 @@ func TestUpdatesBodyTooLarge(t *testing.T) {
 	}
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(10 * time.Second))
-	const n = 1<<20 + 1
+	const n = 1<<20 + 64<<10 + 1
 	head := "POST /updates HTTP/1.1\r\nHost: edge.test\r\nContent-Type: application/json\r\n" +
 		"Content-Length: " + strconv.Itoa(n) + "\r\n\r\n"
 	if _, err := io.WriteString(conn, head); err != nil {
@@ -682,4 +684,22 @@ func BenchmarkUpdatesHTTP1(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// A device body over MaxUpdatesBody but within what the transport reads is
+// refused by the router with the same 413.
+func TestUpdatesBodyOverDeviceLimit(t *testing.T) {
+	te, _, _ := edgeWithZip(t)
+	body := bytes.Repeat([]byte(" "), 1<<20+1)
+	resp, err := http.Post(te.base+"/updates", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	a := answer{resp.StatusCode, resp.Header, b}
+	if a.status != http.StatusRequestEntityTooLarge {
+		t.Fatalf("HTTP %d %s, want 413", a.status, a.body)
+	}
+	checkEnvelope(t, a, "body_too_large", "")
 }

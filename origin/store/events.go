@@ -198,8 +198,16 @@ func (s *EventStore) Ingest(ctx context.Context, edgeID string, seq uint64, segm
 			now := deviceVersion{v, e.Channel, e.Segment, platform, e.Received}
 			// Segments arrive out of order (two edges, retries): an install
 			// older than the one recorded does not move the device back.
-			if seen && (e.Received < old.at || old.version == now.version && old.channel == now.channel &&
-				old.segment == now.segment && old.platform == now.platform) {
+			if seen && e.Received < old.at {
+				continue
+			}
+			if seen && old.version == now.version && old.channel == now.channel && old.segment == now.segment && old.platform == now.platform {
+				// Same place, later report: only the time moves (so that a
+				// late, older install cannot move the device back).
+				moved[k] = now
+				if _, err := putVersion.ExecContext(ctx, e.AppID, e.DeviceID, v, e.Channel, e.Segment, platform, e.Received); err != nil {
+					return res, err
+				}
 				continue
 			}
 			if seen {
@@ -352,13 +360,17 @@ type AdoptionChange struct {
 // version at a time is the running sum from there.
 func (s *EventStore) AdoptionChanges(ctx context.Context, f EventFilter) ([]AdoptionChange, error) {
 	w, args := f.where()
+	// The baseline: minutes before the range's first (From's minute).
 	base := f
-	base.From, base.To = 0, f.From-60000
+	base.From, base.To = 0, (f.From/60000-1)*60000
 	bw, bargs := base.where()
-	rows, err := s.db.QueryContext(ctx, `SELECT -1, channel, segment, platform, version_name, sum(delta) FROM adoption_changes WHERE `+bw+
-		` GROUP BY channel, segment, platform, version_name HAVING sum(delta) != 0
-		UNION ALL SELECT minute, channel, segment, platform, version_name, delta FROM adoption_changes WHERE `+w+` ORDER BY 1`,
-		append(bargs, args...)...)
+	q := `SELECT minute, channel, segment, platform, version_name, delta FROM adoption_changes WHERE ` + w + ` ORDER BY 1`
+	if f.From >= 2*60000 { // (a baseline ending at minute 0 would read as "now")
+		q = `SELECT -1, channel, segment, platform, version_name, sum(delta) FROM adoption_changes WHERE ` + bw +
+			` GROUP BY channel, segment, platform, version_name HAVING sum(delta) != 0 UNION ALL ` + q
+		args = append(bargs, args...)
+	}
+	rows, err := s.db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, err
 	}

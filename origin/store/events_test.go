@@ -979,3 +979,16 @@ func TestOutcomesByArm(t *testing.T) {
 		t.Fatalf("all arms: %d attempts, want 2", a)
 	}
 }
+
+// A device that installs the same version again is only re-stamped; a late
+// install older than that does not move it back.
+func TestAdoptionReinstallRestamps(t *testing.T) {
+	s := openEvents(t)
+	b := baseTime()
+	mustIngest(t, s, "00000000000000000000000000000001", 1, []events.Event{ev(b, 1, "set", "2.0.0", "production")})
+	mustIngest(t, s, "00000000000000000000000000000001", 2, []events.Event{ev(b+20*60_000, 1, "set", "2.0.0", "production")})
+	mustIngest(t, s, "00000000000000000000000000000002", 1, []events.Event{ev(b+10*60_000, 1, "set", "1.0.0", "production")})
+	if got := netAdoption(t, s, EventFilter{AppID: evApp}); got["2.0.0"] != 1 || got["1.0.0"] != 0 {
+		t.Fatalf("adoption %v, want the device on 2.0.0", got)
+	}
+}

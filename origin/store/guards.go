@@ -162,7 +162,29 @@ func (s *Store) Guards(ctx context.Context, appID string) ([]GuardedChannel, err
 
 // RecordGuardAction stores what a guard did and starts its cooldown.
 func (s *Store) RecordGuardAction(ctx context.Context, a GuardAction) error {
-	return s.write(ctx, false, func(tx *sql.Tx) error {
+	return s.write(ctx, false, func(tx *sql.Tx) error { return recordGuardAction(ctx, tx, a) })
+}
+
+// GuardAct applies a guard's pause or rollback to the rollout of a.Bundle
+// and records the action, in one transaction: the change and its record
+// (which starts the cooldown) exist together or not at all. The store
+// refuses with rollout_changed when the channel now rolls out another
+// bundle, and no_rollout when it has none.
+func (s *Store) GuardAct(ctx context.Context, a GuardAction) error {
+	action := RolloutPause
+	if a.Action == GuardRollback {
+		action = RolloutRollback
+	}
+	return s.write(ctx, true, func(tx *sql.Tx) error {
+		if _, err := setRollout(ctx, tx, a.AppID, a.Channel, action, a.Bundle, 0); err != nil {
+			return err
+		}
+		return recordGuardAction(ctx, tx, a)
+	})
+}
+
+func recordGuardAction(ctx context.Context, tx *sql.Tx, a GuardAction) error {
+	{
 		if _, err := tx.ExecContext(ctx, `INSERT INTO guard_actions (app_id, channel, at, action, bundle, attempts, failures, failure_rate, lower_bound, error)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, a.AppID, a.Channel, a.At.UnixMilli(), a.Action, a.Bundle, a.Attempts, a.Failures,
 			a.FailureRate, a.LowerBound, a.Error); err != nil {
@@ -170,7 +192,7 @@ func (s *Store) RecordGuardAction(ctx context.Context, a GuardAction) error {
 		}
 		_, err := tx.ExecContext(ctx, `UPDATE channel_guards SET last_action_at = ? WHERE app_id = ? AND channel = ?`, a.At.UnixMilli(), a.AppID, a.Channel)
 		return err
-	})
+	}
 }
 
 // GuardActions lists a channel's guard actions, newest first (at most limit).

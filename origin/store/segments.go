@@ -105,6 +105,16 @@ func nullable(s string) any {
 func (s *Store) SetRollout(ctx context.Context, appID, channel string, action RolloutAction, bundle string, bps int) (Channel, error) {
 	var out Channel
 	err := s.write(ctx, true, func(tx *sql.Tx) error {
+		var err error
+		out, err = setRollout(ctx, tx, appID, channel, action, bundle, bps)
+		return err
+	})
+	return out, err
+}
+
+func setRollout(ctx context.Context, tx *sql.Tx, appID, channel string, action RolloutAction, bundle string, bps int) (Channel, error) {
+	var out Channel
+	err := func() error {
 		ch, err := lockChannel(ctx, tx, appID, channel)
 		if err != nil {
 			return err
@@ -146,7 +156,7 @@ func (s *Store) SetRollout(ctx context.Context, appID, channel string, action Ro
 		}
 		out = ch
 		return saveSplit(ctx, tx, ch)
-	})
+	}()
 	return out, err
 }
 

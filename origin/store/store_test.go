@@ -5,6 +5,7 @@ import (
 	"errors"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 func open(t *testing.T) (*Store, string) {
@@ -149,5 +150,46 @@ func TestRolloutActionNamesItsRollout(t *testing.T) {
 	ch, err := s.SetRollout(ctx, "com.example.app", "production", RolloutPause, "1.0.2", 0)
 	if err != nil || ch.Rollout == nil || !ch.Rollout.Paused {
 		t.Fatalf("pause naming its bundle: %+v, %v", ch.Rollout, err)
+	}
+}
+
+// GuardAct pauses and records in one transaction; on another bundle's
+// rollout it changes nothing and records nothing.
+func TestGuardAct(t *testing.T) {
+	ctx := context.Background()
+	s, _ := open(t)
+	s.CreateApp(ctx, "com.example.app", "")
+	for _, v := range []string{"1.0.0", "1.0.1"} {
+		if _, err := s.CreateBundle(ctx, Bundle{AppID: "com.example.app", Version: v, SHA256: v, Size: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, _, err := s.PutChannel(ctx, "com.example.app", "production", ChannelPatch{Bundle: ptr("1.0.0"), Public: ptr(true)}, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SetRollout(ctx, "com.example.app", "production", RolloutSet, "1.0.1", 5000); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetGuard(ctx, "com.example.app", "production", ptr(DefaultGuard(Guard{}))); err != nil {
+		t.Fatal(err)
+	}
+	a := GuardAction{AppID: "com.example.app", Channel: "production", At: time.Now(), Action: GuardPause, Bundle: "1.0.0", Attempts: 100, Failures: 30}
+	var inv *InvalidError
+	if err := s.GuardAct(ctx, a); !errors.As(err, &inv) || inv.Code != CodeRolloutChanged {
+		t.Fatalf("GuardAct on another bundle's rollout: %v", err)
+	}
+	if acts, _ := s.GuardActions(ctx, "com.example.app", "production", 10); len(acts) != 0 {
+		t.Fatalf("a refused act was recorded: %+v", acts)
+	}
+	a.Bundle = "1.0.1"
+	if err := s.GuardAct(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	chs, _ := s.ListChannels(ctx, "com.example.app")
+	if len(chs) != 1 || chs[0].Rollout == nil || !chs[0].Rollout.Paused {
+		t.Fatalf("channel after GuardAct: %+v", chs)
+	}
+	if acts, _ := s.GuardActions(ctx, "com.example.app", "production", 10); len(acts) != 1 || acts[0].Action != GuardPause {
+		t.Fatalf("actions after GuardAct: %+v", acts)
 	}
 }
