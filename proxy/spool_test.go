@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -1090,36 +1091,28 @@ func TestSpoolOverHTTP(t *testing.T) {
 
 // A write that fails once (here: the file size limit, standing in for a
 // full disk) must not wedge the spool: the next append works and is
-// delivered; the failed one is not acknowledged and not delivered.
+// delivered; the failed one is not acknowledged and not delivered. The
+// limit applies to the whole process, so the appends run in a child
+// process (the test binary's own files must not hit it).
 func TestSpoolRecoversFromFailedWrite(t *testing.T) {
+	if dir := os.Getenv("SPOOL_FAILWRITE_DIR"); dir != "" {
+		failedWriteChild(dir)
+		return
+	}
 	dir := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestSpoolRecoversFromFailedWrite$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "SPOOL_FAILWRITE_DIR="+dir)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("child: %v\n%s", err, out)
+	}
+	for _, want := range []string{"first append refused: true", "backlog after failure: 0\n", "second append ok"} {
+		if !strings.Contains(string(out), want) {
+			t.Fatalf("child output lacks %q:\n%s", want, out)
+		}
+	}
 	sink := &memSink{}
 	sp := openTestSpool(t, dir, sink, nil)
-	var old syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
-		t.Skip(err)
-	}
-	// Room for the segment's magic, not for the record: the write itself
-	// fails half-way (the truncate-and-cut path), not the segment's open.
-	lim := old
-	lim.Cur = uint64(len(events.Magic)) + 8
-	if rec := testRecord(1, 1); len(rec) <= 8 {
-		t.Fatalf("test record of %d bytes fits the limit", len(rec))
-	}
-	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &lim); err != nil {
-		t.Skip(err)
-	}
-	signal.Ignore(syscall.SIGXFSZ)
-	err := sp.append(testRecord(1, 1))
-	syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old)
-	signal.Reset(syscall.SIGXFSZ)
-	if err == nil {
-		t.Fatal("append under a 4-byte file size limit succeeded")
-	}
-	if _, bytes := sp.backlog(); bytes != 0 {
-		t.Fatalf("after the failed write the spool counts %d bytes, want 0 (nothing kept)", bytes)
-	}
-	appendOK(t, sp, testRecord(2, 1))
 	flushSpool(t, sp)
 	var ids []int64
 	for _, d := range sink.acked() {
@@ -1128,6 +1121,34 @@ func TestSpoolRecoversFromFailedWrite(t *testing.T) {
 	if len(ids) != 1 || ids[0] != 2 {
 		t.Fatalf("delivered %v, want only the acknowledged record 2", ids)
 	}
+}
+
+// failedWriteChild appends under a file size limit with room for the
+// segment's magic but not the record, so the write itself fails half-way
+// (the truncate-and-cut path), then appends again without the limit.
+func failedWriteChild(dir string) {
+	down := &memSink{fail: func(int, uint64) (error, bool) { return errOriginDown, false }}
+	sp, err := openSpool(spoolOptions{Dir: dir, Sink: down, Log: slog.New(slog.DiscardHandler), Metrics: newEdgeMetrics(nil)})
+	if err != nil {
+		fmt.Println("open:", err)
+		os.Exit(1)
+	}
+	var old syscall.Rlimit
+	syscall.Getrlimit(syscall.RLIMIT_FSIZE, &old)
+	lim := old
+	lim.Cur = uint64(len(events.Magic)) + 8
+	signal.Ignore(syscall.SIGXFSZ)
+	syscall.Setrlimit(syscall.RLIMIT_FSIZE, &lim)
+	err = sp.append(testRecord(1, 1))
+	syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old)
+	fmt.Println("first append refused:", err != nil, err)
+	_, bytes := sp.backlog()
+	fmt.Println("backlog after failure:", bytes)
+	if err := sp.append(testRecord(2, 1)); err == nil {
+		fmt.Println("second append ok")
+	}
+	sp.Close()
+	os.Exit(0)
 }
 
 // Two processes must not share a spool folder: the second open fails.
