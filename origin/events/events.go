@@ -128,21 +128,30 @@ func AppendRecord(dst []byte, evs []Event) []byte {
 // event; maxPayload above MaxRecord is taken as MaxRecord).
 func AppendRecords(dst []byte, evs []Event, maxPayload int) []byte {
 	maxPayload = min(maxPayload, MaxRecord)
-	var one []byte
 	for start := 0; start < len(evs); {
 		size, end := 0, start
 		for end < len(evs) {
-			one = appendEvent(one[:0], &evs[end])
-			if end > start && size+len(one)+binary.MaxVarintLen16 > maxPayload {
+			n := eventSize(&evs[end])
+			if end > start && size+n+binary.MaxVarintLen16 > maxPayload {
 				break
 			}
-			size += len(one)
+			size += n
 			end++
 		}
 		dst = AppendRecord(dst, evs[start:end])
 		start = end
 	}
 	return dst
+}
+
+// eventSize is len(appendEvent(nil, e)), computed without encoding.
+func eventSize(e *Event) int {
+	n := varintLen(e.Timestamp) + varintLen(e.Received) + 1
+	for _, s := range [...]string{e.AppID, e.DeviceID, e.Action, e.VersionName, e.OldVersionName,
+		e.Platform, e.VersionBuild, e.PluginVersion, e.CustomID, e.Channel, e.Segment, e.Arm, e.Metadata, ""} {
+		n += uvarintLen(uint64(len(s))) + len(s)
+	}
+	return n
 }
 
 func appendEvent(dst []byte, e *Event) []byte {

@@ -465,3 +465,12 @@ func FuzzDecodeSegment(f *testing.F) {
 		}
 	})
 }
+
+func TestEventSize(t *testing.T) {
+	for _, e := range []Event{{}, {Timestamp: -1, Received: 1 << 40, AppID: "a.b", Metadata: strings.Repeat("x", 300)},
+		{DeviceID: strings.Repeat("d", 128), Action: "set", Timestamp: 1764331200000, Received: 1764331200123}} {
+		if got, want := eventSize(&e), len(appendEvent(nil, &e)); got != want {
+			t.Fatalf("eventSize %d, encoded %d bytes (%+v)", got, want, e)
+		}
+	}
+}
