@@ -129,7 +129,7 @@ func (e *Edge) route(r *request, out *reply) {
 	case path == "/stats":
 		switch r.method {
 		case "POST":
-			e.stats(r.ctx, r.body, out)
+			e.stats(r.body, out)
 		case "GET":
 			out.ok()
 		default:

@@ -61,12 +61,12 @@ var dropLog atomic.Int64
 // the accepted events survive a crash and reach the origin. When the spool
 // cannot take them, the answer is 429 stats_unavailable with Retry-After
 // (the plugin keeps its batch and retries after it) and the drop is counted.
-func (e *Edge) stats(ctx context.Context, body []byte, out *reply) {
-	outcome := e.statsAnswer(ctx, body, out)
+func (e *Edge) stats(body []byte, out *reply) {
+	outcome := e.statsAnswer(body, out)
 	e.metrics.statsRequests.WithLabelValues(outcome).Inc()
 }
 
-func (e *Edge) statsAnswer(ctx context.Context, body []byte, out *reply) string {
+func (e *Edge) statsAnswer(body []byte, out *reply) string {
 	if e.spool == nil {
 		out.jsonError(503, codeStatsUnavailable, "This edge does not collect stats (no stats sink configured)")
 		return codeStatsUnavailable
