@@ -73,6 +73,18 @@ func TestHTTP3AndTLS(t *testing.T) {
 				t.Fatalf("Alt-Svc %q", got)
 			}
 		}
+		// Device events travel the same way.
+		ev := `[{"app_id":"com.example.app","device_id":"00009a6b-eefe-490a-9c60-8e965132ae51","platform":"ios",
+			"version_name":"1.0.1","version_build":"1.0.0","version_os":"17.2","action":"set"}]`
+		sresp, err := client.Post("https://"+r.Listeners.TLS+"/stats", "application/json", strings.NewReader(ev))
+		if err != nil {
+			t.Fatalf("%s stats: %v", c.name, err)
+		}
+		sb, _ := io.ReadAll(sresp.Body)
+		sresp.Body.Close()
+		if sresp.Proto != c.want || string(sb) != `{"status":"ok","results":[{"status":"ok","index":0}]}` {
+			t.Fatalf("%s stats: %s %d %s", c.name, sresp.Proto, sresp.StatusCode, sb)
+		}
 		resp, err = client.Get(a.URL)
 		if err != nil {
 			t.Fatalf("%s download: %v", c.name, err)
