@@ -87,12 +87,7 @@ func (e *Edge) route(r *request, out *reply) {
 		}
 		e.blob(r.ctx, &br, out)
 	case path == "/v1/snapshot" || len(path) > 10 && path[:10] == "/v1/blobs/":
-		if !e.childAuthorized(r.header.get("Authorization")) {
-			out.jsonError(401, "unauthorized", "child edges must send Authorization: Bearer EDGE_KEY")
-			return
-		}
-		if r.method != "GET" {
-			out.jsonError(405, codeMethod, "Use GET")
+		if !e.childRequest(r, "GET", out) {
 			return
 		}
 		if path == "/v1/snapshot" {
@@ -101,12 +96,7 @@ func (e *Edge) route(r *request, out *reply) {
 		}
 		e.blob(r.ctx, &blobRequest{id: path[10:], child: true}, out)
 	case path == "/v1/events":
-		if !e.childAuthorized(r.header.get("Authorization")) {
-			out.jsonError(401, "unauthorized", "child edges must send Authorization: Bearer EDGE_KEY")
-			return
-		}
-		if r.method != "POST" {
-			out.jsonError(405, codeMethod, "Use POST")
+		if !e.childRequest(r, "POST", out) {
 			return
 		}
 		e.relayEvents(r.ctx, r.header.get("X-Updraft-Edge-Id"), r.header.get("X-Updraft-Segment"), r.body, out)
@@ -152,4 +142,18 @@ func (e *Edge) route(r *request, out *reply) {
 	default:
 		out.jsonError(404, codeNotFound, "Not found")
 	}
+}
+
+// childRequest admits a child edge's request: its edge key, then the one
+// method the endpoint takes. It answers the refusals itself.
+func (e *Edge) childRequest(r *request, method string, out *reply) bool {
+	if !e.childAuthorized(r.header.get("Authorization")) {
+		out.jsonError(401, "unauthorized", "child edges must send Authorization: Bearer EDGE_KEY")
+		return false
+	}
+	if r.method != method {
+		out.jsonError(405, codeMethod, "Use "+method)
+		return false
+	}
+	return true
 }
