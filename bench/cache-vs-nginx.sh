@@ -4,6 +4,7 @@
 # and print req/s, MB/s and the ratio Updraft/nginx.
 #
 #   bench/cache-vs-nginx.sh [DURATION] [CONNECTIONS]      (defaults: 10s 32)
+#   UPDRAFT_FLAGS="--tcp-send-buffer 128KiB" bench/cache-vs-nginx.sh    (extra serve flags)
 #
 # Needs: go, nginx, wrk (Debian: apt-get install nginx-light wrk). Everything
 # runs on 127.0.0.1; nothing is left running afterwards.
@@ -30,7 +31,7 @@ head -c 5000000 /dev/urandom > "$WORK/bundle/app.bin"
 
 start_updraft() { # $1: memory cache budget
   rm -rf "$WORK/data"
-  "$U" serve --data "$WORK/data" --edge-listen 127.0.0.1:18080 --origin-listen 127.0.0.1:18090 \
+  "$U" serve --data "$WORK/data" --edge-listen 127.0.0.1:18080 --origin-listen 127.0.0.1:18090 ${UPDRAFT_FLAGS:-} \
     --cache-memory "$1" --log-level warn 2>"$WORK/updraft.log" &
   UPID=$!
   for _ in $(seq 100); do curl -sf http://127.0.0.1:18080/healthz >/dev/null && break; sleep 0.1; done

@@ -65,11 +65,14 @@ type Edge struct {
 	UpdatesPerDeviceMinute int
 	MaxUpdatesBody         Size // largest accepted POST /updates body
 	// StatsSpool bounds the disk the edge's undelivered device events may
-	// use; beyond it POST /stats answers 503 and counts the drop.
+	// use; beyond it POST /stats answers 429 and counts the drop.
 	StatsSpool Size
 	// StatsURL is where the edge delivers device events (POST /v1/events);
 	// empty: Upstream.
-	StatsURL          string
+	StatsURL string
+	// TCPSendBuffer sets each TCP connection's kernel send buffer; 0
+	// leaves it to the kernel's autotuning.
+	TCPSendBuffer     Size
 	ReadTimeout       time.Duration // per request header/body read
 	WriteTimeout      time.Duration // per response write
 	MaxConnsPerIP     int
@@ -129,6 +132,9 @@ func (c Edge) Validate() error {
 	}
 	if c.StatsURL != "" {
 		errs = append(errs, checkURL("edge.stats_url", c.StatsURL))
+	}
+	if c.TCPSendBuffer != 0 && (c.TCPSendBuffer < 16*KiB || c.TCPSendBuffer > 64*MiB) {
+		errs = append(errs, fmt.Errorf("config: edge.tcp_send_buffer %s: want 0 (autotuned) or 16KiB..64MiB", c.TCPSendBuffer))
 	}
 	if c.StatsSpool < 4*MiB {
 		errs = append(errs, fmt.Errorf("config: edge.stats_spool %s: want at least 4MiB", c.StatsSpool))

@@ -38,6 +38,7 @@ func startEdgeListeners(ec config.Edge, edge *proxy.Edge, log *slog.Logger) (*ed
 	}
 	plain := proxy.NewHTTP1(edge)
 	l.Plain = ln.Addr().String()
+	ln = proxy.LimitSendBuffer(ln, int(ec.TCPSendBuffer))
 	go func() { l.done <- plain.Serve(ln) }()
 	l.stops = append(l.stops, plain.Shutdown)
 	if ec.TLS == "" || ec.TLS == proxy.TLSOff {
@@ -72,7 +73,9 @@ func startEdgeListeners(ec config.Edge, edge *proxy.Edge, log *slog.Logger) (*ed
 	secure.AdvertiseHTTP3(port)
 	h3 := proxy.NewHTTP3(edge, certs)
 	l.TLS, l.QUIC = tln.Addr().String(), udp.LocalAddr().String()
-	go func() { l.done <- secure.Serve(tls.NewListener(tln, certs.Config("http/1.1"))) }()
+	go func() {
+		l.done <- secure.Serve(tls.NewListener(proxy.LimitSendBuffer(tln, int(ec.TCPSendBuffer)), certs.Config("http/1.1")))
+	}()
 	go func() { l.done <- h3.Serve(udp) }()
 	l.stops = append(l.stops, secure.Shutdown, h3.Shutdown)
 	if ec.TLS == proxy.TLSFiles {
@@ -110,7 +113,8 @@ func edgeFlags(fs *flag.FlagSet, ec *config.Edge, mode, listen string) *string {
 	fs.Var(&ec.CacheMemory, "cache-memory", "edge memory cache budget (0: none)")
 	fs.Var(&ec.CacheDisk, "cache-disk", "edge disk cache budget")
 	fs.IntVar(&ec.UpdatesPerDeviceMinute, "updates-per-device-minute", 0, "at most this many update checks per device per minute (429 + Retry-After beyond; 0: no limit)")
-	fs.Var(&ec.StatsSpool, "stats-spool", "disk budget for device events not yet delivered to the origin (beyond it POST /stats answers 503)")
+	fs.Var(&ec.StatsSpool, "stats-spool", "disk budget for device events not yet delivered to the origin (beyond it POST /stats answers 429)")
+	fs.Var(&ec.TCPSendBuffer, "tcp-send-buffer", "kernel send buffer per TCP connection, e.g. 128KiB (0: autotuned). Evens out many concurrent large downloads on short paths; caps each connection's rate on long ones")
 	ec.TLS, ec.TLSListen = mode, listen
 	fs.StringVar(&ec.TLS, "tls", ec.TLS, "HTTPS + HTTP/3 on --tls-listen: off, self-signed (development), files or acme")
 	fs.StringVar(&ec.TLSListen, "tls-listen", config.Env("UPDRAFT_TLS_LISTEN", ec.TLSListen), "HTTPS (TCP) and HTTP/3 (UDP) address")
