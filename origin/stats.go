@@ -85,7 +85,7 @@ func (s *Server) IngestSegment(ctx context.Context, edgeID string, seq uint64, s
 		// skipped and counted, not the whole segment (a newer edge may know
 		// an action this origin does not). Unknown but well-formed actions
 		// are kept.
-		if !snapshot.ValidAppID(e.AppID) || !snapshot.ValidDeviceID(e.DeviceID) || !wellFormedAction(e.Action) {
+		if !snapshot.ValidAppID(e.AppID) || !snapshot.ValidDeviceID(e.DeviceID) || !events.WellFormedAction(e.Action) {
 			skipped++
 			return nil
 		}
@@ -117,24 +117,6 @@ func (s *Server) IngestSegment(ctx context.Context, edgeID string, seq uint64, s
 		s.guard.nudge()
 	}
 	return nil
-}
-
-// wellFormedAction accepts Capgo's action vocabulary and any action of the
-// same shape (1–64 letters, digits and underscores).
-func wellFormedAction(a string) bool {
-	if events.Actions[a] {
-		return true
-	}
-	if len(a) == 0 || len(a) > 64 {
-		return false
-	}
-	for i := 0; i < len(a); i++ {
-		c := a[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_') {
-			return false
-		}
-	}
-	return true
 }
 
 // postEvents is POST /v1/events: one spool segment from an edge.

@@ -28,25 +28,7 @@ const statsBody = `{"app_id":"com.example.app","device_id":"00009a6b-eefe-490a-9
 	`"custom_id":"user-42","install_source":"google_play"}`
 
 // statsEv returns statsBody with keys set (nil value: deleted).
-func statsEv(t testing.TB, set map[string]any) string {
-	t.Helper()
-	var m map[string]any
-	if err := json.Unmarshal([]byte(statsBody), &m); err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range set {
-		if v == nil {
-			delete(m, k)
-		} else {
-			m[k] = v
-		}
-	}
-	b, err := json.Marshal(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
-}
+func statsEv(t testing.TB, set map[string]any) string { return string(withKeys(t, statsBody, set)) }
 
 func batch(evs ...string) string { return "[" + strings.Join(evs, ",") + "]" }
 

@@ -216,10 +216,13 @@ func edgeWithZip(t *testing.T) (te *testEdge, zipSHA string, zip []byte) {
 }
 
 // body returns pluginBody with keys set (nil value: deleted).
-func body(t testing.TB, set map[string]any) []byte {
+func body(t testing.TB, set map[string]any) []byte { return withKeys(t, pluginBody, set) }
+
+// withKeys returns the JSON object doc with keys set (nil value: deleted).
+func withKeys(t testing.TB, doc string, set map[string]any) []byte {
 	t.Helper()
 	var m map[string]any
-	if err := json.Unmarshal([]byte(pluginBody), &m); err != nil {
+	if err := json.Unmarshal([]byte(doc), &m); err != nil {
 		t.Fatal(err)
 	}
 	for k, v := range set {

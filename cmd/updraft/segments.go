@@ -56,15 +56,9 @@ func cmdRollout(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	for _, a := range []string{"pause", "resume", "promote", "rollback"} {
 		actions[a] = fs.Bool(a, false, a+" the rollout")
 	}
-	pos, err := parseFlags(fs, args)
+	name, err := channelArgs(fs, args, app)
 	if err != nil {
 		return err
-	}
-	if err := want(1, pos, "one channel NAME"); err != nil {
-		return err
-	}
-	if *app == "" {
-		return errors.New("channel rollout: --app is required")
 	}
 	req := origin.RolloutRequest{Action: store.RolloutSet, Bundle: *bundle}
 	n := 0
@@ -93,7 +87,7 @@ func cmdRollout(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	ch, err := c.Rollout(ctx, *app, pos[0], req)
+	ch, err := c.Rollout(ctx, *app, name, req)
 	if err != nil {
 		return err
 	}
@@ -406,4 +400,20 @@ func cmdResolve(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	fmt.Fprintf(stdout, "why: %s; snapshot rev %d\n", why, res.Rev)
 	return nil
+}
+
+// channelArgs parses the flags of a `channel SUB NAME --app ID` command
+// (app is its --app flag) and returns NAME.
+func channelArgs(fs *flag.FlagSet, args []string, app *string) (string, error) {
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return "", err
+	}
+	if err := want(1, pos, "one channel NAME"); err != nil {
+		return "", err
+	}
+	if *app == "" {
+		return "", errors.New(fs.Name() + ": --app is required")
+	}
+	return pos[0], nil
 }

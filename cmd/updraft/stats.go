@@ -135,15 +135,9 @@ func cmdGuard(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	cooldown := fs.Duration("cooldown", 0, "wait at least this long between two actions (default 5m)")
 	show := fs.Bool("show", false, "show the guard, its latest evaluation and actions (the default without other flags)")
 	remove := fs.Bool("remove", false, "remove the guard")
-	pos, err := parseFlags(fs, args)
+	name, err := channelArgs(fs, args, app)
 	if err != nil {
 		return err
-	}
-	if err := want(1, pos, "one channel NAME"); err != nil {
-		return err
-	}
-	if *app == "" {
-		return errors.New("channel guard: --app is required")
 	}
 	c, err := cf.client()
 	if err != nil {
@@ -159,15 +153,15 @@ func cmdGuard(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var info origin.GuardInfo
 	switch {
 	case *remove:
-		if err := c.RemoveGuard(ctx, *app, pos[0]); err != nil {
+		if err := c.RemoveGuard(ctx, *app, name); err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "rollout guard of channel %s removed\n", pos[0])
+		fmt.Fprintf(stdout, "rollout guard of channel %s removed\n", name)
 		return nil
 	case set && !*show:
 		// Change only what the flags say: start from the current guard.
 		cur := store.Guard{}
-		if old, err := c.Guard(ctx, *app, pos[0]); err == nil {
+		if old, err := c.Guard(ctx, *app, name); err == nil {
 			cur = old.Guard
 		}
 		var err error
@@ -196,11 +190,11 @@ func cmdGuard(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if err != nil {
 			return err
 		}
-		if info, err = c.SetGuard(ctx, *app, pos[0], cur); err != nil {
+		if info, err = c.SetGuard(ctx, *app, name, cur); err != nil {
 			return err
 		}
 	default:
-		if info, err = c.Guard(ctx, *app, pos[0]); err != nil {
+		if info, err = c.Guard(ctx, *app, name); err != nil {
 			return err
 		}
 	}

@@ -86,6 +86,24 @@ func init() {
 	ActionList = strings.Join(list, ", ")
 }
 
+// WellFormedAction accepts Capgo's action vocabulary and any action of the
+// same shape (1–64 letters, digits and underscores).
+func WellFormedAction(a string) bool {
+	if Actions[a] {
+		return true
+	}
+	if len(a) == 0 || len(a) > 64 {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		c := a[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
 // Segment wire format. A segment is a magic header followed by records; a
 // record is one accepted request (1..MaxBatch events of one app):
 //

@@ -444,13 +444,6 @@ func (s *EventStore) Prune(ctx context.Context, before int64) (int64, error) {
 	return n, err
 }
 
-// Versions returns the versions that have counts or adoption for the app,
-// sorted.
-func (s *EventStore) Versions(ctx context.Context, appID string) ([]string, error) {
-	return s.strings(ctx, `SELECT version_name FROM event_counts WHERE app_id = ?
-		UNION SELECT version_name FROM adoption_changes WHERE app_id = ? ORDER BY 1`, appID, appID)
-}
-
 // Segments returns the segments the app's events were placed in, sorted.
 func (s *EventStore) Segments(ctx context.Context, appID string) ([]string, error) {
 	return s.strings(ctx, `SELECT DISTINCT segment FROM event_counts WHERE app_id = ? AND segment != '' ORDER BY segment`, appID)
