@@ -31,6 +31,12 @@ type Origin struct {
 	Listen        string // TCP address of the operator API and edge replication endpoints
 	DataDir       string // SQLite database, blobs and keys live here
 	MaxBundleSize Size   // largest accepted upload
+	// GCGrace: blob garbage collection deletes only unreferenced blobs
+	// whose mtime (last commit, or the deletion of their bundle) is older
+	// than this, so uploads and edge fetches in flight keep theirs.
+	GCGrace time.Duration
+	// GCInterval: how often blob garbage collection runs; 0: only on demand.
+	GCInterval time.Duration
 }
 
 // Edge configures an edge node: device API and blob delivery.
@@ -64,6 +70,12 @@ type Edge struct {
 	// Retry-After beyond it); 0: no limit.
 	UpdatesPerDeviceMinute int
 	MaxUpdatesBody         Size // largest accepted POST /updates body
+	// LegacyChannelWrites bounds, per second over the whole edge, the
+	// setChannel/unsetChannel calls of plugins before 7.34 that it stores
+	// at the origin (each one is an origin write and a new snapshot); beyond
+	// it they get 429 with Retry-After. Device ids are free to invent, so a
+	// per-device limit would not bound them.
+	LegacyChannelWrites float64
 	// StatsSpool bounds the disk the edge's undelivered device events may
 	// use; beyond it POST /stats answers 429 and counts the drop.
 	StatsSpool Size
@@ -85,22 +97,27 @@ func NewOrigin(dataDir string) Origin {
 		Listen:        DefaultOriginListen,
 		DataDir:       dataDir,
 		MaxBundleSize: 512 * MiB,
+		GCGrace:       time.Hour,
+		GCInterval:    time.Hour,
 	}
 }
 
 // NewEdge returns the edge defaults, with dataDir as its data folder.
 func NewEdge(dataDir string) Edge {
 	return Edge{
-		Listen:            DefaultEdgeListen,
-		DataDir:           dataDir,
-		CacheMemory:       512 * MiB,
-		CacheDisk:         20 * GiB,
-		MaxUpdatesBody:    1 * MiB,
-		StatsSpool:        1 * GiB,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      5 * time.Minute,
-		MaxConnsPerIP:     0,
-		ShutdownGraceTime: 10 * time.Second,
+		Listen:         DefaultEdgeListen,
+		DataDir:        dataDir,
+		CacheMemory:    512 * MiB,
+		CacheDisk:      20 * GiB,
+		MaxUpdatesBody: 1 * MiB,
+		StatsSpool:     1 * GiB,
+		// Far above what a fleet of pre-7.34 plugins sends (a setChannel is
+		// a user action), far below what makes the origin publish nonstop.
+		LegacyChannelWrites: 20,
+		ReadTimeout:         30 * time.Second,
+		WriteTimeout:        5 * time.Minute,
+		MaxConnsPerIP:       0,
+		ShutdownGraceTime:   10 * time.Second,
 	}
 }
 
@@ -113,6 +130,12 @@ func (c Origin) Validate() error {
 	}
 	if c.MaxBundleSize < 1*KiB {
 		errs = append(errs, fmt.Errorf("config: origin.max_bundle_size %s: want at least 1KiB", c.MaxBundleSize))
+	}
+	if c.GCGrace < 0 {
+		errs = append(errs, fmt.Errorf("config: origin.gc_grace %s: want 0 or more, like 1h", c.GCGrace))
+	}
+	if c.GCInterval != 0 && c.GCInterval < time.Second {
+		errs = append(errs, fmt.Errorf("config: origin.gc_interval %s: want 0 (on demand only) or at least 1s, like 1h", c.GCInterval))
 	}
 	return errors.Join(errs...)
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"path"
 	"strings"
@@ -80,10 +81,14 @@ func (s *Server) Handler() http.Handler {
 	handle("GET /v1/blobs/{sha}", true, s.getBlob)
 	handle("GET /v1/snapshot", true, s.getSnapshot)
 	handle("POST /v1/events", true, s.postEvents)
+	handle("POST /v1/device-channel", true, s.postDeviceChannel)
 	api("GET /api/v1/apps/{app}/stats", s.getStats)
 	api("GET /api/v1/apps/{app}/channels/{name}/guard", s.getGuard)
 	api("PUT /api/v1/apps/{app}/channels/{name}/guard", s.putGuard)
 	api("DELETE /api/v1/apps/{app}/channels/{name}/guard", s.deleteGuard)
+	api("DELETE /api/v1/apps/{app}/bundles/{version}", s.deleteBundle) // lifecycle.go
+	api("PATCH /api/v1/apps/{app}", s.patchApp)
+	api("POST /api/v1/gc", s.postGC) // gc.go
 	mux.HandleFunc("GET /ui", s.ui)
 	mux.HandleFunc("POST /ui", s.ui)
 	mux.HandleFunc("GET /ui/apps/{app}", s.ui)
@@ -234,6 +239,9 @@ func (s *Server) uploadBundle(w http.ResponseWriter, r *http.Request) error {
 	if r.ContentLength > max {
 		return errf(http.StatusRequestEntityTooLarge, "bundle_too_large", "bundle is %d bytes; the limit is %s", r.ContentLength, s.cfg.MaxBundleSize)
 	}
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt == "multipart/form-data" {
+		return s.uploadEncrypted(w, r, b, channel)
+	}
 	bw, err := s.blobs.Create(max)
 	if err != nil {
 		return err
@@ -254,14 +262,22 @@ func (s *Server) uploadBundle(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	b.SHA256, b.Size = info.SHA256, info.Size
-	saved, err := s.store.CreateBundle(ctx, b)
+	return s.saveBundle(w, r, b, nil, channel)
+}
+
+// saveBundle records an uploaded bundle whose blobs are stored, schedules
+// its background work, points channel at it if asked, and answers 201 once
+// the snapshot that lists it is published.
+func (s *Server) saveBundle(w http.ResponseWriter, r *http.Request, b store.Bundle, manifest []snapshot.ManifestEntry, channel string) error {
+	ctx, appID := r.Context(), b.AppID
+	saved, err := s.store.CreateBundleWithManifest(ctx, b, manifest)
 	if errors.Is(err, store.ErrExists) {
 		return errf(http.StatusConflict, "version_exists", "app %s already has bundle %s", appID, b.Version)
 	}
 	if err != nil {
 		return err
 	}
-	s.log.Info("origin: bundle stored", "app", appID, "version", b.Version, "sha256", b.SHA256, "bytes", b.Size)
+	s.log.Info("origin: bundle stored", "app", appID, "version", b.Version, "sha256", b.SHA256, "bytes", b.Size, "encrypted", b.SessionKey != "")
 	s.deltas.enqueue(appID, b.Version)
 	if channel != "" {
 		v := b.Version
@@ -269,6 +285,7 @@ func (s *Server) uploadBundle(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
+	s.applyRetention(ctx, appID) // after the channel moved: a bundle it left may go
 	s.awaitPublished(ctx)
 	writeJSON(w, http.StatusCreated, saved)
 	return nil

@@ -165,6 +165,9 @@ func (b *deltaBuilder) manifest(ctx context.Context, bd store.Bundle, files []de
 func (b *deltaBuilder) run(ctx context.Context, j deltaJob) {
 	start := time.Now()
 	fail := func(err error) {
+		if b.targetDeleted(ctx, j, err) { // lifecycle.go: deleted mid-build is no failure
+			return
+		}
 		b.set(j.app, j.version, func(st *DeltaStatus) { st.State, st.Error = "failed", err.Error() })
 		b.s.log.Error("origin: delta build failed", "app", j.app, "version", j.version, "err", err)
 	}
@@ -185,6 +188,13 @@ func (b *deltaBuilder) run(ctx context.Context, j deltaJob) {
 		return
 	}
 	target := bundles[idx]
+	if target.SessionKey != "" {
+		// Encrypted end to end: the origin holds ciphertext only; the CLI
+		// sent the manifest, and no delta can be built without the key.
+		b.set(j.app, j.version, func(st *DeltaStatus) { st.State = "ready" })
+		b.s.log.Info("origin: encrypted bundle, no deltas", "app", j.app, "version", j.version)
+		return
+	}
 	var files []delta.File // read once, for the manifest and the canonical archive
 	if target.ManifestFiles == 0 || target.Canonical == "" {
 		if files, err = b.files(target); err != nil {
@@ -204,14 +214,19 @@ func (b *deltaBuilder) run(ctx context.Context, j deltaJob) {
 		return
 	}
 	b.s.changedStore()
-	bases := bundles[idx+1:]
-	if len(bases) > deltaBases {
-		bases = bases[:deltaBases]
+	var bases []store.Bundle
+	for _, bd := range bundles[idx+1:] {
+		if bd.SessionKey == "" && len(bases) < deltaBases {
+			bases = append(bases, bd)
+		}
 	}
 	b.set(j.app, j.version, func(st *DeltaStatus) { st.Total = 2 * len(bases) })
 	built := 0
 	for _, base := range bases {
 		baseData, baseSHA, err := b.canonical(ctx, base, nil)
+		if b.baseDeleted(ctx, j, base.Version, err) {
+			continue
+		}
 		if err != nil {
 			fail(err)
 			return
@@ -243,8 +258,13 @@ func (b *deltaBuilder) run(ctx context.Context, j deltaJob) {
 					fail(err)
 					return
 				}
-				if err := b.s.store.AddDelta(ctx, j.app, j.version, snapshot.Delta{From: base.Version, Base: baseSHA,
-					Encoding: enc, SHA256: info.SHA256, Size: info.Size}); err != nil {
+				// Checked: no delta row outlives a bundle deleted meanwhile.
+				err = b.s.store.AddDeltaChecked(ctx, j.app, j.version, snapshot.Delta{From: base.Version, Base: baseSHA,
+					Encoding: enc, SHA256: info.SHA256, Size: info.Size})
+				if b.baseDeleted(ctx, j, base.Version, err) {
+					break
+				}
+				if err != nil {
 					fail(err)
 					return
 				}
@@ -272,7 +292,7 @@ func (b *deltaBuilder) resume(ctx context.Context) error {
 			return err
 		}
 		for i := len(bs) - 1; i >= 0; i-- { // oldest first
-			if bs[i].Canonical == "" {
+			if bs[i].Canonical == "" && bs[i].SessionKey == "" {
 				b.enqueue(a.ID, bs[i].Version)
 			}
 		}

@@ -46,6 +46,7 @@ type Server struct {
 	keys   []keyHash // accepted API keys
 	shards *overrideShards
 	deltas *deltaBuilder
+	gc     *blobGC // bundle deletions and blob garbage collection
 
 	events  *store.EventStore // device events and aggregates (DATA/events.db)
 	guard   *rolloutGuard
@@ -96,6 +97,7 @@ func Open(ctx context.Context, cfg config.Origin, log *slog.Logger) (*Server, er
 	s.shards = newOverrideShards(s)
 	s.deltas = newDeltaBuilder(s)
 	s.guard = newRolloutGuard(s)
+	s.gc = newBlobGC(s)
 	fail := func(err error) (*Server, error) {
 		st.Close()
 		if s.events != nil {
@@ -131,6 +133,7 @@ func Open(ctx context.Context, cfg config.Origin, log *slog.Logger) (*Server, er
 	go func() { defer s.bgDone.Done(); s.guard.run(pctx) }()
 	go func() { defer s.bgDone.Done(); s.pruneEvents(pctx) }()
 	s.deltas.start(pctx)
+	s.gc.start(pctx)
 	if err := s.deltas.resume(ctx); err != nil {
 		s.log.Error("origin: resume delta builds", "err", err)
 	}

@@ -20,7 +20,7 @@ func storeErr(err error, appID string) error {
 		switch inv.Code {
 		case store.CodeUnknownChannel, store.CodeUnknownSegment:
 			status = http.StatusNotFound
-		case store.CodeABActive, store.CodeRolloutActive:
+		case store.CodeABActive, store.CodeRolloutActive, store.CodeCannotOverride, store.CodeSelfSetNotAllowed:
 			status = http.StatusConflict
 		}
 		return errf(status, inv.Code, "%s", inv.Msg)
@@ -223,6 +223,9 @@ type Resolution struct {
 	Variant string `json:"variant,omitempty"`
 	Arm     string `json:"arm,omitempty"`
 	Bucket  int    `json:"bucket"`
+	// RevertToBuiltin: the device is sent back to the store build (its
+	// channel targets builtin); Version is "builtin".
+	RevertToBuiltin bool `json:"revert_to_builtin,omitempty"`
 }
 
 // DeviceRequest is the device fields of an update check, as JSON.
@@ -235,6 +238,7 @@ type DeviceRequest struct {
 	PluginVersion  string `json:"plugin_version"`
 	CustomID       string `json:"custom_id,omitempty"`
 	DefaultChannel string `json:"defaultChannel,omitempty"`
+	KeyID          string `json:"key_id,omitempty"`
 	IsEmulator     bool   `json:"is_emulator"`
 	IsProd         bool   `json:"is_prod"`
 }
@@ -250,7 +254,7 @@ func (s *Server) resolve(w http.ResponseWriter, r *http.Request) error {
 	}
 	req := snapshot.Request{AppID: appID, DeviceID: in.DeviceID, VersionName: in.VersionName, VersionBuild: in.VersionBuild,
 		Platform: in.Platform, PluginVersion: in.PluginVersion, CustomID: in.CustomID, DefaultChannel: in.DefaultChannel,
-		IsEmulator: in.IsEmulator, IsProd: in.IsProd}
+		KeyID: in.KeyID, IsEmulator: in.IsEmulator, IsProd: in.IsProd}
 	if rerr := req.Validate(); rerr != nil {
 		msg := rerr.Message
 		for _, is := range rerr.Issues {
@@ -267,6 +271,9 @@ func (s *Server) resolve(w http.ResponseWriter, r *http.Request) error {
 	}
 	if d.Bundle != nil {
 		out.Version = d.Bundle.Version
+		if d.Bundle.Builtin() {
+			out.RevertToBuiltin, out.Message = true, "revert to builtin: the device goes back to the store build"
+		}
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil

@@ -1,73 +1,178 @@
 package proxy
 
 import (
+	"context"
+	"errors"
 	"strconv"
+	"strings"
+	"time"
 
 	"github.com/valyala/fastjson"
 
 	"github.com/updraft-cdn/updraft/origin/snapshot"
 )
 
-// /channel_self, the plugin's setChannel / getChannel / unsetChannel /
-// listChannels. Current plugins (≥ 5.34.0, 6.34.0, 7.34.0, 8.x) keep a
+// /channel_self, the plugin's setChannel (POST), getChannel (PUT),
+// unsetChannel (DELETE) and listChannels (GET), as Capgo's
+// plugin_runtime/plugins/channel_self.ts answers them.
+//
+// Current plugins (≥ 5.34.0, 6.34.0, 7.34.0, every 8.x) keep a
 // self-assigned channel on the device and send it as defaultChannel with
-// every update check, so the edge only validates and answers: a
-// self-assignment takes effect at the device's next /updates, with no
-// per-device state at the edge.
+// every update check, so the edge only validates and answers. Older
+// ("legacy") plugins expect the server to remember it: their setChannel and
+// unsetChannel are stored as device overrides with source "device" at the
+// origin (the edge holds no state), through DeviceChannels; the edge answers
+// once its own snapshot holds the change, so the device's next /updates at
+// this edge sees it.
 
-// channelSelfCheck parses and validates the info object of POST/PUT
-// /channel_self. It returns false after writing an error answer.
-func (e *Edge) channelSelfCheck(body []byte, st *updateState, out *reply) (*snapshot.Snapshot, *snapshot.App, *fastjson.Value, bool) {
-	v, err := st.parser.ParseBytes(body)
-	if err != nil {
-		out.badRequest(codeInvalidJSON, "Invalid JSON body", nil)
-		return nil, nil, nil, false
-	}
-	if v.Type() != fastjson.TypeObject || v.GetObject().Len() == 0 {
-		out.badRequest(snapshot.CodeInvalidBody, "Cannot parse body", nil)
-		return nil, nil, nil, false
-	}
-	fillRequest(st, v)
-	r := &st.req
+// DeviceChannels stores the channel choices of legacy plugins at the origin:
+// POST /v1/device-channel, or the origin itself under `updraft serve`.
+type DeviceChannels interface {
+	// SetDeviceChannel pins deviceID of appID to channel ("" removes the
+	// device's override) and returns the snapshot revision that holds the
+	// change. A *DeviceChannelRefusal is Capgo's refusal (this edge's
+	// snapshot was behind the origin's); any other error means the change
+	// was not stored.
+	SetDeviceChannel(ctx context.Context, appID, deviceID, channel string) (rev int64, err error)
+}
+
+// DeviceChannelRefusal is the origin refusing a device's channel change with
+// one of Capgo's /channel_self codes (cannot_override,
+// channel_self_set_not_allowed, channel_not_found, app_not_found).
+type DeviceChannelRefusal struct {
+	Code    string
+	Message string
+}
+
+func (r *DeviceChannelRefusal) Error() string { return r.Code + ": " + r.Message }
+
+// deviceChannelRefusals are the codes a DeviceChannels upstream refuses
+// with, and the message a device gets for each (Capgo's).
+var deviceChannelRefusals = map[string]string{
+	"cannot_override":              "Cannot change device override current channel don't allow it",
+	"channel_self_set_not_allowed": "This channel does not allow devices to self associate",
+	"channel_not_found":            "Cannot find channel",
+	"app_not_found":                "App not found",
+}
+
+// SetDeviceChannels sets where legacy plugins' channel choices are stored.
+// Without it they are refused with 503 upstream_unavailable. Call it before
+// serving.
+func (e *Edge) SetDeviceChannels(dc DeviceChannels) { e.deviceChannels = dc }
+
+// deviceChannelWait bounds how long a legacy setChannel waits for this
+// edge's snapshot to hold the change it stored.
+const deviceChannelWait = 2 * time.Second
+
+const (
+	codeInvalidQuery = "invalid_query_parameters"
+	codeCannotOver   = "cannot_override"
+	msgCannotOver    = "Cannot change device override current channel don't allow it"
+)
+
+func validPlatform(p string) bool {
+	return p == snapshot.PlatformIOS || p == snapshot.PlatformAndroid || p == snapshot.PlatformElectron
+}
+
+// channelSelfValidate applies Capgo's parsePluginBody checks, in its order
+// (plugin_parser.ts:56-85), to st.req filled from a body or a query: empty
+// → invalid (invalid_json_body for bodies, invalid_query_parameters for
+// queries), missing device_id (unless !requireDevice, GET), missing app_id,
+// a version_build that is not semver (semver_error), then the schema. It
+// writes the 400 answer and returns false on failure.
+func channelSelfValidate(r *snapshot.Request, empty bool, invalid string, requireDevice bool, out *reply) bool {
 	switch {
-	case r.DeviceID == "":
+	case empty:
+		out.badRequest(invalid, "Cannot parse body", nil)
+		return false
+	case requireDevice && r.DeviceID == "":
 		out.badRequest(snapshot.CodeMissingDeviceID, "Cannot find device_id", nil)
-		return nil, nil, nil, false
+		return false
 	case r.AppID == "":
 		out.badRequest(snapshot.CodeMissingAppID, "Cannot find app_id", nil)
-		return nil, nil, nil, false
-	case !snapshot.ValidAppID(r.AppID), !snapshot.ValidDeviceID(r.DeviceID):
-		out.badRequest(snapshot.CodeInvalidBody, "Cannot parse body", nil)
-		return nil, nil, nil, false
+		return false
 	}
-	if r.Platform != snapshot.PlatformIOS && r.Platform != snapshot.PlatformAndroid && r.Platform != snapshot.PlatformElectron {
-		out.badRequest(snapshot.CodeInvalidBody, "Cannot parse body", []byte(`{"issues":[{"path":["platform"],"message":"Platform is not supported or invalid"}]}`))
-		return nil, nil, nil, false
+	if r.VersionBuild != "" {
+		if _, ok := snapshot.CoerceBuild(r.VersionBuild); !ok {
+			out.requestError(snapshot.SemverError(r.VersionBuild))
+			return false
+		}
 	}
+	var issues []snapshot.Issue
+	if !snapshot.ValidAppID(r.AppID) {
+		issues = append(issues, snapshot.Issue{Path: "app_id", Message: "App ID must be a reverse domain string"})
+	}
+	if requireDevice && !snapshot.ValidDeviceID(r.DeviceID) {
+		issues = append(issues, snapshot.Issue{Path: "device_id", Message: "Device ID must be a valid UUID string"})
+	}
+	if !validPlatform(r.Platform) {
+		issues = append(issues, snapshot.Issue{Path: "platform", Message: "Platform is not supported or invalid"})
+	}
+	if issues != nil {
+		out.requestError(&snapshot.RequestError{Code: invalid, Message: "Cannot parse body", Issues: issues})
+		return false
+	}
+	return true
+}
+
+// channelSelfApp returns the app of a validated request from the current
+// snapshot, or writes the answer (503 before a snapshot, app_not_found).
+func (e *Edge) channelSelfApp(appID string, out *reply) (*snapshot.App, bool) {
 	s := e.snap.Load()
 	if s == nil {
 		out.jsonError(503, codeNotReady, "Edge has no snapshot yet")
-		return nil, nil, nil, false
+		return nil, false
 	}
-	app := s.App(r.AppID)
+	app := s.App(appID)
 	if app == nil {
 		out.status, out.contentType = 200, contentTypeJSON
 		out.body = appendRefusal(out.body[:0], &snapshot.Decision{Code: snapshot.CodeAppNotFound, Message: "App not found", Kind: snapshot.KindFailed})
-		return nil, nil, nil, false
+		return nil, false
 	}
-	return s, app, v, true
+	return app, true
 }
 
-// channelSelfSet answers POST /channel_self (setChannel).
-func (e *Edge) channelSelfSet(body []byte, out *reply) {
+// channelSelfBody parses and validates the info object of POST/PUT
+// /channel_self (whatever its Content-Type: Capgo reads the body as JSON
+// regardless, and its tests send none). It returns false after writing an
+// error answer.
+func (e *Edge) channelSelfBody(body []byte, st *updateState, out *reply) (*snapshot.App, *fastjson.Value, bool) {
+	v, err := st.parser.ParseBytes(body)
+	if err != nil {
+		out.badRequest(codeInvalidJSON, "Invalid JSON body", nil)
+		return nil, nil, false
+	}
+	if v.Type() != fastjson.TypeObject {
+		out.badRequest(snapshot.CodeInvalidBody, "Cannot parse body", nil)
+		return nil, nil, false
+	}
+	fillRequest(st, v)
+	if !channelSelfValidate(&st.req, v.GetObject().Len() == 0, snapshot.CodeInvalidBody, true, out) {
+		return nil, nil, false
+	}
+	app, ok := e.channelSelfApp(st.req.AppID, out)
+	return app, v, ok
+}
+
+// channelSelfSet answers POST /channel_self (setChannel), Capgo
+// channel_self.ts:285-415. Current plugins are only validated:
+// {"status":"ok","allowSet":true}. A legacy plugin's choice is stored as a
+// device override through the origin: {"status":"ok"}.
+func (e *Edge) channelSelfSet(ctx context.Context, body []byte, out *reply) {
 	st := updateStates.Get().(*updateState)
 	defer updateStates.Put(st)
-	_, app, v, ok := e.channelSelfCheck(body, st, out)
+	app, v, ok := e.channelSelfBody(body, st, out)
 	if !ok {
 		e.metrics.channelSelf("set", "invalid")
 		return
 	}
+	r := &st.req
 	name := string(v.GetStringBytes("channel"))
+	legacy := snapshot.LegacyChannelSelf(r.PluginVersion)
+	var cur *snapshot.Channel // the device's override, read for legacy plugins only
+	if legacy {
+		cur = app.Override(r.DeviceID)
+	}
 	out.status, out.contentType = 200, contentTypeJSON
 	ch := app.Channel(name)
 	refuse := func(code, msg string) {
@@ -83,72 +188,232 @@ func (e *Edge) channelSelfSet(body []byte, out *reply) {
 	case name == "":
 		out.body = append(out.body[:0], `{"error":"missing_channel","message":"Cannot find channel in body"}`...)
 		e.metrics.channelSelf("set", "missing_channel")
+	case cur != nil && !cur.AllowDeviceSelfSet:
+		out.refusal200(codeCannotOver, msgCannotOver)
+		e.metrics.channelSelf("set", codeCannotOver)
 	case ch == nil:
 		refuse("channel_not_found", "Cannot find channel")
 	case !ch.AllowDeviceSelfSet && ch.Public:
 		refuse("public_channel_self_set_not_allowed", "This channel is public and does not allow device self-assignment. Unset the channel and the device will automatically use the public channel.")
 	case !ch.AllowDeviceSelfSet:
 		refuse("channel_self_set_not_allowed", "This channel does not allow devices to self associate")
-	default:
+	case !legacy:
 		out.body = append(out.body[:0], `{"status":"ok","allowSet":true}`...)
 		e.metrics.channelSelf("set", "ok")
+	default:
+		// Capgo: choosing the platform's main (default) channel removes the
+		// override; choosing the channel already pinned writes nothing.
+		target := name
+		if main := app.DefaultChannel(r.Platform); main != nil && main.Name == name {
+			if cur == nil {
+				out.ok()
+				e.metrics.channelSelf("set", "ok")
+				return
+			}
+			target = ""
+		} else if cur != nil && cur.Name == name {
+			out.ok()
+			e.metrics.channelSelf("set", "ok")
+			return
+		}
+		e.storeDeviceChannel(ctx, "set", app.ID, r.DeviceID, target, out)
 	}
 }
 
-// channelSelfGet answers PUT /channel_self (getChannel): the channel the
-// device's next update check will use, "override" when the operator or the
-// device chose it, "default" otherwise.
+// storeDeviceChannel stores a legacy plugin's choice at the origin, waits
+// until this edge serves it, and answers {"status":"ok"}; Capgo's refusal
+// when the origin refuses; 503 upstream_unavailable when it cannot be
+// stored (never a false ok: the plugin would believe it moved).
+func (e *Edge) storeDeviceChannel(ctx context.Context, op, appID, deviceID, channel string, out *reply) {
+	if e.deviceChannels == nil {
+		out.jsonError(503, codeUpstream, "This edge cannot store the channel of plugins before 7.34.0 (no upstream)")
+		e.metrics.channelSelf(op, codeUpstream)
+		return
+	}
+	if e.channelWrites != nil && !e.channelWrites.Allow() {
+		out.status, out.contentType, out.retryAfter = 429, contentTypeJSON, 1
+		out.body = append(out.body[:0], `{"error":"too_many_requests","message":"Too many requests","moreInfo":{"retryAfterSeconds":1}}`...)
+		e.metrics.channelSelf(op, "too_many_requests")
+		return
+	}
+	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	// The strings alias pooled request buffers; an upstream may keep them.
+	appID, deviceID, channel = strings.Clone(appID), strings.Clone(deviceID), strings.Clone(channel)
+	rev, err := e.deviceChannels.SetDeviceChannel(cctx, appID, deviceID, channel)
+	var ref *DeviceChannelRefusal
+	switch {
+	case errors.As(err, &ref):
+		msg := deviceChannelRefusals[ref.Code]
+		if msg == "" {
+			msg = ref.Message
+		}
+		out.refusal200(ref.Code, msg)
+		e.metrics.channelSelf(op, ref.Code)
+	case err != nil:
+		e.log.Warn("edge: storing a device's channel failed", "app", appID, "device", deviceID, "channel", channel, "err", err)
+		out.jsonError(503, codeUpstream, "The channel could not be stored; retry later")
+		e.metrics.channelSelf(op, codeUpstream)
+	default:
+		e.awaitSnapshot(ctx, rev, deviceChannelWait)
+		out.ok()
+		e.metrics.channelSelf(op, "ok")
+	}
+}
+
+// awaitSnapshot waits, at most max, until the edge serves a snapshot of at
+// least rev. It reports whether it does.
+func (e *Edge) awaitSnapshot(ctx context.Context, rev int64, max time.Duration) bool {
+	timer := time.NewTimer(max)
+	defer timer.Stop()
+	for {
+		cur, _, changed := e.wireAndChanged()
+		if cur >= rev {
+			return true
+		}
+		select {
+		case <-changed:
+		case <-timer.C:
+			return false
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+// channelSelfGet answers PUT /channel_self (getChannel), Capgo
+// channel_self.ts:417-491. Current plugins: the channel they sent as
+// "channel" (an override they hold), else their defaultChannel, else the
+// platform's default channel, else "production", as "default" (no
+// allowSet). Legacy plugins: the stored override, else the channel named
+// by defaultChannel, else the platform's default channel.
 func (e *Edge) channelSelfGet(body []byte, out *reply) {
 	st := updateStates.Get().(*updateState)
 	defer updateStates.Put(st)
-	s, _, _, ok := e.channelSelfCheck(body, st, out)
+	app, v, ok := e.channelSelfBody(body, st, out)
 	if !ok {
 		e.metrics.channelSelf("get", "invalid")
 		return
 	}
+	r := &st.req
 	out.status, out.contentType = 200, contentTypeJSON
-	ch, rule := snapshot.ChannelFor(s, &st.req)
-	if ch == nil {
+	answer := func(name, status string, allowSet *bool) {
+		out.body = append(out.body[:0], '{')
+		out.body = appendField(out.body, true, "channel", name)
+		out.body = appendField(out.body, false, "status", status)
+		if allowSet != nil {
+			out.body = append(out.body, `,"allowSet":`...)
+			out.body = strconv.AppendBool(out.body, *allowSet)
+		}
+		out.body = append(out.body, '}')
+		e.metrics.channelSelf("get", "ok")
+	}
+	if !snapshot.LegacyChannelSelf(r.PluginVersion) {
+		if held := v.GetStringBytes("channel"); len(held) > 0 {
+			t := true
+			answer(bstr(held), "override", &t)
+			return
+		}
+		name := r.DefaultChannel
+		if name == "" {
+			// Capgo answers the literal "production"; the platform's
+			// default channel is what this device actually gets.
+			name = "production"
+			if c := app.DefaultChannel(r.Platform); c != nil {
+				name = c.Name
+			}
+		}
+		answer(name, "default", nil)
+		return
+	}
+	if cur := app.Override(r.DeviceID); cur != nil {
+		allow := cur.AllowDeviceSelfSet
+		answer(cur.Name, "override", &allow)
+		return
+	}
+	var c *snapshot.Channel
+	if r.DefaultChannel != "" {
+		c = app.Channel(r.DefaultChannel)
+	} else {
+		c = app.DefaultChannel(r.Platform)
+	}
+	if c == nil {
 		out.body = append(out.body[:0], `{"error":"channel_not_found","message":"Cannot find channel"}`...)
 		e.metrics.channelSelf("get", "channel_not_found")
 		return
 	}
-	status, allowSet := "default", "true"
-	switch rule {
-	case snapshot.RuleOverride:
-		status, allowSet = "override", "false"
-	case snapshot.RuleSelfAssigned:
-		status = "override"
+	answer(c.Name, "default", nil)
+}
+
+// fillQueryRequest reads an info object from query parameters as Capgo's
+// convertQueryToBody does (plugin_parser.ts:87-113): device_id lower-cased,
+// is_emulator true only for "true", is_prod true when absent or "true".
+func fillQueryRequest(st *updateState, q queryGetter) {
+	r := &st.req
+	*r = snapshot.Request{}
+	r.AppID = q.get("app_id")
+	r.DeviceID = lowerDeviceID(st, q.get("device_id"))
+	r.VersionName = q.get("version_name")
+	r.VersionBuild = q.get("version_build")
+	r.Platform = q.get("platform")
+	r.PluginVersion = q.get("plugin_version")
+	r.DefaultChannel = q.get("defaultChannel")
+	r.CustomID = q.get("custom_id")
+	r.IsEmulator = q.get("is_emulator") == "true"
+	prod := q.get("is_prod")
+	r.IsProd = prod == "" || prod == "true"
+}
+
+// channelSelfUnset answers DELETE /channel_self?... (unsetChannel), Capgo
+// channel_self.ts:493-549; its parameters are in the query string. Current
+// plugins forget the channel on the device: {"status":"ok"}. For a legacy
+// plugin the stored override is removed, through the origin, unless there is
+// none or its channel does not allow self-assignment (cannot_override).
+func (e *Edge) channelSelfUnset(ctx context.Context, q queryGetter, out *reply) {
+	st := updateStates.Get().(*updateState)
+	defer updateStates.Put(st)
+	fillQueryRequest(st, q)
+	r := &st.req
+	if !channelSelfValidate(r, q.empty(), codeInvalidQuery, true, out) {
+		e.metrics.channelSelf("unset", "invalid")
+		return
 	}
-	out.body = append(out.body[:0], '{')
-	out.body = appendField(out.body, true, "channel", ch.Name)
-	out.body = appendField(out.body, false, "status", status)
-	out.body = append(out.body, `,"allowSet":`...)
-	out.body = append(out.body, allowSet...)
-	out.body = append(out.body, '}')
-	e.metrics.channelSelf("get", "ok")
+	app, ok := e.channelSelfApp(r.AppID, out)
+	if !ok {
+		e.metrics.channelSelf("unset", "invalid")
+		return
+	}
+	if !snapshot.LegacyChannelSelf(r.PluginVersion) {
+		out.ok()
+		e.metrics.channelSelf("unset", "ok")
+		return
+	}
+	if cur := app.Override(r.DeviceID); cur == nil || !cur.AllowDeviceSelfSet {
+		out.refusal200(codeCannotOver, msgCannotOver)
+		e.metrics.channelSelf("unset", codeCannotOver)
+		return
+	}
+	e.storeDeviceChannel(ctx, "unset", app.ID, r.DeviceID, "", out)
 }
 
 // channelSelfList answers GET /channel_self?app_id=&platform=&is_emulator=&is_prod=
-// (listChannels): channels the device may assign itself to.
-func (e *Edge) channelSelfList(appID, platform, isEmulator, isProd string, out *reply) {
-	if appID == "" || platform == "" || !snapshot.ValidAppID(appID) {
-		out.badRequest("invalid_query_parameters", "Cannot parse body", nil)
+// (listChannels), Capgo channel_self.ts:551-598: channels the device may
+// assign itself to.
+func (e *Edge) channelSelfList(q queryGetter, out *reply) {
+	st := updateStates.Get().(*updateState)
+	defer updateStates.Put(st)
+	fillQueryRequest(st, q)
+	r := &st.req
+	if !channelSelfValidate(r, q.empty(), codeInvalidQuery, false, out) {
 		e.metrics.channelSelf("list", "invalid")
 		return
 	}
-	s := e.snap.Load()
-	if s == nil {
-		out.jsonError(503, codeNotReady, "Edge has no snapshot yet")
+	app, ok := e.channelSelfApp(r.AppID, out)
+	if !ok {
 		return
 	}
-	app := s.App(appID)
+	platform, emu, prod := r.Platform, r.IsEmulator, r.IsProd
 	out.status, out.contentType = 200, contentTypeJSON
-	if app == nil {
-		out.body = appendRefusal(out.body[:0], &snapshot.Decision{Code: snapshot.CodeAppNotFound, Message: "App not found", Kind: snapshot.KindFailed})
-		return
-	}
-	emu, prod := isEmulator == "true", isProd != "false"
 	out.body = append(out.body[:0], '[')
 	n := 0
 	for _, ch := range app.Channels {
@@ -173,4 +438,34 @@ func (e *Edge) channelSelfList(appID, platform, isEmulator, isProd string, out *
 	}
 	out.body = append(out.body, ']')
 	e.metrics.channelSelf("list", "ok")
+}
+
+// relayDeviceChannel passes a child edge's POST /v1/device-channel on to
+// this edge's own upstream and answers with its verdict: {"rev":N}, 409 with
+// the refusal's code, or 502 upstream_unavailable.
+func (e *Edge) relayDeviceChannel(ctx context.Context, body []byte, out *reply) {
+	if e.deviceChannels == nil {
+		out.jsonError(503, codeUpstream, "This edge does not forward channel choices")
+		return
+	}
+	var p fastjson.Parser
+	v, err := p.ParseBytes(body)
+	if err != nil || v.Type() != fastjson.TypeObject {
+		out.jsonError(400, "invalid_json", "want {\"app_id\",\"device_id\",\"channel\"}")
+		return
+	}
+	appID, dev, ch := string(v.GetStringBytes("app_id")), string(v.GetStringBytes("device_id")), string(v.GetStringBytes("channel"))
+	rev, err := e.deviceChannels.SetDeviceChannel(ctx, appID, dev, ch)
+	var ref *DeviceChannelRefusal
+	switch {
+	case errors.As(err, &ref):
+		out.jsonError(409, ref.Code, ref.Message)
+	case err != nil:
+		e.log.Warn("edge: relaying a child's device channel failed", "app", appID, "err", err)
+		out.jsonError(502, codeUpstream, "The origin did not take the change; retry")
+	default:
+		out.status, out.contentType = 200, contentTypeJSON
+		out.body = strconv.AppendInt(append(out.body[:0], `{"rev":`...), rev, 10)
+		out.body = append(out.body, '}')
+	}
 }

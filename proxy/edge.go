@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
 
 	"github.com/updraft-cdn/updraft/cache"
 	"github.com/updraft-cdn/updraft/config"
@@ -44,6 +45,12 @@ type Edge struct {
 	// until StartStats.
 	spool     *spool
 	statsSink EventSink
+	// deviceChannels stores legacy plugins' setChannel at the origin; nil:
+	// refused with 503 (see SetDeviceChannels).
+	deviceChannels DeviceChannels
+	// channelWrites bounds legacy plugins' stored channel changes edge-wide
+	// (nil: unbounded).
+	channelWrites *rate.Limiter
 }
 
 // maxSegmentBytes bounds a spool segment (and so one POST /v1/events);
@@ -104,6 +111,9 @@ func New(cfg config.Edge, c *cache.Tiered, log *slog.Logger) *Edge {
 		e.childKey = []byte(cfg.EdgeKey)
 	}
 	e.limiter = newDeviceLimiter(cfg.UpdatesPerDeviceMinute)
+	if cfg.LegacyChannelWrites > 0 {
+		e.channelWrites = rate.NewLimiter(rate.Limit(cfg.LegacyChannelWrites), max(1, int(cfg.LegacyChannelWrites*2)))
+	}
 	if c != nil && !cfg.NoPrefetch {
 		e.startPrefetch()
 	}

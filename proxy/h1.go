@@ -136,6 +136,8 @@ type fastQuery struct{ a *fasthttp.Args }
 
 func (f fastQuery) get(name string) string { return bstr(f.a.Peek(name)) }
 
+func (f fastQuery) empty() bool { return f.a.Len() == 0 }
+
 // request fills the transport-neutral request from fasthttp's context; its
 // strings are views valid until the reply is written.
 func (h *HTTP1) request(ctx *fasthttp.RequestCtx, r *request) {

@@ -73,6 +73,8 @@ type urlQuery struct{ v url.Values }
 
 func (q urlQuery) get(name string) string { return q.v.Get(name) }
 
+func (q urlQuery) empty() bool { return len(q.v) == 0 }
+
 // ServeHTTP maps a net/http request onto route() and writes its reply.
 func (h *HTTP3) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	out := h.replies.Get().(*reply)

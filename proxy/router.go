@@ -17,7 +17,7 @@ type request struct {
 	proto  string // "h1" or "h3", for metrics
 	body   []byte
 	header headerGetter
-	query  headerGetter
+	query  queryGetter
 	// early: the request arrived as TLS 1.3 / QUIC 0-RTT data (replayable).
 	early bool
 }
@@ -25,6 +25,12 @@ type request struct {
 // headerGetter reads one header (or query argument) by name; "" if absent.
 type headerGetter interface {
 	get(name string) string
+}
+
+// queryGetter reads query arguments; empty reports a request without any.
+type queryGetter interface {
+	headerGetter
+	empty() bool
 }
 
 // route answers any request of the device and child-edge APIs. Both
@@ -100,19 +106,21 @@ func (e *Edge) route(r *request, out *reply) {
 			return
 		}
 		e.relayEvents(r.ctx, r.header.get("X-Updraft-Edge-Id"), r.header.get("X-Updraft-Segment"), r.body, out)
+	case path == "/v1/device-channel":
+		if !e.childRequest(r, "POST", out) {
+			return
+		}
+		e.relayDeviceChannel(r.ctx, r.body, out)
 	case path == "/channel_self":
 		switch r.method {
 		case "POST":
-			e.channelSelfSet(r.body, out)
+			e.channelSelfSet(r.ctx, r.body, out)
 		case "PUT":
 			e.channelSelfGet(r.body, out)
 		case "DELETE":
-			// unsetChannel: current plugins forget the channel locally; nothing is stored here.
-			out.ok()
-			e.metrics.channelSelf("unset", "ok")
+			e.channelSelfUnset(r.ctx, r.query, out)
 		case "GET":
-			q := r.query
-			e.channelSelfList(q.get("app_id"), q.get("platform"), q.get("is_emulator"), q.get("is_prod"), out)
+			e.channelSelfList(r.query, out)
 		default:
 			out.jsonError(405, codeMethod, "Use POST, PUT, DELETE or GET")
 		}

@@ -312,6 +312,15 @@ func (e *Edge) statsEvent(st *statsState, snap *snapshot.Snapshot, app *snapshot
 		}
 		ev.VersionBuild = b
 	}
+	if ev.Action == "download_fail" && legacyDownloadFail(ev.PluginVersion) {
+		// Like Capgo (stats.ts:68-82, 142-150): plugins before 7.17.0 (6.x
+		// before 6.14.25) report download_fail for downloads that did not
+		// fail. Acknowledged, not kept (it would skew failure rates and the
+		// rollout guard), counted — and, as there, before the version is
+		// looked up: an unknown version is {"status":"ok"} too.
+		e.metrics.statsDropped.WithLabelValues("legacy_download_fail").Inc()
+		return false
+	}
 	// A composite name ("1.2.3:main.js") is about its bundle.
 	sent := ev.VersionName
 	if i := strings.IndexByte(ev.VersionName, ':'); i >= 0 {
@@ -321,12 +330,10 @@ func (e *Edge) statsEvent(st *statsState, snap *snapshot.Snapshot, app *snapshot
 		res.code, res.msg, res.version = codeVersionNotFound, "Version not found", sent
 		return false
 	}
-	if ev.Action == "download_fail" && legacyDownloadFail(ev.PluginVersion) {
-		// Like Capgo: plugins before 7.17.0 (6.x before 6.14.25) report
-		// download_fail for downloads that did not fail. Acknowledged, not
-		// kept (it would skew failure rates and the rollout guard), counted.
-		e.metrics.statsDropped.WithLabelValues("legacy_download_fail").Inc()
-		return false
+	if app.IgnoreCustomID {
+		// The app does not allow device custom ids (Capgo's
+		// allow_device_custom_id = false): validated, then dropped.
+		ev.CustomID = ""
 	}
 	st.req = snapshot.Request{AppID: app.ID, DeviceID: dev, VersionName: ev.VersionName, VersionBuild: ev.VersionBuild,
 		Platform: ev.Platform, PluginVersion: ev.PluginVersion, CustomID: ev.CustomID, DefaultChannel: defaultChannel,
@@ -342,11 +349,12 @@ var (
 )
 
 // legacyDownloadFail reports whether a plugin version is one whose
-// download_fail events Capgo ignores.
+// download_fail events Capgo ignores (shouldRecordStatsAction): before
+// 7.17.0, 6.x before 6.14.25, and a missing or unparsable version.
 func legacyDownloadFail(plugin string) bool {
 	v, ok := snapshot.ParseVersion(plugin)
 	if !ok {
-		return false
+		return true
 	}
 	if v.Major == 6 {
 		return v.Compare(v6_14_25) < 0

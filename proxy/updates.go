@@ -52,20 +52,19 @@ var typeIssues = map[string]string{
 	"key_id": "key_id must be a string", "is_emulator": "is_emulator must be a boolean", "is_prod": "is_prod must be a boolean",
 }
 
-// updates answers POST /updates: parse, validate, resolve, encode.
-func (e *Edge) updates(body []byte, baseURL []byte, out *reply) {
-	st := updateStates.Get().(*updateState)
-	defer updateStates.Put(st)
+// checkUpdateRequest parses and validates an update-check body into st.req
+// as Capgo's parsePluginBody does with updateRequestSchema (POST /updates
+// and /updates/manifest_size). It returns the parsed object, or nil and the
+// error code after writing the 400 answer.
+func checkUpdateRequest(st *updateState, body []byte, out *reply) (*fastjson.Value, string) {
 	v, err := st.parser.ParseBytes(body)
 	if err != nil {
 		out.badRequest(codeInvalidJSON, "Invalid JSON body", nil)
-		e.metrics.updates(codeInvalidJSON)
-		return
+		return nil, codeInvalidJSON
 	}
 	if v.Type() != fastjson.TypeObject {
 		out.badRequest(snapshot.CodeInvalidBody, "Cannot parse body", nil)
-		e.metrics.updates(snapshot.CodeInvalidBody)
-		return
+		return nil, snapshot.CodeInvalidBody
 	}
 	r := &st.req
 	typeErr := fillRequest(st, v)
@@ -77,20 +76,29 @@ func (e *Edge) updates(body []byte, baseURL []byte, out *reply) {
 			is[0] = snapshot.Issue{Path: typeErr.path, Message: typeErr.msg}
 		}
 		out.requestError(&snapshot.RequestError{Code: snapshot.CodeInvalidBody, Message: "Cannot parse body", Issues: is})
-		e.metrics.updates(snapshot.CodeInvalidBody)
-		return
+		return nil, snapshot.CodeInvalidBody
 	}
 	if rerr := r.Validate(); rerr != nil {
 		out.requestError(rerr)
-		e.metrics.updates(rerr.Code)
-		return
+		return nil, rerr.Code
 	}
 	if typeErr != nil {
 		out.requestError(&snapshot.RequestError{Code: snapshot.CodeInvalidBody, Message: "Cannot parse body",
 			Issues: []snapshot.Issue{{Path: typeErr.path, Message: typeErr.msg}}})
-		e.metrics.updates(snapshot.CodeInvalidBody)
+		return nil, snapshot.CodeInvalidBody
+	}
+	return v, ""
+}
+
+// updates answers POST /updates: parse, validate, resolve, encode.
+func (e *Edge) updates(body []byte, baseURL []byte, out *reply) {
+	st := updateStates.Get().(*updateState)
+	defer updateStates.Put(st)
+	if _, code := checkUpdateRequest(st, body, out); code != "" {
+		e.metrics.updates(code)
 		return
 	}
+	r := &st.req
 	if e.limiter != nil {
 		if dev, ok := snapshot.ParseDeviceID(r.DeviceID); ok {
 			if ok, wait := e.limiter.allow(dev, time.Now()); !ok {
@@ -113,6 +121,14 @@ func (e *Edge) updates(body []byte, baseURL []byte, out *reply) {
 	d := snapshot.Resolve(snap, r)
 	out.status = 200
 	out.contentType = contentTypeJSON
+	if d.OK() && d.Bundle.Builtin() {
+		// The channel sends devices back to the store build. The bare answer
+		// is deliberate: the unmodified plugin resets only on a "version":
+		// "builtin" without error or kind (docs/design-notes.md).
+		out.body = append(out.body[:0], `{"version":"builtin"}`...)
+		e.metrics.updates("revert_to_builtin")
+		return
+	}
 	if d.OK() {
 		out.body = appendUpdate(out.body[:0], &d, baseURL, r.SupportsManifest())
 		// Offer a delta when the device runs a bundle we know (not the store build).
@@ -229,8 +245,11 @@ func appendUpdate(dst []byte, d *snapshot.Decision, baseURL []byte, manifest boo
 	dst = append(dst, "/b/"...)
 	dst = append(dst, b.SHA256...)
 	dst = append(dst, '"')
-	dst = appendField(dst, false, "session_key", "")
-	dst = appendField(dst, false, "checksum", b.SHA256)
+	// An encrypted bundle's session key and encrypted checksum are answered
+	// as the operator's CLI made them; the url still names the blob by the
+	// SHA-256 of the ciphertext, which the edge verifies.
+	dst = appendField(dst, false, "session_key", b.SessionKey)
+	dst = appendField(dst, false, "checksum", b.AnswerChecksum())
 	if manifest && len(b.Manifest) > 0 {
 		dst = append(dst, `,"manifest":[`...)
 		for i := range b.Manifest {
@@ -248,10 +267,10 @@ func appendUpdate(dst []byte, d *snapshot.Decision, baseURL []byte, manifest boo
 		}
 		dst = append(dst, ']')
 	}
-	if b.Link != "" {
+	if d.Metadata && b.Link != "" {
 		dst = appendField(dst, false, "link", b.Link)
 	}
-	if b.Comment != "" {
+	if d.Metadata && b.Comment != "" {
 		dst = appendField(dst, false, "comment", b.Comment)
 	}
 	return append(dst, '}')
@@ -287,6 +306,10 @@ func appendRefusal(dst []byte, d *snapshot.Decision) []byte {
 	if d.Version != "" {
 		dst = appendField(dst, false, "version", d.Version)
 		dst = appendField(dst, false, "old", d.Old)
+	}
+	if d.Code == snapshot.CodeKeyIDMismatch {
+		dst = appendField(dst, false, "deviceKeyId", d.DeviceKeyID)
+		dst = appendField(dst, false, "bundleKeyId", d.BundleKeyID)
 	}
 	dst = appendField(dst, false, "kind", d.Kind)
 	return append(dst, '}')
@@ -363,13 +386,14 @@ func appendBaseURL(dst []byte, tls bool, host string) ([]byte, bool) {
 }
 
 // manifestSize answers POST /updates/manifest_size: the bytes a device
-// would download for the manifest entries it lists.
+// would download for the manifest entries it lists. The body is an update
+// check plus the manifest, validated like one first (Capgo updates.ts:43-66:
+// parsePluginBody with updateRequestSchema).
 func (e *Edge) manifestSize(body []byte, out *reply) {
 	st := updateStates.Get().(*updateState)
 	defer updateStates.Put(st)
-	v, err := st.parser.ParseBytes(body)
-	if err != nil {
-		out.badRequest(codeInvalidJSON, "Invalid JSON body", nil)
+	v, code := checkUpdateRequest(st, body, out)
+	if code != "" {
 		return
 	}
 	entries := v.GetArray("manifest")

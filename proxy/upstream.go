@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -104,4 +105,51 @@ func (s *HTTPEventSink) DeliverEvents(ctx context.Context, edgeID string, seq ui
 	default:
 		return fmt.Errorf("origin %s: events: HTTP %d: %s", s.BaseURL, resp.StatusCode, bytes.TrimSpace(msg))
 	}
+}
+
+// HTTPDeviceChannels stores legacy plugins' channel choices at an origin (or
+// through a parent edge): POST {BaseURL}/v1/device-channel with the edge key.
+type HTTPDeviceChannels struct {
+	BaseURL string
+	Key     string
+	Client  *http.Client
+}
+
+// NewHTTPDeviceChannels returns a DeviceChannels for the origin at baseURL.
+func NewHTTPDeviceChannels(baseURL, key string) *HTTPDeviceChannels {
+	return &HTTPDeviceChannels{BaseURL: config.TrimURL(baseURL), Key: key, Client: &http.Client{Timeout: 15 * time.Second}}
+}
+
+// SetDeviceChannel stores the change and returns the snapshot revision that
+// holds it; a *DeviceChannelRefusal when the origin refuses it.
+func (d *HTTPDeviceChannels) SetDeviceChannel(ctx context.Context, appID, deviceID, channel string) (int64, error) {
+	in, err := json.Marshal(map[string]string{"app_id": appID, "device_id": deviceID, "channel": channel})
+	if err != nil {
+		return 0, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.BaseURL+"/v1/device-channel", bytes.NewReader(in))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Authorization", "Bearer "+d.Key)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := d.Client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	var out struct {
+		Rev     int64  `json:"rev"`
+		Code    string `json:"error"`
+		Message string `json:"message"`
+	}
+	jsonErr := json.Unmarshal(msg, &out)
+	switch {
+	case resp.StatusCode == http.StatusOK && jsonErr == nil:
+		return out.Rev, nil
+	case (resp.StatusCode == http.StatusConflict || resp.StatusCode == http.StatusNotFound) && jsonErr == nil && deviceChannelRefusals[out.Code] != "":
+		return 0, &DeviceChannelRefusal{Code: out.Code, Message: out.Message}
+	}
+	return 0, fmt.Errorf("upstream %s: device channel: HTTP %d: %s", d.BaseURL, resp.StatusCode, bytes.TrimSpace(msg))
 }

@@ -58,6 +58,9 @@ func table(w io.Writer, header string, rows [][]string) {
 }
 
 func cmdApp(ctx context.Context, sub string, args []string, stdout, stderr io.Writer) error {
+	if sub == "set" { // lifecycle.go: takes its own flags
+		return cmdAppSet(ctx, args, stdout, stderr)
+	}
 	fs := flag.NewFlagSet("app "+sub, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var cf clientFlags
@@ -95,12 +98,13 @@ func cmdApp(ctx context.Context, sub string, args []string, stdout, stderr io.Wr
 		}
 		var rows [][]string
 		for _, a := range apps {
-			rows = append(rows, []string{a.ID, a.Name, a.CreatedAt.Format("2006-01-02 15:04")})
+			rows = append(rows, []string{a.ID, a.Name, a.CreatedAt.Format("2006-01-02 15:04"),
+				strconv.FormatBool(a.ExposeMetadata), strconv.FormatBool(a.AllowDeviceCustomID)})
 		}
-		table(stdout, "ID\tNAME\tCREATED", rows)
+		table(stdout, "ID\tNAME\tCREATED\tEXPOSE_METADATA\tDEVICE_CUSTOM_ID", rows)
 		return nil
 	}
-	return fmt.Errorf("app: want create or list, got %q", sub)
+	return fmt.Errorf("app: want create, list or set, got %q", sub)
 }
 
 func cmdBundle(ctx context.Context, sub string, args []string, stdout, stderr io.Writer) error {
@@ -115,6 +119,7 @@ func cmdBundle(ctx context.Context, sub string, args []string, stdout, stderr io
 	fs.StringVar(&opt.MinUpdateVersion, "min-update-version", "", "upload: oldest native version that may auto-update to it (disable_auto_update=metadata)")
 	fs.StringVar(&opt.Comment, "comment", "", "upload: comment shown to devices")
 	fs.StringVar(&opt.Link, "link", "", "upload: link shown to devices")
+	encryptKey := fs.String("encrypt-key", "", "upload: encrypt end to end with this RSA-2048 private key (Capgo's .capgo_key_v2; make one with `updraft keys create-bundle-key`)")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -134,7 +139,12 @@ func cmdBundle(ctx context.Context, sub string, args []string, stdout, stderr io
 		if *version == "" {
 			return errors.New("bundle upload: --version is required")
 		}
-		b, err := c.UploadPath(ctx, *app, *version, pos[0], opt)
+		var b store.Bundle
+		if *encryptKey != "" {
+			b, err = uploadEncrypted(ctx, c, *app, *version, pos[0], *encryptKey, opt, stderr)
+		} else {
+			b, err = c.UploadPath(ctx, *app, *version, pos[0], opt)
+		}
 		if err != nil {
 			return err
 		}
@@ -170,8 +180,10 @@ func cmdBundle(ctx context.Context, sub string, args []string, stdout, stderr io
 		}
 		table(stdout, "VERSION\tBYTES\tSHA256\tDELTAS\tSMALLEST_DELTA\tCREATED", rows)
 		return nil
+	case "delete": // lifecycle.go
+		return bundleDelete(ctx, c, *app, pos, cf.json, stdout)
 	}
-	return fmt.Errorf("bundle: want upload or list, got %q", sub)
+	return fmt.Errorf("bundle: want upload, list or delete, got %q", sub)
 }
 
 func cmdChannel(ctx context.Context, sub string, args []string, stdout, stderr io.Writer) error {
@@ -180,7 +192,7 @@ func cmdChannel(ctx context.Context, sub string, args []string, stdout, stderr i
 	var cf clientFlags
 	cf.register(fs)
 	app := fs.String("app", "", "app id")
-	bundle := fs.String("bundle", "", "bundle version the channel serves")
+	bundle := fs.String("bundle", "", `bundle version the channel serves; "builtin" sends its devices back to the store build`)
 	def := fs.Bool("default", false, "make it the default channel for its platforms (same as --public)")
 	bools := map[string]*bool{}
 	for _, o := range []struct{ name, help string }{

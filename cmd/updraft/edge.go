@@ -70,6 +70,9 @@ func cmdEdge(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := edge.StartStats(proxy.NewHTTPEventSink(statsURL, ec.EdgeKey)); err != nil {
 		return err
 	}
+	// Legacy plugins' setChannel is stored at the origin, through the same
+	// upstream as snapshots (a parent edge relays it).
+	edge.SetDeviceChannels(proxy.NewHTTPDeviceChannels(ec.Upstream, ec.EdgeKey))
 	rep := proxy.NewReplica(edge, ec.Upstream, ec.EdgeKey, ed25519.PublicKey(pub))
 	if err := rep.LoadPersisted(); err != nil {
 		log.Error("edge: ignoring persisted snapshot", "err", err)
@@ -100,12 +103,17 @@ func cmdKeys(args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	data := fs.String("data", config.DataDir(), "origin data folder")
 	only := fs.Bool("pubkey", false, "print only the public key (for $(updraft keys show --pubkey))")
+	keyDir := fs.String("dir", ".", "create-bundle-key: folder for .capgo_key_v2 and .capgo_key_v2.pub")
+	force := fs.Bool("force", false, "create-bundle-key: replace an existing key pair")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
 	}
+	if len(pos) == 1 && pos[0] == "create-bundle-key" {
+		return createBundleKey(*keyDir, *force, stdout)
+	}
 	if len(pos) != 1 || pos[0] != "show" {
-		return errors.New("keys: want `updraft keys show [--data DIR]`")
+		return errors.New("keys: want `updraft keys show [--data DIR]` or `updraft keys create-bundle-key [--dir DIR] [--force]`")
 	}
 	if _, err := os.Stat(config.SigningKeyFile(*data)); err != nil {
 		return fmt.Errorf("keys: no origin key in %s (start the origin once first): %w", *data, err)

@@ -113,6 +113,7 @@ func edgeFlags(fs *flag.FlagSet, ec *config.Edge, mode, listen string) *string {
 	fs.Var(&ec.CacheMemory, "cache-memory", "edge memory cache budget (0: none)")
 	fs.Var(&ec.CacheDisk, "cache-disk", "edge disk cache budget")
 	fs.IntVar(&ec.UpdatesPerDeviceMinute, "updates-per-device-minute", 0, "at most this many update checks per device per minute (429 + Retry-After beyond; 0: no limit)")
+	fs.Float64Var(&ec.LegacyChannelWrites, "legacy-channel-writes", ec.LegacyChannelWrites, "at most this many setChannel/unsetChannel calls per second from plugins before 7.34 stored at the origin, edge-wide (429 + Retry-After beyond)")
 	fs.Var(&ec.StatsSpool, "stats-spool", "disk budget for device events not yet delivered to the origin (beyond it POST /stats answers 429)")
 	fs.Var(&ec.TCPSendBuffer, "tcp-send-buffer", "kernel send buffer per TCP connection, e.g. 128KiB (0: autotuned). Evens out many concurrent large downloads on short paths; caps each connection's rate on long ones")
 	ec.TLS, ec.TLSListen = mode, listen

@@ -29,9 +29,13 @@ Operator commands (talk to --origin, default http://127.0.0.1:8090, key from --a
 UPDRAFT_API_KEY or ./updraft-data/api-key):
   updraft app create ID [--name NAME]
   updraft app list
+  updraft app set ID --keep N                  keep the N newest bundles (0: all); older ones not in use are deleted
+  updraft app set ID [--expose-metadata] [--allow-device-custom-id=false]   device-protocol options (Capgo's)
   updraft bundle upload PATH --app ID --version V [--channel NAME]   PATH: a zip or a folder
   updraft bundle list --app ID
-  updraft channel set NAME --app ID [--bundle V] [--default] [option flags]
+  updraft bundle delete V --app ID             refused while a channel, rollout or A/B arm points at it
+  updraft gc [--grace 1h]                      delete blobs no bundle or shard references (older than the grace)
+  updraft channel set NAME --app ID [--bundle V|builtin] [--default] [option flags]   builtin: back to the store build
   updraft channel list --app ID
   updraft channel rollout NAME --app ID --bundle V --percent P   (or --bps N; --pause, --resume, --promote, --rollback)
   updraft channel ab NAME --app ID --arm NAME=VERSION:PERCENT ... (or --clear)
@@ -124,6 +128,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "delta":
 		s, r := sub()
 		return cmdDelta(ctx, s, r, stdout, stderr)
+	case "gc": // lifecycle.go
+		return cmdGC(ctx, rest, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

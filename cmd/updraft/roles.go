@@ -16,6 +16,7 @@ import (
 	"github.com/updraft-cdn/updraft/config"
 	"github.com/updraft-cdn/updraft/origin"
 	"github.com/updraft-cdn/updraft/origin/snapshot"
+	"github.com/updraft-cdn/updraft/origin/store"
 	"github.com/updraft-cdn/updraft/proxy"
 )
 
@@ -60,6 +61,7 @@ func startServe(ctx context.Context, o serveOptions) (*running, error) {
 		srv.Close()
 		return nil, err
 	}
+	edge.SetDeviceChannels(localDeviceChannels{srv})
 
 	oln, err := net.Listen("tcp", o.origin.Listen)
 	if err != nil {
@@ -98,6 +100,21 @@ func (l localEvents) DeliverEvents(ctx context.Context, edgeID string, seq uint6
 	return err
 }
 
+// localDeviceChannels stores the in-process edge's legacy setChannel
+// choices at the origin in the same process.
+type localDeviceChannels struct{ srv *origin.Server }
+
+func (l localDeviceChannels) SetDeviceChannel(ctx context.Context, appID, deviceID, channel string) (int64, error) {
+	rev, err := l.srv.SetDeviceChannel(ctx, appID, deviceID, channel)
+	if code, msg := origin.APIErrorCode(err); code != "" {
+		switch code {
+		case store.CodeCannotOverride, store.CodeSelfSetNotAllowed, store.CodeUnknownChannel, "app_not_found":
+			return 0, &proxy.DeviceChannelRefusal{Code: code, Message: msg}
+		}
+	}
+	return rev, err
+}
+
 func ignoreClosed(err error) error {
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
@@ -115,6 +132,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&ec.Listen, "edge-listen", config.Env("UPDRAFT_EDGE_LISTEN", ec.Listen), "device API address (use 0.0.0.0:8080 for devices on your network)")
 	acmeDomains := edgeFlags(fs, &ec, proxy.TLSSelfSigned, config.DefaultTLSListen)
 	fs.Var(&oc.MaxBundleSize, "max-bundle-size", "largest accepted bundle upload")
+	gcFlags(fs, &oc) // lifecycle.go
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
@@ -159,6 +177,7 @@ func cmdOrigin(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&oc.DataDir, "data", oc.DataDir, "data folder; env UPDRAFT_DATA")
 	fs.StringVar(&oc.Listen, "listen", config.Env("UPDRAFT_ORIGIN_LISTEN", oc.Listen), "operator API and edge replication address")
 	fs.Var(&oc.MaxBundleSize, "max-bundle-size", "largest accepted bundle upload")
+	gcFlags(fs, &oc) // lifecycle.go
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if _, err := parseFlags(fs, args); err != nil {
 		return err

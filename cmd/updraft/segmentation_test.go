@@ -177,31 +177,66 @@ func TestSegmentationEndToEnd(t *testing.T) {
 	}
 
 	// Self-assignment through /channel_self takes effect on the next check.
+	// A current plugin (8.x) keeps its channel on the device and sends it as
+	// defaultChannel (Capgo channel_self.ts:285-491).
 	edge := "http://" + r.EdgeAddr + "/channel_self"
-	if code, b := post(t, edge, "POST", strings.TrimSuffix(device(outside, "1.0.2", ""), "}")+`,"channel":"beta"}`); code != 200 || b != `{"status":"ok","allowSet":true}` {
+	current := func(id, v, extra string) string {
+		return strings.Replace(device(id, v, extra), `"7.1.0"`, `"8.51.14"`, 1)
+	}
+	if code, b := post(t, edge, "POST", current(outside, "1.0.2", `,"channel":"beta"`)); code != 200 || b != `{"status":"ok","allowSet":true}` {
 		t.Fatalf("setChannel beta: %d %s", code, b)
 	}
-	if _, b := post(t, edge, "POST", strings.TrimSuffix(device(outside, "1.0.2", ""), "}")+`,"channel":"enterprise"}`); !strings.Contains(b, `"error":"channel_self_set_not_allowed"`) {
+	if _, b := post(t, edge, "POST", current(outside, "1.0.2", `,"channel":"enterprise"`)); !strings.Contains(b, `"error":"channel_self_set_not_allowed"`) {
 		t.Fatalf("setChannel enterprise: %s", b)
 	}
-	if _, b := post(t, edge, "POST", strings.TrimSuffix(device(outside, "1.0.2", ""), "}")+`,"channel":"production"}`); !strings.Contains(b, `"error":"public_channel_self_set_not_allowed"`) {
+	if _, b := post(t, edge, "POST", current(outside, "1.0.2", `,"channel":"production"`)); !strings.Contains(b, `"error":"public_channel_self_set_not_allowed"`) {
 		t.Fatalf("setChannel production: %s", b)
 	}
-	if a := answer(t, r, device(outside, "1.0.0", `,"defaultChannel":"beta"`)); a.Version != "1.0.2" {
+	if a := answer(t, r, current(outside, "1.0.0", `,"defaultChannel":"beta"`)); a.Version != "1.0.2" {
 		t.Fatalf("self-assigned beta: %+v", a)
 	}
-	if _, b := post(t, edge, "PUT", device(outside, "1.0.0", `,"defaultChannel":"beta"`)); b != `{"channel":"beta","status":"override","allowSet":true}` {
+	// getChannel echoes the defaultChannel as "default" (channel_self.test.ts:1316).
+	if _, b := post(t, edge, "PUT", current(outside, "1.0.0", `,"defaultChannel":"beta"`)); b != `{"channel":"beta","status":"default"}` {
 		t.Fatalf("getChannel: %s", b)
 	}
-	if _, b := post(t, edge, "PUT", device(outside, "1.0.0", "")); b != `{"channel":"production","status":"default","allowSet":true}` {
+	if _, b := post(t, edge, "PUT", current(outside, "1.0.0", "")); b != `{"channel":"production","status":"default"}` {
 		t.Fatalf("getChannel default: %s", b)
 	}
 	if _, b := post(t, edge+"?app_id=com.example.app&platform=android&is_emulator=false&is_prod=true", "GET", ""); !strings.Contains(b, `"name":"beta","public":false,"allow_self_set":true`) ||
 		!strings.Contains(b, `"name":"production","public":true`) || strings.Contains(b, "enterprise") {
 		t.Fatalf("listChannels: %s", b)
 	}
-	if code, b := post(t, edge, "DELETE", ""); code != 200 || b != `{"status":"ok"}` {
+	if code, b := post(t, edge+"?app_id=com.example.app&device_id="+outside+"&platform=android&plugin_version=8.51.14&version_name=1.0.0&version_build=1.0.0", "DELETE", ""); code != 200 || b != `{"status":"ok"}` {
 		t.Fatalf("unsetChannel: %d %s", code, b)
+	}
+	if code, b := post(t, edge, "DELETE", ""); code != 400 || !strings.Contains(b, `"invalid_query_parameters"`) {
+		t.Fatalf("unsetChannel without a query: %d %s", code, b)
+	}
+
+	// A legacy plugin (7.1.0 < 7.34.0) expects the server to remember its
+	// choice: stored at the origin as a device override (source device),
+	// seen by its next check without defaultChannel, removed by unsetChannel
+	// (channel_self.test.ts:648, :843, :954).
+	if code, b := post(t, edge, "POST", device(outside, "1.0.0", `,"channel":"beta"`)); code != 200 || b != `{"status":"ok"}` {
+		t.Fatalf("legacy setChannel beta: %d %s", code, b)
+	}
+	if a := answer(t, r, device(outside, "1.0.0", "")); a.Version != "1.0.2" {
+		t.Fatalf("legacy device after setChannel beta: %+v", a)
+	}
+	if out := cli(t, r, data, "device", "list", "--app", "com.example.app"); !strings.Contains(out, outside) || !strings.Contains(out, "beta") || !strings.Contains(out, "device") {
+		t.Fatalf("device list after a legacy setChannel:\n%s", out)
+	}
+	if _, b := post(t, edge, "PUT", device(outside, "1.0.0", "")); b != `{"channel":"beta","status":"override","allowSet":true}` {
+		t.Fatalf("legacy getChannel: %s", b)
+	}
+	if code, b := post(t, edge+"?app_id=com.example.app&device_id="+outside+"&platform=android&plugin_version=7.1.0&version_name=1.0.0&version_build=1.0.0", "DELETE", ""); code != 200 || b != `{"status":"ok"}` {
+		t.Fatalf("legacy unsetChannel: %d %s", code, b)
+	}
+	if a := answer(t, r, device(outside, "1.0.0", "")); a.Version != "1.0.2" || !strings.Contains(cli(t, r, data, "resolve", "--app", "com.example.app", "--device", outside, "--platform", "android", "--version-build", "1.0.0"), "by rule default") {
+		t.Fatalf("legacy device after unsetChannel: %+v", a)
+	}
+	if code, b := post(t, edge+"?app_id=com.example.app&device_id="+outside+"&platform=android&plugin_version=7.1.0&version_name=1.0.0&version_build=1.0.0", "DELETE", ""); code != 200 || b != `{"error":"cannot_override","message":"Cannot change device override current channel don't allow it"}` {
+		t.Fatalf("legacy unsetChannel, nothing stored: %d %s", code, b)
 	}
 
 	// A/B split on beta.

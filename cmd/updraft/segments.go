@@ -170,6 +170,12 @@ func (o *optBool) Set(s string) error {
 	return nil
 }
 
+// optSwitch is a bool flag (--name, --name=false) that records whether it
+// was given.
+type optSwitch struct{ optBool }
+
+func (o *optSwitch) IsBoolFlag() bool { return true }
+
 func splitList(s string) []string {
 	if s == "" {
 		return nil
@@ -335,9 +341,9 @@ func cmdDevice(ctx context.Context, sub string, args []string, stdout, stderr io
 		}
 		var rows [][]string
 		for _, o := range out {
-			rows = append(rows, []string{o.DeviceID, o.Channel})
+			rows = append(rows, []string{o.DeviceID, o.Channel, o.Source})
 		}
-		table(stdout, "DEVICE\tCHANNEL", rows)
+		table(stdout, "DEVICE\tCHANNEL\tSOURCE", rows)
 		return nil
 	}
 	return fmt.Errorf("device: want override or list, got %q", sub)
@@ -377,7 +383,9 @@ func cmdResolve(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if cf.json {
 		return printJSON(stdout, res)
 	}
-	if res.Update {
+	if res.RevertToBuiltin {
+		fmt.Fprintln(stdout, "revert to builtin (the store build)")
+	} else if res.Update {
 		fmt.Fprintf(stdout, "update to %s\n", res.Version)
 	} else {
 		fmt.Fprintf(stdout, "no update: %s (%s): %s\n", res.Code, res.Kind, res.Message)

@@ -2,7 +2,9 @@
 // SHA-256 of their content. A blob becomes visible only once it is complete,
 // fsynced and verified: it is written to a temporary file, hashed while
 // written, synced, and renamed into place. Blobs are never modified or
-// overwritten; deleting is left to garbage collection by the caller.
+// overwritten; deleting is left to garbage collection by the caller, which
+// relies on a blob's modification time being the last time it was committed
+// (see Delete).
 //
 // blob imports only the standard library.
 package blob
@@ -16,6 +18,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
+	"time"
 )
 
 // ErrNotFound is returned for a hash the store does not hold.
@@ -38,6 +43,11 @@ type Info struct {
 type FS struct {
 	dir string
 	tmp string
+	// gcMu orders a commit that finds its blob already stored (and
+	// refreshes its mtime) against Delete's "old enough? remove": either the
+	// refresh comes first and Delete keeps the blob, or the removal does
+	// and the commit stores the content again.
+	gcMu sync.Mutex
 }
 
 // Open opens (creating if needed) a store in dir and removes temporary files
@@ -124,6 +134,93 @@ func (s *FS) Remove(sha string) error {
 	return nil
 }
 
+// Touch sets a stored blob's modification time to now (absent: no error),
+// restarting its garbage-collection grace period: the origin touches the
+// blobs of a bundle it deletes, so that edges still following the snapshot
+// before the deletion find them for a grace period.
+func (s *FS) Touch(sha string) error {
+	if !ValidHash(sha) {
+		return ErrNotFound
+	}
+	s.gcMu.Lock()
+	defer s.gcMu.Unlock()
+	now := time.Now()
+	if err := os.Chtimes(s.Path(sha), now, now); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("blob: touch %s: %w", sha, err)
+	}
+	return nil
+}
+
+// Delete removes a blob whose modification time is not after cutoff and
+// reports whether it did, with the size it freed. A blob committed again
+// (or touched) after cutoff is kept, even when the commit races this call.
+// An absent blob is not an error. Readers that opened the blob before keep
+// reading it (the file is unlinked, not truncated).
+func (s *FS) Delete(sha string, cutoff time.Time) (size int64, deleted bool, err error) {
+	if !ValidHash(sha) {
+		return 0, false, ErrNotFound
+	}
+	p := s.Path(sha)
+	s.gcMu.Lock()
+	defer s.gcMu.Unlock()
+	fi, err := os.Lstat(p)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("blob: delete %s: %w", sha, err)
+	}
+	if fi.ModTime().After(cutoff) {
+		return 0, false, nil
+	}
+	if err := os.Remove(p); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return 0, false, nil
+		}
+		return 0, false, fmt.Errorf("blob: delete %s: %w", sha, err)
+	}
+	return fi.Size(), true, nil
+}
+
+// Walk calls fn for every committed blob (writes in progress are not
+// blobs), in no particular order. A blob committed or deleted during the
+// walk may or may not be seen.
+func (s *FS) Walk(fn func(sha string, size int64, mtime time.Time) error) error {
+	subs, err := os.ReadDir(s.dir)
+	if err != nil {
+		return fmt.Errorf("blob: walk: %w", err)
+	}
+	for _, sub := range subs {
+		name := sub.Name()
+		if !sub.IsDir() || len(name) != 2 || !ValidHash(strings.Repeat(name, 32)) {
+			continue
+		}
+		es, err := os.ReadDir(filepath.Join(s.dir, name))
+		if err != nil {
+			return fmt.Errorf("blob: walk: %w", err)
+		}
+		for _, e := range es {
+			if !ValidHash(e.Name()) || e.Name()[:2] != name {
+				continue
+			}
+			fi, err := e.Info()
+			if errors.Is(err, os.ErrNotExist) {
+				continue // deleted meanwhile
+			}
+			if err != nil {
+				return fmt.Errorf("blob: walk: %w", err)
+			}
+			if !fi.Mode().IsRegular() {
+				continue
+			}
+			if err := fn(e.Name(), fi.Size(), fi.ModTime()); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // Writer is a blob being written. Write to it, then Commit or Abort; until
 // Commit succeeds nothing is visible in the store.
 type Writer struct {
@@ -188,15 +285,25 @@ func (w *Writer) Commit(want string) (Info, error) {
 	w.done = true
 	info := Info{SHA256: sum, Size: w.n}
 	dst := w.s.Path(sum)
-	if _, err := os.Stat(dst); err == nil {
+	w.s.gcMu.Lock()
+	// Already stored: refresh its mtime instead, so that garbage collection
+	// (which deletes only blobs older than its grace period) does not take
+	// old content that is being referenced again before the reference is
+	// written. If that fails, the new copy replaces it (same content).
+	now := time.Now()
+	if err := os.Chtimes(dst, now, now); err == nil {
+		w.s.gcMu.Unlock()
 		os.Remove(w.f.Name())
 		return info, nil
 	}
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		w.s.gcMu.Unlock()
 		os.Remove(w.f.Name())
 		return Info{}, fmt.Errorf("blob: commit %s: %w", sum, err)
 	}
-	if err := os.Rename(w.f.Name(), dst); err != nil {
+	err := os.Rename(w.f.Name(), dst)
+	w.s.gcMu.Unlock()
+	if err != nil {
 		os.Remove(w.f.Name())
 		return Info{}, fmt.Errorf("blob: commit %s: %w", sum, err)
 	}

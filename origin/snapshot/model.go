@@ -72,6 +72,12 @@ type App struct {
 	Bundles  []*Bundle  `json:"bundles"`
 	Channels []*Channel `json:"channels"`
 	Rules    []*Rule    `json:"rules,omitempty"`
+	// ExposeMetadata sends bundles' link and comment to plugins that read
+	// them (Capgo's expose_metadata; off by default).
+	ExposeMetadata bool `json:"expose_metadata,omitempty"`
+	// IgnoreCustomID drops the custom_id devices send (Capgo's
+	// allow_device_custom_id = false): segment rules never see it.
+	IgnoreCustomID bool `json:"ignore_custom_id,omitempty"`
 	// OverrideShards lists the SHA-256 of the app's ShardCount override
 	// shards ("" for an empty shard); empty when the app has no overrides.
 	OverrideShards []string `json:"override_shards,omitempty"`
@@ -105,9 +111,32 @@ type Bundle struct {
 	// Manifest lists the bundle's files for the plugin's per-file download.
 	Manifest []ManifestEntry `json:"manifest,omitempty"`
 
+	// End-to-end encryption (Capgo's encryption v2), set when the operator's
+	// CLI encrypted the bundle: the zip at SHA256 and the manifest files are
+	// AES-128-CBC ciphertext; SessionKey is base64(IV):base64(RSA-encrypted
+	// AES key) and Checksum the hex RSA encryption of the plaintext zip's
+	// SHA-256, both answered as they are; KeyID is the first 20 characters
+	// of the public key the devices must hold. Nothing here decrypts.
+	SessionKey string `json:"session_key,omitempty"`
+	Checksum   string `json:"checksum,omitempty"`
+	KeyID      string `json:"key_id,omitempty"`
+
 	version Version // parsed Version
 	valid   bool    // Version parsed as semver
+	builtin bool    // the store-build sentinel (BuiltinVersion)
 }
+
+// BuiltinVersion is the bundle name of a channel that sends its devices
+// back to the store build (Capgo's channel with version NULL, named
+// "builtin"). No uploaded bundle can have it: versions are semver.
+const BuiltinVersion = "builtin"
+
+// builtinBundle is the target of a builtin channel: no zip, no manifest;
+// Resolve answers it with "revert to the store build", never a download.
+var builtinBundle = &Bundle{Version: BuiltinVersion, builtin: true}
+
+// Builtin reports whether b is the store build (a builtin channel's target).
+func (b *Bundle) Builtin() bool { return b.builtin }
 
 // ManifestEntry is one file of a bundle's manifest.
 type ManifestEntry struct {
@@ -125,6 +154,20 @@ type Delta struct {
 	Encoding string `json:"encoding"` // dcz or dcb
 	SHA256   string `json:"sha256"`   // of the delta blob
 	Size     int64  `json:"size"`
+}
+
+// Encrypted reports whether the bundle was encrypted end to end by the
+// operator: the origin and edges hold only ciphertext, so no canonical
+// archive, delta or dictionary is built from it.
+func (b *Bundle) Encrypted() bool { return b.SessionKey != "" }
+
+// AnswerChecksum is the checksum devices get: the encrypted checksum of an
+// encrypted bundle, else the SHA-256 of the zip.
+func (b *Bundle) AnswerChecksum() string {
+	if b.Checksum != "" {
+		return b.Checksum
+	}
+	return b.SHA256
 }
 
 // DeltaFrom returns the smallest delta to b from the canonical archive base
@@ -147,7 +190,7 @@ func (b *Bundle) DeltaFrom(base string, dcz, dcb bool) *Delta {
 type Channel struct {
 	ID     int64  `json:"id"` // stable numeric id (Capgo's channel list shows it)
 	Name   string `json:"name"`
-	Bundle string `json:"bundle,omitempty"` // version; empty: no bundle yet
+	Bundle string `json:"bundle,omitempty"` // version; empty: no bundle yet; BuiltinVersion: the store build
 	// Public makes the channel the default for the platforms it enables.
 	Public             bool   `json:"public"`
 	IOS                bool   `json:"ios"`
@@ -280,7 +323,9 @@ func (a *App) index(src ShardSource) error {
 
 // index links the channel to its bundles and checks rollout and split.
 func (c *Channel) index(a *App) error {
-	if c.Bundle != "" {
+	if c.Bundle == BuiltinVersion {
+		c.bundle = builtinBundle
+	} else if c.Bundle != "" {
 		if c.bundle = a.bundles[c.Bundle]; c.bundle == nil {
 			return fmt.Errorf("unknown bundle %q", c.Bundle)
 		}

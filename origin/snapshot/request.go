@@ -55,6 +55,13 @@ const (
 	CodeInvalidBody     = "invalid_json_body"
 )
 
+// SemverError is Capgo's refusal of a native version that is not semver
+// (parsePluginBody, every plugin endpoint): HTTP 400 semver_error.
+func SemverError(versionBuild string) *RequestError {
+	return &RequestError{Code: CodeSemver, VersionBuild: versionBuild,
+		Message: "Native version: " + versionBuild + " doesn't follow semver convention, please check https://capgo.app/semver_tester/ to learn more about semver usage in Capgo"}
+}
+
 // ValidAppID reports whether id is a reverse-domain app id (Capgo's
 // /^[a-z0-9]+(\.[\w-]+)+$/i), at most 128 bytes.
 func ValidAppID(id string) bool {
@@ -130,8 +137,7 @@ func (r *Request) Validate() *RequestError {
 	if r.VersionBuild != "" {
 		v, ok := ParseVersion(coerceBuild(r.VersionBuild))
 		if !ok {
-			return &RequestError{Code: CodeSemver, VersionBuild: r.VersionBuild,
-				Message: "Native version: " + r.VersionBuild + " doesn't follow semver convention, please check https://capgo.app/semver_tester/ to learn more about semver usage in Capgo"}
+			return SemverError(r.VersionBuild)
 		}
 		r.build = v
 		// Like Capgo, continue with the formatted version ("1.0" → "1.0.0");
@@ -178,9 +184,8 @@ func (r *Request) Validate() *RequestError {
 	if len(r.KeyID) > 20 {
 		add("key_id", "String must contain at most 20 character(s)")
 	}
-	if len(r.CustomID) > 36 {
-		add("custom_id", "String must contain at most 36 character(s)")
-	}
+	// custom_id is not validated on /updates (Capgo's updateRequestSchema
+	// ignores it; only /stats caps it at 36 characters).
 	if len(r.DefaultChannel) > 128 {
 		add("defaultChannel", "String must contain at most 128 character(s)")
 	}
@@ -199,6 +204,62 @@ func ValidChannelName(name string) bool {
 	return strings.IndexFunc(name, func(c rune) bool {
 		return !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '.' || c == '_' || c == '-')
 	}) < 0
+}
+
+// deprecatedPlugin is Capgo's isDeprecatedPluginVersion
+// (plugin_runtime/utils/utils.ts): a 5.x, 6.x, 7.x or 8.x plugin older than
+// the minimum given for its major; every other major is current.
+func deprecatedPlugin(p Version, min5, min6, min7, min8 *Version) bool {
+	var min *Version
+	switch p.Major {
+	case 5:
+		min = min5
+	case 6:
+		min = min6
+	case 7:
+		min = min7
+	case 8:
+		min = min8
+	}
+	return min != nil && p.Compare(*min) < 0
+}
+
+func mustVersion(s string) *Version {
+	v, ok := ParseVersion(s)
+	if !ok {
+		panic("snapshot: bad version constant " + s)
+	}
+	return &v
+}
+
+var (
+	v5_35_0, v6_35_0, v7_35_0, v8_35_0 = mustVersion("5.35.0"), mustVersion("6.35.0"), mustVersion("7.35.0"), mustVersion("8.35.0")
+	v5_34_0, v6_34_0, v7_34_0, v8_0_0  = mustVersion("5.34.0"), mustVersion("6.34.0"), mustVersion("7.34.0"), mustVersion("8.0.0")
+	v6_2_0, v8_40_7                    = mustVersion("6.2.0"), mustVersion("8.40.7")
+)
+
+// SupportsMetadata reports whether the plugin reads link and comment from
+// an update answer (Capgo update.ts:413: not deprecated against 5.35.0,
+// 6.35.0, 7.35.0, 8.35.0; a prerelease of x.35.0 is older). Valid after
+// Validate.
+func (r *Request) SupportsMetadata() bool {
+	return !deprecatedPlugin(r.plugin, v5_35_0, v6_35_0, v7_35_0, v8_35_0)
+}
+
+// LegacyChannelSelf reports whether a plugin keeps its self-assigned
+// channel on the server (Capgo channel_self.ts:26-30, 169-180): 5.x before
+// 5.34.0, 6.x before 6.34.0, 7.x before 7.34.0, or a plugin_version that
+// does not parse. Current plugins (and a missing plugin_version) store it
+// on the device and send it as defaultChannel.
+func LegacyChannelSelf(pluginVersion string) bool {
+	if pluginVersion == "" {
+		return false
+	}
+	v, ok := ParseVersion(pluginVersion)
+	if !ok {
+		return true
+	}
+	return deprecatedPlugin(v, v5_34_0, v6_34_0, v7_34_0, v8_0_0)
 }
 
 // SupportsManifest reports whether the plugin version downloads per-file

@@ -30,6 +30,9 @@ const (
 	CodeDevBuild             = "disable_dev_build"
 	CodeDevice               = "disable_device"
 	CodeEmulator             = "disable_emulator"
+	CodeKeyIDMismatch        = "key_id_mismatch"
+	CodeAlreadyOnBuiltin     = "already_on_builtin"
+	CodeRevertTooOld         = "revert_to_builtin_plugin_version_too_old"
 )
 
 // Rules that pick a device's channel, reported in Decision.Rule.
@@ -67,6 +70,12 @@ type Decision struct {
 	Major   bool   // "major": true
 	Version string // "version": target bundle
 	Old     string // "old": what the device has (bundle or native version)
+	// "deviceKeyId" and "bundleKeyId" of a key_id_mismatch.
+	DeviceKeyID, BundleKeyID string
+
+	// Metadata: the answer carries the bundle's link and comment (the app
+	// exposes them and the plugin reads them).
+	Metadata bool
 }
 
 // OK reports whether the device should download Bundle.
@@ -100,12 +109,41 @@ func Resolve(s *Snapshot, r *Request) Decision {
 		d.Channel, d.Rule, d.Segment, d.Bucket = ch, rule, seg, bkt
 		return d
 	}
-	d := guard(ch, b, r, rule == RuleOverride || rule == RuleSegment)
+	var d Decision
+	// Capgo update.ts:458-467: a device holding another encryption key than
+	// the bundle's cannot install it; enforced for plugins after 8.40.7 (the
+	// key id grew from 4 to 20 characters then), before "no new version".
+	if r.KeyID != "" && b.KeyID != "" && r.KeyID != b.KeyID && r.plugin.Compare(*v8_40_7) > 0 {
+		d = refuse(CodeKeyIDMismatch, KindBlocked, "Device encryption key does not match bundle encryption key. The device may have a different public key than the one used to encrypt this bundle.")
+		d.DeviceKeyID, d.BundleKeyID = r.KeyID, b.KeyID
+	} else {
+		d = guard(ch, b, r, rule == RuleOverride || rule == RuleSegment)
+		if d.Code == "" && b.builtin {
+			d = revertToBuiltin(r)
+		}
+	}
 	d.Channel, d.Rule, d.Segment, d.Variant, d.Arm, d.Bucket = ch, rule, seg, variant, arm, bkt
 	if d.Code == "" {
 		d.Bundle = b
+		d.Metadata = app.ExposeMetadata && r.SupportsMetadata()
 	}
 	return d
+}
+
+// revertToBuiltin decides for a device whose channel targets the store
+// build, once the channel's gates passed (Capgo update.ts:639-651). A
+// device already on it is up to date; a plugin from 6.2.0 on (capgo
+// d65de2027, capacitor-updater 40aa24e1 "reset from server") gets the bare
+// {"version":"builtin"} it resets on — a Decision without Code whose Bundle
+// is Builtin(); an older plugin cannot revert.
+func revertToBuiltin(r *Request) Decision {
+	switch {
+	case r.OnBuiltin:
+		return refuse(CodeAlreadyOnBuiltin, KindUpToDate, "Already on builtin")
+	case r.plugin.Compare(*v6_2_0) >= 0:
+		return Decision{}
+	}
+	return refuse(CodeRevertTooOld, KindFailed, "revert_to_builtin used, but plugin version is too old")
 }
 
 // pickChannel applies the channel rules in order; first match wins: device
@@ -124,8 +162,14 @@ func pickChannel(app *App, r *Request, dev [16]byte, devOK bool) (*Channel, stri
 			return c, RuleSelfAssigned, ""
 		}
 	}
+	// An app that does not allow device custom ids (Capgo's
+	// allow_device_custom_id = false) drops the one the device sent.
+	customID := r.CustomID
+	if app.IgnoreCustomID {
+		customID = ""
+	}
 	for _, rule := range app.Rules {
-		if rule.matches(r, dev, devOK) {
+		if rule.matches(r, customID, dev, devOK) {
 			return rule.channel, RuleSegment, rule.Name
 		}
 	}
@@ -183,7 +227,8 @@ func guard(ch *Channel, b *Bundle, r *Request, operatorRouted bool) Decision {
 		return blocked(CodeDisabledElectron, "Cannot update, electron is disabled", false, r.VersionName)
 	}
 	// Bundle versions are validated as semver at upload; an invalid one can
-	// only come from an older store and skips the version guards.
+	// only come from an older store and skips the version guards, like the
+	// store build of a builtin channel (Capgo: !isInternalVersionName).
 	v, build := b.version, r.build
 	semverOK := b.valid
 	if semverOK && ch.DisableAutoUpdate == DisableMajor && v.Major > build.Major {
@@ -236,16 +281,4 @@ func privateChannelMessage(name, defaultChannel string) string {
 		return `Cannot update via a private channel. The channel "` + name + `" does not allow device self-assignment. Please ensure your defaultChannel "` + defaultChannel + `" has "Allow devices to self dissociate/associate" set to true.`
 	}
 	return `Cannot update via a private channel. The channel "` + name + `" does not allow device self-assignment. Please set a defaultChannel with "Allow devices to self dissociate/associate" enabled.`
-}
-
-// ChannelFor returns the channel the device of r resolves to under s (nil if
-// none) and the rule that chose it, without looking at bundles or guards.
-func ChannelFor(s *Snapshot, r *Request) (*Channel, string) {
-	app := s.App(r.AppID)
-	if app == nil {
-		return nil, ""
-	}
-	dev, devOK := ParseDeviceID(r.DeviceID)
-	ch, rule, _ := pickChannel(app, r, dev, devOK)
-	return ch, rule
 }

@@ -170,8 +170,9 @@ func (r *Rule) Validate() error {
 	return nil
 }
 
-// matches reports whether every predicate of the rule holds for r.
-func (rule *Rule) matches(r *Request, dev [16]byte, devOK bool) bool {
+// matches reports whether every predicate of the rule holds for r, whose
+// custom id counts as customID.
+func (rule *Rule) matches(r *Request, customID string, dev [16]byte, devOK bool) bool {
 	if rule.platforms != 0 && rule.platforms&(1<<platformIndex(r.Platform)) == 0 {
 		return false
 	}
@@ -188,11 +189,11 @@ func (rule *Rule) matches(r *Request, dev [16]byte, devOK bool) bool {
 		return false
 	}
 	if rule.customIDs != nil {
-		if _, ok := rule.customIDs[r.CustomID]; !ok {
+		if _, ok := rule.customIDs[customID]; !ok {
 			return false
 		}
 	}
-	if rule.CustomIDPrefix != "" && !strings.HasPrefix(r.CustomID, rule.CustomIDPrefix) {
+	if rule.CustomIDPrefix != "" && !strings.HasPrefix(customID, rule.CustomIDPrefix) {
 		return false
 	}
 	if rule.devices != nil {

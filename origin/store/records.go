@@ -17,6 +17,10 @@ type App struct {
 	ID        string    `json:"id"`
 	Name      string    `json:"name"`
 	CreatedAt time.Time `json:"created_at"`
+	// Device-protocol options (Capgo's apps.expose_metadata and
+	// apps.allow_device_custom_id), set with SetAppProtocol.
+	ExposeMetadata      bool `json:"expose_metadata"`
+	AllowDeviceCustomID bool `json:"allow_device_custom_id"`
 }
 
 // Bundle is a bundle record.
@@ -33,6 +37,10 @@ type Bundle struct {
 	CanonicalSize    int64            `json:"canonical_size,omitempty"`
 	Deltas           []snapshot.Delta `json:"deltas,omitempty"`
 	ManifestFiles    int              `json:"manifest_files"`
+	// End-to-end encryption, as the CLI produced it (see snapshot.Bundle).
+	SessionKey string `json:"session_key,omitempty"`
+	Checksum   string `json:"checksum,omitempty"`
+	KeyID      string `json:"key_id,omitempty"`
 }
 
 // Channel is a channel record: the snapshot's channel plus bookkeeping.
@@ -46,7 +54,7 @@ type Channel struct {
 // ChannelPatch lists the channel fields to set; nil fields keep their value
 // (or take Capgo's default when the channel is created).
 type ChannelPatch struct {
-	Bundle                       *string `json:"bundle"` // "" detaches the bundle
+	Bundle                       *string `json:"bundle"` // "" detaches the bundle; "builtin" sends devices back to the store build
 	Public                       *bool   `json:"public"`
 	IOS                          *bool   `json:"ios"`
 	Android                      *bool   `json:"android"`
@@ -96,7 +104,7 @@ func (p ChannelPatch) apply(c *snapshot.Channel) {
 
 // CreateApp stores a new app; ErrExists when the id is taken.
 func (s *Store) CreateApp(ctx context.Context, id, name string) (App, error) {
-	a := App{ID: id, Name: name, CreatedAt: time.Now().UTC().Truncate(time.Second)}
+	a := App{ID: id, Name: name, CreatedAt: time.Now().UTC().Truncate(time.Second), AllowDeviceCustomID: true}
 	err := s.write(ctx, true, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO apps (id, name, created_at) VALUES (?, ?, ?)`, a.ID, a.Name, a.CreatedAt.Unix())
 		if isUniqueViolation(err) {
@@ -109,7 +117,7 @@ func (s *Store) CreateApp(ctx context.Context, id, name string) (App, error) {
 
 // ListApps returns every app, by id.
 func (s *Store) ListApps(ctx context.Context) ([]App, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, name, created_at FROM apps ORDER BY id`)
+	rows, err := s.db.QueryContext(ctx, `SELECT id, name, created_at, expose_metadata, allow_device_custom_id FROM apps ORDER BY id`)
 	if err != nil {
 		return nil, err
 	}
@@ -118,7 +126,7 @@ func (s *Store) ListApps(ctx context.Context) ([]App, error) {
 	for rows.Next() {
 		var a App
 		var ts int64
-		if err := rows.Scan(&a.ID, &a.Name, &ts); err != nil {
+		if err := rows.Scan(&a.ID, &a.Name, &ts, &a.ExposeMetadata, &a.AllowDeviceCustomID); err != nil {
 			return nil, err
 		}
 		a.CreatedAt = time.Unix(ts, 0).UTC()
@@ -131,7 +139,7 @@ func (s *Store) ListApps(ctx context.Context) ([]App, error) {
 func (s *Store) GetApp(ctx context.Context, id string) (App, error) {
 	var a App
 	var ts int64
-	err := s.db.QueryRowContext(ctx, `SELECT id, name, created_at FROM apps WHERE id = ?`, id).Scan(&a.ID, &a.Name, &ts)
+	err := s.db.QueryRowContext(ctx, `SELECT id, name, created_at, expose_metadata, allow_device_custom_id FROM apps WHERE id = ?`, id).Scan(&a.ID, &a.Name, &ts, &a.ExposeMetadata, &a.AllowDeviceCustomID)
 	if errors.Is(err, sql.ErrNoRows) {
 		return a, ErrNotFound
 	}
@@ -149,17 +157,28 @@ func (s *Store) BundleExists(ctx context.Context, appID, version string) (bool, 
 // CreateBundle records an uploaded bundle whose blob is already stored.
 // ErrNotFound when the app does not exist, ErrExists when the version does.
 func (s *Store) CreateBundle(ctx context.Context, b Bundle) (Bundle, error) {
+	return s.CreateBundleWithManifest(ctx, b, nil)
+}
+
+// CreateBundleWithManifest records a bundle and, in the same transaction,
+// its file manifest (blobs already stored): an encrypted bundle, whose
+// manifest the CLI built, is never published without it.
+func (s *Store) CreateBundleWithManifest(ctx context.Context, b Bundle, files []snapshot.ManifestEntry) (Bundle, error) {
 	b.CreatedAt = time.Now().UTC().Truncate(time.Second)
+	b.ManifestFiles = len(files)
 	err := s.write(ctx, true, func(tx *sql.Tx) error {
 		if err := appExists(ctx, tx, b.AppID); err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO bundles (app_id, version, sha256, size, min_update_version, comment, link, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-			b.AppID, b.Version, b.SHA256, b.Size, b.MinUpdateVersion, b.Comment, b.Link, b.CreatedAt.Unix())
+		_, err := tx.ExecContext(ctx, `INSERT INTO bundles (app_id, version, sha256, size, min_update_version, comment, link, created_at, session_key, checksum, key_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			b.AppID, b.Version, b.SHA256, b.Size, b.MinUpdateVersion, b.Comment, b.Link, b.CreatedAt.Unix(), b.SessionKey, b.Checksum, b.KeyID)
 		if isUniqueViolation(err) {
 			return ErrExists
 		}
-		return err
+		if err != nil {
+			return err
+		}
+		return insertManifest(ctx, tx, b.AppID, b.Version, files)
 	})
 	return b, err
 }
@@ -205,14 +224,25 @@ func (s *Store) SetManifest(ctx context.Context, appID, version string, files []
 		if _, err := tx.ExecContext(ctx, `DELETE FROM manifest_files WHERE app_id = ? AND version = ?`, appID, version); err != nil {
 			return err
 		}
-		for _, f := range files {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO manifest_files (app_id, version, file_name, file_hash, blob_sha256, size) VALUES (?, ?, ?, ?, ?, ?)`,
-				appID, version, f.Name, f.Hash, f.Blob, f.Size); err != nil {
-				return err
-			}
-		}
-		return nil
+		return insertManifest(ctx, tx, appID, version, files)
 	})
+}
+
+func insertManifest(ctx context.Context, tx *sql.Tx, appID, version string, files []snapshot.ManifestEntry) error {
+	if len(files) == 0 {
+		return nil
+	}
+	stmt, err := tx.PrepareContext(ctx, `INSERT INTO manifest_files (app_id, version, file_name, file_hash, blob_sha256, size) VALUES (?, ?, ?, ?, ?, ?)`)
+	if err != nil {
+		return err
+	}
+	defer stmt.Close()
+	for _, f := range files {
+		if _, err := stmt.ExecContext(ctx, appID, version, f.Name, f.Hash, f.Blob, f.Size); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // listManifests groups manifest files by app and version (key app\x00version).
@@ -284,7 +314,7 @@ type querier interface {
 }
 
 func listBundles(ctx context.Context, q querier, where string, args ...any) ([]Bundle, error) {
-	rows, err := q.QueryContext(ctx, `SELECT app_id, version, sha256, size, min_update_version, comment, link, created_at, canonical_sha256, canonical_size FROM bundles `+where, args...)
+	rows, err := q.QueryContext(ctx, `SELECT app_id, version, sha256, size, min_update_version, comment, link, created_at, canonical_sha256, canonical_size, session_key, checksum, key_id FROM bundles `+where, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -293,7 +323,7 @@ func listBundles(ctx context.Context, q querier, where string, args ...any) ([]B
 	for rows.Next() {
 		var b Bundle
 		var ts int64
-		if err := rows.Scan(&b.AppID, &b.Version, &b.SHA256, &b.Size, &b.MinUpdateVersion, &b.Comment, &b.Link, &ts, &b.Canonical, &b.CanonicalSize); err != nil {
+		if err := rows.Scan(&b.AppID, &b.Version, &b.SHA256, &b.Size, &b.MinUpdateVersion, &b.Comment, &b.Link, &ts, &b.Canonical, &b.CanonicalSize, &b.SessionKey, &b.Checksum, &b.KeyID); err != nil {
 			return nil, err
 		}
 		b.CreatedAt = time.Unix(ts, 0).UTC()
@@ -308,13 +338,18 @@ func scanChannel(rows *sql.Rows) (Channel, error) {
 	var c Channel
 	var bundle, rollout, ab sql.NullString
 	var created, updated int64
+	var builtin bool
 	err := rows.Scan(&c.ID, &c.AppID, &c.Name, &bundle, &c.Public, &c.IOS, &c.Android, &c.Electron, &c.AllowDeviceSelfSet,
 		&c.AllowEmulator, &c.AllowDev, &c.AllowProd, &c.AllowDevice, &c.DisableAutoUpdate, &c.DisableAutoUpdateUnderNative, &created, &updated,
-		&rollout, &ab)
+		&rollout, &ab, &builtin)
 	if err != nil {
 		return c, err
 	}
 	c.Bundle = bundle.String
+	if builtin {
+		// The store build: bundle_version is NULL (no bundle row), builtin = 1.
+		c.Bundle = snapshot.BuiltinVersion
+	}
 	c.CreatedAt = time.Unix(created, 0).UTC()
 	c.UpdatedAt = time.Unix(updated, 0).UTC()
 	if rollout.Valid {
@@ -333,7 +368,7 @@ func scanChannel(rows *sql.Rows) (Channel, error) {
 }
 
 func listChannels(ctx context.Context, q querier, where string, args ...any) ([]Channel, error) {
-	rows, err := q.QueryContext(ctx, `SELECT rowid, `+channelCols+`, rollout, ab FROM channels `+where, args...)
+	rows, err := q.QueryContext(ctx, `SELECT rowid, `+channelCols+`, rollout, ab, builtin FROM channels `+where, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -387,7 +422,8 @@ func (s *Store) PutChannel(ctx context.Context, appID, name string, p ChannelPat
 			return &InvalidError{Code: "invalid_disable_auto_update", Msg: fmt.Sprintf("disable_auto_update %q: want major, minor, patch, metadata or none", ch.DisableAutoUpdate)}
 		}
 		var bundle any
-		if ch.Bundle != "" {
+		builtin := ch.Bundle == snapshot.BuiltinVersion
+		if ch.Bundle != "" && !builtin {
 			var n int
 			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM bundles WHERE app_id = ? AND version = ?`, appID, ch.Bundle).Scan(&n); err != nil {
 				return err
@@ -397,14 +433,14 @@ func (s *Store) PutChannel(ctx context.Context, appID, name string, p ChannelPat
 			}
 			bundle = ch.Bundle
 		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO channels (`+channelCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-			ON CONFLICT (app_id, name) DO UPDATE SET bundle_version = excluded.bundle_version, public = excluded.public, ios = excluded.ios,
+		_, err = tx.ExecContext(ctx, `INSERT INTO channels (`+channelCols+`, builtin) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (app_id, name) DO UPDATE SET bundle_version = excluded.bundle_version, builtin = excluded.builtin, public = excluded.public, ios = excluded.ios,
 			android = excluded.android, electron = excluded.electron, allow_device_self_set = excluded.allow_device_self_set,
 			allow_emulator = excluded.allow_emulator, allow_dev = excluded.allow_dev, allow_prod = excluded.allow_prod,
 			allow_device = excluded.allow_device, disable_auto_update = excluded.disable_auto_update,
 			disable_auto_update_under_native = excluded.disable_auto_update_under_native, updated_at = excluded.updated_at`,
 			appID, name, bundle, ch.Public, ch.IOS, ch.Android, ch.Electron, ch.AllowDeviceSelfSet, ch.AllowEmulator, ch.AllowDev,
-			ch.AllowProd, ch.AllowDevice, ch.DisableAutoUpdate, ch.DisableAutoUpdateUnderNative, ch.CreatedAt.Unix(), ch.UpdatedAt.Unix())
+			ch.AllowProd, ch.AllowDevice, ch.DisableAutoUpdate, ch.DisableAutoUpdateUnderNative, ch.CreatedAt.Unix(), ch.UpdatedAt.Unix(), builtin)
 		if err != nil {
 			return err
 		}
@@ -457,16 +493,18 @@ func (s *Store) Snapshot(ctx context.Context) (*snapshot.Snapshot, error) {
 		return nil, fmt.Errorf("store: snapshot: %w", err)
 	}
 	apps := map[string]*snapshot.App{}
-	rows, err := tx.QueryContext(ctx, `SELECT id FROM apps ORDER BY id`)
+	rows, err := tx.QueryContext(ctx, `SELECT id, expose_metadata, allow_device_custom_id FROM apps ORDER BY id`)
 	if err != nil {
 		return nil, fmt.Errorf("store: snapshot: %w", err)
 	}
 	for rows.Next() {
 		a := &snapshot.App{}
-		if err := rows.Scan(&a.ID); err != nil {
+		var allowCustomID bool
+		if err := rows.Scan(&a.ID, &a.ExposeMetadata, &allowCustomID); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("store: snapshot: %w", err)
 		}
+		a.IgnoreCustomID = !allowCustomID
 		apps[a.ID] = a
 		snap.Apps = append(snap.Apps, a)
 	}
@@ -488,7 +526,8 @@ func (s *Store) Snapshot(ctx context.Context) (*snapshot.Snapshot, error) {
 			Version: b.Version, SHA256: b.SHA256, Size: b.Size,
 			MinUpdateVersion: b.MinUpdateVersion, Comment: b.Comment, Link: b.Link,
 			Canonical: b.Canonical, CanonicalSize: b.CanonicalSize, Deltas: deltas[b.AppID+"\x00"+b.Version],
-			Manifest: manifests[b.AppID+"\x00"+b.Version],
+			Manifest:   manifests[b.AppID+"\x00"+b.Version],
+			SessionKey: b.SessionKey, Checksum: b.Checksum, KeyID: b.KeyID,
 		})
 	}
 	channels, err := listChannels(ctx, tx, `ORDER BY app_id, name`)

@@ -26,6 +26,13 @@ const (
 	CodeUnknownSegment = "segment_not_found"
 	CodeInvalidDevice  = "invalid_device_id"
 	CodeInvalidAB      = "invalid_ab"
+	// CodeBuiltinTarget: a rollout or an A/B arm names the store build,
+	// which only a channel itself can serve.
+	CodeBuiltinTarget = "builtin_not_allowed"
+	// Refusals of a device's own channel choice (SetDeviceChannel), Capgo's
+	// /channel_self codes.
+	CodeCannotOverride    = "cannot_override"
+	CodeSelfSetNotAllowed = "channel_self_set_not_allowed"
 )
 
 func invalid(code, format string, args ...any) error {
@@ -86,9 +93,24 @@ func saveSplit(ctx context.Context, tx *sql.Tx, ch Channel) error {
 		b, _ := json.Marshal(ch.AB)
 		ab = string(b)
 	}
-	_, err := tx.ExecContext(ctx, `UPDATE channels SET rollout = ?, ab = ?, bundle_version = ?, updated_at = ? WHERE app_id = ? AND name = ?`,
-		ro, ab, nullable(ch.Bundle), time.Now().Unix(), ch.AppID, ch.Name)
+	// The store build is builtin = 1 with no bundle row (bundle_version NULL);
+	// promoting a rollout makes the channel serve a real bundle again.
+	builtin := ch.Bundle == snapshot.BuiltinVersion
+	bundle := nullable(ch.Bundle)
+	if builtin {
+		bundle = nil
+	}
+	_, err := tx.ExecContext(ctx, `UPDATE channels SET rollout = ?, ab = ?, bundle_version = ?, builtin = ?, updated_at = ? WHERE app_id = ? AND name = ?`,
+		ro, ab, bundle, builtin, time.Now().Unix(), ch.AppID, ch.Name)
 	return err
+}
+
+// builtinTarget refuses a rollout or A/B arm of the store build.
+func builtinTarget(what, bundle string) error {
+	if bundle != snapshot.BuiltinVersion {
+		return nil
+	}
+	return invalid(CodeBuiltinTarget, "%s cannot target builtin (the store build): point the channel itself at it with `channel set NAME --bundle builtin`; a builtin channel may roll out a real bundle", what)
 }
 
 func nullable(s string) any {
@@ -134,6 +156,9 @@ func setRollout(ctx context.Context, tx *sql.Tx, appID, channel string, action R
 			}
 			if bps < 0 || bps > snapshot.BucketCount {
 				return invalid(CodeInvalidBPS, "bps %d: want 0..10000 (percent × 100)", bps)
+			}
+			if err := builtinTarget("a rollout", bundle); err != nil {
+				return err
 			}
 			if err := bundleExists(ctx, tx, appID, bundle); err != nil {
 				return err
@@ -184,6 +209,9 @@ func (s *Store) SetAB(ctx context.Context, appID, channel string, arms []snapsho
 			return invalid(CodeInvalidAB, "%v", err)
 		}
 		for _, a := range arms {
+			if err := builtinTarget("A/B arm "+a.Name, a.Bundle); err != nil {
+				return err
+			}
 			if err := bundleExists(ctx, tx, appID, a.Bundle); err != nil {
 				return err
 			}
@@ -328,8 +356,8 @@ func (s *Store) SetOverrides(ctx context.Context, appID, channel string, deviceI
 		if _, err := lockChannel(ctx, tx, appID, channel); err != nil {
 			return err
 		}
-		stmt, err := tx.PrepareContext(ctx, `INSERT INTO device_overrides (app_id, device_id, channel, updated_at) VALUES (?, ?, ?, ?)
-			ON CONFLICT (app_id, device_id) DO UPDATE SET channel = excluded.channel, updated_at = excluded.updated_at`)
+		stmt, err := tx.PrepareContext(ctx, `INSERT INTO device_overrides (app_id, device_id, channel, updated_at, source) VALUES (?, ?, ?, ?, '`+SourceOperator+`')
+			ON CONFLICT (app_id, device_id) DO UPDATE SET channel = excluded.channel, updated_at = excluded.updated_at, source = excluded.source`)
 		if err != nil {
 			return err
 		}
@@ -344,10 +372,17 @@ func (s *Store) SetOverrides(ctx context.Context, appID, channel string, deviceI
 	})
 }
 
+// Override sources: who pinned the device.
+const (
+	SourceOperator = "operator" // the operator API (device override, PUT overrides)
+	SourceDevice   = "device"   // an old plugin's setChannel (POST /channel_self), through an edge
+)
+
 // Override is one pinned device.
 type Override struct {
 	DeviceID string `json:"device_id"`
 	Channel  string `json:"channel"`
+	Source   string `json:"source"` // SourceOperator or SourceDevice
 }
 
 // ListOverrides returns up to limit overrides of an app, by device id,
@@ -356,7 +391,9 @@ func (s *Store) ListOverrides(ctx context.Context, appID, after string, limit in
 	if _, err := s.GetApp(ctx, appID); err != nil {
 		return nil, err
 	}
-	var from []byte
+	// An empty blob sorts before every device id; a nil one would be NULL,
+	// and device_id > NULL matches nothing (issue 16).
+	from := []byte{}
 	if after != "" {
 		u, ok := snapshot.ParseDeviceID(after)
 		if !ok {
@@ -364,7 +401,7 @@ func (s *Store) ListOverrides(ctx context.Context, appID, after string, limit in
 		}
 		from = u[:]
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT device_id, channel FROM device_overrides WHERE app_id = ? AND device_id > ? ORDER BY device_id LIMIT ?`,
+	rows, err := s.db.QueryContext(ctx, `SELECT device_id, channel, source FROM device_overrides WHERE app_id = ? AND device_id > ? ORDER BY device_id LIMIT ?`,
 		appID, from, limit)
 	if err != nil {
 		return nil, err
@@ -374,7 +411,7 @@ func (s *Store) ListOverrides(ctx context.Context, appID, after string, limit in
 	for rows.Next() {
 		var raw []byte
 		var o Override
-		if err := rows.Scan(&raw, &o.Channel); err != nil {
+		if err := rows.Scan(&raw, &o.Channel, &o.Source); err != nil {
 			return nil, err
 		}
 		if len(raw) == 16 {

@@ -176,6 +176,18 @@ var migrations = []string{
 		lower_bound REAL NOT NULL,
 		error TEXT NOT NULL);
 	 CREATE INDEX guard_actions_channel ON guard_actions (app_id, channel, id);`,
+	// Capgo parity: end-to-end encrypted bundles (the origin keeps what the
+	// CLI encrypted, never a key that decrypts it), channels that revert
+	// devices to the store build, overrides set by old plugins' setChannel,
+	// the app's device-protocol options, and bundle retention.
+	`ALTER TABLE bundles ADD COLUMN session_key TEXT NOT NULL DEFAULT '';
+	 ALTER TABLE bundles ADD COLUMN checksum TEXT NOT NULL DEFAULT '';
+	 ALTER TABLE bundles ADD COLUMN key_id TEXT NOT NULL DEFAULT '';
+	 ALTER TABLE channels ADD COLUMN builtin INTEGER NOT NULL DEFAULT 0;
+	 ALTER TABLE device_overrides ADD COLUMN source TEXT NOT NULL DEFAULT 'operator';
+	 ALTER TABLE apps ADD COLUMN expose_metadata INTEGER NOT NULL DEFAULT 0;
+	 ALTER TABLE apps ADD COLUMN allow_device_custom_id INTEGER NOT NULL DEFAULT 1;
+	 ALTER TABLE apps ADD COLUMN keep_bundles INTEGER NOT NULL DEFAULT 0;`,
 }
 
 func (s *Store) migrate(ctx context.Context) error { return migrate(ctx, s.db, migrations) }

@@ -1,0 +1,78 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"time"
+
+	"github.com/updraft-cdn/updraft/origin/snapshot"
+)
+
+// SetDeviceChannel records the channel that an old plugin's setChannel
+// chose for one device, as an override with source SourceDevice, or removes
+// the device's override when channel is "". Plugins before 5.34.0 / 6.34.0 /
+// 7.34.0 expect the server to remember it (Capgo channel_self.ts:285-415,
+// 493-549). The rules are Capgo's, enforced here whatever the caller checked
+// on its copy of the snapshot: a device never moves off an override whose
+// channel does not allow self-assignment (CodeCannotOverride), and only
+// pins itself to a channel that allows it (CodeUnknownChannel,
+// CodeSelfSetNotAllowed). changed is false when nothing had to be written;
+// the revision moves only when something changed.
+func (s *Store) SetDeviceChannel(ctx context.Context, appID, deviceID, channel string) (changed bool, err error) {
+	u, ok := snapshot.ParseDeviceID(deviceID)
+	if !ok {
+		return false, invalid(CodeInvalidDevice, "device id %q: want a UUID", deviceID)
+	}
+	err = s.write(ctx, false, func(tx *sql.Tx) error {
+		if err := appExists(ctx, tx, appID); err != nil {
+			return err
+		}
+		var current string
+		var currentSelfSet bool
+		err := tx.QueryRowContext(ctx, `SELECT o.channel, c.allow_device_self_set FROM device_overrides o
+			JOIN channels c ON c.app_id = o.app_id AND c.name = o.channel WHERE o.app_id = ? AND o.device_id = ?`, appID, u[:]).
+			Scan(&current, &currentSelfSet)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			current = ""
+		case err != nil:
+			return err
+		case !currentSelfSet:
+			return invalid(CodeCannotOverride, "Cannot change device override current channel don't allow it")
+		}
+		if channel == "" {
+			if current == "" {
+				return nil
+			}
+			if _, err := tx.ExecContext(ctx, `DELETE FROM device_overrides WHERE app_id = ? AND device_id = ?`, appID, u[:]); err != nil {
+				return err
+			}
+			changed = true
+			return bumpRev(ctx, tx)
+		}
+		ch, err := lockChannel(ctx, tx, appID, channel)
+		if err != nil {
+			return err
+		}
+		if !ch.AllowDeviceSelfSet {
+			return invalid(CodeSelfSetNotAllowed, "This channel does not allow devices to self associate")
+		}
+		if current == channel {
+			return nil
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO device_overrides (app_id, device_id, channel, updated_at, source) VALUES (?, ?, ?, ?, '`+SourceDevice+`')
+			ON CONFLICT (app_id, device_id) DO UPDATE SET channel = excluded.channel, updated_at = excluded.updated_at, source = excluded.source`,
+			appID, u[:], channel, time.Now().Unix()); err != nil {
+			return err
+		}
+		changed = true
+		return bumpRev(ctx, tx)
+	})
+	return changed, err
+}
+
+func bumpRev(ctx context.Context, tx *sql.Tx) error {
+	_, err := tx.ExecContext(ctx, `UPDATE revision SET rev = rev + 1 WHERE id = 1`)
+	return err
+}
