@@ -188,6 +188,23 @@ var migrations = []string{
 	 ALTER TABLE apps ADD COLUMN expose_metadata INTEGER NOT NULL DEFAULT 0;
 	 ALTER TABLE apps ADD COLUMN allow_device_custom_id INTEGER NOT NULL DEFAULT 1;
 	 ALTER TABLE apps ADD COLUMN keep_bundles INTEGER NOT NULL DEFAULT 0;`,
+	// Durable background work (manifest, canonical archive and delta builds
+	// survive restarts and are retried; nothing depends on an in-memory queue
+	// having room), and API keys that expire (rotation with an overlap).
+	`CREATE TABLE jobs (
+		id INTEGER PRIMARY KEY,
+		kind TEXT NOT NULL,
+		app_id TEXT NOT NULL,
+		version TEXT NOT NULL,
+		state TEXT NOT NULL,
+		attempts INTEGER NOT NULL DEFAULT 0,
+		run_after INTEGER NOT NULL DEFAULT 0,
+		last_error TEXT NOT NULL DEFAULT '',
+		created_at INTEGER NOT NULL,
+		updated_at INTEGER NOT NULL,
+		UNIQUE (kind, app_id, version));
+	 CREATE INDEX jobs_runnable ON jobs (state, run_after);
+	 ALTER TABLE api_keys ADD COLUMN expires_at INTEGER NOT NULL DEFAULT 0;`,
 }
 
 func (s *Store) migrate(ctx context.Context) error { return migrate(ctx, s.db, migrations) }
