@@ -173,7 +173,7 @@ func TestOperatorAPIErrors(t *testing.T) {
 // waitDeltas waits until a bundle's background delta build is done.
 func waitDeltas(t *testing.T, c *Client, app, version string) []BundleInfo {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(3 * time.Minute)
 	for {
 		bs, err := c.ListBundles(context.Background(), app)
 		if err != nil {
@@ -188,7 +188,7 @@ func waitDeltas(t *testing.T, c *Client, app, version string) []BundleInfo {
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("deltas of %s not built within 30s: %+v", version, bs)
+			t.Fatalf("deltas of %s not built within 3m: %+v", version, bs)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -265,7 +265,7 @@ func deleteErr(c *Client, app, version string) error {
 // waitIdle waits until the delta builder has nothing queued or running.
 func waitIdle(t *testing.T, o *testOrigin) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
+	deadline := time.Now().Add(3 * time.Minute)
 	for {
 		busy := len(o.srv.deltas.queue) > 0
 		o.srv.deltas.mu.Lock()

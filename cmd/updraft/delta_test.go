@@ -53,7 +53,7 @@ func TestDeltaDelivery(t *testing.T) {
 	cli(t, r, data, "bundle", "upload", fixture(t, "swagger-ui-5.34.1.zip"), "--app", "com.example.app", "--version", "1.0.2", "--channel", "production")
 	c := origin.NewClient("http://"+r.OriginAddr, readKey(t, data))
 	var bs []origin.BundleInfo
-	deadline := time.Now().Add(60 * time.Second)
+	deadline := time.Now().Add(3 * time.Minute)
 	for {
 		bs, _ = c.ListBundles(context.Background(), "com.example.app")
 		if len(bs) == 2 && len(bs[0].Deltas) == 2 && bs[1].Canonical != "" {
@@ -153,7 +153,7 @@ func TestManifestMode(t *testing.T) {
 		URL      string
 		Manifest []entry
 	}
-	for deadline := time.Now().Add(60 * time.Second); len(ans.Manifest) == 0; time.Sleep(50 * time.Millisecond) {
+	for deadline := time.Now().Add(3 * time.Minute); len(ans.Manifest) == 0; time.Sleep(50 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("no manifest in the update answer: %+v", ans)
 		}

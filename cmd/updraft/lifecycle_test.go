@@ -25,7 +25,7 @@ func TestBundleLifecycleCLI(t *testing.T) {
 	// collection with grace 0 races no build.
 	waitBuilt := func(v string) {
 		t.Helper()
-		deadline := time.Now().Add(30 * time.Second)
+		deadline := time.Now().Add(3 * time.Minute)
 		for {
 			bs, err := c.ListBundles(context.Background(), app)
 			if err != nil {
@@ -37,7 +37,7 @@ func TestBundleLifecycleCLI(t *testing.T) {
 				}
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("build of %s not done in 30s", v)
+				t.Fatalf("build of %s not done in 3m", v)
 			}
 			time.Sleep(20 * time.Millisecond)
 		}

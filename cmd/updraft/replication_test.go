@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -77,9 +78,9 @@ func TestReplicationTiers(t *testing.T) {
 	shield := freePort(t)
 	shieldProc := startChild(t, edgeArgs("shield", originAddr, shield)...)
 	leaves := []string{freePort(t), freePort(t)}
-	leafProcs := make([]interface{ Kill() error }, 2)
+	leafProcs := make([]*exec.Cmd, 2)
 	for i, l := range leaves {
-		leafProcs[i] = startChild(t, edgeArgs(fmt.Sprintf("leaf%d", i), shield, l)...).Process
+		leafProcs[i] = startChild(t, edgeArgs(fmt.Sprintf("leaf%d", i), shield, l)...)
 	}
 	for _, e := range append([]string{shield}, leaves...) {
 		waitHTTP(t, "http://"+e+"/healthz")
@@ -236,8 +237,10 @@ func TestReplicationTiers(t *testing.T) {
 	// snapshot (and its cached bundle).
 	shieldProc.Process.Kill()
 	shieldProc.Wait()
-	leafProcs[1].Kill()
-	time.Sleep(50 * time.Millisecond)
+	// Wait for the old process to be gone (and its spool lock released)
+	// before starting the new one on the same data folder.
+	leafProcs[1].Process.Kill()
+	leafProcs[1].Wait()
 	restarted := freePort(t)
 	startChild(t, edgeArgs("leaf1", shield, restarted)...)
 	waitHTTP(t, "http://"+restarted+"/readyz")
