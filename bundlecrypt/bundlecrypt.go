@@ -6,12 +6,25 @@
 // encrypted checksum, the session key and a 20-character key id, never the
 // public key that opens the session key, nor the private key.
 //
-// What the scheme guarantees, stated plainly: only the holder of the private
-// key can produce a bundle whose checksum the devices accept (authenticity,
-// end to end, whatever the servers in between do); and the bundle's content
-// is unreadable to anyone without the public key, which the origin and edges
-// never receive. The public key is inside every copy of the app, so this is
-// not secrecy from the app's users.
+// What the scheme guarantees, stated plainly (it is Capgo's, unchanged, so
+// that stock plugins take it):
+//
+//   - confidentiality from whoever holds only what the servers hold: the
+//     AES key travels RSA-"encrypted" with the private key, which anyone
+//     with the public key can undo, and the public key ships inside every
+//     copy of the app. So the content is hidden from a copy of the origin's
+//     disks or an edge cache, not from the app's users; file names and sizes
+//     of the manifest stay in clear.
+//   - authenticity only as far as the plugin checks it: a bundle whose
+//     checksum does not decrypt to its SHA-256 is refused, and only the
+//     private key can make one that does. But the plugin verifies only when
+//     the answer carries a session_key: an answer without one (and, in
+//     manifest mode, plain file hashes) is accepted on Android. So the edges
+//     and the transport to them must be trusted for integrity (HTTPS, the
+//     signed snapshots between origin and edges); encryption does not make
+//     a compromised edge harmless.
+//   - plugins 5.30 / 6.30 / 7.30 and later, every 8.x: the checksum is
+//     Capgo's hex ("V3") form, which older plugins cannot verify.
 //
 // The format, read from Capgo's CLI (cli/src/api/crypto.ts, bundle/upload.ts,
 // bundle/partial.ts) and the plugin (ios/.../CryptoCipher.swift, RSA.swift,
@@ -91,6 +104,9 @@ func PublicPEM(k *rsa.PublicKey) []byte {
 // is set: a lost private key means no device accepts another update.
 func WriteKeyFiles(dir string, k *rsa.PrivateKey, force bool) (priv, pub string, err error) {
 	priv, pub = filepath.Join(dir, PrivateKeyFile), filepath.Join(dir, PublicKeyFile)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", "", err
+	}
 	if !force {
 		for _, p := range []string{priv, pub} {
 			if _, err := os.Stat(p); err == nil {

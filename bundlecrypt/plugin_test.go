@@ -3,8 +3,6 @@ package bundlecrypt
 import (
 	"archive/zip"
 	"bytes"
-	"crypto/aes"
-	"crypto/cipher"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
@@ -14,115 +12,36 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
-	"fmt"
 	"io"
-	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	brrr "github.com/molecule-man/go-brrr"
+
+	"github.com/updraft-cdn/updraft/internal/capgodevice"
 )
 
-// This file re-implements the device side of Capgo's encryption as the
-// plugin does it, independently of the package under test, so that what
-// EncryptBundle produces is checked against the decryptor, not against
-// itself:
-//
-//   - RSA "public decrypt" as Cap-go/capacitor-updater
-//     ios/Sources/CapacitorUpdaterPlugin/RSA.swift (ManualRSAPublicKey.decrypt)
-//     computes it: m = c^e mod n left-padded to 256 bytes, then, when it
-//     starts 00 01, everything after the first 00 found from index 2;
-//   - the session key split at ':' into base64 IV and base64 RSA block, the
-//     AES key required to be 16 bytes, AES-CBC with PKCS#7 (CryptoCipher.swift
-//     decryptFile; android CryptoCipher.java "AES/CBC/PKCS5Padding");
-//   - the checksum decoded as hex when it is all hex digits, required to be
-//     256 bytes, decrypted, and compared as lower-case hex with the SHA-256 of
-//     the decrypted zip (CryptoCipher.decryptChecksum, CapgoUpdater.download);
-//   - manifest files: decrypt, then brotli-decompress when the name ends in
-//     ".br", then SHA-256 against the decrypted file_hash
-//     (CapgoUpdater.swift downloadManifestFile).
+// The device side of Capgo's encryption, as the plugin does it, is
+// internal/capgodevice, written from the plugin's source independently of
+// this package: what EncryptBundle produces is checked against that
+// decryptor, not against itself.
 
-// devicePublicKey parses the publicKey config string as the plugin does: it
-// must start with the PKCS#1 header (CryptoCipher.decryptFile refuses
-// anything else).
 func devicePublicKey(t testing.TB, pemText string) *rsa.PublicKey {
 	t.Helper()
-	if !strings.HasPrefix(pemText, "-----BEGIN RSA PUBLIC KEY-----") {
-		t.Fatalf("publicKey does not start with the PKCS#1 header")
-	}
-	block, _ := pem.Decode([]byte(pemText))
-	if block == nil {
-		t.Fatal("publicKey: no PEM block")
-	}
-	k, err := x509.ParsePKCS1PublicKey(block.Bytes)
+	k, err := capgodevice.PublicKey(pemText)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return k
 }
 
-// rsaSwiftDecrypt is RSA.swift's public-key decryption.
-func rsaSwiftDecrypt(k *rsa.PublicKey, c []byte) []byte {
-	m := new(big.Int).Exp(new(big.Int).SetBytes(c), big.NewInt(int64(k.E)), k.N)
-	out := m.FillBytes(make([]byte, 256))
-	if out[0] == 0x00 && out[1] == 0x01 {
-		for i := 2; i < len(out); i++ {
-			if out[i] == 0x00 {
-				return out[i+1:]
-			}
-		}
-	}
-	return out
-}
-
-func deviceDecryptChecksum(k *rsa.PublicKey, checksum string) (string, error) {
-	var raw []byte
-	var err error
-	if strings.Trim(checksum, "0123456789abcdefABCDEF") == "" {
-		raw, err = hex.DecodeString(checksum)
-	} else {
-		raw, err = base64.StdEncoding.DecodeString(checksum)
-	}
-	if err != nil {
-		return "", err
-	}
-	if len(raw) != 256 {
-		return "", fmt.Errorf("checksum is %d bytes, not an RSA-2048 block: not encrypted", len(raw))
-	}
-	return hex.EncodeToString(rsaSwiftDecrypt(k, raw)), nil
-}
-
-func deviceDecryptFile(k *rsa.PublicKey, sessionKey string, data []byte) ([]byte, error) {
-	parts := strings.Split(sessionKey, ":")
-	if len(parts) != 2 {
-		return nil, errors.New("session key: want IV:KEY")
-	}
-	iv, err1 := base64.StdEncoding.DecodeString(parts[0])
-	encKey, err2 := base64.StdEncoding.DecodeString(parts[1])
-	if err1 != nil || err2 != nil || len(iv) != 16 {
-		return nil, errors.New("session key: bad base64 or IV length")
-	}
-	key := rsaSwiftDecrypt(k, encKey)
-	if len(key) != 16 {
-		return nil, fmt.Errorf("session key decrypts to %d bytes, want 16", len(key))
-	}
-	block, err := aes.NewCipher(key)
-	if err != nil {
-		return nil, err
-	}
-	if len(data) == 0 || len(data)%16 != 0 {
-		return nil, errors.New("ciphertext is not whole AES blocks")
-	}
-	out := make([]byte, len(data))
-	cipher.NewCBCDecrypter(block, iv).CryptBlocks(out, data)
-	pad := int(out[len(out)-1])
-	if pad == 0 || pad > 16 || !bytes.Equal(out[len(out)-pad:], bytes.Repeat([]byte{byte(pad)}, pad)) {
-		return nil, errors.New("bad PKCS#7 padding")
-	}
-	return out[:len(out)-pad], nil
-}
+var (
+	rsaSwiftDecrypt       = capgodevice.RSADecrypt
+	deviceDecryptChecksum = capgodevice.DecryptChecksum
+	deviceDecryptFile     = capgodevice.DecryptFile
+)
 
 type vectors struct {
 	PublicKeyPem     string `json:"publicKeyPem"`
@@ -336,7 +255,7 @@ func TestEncryptedBundleDecryptsOnDevice(t *testing.T) {
 }
 
 func TestKeyFilesAndErrors(t *testing.T) {
-	dir := t.TempDir()
+	dir := filepath.Join(t.TempDir(), "not", "yet") // created as needed
 	k := key(t)
 	priv, pub, err := WriteKeyFiles(dir, k, false)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -37,6 +38,23 @@ type Origin struct {
 	GCGrace time.Duration
 	// GCInterval: how often blob garbage collection runs; 0: only on demand.
 	GCInterval time.Duration
+
+	// Upload limits (docs/design-notes.md, "Upload limits, streaming
+	// builds and durable jobs"), checked on the sizes a zip declares and
+	// on the bytes it actually decompresses to: at most MaxZipEntries
+	// entries, unpacking to at most MaxUncompressed bytes and at most
+	// MaxZipRatio times the zip's size, no entry over 1 MiB compressed
+	// more than MaxEntryRatio:1. Ratios of 0 are not checked.
+	MaxUncompressed Size
+	MaxZipEntries   int
+	MaxZipRatio     int
+	MaxEntryRatio   int
+	// MaxDeltaBundle: deltas are built only between bundles whose
+	// canonical archives (their files unpacked) are at most this large;
+	// a larger bundle gets its manifest and canonical archive and is
+	// served whole. The builder needs about this plus twice this (the
+	// zstd window) of memory. 0: no deltas.
+	MaxDeltaBundle Size
 }
 
 // Edge configures an edge node: device API and blob delivery.
@@ -49,6 +67,14 @@ type Edge struct {
 	Upstream string
 	// EdgeKey authenticates the edge to its upstream (origin API key).
 	EdgeKey string
+	// PreviousEdgeKey is also accepted from child edges, during an edge
+	// key rotation's overlap (empty: none).
+	PreviousEdgeKey string
+	// MaxSnapshotAge: when > 0, the edge refuses snapshots, and stops
+	// answering update checks (503 snapshot_stale), once its snapshot is
+	// older than this by the origin's signed issued time or latest signed
+	// heartbeat. 0: off.
+	MaxSnapshotAge time.Duration
 
 	// TLS mode of the HTTPS (TCP) and HTTP/3 (UDP) listeners on TLSListen:
 	// off, files (CertFile, KeyFile; reloaded on SIGHUP) or self-signed.
@@ -89,6 +115,20 @@ type Edge struct {
 	WriteTimeout      time.Duration // per response write
 	MaxConnsPerIP     int
 	ShutdownGraceTime time.Duration
+
+	// Client addresses and per-client limits (docs/design-notes.md, "Guard
+	// robustness and client limits"). TrustedProxies are the peers whose
+	// X-Forwarded-For gives the client address (the rightmost address that
+	// is not a trusted proxy); ProxyProtocol reads a PROXY protocol v1/v2
+	// header on the TCP listeners instead (from TrustedProxies only, when
+	// set). UpdatesPerPrefixSecond and StatsPerPrefixSecond bound POST
+	// /updates (requests) and POST /stats (events) per client network
+	// (/24 IPv4, /48 IPv6; public addresses only), with bursts of 10 s
+	// worth; 0: no limit.
+	TrustedProxies         []netip.Prefix
+	ProxyProtocol          bool
+	UpdatesPerPrefixSecond float64
+	StatsPerPrefixSecond   float64
 }
 
 // NewOrigin returns the origin defaults, with dataDir as the data folder.
@@ -99,6 +139,13 @@ func NewOrigin(dataDir string) Origin {
 		MaxBundleSize: 512 * MiB,
 		GCGrace:       time.Hour,
 		GCInterval:    time.Hour,
+		// Same as delta.DefaultLimits (what the CLI checks before
+		// encrypting); web bundles unpack to tens of MB at under 10:1.
+		MaxUncompressed: 1 * GiB,
+		MaxZipEntries:   20000,
+		MaxZipRatio:     100,
+		MaxEntryRatio:   100,
+		MaxDeltaBundle:  64 * MiB, // the zstd matcher reaches ~32 MiB back into a base (design notes)
 	}
 }
 
@@ -112,13 +159,47 @@ func NewEdge(dataDir string) Edge {
 		MaxUpdatesBody: 1 * MiB,
 		StatsSpool:     1 * GiB,
 		// Far above what a fleet of pre-7.34 plugins sends (a setChannel is
-		// a user action), far below what makes the origin publish nonstop.
-		LegacyChannelWrites: 20,
+		// a user action); the origin adds its own bound across edges (10/s)
+		// and publishes device changes at most once a second.
+		LegacyChannelWrites: 5,
 		ReadTimeout:         30 * time.Second,
 		WriteTimeout:        5 * time.Minute,
 		MaxConnsPerIP:       0,
 		ShutdownGraceTime:   10 * time.Second,
+		// Far above what the devices behind one /24 send, even behind a
+		// carrier-grade NAT (design notes); far below a forging client.
+		UpdatesPerPrefixSecond: DefaultUpdatesPerPrefixSecond,
+		StatsPerPrefixSecond:   DefaultStatsPerPrefixSecond,
 	}
+}
+
+// Defaults of the per-client-network limits (docs/design-notes.md).
+const (
+	DefaultUpdatesPerPrefixSecond = 100
+	DefaultStatsPerPrefixSecond   = 200
+)
+
+// ParsePrefixes reads a comma-separated list of CIDR prefixes or single
+// addresses (a /32 or /128), e.g. "10.0.0.0/8,192.168.1.5,fd00::/8".
+func ParsePrefixes(s string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		if p, err := netip.ParsePrefix(f); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(f)
+		if err != nil {
+			return nil, fmt.Errorf("config: %q: want a CIDR prefix like 10.0.0.0/8 or an address like 192.168.1.5", f)
+		}
+		a = a.Unmap().WithZone("")
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
 }
 
 // Validate checks the origin configuration.
@@ -136,6 +217,18 @@ func (c Origin) Validate() error {
 	}
 	if c.GCInterval != 0 && c.GCInterval < time.Second {
 		errs = append(errs, fmt.Errorf("config: origin.gc_interval %s: want 0 (on demand only) or at least 1s, like 1h", c.GCInterval))
+	}
+	if c.MaxUncompressed < 1*KiB || c.MaxUncompressed > 1*GiB {
+		errs = append(errs, fmt.Errorf("config: origin.max_bundle_uncompressed %s: want 1KiB to 1GiB (the canonical archive limit)", c.MaxUncompressed))
+	}
+	if c.MaxZipEntries < 1 || c.MaxZipEntries > 1000000 {
+		errs = append(errs, fmt.Errorf("config: origin.max_bundle_entries %d: want 1 to 1000000", c.MaxZipEntries))
+	}
+	if c.MaxZipRatio < 0 || c.MaxZipRatio == 1 || c.MaxEntryRatio < 0 || c.MaxEntryRatio == 1 {
+		errs = append(errs, fmt.Errorf("config: origin.max_bundle_ratio %d, origin.max_entry_ratio %d: want 0 (unchecked) or at least 2, like 100", c.MaxZipRatio, c.MaxEntryRatio))
+	}
+	if c.MaxDeltaBundle < 0 || c.MaxDeltaBundle > 512*MiB {
+		errs = append(errs, fmt.Errorf("config: origin.max_delta_bundle %s: want 0 (no deltas) to 512MiB", c.MaxDeltaBundle))
 	}
 	return errors.Join(errs...)
 }
@@ -159,8 +252,15 @@ func (c Edge) Validate() error {
 	if c.TCPSendBuffer != 0 && (c.TCPSendBuffer < 16*KiB || c.TCPSendBuffer > 64*MiB) {
 		errs = append(errs, fmt.Errorf("config: edge.tcp_send_buffer %s: want 0 (autotuned) or 16KiB..64MiB", c.TCPSendBuffer))
 	}
+	if c.MaxSnapshotAge != 0 && c.MaxSnapshotAge < 2*time.Second {
+		errs = append(errs, fmt.Errorf("config: edge.max_snapshot_age %s: want 0 (off) or at least 2s, like 10m", c.MaxSnapshotAge))
+	}
 	if c.StatsSpool < 4*MiB {
 		errs = append(errs, fmt.Errorf("config: edge.stats_spool %s: want at least 4MiB", c.StatsSpool))
+	}
+	if !(c.UpdatesPerPrefixSecond >= 0) || !(c.StatsPerPrefixSecond >= 0) {
+		errs = append(errs, fmt.Errorf("config: edge.updates_per_prefix_second %g, edge.stats_per_prefix_second %g: want 0 (no limit) or more",
+			c.UpdatesPerPrefixSecond, c.StatsPerPrefixSecond))
 	}
 	switch c.TLS {
 	case "", "off":

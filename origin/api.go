@@ -1,15 +1,12 @@
 package origin
 
 import (
-	"archive/zip"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"mime"
 	"net/http"
-	"path"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -19,8 +16,8 @@ import (
 	"github.com/updraft-cdn/updraft/origin/store"
 )
 
-// BundleInfo is a bundle as the API lists it, with its delta build progress
-// (nil when nothing is pending since start-up).
+// BundleInfo is a bundle as the API lists it, with the status of its build
+// job (nil for encrypted bundles, which get no build).
 type BundleInfo struct {
 	store.Bundle
 	DeltaStatus *DeltaStatus `json:"delta_status,omitempty"`
@@ -86,9 +83,11 @@ func (s *Server) Handler() http.Handler {
 	api("GET /api/v1/apps/{app}/channels/{name}/guard", s.getGuard)
 	api("PUT /api/v1/apps/{app}/channels/{name}/guard", s.putGuard)
 	api("DELETE /api/v1/apps/{app}/channels/{name}/guard", s.deleteGuard)
-	api("DELETE /api/v1/apps/{app}/bundles/{version}", s.deleteBundle) // lifecycle.go
+	api("DELETE /api/v1/apps/{app}/bundles/{version}", s.deleteBundle)        // lifecycle.go
+	api("POST /api/v1/apps/{app}/bundles/{version}/rebuild", s.rebuildBundle) // jobs.go
 	api("PATCH /api/v1/apps/{app}", s.patchApp)
-	api("POST /api/v1/gc", s.postGC) // gc.go
+	api("POST /api/v1/gc", s.postGC)                 // gc.go
+	api("POST /api/v1/keys/rotate", s.postRotateKey) // keys.go
 	mux.HandleFunc("GET /ui", s.ui)
 	mux.HandleFunc("POST /ui", s.ui)
 	mux.HandleFunc("GET /ui/apps/{app}", s.ui)
@@ -188,9 +187,13 @@ func (s *Server) listBundles(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	status, err := s.deltas.statuses(r.Context(), id)
+	if err != nil {
+		return err
+	}
 	out := make([]BundleInfo, len(bundles))
 	for i, b := range bundles {
-		out[i] = BundleInfo{Bundle: b, DeltaStatus: s.deltas.Status(id, b.Version)}
+		out[i] = BundleInfo{Bundle: b, DeltaStatus: status[b.Version]}
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
@@ -254,7 +257,10 @@ func (s *Server) uploadBundle(w http.ResponseWriter, r *http.Request) error {
 		s.log.Warn("origin: upload interrupted", "app", appID, "version", b.Version, "bytes", bw.Size(), "err", err)
 		return errf(http.StatusBadRequest, "upload_incomplete", "upload interrupted after %d bytes: %v", bw.Size(), err)
 	}
-	if err := checkZip(bw.TempPath()); err != nil {
+	if err := checkZipLimits(ctx, bw.TempPath(), zipLimits(s.cfg)); err != nil {
+		if ae := (*apiError)(nil); errors.As(err, &ae) && ae.Code == "invalid_bundle" {
+			s.log.Warn("origin: upload refused", "app", appID, "version", b.Version, "bytes", bw.Size(), "reason", ae.Message)
+		}
 		return err
 	}
 	info, err := bw.Commit("")
@@ -289,75 +295,6 @@ func (s *Server) saveBundle(w http.ResponseWriter, r *http.Request, b store.Bund
 	s.awaitPublished(ctx)
 	writeJSON(w, http.StatusCreated, saved)
 	return nil
-}
-
-// Zip limits: a bundle is web content, not an archive bomb.
-const (
-	maxZipEntries      = 20000
-	maxZipUncompressed = 2 << 30
-)
-
-// checkZip verifies the upload is a zip a device can install: readable, no
-// unsafe or duplicate paths, bounded, with an index.html at its root or in
-// its single top-level folder (what the Capacitor plugin looks for).
-func checkZip(file string) error {
-	bad := func(format string, args ...any) error {
-		return errf(http.StatusBadRequest, "invalid_bundle", format, args...)
-	}
-	zr, err := zip.OpenReader(file)
-	if err != nil {
-		return bad("not a readable zip file (%v); upload the zip of your web build, or a folder", err)
-	}
-	defer zr.Close()
-	if len(zr.File) == 0 {
-		return bad("the zip is empty")
-	}
-	if len(zr.File) > maxZipEntries {
-		return bad("the zip has %d entries; the limit is %d", len(zr.File), maxZipEntries)
-	}
-	var total uint64
-	seen := make(map[string]bool, len(zr.File))
-	tops := map[string]bool{}
-	hasRootIndex := false
-	for _, f := range zr.File {
-		name := f.Name
-		if name == "" || strings.HasPrefix(name, "/") || strings.Contains(name, "\\") || strings.ContainsRune(name, 0) {
-			return bad("unsafe path %q in zip", name)
-		}
-		clean := path.Clean(name)
-		if clean == ".." || strings.HasPrefix(clean, "../") || strings.Contains(name, "/../") || strings.HasSuffix(name, "/..") {
-			return bad("unsafe path %q in zip", name)
-		}
-		if seen[clean] {
-			return bad("duplicate path %q in zip", name)
-		}
-		seen[clean] = true
-		total += f.UncompressedSize64
-		if total > maxZipUncompressed {
-			return bad("the zip unpacks to more than %d bytes", uint64(maxZipUncompressed))
-		}
-		if strings.HasPrefix(clean, "__MACOSX/") || f.FileInfo().IsDir() {
-			continue
-		}
-		top, _, nested := strings.Cut(clean, "/")
-		if !nested {
-			hasRootIndex = hasRootIndex || clean == "index.html"
-			tops[""] = true
-			continue
-		}
-		tops[top] = true
-	}
-	if hasRootIndex {
-		return nil
-	}
-	if len(tops) == 1 {
-		for top := range tops {
-			if top != "" && seen[top+"/index.html"] {
-				return nil
-			}
-		}
-	}
-	return bad("no index.html at the root of the zip (or in its single top-level folder)")
 }
 
 func (s *Server) listChannels(w http.ResponseWriter, r *http.Request) error {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/updraft-cdn/updraft/config"
+	"github.com/updraft-cdn/updraft/origin/delta"
 	"github.com/updraft-cdn/updraft/origin/snapshot"
 	"github.com/updraft-cdn/updraft/origin/store"
 )
@@ -309,16 +310,45 @@ func writeTemp(t *testing.T, b []byte) string {
 	return p
 }
 
+// FuzzCheckZip: the upload check refuses with invalid_bundle or accepts,
+// and whatever it accepts the builder builds (one rule for both): its
+// manifest and canonical archive, within the limits.
 func FuzzCheckZip(f *testing.F) {
 	f.Add(makeZip(&testing.T{}, map[string]string{"index.html": "x"}))
+	f.Add(makeZip(&testing.T{}, map[string]string{"dist/index.html": "x", "dist/a//b.js": "y"}))
+	f.Add(makeZip(&testing.T{}, map[string]string{"./index.html": "x"}))
+	f.Add(makeZip(&testing.T{}, map[string]string{"index.html": "x", "a": "y", "a/b": "z"}))
+	f.Add(makeZip(&testing.T{}, map[string]string{"index.html": strings.Repeat("\x00", 3<<20)}))
 	f.Add([]byte("PK\x03\x04garbage"))
+	lim := delta.Limits{MaxEntries: 100, MaxUncompressed: 8 << 20, MaxRatio: 100, MaxEntryRatio: 100}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		p := filepath.Join(t.TempDir(), "f.zip")
 		os.WriteFile(p, data, 0o644)
-		err := checkZip(p)
+		err := checkZipLimits(context.Background(), p, lim)
 		var ae *apiError
-		if err != nil && (!errors.As(err, &ae) || ae.Code != "invalid_bundle") {
-			t.Fatalf("unexpected error type: %v", err)
+		if err != nil {
+			if !errors.As(err, &ae) || ae.Code != "invalid_bundle" {
+				t.Fatalf("unexpected error type: %v", err)
+			}
+			return
+		}
+		z, err := delta.OpenZip(bytes.NewReader(data), int64(len(data)), lim)
+		if err != nil {
+			t.Fatalf("accepted at upload, refused by the builder: %v", err)
+		}
+		var files []delta.File
+		for _, e := range z.Files {
+			b, err := z.ReadAll(e)
+			if err != nil {
+				t.Fatalf("accepted at upload, %s unreadable by the builder: %v", e.Path, err)
+			}
+			files = append(files, delta.File{Path: e.Path, Data: b})
+		}
+		if _, err := delta.Manifest(files); err != nil {
+			t.Fatalf("accepted at upload, no manifest: %v", err)
+		}
+		if _, err := delta.Canonical(files); err != nil {
+			t.Fatalf("accepted at upload, no canonical archive: %v", err)
 		}
 	})
 }

@@ -4,6 +4,10 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
 
 	"github.com/updraft-cdn/updraft/origin/snapshot"
 )
@@ -55,6 +59,9 @@ func (s *Server) SetDeviceChannel(ctx context.Context, appID, deviceID, channel 
 	if channel != "" && !snapshot.ValidChannelName(channel) {
 		return 0, errf(http.StatusBadRequest, "invalid_channel_name", "channel %q: want 1-64 letters, digits, '.', '_' or '-'", channel)
 	}
+	if !s.devicePub().lim.Allow() {
+		return 0, errf(http.StatusTooManyRequests, "too_many_requests", "too many device channel changes; retry in a second")
+	}
 	var changed bool
 	err := s.shards.write(appID, [][16]byte{dev}, func() error {
 		var err error
@@ -70,9 +77,85 @@ func (s *Server) SetDeviceChannel(ctx context.Context, appID, deviceID, channel 
 	}
 	if changed {
 		s.log.Debug("origin: device channel", "app", appID, "device", snapshot.FormatDeviceID(dev), "channel", channel, "rev", rev)
+		s.devicePub().kick()
 	}
-	s.awaitPublished(ctx)
+	s.awaitRev(ctx, rev)
 	return rev, nil
+}
+
+// Devices' own channel changes are unauthenticated (anyone can claim an old
+// plugin and invent device ids), and each one is a store write and, once
+// published, a new snapshot every edge downloads. So, origin-wide, they
+// are rate limited (devicePubRate, 429 beyond) and their publication is
+// coalesced: at most one publish per devicePubEvery for device changes,
+// whatever their number; operator changes still publish at once.
+const (
+	devicePubRate  = 10 // writes per second, origin-wide
+	devicePubBurst = 20
+	devicePubEvery = time.Second
+)
+
+type devicePublisher struct {
+	lim      *rate.Limiter
+	kickc    chan struct{}
+	startOne sync.Once
+	s        *Server
+}
+
+var devicePubs sync.Map // *Server → *devicePublisher
+
+func (s *Server) devicePub() *devicePublisher {
+	if p, ok := devicePubs.Load(s); ok {
+		return p.(*devicePublisher)
+	}
+	p, _ := devicePubs.LoadOrStore(s, &devicePublisher{lim: rate.NewLimiter(devicePubRate, devicePubBurst), kickc: make(chan struct{}, 1), s: s})
+	return p.(*devicePublisher)
+}
+
+// kick asks for a publish of pending device changes, coalesced.
+func (p *devicePublisher) kick() {
+	p.startOne.Do(func() {
+		go func() {
+			defer devicePubs.Delete(p.s)
+			for {
+				select {
+				case <-p.s.done:
+					return
+				case <-p.kickc:
+				}
+				p.s.changedStore()
+				select {
+				case <-p.s.done:
+					return
+				case <-time.After(devicePubEvery):
+				}
+			}
+		}()
+	})
+	select {
+	case p.kickc <- struct{}{}:
+	default:
+	}
+}
+
+// awaitRev waits (at most 5 s) until the published snapshot includes rev,
+// without asking for a publish, and reports whether it does.
+func (s *Server) awaitRev(ctx context.Context, rev int64) bool {
+	timeout := time.NewTimer(5 * time.Second)
+	defer timeout.Stop()
+	for {
+		cur, changed := s.currentAndChanged()
+		if cur.Snap.Rev >= rev {
+			return true
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return false
+		case <-timeout.C:
+			return false
+		}
+	}
 }
 
 // APIErrorCode returns the stable code and message of an error returned by

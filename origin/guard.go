@@ -22,13 +22,22 @@ const rolloutClockSkew = time.Minute
 // GuardStatus is a guard's latest evaluation.
 type GuardStatus struct {
 	EvaluatedAt time.Time `json:"evaluated_at"`
-	State       string    `json:"state"` // watching, triggered, cooldown, no_rollout, paused
+	State       string    `json:"state"` // watching, too_few_prefixes, triggered, cooldown, no_rollout, paused
 	Bundle      string    `json:"bundle,omitempty"`
 	Since       time.Time `json:"since,omitzero"`
 	Attempts    int64     `json:"attempts"`
 	Failures    int64     `json:"failures"`
 	FailureRate float64   `json:"failure_rate"`
 	LowerBound  float64   `json:"failure_rate_lower"`
+	// FailurePrefixes is the number of client networks among the counted
+	// failures (State too_few_prefixes: under the guard's min_prefixes).
+	FailurePrefixes int `json:"failure_prefixes"`
+	// NewDevices (NewFailures of them failed) reported on the rollout but
+	// were first seen after it began: not counted unless count_new_devices.
+	NewDevices  int64 `json:"new_devices"`
+	NewFailures int64 `json:"new_failures"`
+	// CappedDevices are over max_devices_per_prefix in their network.
+	CappedDevices int64 `json:"capped_devices"`
 
 	rolloutStart int64 // Unix ms
 }
@@ -105,8 +114,15 @@ func (g *rolloutGuard) evaluateAll(ctx context.Context) error {
 			}
 		}
 		g.mu.Lock()
+		prev := g.last[[2]string{gc.AppID, gc.Channel}]
 		g.last[[2]string{gc.AppID, gc.Channel}] = st
 		g.mu.Unlock()
+		if st.State == "too_few_prefixes" && prev.State != st.State {
+			// Logged once per episode, not every second.
+			g.s.log.Warn("origin: rollout guard not acting: failure rate over the threshold, but from too few client networks",
+				"app", gc.AppID, "channel", gc.Channel, "bundle", st.Bundle, "attempts", st.Attempts, "failures", st.Failures,
+				"failure_prefixes", st.FailurePrefixes, "min_prefixes", gc.Guard.MinPrefixes, "new_devices", st.NewDevices)
+		}
 	}
 	return nil
 }
@@ -125,12 +141,18 @@ func (g *rolloutGuard) evaluate(ctx context.Context, gc store.GuardedChannel, st
 	}
 	st.Since = since.UTC()
 	// Only devices the rollout serves count: a forged report from a device
-	// outside the rollout's buckets cannot trip the guard.
-	attempts, failures, err := g.s.events.Outcomes(ctx, gc.AppID, gc.Channel, st.Bundle, "rollout", since.UnixMilli())
+	// outside the rollout's buckets cannot trip the guard. Nor can ids made
+	// up after the rollout began (found in the arm by asking /updates):
+	// only devices the origin saw before it count. And one client network
+	// cannot carry it alone (min_prefixes, max_devices_per_prefix).
+	c, err := g.s.events.GuardOutcomes(ctx, store.GuardQuery{AppID: gc.AppID, Channel: gc.Channel, Version: st.Bundle, Arm: "rollout",
+		Since: since.UnixMilli(), RolloutStart: st.rolloutStart, CountNew: gc.Guard.CountNewDevices, MaxPerPrefix: gc.Guard.MaxDevicesPerPrefix})
 	if err != nil {
 		return err
 	}
+	attempts, failures := c.Attempts, c.Failures
 	st.Attempts, st.Failures = attempts, failures
+	st.FailurePrefixes, st.NewDevices, st.NewFailures, st.CappedDevices = c.FailurePrefixes, c.NewDevices, c.NewFailures, c.Capped
 	if attempts > 0 {
 		st.FailureRate = float64(failures) / float64(attempts)
 	}
@@ -138,6 +160,12 @@ func (g *rolloutGuard) evaluate(ctx context.Context, gc store.GuardedChannel, st
 	st.State = "watching"
 	if attempts < int64(gc.Guard.MinAttempts) || failures < int64(gc.Guard.MinFailures) ||
 		st.LowerBound < float64(gc.Guard.ThresholdBPS)/10000 {
+		return nil
+	}
+	if st.FailurePrefixes < gc.Guard.MinPrefixes {
+		// The rate is over the threshold, but from too few networks: it
+		// may be one client posting failures for devices it made up.
+		st.State = "too_few_prefixes"
 		return nil
 	}
 	st.State = "triggered"

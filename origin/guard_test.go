@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"net/netip"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -134,10 +136,39 @@ func outcomes(from, to int, fail func(i int) bool, received int64) []events.Even
 		evs = append(evs, events.Event{
 			Timestamp: received - 100, Received: received, AppID: guardApp, DeviceID: devUUID(i), Action: action,
 			VersionName: "1.0.1", OldVersionName: "1.0.0", Platform: "android", VersionBuild: "2.3.0", PluginVersion: "7.1.0",
-			IsProd: true, Channel: "production", Segment: "default", Arm: "rollout",
+			IsProd: true, Channel: "production", Segment: "default", Arm: "rollout", ClientPrefix: devPrefix(i),
 		})
 	}
 	return evs
+}
+
+// devPrefix is the client network test device i reports from: one of 64
+// /24s, so that a few hundred devices are spread over many networks.
+func devPrefix(i int) netip.Prefix {
+	return events.PrefixOf(netip.AddrFrom4([4]byte{198, 51, byte(i % 64), 7}))
+}
+
+// checkInEdge sends the check-in segments of the tests (its own sequence).
+const checkInEdge = "ffeeddccbbaa99887766554433221100"
+
+var checkInSeq atomic.Uint64
+
+// checkIn reports devices [from, to) as having checked for updates, as an
+// edge does: the origin then knows them (established devices).
+func checkIn(t *testing.T, o *testOrigin, from, to int) {
+	t.Helper()
+	seg := []byte(events.Magic)
+	for i := from; i < to; {
+		ci := events.CheckIns{AppID: guardApp, At: time.Now().UnixMilli()}
+		for ; i < to && len(ci.Devices) < events.MaxCheckIns; i++ {
+			d, _ := snapshot.ParseDeviceID(devUUID(i))
+			ci.Devices = append(ci.Devices, d)
+		}
+		seg = events.AppendCheckIns(seg, &ci)
+	}
+	if err := o.srv.IngestSegment(context.Background(), checkInEdge, checkInSeq.Add(1), seg); err != nil {
+		t.Fatalf("ingest check-ins: %v", err)
+	}
 }
 
 func ingest(t *testing.T, o *testOrigin, seq uint64, evs []events.Event) {
@@ -149,8 +180,14 @@ func ingest(t *testing.T, o *testOrigin, seq uint64, evs []events.Event) {
 
 // guardOrigin starts an origin whose guard evaluates every 50 ms, with app
 // com.example.app: bundles 1.0.0 and 1.0.1, channel production on 1.0.0
-// with a rollout of 1.0.1 at 50%, guarded with the given action.
+// with a rollout of 1.0.1 at 50%, guarded with the given action. Devices
+// 0..1999 checked in before the rollout began (established).
 func guardOrigin(t *testing.T, action string) *testOrigin {
+	return guardOriginWith(t, action, func(o *testOrigin) { checkIn(t, o, 0, 2000) })
+}
+
+// guardOriginWith is guardOrigin with before run before the rollout starts.
+func guardOriginWith(t *testing.T, action string, before func(o *testOrigin)) *testOrigin {
 	t.Helper()
 	saved := guardInterval
 	guardInterval = 50 * time.Millisecond
@@ -169,6 +206,9 @@ func guardOrigin(t *testing.T, action string) *testOrigin {
 	if _, err := c.UploadBundle(ctx, guardApp, "1.0.1", bytes.NewReader(z), UploadOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	if before != nil {
+		before(o)
+	}
 	bps := 5000
 	if _, err := c.Rollout(ctx, guardApp, "production", RolloutRequest{Bundle: "1.0.1", BPS: &bps}); err != nil {
 		t.Fatal(err)
@@ -179,7 +219,8 @@ func guardOrigin(t *testing.T, action string) *testOrigin {
 	}, &info); err != nil {
 		t.Fatal(err)
 	}
-	want := store.Guard{WindowSeconds: 600, MinAttempts: 50, MinFailures: 5, ThresholdBPS: 1000, Confidence: 0.95, Action: action, CooldownSeconds: 300}
+	want := store.Guard{WindowSeconds: 600, MinAttempts: 50, MinFailures: 5, ThresholdBPS: 1000, Confidence: 0.95, Action: action, CooldownSeconds: 300,
+		MinPrefixes: 5, MaxDevicesPerPrefix: 25}
 	if info.AppID != guardApp || info.Channel != "production" || info.Guard != want || len(info.Actions) != 0 || info.Actions == nil {
 		t.Fatalf("PUT guard answered %+v, want guard %+v (defaults filled) and an empty action list", info, want)
 	}
@@ -517,5 +558,134 @@ func TestGuardIgnoresOutcomesBeforeRolloutStart(t *testing.T) {
 	}
 	if ro := rolloutOf(t, o); ro == nil || ro.Paused {
 		t.Fatalf("rollout %+v, want running", ro)
+	}
+}
+
+// Finding 1 of issue 15: device ids made up after the rollout began (an
+// attacker finds ids in the arm by asking /updates, which reports them to
+// the origin as check-ins, then posts failures for them) are new to the
+// rollout: seen, reported in the status, never counted. With
+// count_new_devices the same reports roll the rollout back.
+func TestGuardIgnoresDevicesNewToRollout(t *testing.T) {
+	o := guardOriginWith(t, store.GuardRollback, nil) // no device known before the rollout
+	checkIn(t, o, 5000, 5100)                         // the enumeration, after the rollout began
+	evs := outcomes(5000, 5100, func(int) bool { return true }, time.Now().UnixMilli())
+	ingest(t, o, 1, evs)
+	fed := time.Now()
+	var info GuardInfo
+	waitUntil(t, "an evaluation that saw the 100 new devices", func() bool {
+		info = getGuard(t, o)
+		return info.Status != nil && info.Status.EvaluatedAt.After(fed) && info.Status.NewDevices == 100
+	}, describeGuard(t, o))
+	info = waitEvaluation(t, o, info.Status.EvaluatedAt)
+	if st := info.Status; st.State != "watching" || st.Attempts != 0 || st.Failures != 0 || st.NewDevices != 100 || st.NewFailures != 100 {
+		t.Fatalf("status %+v, want watching with 100 new devices (100 failed) and nothing counted", st)
+	}
+	if len(info.Actions) != 0 {
+		t.Fatalf("guard acted on devices new to the rollout: %+v", info.Actions)
+	}
+	if ro := rolloutOf(t, o); ro == nil || ro.Paused {
+		t.Fatalf("rollout %+v, want running", ro)
+	}
+	// The operator's opt-in counts them.
+	if _, err := o.client.SetGuard(context.Background(), guardApp, "production", store.Guard{MinAttempts: 50, MinFailures: 5,
+		ThresholdBPS: 1000, Action: store.GuardRollback, CountNewDevices: true}); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "count_new_devices: the guard rolls back", func() bool { return rolloutOf(t, o) == nil }, describeGuard(t, o))
+}
+
+// Failures concentrated in fewer client networks than min_prefixes do not
+// trip the guard, however high the rate: the status says too_few_prefixes.
+// Once failures come from enough networks, it acts.
+func TestGuardNeedsFailuresFromManyNetworks(t *testing.T) {
+	o := guardOrigin(t, store.GuardPause)
+	now := time.Now().UnixMilli()
+	// 100 devices over 64 networks; the 40 failing ones behind 2 networks.
+	evs := outcomes(0, 100, func(i int) bool { return i < 40 }, now)
+	for i := range evs[:40] {
+		evs[i].ClientPrefix = devPrefix(i % 2)
+	}
+	ingest(t, o, 1, evs)
+	fed := time.Now()
+	var info GuardInfo
+	waitUntil(t, "an evaluation of the 100 devices", func() bool {
+		info = getGuard(t, o)
+		return info.Status != nil && info.Status.EvaluatedAt.After(fed) && info.Status.State == "too_few_prefixes"
+	}, describeGuard(t, o))
+	info = waitEvaluation(t, o, info.Status.EvaluatedAt)
+	// Each of the two networks holds 20 failing devices and its share of
+	// the successes (devices 40..99 with i%64 of 0 or 1: 64, 65): 21 each,
+	// under the cap of 25.
+	if st := info.Status; st.State != "too_few_prefixes" || st.FailurePrefixes != 2 || st.Attempts != 100 || st.Failures != 40 {
+		t.Fatalf("status %+v, want too_few_prefixes: 40 failures of 100 from 2 networks", st)
+	}
+	if len(info.Actions) != 0 {
+		t.Fatalf("guard acted on failures from 2 networks: %+v", info.Actions)
+	}
+	if ro := rolloutOf(t, o); ro == nil || ro.Paused {
+		t.Fatalf("rollout %+v, want running", ro)
+	}
+	// 3 more networks report failures: 5 in all.
+	more := outcomes(100, 110, func(int) bool { return true }, time.Now().UnixMilli())
+	for i := range more {
+		more[i].ClientPrefix = devPrefix(2 + i%3)
+	}
+	ingest(t, o, 2, more)
+	waitUntil(t, "the guard pauses once 5 networks report failures", func() bool {
+		ro := rolloutOf(t, o)
+		return ro != nil && ro.Paused
+	}, describeGuard(t, o))
+}
+
+// One network (a carrier-grade NAT, or one attacker) counts for at most
+// max_devices_per_prefix devices, its failure rate kept.
+func TestGuardCapsDevicesPerNetwork(t *testing.T) {
+	o := guardOrigin(t, store.GuardNotify)
+	now := time.Now().UnixMilli()
+	// 40 devices over 40 networks, none failing; then 200 devices of one
+	// network, all failing: the network counts as 25 failing devices.
+	evs := outcomes(0, 40, func(int) bool { return false }, now)
+	for i := range evs {
+		evs[i].ClientPrefix = events.PrefixOf(netip.AddrFrom4([4]byte{203, 0, byte(i), 1}))
+	}
+	flood := outcomes(1000, 1200, func(int) bool { return true }, now)
+	for i := range flood {
+		flood[i].ClientPrefix = events.PrefixOf(netip.MustParseAddr("192.0.2.77"))
+	}
+	ingest(t, o, 1, append(evs, flood...))
+	fed := time.Now()
+	var info GuardInfo
+	waitUntil(t, "an evaluation of the 240 devices", func() bool {
+		info = getGuard(t, o)
+		return info.Status != nil && info.Status.EvaluatedAt.After(fed) && info.Status.CappedDevices > 0
+	}, describeGuard(t, o))
+	if st := info.Status; st.Attempts != 65 || st.Failures != 25 || st.CappedDevices != 175 || st.FailurePrefixes != 1 || st.State != "too_few_prefixes" {
+		t.Fatalf("status %+v, want 65 attempts (40 + 25), 25 failures, 175 capped, 1 failing network", st)
+	}
+}
+
+// A format 1 segment (an edge from before client prefixes) still ingests;
+// its outcomes count as from one unknown network.
+func TestGuardFormat1Segment(t *testing.T) {
+	o := guardOrigin(t, store.GuardPause)
+	evs := outcomes(0, 100, thirtyPercent, time.Now().UnixMilli())
+	seg := []byte(events.MagicV1)
+	seg = events.AppendRecordV1(seg, evs[:50])
+	seg = events.AppendRecordV1(seg, evs[50:])
+	if err := o.srv.IngestSegment(context.Background(), guardEdge, 1, seg); err != nil {
+		t.Fatal(err)
+	}
+	fed := time.Now()
+	var info GuardInfo
+	waitUntil(t, "an evaluation of the format 1 segment", func() bool {
+		info = getGuard(t, o)
+		return info.Status != nil && info.Status.EvaluatedAt.After(fed) && info.Status.CappedDevices == 75
+	}, describeGuard(t, o))
+	if st := info.Status; st.Attempts != 25 || st.Failures != 8 || st.FailurePrefixes != 1 || st.State != "watching" {
+		t.Fatalf("status %+v, want 25 devices counted from the unknown network (8 failing)", st)
+	}
+	if got := metricValue(t, o, `updraft_origin_events_ingested_total`); got != 100 {
+		t.Fatalf("events ingested %v, want 100", got)
 	}
 }

@@ -158,7 +158,7 @@ func (s *Server) patchApp(w http.ResponseWriter, r *http.Request) error {
 func (b *deltaBuilder) forget(app, version string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	delete(b.status, app+"\x00"+version)
+	delete(b.progress, app+"\x00"+version)
 }
 
 // bundleGone reports whether a bundle no longer exists (a store error is

@@ -267,15 +267,11 @@ func waitIdle(t *testing.T, o *testOrigin) {
 	t.Helper()
 	deadline := time.Now().Add(3 * time.Minute)
 	for {
-		busy := len(o.srv.deltas.queue) > 0
-		o.srv.deltas.mu.Lock()
-		for _, st := range o.srv.deltas.status {
-			if st.State == "queued" || st.State == "building" {
-				busy = true
-			}
+		n, err := o.srv.store.CountJobs(context.Background(), store.JobBuild)
+		if err != nil {
+			t.Fatal(err)
 		}
-		o.srv.deltas.mu.Unlock()
-		if !busy {
+		if n[store.JobQueued]+n[store.JobRetry]+n[store.JobRunning] == 0 {
 			return
 		}
 		if time.Now().After(deadline) {

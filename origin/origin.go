@@ -37,13 +37,14 @@ const publishInterval = 50 * time.Millisecond
 
 // Server is the origin. Create it with Open, serve Handler, Close at the end.
 type Server struct {
-	cfg     config.Origin
-	log     *slog.Logger
-	store   *store.Store
-	blobs   *blob.FS
-	signKey ed25519.PrivateKey
+	cfg   config.Origin
+	log   *slog.Logger
+	store *store.Store
+	blobs *blob.FS
+	// signKey is the snapshot signing key; swapped by a rotation (keys.go).
+	signKey atomic.Pointer[ed25519.PrivateKey]
 
-	keys   []keyHash // accepted API keys
+	keys   atomic.Pointer[[]keyHash] // accepted API keys; replaced by a rotation (keys.go)
 	shards *overrideShards
 	deltas *deltaBuilder
 	gc     *blobGC // bundle deletions and blob garbage collection
@@ -60,6 +61,13 @@ type Server struct {
 	trigger     chan struct{}
 	stop        context.CancelFunc
 	done        chan struct{}
+
+	// closing is closed by StopLongPolls (at shutdown): held snapshot
+	// long-polls answer at once.
+	closing     chan struct{}
+	closingOnce sync.Once
+	lastIssued  int64                     // Unix ms of the last signed snapshot (under publishMu)
+	heartbeat   atomic.Pointer[heartbeat] // latest signed heartbeat (replicate.go)
 }
 
 // Published is a snapshot as edges receive it.
@@ -69,8 +77,9 @@ type Published struct {
 }
 
 type keyHash struct {
-	sum   []byte
-	scope string
+	sum     []byte
+	scope   string
+	expires int64 // Unix seconds; 0: never
 }
 
 // Open opens the data folder (creating it on first start), the store and the
@@ -93,7 +102,7 @@ func Open(ctx context.Context, cfg config.Origin, log *slog.Logger) (*Server, er
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: log, store: st, changed: make(chan struct{}), trigger: make(chan struct{}, 1), done: make(chan struct{}),
-		metrics: newOriginMetrics()}
+		closing: make(chan struct{}), metrics: newOriginMetrics()}
 	s.shards = newOverrideShards(s)
 	s.deltas = newDeltaBuilder(s)
 	s.guard = newRolloutGuard(s)
@@ -111,9 +120,11 @@ func Open(ctx context.Context, cfg config.Origin, log *slog.Logger) (*Server, er
 	if s.blobs, err = blob.Open(filepath.Join(cfg.DataDir, "blobs")); err != nil {
 		return fail(err)
 	}
-	if s.signKey, err = LoadOrCreateSigningKey(cfg.DataDir); err != nil {
+	signKey, err := LoadOrCreateSigningKey(cfg.DataDir)
+	if err != nil {
 		return fail(err)
 	}
+	s.signKey.Store(&signKey)
 	if err := s.ensureKey(ctx, config.APIKeyFile(cfg.DataDir), store.ScopeOperator); err != nil {
 		return fail(err)
 	}
@@ -132,16 +143,14 @@ func Open(ctx context.Context, cfg config.Origin, log *slog.Logger) (*Server, er
 	s.bgDone.Add(2)
 	go func() { defer s.bgDone.Done(); s.guard.run(pctx) }()
 	go func() { defer s.bgDone.Done(); s.pruneEvents(pctx) }()
-	s.deltas.start(pctx)
+	s.deltas.start(pctx) // deltas.go: resumes the builds a stop or crash left, then builds
 	s.gc.start(pctx)
-	if err := s.deltas.resume(ctx); err != nil {
-		s.log.Error("origin: resume delta builds", "err", err)
-	}
 	return s, nil
 }
 
 // Close stops publishing and delta building and closes the store.
 func (s *Server) Close() error {
+	s.StopLongPolls()
 	s.stop()
 	<-s.done
 	s.deltas.wg.Wait()
@@ -153,7 +162,7 @@ func (s *Server) Close() error {
 func (s *Server) Blobs() *blob.FS { return s.blobs }
 
 // PublicKey is the key edges verify snapshots with.
-func (s *Server) PublicKey() ed25519.PublicKey { return s.signKey.Public().(ed25519.PublicKey) }
+func (s *Server) PublicKey() ed25519.PublicKey { return s.signingKey().Public().(ed25519.PublicKey) }
 
 // HashKey returns the stored form of an API key.
 func HashKey(key string) string {
@@ -196,13 +205,15 @@ func (s *Server) loadKeys(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("origin: api keys: %w", err)
 	}
+	var list []keyHash
 	for _, k := range keys {
 		b, err := hex.DecodeString(k.Hash)
 		if err != nil {
 			return fmt.Errorf("origin: api key hash %q: %w", k.Hash, err)
 		}
-		s.keys = append(s.keys, keyHash{sum: b, scope: k.Scope})
+		list = append(list, keyHash{sum: b, scope: k.Scope, expires: k.ExpiresAt})
 	}
+	s.keys.Store(&list)
 	return nil
 }
 
@@ -256,8 +267,9 @@ func (s *Server) authorized(r *http.Request, edgeAllowed bool) bool {
 	}
 	h := sha256.Sum256([]byte(key))
 	ok := 0
-	for _, k := range s.keys {
-		if k.scope == store.ScopeOperator || (edgeAllowed && k.scope == store.ScopeEdge) {
+	now := time.Now().Unix()
+	for _, k := range s.apiKeys() {
+		if (k.scope == store.ScopeOperator || (edgeAllowed && k.scope == store.ScopeEdge)) && k.valid(now) {
 			ok |= subtle.ConstantTimeCompare(h[:], k.sum)
 		}
 	}
@@ -299,14 +311,17 @@ func (s *Server) publish(ctx context.Context) error {
 	if err := s.shards.attach(ctx, snap); err != nil {
 		return fmt.Errorf("origin: publish rev %d: %w", snap.Rev, err)
 	}
-	wire, err := snapshot.Encode(snap, s.signKey)
-	if err != nil {
-		return fmt.Errorf("origin: publish: %w", err)
-	}
 	s.publishMu.Lock()
 	defer s.publishMu.Unlock()
 	if cur := s.current.Load(); cur != nil && cur.Snap.Rev >= snap.Rev {
 		return nil
+	}
+	// Signed under publishMu: issued times only grow, and a signing key
+	// rotation (keys.go) never races a publication.
+	snap.Issued = s.nextIssued()
+	wire, err := snapshot.Encode(snap, s.signingKey())
+	if err != nil {
+		return fmt.Errorf("origin: publish: %w", err)
 	}
 	s.current.Store(&Published{Snap: snap, Wire: wire})
 	close(s.changed)
@@ -366,20 +381,7 @@ func (s *Server) awaitPublished(ctx context.Context) {
 		return
 	}
 	s.changedStore()
-	timeout := time.NewTimer(5 * time.Second)
-	defer timeout.Stop()
-	for {
-		cur, changed := s.currentAndChanged()
-		if cur.Snap.Rev >= rev {
-			return
-		}
-		select {
-		case <-changed:
-		case <-ctx.Done():
-			return
-		case <-timeout.C:
-			s.log.Warn("origin: change committed but not yet published", "rev", rev)
-			return
-		}
+	if !s.awaitRev(ctx, rev) && ctx.Err() == nil {
+		s.log.Warn("origin: change committed but not yet published", "rev", rev)
 	}
 }

@@ -20,7 +20,7 @@ func storeErr(err error, appID string) error {
 		switch inv.Code {
 		case store.CodeUnknownChannel, store.CodeUnknownSegment:
 			status = http.StatusNotFound
-		case store.CodeABActive, store.CodeRolloutActive, store.CodeCannotOverride, store.CodeSelfSetNotAllowed:
+		case store.CodeABActive, store.CodeRolloutActive, store.CodeCannotOverride, store.CodeSelfSetNotAllowed, store.CodeOverrideNotAllowed:
 			status = http.StatusConflict
 		}
 		return errf(status, inv.Code, "%s", inv.Msg)

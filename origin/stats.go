@@ -38,6 +38,7 @@ type originMetrics struct {
 	ingestSeconds  prometheus.Histogram
 	guardActions   *prometheus.CounterVec
 	guardEvals     prometheus.Counter
+	*seenMetrics
 }
 
 func newOriginMetrics() *originMetrics {
@@ -64,6 +65,7 @@ func newOriginMetrics() *originMetrics {
 		}),
 	}
 	m.reg.MustRegister(m.ingestedEvents, m.skippedEvents, m.segments, m.ingestSeconds, m.guardActions, m.guardEvals)
+	m.seenMetrics = newSeenMetrics(m.reg)
 	return m
 }
 
@@ -79,8 +81,9 @@ func (s *Server) IngestSegment(ctx context.Context, edgeID string, seq uint64, s
 		return fmt.Errorf("%w: edge id %q: want 32 hex digits", ErrCorruptSegment, edgeID)
 	}
 	var evs []events.Event
+	var cis []events.CheckIns
 	skipped := 0
-	err := events.DecodeSegment(segment, func(e *events.Event) error {
+	err := events.Decode(segment, events.Visitor{Event: func(e *events.Event) error {
 		// The edge validated the event; what this origin cannot take is
 		// skipped and counted, not the whole segment (a newer edge may know
 		// an action this origin does not). Unknown but well-formed actions
@@ -91,7 +94,14 @@ func (s *Server) IngestSegment(ctx context.Context, edgeID string, seq uint64, s
 		}
 		evs = append(evs, *e)
 		return nil
-	})
+	}, CheckIns: func(c *events.CheckIns) error {
+		if !snapshot.ValidAppID(c.AppID) {
+			skipped += len(c.Devices)
+			return nil
+		}
+		cis = append(cis, *c)
+		return nil
+	}})
 	if skipped > 0 {
 		s.metrics.skippedEvents.Add(float64(skipped))
 		s.log.Warn("origin: skipped malformed events of a segment", "edge", edgeID, "seq", seq, "skipped", skipped)
@@ -100,7 +110,7 @@ func (s *Server) IngestSegment(ctx context.Context, edgeID string, seq uint64, s
 		s.metrics.segments.WithLabelValues("corrupt").Inc()
 		return fmt.Errorf("%w: %v", ErrCorruptSegment, err)
 	}
-	res, err := s.events.Ingest(ctx, edgeID, seq, segment, evs)
+	res, err := s.events.IngestAll(ctx, edgeID, seq, segment, evs, cis)
 	if err != nil {
 		s.metrics.segments.WithLabelValues("error").Inc()
 		return fmt.Errorf("origin: ingest segment %s/%d: %w", edgeID, seq, err)
@@ -112,6 +122,7 @@ func (s *Server) IngestSegment(ctx context.Context, edgeID string, seq uint64, s
 	}
 	s.metrics.segments.WithLabelValues("ingested").Inc()
 	s.metrics.ingestedEvents.Add(float64(res.Events))
+	s.metrics.countSeen(res)
 	s.metrics.ingestSeconds.Observe(time.Since(start).Seconds())
 	if len(res.Outcomes) > 0 {
 		s.guard.nudge()
@@ -154,6 +165,12 @@ func (s *Server) pruneEvents(ctx context.Context) {
 			s.log.Error("origin: prune events", "err", err)
 		} else if n > 0 {
 			s.log.Info("origin: pruned raw events past retention", "events", n, "retention", eventRetention)
+		}
+		n, err = s.events.PruneSeen(ctx, time.Now().Add(-store.SeenRetention).UnixMilli())
+		if err != nil && ctx.Err() == nil {
+			s.log.Error("origin: prune seen devices", "err", err)
+		} else if n > 0 {
+			s.log.Info("origin: forgot devices not seen within retention", "devices", n, "retention", store.SeenRetention)
 		}
 		select {
 		case <-t.C:

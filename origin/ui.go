@@ -21,10 +21,15 @@ import (
 // drawn on the server as SVG, with no script and no external resource. It
 // takes the operator key like the API (Authorization header), or from the
 // login form (POST) or once as ?key= (for links from scripts); both set an
-// HttpOnly, SameSite=Strict session cookie that holds an HMAC of the key's
-// hash under the origin's private key, not the key, and redirect.
+// HttpOnly, SameSite=Strict session cookie that holds its expiry and an HMAC
+// of (key hash, expiry) under the origin's private key, not the key, and
+// redirect. The session ends at its expiry (uiSessionTTL), when the key
+// expires or is removed, or when the signing key is rotated.
 
 const uiCookie = "updraft_key"
+
+// uiSessionTTL is how long a /ui login lasts.
+const uiSessionTTL = 12 * time.Hour
 
 // uiPalette colours series in order; the Chromium test looks for them.
 var uiPalette = []string{"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2"}
@@ -41,8 +46,8 @@ func (s *Server) uiAuthorized(w http.ResponseWriter, r *http.Request) bool {
 			http.Error(w, "wrong key", http.StatusUnauthorized)
 			return false
 		}
-		http.SetCookie(w, &http.Cookie{Name: uiCookie, Value: s.uiSession(sum[:]), Path: "/ui", HttpOnly: true,
-			Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode})
+		http.SetCookie(w, &http.Cookie{Name: uiCookie, Value: s.uiSession(sum[:], time.Now().Add(uiSessionTTL)), Path: "/ui",
+			MaxAge: int(uiSessionTTL / time.Second), HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode})
 		q := r.URL.Query()
 		q.Del("key")
 		u := *r.URL
@@ -65,29 +70,47 @@ func (s *Server) uiAuthorized(w http.ResponseWriter, r *http.Request) bool {
 
 func (s *Server) operatorKeyHash(sum []byte) bool {
 	ok := 0
-	for _, k := range s.keys {
-		if k.scope == store.ScopeOperator {
+	now := time.Now().Unix()
+	for _, k := range s.apiKeys() {
+		if k.scope == store.ScopeOperator && k.valid(now) {
 			ok |= subtle.ConstantTimeCompare(sum, k.sum)
 		}
 	}
 	return ok == 1
 }
 
-// uiSession is the cookie for an operator key (by its hash): an HMAC under
-// the origin's private key, so the cookie reveals nothing of the key and
-// stops working when the key is removed.
-func (s *Server) uiSession(keySum []byte) string {
-	m := hmac.New(sha256.New, s.signKey.Seed())
-	m.Write([]byte("updraft ui session\x00"))
+// uiSession is the cookie for an operator key (by its hash) until expires:
+// "EXPIRY.MAC", EXPIRY in Unix seconds and MAC an HMAC of (key hash,
+// expiry) under the origin's private key, so the cookie reveals nothing of
+// the key, cannot be extended, and stops working when the key is removed.
+func (s *Server) uiSession(keySum []byte, expires time.Time) string {
+	exp := strconv.FormatInt(expires.Unix(), 10)
+	return exp + "." + s.uiSessionMAC(keySum, exp)
+}
+
+func (s *Server) uiSessionMAC(keySum []byte, exp string) string {
+	m := hmac.New(sha256.New, s.signingKey().Seed())
+	m.Write([]byte("updraft ui session v2\x00"))
 	m.Write(keySum)
+	m.Write([]byte{0})
+	m.Write([]byte(exp))
 	return hex.EncodeToString(m.Sum(nil))
 }
 
 func (s *Server) uiSessionValid(v string) bool {
+	exp, mac, found := strings.Cut(v, ".")
+	if !found {
+		return false
+	}
+	t, err := strconv.ParseInt(exp, 10, 64)
+	now := time.Now().Unix()
+	if err != nil || t <= now || t > now+int64(uiSessionTTL/time.Second) {
+		return false
+	}
 	ok := 0
-	for _, k := range s.keys {
-		if k.scope == store.ScopeOperator {
-			ok |= subtle.ConstantTimeCompare([]byte(v), []byte(s.uiSession(k.sum)))
+	for _, k := range s.apiKeys() {
+		if k.scope == store.ScopeOperator && k.valid(now) {
+			ok |= subtle.ConstantTimeCompare([]byte(mac), []byte(s.uiSessionMAC(k.sum, exp)))
 		}
 	}
 	return ok == 1

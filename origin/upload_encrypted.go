@@ -61,10 +61,12 @@ func checkEncryptedMeta(m *EncryptedMeta) (map[string]int64, error) {
 	blobs := make(map[string]int64, len(m.Manifest))
 	names := make(map[string]bool, len(m.Manifest))
 	for _, f := range m.Manifest {
-		if !delta.ValidPath(strings.TrimSuffix(f.Name, ".br")) || names[f.Name] {
+		// "a.js" and "a.js.br" are the same file on the device.
+		path := strings.TrimSuffix(f.Name, ".br")
+		if !delta.ValidPath(path) || names[path] {
 			return nil, bad("manifest: unsafe or duplicate file name %q", f.Name)
 		}
-		names[f.Name] = true
+		names[path] = true
 		if !bundlecrypt.ValidChecksum(f.Hash) {
 			return nil, bad("manifest %s: file_hash must be an encrypted SHA-256 (%d hex characters)", f.Name, bundlecrypt.ChecksumHexLen)
 		}
@@ -125,8 +127,8 @@ func (s *Server) uploadEncrypted(w http.ResponseWriter, r *http.Request, b store
 	if err != nil {
 		return err
 	}
-	if info.Size == 0 || info.Size%16 != 0 {
-		return errf(http.StatusBadRequest, "invalid_encryption", "the bundle part is %d bytes: not AES-CBC ciphertext (a positive multiple of 16)", info.Size)
+	if info.Size == 0 || info.Size%16 != 0 || s.plainZip(info.SHA256) {
+		return errf(http.StatusBadRequest, "invalid_encryption", "the bundle part (%d bytes) is not AES-CBC ciphertext: a plain zip, or not a positive multiple of 16 bytes", info.Size)
 	}
 	b.SHA256, b.Size = info.SHA256, info.Size
 	got := map[string]bool{}
@@ -152,11 +154,21 @@ func (s *Server) uploadEncrypted(w http.ResponseWriter, r *http.Request, b store
 		}
 		got[sha] = true
 	}
-	for sha := range want {
-		if !got[sha] {
-			if _, err := s.blobs.Stat(sha); err != nil {
-				return errf(http.StatusBadRequest, "invalid_upload", "manifest blob %s was not sent", sha)
+	// Every blob the bundle will reference is made young again right
+	// before the rows are written: garbage collection deletes only blobs
+	// older than its grace period, re-checked under the lock commits and
+	// touches take, so neither a blob this upload did not resend (already
+	// stored) nor the zip part committed at the start of a long upload can
+	// be collected before its reference exists.
+	for _, sha := range append([]string{b.SHA256}, keys(want)...) {
+		if err := s.blobs.Touch(sha); err != nil {
+			return err
+		}
+		if _, err := s.blobs.Stat(sha); err != nil {
+			if got[sha] || sha == b.SHA256 {
+				return errf(http.StatusServiceUnavailable, "blob_collected", "blob %s was collected during the upload; retry", sha)
 			}
+			return errf(http.StatusBadRequest, "invalid_upload", "manifest blob %s was not sent", sha)
 		}
 	}
 	b.SessionKey, b.Checksum, b.KeyID = meta.SessionKey, meta.Checksum, meta.KeyID
@@ -194,4 +206,25 @@ func notEOF(err error, part string) error {
 		return errf(http.StatusBadRequest, "invalid_upload", "multipart upload ends before its %q part", part)
 	}
 	return err
+}
+
+func keys(m map[string]int64) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+// plainZip reports whether a stored blob starts like a zip file (a local
+// file header): an "encrypted" bundle that is not.
+func (s *Server) plainZip(sha string) bool {
+	f, _, err := s.blobs.Open(sha)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	var head [4]byte
+	_, err = io.ReadFull(f, head[:])
+	return err == nil && string(head[:]) == "PK\x03\x04"
 }

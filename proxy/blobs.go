@@ -163,20 +163,31 @@ type rangeResult int
 
 const (
 	rangeOK            rangeResult = iota
-	rangeIgnored                   // several ranges: answered with the whole blob (200), as RFC 9110 allows
-	rangeInvalid                   // not a bytes range we can read
+	rangeIgnored                   // not a bytes range, or several ranges: answered with the whole blob (200)
+	rangeInvalid                   // a bytes range we cannot read
 	rangeUnsatisfiable             // outside the blob
 )
 
-// parseRange reads a single "bytes=" range against a blob of size bytes.
-// Multiple ranges are ignored (the whole blob is sent with 200): multipart
-// answers are rarely wanted by download clients and cost a copy.
+// parseRange reads a single "bytes=" range against a blob of size bytes,
+// following RFC 9110 §14.2:
+//   - a Range in another unit is ignored (the whole blob is sent with 200):
+//     "An origin server MUST ignore a Range header field that contains a range
+//     unit it does not understand". The unit is what precedes the first "=",
+//     compared case-insensitively (§14.1: "All range unit names are
+//     case-insensitive"); a header without "=" names no unit and is ignored too.
+//   - several ranges are ignored: "A server MAY ignore the Range header
+//     field"; multipart answers are rarely wanted by download clients and cost
+//     a copy.
+//   - a bytes range-set we cannot read (bytes=abc, bytes=5-2, bytes=-) is
+//     rejected with 416 invalid_range: "A server that supports range requests
+//     MAY ignore or reject a Range header field that contains an invalid
+//     ranges-specifier", and rejecting tells a broken client why.
+//   - a readable range outside the blob is 416 range_not_satisfiable (§15.5.17).
 func parseRange(h string, size int64) (start, length int64, res rangeResult) {
-	const prefix = "bytes="
-	if len(h) < len(prefix) || h[:len(prefix)] != prefix {
-		return 0, 0, rangeInvalid
+	if !isBytesUnit(h) {
+		return 0, 0, rangeIgnored
 	}
-	spec := h[len(prefix):]
+	spec := h[len("bytes="):]
 	for i := 0; i < len(spec); i++ {
 		if spec[i] == ',' {
 			return 0, 0, rangeIgnored
@@ -220,6 +231,21 @@ func parseRange(h string, size int64) (start, length int64, res rangeResult) {
 		return 0, 0, rangeUnsatisfiable
 	}
 	return s, end - s + 1, rangeOK
+}
+
+// isBytesUnit reports whether the Range header h starts with the range unit
+// "bytes" in any case followed by "=".
+func isBytesUnit(h string) bool {
+	const unit = "bytes"
+	if len(h) <= len(unit) || h[len(unit)] != '=' {
+		return false
+	}
+	for i := 0; i < len(unit); i++ {
+		if h[i]|0x20 != unit[i] { // ASCII lower-case; no other byte maps onto a-z
+			return false
+		}
+	}
+	return true
 }
 
 func parseDigits(s string) (int64, bool) {

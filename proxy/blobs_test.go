@@ -145,7 +145,6 @@ func TestBlobRange(t *testing.T) {
 		{name: "start past the end", rng: "bytes=999999999-", status: 416, code: "range_not_satisfiable"},
 		{name: "empty suffix", rng: "bytes=-0", status: 416, code: "range_not_satisfiable"},
 		{name: "not digits", rng: "bytes=abc", status: 416, code: "invalid_range"},
-		{name: "other unit", rng: "items=0-1", status: 416, code: "invalid_range"},
 		{name: "last before first", rng: "bytes=5-2", status: 416, code: "invalid_range"},
 		{name: "no numbers", rng: "bytes=-", status: 416, code: "invalid_range"},
 		{name: "too many digits", rng: "bytes=0-1234567890123456789", status: 416, code: "invalid_range"},
@@ -190,6 +189,70 @@ func TestBlobRange(t *testing.T) {
 				t.Errorf("ETag %q Accept-Ranges %q", a.header.Get("ETag"), a.header.Get("Accept-Ranges"))
 			}
 		})
+	}
+}
+
+// TestBlobRangeUnknownUnit is finding 9 of issue 15: a Range header that is
+// not in the bytes unit is ignored and the whole blob is sent with 200, as
+// RFC 9110 §14.2 requires ("An origin server MUST ignore a Range header field
+// that contains a range unit it does not understand"); it used to be 416.
+// Range units are case-insensitive (§14.1), so "Bytes=" is a bytes range.
+func TestBlobRangeUnknownUnit(t *testing.T) {
+	te := startEdge(t, nil)
+	data := randomBytes(t, 300<<10)
+	sha := te.put(t, data)
+	size := strconv.Itoa(len(data))
+	for _, tc := range []struct {
+		rng    string
+		status int
+		want   []byte
+	}{
+		{"items=0-10", 200, data},
+		{"items=0-1", 200, data},
+		{"pages=1", 200, data},
+		{"bytes0-1", 200, data},         // no "=": no range unit at all
+		{"=0-1", 200, data},             // empty unit
+		{"byte=0-1", 200, data},         // a different unit, not a typo we guess at
+		{"bytesx=0-1", 200, data},       // prefix of a longer unit
+		{"bytes =0-1", 200, data},       // "bytes " is not the token bytes
+		{"Bytes=0-99", 206, data[:100]}, // §14.1: units are case-insensitive
+		{"BYTES=-50", 206, data[len(data)-50:]},
+	} {
+		for _, method := range []string{"GET", "HEAD"} {
+			a := te.do(t, method, "/b/"+sha, nil, "Range", tc.rng)
+			wantBody := tc.want
+			if method == "HEAD" {
+				wantBody = nil
+			}
+			if a.status != tc.status || !bytes.Equal(a.body, wantBody) {
+				t.Errorf("%s Range %q: HTTP %d with %d bytes %.100s, want %d with %d bytes", method, tc.rng, a.status, len(a.body), a.body, tc.status, len(wantBody))
+				continue
+			}
+			if got := a.header.Get("Content-Length"); got != strconv.Itoa(len(tc.want)) {
+				t.Errorf("%s Range %q: Content-Length %q, want %d", method, tc.rng, got, len(tc.want))
+			}
+			wantCR := ""
+			if tc.status == 206 {
+				first := bytes.Index(data, tc.want)
+				wantCR = "bytes " + strconv.Itoa(first) + "-" + strconv.Itoa(first+len(tc.want)-1) + "/" + size
+			}
+			if got := a.header.Get("Content-Range"); got != wantCR {
+				t.Errorf("%s Range %q: Content-Range %q, want %q", method, tc.rng, got, wantCR)
+			}
+			if a.header.Get("ETag") != `"`+sha+`"` || a.header.Get("Accept-Ranges") != "bytes" {
+				t.Errorf("%s Range %q: ETag %q Accept-Ranges %q", method, tc.rng, a.header.Get("ETag"), a.header.Get("Accept-Ranges"))
+			}
+		}
+	}
+}
+
+// TestParseRangeAllocs: the range parser runs on every ranged download and
+// allocates nothing, whatever the header.
+func TestParseRangeAllocs(t *testing.T) {
+	for _, h := range []string{"bytes=0-99", "Bytes=100-", "bytes=-50", "items=0-1", "bytes0-1", "bytes=abc", "bytes=0-1,5-6"} {
+		if n := testing.AllocsPerRun(100, func() { parseRange(h, 300<<10) }); n != 0 {
+			t.Errorf("parseRange(%q): %v allocations, want 0", h, n)
+		}
 	}
 }
 

@@ -46,6 +46,10 @@ type DeviceChannelRefusal struct {
 
 func (r *DeviceChannelRefusal) Error() string { return r.Code + ": " + r.Message }
 
+// ErrDeviceChannelsBusy is an upstream refusing a device channel change for
+// its rate limit: the device gets 429 with Retry-After, and retries.
+var ErrDeviceChannelsBusy = errors.New("device channel changes: upstream busy")
+
 // deviceChannelRefusals are the codes a DeviceChannels upstream refuses
 // with, and the message a device gets for each (Capgo's).
 var deviceChannelRefusals = map[string]string{
@@ -53,6 +57,7 @@ var deviceChannelRefusals = map[string]string{
 	"channel_self_set_not_allowed": "This channel does not allow devices to self associate",
 	"channel_not_found":            "Cannot find channel",
 	"app_not_found":                "App not found",
+	"override_not_allowed":         "Cannot do channel override",
 }
 
 // SetDeviceChannels sets where legacy plugins' channel choices are stored.
@@ -125,8 +130,8 @@ func (e *Edge) channelSelfApp(appID string, out *reply) (*snapshot.App, bool) {
 	}
 	app := s.App(appID)
 	if app == nil {
-		out.status, out.contentType = 200, contentTypeJSON
-		out.body = appendRefusal(out.body[:0], &snapshot.Decision{Code: snapshot.CodeAppNotFound, Message: "App not found", Kind: snapshot.KindFailed})
+		// No "kind": Capgo puts it on /updates answers only (update.ts:119-157).
+		out.refusal200(snapshot.CodeAppNotFound, "App not found")
 		return nil, false
 	}
 	return app, true
@@ -146,8 +151,27 @@ func (e *Edge) channelSelfBody(body []byte, st *updateState, out *reply) (*snaps
 		out.badRequest(snapshot.CodeInvalidBody, "Cannot parse body", nil)
 		return nil, nil, false
 	}
-	fillRequest(st, v)
+	typeErr := fillRequest(st, v)
 	if !channelSelfValidate(&st.req, v.GetObject().Len() == 0, snapshot.CodeInvalidBody, true, out) {
+		return nil, nil, false
+	}
+	// The rest of Capgo's channelSelfRequestSchema (plugin_validation.ts):
+	// field types, key_id ≤ 20 (key_id_e2e.test.ts:255), install_source ≤ 64.
+	var issues []snapshot.Issue
+	if typeErr != nil {
+		issues = append(issues, snapshot.Issue{Path: typeErr.path, Message: typeErr.msg})
+	}
+	if c := v.Get("channel"); c != nil && c.Type() != fastjson.TypeString && c.Type() != fastjson.TypeNull {
+		issues = append(issues, snapshot.Issue{Path: "channel", Message: "channel must be a string"})
+	}
+	if len(st.req.KeyID) > 20 {
+		issues = append(issues, snapshot.Issue{Path: "key_id", Message: "String must contain at most 20 character(s)"})
+	}
+	if len(st.req.InstallSource) > 64 {
+		issues = append(issues, snapshot.Issue{Path: "install_source", Message: "String must contain at most 64 character(s)"})
+	}
+	if issues != nil {
+		out.requestError(&snapshot.RequestError{Code: snapshot.CodeInvalidBody, Message: "Cannot parse body", Issues: issues})
 		return nil, nil, false
 	}
 	app, ok := e.channelSelfApp(st.req.AppID, out)
@@ -231,8 +255,7 @@ func (e *Edge) storeDeviceChannel(ctx context.Context, op, appID, deviceID, chan
 		return
 	}
 	if e.channelWrites != nil && !e.channelWrites.Allow() {
-		out.status, out.contentType, out.retryAfter = 429, contentTypeJSON, 1
-		out.body = append(out.body[:0], `{"error":"too_many_requests","message":"Too many requests","moreInfo":{"retryAfterSeconds":1}}`...)
+		out.tooManyChannelWrites()
 		e.metrics.channelSelf(op, "too_many_requests")
 		return
 	}
@@ -243,6 +266,9 @@ func (e *Edge) storeDeviceChannel(ctx context.Context, op, appID, deviceID, chan
 	rev, err := e.deviceChannels.SetDeviceChannel(cctx, appID, deviceID, channel)
 	var ref *DeviceChannelRefusal
 	switch {
+	case errors.Is(err, ErrDeviceChannelsBusy):
+		out.tooManyChannelWrites()
+		e.metrics.channelSelf(op, "too_many_requests")
 	case errors.As(err, &ref):
 		msg := deviceChannelRefusals[ref.Code]
 		if msg == "" {
@@ -458,6 +484,9 @@ func (e *Edge) relayDeviceChannel(ctx context.Context, body []byte, out *reply) 
 	rev, err := e.deviceChannels.SetDeviceChannel(ctx, appID, dev, ch)
 	var ref *DeviceChannelRefusal
 	switch {
+	case errors.Is(err, ErrDeviceChannelsBusy):
+		out.status, out.contentType, out.retryAfter = 429, contentTypeJSON, 1
+		out.body = appendEnvelope(out.body[:0], "too_many_requests", "Too many requests", nil)
 	case errors.As(err, &ref):
 		out.jsonError(409, ref.Code, ref.Message)
 	case err != nil:
@@ -468,4 +497,11 @@ func (e *Edge) relayDeviceChannel(ctx context.Context, body []byte, out *reply) 
 		out.body = strconv.AppendInt(append(out.body[:0], `{"rev":`...), rev, 10)
 		out.body = append(out.body, '}')
 	}
+}
+
+// tooManyChannelWrites answers a legacy channel change refused for the
+// rate limit: 429 with Retry-After, which the plugin honours.
+func (out *reply) tooManyChannelWrites() {
+	out.status, out.contentType, out.retryAfter = 429, contentTypeJSON, 1
+	out.body = append(out.body[:0], `{"error":"too_many_requests","message":"Too many requests","moreInfo":{"retryAfterSeconds":1}}`...)
 }

@@ -13,16 +13,25 @@ import (
 // blobs come out of this edge's cache.
 
 // childAuthorized checks a child's bearer key against this edge's own
-// upstream key (one edge key per tier tree).
+// upstream key (one edge key per tier tree), or the previous one during an
+// edge key rotation (--previous-edge-key-file).
 func (e *Edge) childAuthorized(authz string) bool {
 	const prefix = "Bearer "
 	if len(e.childKey) == 0 || len(authz) <= len(prefix) || authz[:len(prefix)] != prefix {
 		return false
 	}
-	return subtle.ConstantTimeCompare([]byte(authz[len(prefix):]), e.childKey) == 1
+	key := []byte(authz[len(prefix):])
+	ok := subtle.ConstantTimeCompare(key, e.childKey)
+	if len(e.prevChildKey) > 0 {
+		ok |= subtle.ConstantTimeCompare(key, e.prevChildKey)
+	}
+	return ok == 1
 }
 
 // childSnapshot answers GET /v1/snapshot?after=REV&wait=S for a child edge.
+// Answers carry the origin's latest heartbeat this edge accepted, verbatim
+// (children verify it as they verify snapshots). Long-polls end at shutdown
+// (the transports cancel ctx).
 func (e *Edge) childSnapshot(ctx context.Context, afterArg, waitArg string, out *reply) {
 	after := int64(-1)
 	if len(afterArg) > 0 {
@@ -51,6 +60,7 @@ func (e *Edge) childSnapshot(ctx context.Context, afterArg, waitArg string, out 
 			out.contentType = "application/vnd.updraft.snapshot"
 			out.body = append(out.body[:0], wire...)
 			out.rev = rev
+			out.heartbeat = e.follow.relayHeartbeat()
 			return
 		}
 		select {
@@ -58,6 +68,7 @@ func (e *Edge) childSnapshot(ctx context.Context, afterArg, waitArg string, out 
 		case <-timer.C:
 			out.status = 304
 			out.rev = rev
+			out.heartbeat = e.follow.relayHeartbeat()
 			return
 		case <-ctx.Done():
 			out.jsonError(503, "shutting_down", "edge is shutting down")

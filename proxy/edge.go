@@ -33,8 +33,12 @@ type Edge struct {
 	wireMu  sync.Mutex
 	wire    []byte
 	changed chan struct{} // closed and replaced at every swap
-	// childKey authenticates child edges (they use the same edge key).
-	childKey []byte
+	// childKey authenticates child edges (they use the same edge key);
+	// prevChildKey too, during an edge key rotation (nil: none).
+	childKey, prevChildKey []byte
+	// follow is the replica's state, the snapshot's freshness and the
+	// heartbeat relayed to children (follow.go).
+	follow followState
 
 	prefetchQ    chan string
 	stopPrefetch func()
@@ -51,6 +55,9 @@ type Edge struct {
 	// channelWrites bounds legacy plugins' stored channel changes edge-wide
 	// (nil: unbounded).
 	channelWrites *rate.Limiter
+	// clients: client addresses behind trusted proxies, per-network
+	// limits and check-in reports (clients.go).
+	clients *clients
 }
 
 // maxSegmentBytes bounds a spool segment (and so one POST /v1/events);
@@ -78,6 +85,7 @@ func (e *Edge) StartStats(sink EventSink) error {
 		return err
 	}
 	e.spool, e.statsSink = sp, sink
+	e.startCheckIns()
 	e.metrics.reg.MustRegister(spoolCollector{sp})
 	return nil
 }
@@ -88,6 +96,7 @@ func (e *Edge) FlushStats(ctx context.Context) error {
 	if e.spool == nil {
 		return nil
 	}
+	e.flushCheckIns()
 	return e.spool.flush(ctx)
 }
 
@@ -110,7 +119,11 @@ func New(cfg config.Edge, c *cache.Tiered, log *slog.Logger) *Edge {
 	if cfg.EdgeKey != "" {
 		e.childKey = []byte(cfg.EdgeKey)
 	}
+	if cfg.PreviousEdgeKey != "" {
+		e.prevChildKey = []byte(cfg.PreviousEdgeKey)
+	}
 	e.limiter = newDeviceLimiter(cfg.UpdatesPerDeviceMinute)
+	e.clients = newClients(cfg, log, e.metrics.reg)
 	if cfg.LegacyChannelWrites > 0 {
 		e.channelWrites = rate.NewLimiter(rate.Limit(cfg.LegacyChannelWrites), max(1, int(cfg.LegacyChannelWrites*2)))
 	}
@@ -131,15 +144,17 @@ func (e *Edge) Registry() *prometheus.Registry { return e.metrics.reg }
 func (e *Edge) SetSnapshot(s *snapshot.Snapshot) bool { return e.setSnapshot(s, nil) }
 
 // setSnapshot swaps in s and its signed encoding (nil when s came from an
-// origin in this process) if s is newer than the current snapshot.
+// origin in this process) if s is newer than the current snapshot (by
+// revision and issued time, see newerSnapshot).
 func (e *Edge) setSnapshot(s *snapshot.Snapshot, wire []byte) bool {
 	e.wireMu.Lock()
 	defer e.wireMu.Unlock()
-	if cur := e.snap.Load(); cur != nil && s.Rev <= cur.Rev {
+	if cur := e.snap.Load(); cur != nil && !newerSnapshot(s, cur) {
 		return false
 	}
 	e.snap.Store(s)
 	e.wire = wire
+	e.follow.swapped(s)
 	close(e.changed)
 	e.changed = make(chan struct{})
 	e.metrics.snapshotRev.Set(float64(s.Rev))
@@ -179,8 +194,9 @@ type reply struct {
 	cacheStatus  string
 	immutable    bool
 	acceptRanges bool
-	rev          int64 // X-Updraft-Rev on snapshot answers, when > 0
-	retryAfter   int   // seconds, on 429 answers
+	rev          int64  // X-Updraft-Rev on snapshot answers, when > 0
+	heartbeat    string // X-Updraft-Heartbeat relayed to child edges
+	retryAfter   int    // seconds, on 429 answers
 
 	req request // the request being answered (pooled with the reply)
 
@@ -224,6 +240,9 @@ func (out *reply) eachHeader(set func(k, v string)) {
 	}
 	if out.rev > 0 {
 		set("X-Updraft-Rev", strconv.FormatInt(out.rev, 10))
+	}
+	if out.heartbeat != "" {
+		set("X-Updraft-Heartbeat", out.heartbeat)
 	}
 	if out.retryAfter > 0 {
 		set("Retry-After", strconv.Itoa(out.retryAfter))

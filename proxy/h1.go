@@ -5,6 +5,7 @@ import (
 	"errors"
 	"github.com/updraft-cdn/updraft/config"
 	"net"
+	"net/netip"
 	"strconv"
 	"sync"
 	"time"
@@ -142,7 +143,28 @@ func (f fastQuery) empty() bool { return f.a.Len() == 0 }
 // strings are views valid until the reply is written.
 func (h *HTTP1) request(ctx *fasthttp.RequestCtx, r *request) {
 	*r = request{ctx: h.ctx, method: bstr(ctx.Method()), path: bstr(ctx.Path()), host: bstr(ctx.Host()), tls: ctx.IsTLS(),
-		proto: "h1", body: ctx.PostBody(), header: fastHeaders{&ctx.Request.Header}, query: fastQuery{ctx.QueryArgs()}}
+		proto: "h1", body: ctx.PostBody(), header: fastHeaders{&ctx.Request.Header}, query: fastQuery{ctx.QueryArgs()},
+		client: h.client(ctx)}
+}
+
+// client is the request's client address: the TCP peer (the PROXY
+// protocol's source with --proxy-protocol), or, when the peer is a trusted
+// proxy, what its X-Forwarded-For says (clients.go).
+func (h *HTTP1) client(ctx *fasthttp.RequestCtx) netip.Addr {
+	c := h.e.clients
+	peer := addrOf(ctx.RemoteIP())
+	if !c.trustedPeer(peer) {
+		if !c.warnedForwarded.Load() && !limited(peer) {
+			c.noteForwarded(peer, bstr(ctx.Request.Header.Peek("X-Forwarded-For")))
+		}
+		return peer
+	}
+	s := forwardedScan{c: c, client: peer}
+	lines := ctx.Request.Header.PeekAll("X-Forwarded-For")
+	for i := len(lines) - 1; i >= 0 && !s.done; i-- {
+		s.line(bstr(lines[i]))
+	}
+	return s.client
 }
 
 // write puts a reply on the wire.

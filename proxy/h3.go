@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"sync"
@@ -75,6 +76,23 @@ func (q urlQuery) get(name string) string { return q.v.Get(name) }
 
 func (q urlQuery) empty() bool { return len(q.v) == 0 }
 
+// client is the request's client address: the UDP peer, or, when the peer
+// is a trusted proxy, what its X-Forwarded-For says (clients.go).
+func (h *HTTP3) client(r *http.Request) netip.Addr {
+	c := h.e.clients
+	ap, _ := netip.ParseAddrPort(r.RemoteAddr)
+	peer := ap.Addr().Unmap()
+	if !c.trustedPeer(peer) {
+		return peer
+	}
+	s := forwardedScan{c: c, client: peer}
+	lines := r.Header.Values("X-Forwarded-For")
+	for i := len(lines) - 1; i >= 0 && !s.done; i-- {
+		s.line(lines[i])
+	}
+	return s.client
+}
+
 // ServeHTTP maps a net/http request onto route() and writes its reply.
 func (h *HTTP3) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	out := h.replies.Get().(*reply)
@@ -99,7 +117,7 @@ func (h *HTTP3) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	req := &out.req
 	*req = request{ctx: h.ctx, method: r.Method, path: r.URL.Path, host: r.Host, tls: true, proto: "h3", body: body,
 		header: httpHeaders{r.Header}, query: urlQuery{r.URL.Query()},
-		early: r.TLS != nil && !r.TLS.HandshakeComplete}
+		early: r.TLS != nil && !r.TLS.HandshakeComplete, client: h.client(r)}
 	h.e.route(req, out)
 	if out.status == -1 {
 		h.metrics.ServeHTTP(w, r)

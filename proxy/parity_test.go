@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -67,8 +68,9 @@ func builtinSnapshot(t testing.TB, rev int64) *snapshot.Snapshot {
 // plugin resets to the store build only on that shape — Android
 // CapacitorUpdaterPlugin.java backgroundDownload returns on any "error" or
 // "kind" before its `"builtin".equals(latestVersionName)` branch, iOS
-// CapacitorUpdaterPlugin.swift likewise. The other two answers are Capgo's
-// bytes.
+// CapacitorUpdaterPlugin.swift likewise. The other answers are Capgo's
+// bytes (update.ts:639-651: the plugin version first, then
+// already_on_builtin with "version":"builtin", the branch Capgo reaches).
 func TestUpdatesBuiltinChannel(t *testing.T) {
 	e := newCoreEdge(t, builtinSnapshot(t, 1))
 	cases := []struct {
@@ -80,7 +82,9 @@ func TestUpdatesBuiltinChannel(t *testing.T) {
 		{"current plugin", nil, `{"version":"builtin"}`},
 		{"plugin 6.2.0", map[string]any{"plugin_version": "6.2.0"}, `{"version":"builtin"}`},
 		{"already on the store build", map[string]any{"version_name": "builtin"},
-			`{"error":"already_on_builtin","message":"Already on builtin","kind":"up_to_date"}`},
+			`{"error":"already_on_builtin","message":"Already on builtin","version":"builtin","kind":"up_to_date"}`},
+		{"old plugin already on the store build", map[string]any{"version_name": "builtin", "plugin_version": "6.1.0"},
+			`{"error":"revert_to_builtin_plugin_version_too_old","message":"revert_to_builtin used, but plugin version is too old","kind":"failed"}`},
 		{"plugin before 6.2.0", map[string]any{"plugin_version": "6.1.0"},
 			`{"error":"revert_to_builtin_plugin_version_too_old","message":"revert_to_builtin used, but plugin version is too old","kind":"failed"}`},
 		{"plugin 5.x", map[string]any{"plugin_version": "5.10.0"},
@@ -313,10 +317,12 @@ func capgoSeed(t testing.TB, rev int64, overrides map[string]string, mod func(a 
 	return s
 }
 
-// fakeOrigin is a DeviceChannels that applies Capgo's rules the way the
-// origin's store does and publishes the next snapshot to the edge a little
-// later (asynchronously, as a real origin would), so that answers must wait
-// for it.
+// fakeOrigin is a DeviceChannels stub for the edge's unit tests: it accepts
+// every change (refusals are injected through fail), records it, and
+// publishes the next snapshot to the edge a little later (asynchronously,
+// as a real origin would), so that answers must wait for it. The origin's
+// own rules are tested on the real store (origin/store) and end to end
+// through real edges and origin (cmd/updraft TestLegacySetChannelThroughEdges).
 type fakeOrigin struct {
 	t    testing.TB
 	mu   sync.Mutex
@@ -732,5 +738,79 @@ func TestLegacyChannelWritesBounded(t *testing.T) {
 	defer f.mu.Unlock()
 	if len(f.calls) != 2 {
 		t.Fatalf("origin got %d writes, want 2", len(f.calls))
+	}
+}
+
+// TestChannelSelfSchema: the rest of Capgo's channelSelfRequestSchema
+// (plugin_validation.ts:314-367): key_id at most 20 characters
+// (tests/key_id_e2e.test.ts:255 expects 400 on /channel_self too),
+// install_source at most 64, fields of the wrong type; and an unknown app
+// answers without "kind" (update.ts:119-157 puts kind on /updates only).
+func TestChannelSelfSchema(t *testing.T) {
+	e := newCoreEdge(t, nil)
+	newFakeOrigin(t, e, nil, nil)
+	issue := func(path, msg string) string {
+		return `{"error":"invalid_json_body","message":"Cannot parse body","moreInfo":{"issues":[{"path":["` + path + `"],"message":"` + msg + `"}]}}`
+	}
+	for _, x := range []exchange{
+		{name: "key_id 21 characters", method: "PUT", body: base(t, map[string]any{"key_id": "MIIBCgKCAQEAqJikYizo1"}), status: 400, want: issue("key_id", "String must contain at most 20 character(s)")},
+		{name: "install_source 65", method: "POST", body: base(t, map[string]any{"install_source": strings.Repeat("x", 65)}), status: 400, want: issue("install_source", "String must contain at most 64 character(s)")},
+		{name: "channel not a string", method: "POST", body: base(t, map[string]any{"channel": 5}), status: 400, want: issue("channel", "channel must be a string")},
+		{name: "defaultChannel not a string", method: "PUT", body: base(t, map[string]any{"defaultChannel": true}), status: 400, want: issue("defaultChannel", "defaultChannel must be a string")},
+		{name: "key_id 20 characters is fine", method: "PUT", body: base(t, map[string]any{"key_id": "MIIBCgKCAQEAqJikYizo", "plugin_version": "8.0.0", "defaultChannel": "beta", "channel": nil}), status: 200, want: `{"channel":"beta","status":"default"}`},
+		{name: "unknown app", method: "PUT", body: base(t, map[string]any{"app_id": "com.unknown.app"}), status: 200, want: `{"error":"app_not_found","message":"App not found"}`},
+	} {
+		x.run(t, e)
+	}
+}
+
+// BenchmarkUpdatesParityAnswers: the answers issue 14 added stay
+// allocation-free — an encrypted bundle with a 50-file manifest and
+// link/comment exposed, key_id_mismatch, and the store-build revert.
+func BenchmarkUpdatesParityAnswers(b *testing.B) {
+	hex512 := strings.Repeat("ab", 256)
+	mk := func(mod func(a *snapshot.App)) *Edge {
+		s := testSnapshot(b, 1, fakeSHA("bundle"))
+		a := s.Apps[0]
+		mod(a)
+		s2 := &snapshot.Snapshot{Format: s.Format, Rev: 2, Apps: s.Apps}
+		if err := s2.Index(nil); err != nil {
+			b.Fatal(err)
+		}
+		return newCoreEdge(b, s2)
+	}
+	encrypted := func(a *snapshot.App) {
+		bd := a.Bundles[1]
+		bd.SessionKey = strings.Repeat("A", 22) + "==:" + strings.Repeat("B", 342) + "=="
+		bd.Checksum, bd.KeyID, bd.Link, bd.Comment = hex512, "MIIBCgKCAQEAqJikYizo", "https://example.com/notes", "release notes"
+		a.ExposeMetadata = true
+		for i := range 50 {
+			bd.Manifest = append(bd.Manifest, snapshot.ManifestEntry{Name: fmt.Sprintf("assets/chunk-%d.js.br", i), Hash: hex512, Blob: fakeSHA(fmt.Sprint(i)), Size: 1024})
+		}
+	}
+	cases := []struct {
+		name string
+		mod  func(a *snapshot.App)
+		body string
+		want string
+	}{
+		{"encrypted", encrypted, strings.Replace(pluginBody, `"plugin_version"`, `"key_id":"MIIBCgKCAQEAqJikYizo","plugin_version"`, 1), `{"version":"1.1.0"`},
+		{"key_id_mismatch", encrypted, strings.Replace(pluginBody, `"plugin_version"`, `"key_id":"MIIBCgKCAQEAotherkey","plugin_version"`, 1), `{"error":"key_id_mismatch"`},
+		{"builtin", func(a *snapshot.App) { a.Channels[0].Bundle = "builtin" }, pluginBody, `{"version":"builtin"}`},
+	}
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
+			e := mk(c.mod)
+			body, base := []byte(c.body), []byte("https://edge.example.com")
+			out := &reply{body: make([]byte, 0, 64<<10)}
+			e.updates(body, base, out)
+			if out.status != 200 || !bytes.HasPrefix(out.body, []byte(c.want)) {
+				b.Fatalf("HTTP %d %s, want %s…", out.status, out.body, c.want)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				e.updates(body, base, out)
+			}
+		})
 	}
 }

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"crypto/ed25519"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -21,16 +22,30 @@ import (
 
 // Replica keeps an edge's snapshot in step with its upstream (the origin or a
 // parent edge): it long-polls GET /v1/snapshot, verifies each snapshot's
-// signature with the origin's public key, accepts only newer revisions, swaps
-// them in, and persists the last good one so that the edge starts and serves
-// while the upstream is down.
+// signature with the origin's public keys, accepts only newer snapshots
+// (revision and issued time), swaps them in, and persists the last good one
+// (and the latest heartbeat vouching for it) so that the edge starts and
+// serves while the upstream is down.
+//
+// Every refusal and every error is followed by a capped exponential backoff
+// with jitter, so a snapshot the edge cannot accept (wrong key, tampering,
+// an unfetchable shard) is fetched a few times a minute, not in a loop. Only
+// changes of state (following, refusing with a reason, upstream error) are
+// logged; /readyz and updraft_edge_replica_state say why the edge is not
+// following.
 type Replica struct {
 	edge     *Edge
 	upstream string
 	key      string
-	pub      ed25519.PublicKey
+	keys     []ed25519.PublicKey // trusted signing keys (several during a rotation)
 	path     string
+	hbPath   string
 	client   *http.Client
+	wait     time.Duration // long-poll wait asked of the upstream
+
+	// refetch (Run only): the upstream vouches for a later issue of the
+	// current revision; the next poll asks for it (after = rev-1).
+	refetch bool
 
 	// shards are the decoded override shards of the current snapshot, kept
 	// so that the next snapshot fetches and decodes only the changed ones.
@@ -38,24 +53,42 @@ type Replica struct {
 	shards   snapshot.MapShards
 }
 
-// Backoff bounds between failed polls (with full jitter).
+// Backoff bounds between failed polls or refused snapshots: the n-th
+// consecutive failure waits a random time in [b/2, 3b/2) with b =
+// minBackoff·2ⁿ⁻¹, capped at maxBackoff.
 const (
 	minBackoff = 100 * time.Millisecond
 	maxBackoff = 10 * time.Second
 	pollWait   = 30 * time.Second
 )
 
-// NewReplica returns a replica feeding e from upstream. The snapshot is
-// persisted in e's data folder.
-func NewReplica(e *Edge, upstream, key string, pub ed25519.PublicKey) *Replica {
+// NewReplica returns a replica feeding e from upstream, trusting snapshots
+// signed by any of keys. The snapshot is persisted in e's data folder.
+func NewReplica(e *Edge, upstream, key string, keys ...ed25519.PublicKey) *Replica {
+	wait := pollWait
+	if maxAge := e.cfg.MaxSnapshotAge; maxAge > 0 {
+		// Heartbeats come with every answer: poll often enough that the
+		// freshness never lapses while the upstream is fine, also through a
+		// parent edge (which relays its own latest heartbeat).
+		wait = min(pollWait, max(time.Second, (maxAge/4).Truncate(time.Second)))
+	}
+	e.follow.mu.Lock()
+	e.follow.hasReplica, e.follow.state, e.follow.since = true, stateStarting, time.Now()
+	e.follow.mu.Unlock()
+	e.registerFollowMetrics()
 	return &Replica{
-		edge: e, upstream: config.TrimURL(upstream), key: key, pub: pub,
+		edge: e, upstream: config.TrimURL(upstream), key: key, keys: keys,
 		path:   filepath.Join(e.cfg.DataDir, "snapshot.bin"),
-		client: &http.Client{Timeout: pollWait + 15*time.Second},
+		hbPath: filepath.Join(e.cfg.DataDir, "snapshot.heartbeat"),
+		client: &http.Client{Timeout: wait + 15*time.Second},
+		wait:   wait,
 	}
 }
 
-// LoadPersisted loads the last good snapshot from disk, if there is one.
+// LoadPersisted loads the last good snapshot from disk, if there is one, and
+// the heartbeat persisted with it. It is loaded whatever its age (it is the
+// edge's own state, not a replay): past --max-snapshot-age the edge says it
+// is stale until the upstream vouches for it or sends a newer one.
 func (r *Replica) LoadPersisted() error {
 	b, err := os.ReadFile(r.path)
 	if errors.Is(err, os.ErrNotExist) {
@@ -64,30 +97,51 @@ func (r *Replica) LoadPersisted() error {
 	if err != nil {
 		return fmt.Errorf("replica: read %s: %w", r.path, err)
 	}
-	if err := r.Accept(b, false); err != nil {
+	if err := r.accept(b, nil, false); err != nil {
 		return fmt.Errorf("replica: persisted snapshot %s: %w", r.path, err)
+	}
+	if hb, err := os.ReadFile(r.hbPath); err == nil {
+		if h, err := r.verifyHeartbeat(base64.StdEncoding.EncodeToString(hb)); err == nil {
+			r.edge.follow.vouch(r.edge.Snapshot(), h.hb, h.b64)
+		}
 	}
 	r.edge.log.Info("replica: serving persisted snapshot", "rev", r.edge.Snapshot().Rev, "path", r.path)
 	return nil
 }
 
+// refusal is a snapshot or heartbeat the replica did not accept, with the
+// reason it is counted and reported under.
+type refusal struct {
+	reason string
+	err    error
+}
+
+func (r *refusal) Error() string { return r.err.Error() }
+func (r *refusal) Unwrap() error { return r.err }
+
 // errOlderRev refuses a snapshot that does not move the revision forward.
 var errOlderRev = errors.New("snapshot: revision not newer than the current one")
 
+// errStale refuses a snapshot older than --max-snapshot-age.
+var errStale = errors.New("snapshot: older than --max-snapshot-age")
+
 // Accept verifies a signed snapshot and swaps it in when it is newer;
-// refusals are counted by reason and the current snapshot stays.
-func (r *Replica) Accept(wire []byte, persist bool) error {
+// refusals are counted by reason and the current snapshot stays. persist:
+// the snapshot came from the upstream (it is persisted, and held to
+// --max-snapshot-age).
+func (r *Replica) Accept(wire []byte, persist bool) error { return r.accept(wire, nil, persist) }
+
+// refuse counts a refusal and returns it.
+func (r *Replica) refuse(reason string, err error) error {
+	r.edge.metrics.refusals.WithLabelValues(reason).Inc()
+	return &refusal{reason: reason, err: err}
+}
+
+func (r *Replica) accept(wire []byte, hb *signedHeartbeat, fromUpstream bool) error {
 	start := time.Now()
 	r.shardsMu.Lock()
 	defer r.shardsMu.Unlock()
-	loader := &shardLoader{r: r, next: snapshot.MapShards{}}
-	s, err := snapshot.DecodeDocument(wire, r.pub)
-	if err == nil {
-		loader.prefetch(s)
-		if err = s.Index(loader); err != nil {
-			err = fmt.Errorf("snapshot rev %d: %w", s.Rev, err)
-		}
-	}
+	s, err := snapshot.DecodeDocument(wire, r.keys...)
 	if err != nil {
 		reason := "malformed"
 		switch {
@@ -95,29 +149,102 @@ func (r *Replica) Accept(wire []byte, persist bool) error {
 			reason = "bad_signature"
 		case errors.Is(err, snapshot.ErrFormat):
 			reason = "format"
-		case loader.err != nil:
+		}
+		return r.refuse(reason, err)
+	}
+	if cur := r.edge.Snapshot(); cur != nil && !newerSnapshot(s, cur) {
+		return r.refuse("older_rev", fmt.Errorf("%w: got rev %d issued %s, have rev %d issued %s",
+			errOlderRev, s.Rev, issuedText(s.Issued), cur.Rev, issuedText(cur.Issued)))
+	}
+	fresh := s.Issued
+	if hb != nil && hb.hb.Vouches(s) {
+		fresh = max(fresh, hb.hb.At)
+	}
+	if maxAge := r.edge.cfg.MaxSnapshotAge; fromUpstream && maxAge > 0 && (fresh == 0 || time.Since(time.UnixMilli(fresh)) > maxAge) {
+		return r.refuse("stale", fmt.Errorf("%w: rev %d, newest signed time %s", errStale, s.Rev, issuedText(fresh)))
+	}
+	loader := &shardLoader{r: r, next: snapshot.MapShards{}}
+	loader.prefetch(s)
+	if err := s.Index(loader); err != nil {
+		reason := "malformed"
+		if loader.err != nil {
 			reason = "shard_unavailable"
 		}
-		r.edge.metrics.refusals.WithLabelValues(reason).Inc()
-		r.edge.log.Error("replica: snapshot refused", "reason", reason, "err", err)
-		return err
+		return r.refuse(reason, fmt.Errorf("snapshot rev %d: %w", s.Rev, err))
 	}
 	if !r.edge.setSnapshot(s, wire) {
-		r.edge.metrics.refusals.WithLabelValues("older_rev").Inc()
 		cur := r.edge.Snapshot()
-		r.edge.log.Warn("replica: snapshot refused", "reason", "older_rev", "rev", s.Rev, "current", cur.Rev)
-		return fmt.Errorf("%w: got %d, have %d", errOlderRev, s.Rev, cur.Rev)
+		return r.refuse("older_rev", fmt.Errorf("%w: got %d, have %d", errOlderRev, s.Rev, cur.Rev))
 	}
 	r.shards = loader.next
 	r.edge.metrics.snapshotDecode.Observe(time.Since(start).Seconds())
-	r.edge.log.Info("replica: snapshot accepted", "rev", s.Rev, "bytes", len(wire), "new_shards", loader.fetched,
+	r.edge.log.Info("replica: snapshot accepted", "rev", s.Rev, "issued", issuedText(s.Issued), "bytes", len(wire), "new_shards", loader.fetched,
 		"decode", time.Since(start).Round(time.Microsecond))
-	if persist {
+	if hb != nil {
+		r.edge.follow.vouch(s, hb.hb, hb.b64)
+	}
+	if fromUpstream {
 		if err := blob.WriteFileAtomic(r.path, wire, 0o644); err != nil {
 			r.edge.log.Error("replica: persist snapshot", "err", err)
 		}
+		if hb != nil && hb.hb.Vouches(s) {
+			r.persistHeartbeat(hb)
+		}
 	}
 	return nil
+}
+
+func issuedText(ms int64) string {
+	if ms == 0 {
+		return "unknown"
+	}
+	return time.UnixMilli(ms).UTC().Format(time.RFC3339Nano)
+}
+
+// signedHeartbeat is a verified heartbeat and its base64 form (relayed).
+type signedHeartbeat struct {
+	hb  snapshot.Heartbeat
+	raw []byte
+	b64 string
+}
+
+// verifyHeartbeat checks an X-Updraft-Heartbeat value.
+func (r *Replica) verifyHeartbeat(b64 string) (*signedHeartbeat, error) {
+	raw, err := base64.StdEncoding.DecodeString(b64)
+	if err != nil {
+		return nil, r.refuse("malformed", fmt.Errorf("heartbeat: %w", err))
+	}
+	hb, err := snapshot.VerifyHeartbeat(raw, r.keys...)
+	if err != nil {
+		reason := "malformed"
+		if errors.Is(err, snapshot.ErrBadSignature) {
+			reason = "bad_signature"
+		}
+		return nil, r.refuse(reason, fmt.Errorf("heartbeat: %w", err))
+	}
+	return &signedHeartbeat{hb: hb, raw: raw, b64: b64}, nil
+}
+
+// heartbeat applies a heartbeat that came without a snapshot.
+func (r *Replica) heartbeat(h *signedHeartbeat) {
+	cur := r.edge.Snapshot()
+	switch {
+	case cur == nil:
+	case h.hb.Vouches(cur):
+		if r.edge.follow.vouch(cur, h.hb, h.b64) {
+			r.persistHeartbeat(h)
+		}
+	case h.hb.Rev == cur.Rev && h.hb.SnapIssued > cur.Issued:
+		// The upstream re-issued this revision (signing key rotation,
+		// origin restart or upgrade): fetch the re-issue.
+		r.refetch = true
+	}
+}
+
+func (r *Replica) persistHeartbeat(h *signedHeartbeat) {
+	if err := blob.WriteFileAtomic(r.hbPath, h.raw, 0o644); err != nil {
+		r.edge.log.Error("replica: persist heartbeat", "err", err)
+	}
 }
 
 // maxShardBytes bounds one override shard (a million overrides per shard
@@ -220,58 +347,114 @@ func (l *shardLoader) fetch(sha string) (*snapshot.OverrideShard, error) {
 
 // Run polls until ctx ends.
 func (r *Replica) Run(ctx context.Context) {
-	backoff := minBackoff
+	var b backoff
 	for ctx.Err() == nil {
-		var after int64 = -1
-		if s := r.edge.Snapshot(); s != nil {
-			after = s.Rev
+		err := r.pollOnce(ctx)
+		if ctx.Err() != nil {
+			return
 		}
-		wire, err := r.poll(ctx, after)
-		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			r.edge.metrics.pollErrors.Inc()
-			r.edge.log.Warn("replica: poll failed", "upstream", r.upstream, "err", err, "retry_in", backoff)
-			sleep := time.Duration(rand.Int64N(int64(backoff))) + backoff/2
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(sleep):
-			}
-			backoff = min(backoff*2, maxBackoff)
+		if err == nil && r.refetch {
+			// Only a heartbeat announcing a re-issue of our revision: fetch
+			// it now, without counting this as recovered (an upstream that
+			// announces a re-issue it does not serve stays backed off).
 			continue
 		}
-		backoff = minBackoff
-		if wire != nil {
-			r.Accept(wire, true)
+		if err == nil {
+			b.reset()
+			r.edge.setReplicaState(stateFollowing, "", nil)
+			continue
+		}
+		var ref *refusal
+		if errors.As(err, &ref) {
+			r.edge.setReplicaState(stateRefusing, ref.reason, err)
+		} else {
+			r.edge.metrics.pollErrors.Inc()
+			r.edge.setReplicaState(stateUpstreamError, stateUpstreamError, err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(b.next()):
 		}
 	}
 }
 
-// poll asks for a snapshot newer than after; nil bytes mean none came.
-func (r *Replica) poll(ctx context.Context, after int64) ([]byte, error) {
-	url := r.upstream + "/v1/snapshot?after=" + strconv.FormatInt(after, 10) + "&wait=" + strconv.Itoa(int(pollWait/time.Second))
+// pollOnce asks the upstream for a newer snapshot and applies the answer.
+// While not following it asks without waiting, so that a recovery is
+// noticed (and reported) at once.
+func (r *Replica) pollOnce(ctx context.Context) error {
+	var after int64 = -1
+	if s := r.edge.Snapshot(); s != nil {
+		after = s.Rev
+		if r.refetch {
+			after = s.Rev - 1
+		}
+	}
+	r.refetch = false
+	wait := r.wait
+	if _, state, _, _ := r.edge.replicaStatus(); state != stateFollowing {
+		wait = 0
+	}
+	wire, hbText, err := r.poll(ctx, after, wait)
+	if err != nil {
+		return err
+	}
+	var hb *signedHeartbeat
+	if hbText != "" {
+		if hb, err = r.verifyHeartbeat(hbText); err != nil {
+			return err
+		}
+	}
+	if wire != nil {
+		return r.accept(wire, hb, true)
+	}
+	if hb != nil {
+		r.heartbeat(hb)
+	}
+	return nil
+}
+
+// backoff is a capped exponential backoff with jitter.
+type backoff struct{ cur time.Duration }
+
+func (b *backoff) reset() { b.cur = 0 }
+
+// next returns the wait before the next attempt: random in [cur/2, 3cur/2),
+// then doubles cur up to maxBackoff.
+func (b *backoff) next() time.Duration {
+	if b.cur == 0 {
+		b.cur = minBackoff
+	}
+	d := b.cur/2 + rand.N(b.cur)
+	b.cur = min(2*b.cur, maxBackoff)
+	return d
+}
+
+// poll asks for a snapshot newer than after; nil bytes mean none came. The
+// upstream's heartbeat header, if any, is returned as is.
+func (r *Replica) poll(ctx context.Context, after int64, wait time.Duration) ([]byte, string, error) {
+	url := r.upstream + "/v1/snapshot?after=" + strconv.FormatInt(after, 10) + "&wait=" + strconv.Itoa(int(wait/time.Second))
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	req.Header.Set("Authorization", "Bearer "+r.key)
 	resp, err := r.client.Do(req)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	defer resp.Body.Close()
+	hb := resp.Header.Get("X-Updraft-Heartbeat")
 	switch resp.StatusCode {
 	case http.StatusOK:
 		b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<30))
 		if err != nil {
-			return nil, err
+			return nil, "", err
 		}
-		return b, nil
+		return b, hb, nil
 	case http.StatusNotModified:
-		return nil, nil
+		return nil, hb, nil
 	default:
-		return nil, fmt.Errorf("GET %s: HTTP %d", url, resp.StatusCode)
+		return nil, "", fmt.Errorf("GET %s: HTTP %d", url, resp.StatusCode)
 	}
 }

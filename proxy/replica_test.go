@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -16,7 +17,13 @@ import (
 
 func signed(t *testing.T, rev int64, key ed25519.PrivateKey) []byte {
 	t.Helper()
-	s := &snapshot.Snapshot{Format: snapshot.FormatVersion, Rev: rev, Apps: []*snapshot.App{{ID: "com.example.app"}}}
+	return signedAt(t, rev, time.Now(), key)
+}
+
+// signedAt signs a snapshot as issued at the given time.
+func signedAt(t *testing.T, rev int64, issued time.Time, key ed25519.PrivateKey) []byte {
+	t.Helper()
+	s := &snapshot.Snapshot{Format: snapshot.FormatVersion, Rev: rev, Issued: issued.UnixMilli(), Apps: []*snapshot.App{{ID: "com.example.app"}}}
 	b, err := snapshot.Encode(s, key)
 	if err != nil {
 		t.Fatal(err)
@@ -31,7 +38,8 @@ func TestReplicaRefusesTampering(t *testing.T) {
 	e := New(config.NewEdge(dir), nil, nil)
 	r := NewReplica(e, "http://127.0.0.1:1", "k", pub)
 
-	if err := r.Accept(signed(t, 5, priv), true); err != nil {
+	first := signed(t, 5, priv)
+	if err := r.Accept(first, true); err != nil {
 		t.Fatal(err)
 	}
 	flipped := signed(t, 6, priv)
@@ -44,7 +52,11 @@ func TestReplicaRefusesTampering(t *testing.T) {
 		{"flipped byte", flipped, "bad_signature"},
 		{"wrong key", signed(t, 7, other), "bad_signature"},
 		{"replayed older rev", signed(t, 4, priv), "older_rev"},
-		{"same rev again", signed(t, 5, priv), "older_rev"},
+		{"same snapshot again", first, "older_rev"},
+		{"same rev issued earlier", signedAt(t, 5, time.Now().Add(-time.Hour), priv), "older_rev"},
+		// A later revision issued before the current one: signed before
+		// the origin was restored to an older revision, replayed now.
+		{"newer rev issued earlier", signedAt(t, 6, time.Now().Add(-time.Hour), priv), "older_rev"},
 		{"truncated", signed(t, 8, priv)[:20], "malformed"},
 	}
 	for _, c := range cases {

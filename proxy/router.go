@@ -2,7 +2,7 @@ package proxy
 
 import (
 	"context"
-	"strconv"
+	"net/netip"
 )
 
 // request is a parsed request, independent of the transport that carried
@@ -20,6 +20,9 @@ type request struct {
 	query  queryGetter
 	// early: the request arrived as TLS 1.3 / QUIC 0-RTT data (replayable).
 	early bool
+	// client is the client's address: the transport's peer, or what a
+	// trusted proxy says (clients.go); invalid when unknown.
+	client netip.Addr
 }
 
 // headerGetter reads one header (or query argument) by name; "" if absent.
@@ -55,6 +58,13 @@ func (e *Edge) route(r *request, out *reply) {
 	case path == "/updates":
 		switch r.method {
 		case "POST":
+			if e.refuseStale(out) { // --max-snapshot-age (follow.go)
+				return
+			}
+			if !e.clients.allow(e.clients.updates, "updates", r.client, 1, out) { // per client network (clients.go)
+				e.metrics.updates("too_many_requests")
+				return
+			}
 			base := e.baseURL
 			if base == nil {
 				var ok bool
@@ -74,6 +84,9 @@ func (e *Edge) route(r *request, out *reply) {
 	case path == "/updates/manifest_size":
 		if r.method != "POST" {
 			out.jsonError(405, codeMethod, "Use POST")
+			return
+		}
+		if e.refuseStale(out) {
 			return
 		}
 		e.manifestSize(r.body, out)
@@ -112,6 +125,9 @@ func (e *Edge) route(r *request, out *reply) {
 		}
 		e.relayDeviceChannel(r.ctx, r.body, out)
 	case path == "/channel_self":
+		if e.refuseStale(out) {
+			return
+		}
 		switch r.method {
 		case "POST":
 			e.channelSelfSet(r.ctx, r.body, out)
@@ -127,7 +143,7 @@ func (e *Edge) route(r *request, out *reply) {
 	case path == "/stats":
 		switch r.method {
 		case "POST":
-			e.stats(r.body, out)
+			e.stats(r.client, r.body, out)
 		case "GET":
 			out.ok()
 		default:
@@ -136,15 +152,7 @@ func (e *Edge) route(r *request, out *reply) {
 	case path == "/healthz":
 		out.ok()
 	case path == "/readyz":
-		if s := e.snap.Load(); s != nil {
-			out.status = 200
-			out.contentType = contentTypeJSON
-			out.body = append(out.body[:0], `{"status":"ok","rev":`...)
-			out.body = strconv.AppendInt(out.body, s.Rev, 10)
-			out.body = append(out.body, '}')
-		} else {
-			out.jsonError(503, codeNotReady, "Edge has no verified snapshot yet")
-		}
+		e.readyz(out) // follow.go
 	case path == "/metrics":
 		out.status = -1
 	default:

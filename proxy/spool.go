@@ -3,7 +3,6 @@ package proxy
 import (
 	"context"
 	"crypto/rand"
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -70,7 +69,8 @@ type spool struct {
 	maxPending   int64
 
 	reqs    chan *spoolAppend
-	sealed  chan struct{} // nudges the forwarder
+	sealed  chan struct{}   // nudges the forwarder
+	ctx     context.Context // ends at Close
 	stop    context.CancelFunc
 	wg      sync.WaitGroup
 	closed  atomic.Bool
@@ -140,7 +140,7 @@ func openSpool(o spoolOptions) (*spool, error) {
 		return fail(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s.stop = cancel
+	s.ctx, s.stop = ctx, cancel
 	s.wg.Add(2)
 	go s.writer(ctx)
 	go s.forwarder(ctx)
@@ -248,8 +248,10 @@ func (s *spool) sealRecovered(p string, seq uint64) error {
 		return fmt.Errorf("stats spool: recover %s: %w", p, err)
 	}
 	keep := 0
-	if len(b) >= len(events.Magic) && string(b[:len(events.Magic)]) == events.Magic {
-		keep = len(events.Magic)
+	// Either format: a segment left open by an edge before format 2 is
+	// kept as it is (the origin reads both).
+	if events.Version(b) != 0 {
+		keep = events.MagicLen
 		for rest := b[keep:]; len(rest) > 0; {
 			_, next, err := events.NextRecord(rest)
 			if err != nil {
@@ -263,7 +265,7 @@ func (s *spool) sealRecovered(p string, seq uint64) error {
 		s.log.Warn("stats spool: cut a segment left open by a crash at its last intact record",
 			"segment", filepath.Base(p), "kept_bytes", keep, "cut_bytes", len(b)-keep)
 	}
-	if keep <= len(events.Magic) {
+	if keep <= events.MagicLen {
 		return os.Remove(p)
 	}
 	if err := os.Truncate(p, int64(keep)); err != nil {
@@ -619,18 +621,17 @@ func (s *spool) trimBad() {
 // countEvents counts the events of a segment's intact records (those before
 // the first damaged one).
 func countEvents(seg []byte) int {
-	if len(seg) < len(events.Magic) {
+	version := events.Version(seg)
+	if version == 0 {
 		return 0
 	}
 	n := 0
-	for rest := seg[len(events.Magic):]; len(rest) > 0; {
+	for rest := seg[events.MagicLen:]; len(rest) > 0; {
 		p, next, err := events.NextRecord(rest)
 		if err != nil {
 			break
 		}
-		if c, k := binary.Uvarint(p); k > 0 {
-			n += int(c)
-		}
+		n += events.RecordEvents(version, p)
 		rest = next
 	}
 	return n
@@ -640,6 +641,16 @@ func countEvents(seg []byte) int {
 // spool holds on disk.
 func (s *spool) backlog() (segments int, bytes int64) {
 	return len(s.sealedSegments()), s.used.Load()
+}
+
+// background runs fn in a goroutine with a context that ends at Close,
+// which waits for it (the check-in reports, clients.go).
+func (s *spool) background(fn func(ctx context.Context)) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		fn(s.ctx)
+	}()
 }
 
 // Close stops accepting, writes and seals what was queued, and stops the

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -61,12 +62,12 @@ var dropLog atomic.Int64
 // the accepted events survive a crash and reach the origin. When the spool
 // cannot take them, the answer is 429 stats_unavailable with Retry-After
 // (the plugin keeps its batch and retries after it) and the drop is counted.
-func (e *Edge) stats(body []byte, out *reply) {
-	outcome := e.statsAnswer(body, out)
+func (e *Edge) stats(client netip.Addr, body []byte, out *reply) {
+	outcome := e.statsAnswer(client, body, out)
 	e.metrics.statsRequests.WithLabelValues(outcome).Inc()
 }
 
-func (e *Edge) statsAnswer(body []byte, out *reply) string {
+func (e *Edge) statsAnswer(client netip.Addr, body []byte, out *reply) string {
 	if e.spool == nil {
 		out.jsonError(503, codeStatsUnavailable, "This edge does not collect stats (no stats sink configured)")
 		return codeStatsUnavailable
@@ -93,6 +94,11 @@ func (e *Edge) statsAnswer(body []byte, out *reply) string {
 		}
 	} else {
 		items = []*fastjson.Value{v}
+	}
+	// One client network posts at most so many events a second (a client
+	// making up devices is held back; the plugin waits out Retry-After).
+	if !e.clients.allow(e.clients.stats, "stats", client, len(items), out) {
+		return "too_many_requests"
 	}
 	// Capgo checks every app_id before anything else: the first one's
 	// problems are a 400, a later one's a 200 refusing the whole batch.
@@ -130,6 +136,7 @@ func (e *Edge) statsAnswer(body []byte, out *reply) string {
 		return snapshot.CodeAppNotFound
 	}
 	now := time.Now().UnixMilli()
+	prefix := events.PrefixOf(client)
 	st.evs = st.evs[:0]
 	st.results = st.results[:0]
 	for _, it := range items {
@@ -139,7 +146,9 @@ func (e *Edge) statsAnswer(body []byte, out *reply) string {
 		ev := &st.evs[len(st.evs)-1]
 		if !e.statsEvent(st, snap, app, it, now, ev, res) {
 			st.evs = st.evs[:len(st.evs)-1]
+			continue
 		}
+		ev.ClientPrefix = prefix
 	}
 	if len(st.evs) > 0 {
 		rec := events.AppendRecords(make([]byte, 0, 128*len(st.evs)), st.evs, maxRecordBytes)

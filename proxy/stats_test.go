@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -623,10 +624,23 @@ func FuzzStatsBody(f *testing.F) {
 	}
 	e := statsEdge(f, sinkFunc(func(context.Context, string, uint64, []byte) error { return nil }), nil)
 	off := statsEdge(f, nil, nil)
+	// A public client: the per-network limit and the client prefix apply
+	// (a low limit, so that fuzzing also reaches its 429).
+	limitedEdge := statsEdge(f, sinkFunc(func(context.Context, string, uint64, []byte) error { return nil }), func(c *config.Edge) {
+		c.StatsPerPrefixSecond = 20
+	})
 	f.Fuzz(func(t *testing.T, body []byte) {
 		in := bytes.Clone(body)
-		for _, edge := range []*Edge{e, off} {
-			out := routeReq(edge, "POST", "/stats", body, nil)
+		for _, edge := range []*Edge{e, off, limitedEdge} {
+			var out *reply
+			if edge == limitedEdge {
+				out = &reply{}
+				r := request{ctx: context.Background(), method: "POST", path: "/stats", host: "edge.test", proto: "h1", body: body,
+					header: httpHeaders{http.Header{}}, query: urlQuery{}, client: netip.MustParseAddr("203.0.113.9")}
+				edge.route(&r, out)
+			} else {
+				out = routeReq(edge, "POST", "/stats", body, nil)
+			}
 			if !bytes.Equal(body, in) {
 				t.Fatal("POST /stats modified its input")
 			}

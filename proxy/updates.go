@@ -118,6 +118,7 @@ func (e *Edge) updates(body []byte, baseURL []byte, out *reply) {
 		e.metrics.updates(codeNotReady)
 		return
 	}
+	e.recordCheckIn(snap, r) // reported to the origin (clients.go)
 	d := snapshot.Resolve(snap, r)
 	out.status = 200
 	out.contentType = contentTypeJSON
@@ -306,6 +307,9 @@ func appendRefusal(dst []byte, d *snapshot.Decision) []byte {
 	if d.Version != "" {
 		dst = appendField(dst, false, "version", d.Version)
 		dst = appendField(dst, false, "old", d.Old)
+	}
+	if d.Code == snapshot.CodeAlreadyOnBuiltin {
+		dst = append(dst, `,"version":"builtin"`...)
 	}
 	if d.Code == snapshot.CodeKeyIDMismatch {
 		dst = appendField(dst, false, "deviceKeyId", d.DeviceKeyID)

@@ -150,6 +150,8 @@ func (d *HTTPDeviceChannels) SetDeviceChannel(ctx context.Context, appID, device
 		return out.Rev, nil
 	case (resp.StatusCode == http.StatusConflict || resp.StatusCode == http.StatusNotFound) && jsonErr == nil && deviceChannelRefusals[out.Code] != "":
 		return 0, &DeviceChannelRefusal{Code: out.Code, Message: out.Message}
+	case resp.StatusCode == http.StatusTooManyRequests:
+		return 0, ErrDeviceChannelsBusy
 	}
 	return 0, fmt.Errorf("upstream %s: device channel: HTTP %d: %s", d.BaseURL, resp.StatusCode, bytes.TrimSpace(msg))
 }

@@ -120,6 +120,7 @@ func cmdBundle(ctx context.Context, sub string, args []string, stdout, stderr io
 	fs.StringVar(&opt.Comment, "comment", "", "upload: comment shown to devices")
 	fs.StringVar(&opt.Link, "link", "", "upload: link shown to devices")
 	encryptKey := fs.String("encrypt-key", "", "upload: encrypt end to end with this RSA-2048 private key (Capgo's .capgo_key_v2; make one with `updraft keys create-bundle-key`)")
+	force := fs.Bool("force", false, "rebuild: clear the bundle's manifest, canonical archive and deltas first")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -169,6 +170,9 @@ func cmdBundle(ctx context.Context, sub string, args []string, stdout, stderr io
 			deltas := strconv.Itoa(len(b.Deltas))
 			if st := b.DeltaStatus; st != nil && st.State != "ready" {
 				deltas += fmt.Sprintf(" (%s %d/%d)", st.State, st.Done, st.Total)
+				if st.Error != "" {
+					deltas += ": " + st.Error
+				}
 			}
 			smallest := "-"
 			for _, d := range b.Deltas {
@@ -182,8 +186,10 @@ func cmdBundle(ctx context.Context, sub string, args []string, stdout, stderr io
 		return nil
 	case "delete": // lifecycle.go
 		return bundleDelete(ctx, c, *app, pos, cf.json, stdout)
+	case "rebuild": // rebuild.go
+		return bundleRebuild(ctx, c, *app, pos, *force, cf.json, stdout)
 	}
-	return fmt.Errorf("bundle: want upload, list or delete, got %q", sub)
+	return fmt.Errorf("bundle: want upload, list, delete or rebuild, got %q", sub)
 }
 
 func cmdChannel(ctx context.Context, sub string, args []string, stdout, stderr io.Writer) error {

@@ -27,8 +27,10 @@ func cmdEdge(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&ec.Upstream, "upstream", config.Env("UPDRAFT_UPSTREAM", ""), "origin or parent edge URL, e.g. http://origin:8090; env UPDRAFT_UPSTREAM")
 	fs.StringVar(&ec.EdgeKey, "edge-key", os.Getenv("UPDRAFT_EDGE_KEY"), "edge key (the origin's DATA/edge-key); env UPDRAFT_EDGE_KEY")
 	keyFile := fs.String("edge-key-file", "", "read the edge key from this file")
+	prevKeyFile := fs.String("previous-edge-key-file", "", "also accept this key from child edges (the old edge key, during a rotation's overlap)")
+	fs.DurationVar(&ec.MaxSnapshotAge, "max-snapshot-age", 0, "refuse snapshots, and answer update checks 503 snapshot_stale, once the snapshot is older than this by the origin's signed time or heartbeat (0: off)")
 	fs.StringVar(&ec.StatsURL, "stats-url", config.Env("UPDRAFT_STATS_URL", ""), "where device events go (POST /v1/events): the origin or a parent edge (default: --upstream)")
-	pubText := fs.String("origin-pubkey", os.Getenv("UPDRAFT_ORIGIN_PUBKEY"), "origin's snapshot public key (updraft keys show); env UPDRAFT_ORIGIN_PUBKEY")
+	pubText := fs.String("origin-pubkey", os.Getenv("UPDRAFT_ORIGIN_PUBKEY"), "origin's snapshot public key (updraft keys show), or a comma-separated list of trusted keys during a signing key rotation; env UPDRAFT_ORIGIN_PUBKEY")
 	acmeDomains := edgeFlags(fs, &ec, proxy.TLSOff, "0.0.0.0:443")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if _, err := parseFlags(fs, args); err != nil {
@@ -46,12 +48,19 @@ func cmdEdge(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 		ec.EdgeKey = strings.TrimSpace(string(b))
 	}
+	if *prevKeyFile != "" {
+		b, err := os.ReadFile(*prevKeyFile)
+		if err != nil {
+			return fmt.Errorf("--previous-edge-key-file: %w", err)
+		}
+		ec.PreviousEdgeKey = strings.TrimSpace(string(b))
+	}
 	if ec.Upstream == "" || ec.EdgeKey == "" || *pubText == "" {
 		return errors.New("edge: --upstream, --edge-key (or --edge-key-file) and --origin-pubkey are required; `updraft keys show` on the origin prints them")
 	}
-	pub, err := base64.StdEncoding.DecodeString(strings.TrimSpace(*pubText))
-	if err != nil || len(pub) != ed25519.PublicKeySize {
-		return fmt.Errorf("edge: --origin-pubkey %q: want the base64 Ed25519 key printed by `updraft keys show`", *pubText)
+	pubs, err := parsePublicKeys(*pubText)
+	if err != nil {
+		return err
 	}
 	if err := ec.Validate(); err != nil {
 		return err
@@ -73,7 +82,7 @@ func cmdEdge(ctx context.Context, args []string, stderr io.Writer) error {
 	// Legacy plugins' setChannel is stored at the origin, through the same
 	// upstream as snapshots (a parent edge relays it).
 	edge.SetDeviceChannels(proxy.NewHTTPDeviceChannels(ec.Upstream, ec.EdgeKey))
-	rep := proxy.NewReplica(edge, ec.Upstream, ec.EdgeKey, ed25519.PublicKey(pub))
+	rep := proxy.NewReplica(edge, ec.Upstream, ec.EdgeKey, pubs...)
 	if err := rep.LoadPersisted(); err != nil {
 		log.Error("edge: ignoring persisted snapshot", "err", err)
 	}
@@ -98,6 +107,27 @@ func cmdEdge(ctx context.Context, args []string, stderr io.Writer) error {
 	return el.stop(sctx)
 }
 
+// parsePublicKeys reads --origin-pubkey: one base64 Ed25519 key, or several
+// separated by commas (trusted during a signing key rotation).
+func parsePublicKeys(text string) ([]ed25519.PublicKey, error) {
+	var keys []ed25519.PublicKey
+	for _, k := range strings.Split(text, ",") {
+		k = strings.TrimSpace(k)
+		if k == "" {
+			continue
+		}
+		pub, err := base64.StdEncoding.DecodeString(k)
+		if err != nil || len(pub) != ed25519.PublicKeySize {
+			return nil, fmt.Errorf("edge: --origin-pubkey %q: want the base64 Ed25519 key printed by `updraft keys show` (several separated by commas)", k)
+		}
+		keys = append(keys, ed25519.PublicKey(pub))
+	}
+	if len(keys) == 0 {
+		return nil, errors.New("edge: --origin-pubkey: no key given")
+	}
+	return keys, nil
+}
+
 func cmdKeys(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("keys", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -113,7 +143,7 @@ func cmdKeys(args []string, stdout, stderr io.Writer) error {
 		return createBundleKey(*keyDir, *force, stdout)
 	}
 	if len(pos) != 1 || pos[0] != "show" {
-		return errors.New("keys: want `updraft keys show [--data DIR]` or `updraft keys create-bundle-key [--dir DIR] [--force]`")
+		return errors.New("keys: want `updraft keys show [--data DIR]`, `updraft keys rotate --api|--edge|--signing` or `updraft keys create-bundle-key [--dir DIR] [--force]`")
 	}
 	if _, err := os.Stat(config.SigningKeyFile(*data)); err != nil {
 		return fmt.Errorf("keys: no origin key in %s (start the origin once first): %w", *data, err)
@@ -128,6 +158,14 @@ func cmdKeys(args []string, stdout, stderr io.Writer) error {
 		return nil
 	}
 	fmt.Fprintf(stdout, "origin public key (edges: --origin-pubkey): %s\n", pub)
+	for _, f := range []struct{ what, path string }{{"prepared next key (keys rotate --signing):", origin.NextSigningKeyFile(*data)},
+		{"previous key (before the last rotation): ", origin.PreviousSigningKeyFile(*data)}} {
+		if _, err := os.Stat(f.path); err == nil {
+			if k, err := origin.LoadSigningKeyFile(f.path); err == nil {
+				fmt.Fprintf(stdout, "%s  %s\n", f.what, origin.EncodePublicKey(k.Public().(ed25519.PublicKey)))
+			}
+		}
+	}
 	fmt.Fprintf(stdout, "edge key file (edges: --edge-key-file):     %s\n", config.EdgeKeyFile(*data))
 	fmt.Fprintf(stdout, "operator API key file:                      %s\n", config.APIKeyFile(*data))
 	fmt.Fprintf(stdout, "\nstart an edge:\n  updraft edge --upstream http://ORIGIN:8090 --origin-pubkey %s --edge-key-file %s --data edge-data --listen 0.0.0.0:8080\n",

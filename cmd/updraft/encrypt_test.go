@@ -14,7 +14,10 @@ import (
 	"strings"
 	"testing"
 
+	brrr "github.com/molecule-man/go-brrr"
+
 	"github.com/updraft-cdn/updraft/bundlecrypt"
+	"github.com/updraft-cdn/updraft/internal/capgodevice"
 )
 
 // nodeDevice is the device side of Capgo's encryption written with Node's
@@ -72,7 +75,6 @@ func getOK(t *testing.T, url string) []byte {
 // acting as the device with the publicKey the command printed, opens the
 // live answer: session key, checksum, zip, every manifest file.
 func TestEncryptedBundleEndToEnd(t *testing.T) {
-	node := nodeOrSkip(t)
 	data := t.TempDir()
 	r := startTestServe(t, data)
 	keys := t.TempDir()
@@ -143,6 +145,51 @@ func TestEncryptedBundleEndToEnd(t *testing.T) {
 	for i, m := range ans.Manifest {
 		os.WriteFile(filepath.Join(dir, fmt.Sprintf("file-%d", i)), getOK(t, m.URL), 0o644)
 	}
+	// The plugin's decrypt path re-implemented in Go (internal/capgodevice,
+	// from RSA.swift and CryptoCipher): the live answer and the edge's
+	// downloads open to the original zip and files.
+	devKey, err := capgodevice.PublicKey(string(pubPEM))
+	if err != nil {
+		t.Fatal(err)
+	}
+	zipPlain, err := capgodevice.DecryptFile(devKey, ans.SessionKey, zipCT)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantSum, err := capgodevice.DecryptChecksum(devKey, ans.Checksum)
+	if err != nil || hexSHA(zipPlain) != wantSum || !bytes.Equal(zipPlain, plain) {
+		t.Fatalf("go device: zip does not verify (%v)", err)
+	}
+	for i, m := range ans.Manifest {
+		data, _ := os.ReadFile(filepath.Join(dir, fmt.Sprintf("file-%d", i)))
+		if data, err = capgodevice.DecryptFile(devKey, ans.SessionKey, data); err != nil {
+			t.Fatalf("go device: %s: %v", m.Name, err)
+		}
+		if strings.HasSuffix(m.Name, ".br") {
+			if data, err = brrr.Decompress(data); err != nil {
+				t.Fatalf("go device: %s: %v", m.Name, err)
+			}
+		}
+		if h, err := capgodevice.DecryptChecksum(devKey, m.Hash); err != nil || h != hexSHA(data) {
+			t.Fatalf("go device: %s does not verify", m.Name)
+		}
+	}
+
+	// A device holding another key (plugin > 8.40.7) is told so instead of
+	// downloading a bundle it cannot open (Capgo update.ts key_id_mismatch).
+	other := "MIIBCgKCAQEAotherkey"
+	resp, err = http.Post("http://"+r.EdgeAddr+"/updates", "application/json", strings.NewReader(strings.Replace(body, keyID, other, 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	want2 := `{"error":"key_id_mismatch","message":"Device encryption key does not match bundle encryption key. The device may have a different public key than the one used to encrypt this bundle.","deviceKeyId":"` + other + `","bundleKeyId":"` + keyID + `","kind":"blocked"}`
+	if resp.StatusCode != 200 || string(raw) != want2 {
+		t.Fatalf("key mismatch: HTTP %d %s", resp.StatusCode, raw)
+	}
+
+	node := nodeOrSkip(t)
 	script := filepath.Join(dir, "device.js")
 	os.WriteFile(script, []byte(nodeDevice), 0o644)
 	out, err := exec.Command(node, script, dir).CombinedOutput()
@@ -165,17 +212,4 @@ func TestEncryptedBundleEndToEnd(t *testing.T) {
 		t.Fatalf("node manifest check: %+v", res)
 	}
 
-	// A device holding another key (plugin > 8.40.7) is told so instead of
-	// downloading a bundle it cannot open (Capgo update.ts key_id_mismatch).
-	other := "MIIBCgKCAQEAotherkey"
-	resp, err = http.Post("http://"+r.EdgeAddr+"/updates", "application/json", strings.NewReader(strings.Replace(body, keyID, other, 1)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, _ = io.ReadAll(resp.Body)
-	resp.Body.Close()
-	want2 := `{"error":"key_id_mismatch","message":"Device encryption key does not match bundle encryption key. The device may have a different public key than the one used to encrypt this bundle.","deviceKeyId":"` + other + `","bundleKeyId":"` + keyID + `","kind":"blocked"}`
-	if resp.StatusCode != 200 || string(raw) != want2 {
-		t.Fatalf("key mismatch: HTTP %d %s", resp.StatusCode, raw)
-	}
 }

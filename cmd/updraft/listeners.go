@@ -38,7 +38,9 @@ func startEdgeListeners(ec config.Edge, edge *proxy.Edge, log *slog.Logger) (*ed
 	}
 	plain := proxy.NewHTTP1(edge)
 	l.Plain = ln.Addr().String()
+	warnHostURLs(ec, ln.Addr(), log)
 	ln = proxy.LimitSendBuffer(ln, int(ec.TCPSendBuffer))
+	ln = proxy.ProxyProtocolListener(ln, ec) // --proxy-protocol
 	go func() { l.done <- plain.Serve(ln) }()
 	l.stops = append(l.stops, plain.Shutdown)
 	if ec.TLS == "" || ec.TLS == proxy.TLSOff {
@@ -74,7 +76,7 @@ func startEdgeListeners(ec config.Edge, edge *proxy.Edge, log *slog.Logger) (*ed
 	h3 := proxy.NewHTTP3(edge, certs)
 	l.TLS, l.QUIC = tln.Addr().String(), udp.LocalAddr().String()
 	go func() {
-		l.done <- secure.Serve(tls.NewListener(proxy.LimitSendBuffer(tln, int(ec.TCPSendBuffer)), certs.Config("http/1.1")))
+		l.done <- secure.Serve(tls.NewListener(proxy.ProxyProtocolListener(proxy.LimitSendBuffer(tln, int(ec.TCPSendBuffer)), ec), certs.Config("http/1.1")))
 	}()
 	go func() { l.done <- h3.Serve(udp) }()
 	l.stops = append(l.stops, secure.Shutdown, h3.Shutdown)
@@ -115,6 +117,14 @@ func edgeFlags(fs *flag.FlagSet, ec *config.Edge, mode, listen string) *string {
 	fs.IntVar(&ec.UpdatesPerDeviceMinute, "updates-per-device-minute", 0, "at most this many update checks per device per minute (429 + Retry-After beyond; 0: no limit)")
 	fs.Float64Var(&ec.LegacyChannelWrites, "legacy-channel-writes", ec.LegacyChannelWrites, "at most this many setChannel/unsetChannel calls per second from plugins before 7.34 stored at the origin, edge-wide (429 + Retry-After beyond)")
 	fs.Var(&ec.StatsSpool, "stats-spool", "disk budget for device events not yet delivered to the origin (beyond it POST /stats answers 429)")
+	fs.Func("trusted-proxies", "load balancers or proxies in front of the edge (CIDR or address, comma-separated): their X-Forwarded-For gives the client address (the rightmost address not in the list)", func(v string) error {
+		p, err := config.ParsePrefixes(v)
+		ec.TrustedProxies = p
+		return err
+	})
+	fs.BoolVar(&ec.ProxyProtocol, "proxy-protocol", false, "TCP listeners read a PROXY protocol v1/v2 header from the load balancer (with --trusted-proxies: only from those peers; without: every connection must start with one)")
+	fs.Float64Var(&ec.UpdatesPerPrefixSecond, "updates-per-prefix-second", ec.UpdatesPerPrefixSecond, "at most this many update checks per second from one client network (/24 IPv4, /48 IPv6; public addresses only; bursts of 10 s worth; 429 + Retry-After beyond; 0: no limit)")
+	fs.Float64Var(&ec.StatsPerPrefixSecond, "stats-per-prefix-second", ec.StatsPerPrefixSecond, "at most this many device events per second from one client network (/24, /48; public addresses only; bursts of 10 s worth; 429 + Retry-After beyond; 0: no limit)")
 	fs.Var(&ec.TCPSendBuffer, "tcp-send-buffer", "kernel send buffer per TCP connection, e.g. 128KiB (0: autotuned). Evens out many concurrent large downloads on short paths; caps each connection's rate on long ones")
 	ec.TLS, ec.TLSListen = mode, listen
 	fs.StringVar(&ec.TLS, "tls", ec.TLS, "HTTPS + HTTP/3 on --tls-listen: off, self-signed (development), files or acme")
@@ -126,4 +136,19 @@ func edgeFlags(fs *flag.FlagSet, ec *config.Edge, mode, listen string) *string {
 	fs.StringVar(&ec.ACMECARoot, "acme-ca-root", "", "--tls acme: PEM roots to trust for a private ACME CA")
 	fs.BoolVar(&ec.ACMEOnDemand, "acme-on-demand", false, "--tls acme: issue at first handshake (only for --acme-domain names)")
 	return fs.String("acme-domain", "", "--tls acme: names to get certificates for (comma-separated)")
+}
+
+// warnHostURLs warns when download URLs will be built from each request's
+// Host header (no --public-url) on an address other hosts can reach: a
+// client (or a cache in front of the edge) then chooses the host name that
+// devices are told to download from.
+func warnHostURLs(ec config.Edge, addr net.Addr, log *slog.Logger) {
+	if ec.PublicURL != "" {
+		return
+	}
+	if tcp, ok := addr.(*net.TCPAddr); ok && tcp.IP.IsLoopback() {
+		return
+	}
+	log.Warn("edge: --public-url is not set: download URLs in update answers are built from each request's Host header, "+
+		"which any client can set; set --public-url to the edge's public base URL", "listen", addr.String())
 }

@@ -24,6 +24,9 @@ Roles:
   updraft edge    --upstream URL --origin-pubkey KEY --edge-key-file FILE [--data DIR] [--listen ADDR]
                                                                              edge following an origin or parent edge
   updraft keys show [--data DIR]                                             origin public key and edge key file
+  updraft keys create-bundle-key [--dir DIR] [--force]                      RSA-2048 pair for end-to-end encrypted bundles (Capgo's .capgo_key_v2)
+  updraft keys rotate --api|--edge [--overlap 24h]                           new operator or edge key; the old one stays valid for the overlap
+  updraft keys rotate --signing [--prepare]                                  new snapshot signing key (prepare, add to edges, rotate)
 
 Operator commands (talk to --origin, default http://127.0.0.1:8090, key from --api-key,
 UPDRAFT_API_KEY or ./updraft-data/api-key):
@@ -31,9 +34,10 @@ UPDRAFT_API_KEY or ./updraft-data/api-key):
   updraft app list
   updraft app set ID --keep N                  keep the N newest bundles (0: all); older ones not in use are deleted
   updraft app set ID [--expose-metadata] [--allow-device-custom-id=false]   device-protocol options (Capgo's)
-  updraft bundle upload PATH --app ID --version V [--channel NAME]   PATH: a zip or a folder
+  updraft bundle upload PATH --app ID --version V [--channel NAME] [--encrypt-key .capgo_key_v2]   PATH: a zip or a folder
   updraft bundle list --app ID
   updraft bundle delete V --app ID             refused while a channel, rollout or A/B arm points at it
+  updraft bundle rebuild V --app ID [--force]  queue the bundle's build again (--force: clear manifest, canonical, deltas first)
   updraft gc [--grace 1h]                      delete blobs no bundle or shard references (older than the grace)
   updraft channel set NAME --app ID [--bundle V|builtin] [--default] [option flags]   builtin: back to the store build
   updraft channel list --app ID
@@ -41,6 +45,7 @@ UPDRAFT_API_KEY or ./updraft-data/api-key):
   updraft channel ab NAME --app ID --arm NAME=VERSION:PERCENT ... (or --clear)
   updraft channel guard NAME --app ID [--threshold 10] [--min-attempts 50] [--min-failures 5] [--window 10m]
                         [--action pause|rollback|notify] [--cooldown 5m]   (no flags: show; --remove)
+                        [--min-prefixes 5] [--max-devices-per-prefix 25] [--count-new-devices]
   updraft stats --app ID [--channel NAME] [--segment S] [--platform P] [--since 24h]
                         adoption, downloads, installs, failures per bundle and segment
   updraft segment add NAME --app ID --channel C [--platform P] [--version-build RANGE] [--custom-id-prefix X] ...
@@ -95,6 +100,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "edge":
 		return cmdEdge(ctx, rest, stderr)
 	case "keys":
+		if len(rest) > 0 && rest[0] == "rotate" { // keys.go
+			return cmdKeysRotate(ctx, rest[1:], stdout, stderr)
+		}
 		return cmdKeys(rest, stdout, stderr)
 	case "app":
 		s, r := sub()

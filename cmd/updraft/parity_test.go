@@ -181,4 +181,31 @@ func TestLegacySetChannelThroughEdges(t *testing.T) {
 	if a := answer(t, &running{EdgeAddr: child}, device(dev, "1.0.0", "")); a.Version != "1.0.1" {
 		t.Fatalf("after unsetChannel: %+v, want production's 1.0.1", a)
 	}
+
+	// The origin's refusal travels back through both edges: an operator's
+	// pin (here on a self-assignable channel, so the edges' own checks let
+	// the request through) is not the device's to move or remove.
+	cli(t, r, data, "channel", "set", "gamma", "--app", "com.example.app", "--bundle", "1.0.2", "--allow-device-self-set")
+	const pinned = "11111111-2222-4333-8444-555555555555"
+	cli(t, r, data, "device", "override", pinned, "--app", "com.example.app", "--channel", "beta")
+	// Wait until the child edge follows both changes.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		_, list := get(t, "http://"+child+"/channel_self?app_id=com.example.app&platform=android&is_emulator=false&is_prod=true")
+		if a := answer(t, &running{EdgeAddr: child}, device(pinned, "1.0.0", "")); a.Version == "1.0.2" && strings.Contains(string(list), `"gamma"`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the child edge did not get the new channel and pin")
+		}
+	}
+	const cannot = `{"error":"cannot_override","message":"Cannot change device override current channel don't allow it"}`
+	if code, b := post(t, "http://"+child+"/channel_self", "POST", device(pinned, "1.0.0", `,"channel":"gamma"`)); code != 200 || b != cannot {
+		t.Fatalf("legacy setChannel off an operator pin: %d %s", code, b)
+	}
+	if code, b := post(t, "http://"+child+"/channel_self?app_id=com.example.app&device_id="+pinned+"&platform=android&plugin_version=7.1.0&version_name=1.0.2&version_build=1.0.0", "DELETE", ""); code != 200 || b != cannot {
+		t.Fatalf("legacy unsetChannel of an operator pin: %d %s", code, b)
+	}
+	if out := cli(t, r, data, "device", "list", "--app", "com.example.app"); !strings.Contains(out, pinned+"  beta     operator") {
+		t.Fatalf("operator pin changed:\n%s", out)
+	}
 }

@@ -77,6 +77,7 @@ func startServe(ctx context.Context, o serveOptions) (*running, error) {
 		return nil, err
 	}
 	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(o.log.Handler(), slog.LevelWarn)}
+	hs.RegisterOnShutdown(srv.StopLongPolls) // child edges' snapshot long-polls end at once
 	r := &running{OriginAddr: oln.Addr().String(), EdgeAddr: el.Plain, Listeners: el, Origin: srv, Edge: edge, done: make(chan error, 1)}
 	go func() { r.done <- ignoreClosed(hs.Serve(oln)) }()
 	r.stop = func(ctx context.Context) error {
@@ -108,8 +109,10 @@ func (l localDeviceChannels) SetDeviceChannel(ctx context.Context, appID, device
 	rev, err := l.srv.SetDeviceChannel(ctx, appID, deviceID, channel)
 	if code, msg := origin.APIErrorCode(err); code != "" {
 		switch code {
-		case store.CodeCannotOverride, store.CodeSelfSetNotAllowed, store.CodeUnknownChannel, "app_not_found":
+		case store.CodeCannotOverride, store.CodeSelfSetNotAllowed, store.CodeUnknownChannel, store.CodeOverrideNotAllowed, "app_not_found":
 			return 0, &proxy.DeviceChannelRefusal{Code: code, Message: msg}
+		case "too_many_requests":
+			return 0, proxy.ErrDeviceChannelsBusy
 		}
 	}
 	return rev, err
@@ -132,7 +135,8 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&ec.Listen, "edge-listen", config.Env("UPDRAFT_EDGE_LISTEN", ec.Listen), "device API address (use 0.0.0.0:8080 for devices on your network)")
 	acmeDomains := edgeFlags(fs, &ec, proxy.TLSSelfSigned, config.DefaultTLSListen)
 	fs.Var(&oc.MaxBundleSize, "max-bundle-size", "largest accepted bundle upload")
-	gcFlags(fs, &oc) // lifecycle.go
+	gcFlags(fs, &oc)          // lifecycle.go
+	uploadLimitFlags(fs, &oc) // rebuild.go
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
@@ -177,7 +181,8 @@ func cmdOrigin(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&oc.DataDir, "data", oc.DataDir, "data folder; env UPDRAFT_DATA")
 	fs.StringVar(&oc.Listen, "listen", config.Env("UPDRAFT_ORIGIN_LISTEN", oc.Listen), "operator API and edge replication address")
 	fs.Var(&oc.MaxBundleSize, "max-bundle-size", "largest accepted bundle upload")
-	gcFlags(fs, &oc) // lifecycle.go
+	gcFlags(fs, &oc)          // lifecycle.go
+	uploadLimitFlags(fs, &oc) // rebuild.go
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
@@ -196,6 +201,7 @@ func cmdOrigin(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("origin listen %s: %w", oc.Listen, err)
 	}
 	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	hs.RegisterOnShutdown(srv.StopLongPolls) // edges' snapshot long-polls end at once
 	log.Info("updraft origin: ready", "listen", ln.Addr().String(), "data", oc.DataDir, "max_bundle_size", oc.MaxBundleSize.String())
 	errc := make(chan error, 1)
 	go func() { errc <- ignoreClosed(hs.Serve(ln)) }()

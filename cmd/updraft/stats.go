@@ -133,6 +133,9 @@ func cmdGuard(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.Float64Var(&g.Confidence, "confidence", 0, "confidence of the Wilson lower bound compared to the threshold (default 0.95)")
 	fs.StringVar(&g.Action, "action", "", "what to do: pause (default), rollback or notify")
 	cooldown := fs.Duration("cooldown", 0, "wait at least this long between two actions (default 5m)")
+	fs.IntVar(&g.MinPrefixes, "min-prefixes", 0, "failures must come from at least this many client networks, /24 or /48 (default 5; 1: any)")
+	fs.IntVar(&g.MaxDevicesPerPrefix, "max-devices-per-prefix", 0, "one client network counts for at most this many devices, its failure rate kept (default 25)")
+	fs.BoolVar(&g.CountNewDevices, "count-new-devices", false, "also count devices the origin first saw after the rollout began (default: only devices established before it)")
 	show := fs.Bool("show", false, "show the guard, its latest evaluation and actions (the default without other flags)")
 	remove := fs.Bool("remove", false, "remove the guard")
 	name, err := channelArgs(fs, args, app)
@@ -146,7 +149,8 @@ func cmdGuard(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	set := false
 	fs.Visit(func(f *flag.Flag) {
 		switch f.Name {
-		case "window", "min-attempts", "min-failures", "threshold", "confidence", "action", "cooldown":
+		case "window", "min-attempts", "min-failures", "threshold", "confidence", "action", "cooldown",
+			"min-prefixes", "max-devices-per-prefix", "count-new-devices":
 			set = true
 		}
 	})
@@ -179,6 +183,12 @@ func cmdGuard(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 				cur.Confidence = g.Confidence
 			case "action":
 				cur.Action = g.Action
+			case "min-prefixes":
+				cur.MinPrefixes = g.MinPrefixes
+			case "max-devices-per-prefix":
+				cur.MaxDevicesPerPrefix = g.MaxDevicesPerPrefix
+			case "count-new-devices":
+				cur.CountNewDevices = g.CountNewDevices
 			case "threshold":
 				p, perr := strconv.ParseFloat(strings.TrimSuffix(*threshold, "%"), 64)
 				if perr != nil || p <= 0 || p > 100 {
@@ -205,10 +215,16 @@ func cmdGuard(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fmt.Fprintf(stdout, "rollout guard of %s/%s: %s when the failure rate's %.0f%% lower bound reaches %s over %s (at least %d devices, %d failed); cooldown %s\n",
 		info.AppID, info.Channel, gd.Action, 100*gd.Confidence, pct(float64(gd.ThresholdBPS)/10000),
 		time.Duration(gd.WindowSeconds)*time.Second, gd.MinAttempts, gd.MinFailures, time.Duration(gd.CooldownSeconds)*time.Second)
+	devices := "devices established before the rollout"
+	if gd.CountNewDevices {
+		devices = "all devices"
+	}
+	fmt.Fprintf(stdout, "counts %s; failures from at least %d client networks; at most %d devices per network\n", devices, gd.MinPrefixes, gd.MaxDevicesPerPrefix)
 	if st := info.Status; st != nil {
 		fmt.Fprintf(stdout, "status: %s", st.State)
 		if st.Bundle != "" {
-			fmt.Fprintf(stdout, " (bundle %s: %d devices, %d failed, rate %s, lower bound %s)", st.Bundle, st.Attempts, st.Failures, pct(st.FailureRate), pct(st.LowerBound))
+			fmt.Fprintf(stdout, " (bundle %s: %d devices, %d failed, rate %s, lower bound %s; failures from %d networks; not counted: %d new devices, %d over their network's cap)",
+				st.Bundle, st.Attempts, st.Failures, pct(st.FailureRate), pct(st.LowerBound), st.FailurePrefixes, st.NewDevices, st.CappedDevices)
 		}
 		fmt.Fprintln(stdout)
 	}

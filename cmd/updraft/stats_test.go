@@ -289,7 +289,11 @@ func TestRolloutGuardEndToEnd(t *testing.T) {
 	cli(t, r, data, "bundle", "upload", writeZip(t, smallZip(t, "two")), "--app", app, "--version", "1.0.1")
 	for _, ch := range []string{"production", "healthy"} {
 		cli(t, r, data, "channel", "rollout", ch, "--app", app, "--bundle", "1.0.1", "--percent", "100")
-		cli(t, r, data, "channel", "guard", ch, "--app", app, "--threshold", "10", "--min-attempts", "50", "--min-failures", "5")
+		// The devices below are made up after the rollout, from one client:
+		// the guard's defaults would ignore them (guard_attack_test.go);
+		// these settings count them, as before those defaults.
+		cli(t, r, data, "channel", "guard", ch, "--app", app, "--threshold", "10", "--min-attempts", "50", "--min-failures", "5",
+			"--count-new-devices", "--min-prefixes", "1", "--max-devices-per-prefix", "1000")
 	}
 	client := &http.Client{Timeout: 10 * time.Second}
 	acc := &tally{n: map[[2]string]int64{}}

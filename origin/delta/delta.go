@@ -16,22 +16,18 @@ package delta
 
 import (
 	"archive/tar"
-	"archive/zip"
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
-	"sort"
 	"strings"
 	"time"
 )
 
-// Limits on what is read from bundles and produced by deltas.
-const (
-	MaxCanonical = 1 << 30 // bytes of a canonical archive
-	maxFiles     = 20000
-)
+// MaxCanonical bounds a canonical archive (and so what a delta may decode to).
+const MaxCanonical = 1 << 30
 
 // ErrUnsafePath refuses bundle entries that could escape the install folder.
 var ErrUnsafePath = errors.New("delta: unsafe path")
@@ -56,75 +52,134 @@ type File struct {
 	Data []byte
 }
 
-// ReadZip returns the regular files of a zip bundle, sorted by path, with
-// their paths validated (no traversal, no absolute paths, no duplicates).
-// macOS resource forks (__MACOSX/) are dropped.
+// ReadZip returns the regular files of a zip bundle, sorted by path, read
+// with OpenZip's rules under DefaultLimits. macOS resource forks
+// (__MACOSX/) are dropped.
 func ReadZip(r io.ReaderAt, size int64) ([]File, error) {
-	zr, err := zip.NewReader(r, size)
+	z, err := OpenZip(r, size, DefaultLimits)
 	if err != nil {
-		return nil, fmt.Errorf("delta: read zip: %w", err)
+		return nil, err
 	}
-	if len(zr.File) > maxFiles {
-		return nil, fmt.Errorf("delta: %d files, limit %d", len(zr.File), maxFiles)
-	}
-	var files []File
-	seen := map[string]bool{}
-	var total int64
-	for _, f := range zr.File {
-		if f.FileInfo().IsDir() || strings.HasPrefix(f.Name, "__MACOSX/") {
-			continue
-		}
-		if !ValidPath(f.Name) {
-			return nil, fmt.Errorf("%w: %q", ErrUnsafePath, f.Name)
-		}
-		if seen[f.Name] {
-			return nil, fmt.Errorf("delta: duplicate path %q", f.Name)
-		}
-		seen[f.Name] = true
-		total += int64(f.UncompressedSize64)
-		if total > MaxCanonical {
-			return nil, fmt.Errorf("delta: bundle unpacks to more than %d bytes", MaxCanonical)
-		}
-		rc, err := f.Open()
+	files := make([]File, 0, len(z.Files))
+	for _, e := range z.Files {
+		data, err := z.ReadAll(e)
 		if err != nil {
-			return nil, fmt.Errorf("delta: %s: %w", f.Name, err)
+			return nil, err
 		}
-		data, err := io.ReadAll(io.LimitReader(rc, MaxCanonical+1))
-		rc.Close()
-		if err != nil {
-			return nil, fmt.Errorf("delta: %s: %w", f.Name, err)
-		}
-		files = append(files, File{Path: f.Name, Data: data})
+		files = append(files, File{Path: e.Path, Data: data})
 	}
-	sort.Slice(files, func(i, j int) bool { return files[i].Path < files[j].Path })
 	return files, nil
 }
 
 // Canonical writes files (sorted by path) as the canonical tar.
 func Canonical(files []File) ([]byte, error) {
 	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
+	cw := NewCanonicalWriter(&buf)
 	for _, f := range files {
-		hdr := &tar.Header{Typeflag: tar.TypeReg, Name: f.Path, Mode: 0o644, Size: int64(len(f.Data)),
-			ModTime: time.Unix(0, 0), Format: tar.FormatPAX}
-		if err := tw.WriteHeader(hdr); err != nil {
-			return nil, fmt.Errorf("delta: canonical %s: %w", f.Path, err)
+		if err := cw.Add(f.Path, int64(len(f.Data)), bytes.NewReader(f.Data)); err != nil {
+			return nil, err
 		}
-		tw.Write(f.Data)
 	}
-	if err := tw.Close(); err != nil {
+	if err := cw.Close(); err != nil {
 		return nil, err
 	}
 	return buf.Bytes(), nil
 }
 
+// CanonicalWriter writes a canonical archive file by file, so that a
+// bundle of any size is written with bounded memory. Files must be added
+// in path order.
+type CanonicalWriter struct {
+	tw   *tar.Writer
+	last string
+	n    int
+}
+
+// NewCanonicalWriter starts a canonical archive on w.
+func NewCanonicalWriter(w io.Writer) *CanonicalWriter { return &CanonicalWriter{tw: tar.NewWriter(w)} }
+
+// Add appends a file of size bytes read from r.
+func (c *CanonicalWriter) Add(path string, size int64, r io.Reader) error {
+	w, err := c.Begin(path, size)
+	if err != nil {
+		return err
+	}
+	if n, err := io.Copy(w, r); err != nil {
+		return err
+	} else if n != size {
+		return fmt.Errorf("delta: canonical %s: %d bytes, want %d", path, n, size)
+	}
+	return nil
+}
+
+// Begin starts a file of size bytes: write exactly its content to the
+// returned writer before the next Begin or Close (which fail otherwise).
+func (c *CanonicalWriter) Begin(path string, size int64) (io.Writer, error) {
+	if c.n > 0 && path <= c.last {
+		return nil, fmt.Errorf("delta: canonical %s: added after %s (want path order, no duplicates)", path, c.last)
+	}
+	c.last, c.n = path, c.n+1
+	hdr := &tar.Header{Typeflag: tar.TypeReg, Name: path, Mode: 0o644, Size: size,
+		ModTime: time.Unix(0, 0), Format: tar.FormatPAX}
+	if err := c.tw.WriteHeader(hdr); err != nil {
+		return nil, fmt.Errorf("delta: canonical %s: %w", path, err)
+	}
+	return c.tw, nil
+}
+
+// Close ends the archive (it does not close the underlying writer).
+func (c *CanonicalWriter) Close() error { return c.tw.Close() }
+
+// WriteCanonical writes the canonical archive of a zip to w, one file at a
+// time (memory does not grow with the bundle). ctx stops it between reads.
+func (z *Zip) WriteCanonical(ctx context.Context, w io.Writer) error {
+	cw := NewCanonicalWriter(w)
+	for _, e := range z.Files {
+		rc, err := z.Open(e)
+		if err != nil {
+			return err
+		}
+		err = cw.Add(e.Path, e.Size, ContextReader(ctx, rc))
+		rc.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return cw.Close()
+}
+
 // CanonicalZip is ReadZip followed by Canonical.
 func CanonicalZip(zipData []byte) ([]byte, error) {
-	files, err := ReadZip(bytes.NewReader(zipData), int64(len(zipData)))
+	z, err := OpenZip(bytes.NewReader(zipData), int64(len(zipData)), DefaultLimits)
 	if err != nil {
 		return nil, err
 	}
-	return Canonical(files)
+	var buf bytes.Buffer
+	if err := z.WriteCanonical(context.Background(), &buf); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// ContextReader reads r until ctx is done: long builds stop within one
+// read of a cancellation.
+func ContextReader(ctx context.Context, r io.Reader) io.Reader {
+	if ctx.Done() == nil {
+		return r
+	}
+	return ctxReader{ctx, r}
+}
+
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
 }
 
 // Sum is the SHA-256 of b.

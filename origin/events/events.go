@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"net/netip"
 	"strings"
 )
 
@@ -34,6 +35,36 @@ type Event struct {
 	Segment        string // override, self_assigned, segment:NAME or default
 	Arm            string // rollout, base or an A/B arm name; "" without a split
 	Metadata       string // JSON object as sent, "" when absent
+	// ClientPrefix is the network of the client that sent the event as the
+	// edge saw it (PrefixOf: /24 for IPv4, /48 for IPv6); the zero Prefix
+	// when unknown (format 1 segments, written by older edges).
+	ClientPrefix netip.Prefix
+}
+
+// PrefixOf is the client network the rollout guard and the edges' rate
+// limits count by: the /24 of an IPv4 address (IPv4-mapped IPv6 included),
+// the /48 of an IPv6 address; the zero Prefix for an invalid address.
+func PrefixOf(a netip.Addr) netip.Prefix {
+	if !a.IsValid() {
+		return netip.Prefix{}
+	}
+	a = a.Unmap().WithZone("")
+	bits := 48
+	if a.Is4() {
+		bits = 24
+	}
+	p, _ := a.Prefix(bits)
+	return p
+}
+
+// CheckIns is a compact record of the devices of one app that checked for
+// updates (POST /updates) at an edge: the origin learns from it which
+// devices exist before they report anything, so that the rollout guard can
+// tell devices established before a rollout from ids made up after it.
+type CheckIns struct {
+	AppID   string
+	At      int64 // edge time of the batch, Unix ms
+	Devices [][16]byte
 }
 
 // Failure reports whether action is a failure: every "*_fail" action, as
@@ -105,36 +136,109 @@ func WellFormedAction(a string) bool {
 }
 
 // Segment wire format. A segment is a magic header followed by records; a
-// record is one accepted request (1..MaxBatch events of one app):
+// record is one accepted request (1..MaxBatch events of one app) or one
+// batch of check-ins:
 //
 //	u32 payload length | u32 CRC-32C of payload | payload
-//	payload = uvarint event count | events
-//	event   = varint ts | varint received | flags byte | 14 strings (uvarint length + bytes)
 //
-// The CRC lets a reader find the torn tail a crash leaves (records are
-// appended, then fsynced) and lets the origin refuse a damaged body.
+// Format 2 (Magic, "UPDEVT2\n", written since the rollout guard counts
+// client networks):
+//
+//	payload  = kind byte | body
+//	kind 1   = uvarint event count | events
+//	event    = varint ts | varint received | flags byte | 13 strings |
+//	           client prefix (uvarint length 0, 3 or 6 + the prefix's leading bytes) |
+//	           reserved string (empty)
+//	kind 2   = app id string | varint edge time | uvarint device count | count × 16-byte device ids
+//
+// Format 1 (MagicV1, "UPDEVT1\n", older edges; still read):
+//
+//	payload  = uvarint event count | events
+//	event    = varint ts | varint received | flags byte | 14 strings (the 14th reserved, empty)
+//
+// Strings are a uvarint length and the bytes. One segment holds records of
+// one format. The CRC lets a reader find the torn tail a crash leaves
+// (records are appended, then fsynced) and lets the origin refuse a damaged
+// body.
 const (
-	Magic     = "UPDEVT1\n"
+	Magic   = "UPDEVT2\n"
+	MagicV1 = "UPDEVT1\n"
+	// MagicLen is the length of either magic.
+	MagicLen  = 8
 	headerLen = 8
 	// MaxBatch is the most events one request (one record) may carry.
 	MaxBatch = 200
+	// MaxCheckIns is the most devices one check-in record may carry.
+	MaxCheckIns = 8192
 	// MaxRecord bounds one record's payload.
 	MaxRecord = 4 << 20
+
+	kindEvents   = 1
+	kindCheckIns = 2
 )
+
+// Version returns a segment's format (1 or 2), or 0 when seg does not start
+// with a known magic.
+func Version(seg []byte) int {
+	if len(seg) < MagicLen {
+		return 0
+	}
+	switch string(seg[:MagicLen]) {
+	case Magic:
+		return 2
+	case MagicV1:
+		return 1
+	}
+	return 0
+}
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // ErrCorrupt reports bytes that are not a valid segment or record.
 var ErrCorrupt = errors.New("events: corrupt segment")
 
-// AppendRecord appends one record holding evs to dst.
+// AppendRecord appends one record (current format) holding evs to dst.
 func AppendRecord(dst []byte, evs []Event) []byte {
+	start := len(dst)
+	dst = append(dst, make([]byte, headerLen)...)
+	dst = append(dst, kindEvents)
+	dst = binary.AppendUvarint(dst, uint64(len(evs)))
+	for i := range evs {
+		dst = appendEvent(dst, &evs[i], 2)
+	}
+	return frameRecord(dst, start)
+}
+
+// AppendRecordV1 appends one record of format 1 (no client prefix), as an
+// edge before format 2 wrote it: for tests of older edges' segments.
+func AppendRecordV1(dst []byte, evs []Event) []byte {
 	start := len(dst)
 	dst = append(dst, make([]byte, headerLen)...)
 	dst = binary.AppendUvarint(dst, uint64(len(evs)))
 	for i := range evs {
-		dst = appendEvent(dst, &evs[i])
+		dst = appendEvent(dst, &evs[i], 1)
 	}
+	return frameRecord(dst, start)
+}
+
+// AppendCheckIns appends one check-in record (current format) to dst. It
+// holds 1..MaxCheckIns devices (the caller splits larger batches).
+func AppendCheckIns(dst []byte, c *CheckIns) []byte {
+	start := len(dst)
+	dst = append(dst, make([]byte, headerLen)...)
+	dst = append(dst, kindCheckIns)
+	dst = binary.AppendUvarint(dst, uint64(len(c.AppID)))
+	dst = append(dst, c.AppID...)
+	dst = binary.AppendVarint(dst, c.At)
+	dst = binary.AppendUvarint(dst, uint64(len(c.Devices)))
+	for i := range c.Devices {
+		dst = append(dst, c.Devices[i][:]...)
+	}
+	return frameRecord(dst, start)
+}
+
+// frameRecord fills in the header of the record that starts at dst[start].
+func frameRecord(dst []byte, start int) []byte {
 	payload := dst[start+headerLen:]
 	binary.LittleEndian.PutUint32(dst[start:], uint32(len(payload)))
 	binary.LittleEndian.PutUint32(dst[start+4:], crc32.Checksum(payload, castagnoli))
@@ -150,7 +254,7 @@ func AppendRecords(dst []byte, evs []Event, maxPayload int) []byte {
 		size, end := 0, start
 		for end < len(evs) {
 			n := eventSize(&evs[end])
-			if end > start && size+n+binary.MaxVarintLen16 > maxPayload {
+			if end > start && size+n+1+binary.MaxVarintLen16 > maxPayload {
 				break
 			}
 			size += n
@@ -162,17 +266,29 @@ func AppendRecords(dst []byte, evs []Event, maxPayload int) []byte {
 	return dst
 }
 
-// eventSize is len(appendEvent(nil, e)), computed without encoding.
+// prefixBytes is the encoded length of an event's client prefix: 3 bytes
+// of an IPv4 /24, 6 of an IPv6 /48, none when unknown.
+func prefixBytes(p netip.Prefix) int {
+	switch {
+	case !p.IsValid():
+		return 0
+	case p.Addr().Is4():
+		return 3
+	}
+	return 6
+}
+
+// eventSize is len(appendEvent(nil, e, 2)), computed without encoding.
 func eventSize(e *Event) int {
 	n := varintLen(e.Timestamp) + varintLen(e.Received) + 1
 	for _, s := range [...]string{e.AppID, e.DeviceID, e.Action, e.VersionName, e.OldVersionName,
 		e.Platform, e.VersionBuild, e.PluginVersion, e.CustomID, e.Channel, e.Segment, e.Arm, e.Metadata, ""} {
 		n += uvarintLen(uint64(len(s))) + len(s)
 	}
-	return n
+	return n + 1 + prefixBytes(e.ClientPrefix)
 }
 
-func appendEvent(dst []byte, e *Event) []byte {
+func appendEvent(dst []byte, e *Event, version int) []byte {
 	dst = binary.AppendVarint(dst, e.Timestamp)
 	dst = binary.AppendVarint(dst, e.Received)
 	var flags byte
@@ -184,11 +300,23 @@ func appendEvent(dst []byte, e *Event) []byte {
 	}
 	dst = append(dst, flags)
 	for _, s := range [...]string{e.AppID, e.DeviceID, e.Action, e.VersionName, e.OldVersionName,
-		e.Platform, e.VersionBuild, e.PluginVersion, e.CustomID, e.Channel, e.Segment, e.Arm, e.Metadata, ""} {
+		e.Platform, e.VersionBuild, e.PluginVersion, e.CustomID, e.Channel, e.Segment, e.Arm, e.Metadata} {
 		dst = binary.AppendUvarint(dst, uint64(len(s)))
 		dst = append(dst, s...)
 	}
-	return dst
+	if version >= 2 {
+		n := prefixBytes(e.ClientPrefix)
+		dst = append(dst, byte(n))
+		if n > 0 {
+			a := e.ClientPrefix.Addr().As16()
+			if n == 3 {
+				dst = append(dst, a[12:15]...)
+			} else {
+				dst = append(dst, a[:6]...)
+			}
+		}
+	}
+	return append(dst, 0) // the reserved string, empty
 }
 
 // NextRecord reads the record at the start of b. It returns the record's
@@ -209,9 +337,35 @@ func NextRecord(b []byte) (payload, rest []byte, err error) {
 	return payload, b[headerLen+int(n):], nil
 }
 
-// DecodeRecord decodes a record payload, calling fn for each event. The
-// event's strings are copies: fn may keep them.
+// Visitor receives what a segment holds; a nil func skips that kind. The
+// values passed are reused between calls, but their strings and slices
+// are copies: a func may keep them.
+type Visitor struct {
+	Event    func(*Event) error
+	CheckIns func(*CheckIns) error
+}
+
+// DecodeRecord decodes a record payload of the current format, calling fn
+// for each event (a check-in record has none).
 func DecodeRecord(payload []byte, fn func(*Event) error) error {
+	return decodeRecord(2, payload, Visitor{Event: fn})
+}
+
+func decodeRecord(version int, payload []byte, v Visitor) error {
+	if version >= 2 {
+		if len(payload) == 0 {
+			return fmt.Errorf("%w: empty record", ErrCorrupt)
+		}
+		kind := payload[0]
+		payload = payload[1:]
+		switch kind {
+		case kindEvents:
+		case kindCheckIns:
+			return decodeCheckIns(payload, v.CheckIns)
+		default:
+			return fmt.Errorf("%w: unknown record kind %d", ErrCorrupt, kind)
+		}
+	}
 	count, n := binary.Uvarint(payload)
 	if n <= 0 || n != uvarintLen(count) || count == 0 || count > MaxBatch {
 		return fmt.Errorf("%w: bad event count", ErrCorrupt)
@@ -220,17 +374,46 @@ func DecodeRecord(payload []byte, fn func(*Event) error) error {
 	var e Event
 	for i := uint64(0); i < count; i++ {
 		var err error
-		if b, err = decodeEvent(b, &e); err != nil {
+		if b, err = decodeEvent(b, &e, version); err != nil {
 			return err
 		}
-		if err := fn(&e); err != nil {
-			return err
+		if v.Event != nil {
+			if err := v.Event(&e); err != nil {
+				return err
+			}
 		}
 	}
 	if len(b) != 0 {
 		return fmt.Errorf("%w: %d trailing bytes in record", ErrCorrupt, len(b))
 	}
 	return nil
+}
+
+func decodeCheckIns(b []byte, fn func(*CheckIns) error) error {
+	var c CheckIns
+	l, n := binary.Uvarint(b)
+	if n <= 0 || n != uvarintLen(l) || l > uint64(len(b)-n) {
+		return fmt.Errorf("%w: check-ins: bad app id", ErrCorrupt)
+	}
+	c.AppID = string(b[n : n+int(l)])
+	b = b[n+int(l):]
+	if c.At, n = binary.Varint(b); n <= 0 || n != varintLen(c.At) {
+		return fmt.Errorf("%w: check-ins: bad time", ErrCorrupt)
+	}
+	b = b[n:]
+	count, n := binary.Uvarint(b)
+	if n <= 0 || n != uvarintLen(count) || count == 0 || count > MaxCheckIns || uint64(len(b)-n) != 16*count {
+		return fmt.Errorf("%w: check-ins: bad device count", ErrCorrupt)
+	}
+	b = b[n:]
+	if fn == nil {
+		return nil
+	}
+	c.Devices = make([][16]byte, count)
+	for i := range c.Devices {
+		copy(c.Devices[i][:], b[16*i:])
+	}
+	return fn(&c)
 }
 
 // uvarintLen is the length of x's minimal uvarint encoding; decoders
@@ -252,7 +435,7 @@ func varintLen(x int64) int {
 	return uvarintLen(ux)
 }
 
-func decodeEvent(b []byte, e *Event) ([]byte, error) {
+func decodeEvent(b []byte, e *Event, version int) ([]byte, error) {
 	var n int
 	if e.Timestamp, n = binary.Varint(b); n <= 0 || n != varintLen(e.Timestamp) {
 		return nil, ErrCorrupt
@@ -267,46 +450,78 @@ func decodeEvent(b []byte, e *Event) ([]byte, error) {
 	}
 	e.IsEmulator, e.IsProd = b[0]&1 != 0, b[0]&2 != 0
 	b = b[1:]
-	var reserved string
-	for _, p := range [...]*string{&e.AppID, &e.DeviceID, &e.Action, &e.VersionName, &e.OldVersionName,
-		&e.Platform, &e.VersionBuild, &e.PluginVersion, &e.CustomID, &e.Channel, &e.Segment, &e.Arm, &e.Metadata, &reserved} {
+	str := func(p *string) bool {
 		l, n := binary.Uvarint(b)
 		if n <= 0 || n != uvarintLen(l) || l > uint64(len(b)-n) {
-			return nil, ErrCorrupt
+			return false
 		}
 		*p = string(b[n : n+int(l)])
 		b = b[n+int(l):]
+		return true
 	}
-	if reserved != "" {
+	for _, p := range [...]*string{&e.AppID, &e.DeviceID, &e.Action, &e.VersionName, &e.OldVersionName,
+		&e.Platform, &e.VersionBuild, &e.PluginVersion, &e.CustomID, &e.Channel, &e.Segment, &e.Arm, &e.Metadata} {
+		if !str(p) {
+			return nil, ErrCorrupt
+		}
+	}
+	e.ClientPrefix = netip.Prefix{}
+	if version >= 2 {
+		if len(b) == 0 {
+			return nil, ErrCorrupt
+		}
+		switch l := b[0]; {
+		case l == 0:
+		case l == 3 && len(b) >= 4:
+			e.ClientPrefix = netip.PrefixFrom(netip.AddrFrom4([4]byte{b[1], b[2], b[3], 0}), 24)
+		case l == 6 && len(b) >= 7:
+			var a [16]byte
+			copy(a[:], b[1:7])
+			e.ClientPrefix = netip.PrefixFrom(netip.AddrFrom16(a), 48)
+		default:
+			return nil, ErrCorrupt
+		}
+		b = b[1+prefixBytes(e.ClientPrefix):]
+	}
+	// The reserved string: empty, so that every record has one encoding.
+	if len(b) == 0 || b[0] != 0 {
 		return nil, ErrCorrupt
 	}
-	return b, nil
+	return b[1:], nil
 }
 
 // DecodeSegment decodes a whole segment (magic and records), calling fn for
 // each event in order. It refuses the segment, before calling fn at all,
 // when any record is damaged.
 func DecodeSegment(seg []byte, fn func(*Event) error) error {
+	return Decode(seg, Visitor{Event: fn})
+}
+
+// Decode decodes a whole segment of either format, calling v's funcs for
+// its events and check-ins in order. It refuses the segment, before calling
+// them at all, when any record's framing is damaged.
+func Decode(seg []byte, v Visitor) error {
 	recs, err := Records(seg)
 	if err != nil {
 		return err
 	}
+	version := Version(seg)
 	for _, p := range recs {
-		if err := DecodeRecord(p, fn); err != nil {
+		if err := decodeRecord(version, p, v); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// Records checks a segment's magic and every record's framing and CRC, and
-// returns the record payloads.
+// Records checks a segment's magic (either format) and every record's
+// framing and CRC, and returns the record payloads.
 func Records(seg []byte) ([][]byte, error) {
-	if len(seg) < len(Magic) || string(seg[:len(Magic)]) != Magic {
+	if Version(seg) == 0 {
 		return nil, fmt.Errorf("%w: bad magic", ErrCorrupt)
 	}
 	var recs [][]byte
-	for b := seg[len(Magic):]; len(b) > 0; {
+	for b := seg[MagicLen:]; len(b) > 0; {
 		p, rest, err := NextRecord(b)
 		if err != nil {
 			return nil, err
@@ -315,4 +530,19 @@ func Records(seg []byte) ([][]byte, error) {
 		b = rest
 	}
 	return recs, nil
+}
+
+// RecordEvents is the number of events a record payload of a segment of
+// the given format says it holds (0 for check-ins or a malformed count).
+func RecordEvents(version int, payload []byte) int {
+	if version >= 2 {
+		if len(payload) == 0 || payload[0] != kindEvents {
+			return 0
+		}
+		payload = payload[1:]
+	}
+	if c, k := binary.Uvarint(payload); k > 0 && c <= MaxBatch {
+		return int(c)
+	}
+	return 0
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"hash/crc32"
 	"math"
+	"net/netip"
 	"reflect"
 	"strings"
 	"testing"
@@ -251,37 +252,49 @@ func TestEventsNextRecordTornTail(t *testing.T) {
 // events are refused by DecodeRecord (and DecodeSegment).
 func TestEventsDecodeRecordRefusesBadPayloads(t *testing.T) {
 	one := AppendRecord(nil, []Event{{AppID: "a.b", Action: "set"}})[headerLen:]
-	// Layout of one: count(1) | ts(1) | received(1) | flags | 14 strings.
-	const flagsAt = 3
-	if one[0] != 1 || one[1] != 0 || one[2] != 0 || one[flagsAt] != 0 {
-		t.Fatalf("unexpected layout % x", one[:4])
+	// Layout of one: kind(1) | count(1) | ts(1) | received(1) | flags | 13 strings | prefix | reserved.
+	const flagsAt = 4
+	if one[0] != kindEvents || one[1] != 1 || one[2] != 0 || one[3] != 0 || one[flagsAt] != 0 {
+		t.Fatalf("unexpected layout % x", one[:5])
 	}
 	edit := func(f func(p []byte) []byte) []byte { return f(bytes.Clone(one)) }
 	cases := map[string][]byte{
-		"empty payload":    {},
-		"no events":        {0},
-		"201 events":       append(binary.AppendUvarint(nil, MaxBatch+1), one[1:]...),
-		"count overflow":   bytes.Repeat([]byte{0xff}, 11),
-		"count says 2":     edit(func(p []byte) []byte { p[0] = 2; return p }),
-		"trailing byte":    edit(func(p []byte) []byte { return append(p, 0) }),
-		"unknown flag bit": edit(func(p []byte) []byte { p[flagsAt] = 4; return p }),
-		"all flag bits":    edit(func(p []byte) []byte { p[flagsAt] = 0xff; return p }),
-		"string overruns":  edit(func(p []byte) []byte { p[len(p)-1] = 5; return p }),
-		"torn varint":      {1, 0x80},
-		"missing flags":    {1, 0, 0},
-		"missing strings":  {1, 0, 0, 0, 0},
+		"empty payload":       {},
+		"kind only":           {kindEvents},
+		"unknown kind":        edit(func(p []byte) []byte { p[0] = 3; return p }),
+		"kind 0":              edit(func(p []byte) []byte { p[0] = 0; return p }),
+		"format 1 payload":    one[1:],
+		"no events":           {kindEvents, 0},
+		"201 events":          append(append([]byte{kindEvents}, binary.AppendUvarint(nil, MaxBatch+1)...), one[2:]...),
+		"count overflow":      append([]byte{kindEvents}, bytes.Repeat([]byte{0xff}, 11)...),
+		"count says 2":        edit(func(p []byte) []byte { p[1] = 2; return p }),
+		"trailing byte":       edit(func(p []byte) []byte { return append(p, 0) }),
+		"unknown flag bit":    edit(func(p []byte) []byte { p[flagsAt] = 4; return p }),
+		"all flag bits":       edit(func(p []byte) []byte { p[flagsAt] = 0xff; return p }),
+		"string overruns":     edit(func(p []byte) []byte { p[len(p)-3] = 5; return p }),
+		"prefix length 4":     edit(func(p []byte) []byte { p[len(p)-2] = 4; return append(p, 0, 0, 0, 0) }),
+		"prefix overruns":     edit(func(p []byte) []byte { p[len(p)-2] = 6; return p }),
+		"no reserved string":  edit(func(p []byte) []byte { return p[:len(p)-1] }),
+		"torn varint":         {kindEvents, 1, 0x80},
+		"missing flags":       {kindEvents, 1, 0, 0},
+		"missing strings":     {kindEvents, 1, 0, 0, 0, 0},
+		"check-ins none":      append(AppendCheckIns(nil, &CheckIns{AppID: "a.b", Devices: [][16]byte{{}}})[headerLen:headerLen+6], 0),
+		"check-ins short":     AppendCheckIns(nil, &CheckIns{AppID: "a.b", Devices: [][16]byte{{1}}})[headerLen : headerLen+20],
+		"check-ins trailing":  append(AppendCheckIns(nil, &CheckIns{AppID: "a.b", Devices: [][16]byte{{1}}})[headerLen:], 0),
+		"check-ins app overs": {kindCheckIns, 9, 'a'},
 	}
 	for name, p := range cases {
 		calls := 0
-		if err := DecodeRecord(p, func(*Event) error { calls++; return nil }); !errors.Is(err, ErrCorrupt) {
-			t.Errorf("%s: DecodeRecord err = %v, want ErrCorrupt", name, err)
+		v := Visitor{Event: func(*Event) error { calls++; return nil }, CheckIns: func(*CheckIns) error { calls++; return nil }}
+		if err := decodeRecord(2, p, v); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("%s: decodeRecord err = %v, want ErrCorrupt", name, err)
 		}
 		seg := append([]byte(Magic), frame(p)...)
 		if _, err := Records(seg); err != nil {
 			t.Errorf("%s: Records refused a record with a valid frame: %v", name, err)
 		}
-		if err := DecodeSegment(seg, func(*Event) error { return nil }); !errors.Is(err, ErrCorrupt) {
-			t.Errorf("%s: DecodeSegment err = %v, want ErrCorrupt", name, err)
+		if err := Decode(seg, v); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("%s: Decode err = %v, want ErrCorrupt", name, err)
 		}
 	}
 	// Exactly MaxBatch events is fine.
@@ -291,10 +304,17 @@ func TestEventsDecodeRecordRefusesBadPayloads(t *testing.T) {
 		t.Fatalf("MaxBatch events: %d decoded, %v", n, err)
 	}
 	// A bad magic is refused.
-	for _, seg := range [][]byte{nil, []byte("UPDEVT1"), []byte("UPDEVT2\n"), append([]byte("updevt1\n"), frame(one)...)} {
+	for _, seg := range [][]byte{nil, []byte("UPDEVT1"), []byte("UPDEVT3\n"), append([]byte("updevt2\n"), frame(one)...)} {
 		if _, err := Records(seg); !errors.Is(err, ErrCorrupt) {
 			t.Errorf("Records(%q): err %v, want ErrCorrupt", seg, err)
 		}
+	}
+	// A format 2 record in a format 1 segment (and the reverse) is refused.
+	if err := DecodeSegment(append([]byte(MagicV1), frame(one)...), func(*Event) error { return nil }); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("format 2 record in a format 1 segment: err %v, want ErrCorrupt", err)
+	}
+	if err := DecodeSegment(append([]byte(Magic), AppendRecordV1(nil, []Event{{AppID: "a.b", Action: "set"}})...), func(*Event) error { return nil }); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("format 1 record in a format 2 segment: err %v, want ErrCorrupt", err)
 	}
 }
 
@@ -305,8 +325,8 @@ func TestEventsRecordCanonical(t *testing.T) {
 	one := AppendRecord(nil, []Event{{AppID: "a.b", Action: "set"}})[headerLen:]
 	cases := map[string][]byte{
 		// Timestamp 0 written as a two-byte varint (0x80 0x00).
-		"non-minimal varint": append([]byte{1, 0x80, 0x00}, one[2:]...),
-		// The 14th (reserved) string is not empty.
+		"non-minimal varint": append([]byte{kindEvents, 1, 0x80, 0x00}, one[3:]...),
+		// The reserved string is not empty.
 		"reserved string set": append(append(bytes.Clone(one[:len(one)-1]), 1), 'x'),
 	}
 	for name, p := range cases {
@@ -319,6 +339,105 @@ func TestEventsRecordCanonical(t *testing.T) {
 			t.Errorf("%s: DecodeRecord accepted % x, which re-encodes as % x (not canonical; want ErrCorrupt)", name, p, re)
 		}
 	}
+}
+
+// Client prefixes round-trip as the /24 or /48 PrefixOf gives, in 3 or 6
+// bytes; unknown prefixes take one byte.
+func TestEventsClientPrefix(t *testing.T) {
+	cases := []struct{ addr, want string }{
+		{"203.0.113.77", "203.0.113.0/24"},
+		{"::ffff:198.51.100.9", "198.51.100.0/24"},
+		{"2001:db8:1234:5678::1", "2001:db8:1234::/48"},
+		{"fe80::1%eth0", "fe80::/48"},
+	}
+	for _, c := range cases {
+		p := PrefixOf(netip.MustParseAddr(c.addr))
+		if p.String() != c.want {
+			t.Fatalf("PrefixOf(%s) = %s, want %s", c.addr, p, c.want)
+		}
+		ev := sampleEvents()[0]
+		ev.ClientPrefix = p
+		rec := AppendRecord(nil, []Event{ev})
+		plain := AppendRecord(nil, sampleEvents()[:1])
+		if d, want := len(rec)-len(plain), prefixBytes(p); d != want {
+			t.Fatalf("%s: prefix takes %d more bytes, want %d", c.want, d, want)
+		}
+		var got []Event
+		if err := DecodeRecord(rec[headerLen:], func(e *Event) error { got = append(got, *e); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 1 || got[0].ClientPrefix != p || got[0].ClientPrefix.String() != c.want {
+			t.Fatalf("%s: decoded %+v", c.want, got)
+		}
+		checkSegment(t, append([]byte(Magic), rec...))
+	}
+	if p := PrefixOf(netip.Addr{}); p.IsValid() {
+		t.Fatalf("PrefixOf(invalid) = %v", p)
+	}
+}
+
+// Segments of format 1 (older edges: no client prefix) still decode, to
+// the same events with an unknown prefix.
+func TestEventsFormat1StillRead(t *testing.T) {
+	evs := sampleEvents()
+	seg := []byte(MagicV1)
+	seg = AppendRecordV1(seg, evs[:1])
+	seg = AppendRecordV1(seg, evs)
+	if Version(seg) != 1 {
+		t.Fatalf("Version = %d", Version(seg))
+	}
+	got := decodeAll(t, seg)
+	want := append(append([]Event{}, evs[:1]...), evs...)
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("format 1 segment: got %+v", got)
+	}
+	// A format 1 event record is the format 2 one without kind and prefix.
+	v1 := AppendRecordV1(nil, evs[:1])[headerLen:]
+	v2 := AppendRecord(nil, evs[:1])[headerLen:]
+	if len(v2) != len(v1)+2 || v2[0] != kindEvents {
+		t.Fatalf("format 1 record %d bytes, format 2 %d bytes", len(v1), len(v2))
+	}
+	if RecordEvents(1, v1) != 1 || RecordEvents(2, v2) != 1 || RecordEvents(2, v1) != 0 {
+		t.Fatal("RecordEvents")
+	}
+	checkSegment(t, seg)
+}
+
+// Check-in records round-trip and are skipped by DecodeSegment.
+func TestEventsCheckIns(t *testing.T) {
+	devs := make([][16]byte, 300)
+	for i := range devs {
+		devs[i][0], devs[i][15] = byte(i), byte(i>>8)
+	}
+	ci := CheckIns{AppID: "com.example.app", At: 1_700_000_000_000, Devices: devs}
+	seg := []byte(Magic)
+	seg = AppendRecord(seg, sampleEvents()[:1])
+	seg = AppendCheckIns(seg, &ci)
+	seg = AppendRecord(seg, sampleEvents()[2:3])
+	var evs int
+	var cis []CheckIns
+	if err := Decode(seg, Visitor{Event: func(*Event) error { evs++; return nil },
+		CheckIns: func(c *CheckIns) error { cis = append(cis, *c); return nil }}); err != nil {
+		t.Fatal(err)
+	}
+	if evs != 2 || len(cis) != 1 || !reflect.DeepEqual(cis[0], ci) {
+		t.Fatalf("decoded %d events and %+v", evs, cis)
+	}
+	if n := len(decodeAll(t, seg)); n != 2 {
+		t.Fatalf("DecodeSegment: %d events, want 2 (check-ins skipped)", n)
+	}
+	recs, _ := Records(seg)
+	if RecordEvents(2, recs[1]) != 0 {
+		t.Fatal("RecordEvents counts check-ins")
+	}
+	checkSegment(t, seg)
+	// MaxCheckIns fit a record; one more does not decode.
+	big := CheckIns{AppID: "a.b", Devices: make([][16]byte, MaxCheckIns+1)}
+	if err := DecodeSegment(append([]byte(Magic), AppendCheckIns(nil, &big)...), nil); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("%d check-ins: err %v, want ErrCorrupt", MaxCheckIns+1, err)
+	}
+	big.Devices = big.Devices[:MaxCheckIns]
+	checkSegment(t, append([]byte(Magic), AppendCheckIns(nil, &big)...))
 }
 
 func TestEventsFailure(t *testing.T) {
@@ -398,41 +517,61 @@ func TestEventsActions(t *testing.T) {
 func checkSegment(t *testing.T, seg []byte) {
 	recs, rerr := Records(seg)
 	calls := 0
-	derr := DecodeSegment(seg, func(*Event) error { calls++; return nil })
+	count := Visitor{Event: func(*Event) error { calls++; return nil }, CheckIns: func(*CheckIns) error { calls++; return nil }}
+	derr := Decode(seg, count)
 	if rerr != nil {
 		if !errors.Is(rerr, ErrCorrupt) || !errors.Is(derr, ErrCorrupt) {
-			t.Fatalf("Records err %v, DecodeSegment err %v: want ErrCorrupt from both", rerr, derr)
+			t.Fatalf("Records err %v, Decode err %v: want ErrCorrupt from both", rerr, derr)
 		}
 		if calls != 0 {
-			t.Fatalf("DecodeSegment called fn %d times on a segment Records refuses", calls)
+			t.Fatalf("Decode called a func %d times on a segment Records refuses", calls)
 		}
 		return
 	}
 	if derr != nil {
 		if !errors.Is(derr, ErrCorrupt) {
-			t.Fatalf("DecodeSegment err %v, want ErrCorrupt", derr)
+			t.Fatalf("Decode err %v, want ErrCorrupt", derr)
 		}
 		return
 	}
-	re := []byte(Magic)
+	version := Version(seg)
+	re := []byte(seg[:MagicLen])
 	total := 0
 	for i, p := range recs {
 		var evs []Event
-		if err := DecodeRecord(p, func(e *Event) error { evs = append(evs, *e); return nil }); err != nil {
-			t.Fatalf("record %d: DecodeRecord: %v after DecodeSegment accepted the segment", i, err)
+		var cis []CheckIns
+		if err := decodeRecord(version, p, Visitor{Event: func(e *Event) error { evs = append(evs, *e); return nil },
+			CheckIns: func(c *CheckIns) error { cis = append(cis, *c); return nil }}); err != nil {
+			t.Fatalf("record %d: decodeRecord: %v after Decode accepted the segment", i, err)
 		}
-		if len(evs) == 0 || len(evs) > MaxBatch {
-			t.Fatalf("record %d decoded to %d events", i, len(evs))
+		var rec []byte
+		switch {
+		case len(cis) == 1 && len(evs) == 0:
+			if n := len(cis[0].Devices); n == 0 || n > MaxCheckIns {
+				t.Fatalf("record %d decoded to %d check-ins", i, n)
+			}
+			total++
+			rec = AppendCheckIns(nil, &cis[0])
+		case len(cis) == 0 && len(evs) > 0 && len(evs) <= MaxBatch:
+			total += len(evs)
+			if version == 1 {
+				rec = AppendRecordV1(nil, evs)
+			} else {
+				rec = AppendRecord(nil, evs)
+			}
+			if RecordEvents(version, p) != len(evs) {
+				t.Fatalf("record %d: RecordEvents %d, decoded %d", i, RecordEvents(version, p), len(evs))
+			}
+		default:
+			t.Fatalf("record %d decoded to %d events and %d check-in batches", i, len(evs), len(cis))
 		}
-		total += len(evs)
-		rec := AppendRecord(nil, evs)
 		if !bytes.Equal(rec[headerLen:], p) {
 			t.Fatalf("record %d is not canonical:\n  read  % x\n  write % x", i, p, rec[headerLen:])
 		}
 		re = append(re, rec...)
 	}
 	if calls != total {
-		t.Fatalf("DecodeSegment called fn %d times for %d events", calls, total)
+		t.Fatalf("Decode called the visitor %d times for %d events and check-in batches", calls, total)
 	}
 	if !bytes.Equal(re, seg) {
 		t.Fatalf("segment re-encodes differently")
@@ -441,35 +580,44 @@ func checkSegment(t *testing.T, seg []byte) {
 
 func FuzzDecodeSegment(f *testing.F) {
 	evs := sampleEvents()[:3] // small seeds: the fourth event is 70 KB
+	evs[0].ClientPrefix = PrefixOf(netip.MustParseAddr("203.0.113.9"))
+	evs[2].ClientPrefix = PrefixOf(netip.MustParseAddr("2001:db8::1"))
 	valid := segmentOf(evs[:1], evs, evs[1:2])
 	f.Add(valid)
 	f.Add(segmentOf(evs[:1]))
 	f.Add(segmentOf([]Event{{}}))
+	f.Add(AppendCheckIns([]byte(Magic), &CheckIns{AppID: "com.example.app", At: 1, Devices: [][16]byte{{1}, {2}}}))
+	f.Add(AppendRecordV1([]byte(MagicV1), evs))
 	f.Add([]byte(Magic))
+	f.Add([]byte(MagicV1))
 	f.Add([]byte{})
-	f.Add([]byte("UPDEVT1\nnot a record at all"))
+	f.Add([]byte("UPDEVT2\nnot a record at all"))
 	f.Add(valid[:len(valid)-3])
 	flipped := bytes.Clone(valid)
 	flipped[len(flipped)/2] ^= 0x10
 	f.Add(flipped)
-	f.Add(AppendRecord(nil, evs[:1])[headerLen:])                          // a bare payload (see the framed check below)
-	f.Add([]byte{1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0})    // payload of one empty event
-	f.Add([]byte{1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}) // ... and a trailing byte
+	f.Add(AppendRecord(nil, evs[:1])[headerLen:])                                         // a bare payload (see the framed check below)
+	f.Add([]byte{1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0})          // payload of one empty event
+	f.Add([]byte{1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 1, 2, 3, 0}) // ... with an IPv4 prefix
+	f.Add([]byte{2, 3, 'a', '.', 'b', 0, 1, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16})
 	f.Add(bytes.Repeat([]byte{0xff}, 64))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		checkSegment(t, data)
 		// The CRC keeps random bytes from ever reaching the event decoder:
-		// also try data as the payload of a correctly framed record.
+		// also try data as the payload of a correctly framed record, in a
+		// segment of either format.
 		if len(data) <= MaxRecord {
 			checkSegment(t, append([]byte(Magic), frame(data)...))
+			checkSegment(t, append([]byte(MagicV1), frame(data)...))
 		}
 	})
 }
 
 func TestEventSize(t *testing.T) {
 	for _, e := range []Event{{}, {Timestamp: -1, Received: 1 << 40, AppID: "a.b", Metadata: strings.Repeat("x", 300)},
-		{DeviceID: strings.Repeat("d", 128), Action: "set", Timestamp: 1764331200000, Received: 1764331200123}} {
-		if got, want := eventSize(&e), len(appendEvent(nil, &e)); got != want {
+		{DeviceID: strings.Repeat("d", 128), Action: "set", Timestamp: 1764331200000, Received: 1764331200123},
+		{ClientPrefix: PrefixOf(netip.MustParseAddr("10.1.2.3"))}, {ClientPrefix: PrefixOf(netip.MustParseAddr("2001:db8::1"))}} {
+		if got, want := eventSize(&e), len(appendEvent(nil, &e, 2)); got != want {
 			t.Fatalf("eventSize %d, encoded %d bytes (%+v)", got, want, e)
 		}
 	}

@@ -157,6 +157,16 @@ func parsePartial(s string) (Version, int, bool, error) {
 	n := 0
 	for _, p := range parts {
 		if p == "x" || p == "X" || p == "*" {
+			// "1.x", "1.2.*", "1.x.x": at most three parts, numbers before
+			// the wildcard, numbers or wildcards after it.
+			if len(parts) > 3 {
+				return Version{}, 0, false, fmt.Errorf("%q is not a semantic version", s)
+			}
+			for i, q := range parts {
+				if _, ok := parseNum(q); !ok && (i < n || q != "x" && q != "X" && q != "*") {
+					return Version{}, 0, false, fmt.Errorf("%q is not a semantic version", s)
+				}
+			}
 			return partialVersion(parts[:n]), n, true, nil
 		}
 		n++

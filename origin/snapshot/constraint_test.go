@@ -44,7 +44,10 @@ func TestConstraint(t *testing.T) {
 			}
 		}
 	}
-	for _, bad := range []string{"", ">=", "1.2.3.4", ">=abc", "~>1", "1.2.3 ||", "!=1.x", "@1.0.0"} {
+	for _, bad := range []string{"", ">=", "1.2.3.4", ">=abc", "~>1", "1.2.3 ||", "!=1.x", "@1.0.0",
+		// Wildcard forms: at most three parts, each a number or a wildcard
+		// ("....X" used to panic, found by FuzzParseConstraint).
+		"....X", "1.2.3.x", "1.2.3.4.x", ".x", "1..x", "a.x", "01.x", "1.x.foo", "^1.2.3.*", "~a.b.x"} {
 		if _, err := ParseConstraint(bad); err == nil {
 			t.Errorf("ParseConstraint(%q) accepted", bad)
 		}

@@ -33,8 +33,11 @@ func ValidDisableAutoUpdate(v string) bool {
 
 // Snapshot is everything an edge needs to answer devices, at one revision.
 type Snapshot struct {
-	Format int    `json:"format"` // encoding version of this document
-	Rev    int64  `json:"rev"`    // strictly increasing at the origin
+	Format int   `json:"format"` // encoding version of this document
+	Rev    int64 `json:"rev"`    // strictly increasing at the origin
+	// Issued is when the origin signed this snapshot (Unix ms; format 2,
+	// also in the signed header). 0 in format 1 snapshots.
+	Issued int64  `json:"issued,omitempty"`
 	Apps   []*App `json:"apps"`
 
 	apps      map[string]*App
@@ -63,8 +66,9 @@ func (s *Snapshot) ManifestFileSize(blob string) (int64, bool) {
 // ByCanonical returns the bundle whose canonical archive has this SHA-256.
 func (s *Snapshot) ByCanonical(sha string) *Bundle { return s.canonical[sha] }
 
-// FormatVersion is the snapshot document version this code writes and reads.
-const FormatVersion = 1
+// FormatVersion is the snapshot document version this code writes. It also
+// reads format 1 (the same document, without the issued time).
+const FormatVersion = 2
 
 // App is one application and its delivery configuration.
 type App struct {

@@ -136,14 +136,20 @@ func Resolve(s *Snapshot, r *Request) Decision {
 // d65de2027, capacitor-updater 40aa24e1 "reset from server") gets the bare
 // {"version":"builtin"} it resets on — a Decision without Code whose Bundle
 // is Builtin(); an older plugin cannot revert.
+//
+// Capgo checks the plugin version first, so an old plugin already on the
+// store build also gets revert_to_builtin_plugin_version_too_old; and its
+// already_on_builtin carries "version":"builtin" (update.ts:644-645, the
+// branch Capgo reaches: it cannot tell a device on builtin from one on a
+// bundle named like its native version).
 func revertToBuiltin(r *Request) Decision {
 	switch {
+	case r.plugin.Compare(*v6_2_0) < 0:
+		return refuse(CodeRevertTooOld, KindFailed, "revert_to_builtin used, but plugin version is too old")
 	case r.OnBuiltin:
 		return refuse(CodeAlreadyOnBuiltin, KindUpToDate, "Already on builtin")
-	case r.plugin.Compare(*v6_2_0) >= 0:
-		return Decision{}
 	}
-	return refuse(CodeRevertTooOld, KindFailed, "revert_to_builtin used, but plugin version is too old")
+	return Decision{}
 }
 
 // pickChannel applies the channel rules in order; first match wins: device
@@ -157,8 +163,13 @@ func pickChannel(app *App, r *Request, dev [16]byte, devOK bool) (*Channel, stri
 			return c, RuleOverride, ""
 		}
 	}
+	// A defaultChannel naming the platform's default channel is no choice:
+	// current plugins keep whatever getChannel reported as their own
+	// defaultChannel, so a device that merely asked would otherwise be
+	// pinned to the default and skip the segment rules for good. It falls
+	// through to them (and ends on that same default if none matches).
 	if r.DefaultChannel != "" {
-		if c := app.Channel(r.DefaultChannel); c != nil && c.Platform(r.Platform) && (c.Public || c.AllowDeviceSelfSet) {
+		if c := app.Channel(r.DefaultChannel); c != nil && c.Platform(r.Platform) && (c.Public || c.AllowDeviceSelfSet) && c != app.DefaultChannel(r.Platform) {
 			return c, RuleSelfAssigned, ""
 		}
 	}

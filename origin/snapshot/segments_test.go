@@ -85,6 +85,10 @@ func TestResolutionOrder(t *testing.T) {
 		{"override beats self-assigned", pinOne("enterprise", dev), func(r *Request) { r.DefaultChannel = "beta" }, RuleOverride, "enterprise", ""},
 		{"override with upper-case device id", pinOne("enterprise", dev), func(r *Request) { r.DeviceID = "00009A6B-EEFE-490A-9C60-8E965132AE51" }, RuleOverride, "enterprise", ""},
 		{"segment by custom id prefix", func(a *App) { a.Rules = []*Rule{enterpriseRule} }, nil, RuleSegment, "enterprise", "acme"},
+		// A current plugin keeps what getChannel reported (the default
+		// channel) as its defaultChannel: that is no choice, segments apply.
+		{"defaultChannel naming the default channel is no choice", func(a *App) { a.Rules = []*Rule{enterpriseRule} }, func(r *Request) { r.DefaultChannel = "production" }, RuleSegment, "enterprise", "acme"},
+		{"defaultChannel naming the default channel, no segment", nil, func(r *Request) { r.DefaultChannel = "production" }, RuleDefault, "production", ""},
 		{"segment miss falls to default", func(a *App) { a.Rules = []*Rule{enterpriseRule} }, func(r *Request) { r.CustomID = "other" }, RuleDefault, "production", ""},
 		{"first matching segment wins", func(a *App) {
 			a.Rules = []*Rule{{Name: "ios-only", Channel: "beta", Platforms: []string{"ios"}}, {Name: "old-native", Channel: "enterprise", VersionBuild: "<2.0.0"}}

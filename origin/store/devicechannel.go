@@ -19,6 +19,12 @@ import (
 // pins itself to a channel that allows it (CodeUnknownChannel,
 // CodeSelfSetNotAllowed). changed is false when nothing had to be written;
 // the revision moves only when something changed.
+// MaxDeviceOverrides bounds the overrides devices may create for one app:
+// legacy setChannel is unauthenticated and device ids are free to invent,
+// so without a bound anyone could grow the table (and every edge's
+// override shards) without end. Operators' pins are not counted.
+var MaxDeviceOverrides = 100_000
+
 func (s *Store) SetDeviceChannel(ctx context.Context, appID, deviceID, channel string) (changed bool, err error) {
 	u, ok := snapshot.ParseDeviceID(deviceID)
 	if !ok {
@@ -28,17 +34,19 @@ func (s *Store) SetDeviceChannel(ctx context.Context, appID, deviceID, channel s
 		if err := appExists(ctx, tx, appID); err != nil {
 			return err
 		}
-		var current string
+		var current, source string
 		var currentSelfSet bool
-		err := tx.QueryRowContext(ctx, `SELECT o.channel, c.allow_device_self_set FROM device_overrides o
+		err := tx.QueryRowContext(ctx, `SELECT o.channel, o.source, c.allow_device_self_set FROM device_overrides o
 			JOIN channels c ON c.app_id = o.app_id AND c.name = o.channel WHERE o.app_id = ? AND o.device_id = ?`, appID, u[:]).
-			Scan(&current, &currentSelfSet)
+			Scan(&current, &source, &currentSelfSet)
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
 			current = ""
 		case err != nil:
 			return err
-		case !currentSelfSet:
+		case !currentSelfSet, source != SourceDevice:
+			// An operator's pin is the operator's: a device (or anyone who
+			// knows its id) neither moves nor removes it.
 			return invalid(CodeCannotOverride, "Cannot change device override current channel don't allow it")
 		}
 		if channel == "" {
@@ -60,6 +68,15 @@ func (s *Store) SetDeviceChannel(ctx context.Context, appID, deviceID, channel s
 		}
 		if current == channel {
 			return nil
+		}
+		if current == "" {
+			var n int
+			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM device_overrides WHERE app_id = ? AND source = '`+SourceDevice+`'`, appID).Scan(&n); err != nil {
+				return err
+			}
+			if n >= MaxDeviceOverrides {
+				return invalid(CodeOverrideNotAllowed, "Cannot do channel override")
+			}
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO device_overrides (app_id, device_id, channel, updated_at, source) VALUES (?, ?, ?, ?, '`+SourceDevice+`')
 			ON CONFLICT (app_id, device_id) DO UPDATE SET channel = excluded.channel, updated_at = excluded.updated_at, source = excluded.source`,

@@ -6,6 +6,8 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"fmt"
+	"math"
+	"strings"
 	"time"
 
 	"github.com/updraft-cdn/updraft/origin/events"
@@ -78,7 +80,44 @@ var eventMigrations = []string{
 		updated_at INTEGER NOT NULL,
 		PRIMARY KEY (app_id, version_name, device_id)) WITHOUT ROWID;
 	 CREATE INDEX device_outcomes_window ON device_outcomes (app_id, channel, version_name, updated_at);`,
+	// Devices the origin has seen (an event or an update check-in), for the
+	// rollout guard's "established before the rollout" rule; outcomes carry
+	// the reporting client's network and the device's first sighting.
+	// Existing devices are backfilled from what the aggregates know.
+	`CREATE TABLE devices_seen (
+		app_id TEXT NOT NULL,
+		device_id TEXT NOT NULL,
+		first_seen INTEGER NOT NULL,
+		checked_in INTEGER NOT NULL,
+		last_seen INTEGER NOT NULL,
+		PRIMARY KEY (app_id, device_id)) WITHOUT ROWID;
+	 CREATE INDEX devices_seen_last ON devices_seen (last_seen);
+	 CREATE TABLE event_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+	 ALTER TABLE device_outcomes ADD COLUMN prefix TEXT NOT NULL DEFAULT '';
+	 ALTER TABLE device_outcomes ADD COLUMN first_seen INTEGER NOT NULL DEFAULT 0;
+	 INSERT INTO devices_seen (app_id, device_id, first_seen, checked_in, last_seen)
+		SELECT app_id, lower(device_id), min(t), 0, max(t) FROM (
+			SELECT app_id, device_id, updated_at AS t FROM device_versions
+			UNION ALL SELECT app_id, device_id, updated_at FROM device_outcomes)
+		GROUP BY app_id, lower(device_id);
+	 UPDATE device_outcomes SET first_seen = coalesce((SELECT s.first_seen FROM devices_seen s
+		WHERE s.app_id = device_outcomes.app_id AND s.device_id = lower(device_outcomes.device_id)), 0);
+	 INSERT INTO event_meta (key, value) SELECT 'devices_seen', count(*) FROM devices_seen;`,
 }
+
+// MaxSeenDevices bounds the devices_seen table (about 150 bytes a row with
+// its index): past it, devices not yet recorded are not recorded (they
+// stay "new" to the rollout guard, the safe side) and are counted, until
+// PruneSeen makes room. Devices not seen for SeenRetention are forgotten.
+var MaxSeenDevices int64 = 20_000_000
+
+// SeenRetention is how long a device the origin stops hearing from stays
+// recorded as seen.
+const SeenRetention = 90 * 24 * time.Hour
+
+// seenRefresh is how stale a device's last_seen may get before an
+// ingest rewrites it (one write per device per day at most).
+const seenRefresh = 24 * time.Hour
 
 // OpenEvents opens or creates the event database at path.
 func OpenEvents(ctx context.Context, path string) (*EventStore, error) {
@@ -103,6 +142,14 @@ type IngestResult struct {
 	// Outcomes lists the (app, channel) pairs whose rollout outcomes moved,
 	// for the rollout guard.
 	Outcomes map[[2]string]bool
+	// CheckIns is the number of device check-ins the segment carried.
+	CheckIns int
+	// NewDevices is the number of devices first seen in this segment;
+	// SeenDropped those not recorded because devices_seen is full.
+	NewDevices, SeenDropped int
+	// WithoutCheckIn counts events from devices never seen checking for
+	// updates at any edge (forged device ids show up here).
+	WithoutCheckIn int
 }
 
 type countKey struct {
@@ -121,6 +168,13 @@ type adoptKey struct {
 // aggregates, all in one transaction, unless the same segment (edgeID,
 // seq, content) was ingested before.
 func (s *EventStore) Ingest(ctx context.Context, edgeID string, seq uint64, segment []byte, evs []events.Event) (IngestResult, error) {
+	return s.IngestAll(ctx, edgeID, seq, segment, evs, nil)
+}
+
+// IngestAll is Ingest for a segment that also carries check-ins: every
+// device of evs and cis is recorded as seen (devices_seen), in the same
+// transaction.
+func (s *EventStore) IngestAll(ctx context.Context, edgeID string, seq uint64, segment []byte, evs []events.Event, cis []events.CheckIns) (IngestResult, error) {
 	res := IngestResult{Events: len(evs), Outcomes: map[[2]string]bool{}}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
@@ -138,6 +192,10 @@ func (s *EventStore) Ingest(ctx context.Context, edgeID string, seq uint64, segm
 		return res, nil
 	}
 	prep := func(q string) (*sql.Stmt, error) { return tx.PrepareContext(ctx, q) }
+	seen, err := s.recordSeen(ctx, tx, evs, cis, &res)
+	if err != nil {
+		return res, err
+	}
 	getVersion, err := prep(`SELECT version_name, channel, segment, platform, updated_at FROM device_versions WHERE app_id = ? AND device_id = ?`)
 	if err != nil {
 		return res, err
@@ -157,6 +215,7 @@ func (s *EventStore) Ingest(ctx context.Context, edgeID string, seq uint64, segm
 		channel, arm string
 		failed       bool
 		at           int64
+		prefix       string
 	}
 	outcomes := map[outcomeKey]outcome{}
 	type deviceVersion struct {
@@ -172,7 +231,11 @@ func (s *EventStore) Ingest(ctx context.Context, edgeID string, seq uint64, segm
 		if e.Action == "set" || events.Failure(e.Action) {
 			k := outcomeKey{e.AppID, e.VersionName, e.DeviceID}
 			if o, ok := outcomes[k]; !ok || e.Received >= o.at {
-				outcomes[k] = outcome{e.Channel, e.Arm, e.Action != "set", e.Received}
+				prefix := ""
+				if e.ClientPrefix.IsValid() {
+					prefix = e.ClientPrefix.String()
+				}
+				outcomes[k] = outcome{e.Channel, e.Arm, e.Action != "set", e.Received, prefix}
 			}
 		}
 		// Adoption follows installs: "set" moves a device to version_name,
@@ -244,16 +307,20 @@ func (s *EventStore) Ingest(ctx context.Context, edgeID string, seq uint64, segm
 	}
 	// Segments may arrive out of order (two edges, retries): the latest
 	// report (by edge receive time) wins.
-	putOutcome, err := prep(`INSERT INTO device_outcomes (app_id, version_name, device_id, channel, arm, failed, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET channel = excluded.channel, arm = excluded.arm, failed = excluded.failed,
-		updated_at = excluded.updated_at WHERE excluded.updated_at >= device_outcomes.updated_at`)
+	// first_seen is the device's first sighting by the origin (the guard
+	// counts only devices established before a rollout began); prefix the
+	// client network of the latest report.
+	putOutcome, err := prep(`INSERT INTO device_outcomes (app_id, version_name, device_id, channel, arm, failed, updated_at, prefix, first_seen)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET channel = excluded.channel, arm = excluded.arm, failed = excluded.failed,
+		updated_at = excluded.updated_at, prefix = excluded.prefix, first_seen = excluded.first_seen
+		WHERE excluded.updated_at >= device_outcomes.updated_at`)
 	if err != nil {
 		return res, err
 	}
 	defer putOutcome.Close()
 	for k, o := range outcomes {
 		if _, err := putOutcome.ExecContext(ctx,
-			k.app, k.version, k.device, o.channel, o.arm, o.failed, o.at); err != nil {
+			k.app, k.version, k.device, o.channel, o.arm, o.failed, o.at, o.prefix, seen[[2]string{k.app, strings.ToLower(k.device)}]); err != nil {
 			return res, err
 		}
 		res.Outcomes[[2]string{k.app, o.channel}] = true
@@ -275,6 +342,257 @@ func (s *EventStore) Outcomes(ctx context.Context, appID, channel, version, arm 
 	}
 	err = s.db.QueryRowContext(ctx, q, args...).Scan(&attempts, &failures)
 	return
+}
+
+// recordSeen records every device of a segment as seen (now, origin
+// time): a new device gets a devices_seen row, a check-in sets checked_in
+// once, last_seen moves at most daily. It returns each device's first
+// sighting, keyed by (app, lower-case device id), and fills res's device
+// counts.
+func (s *EventStore) recordSeen(ctx context.Context, tx *sql.Tx, evs []events.Event, cis []events.CheckIns, res *IngestResult) (map[[2]string]int64, error) {
+	now := time.Now().UnixMilli()
+	type sighting struct {
+		checkIn bool // the segment carries a check-in of the device
+		events  int
+	}
+	devs := map[[2]string]*sighting{}
+	get := func(app, dev string) *sighting {
+		k := [2]string{app, dev}
+		d := devs[k]
+		if d == nil {
+			d = &sighting{}
+			devs[k] = d
+		}
+		return d
+	}
+	for i := range cis {
+		for _, d := range cis[i].Devices {
+			get(cis[i].AppID, DeviceIDString(d)).checkIn = true
+			res.CheckIns++
+		}
+	}
+	for i := range evs {
+		get(evs[i].AppID, strings.ToLower(evs[i].DeviceID)).events++
+	}
+	first := make(map[[2]string]int64, len(devs))
+	if len(devs) == 0 {
+		return first, nil
+	}
+	lookup, err := tx.PrepareContext(ctx, `SELECT first_seen, checked_in, last_seen FROM devices_seen WHERE app_id = ? AND device_id = ?`)
+	if err != nil {
+		return nil, err
+	}
+	defer lookup.Close()
+	insert, err := tx.PrepareContext(ctx, `INSERT INTO devices_seen (app_id, device_id, first_seen, checked_in, last_seen) VALUES (?, ?, ?, ?, ?)`)
+	if err != nil {
+		return nil, err
+	}
+	defer insert.Close()
+	update, err := tx.PrepareContext(ctx, `UPDATE devices_seen SET checked_in = ?, last_seen = ? WHERE app_id = ? AND device_id = ?`)
+	if err != nil {
+		return nil, err
+	}
+	defer update.Close()
+	var count int64
+	if err := tx.QueryRowContext(ctx, `SELECT coalesce((SELECT value FROM event_meta WHERE key = 'devices_seen'), 0)`).Scan(&count); err != nil {
+		return nil, err
+	}
+	added := int64(0)
+	for k, d := range devs {
+		var firstSeen, checkedIn, lastSeen int64
+		err := lookup.QueryRowContext(ctx, k[0], k[1]).Scan(&firstSeen, &checkedIn, &lastSeen)
+		switch {
+		case err == sql.ErrNoRows:
+			first[k] = now
+			if count+added >= MaxSeenDevices {
+				res.SeenDropped++
+			} else {
+				ci := int64(0)
+				if d.checkIn {
+					ci = now
+				}
+				if _, err := insert.ExecContext(ctx, k[0], k[1], now, ci, now); err != nil {
+					return nil, err
+				}
+				added++
+				res.NewDevices++
+			}
+			if !d.checkIn {
+				res.WithoutCheckIn += d.events
+			}
+		case err != nil:
+			return nil, err
+		default:
+			first[k] = firstSeen
+			if checkedIn == 0 && !d.checkIn {
+				res.WithoutCheckIn += d.events
+			}
+			if checkedIn == 0 && d.checkIn || lastSeen < now-seenRefresh.Milliseconds() {
+				if checkedIn == 0 && d.checkIn {
+					checkedIn = now
+				}
+				if _, err := update.ExecContext(ctx, checkedIn, now, k[0], k[1]); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	if added > 0 {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO event_meta (key, value) VALUES ('devices_seen', ?)
+			ON CONFLICT (key) DO UPDATE SET value = value + excluded.value`, added); err != nil {
+			return nil, err
+		}
+	}
+	return first, nil
+}
+
+// DeviceIDString formats a device id as the lower-case UUID text the event
+// tables hold.
+func DeviceIDString(d [16]byte) string {
+	const hexDigits = "0123456789abcdef"
+	var b [36]byte
+	j := 0
+	for i, c := range d {
+		if i == 4 || i == 6 || i == 8 || i == 10 {
+			b[j] = '-'
+			j++
+		}
+		b[j], b[j+1] = hexDigits[c>>4], hexDigits[c&15]
+		j += 2
+	}
+	return string(b[:])
+}
+
+// DeviceSeen is what the origin knows of one device.
+type DeviceSeen struct {
+	FirstSeen int64 // origin time, Unix ms
+	CheckedIn int64 // first check-in, Unix ms; 0: never seen checking for updates
+	LastSeen  int64
+}
+
+// Seen returns what the origin knows of a device (ok false: never seen).
+func (s *EventStore) Seen(ctx context.Context, appID, deviceID string) (d DeviceSeen, ok bool, err error) {
+	err = s.db.QueryRowContext(ctx, `SELECT first_seen, checked_in, last_seen FROM devices_seen WHERE app_id = ? AND device_id = ?`,
+		appID, strings.ToLower(deviceID)).Scan(&d.FirstSeen, &d.CheckedIn, &d.LastSeen)
+	if err == sql.ErrNoRows {
+		return d, false, nil
+	}
+	return d, err == nil, err
+}
+
+// SeenDevices returns how many devices are recorded as seen.
+func (s *EventStore) SeenDevices(ctx context.Context) (int64, error) {
+	var n int64
+	err := s.db.QueryRowContext(ctx, `SELECT coalesce((SELECT value FROM event_meta WHERE key = 'devices_seen'), 0)`).Scan(&n)
+	return n, err
+}
+
+// PruneSeen forgets the devices not seen since before (Unix ms) and
+// returns how many.
+func (s *EventStore) PruneSeen(ctx context.Context, before int64) (int64, error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback()
+	r, err := tx.ExecContext(ctx, `DELETE FROM devices_seen WHERE last_seen < ?`, before)
+	if err != nil {
+		return 0, err
+	}
+	n, _ := r.RowsAffected()
+	if n > 0 {
+		if _, err := tx.ExecContext(ctx, `UPDATE event_meta SET value = max(0, value - ?) WHERE key = 'devices_seen'`, n); err != nil {
+			return 0, err
+		}
+	}
+	return n, tx.Commit()
+}
+
+// GuardQuery selects the install outcomes a rollout guard judges.
+type GuardQuery struct {
+	AppID, Channel, Version string
+	Arm                     string // "" for every arm
+	Since                   int64  // outcomes reported since (Unix ms)
+	// RolloutStart: devices the origin first saw after it (Unix ms) are
+	// new to the rollout, and not counted unless CountNew.
+	RolloutStart int64
+	CountNew     bool
+	// MaxPerPrefix bounds how many devices one client network contributes
+	// (0: no bound); a network over it is scaled down to it, failure rate
+	// kept.
+	MaxPerPrefix int
+}
+
+// GuardCounts is what a rollout guard sees: devices whose latest report
+// about the version is an install (attempts) or a failure.
+type GuardCounts struct {
+	Attempts, Failures int64 // the devices counted
+	// FailurePrefixes is the number of distinct client networks (/24,
+	// /48; unknown counts as one) among the counted failures.
+	FailurePrefixes int
+	// NewDevices, NewFailures: devices first seen after the rollout
+	// began (and their failures), not counted unless CountNew.
+	NewDevices, NewFailures int64
+	// Capped: devices over MaxPerPrefix in their network, not counted.
+	Capped int64
+}
+
+// GuardOutcomes counts the outcomes a rollout guard judges (see GuardQuery).
+func (s *EventStore) GuardOutcomes(ctx context.Context, q GuardQuery) (GuardCounts, error) {
+	var c GuardCounts
+	w := `app_id = ? AND channel = ? AND version_name = ? AND updated_at >= ?`
+	args := []any{q.RolloutStart, q.AppID, q.Channel, q.Version, q.Since}
+	if q.Arm != "" {
+		w += ` AND arm = ?`
+		args = append(args, q.Arm)
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT prefix, first_seen > ? AS fresh, count(*), coalesce(sum(failed), 0)
+		FROM device_outcomes WHERE `+w+` GROUP BY 1, 2`, args...)
+	if err != nil {
+		return c, err
+	}
+	defer rows.Close()
+	type counts struct{ attempts, failures int64 }
+	byPrefix := map[string]*counts{}
+	for rows.Next() {
+		var prefix string
+		var fresh bool
+		var n, failed int64
+		if err := rows.Scan(&prefix, &fresh, &n, &failed); err != nil {
+			return c, err
+		}
+		if fresh && q.RolloutStart > 0 {
+			c.NewDevices += n
+			c.NewFailures += failed
+			if !q.CountNew {
+				continue
+			}
+		}
+		p := byPrefix[prefix]
+		if p == nil {
+			p = &counts{}
+			byPrefix[prefix] = p
+		}
+		p.attempts += n
+		p.failures += failed
+	}
+	if err := rows.Err(); err != nil {
+		return c, err
+	}
+	for _, p := range byPrefix {
+		a, f := p.attempts, p.failures
+		if k := int64(q.MaxPerPrefix); k > 0 && a > k {
+			c.Capped += a - k
+			f = int64(math.Round(float64(f) * float64(k) / float64(a)))
+			a = k
+		}
+		c.Attempts += a
+		c.Failures += f
+		if f > 0 {
+			c.FailurePrefixes++
+		}
+	}
+	return c, nil
 }
 
 // EventFilter selects aggregates: an app, optionally one channel, and a

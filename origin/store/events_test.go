@@ -652,14 +652,16 @@ func guardStore(t *testing.T) (*Store, string) {
 
 func TestDefaultGuard(t *testing.T) {
 	g := DefaultGuard(Guard{})
-	want := Guard{WindowSeconds: 600, MinAttempts: 50, MinFailures: 5, ThresholdBPS: 1000, Confidence: 0.95, Action: GuardPause, CooldownSeconds: 300}
+	want := Guard{WindowSeconds: 600, MinAttempts: 50, MinFailures: 5, ThresholdBPS: 1000, Confidence: 0.95, Action: GuardPause, CooldownSeconds: 300,
+		MinPrefixes: 5, MaxDevicesPerPrefix: 25}
 	if g != want {
 		t.Fatalf("DefaultGuard(zero) = %+v, want %+v", g, want)
 	}
 	if err := g.Validate(); err != nil {
 		t.Fatalf("default guard invalid: %v", err)
 	}
-	set := Guard{WindowSeconds: 60, MinAttempts: 10, MinFailures: 2, ThresholdBPS: 500, Confidence: 0.99, Action: GuardNotify, CooldownSeconds: 10}
+	set := Guard{WindowSeconds: 60, MinAttempts: 10, MinFailures: 2, ThresholdBPS: 500, Confidence: 0.99, Action: GuardNotify, CooldownSeconds: 10,
+		MinPrefixes: 1, MaxDevicesPerPrefix: 1000, CountNewDevices: true}
 	if got := DefaultGuard(set); got != set {
 		t.Fatalf("DefaultGuard changed set fields: %+v, want %+v", got, set)
 	}
@@ -689,6 +691,10 @@ func TestGuardValidate(t *testing.T) {
 		{"notify", with(func(g *Guard) { g.Action = GuardNotify })},
 		{"cooldown 0", with(func(g *Guard) { g.CooldownSeconds = 0 })},
 		{"cooldown 7 days", with(func(g *Guard) { g.CooldownSeconds = 7 * 86400 })},
+		{"min prefixes 1", with(func(g *Guard) { g.MinPrefixes = 1 })},
+		{"min prefixes 10000", with(func(g *Guard) { g.MinPrefixes = 10000 })},
+		{"1 device per prefix", with(func(g *Guard) { g.MaxDevicesPerPrefix = 1 })},
+		{"count new devices", with(func(g *Guard) { g.CountNewDevices = true })},
 	}
 	for _, tc := range good {
 		if err := tc.g.Validate(); err != nil {
@@ -719,6 +725,10 @@ func TestGuardValidate(t *testing.T) {
 		{"action upper case", with(func(g *Guard) { g.Action = "Pause" })},
 		{"cooldown negative", with(func(g *Guard) { g.CooldownSeconds = -1 })},
 		{"cooldown over 7 days", with(func(g *Guard) { g.CooldownSeconds = 7*86400 + 1 })},
+		{"min prefixes 0", with(func(g *Guard) { g.MinPrefixes = 0 })},
+		{"min prefixes over 10000", with(func(g *Guard) { g.MinPrefixes = 10001 })},
+		{"max devices per prefix 0", with(func(g *Guard) { g.MaxDevicesPerPrefix = 0 })},
+		{"max devices per prefix negative", with(func(g *Guard) { g.MaxDevicesPerPrefix = -1 })},
 	}
 	for _, tc := range bad {
 		err := tc.g.Validate()
@@ -764,7 +774,8 @@ func TestGuardStoreRoundTrip(t *testing.T) {
 	if err != nil || len(gs) != 0 {
 		t.Fatalf("Guards on a new store = %v (%v), want none", gs, err)
 	}
-	g := Guard{WindowSeconds: 600, MinAttempts: 50, MinFailures: 5, ThresholdBPS: 1000, Confidence: 0.95, Action: GuardPause, CooldownSeconds: 300}
+	g := Guard{WindowSeconds: 600, MinAttempts: 50, MinFailures: 5, ThresholdBPS: 1000, Confidence: 0.95, Action: GuardPause, CooldownSeconds: 300,
+		MinPrefixes: 5, MaxDevicesPerPrefix: 25}
 	if err := s.SetGuard(ctx, evApp, "production", &g); err != nil {
 		t.Fatal(err)
 	}

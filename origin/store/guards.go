@@ -12,6 +12,12 @@ import (
 // Confidence) reaches ThresholdBPS, with at least MinAttempts devices and
 // MinFailures failed devices, the guard takes Action, then waits Cooldown
 // before acting again.
+//
+// POST /stats is unauthenticated (Capgo's protocol), so what counts is
+// limited to what an attacker cannot cheaply make up: only devices the
+// origin saw before the rollout began (unless CountNewDevices), failures
+// from at least MinPrefixes client networks (/24, /48), and at most
+// MaxDevicesPerPrefix devices from any one network.
 type Guard struct {
 	WindowSeconds   int     `json:"window_seconds"`
 	MinAttempts     int     `json:"min_attempts"`
@@ -20,6 +26,16 @@ type Guard struct {
 	Confidence      float64 `json:"confidence"`
 	Action          string  `json:"action"` // pause, rollback or notify
 	CooldownSeconds int     `json:"cooldown_seconds"`
+	// MinPrefixes: the counted failures must come from at least this many
+	// distinct client networks (default 5; 1 disables the rule).
+	MinPrefixes int `json:"min_prefixes"`
+	// MaxDevicesPerPrefix: one client network counts for at most this many
+	// devices, its failure rate kept (default 25).
+	MaxDevicesPerPrefix int `json:"max_devices_per_prefix"`
+	// CountNewDevices also counts devices first seen after the rollout
+	// began (default false: a fresh deployment whose devices the origin
+	// has not seen yet may need it).
+	CountNewDevices bool `json:"count_new_devices"`
 }
 
 // Guard defaults and codes.
@@ -54,8 +70,24 @@ func DefaultGuard(g Guard) Guard {
 	if g.CooldownSeconds == 0 {
 		g.CooldownSeconds = 300
 	}
+	if g.MinPrefixes == 0 {
+		g.MinPrefixes = DefaultMinPrefixes
+	}
+	if g.MaxDevicesPerPrefix == 0 {
+		g.MaxDevicesPerPrefix = DefaultMaxDevicesPerPrefix
+	}
 	return g
 }
+
+// Defaults of the guard's robustness settings (docs/design-notes.md, "Guard
+// robustness and client limits"): an honest failing release fails on
+// devices behind many networks; five /24s is more than one client (or one
+// home, office or cloud subnet) has, and 25 devices per network keeps one
+// carrier-grade NAT from dominating while leaving its failure rate intact.
+const (
+	DefaultMinPrefixes         = 5
+	DefaultMaxDevicesPerPrefix = 25
+)
 
 // Validate refuses a guard that could not work.
 func (g Guard) Validate() error {
@@ -74,6 +106,10 @@ func (g Guard) Validate() error {
 		return invalid(CodeInvalidGuard, "action %q: want pause, rollback or notify", g.Action)
 	case g.CooldownSeconds < 0 || g.CooldownSeconds > 7*86400:
 		return invalid(CodeInvalidGuard, "cooldown_seconds %d: want 0..604800", g.CooldownSeconds)
+	case g.MinPrefixes < 1 || g.MinPrefixes > 10000:
+		return invalid(CodeInvalidGuard, "min_prefixes %d: want 1..10000 (1: failures from one network suffice)", g.MinPrefixes)
+	case g.MaxDevicesPerPrefix < 1:
+		return invalid(CodeInvalidGuard, "max_devices_per_prefix %d: want at least 1 (a large number: no bound)", g.MaxDevicesPerPrefix)
 	}
 	return nil
 }
@@ -152,6 +188,8 @@ func (s *Store) Guards(ctx context.Context, appID string) ([]GuardedChannel, err
 		if err := json.Unmarshal([]byte(cfg), &gc.Guard); err != nil {
 			return nil, err
 		}
+		// Guards stored before a setting existed get its default.
+		gc.Guard = DefaultGuard(gc.Guard)
 		if last > 0 {
 			gc.LastAt = time.UnixMilli(last).UTC()
 		}

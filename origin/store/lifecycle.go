@@ -155,6 +155,10 @@ func deleteBundle(ctx context.Context, tx *sql.Tx, appID, version string, refs m
 	if _, err := tx.ExecContext(ctx, `DELETE FROM bundles WHERE app_id = ? AND version = ?`, appID, version); err != nil {
 		return d, err
 	}
+	// Its jobs go with it (a build running for it is dropped: origin/deltas.go).
+	if _, err := tx.ExecContext(ctx, `DELETE FROM jobs WHERE app_id = ? AND version = ?`, appID, version); err != nil {
+		return d, err
+	}
 	return d, nil
 }
 

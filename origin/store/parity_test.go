@@ -222,6 +222,34 @@ func TestSetDeviceChannel(t *testing.T) {
 	if m, _ := s.OverridesInShard(ctx, "com.example.app", -1); len(m) != 1 {
 		t.Fatalf("overrides %v", m)
 	}
+	// An operator pin on a channel that DOES allow self-assignment is the
+	// operator's too: a device (or anyone knowing its id) neither moves
+	// nor removes it.
+	if err := s.SetOverrides(ctx, "com.example.app", "beta", []string{dev}); err != nil {
+		t.Fatal(err)
+	}
+	for _, ch := range []string{"locked", ""} {
+		if _, err := s.SetDeviceChannel(ctx, "com.example.app", dev, ch); code(err) != CodeCannotOverride {
+			t.Errorf("device moves off an operator pin to %q: %v", ch, err)
+		}
+	}
+	// Devices' own overrides are bounded per app (unauthenticated writes);
+	// moving an existing one and operator pins are not limited.
+	defer func(n int) { MaxDeviceOverrides = n }(MaxDeviceOverrides)
+	MaxDeviceOverrides = 2
+	devs := []string{"11111111-2222-4333-8444-000000000001", "11111111-2222-4333-8444-000000000002", "11111111-2222-4333-8444-000000000003"}
+	for i, d := range devs {
+		_, err := s.SetDeviceChannel(ctx, "com.example.app", d, "beta")
+		if want := map[bool]string{true: CodeOverrideNotAllowed, false: ""}[i == 2]; code(err) != want {
+			t.Fatalf("device override %d: %v, want %q", i, err, want)
+		}
+	}
+	if _, err := s.SetDeviceChannel(ctx, "com.example.app", devs[0], ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SetDeviceChannel(ctx, "com.example.app", devs[2], "beta"); err != nil {
+		t.Fatalf("room after a removal: %v", err)
+	}
 }
 
 // Per-app protocol options reach the snapshot (Capgo apps.expose_metadata,

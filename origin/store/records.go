@@ -178,6 +178,13 @@ func (s *Store) CreateBundleWithManifest(ctx context.Context, b Bundle, files []
 		if err != nil {
 			return err
 		}
+		if b.SessionKey == "" {
+			// Its build (manifest, canonical archive, deltas) is a durable
+			// job from the start (jobs.go); an encrypted bundle gets none.
+			if err := enqueueJob(ctx, tx, JobBuild, b.AppID, b.Version, time.Now()); err != nil {
+				return err
+			}
+		}
 		return insertManifest(ctx, tx, b.AppID, b.Version, files)
 	})
 	return b, err

@@ -33,6 +33,9 @@ const (
 	// /channel_self codes.
 	CodeCannotOverride    = "cannot_override"
 	CodeSelfSetNotAllowed = "channel_self_set_not_allowed"
+	// CodeOverrideNotAllowed is Capgo's answer when a device's own override
+	// cannot be stored (here: the app holds MaxDeviceOverrides of them).
+	CodeOverrideNotAllowed = "override_not_allowed"
 )
 
 func invalid(code, format string, args ...any) error {

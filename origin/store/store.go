@@ -283,6 +283,9 @@ const (
 type APIKey struct {
 	Hash  string
 	Scope string
+	// ExpiresAt ends the key's validity (Unix seconds; 0: never). A
+	// rotation (RotateAPIKey) sets it on the keys it replaces.
+	ExpiresAt int64
 }
 
 // AddAPIKey stores the hash of a key with its scope.
@@ -302,7 +305,7 @@ func (s *Store) CountAPIKeys(ctx context.Context, scope string) (int, error) {
 
 // APIKeys returns every stored key hash with its scope.
 func (s *Store) APIKeys(ctx context.Context) ([]APIKey, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT hash, scope FROM api_keys`)
+	rows, err := s.db.QueryContext(ctx, `SELECT hash, scope, expires_at FROM api_keys`)
 	if err != nil {
 		return nil, err
 	}
@@ -310,7 +313,7 @@ func (s *Store) APIKeys(ctx context.Context) ([]APIKey, error) {
 	var out []APIKey
 	for rows.Next() {
 		var k APIKey
-		if err := rows.Scan(&k.Hash, &k.Scope); err != nil {
+		if err := rows.Scan(&k.Hash, &k.Scope, &k.ExpiresAt); err != nil {
 			return nil, err
 		}
 		out = append(out, k)

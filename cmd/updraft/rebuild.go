@@ -1,0 +1,46 @@
+package main
+
+// Upload limits and bundle builds: the origin's limit flags and
+// `updraft bundle rebuild`.
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+
+	"github.com/updraft-cdn/updraft/config"
+	"github.com/updraft-cdn/updraft/origin"
+)
+
+// uploadLimitFlags registers the origin's bundle zip limits and the delta
+// size limit (docs/design-notes.md, "Upload limits, streaming builds and
+// durable jobs").
+func uploadLimitFlags(fs *flag.FlagSet, oc *config.Origin) {
+	fs.Var(&oc.MaxUncompressed, "max-bundle-uncompressed", "largest total size a bundle zip may unpack to (counted while decompressing; at most 1GiB)")
+	fs.IntVar(&oc.MaxZipEntries, "max-bundle-entries", oc.MaxZipEntries, "most entries (files and folders) a bundle zip may hold")
+	fs.IntVar(&oc.MaxZipRatio, "max-bundle-ratio", oc.MaxZipRatio, "largest ratio of a bundle's unpacked size to its zip's size (0: unchecked)")
+	fs.IntVar(&oc.MaxEntryRatio, "max-entry-ratio", oc.MaxEntryRatio, "largest compression ratio of a zip entry over 1MiB (0: unchecked)")
+	fs.Var(&oc.MaxDeltaBundle, "max-delta-bundle", "build deltas only between bundles whose files unpacked (canonical archive) are at most this large; needs about 3x this of memory; 0: no deltas")
+}
+
+// bundleRebuild is `updraft bundle rebuild V --app ID [--force]` (cmdBundle
+// parsed the flags).
+func bundleRebuild(ctx context.Context, c *origin.Client, app string, pos []string, force, asJSON bool, stdout io.Writer) error {
+	if err := want(1, pos, "one bundle VERSION"); err != nil {
+		return err
+	}
+	b, err := c.RebuildBundle(ctx, app, pos[0], force)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return printJSON(stdout, b)
+	}
+	what := "queued its build again (missing manifest, canonical archive and deltas are built)"
+	if force {
+		what = "cleared its manifest, canonical archive and deltas and queued its build again"
+	}
+	fmt.Fprintf(stdout, "bundle %s of %s: %s; follow it with: updraft bundle list --app %s\n", b.Version, b.AppID, what, b.AppID)
+	return nil
+}
