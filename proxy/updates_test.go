@@ -505,7 +505,7 @@ func TestUpdatesInvalidHost(t *testing.T) {
 }
 
 // TestUpdatesCapgoParity holds cases where Capgo's backend (the protocol the
-// edge must match exactly, DESIGN §3) answers differently from the edge.
+// edge must match exactly, docs/protocol.md) answers differently from the edge.
 // Capgo's parsePluginBody (plugin_runtime/utils/plugin_parser.ts) rejects an
 // empty object as invalid_json_body before looking for device_id, only
 // reports missing_app_id when app_id is falsy (a number is a type error in
