@@ -76,7 +76,7 @@ func (e *Edge) route(r *request, out *reply) {
 				}
 			}
 			e.updates(r.body, base, out)
-		case "GET":
+		case "GET", "HEAD":
 			out.ok()
 		default:
 			out.jsonError(405, codeMethod, "Use POST to check for updates")

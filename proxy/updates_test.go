@@ -548,6 +548,7 @@ func TestRoutes(t *testing.T) {
 		code         string // error code otherwise
 	}{
 		{"GET", "/updates", 200, `{"status":"ok"}`, ""},
+		{"HEAD", "/updates", 200, "", ""}, // issue 16: was 405
 		{"GET", "/stats", 200, `{"status":"ok"}`, ""},
 		{"GET", "/healthz", 200, `{"status":"ok"}`, ""},
 		{"GET", "/readyz", 200, `{"status":"ok","rev":1}`, ""},

@@ -116,6 +116,18 @@ func TestSegmentationEndToEnd(t *testing.T) {
 	if a := answer(t, r, device(in, "1.0.1", "")); a.Version != "1.0.2" {
 		t.Fatalf("resumed: %+v", a)
 	}
+	// The README's "Then --percent 50": resizing keeps the rollout's bundle
+	// (issue 16: it used to require --bundle again).
+	out = cli(t, r, data, "channel", "rollout", "production", "--app", "com.example.app", "--percent", "50", "--json")
+	var resized struct {
+		Rollout snapshot.Rollout `json:"rollout"`
+	}
+	if err := json.Unmarshal([]byte(out), &resized); err != nil || resized.Rollout.BPS != 5000 || resized.Rollout.Bundle != "1.0.2" {
+		t.Fatalf("resize with --percent alone: %s %v", out, err)
+	}
+	if msg := cliErr(t, r, data, "channel", "rollout", "beta", "--app", "com.example.app", "--percent", "50"); !strings.Contains(msg, "no rollout to resize") {
+		t.Fatalf("resize without a rollout: %s", msg)
+	}
 
 	// All-or-nothing refusals: nothing changes.
 	for _, c := range []struct {

@@ -78,7 +78,7 @@ func cmdRollout(ctx context.Context, args []string, stdout, stderr io.Writer) er
 				return err
 			}
 		}
-		if *bundle == "" || v < 0 {
+		if v < 0 {
 			return errors.New("channel rollout: want --bundle V and --percent P (or --bps N), or one of --pause, --resume, --promote, --rollback")
 		}
 		req.BPS = &v
@@ -86,6 +86,21 @@ func cmdRollout(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	c, err := cf.client()
 	if err != nil {
 		return err
+	}
+	if req.Action == store.RolloutSet && req.Bundle == "" {
+		// Resizing the running rollout: --percent alone keeps its bundle.
+		chs, err := c.ListChannels(ctx, *app)
+		if err != nil {
+			return err
+		}
+		for _, ch := range chs {
+			if ch.Name == name && ch.Rollout != nil {
+				req.Bundle = ch.Rollout.Bundle
+			}
+		}
+		if req.Bundle == "" {
+			return fmt.Errorf("channel rollout: %s has no rollout to resize; start one with --bundle V --percent P", name)
+		}
 	}
 	ch, err := c.Rollout(ctx, *app, name, req)
 	if err != nil {
