@@ -3,8 +3,17 @@ package origin
 import (
 	"bytes"
 	"context"
+	"io"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
+
+	"github.com/updraft-cdn/updraft/config"
 
 	"github.com/updraft-cdn/updraft/origin/store"
 )
@@ -142,4 +151,55 @@ func TestApplyProtocolOptions(t *testing.T) {
 	if err := o.srv.applyProtocolOptions(ctx, "com.missing.app", nil, nil); err != nil {
 		t.Fatalf("nothing to set: %v", err)
 	}
+}
+
+// TestRolloutLogReadable: the rollout log line carries fields, not a Go
+// struct dump ("rollout=&{ID:… seed:0 bundle:<nil>}", issue 16).
+func TestRolloutLogReadable(t *testing.T) {
+	var buf bytes.Buffer
+	var mu sync.Mutex
+	dir := t.TempDir()
+	srv, err := Open(context.Background(), config.NewOrigin(dir), slog.New(slog.NewTextHandler(lockedWriter{&mu, &buf}, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(func() { hs.Close(); srv.Close() })
+	key, _ := os.ReadFile(filepath.Join(dir, "api-key"))
+	c := NewClient(hs.URL, strings.TrimSpace(string(key)))
+	ctx := context.Background()
+	if _, err := c.CreateApp(ctx, "com.example.app", ""); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []string{"1.0.0", "1.0.1"} {
+		if _, err := c.UploadBundle(ctx, "com.example.app", v, bytes.NewReader(makeZip(t, map[string]string{"index.html": v})), UploadOptions{Channel: "production"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bps := 1000
+	if _, err := c.Rollout(ctx, "com.example.app", "production", RolloutRequest{Bundle: "1.0.0", BPS: &bps}); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	var line string
+	for _, l := range strings.Split(buf.String(), "\n") {
+		if strings.Contains(l, `msg="origin: rollout"`) {
+			line = l
+		}
+	}
+	if line == "" || strings.Contains(line, "&{") || !strings.Contains(line, "rollout_bps=1000") {
+		t.Fatalf("rollout log line: %q", line)
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

@@ -58,7 +58,11 @@ func (s *Server) rollout(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return storeErr(err, appID)
 	}
-	s.log.Info("origin: rollout", "app", appID, "channel", ch.Name, "action", in.Action, "rollout", ch.Rollout, "bundle", ch.Bundle)
+	attrs := []any{"app", appID, "channel", ch.Name, "action", in.Action, "bundle", ch.Bundle}
+	if ro := ch.Rollout; ro != nil {
+		attrs = append(attrs, "rollout_bundle", ro.Bundle, "rollout_bps", ro.BPS, "rollout_paused", ro.Paused, "rollout_id", ro.ID)
+	}
+	s.log.Info("origin: rollout", attrs...)
 	s.awaitPublished(r.Context())
 	writeJSON(w, http.StatusOK, ch)
 	return nil

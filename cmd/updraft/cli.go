@@ -295,9 +295,9 @@ func cmdChannel(ctx context.Context, sub string, args []string, stdout, stderr i
 				}
 			}
 			rows = append(rows, []string{ch.Name, orDash(ch.Bundle), strconv.FormatBool(ch.Public), strings.Join(plats, ","),
-				strconv.FormatBool(ch.AllowDeviceSelfSet), ch.DisableAutoUpdate})
+				strconv.FormatBool(ch.AllowDeviceSelfSet), ch.DisableAutoUpdate, describeSplit(ch)})
 		}
-		table(stdout, "NAME\tBUNDLE\tDEFAULT\tPLATFORMS\tSELF_SET\tDISABLE_AUTO_UPDATE", rows)
+		table(stdout, "NAME\tBUNDLE\tDEFAULT\tPLATFORMS\tSELF_SET\tDISABLE_AUTO_UPDATE\tSPLIT", rows)
 		return nil
 	}
 	return fmt.Errorf("channel: want set or list, got %q", sub)

@@ -128,6 +128,10 @@ func TestSegmentationEndToEnd(t *testing.T) {
 	if msg := cliErr(t, r, data, "channel", "rollout", "beta", "--app", "com.example.app", "--percent", "50"); !strings.Contains(msg, "no rollout to resize") {
 		t.Fatalf("resize without a rollout: %s", msg)
 	}
+	// channel list shows the running rollout (issue 16).
+	if out := cli(t, r, data, "channel", "list", "--app", "com.example.app"); !strings.Contains(out, "rollout 1.0.2 50.00%") {
+		t.Fatalf("channel list does not show the rollout:\n%s", out)
+	}
 
 	// All-or-nothing refusals: nothing changes.
 	for _, c := range []struct {

@@ -43,6 +43,25 @@ func describeRollout(ch store.Channel) string {
 	return fmt.Sprintf("channel %s: bundle %s; no rollout", ch.Name, orDash(ch.Bundle))
 }
 
+// describeSplit is a channel's rollout or A/B split in one table cell.
+func describeSplit(ch store.Channel) string {
+	switch {
+	case ch.Rollout != nil:
+		s := fmt.Sprintf("rollout %s %.2f%%", ch.Rollout.Bundle, float64(ch.Rollout.BPS)/100)
+		if ch.Rollout.Paused {
+			s += " paused"
+		}
+		return s
+	case ch.AB != nil:
+		var arms []string
+		for _, a := range ch.AB.Arms {
+			arms = append(arms, fmt.Sprintf("%s=%s:%.2f%%", a.Name, a.Bundle, float64(a.BPS)/100))
+		}
+		return "ab " + strings.Join(arms, ",")
+	}
+	return "-"
+}
+
 func cmdRollout(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("channel rollout", flag.ContinueOnError)
 	fs.SetOutput(stderr)
