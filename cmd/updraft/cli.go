@@ -108,6 +108,13 @@ func cmdApp(ctx context.Context, sub string, args []string, stdout, stderr io.Wr
 }
 
 func cmdBundle(ctx context.Context, sub string, args []string, stdout, stderr io.Writer) error {
+	switch sub {
+	case "upload", "list", "delete", "rebuild":
+	default:
+		// Before any flag: `updraft bundle` alone names what it can do
+		// (it used to answer "--app is required", issue 16).
+		return fmt.Errorf("bundle: want a subcommand: upload, list, delete or rebuild (got %q)", sub)
+	}
 	fs := flag.NewFlagSet("bundle "+sub, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var cf clientFlags

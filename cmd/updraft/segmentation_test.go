@@ -285,3 +285,14 @@ func writeZip(t *testing.T, b []byte) string {
 	}
 	return p
 }
+
+// TestBundleWithoutSubcommand: `updraft bundle` alone lists its subcommands
+// instead of asking for --app (issue 16).
+func TestBundleWithoutSubcommand(t *testing.T) {
+	for _, args := range [][]string{{"bundle"}, {"bundle", "uplod", "--app", "x"}} {
+		err := run(t.Context(), args, io.Discard, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), "upload, list, delete or rebuild") || strings.Contains(err.Error(), "--app") {
+			t.Fatalf("%v: %v", args, err)
+		}
+	}
+}
