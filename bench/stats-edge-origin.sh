@@ -41,7 +41,7 @@ for _ in $(seq 100); do curl -sf "http://$E/readyz" >/dev/null && break; sleep 0
 
 echo "== origin stopped; load the edge for $DURATION, $CONNS connections, batches of 50 events"
 kill "$OPID"; wait "$OPID" 2>/dev/null || true
-"$U" bench --target "http://$E" --scenario stats --duration "$DURATION" --connections "$CONNS" --devices 10000 2>/dev/null | sed -n '/^phase/,$p'
+"$U" bench --target "http://$E" --app com.example.app --i-know-this-is-production --scenario stats --duration "$DURATION" --connections "$CONNS" --devices 10000 2>/dev/null | sed -n '/^phase/,$p'
 accepted=$(curl -s "http://$E/metrics" | awk '$1 ~ /^updraft_edge_stats_events_total/ { n += $2 } END { printf "%d\n", n }')
 echo "edge accepted $accepted events; spool: $(metric "http://$E" updraft_edge_stats_spool_bytes) bytes in $(metric "http://$E" updraft_edge_stats_spool_segments) segments"
 

@@ -40,7 +40,9 @@ func errf(status int, code, format string, args ...any) *apiError {
 // and the edge endpoints under /v1, all behind the API key, plus /healthz.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
+	s.routes = nil // the patterns registered, for the OpenAPI test
 	handle := func(pattern string, edgeAllowed bool, fn func(w http.ResponseWriter, r *http.Request) error) {
+		s.routes = append(s.routes, pattern)
 		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 			if !s.authorized(r, edgeAllowed) {
 				writeErr(w, errf(http.StatusUnauthorized, "unauthorized", "missing or wrong API key: send Authorization: Bearer KEY (the key is in DATA/api-key)"))
@@ -86,8 +88,11 @@ func (s *Server) Handler() http.Handler {
 	api("DELETE /api/v1/apps/{app}/bundles/{version}", s.deleteBundle)        // lifecycle.go
 	api("POST /api/v1/apps/{app}/bundles/{version}/rebuild", s.rebuildBundle) // jobs.go
 	api("PATCH /api/v1/apps/{app}", s.patchApp)
+	api("DELETE /api/v1/apps/{app}", s.deleteApp)
 	api("POST /api/v1/gc", s.postGC)                 // gc.go
 	api("POST /api/v1/keys/rotate", s.postRotateKey) // keys.go
+	s.routes = append(s.routes, "GET /api/v1/openapi.json")
+	mux.HandleFunc("GET /api/v1/openapi.json", serveOpenAPI) // openapi.go: no API key, it documents and exposes no data
 	mux.HandleFunc("GET /ui", s.ui)
 	mux.HandleFunc("POST /ui", s.ui)
 	mux.HandleFunc("GET /ui/apps/{app}", s.ui)

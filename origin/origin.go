@@ -43,6 +43,9 @@ type Server struct {
 	blobs *blob.FS
 	// signKey is the snapshot signing key; swapped by a rotation (keys.go).
 	signKey atomic.Pointer[ed25519.PrivateKey]
+	// routes are the patterns Handler registered behind the API key, and
+	// the OpenAPI document's own (openapi_test.go checks them against it).
+	routes []string
 
 	keys   atomic.Pointer[[]keyHash] // accepted API keys; replaced by a rotation (keys.go)
 	shards *overrideShards

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/updraft-cdn/updraft/bench"
+	"github.com/updraft-cdn/updraft/config"
 )
 
 func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -30,7 +31,13 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.SetOutput(stderr)
 	var o bench.Options
 	fs.StringVar(&o.Target, "target", "http://127.0.0.1:8080", "edge (or any server speaking the device protocol) to load")
-	fs.StringVar(&o.AppID, "app", "com.example.app", "app id the devices belong to")
+	fs.StringVar(&o.AppID, "app", "", "load this existing app instead of a throwaway bench.* app (needs --i-know-this-is-production)")
+	production := fs.Bool("i-know-this-is-production", false, "allow --app: the run's devices, events and failures stay in that app's statistics for good")
+	bundlePath := fs.String("bundle", "", "zip or folder the throwaway bench app offers (default: a generated 1 MiB bundle)")
+	var cf clientFlags // the operator API that creates and deletes the bench app
+	fs.StringVar(&cf.origin, "origin", config.Env("UPDRAFT_ORIGIN", config.DefaultOriginURL), "origin URL (operator API) for the bench app; env UPDRAFT_ORIGIN")
+	fs.StringVar(&cf.apiKey, "api-key", os.Getenv("UPDRAFT_API_KEY"), "operator API key; env UPDRAFT_API_KEY (default: read DATA/api-key)")
+	fs.StringVar(&cf.data, "data", config.DataDir(), "data folder whose api-key file is used when no key is given")
 	scenario := fs.String("scenario", "release-storm", "release-storm, steady, stats (device events), or a scenario file (.json)")
 	fs.IntVar(&o.Devices, "devices", 1000, "fleet size")
 	duration := fs.Duration("duration", 30*time.Second, "duration of a built-in scenario")
@@ -86,6 +93,29 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		o.Target = u.Scheme + "://" + addr
 	}
 	o.Progress = stderr
+	// Load goes to a throwaway app unless an existing one is named on
+	// purpose: a run's devices and events stay in an app's statistics.
+	if o.AppID != "" && !*production {
+		return fmt.Errorf("bench --app %s: the run's fake devices, events and failures would stay in that app's statistics for good; "+
+			"add --i-know-this-is-production to load it anyway, or drop --app to let bench create and delete its own app", o.AppID)
+	}
+	if o.AppID == "" {
+		if o.Deltas || o.VersionName != "builtin" {
+			return errors.New("bench --deltas and --version-name measure an existing app's bundles: give --app APP --i-know-this-is-production")
+		}
+		c, err := cf.client()
+		if err != nil {
+			return fmt.Errorf("bench creates and deletes its own app through the operator API: %w", err)
+		}
+		app, cleanup, err := setupBenchApp(ctx, c, o, sc, *bundlePath, stderr)
+		if cleanup != nil {
+			defer cleanup()
+		}
+		if err != nil {
+			return err
+		}
+		o.AppID = app
+	}
 	if compare {
 		return benchCompare(ctx, sc, o, stdout, stderr)
 	}

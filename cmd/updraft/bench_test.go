@@ -23,7 +23,8 @@ func TestBenchReleaseStorm(t *testing.T) {
 	cli(t, r, data, "bundle", "upload", fixture(t, "swagger-ui-5.34.0.zip"), "--app", "com.example.app", "--version", "1.0.1", "--channel", "production")
 	cli(t, r, data, "channel", "set", "production", "--app", "com.example.app", "--default")
 	for _, link := range []string{"", "20ms/200mbit"} {
-		args := []string{"bench", "--target", "http://" + r.EdgeAddr, "--devices", "200", "--duration", "2s", "--connections", "16", "--json"}
+		args := []string{"bench", "--target", "http://" + r.EdgeAddr, "--devices", "200", "--duration", "2s", "--connections", "16", "--json",
+			"--bundle", fixture(t, "swagger-ui-5.34.0.zip"), "--origin", "http://" + r.OriginAddr, "--data", data}
 		if link != "" {
 			args = append(args, "--link", link)
 		}
@@ -49,7 +50,7 @@ func TestBenchReleaseStorm(t *testing.T) {
 	}
 	// The HTML report: charts drawn, nothing fetched from elsewhere.
 	html := filepath.Join(t.TempDir(), "report.html")
-	if err := run(context.Background(), []string{"bench", "--target", "http://" + r.EdgeAddr, "--devices", "60", "--duration", "2s", "--html", html}, &bytes.Buffer{}, &bytes.Buffer{}); err != nil {
+	if err := run(context.Background(), []string{"bench", "--target", "http://" + r.EdgeAddr, "--devices", "60", "--duration", "2s", "--html", html, "--origin", "http://" + r.OriginAddr, "--data", data}, &bytes.Buffer{}, &bytes.Buffer{}); err != nil {
 		t.Fatal(err)
 	}
 	page, _ := os.ReadFile(html)
@@ -65,7 +66,7 @@ func TestBenchReleaseStorm(t *testing.T) {
 		{"name":"to-production","kind":"switch","duration":"1s","channel":"production"}]}`), 0o644)
 	var sw bytes.Buffer
 	if err := run(context.Background(), []string{"bench", "--target", "http://" + r.EdgeAddr, "--scenario", sc, "--devices", "50",
-		"--version-build", "1.0.0,1.0.0,0.9.0", "--json"}, &sw, &bytes.Buffer{}); err != nil {
+		"--version-build", "1.0.0,1.0.0,0.9.0", "--json", "--app", "com.example.app", "--i-know-this-is-production"}, &sw, &bytes.Buffer{}); err != nil {
 		t.Fatal(err)
 	}
 	var swRep bench.Report
@@ -80,7 +81,7 @@ func TestBenchReleaseStorm(t *testing.T) {
 	}
 	// A text report too.
 	var out bytes.Buffer
-	if err := run(context.Background(), []string{"bench", "--target", "http://" + r.EdgeAddr, "--scenario", "steady", "--devices", "50", "--duration", "1s", "--connections", "4"}, &out, &bytes.Buffer{}); err != nil {
+	if err := run(context.Background(), []string{"bench", "--target", "http://" + r.EdgeAddr, "--scenario", "steady", "--devices", "50", "--duration", "1s", "--connections", "4", "--origin", "http://" + r.OriginAddr, "--data", data}, &out, &bytes.Buffer{}); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(out.String(), "update check") || !strings.Contains(out.String(), "outcomes: update") {
@@ -108,7 +109,7 @@ func TestBenchCompare(t *testing.T) {
 	cli(t, r, data, "bundle", "upload", fixture(t, "swagger-ui-5.34.0.zip"), "--app", "com.example.app", "--version", "1.0.1", "--channel", "production")
 	cli(t, r, data, "channel", "set", "production", "--app", "com.example.app", "--default")
 	var out, errb bytes.Buffer
-	if err := run(context.Background(), []string{"bench", "compare", "--target", "http://" + r.EdgeAddr, "--devices", "100", "--duration", "1s"}, &out, &errb); err != nil {
+	if err := run(context.Background(), []string{"bench", "compare", "--target", "http://" + r.EdgeAddr, "--devices", "100", "--duration", "1s", "--origin", "http://" + r.OriginAddr, "--data", data}, &out, &errb); err != nil {
 		t.Fatalf("%v\n%s", err, errb.String())
 	}
 	t.Logf("\n%s", out.String())

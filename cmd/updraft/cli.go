@@ -66,6 +66,7 @@ func cmdApp(ctx context.Context, sub string, args []string, stdout, stderr io.Wr
 	var cf clientFlags
 	cf.register(fs)
 	name := fs.String("name", "", "display name (create)")
+	yes := fs.Bool("yes", false, "delete: confirm deleting the app and everything it owns")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -88,6 +89,22 @@ func cmdApp(ctx context.Context, sub string, args []string, stdout, stderr io.Wr
 		}
 		fmt.Fprintf(stdout, "created app %s\n", a.ID)
 		return nil
+	case "delete":
+		if err := want(1, pos, "one app id"); err != nil {
+			return err
+		}
+		if !*yes {
+			return fmt.Errorf("app delete %s: deletes its bundles, channels, rollouts, segments, overrides and statistics for good: add --yes", pos[0])
+		}
+		d, err := c.DeleteApp(ctx, pos[0])
+		if err != nil {
+			return err
+		}
+		if cf.json {
+			return printJSON(stdout, d)
+		}
+		fmt.Fprintf(stdout, "deleted app %s (%d bundles)\n", d.AppID, len(d.Bundles))
+		return nil
 	case "list":
 		apps, err := c.ListApps(ctx)
 		if err != nil {
@@ -104,7 +121,7 @@ func cmdApp(ctx context.Context, sub string, args []string, stdout, stderr io.Wr
 		table(stdout, "ID\tNAME\tCREATED\tEXPOSE_METADATA\tDEVICE_CUSTOM_ID", rows)
 		return nil
 	}
-	return fmt.Errorf("app: want create, list or set, got %q", sub)
+	return fmt.Errorf("app: want create, list, set or delete, got %q", sub)
 }
 
 func cmdBundle(ctx context.Context, sub string, args []string, stdout, stderr io.Writer) error {

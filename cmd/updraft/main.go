@@ -32,6 +32,7 @@ Operator commands (talk to --origin, default http://127.0.0.1:8090, key from --a
 UPDRAFT_API_KEY or ./updraft-data/api-key):
   updraft app create ID [--name NAME]
   updraft app list
+  updraft app delete ID --yes                 delete the app, its bundles, channels and statistics
   updraft app set ID --keep N                  keep the N newest bundles (0: all); older ones not in use are deleted
   updraft app set ID [--expose-metadata] [--allow-device-custom-id=false]   device-protocol options (Capgo's)
   updraft bundle upload PATH --app ID --version V [--channel NAME] [--encrypt-key .capgo_key_v2]   PATH: a zip or a folder
@@ -60,6 +61,8 @@ Deltas:
 Load testing:
   updraft bench [--target URL] [--scenario release-storm|steady|FILE.json] [--devices N] [--duration D]
                 [--connections C] [--link 40ms/100mbit] [--json]
+                loads a throwaway bench.* app it creates and deletes (--origin, --api-key, --bundle ZIP);
+                --app ID --i-know-this-is-production loads an existing app instead
   updraft bench compare [same flags]      the scenario against Updraft, then nginx and Caddy serving the same bundle
   updraft bench fetch [--proto h3|h2|h1] [-n N] [-c C] URL
   updraft bench link --listen ADDR --upstream ADDR --profile 40ms/100mbit[/1%]

@@ -1,0 +1,146 @@
+package main
+
+import (
+	"archive/zip"
+	"bytes"
+	"context"
+	crand "crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/updraft-cdn/updraft/bench"
+	"github.com/updraft-cdn/updraft/origin"
+	"github.com/updraft-cdn/updraft/origin/store"
+)
+
+// benchAppPrefix names the apps bench creates for a run (an app id needs a
+// dot: bench.<time>-<random>).
+const benchAppPrefix = "bench."
+
+// benchAppVersion is the bundle the bench app's default channel offers.
+const benchAppVersion = "1.0.1"
+
+// newBenchAppID returns a fresh app id for one bench run.
+func newBenchAppID() string {
+	var b [4]byte
+	crand.Read(b[:])
+	return benchAppPrefix + time.Now().UTC().Format("20060102-150405") + "-" + hex.EncodeToString(b[:])
+}
+
+// setupBenchApp creates the run's own app through the operator API: a
+// bundle (bundlePath, or a generated one of about 1 MiB) on a default
+// channel "production", and the channels the scenario's switch phases move
+// devices to (self-assignable, same bundle). It returns the app id and a
+// cleanup that deletes the app (with a fresh context: it runs after a
+// cancelled or failed run too); cleanup is non-nil whenever the app may
+// exist. It then waits until the target serves the app.
+func setupBenchApp(ctx context.Context, c *origin.Client, o bench.Options, sc bench.Scenario, bundlePath string, log io.Writer) (string, func(), error) {
+	id := newBenchAppID()
+	if _, err := c.CreateApp(ctx, id, "updraft bench (deleted when the run ends)"); err != nil {
+		return "", nil, fmt.Errorf("bench: create the run's own app through the operator API (--origin %s): %w", c.BaseURL, err)
+	}
+	cleanup := func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := c.DeleteApp(cctx, id); err != nil {
+			fmt.Fprintf(log, "bench: could not delete app %s: %v (delete it with: updraft app delete %s --yes)\n", id, err, id)
+			return
+		}
+		fmt.Fprintf(log, "bench: deleted app %s\n", id)
+	}
+	fmt.Fprintf(log, "bench: created app %s for this run (deleted when it ends)\n", id)
+	opt := origin.UploadOptions{Channel: "production", Comment: "updraft bench"}
+	var err error
+	if bundlePath != "" {
+		_, err = c.UploadPath(ctx, id, benchAppVersion, bundlePath, opt)
+	} else {
+		_, err = c.UploadBundle(ctx, id, benchAppVersion, bytes.NewReader(benchBundle()), opt)
+	}
+	if err != nil {
+		return id, cleanup, fmt.Errorf("bench: upload the bench app's bundle: %w", err)
+	}
+	yes := true
+	if _, err := c.SetChannel(ctx, id, "production", store.ChannelPatch{Public: &yes}); err != nil {
+		return id, cleanup, fmt.Errorf("bench: default channel: %w", err)
+	}
+	version := benchAppVersion
+	for _, p := range sc.Phases {
+		if p.Kind == bench.KindSwitch && p.Channel != "production" {
+			if _, err := c.SetChannel(ctx, id, p.Channel, store.ChannelPatch{Bundle: &version, AllowDeviceSelfSet: &yes}); err != nil {
+				return id, cleanup, fmt.Errorf("bench: channel %s: %w", p.Channel, err)
+			}
+		}
+	}
+	if err := waitServed(ctx, o, id); err != nil {
+		return id, cleanup, err
+	}
+	return id, cleanup, nil
+}
+
+// waitServed waits until the target offers the app's bundle to a device on
+// the store build (edges pick up the new snapshot shortly).
+func waitServed(ctx context.Context, o bench.Options, app string) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if o.Proto == "h3" {
+		return nil // the target may listen on UDP only; the run reports what it answers
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if o.Insecure {
+		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true}
+	}
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Timeout: 5 * time.Second, Transport: tr}
+	body := fmt.Sprintf(`{"app_id":%q,"device_id":"00000000-0000-4000-8000-000000000000","version_name":"builtin","version_build":%q,"version_code":"1","version_os":"14","platform":"android","plugin_version":"8.51.14","is_emulator":false,"is_prod":true}`,
+		app, strings.Split(o.VersionBuild, ",")[0])
+	var last string
+	for {
+		req, _ := http.NewRequestWithContext(ctx, "POST", strings.TrimRight(o.Target, "/")+"/updates", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		if resp, err := hc.Do(req); err == nil {
+			b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+			resp.Body.Close()
+			if resp.StatusCode == 200 && bytes.Contains(b, []byte(`"url"`)) {
+				return nil
+			}
+			last = fmt.Sprintf("HTTP %d %s", resp.StatusCode, b)
+		} else {
+			last = err.Error()
+		}
+		select {
+		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return fmt.Errorf("bench: %s does not serve the bench app %s after 30s: %s", o.Target, app, last)
+			}
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// benchBundle is the bench app's default bundle: an index.html and 1 MiB
+// of incompressible bytes (deterministic), like a small web app's assets.
+func benchBundle() []byte {
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	w, _ := zw.Create("index.html")
+	io.WriteString(w, "<!doctype html><title>updraft bench</title><script src=\"app.js\"></script>\n")
+	w, _ = zw.CreateHeader(&zip.FileHeader{Name: "app.bin", Method: zip.Store})
+	rng := rand.New(rand.NewPCG(1, 2))
+	chunk := make([]byte, 64<<10)
+	for i := 0; i < 16; i++ {
+		for j := range chunk {
+			chunk[j] = byte(rng.Uint32())
+		}
+		w.Write(chunk)
+	}
+	zw.Close()
+	return buf.Bytes()
+}
