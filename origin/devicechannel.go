@@ -59,7 +59,7 @@ func (s *Server) SetDeviceChannel(ctx context.Context, appID, deviceID, channel 
 	if channel != "" && !snapshot.ValidChannelName(channel) {
 		return 0, errf(http.StatusBadRequest, "invalid_channel_name", "channel %q: want 1-64 letters, digits, '.', '_' or '-'", channel)
 	}
-	if !s.devicePub().lim.Allow() {
+	if !s.devicePub.lim.Allow() {
 		return 0, errf(http.StatusTooManyRequests, "too_many_requests", "too many device channel changes; retry in a second")
 	}
 	var changed bool
@@ -77,7 +77,7 @@ func (s *Server) SetDeviceChannel(ctx context.Context, appID, deviceID, channel 
 	}
 	if changed {
 		s.log.Debug("origin: device channel", "app", appID, "device", snapshot.FormatDeviceID(dev), "channel", channel, "rev", rev)
-		s.devicePub().kick()
+		s.devicePub.kick()
 	}
 	s.awaitRev(ctx, rev)
 	return rev, nil
@@ -102,21 +102,14 @@ type devicePublisher struct {
 	s        *Server
 }
 
-var devicePubs sync.Map // *Server → *devicePublisher
-
-func (s *Server) devicePub() *devicePublisher {
-	if p, ok := devicePubs.Load(s); ok {
-		return p.(*devicePublisher)
-	}
-	p, _ := devicePubs.LoadOrStore(s, &devicePublisher{lim: rate.NewLimiter(devicePubRate, devicePubBurst), kickc: make(chan struct{}, 1), s: s})
-	return p.(*devicePublisher)
+func newDevicePublisher(s *Server) *devicePublisher {
+	return &devicePublisher{lim: rate.NewLimiter(devicePubRate, devicePubBurst), kickc: make(chan struct{}, 1), s: s}
 }
 
 // kick asks for a publish of pending device changes, coalesced.
 func (p *devicePublisher) kick() {
 	p.startOne.Do(func() {
 		go func() {
-			defer devicePubs.Delete(p.s)
 			for {
 				select {
 				case <-p.s.done:

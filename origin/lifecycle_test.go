@@ -13,7 +13,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -22,7 +21,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/updraft-cdn/updraft/config"
 	"github.com/updraft-cdn/updraft/origin/snapshot"
 	"github.com/updraft-cdn/updraft/origin/store"
 )
@@ -95,22 +93,7 @@ func (h *logRecorder) assertNoErrors(t *testing.T) {
 // to 64 MiB, no periodic blob GC (tests run it) and a log recorder.
 func startLifecycleOrigin(t *testing.T) (*testOrigin, *logRecorder) {
 	t.Helper()
-	dir := t.TempDir()
-	cfg := config.NewOrigin(dir)
-	cfg.MaxBundleSize = 64 * config.MiB
-	cfg.GCInterval = 0
-	logs := &logRecorder{}
-	srv, err := Open(context.Background(), cfg, slog.New(logs))
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(srv.Handler())
-	t.Cleanup(func() { hs.Close(); srv.Close() })
-	key, err := os.ReadFile(filepath.Join(dir, "api-key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &testOrigin{srv: srv, http: hs, client: NewClient(hs.URL, strings.TrimSpace(string(key))), dir: dir}, logs
+	return startOriginCfg(t, nil)
 }
 
 const lcApp = "com.example.app"

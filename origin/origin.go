@@ -51,6 +51,8 @@ type Server struct {
 	shards *overrideShards
 	deltas *deltaBuilder
 	gc     *blobGC // bundle deletions and blob garbage collection
+	// devicePub bounds and coalesces devices' own channel changes (devicechannel.go).
+	devicePub *devicePublisher
 
 	events  *store.EventStore // device events and aggregates (DATA/events.db)
 	guard   *rolloutGuard
@@ -108,6 +110,7 @@ func Open(ctx context.Context, cfg config.Origin, log *slog.Logger) (*Server, er
 		closing: make(chan struct{}), metrics: newOriginMetrics()}
 	s.shards = newOverrideShards(s)
 	s.deltas = newDeltaBuilder(s)
+	s.devicePub = newDevicePublisher(s)
 	s.guard = newRolloutGuard(s)
 	s.gc = newBlobGC(s)
 	fail := func(err error) (*Server, error) {

@@ -3,17 +3,9 @@ package origin
 import (
 	"bytes"
 	"context"
-	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
-
-	"github.com/updraft-cdn/updraft/config"
 
 	"github.com/updraft-cdn/updraft/origin/store"
 )
@@ -156,17 +148,8 @@ func TestApplyProtocolOptions(t *testing.T) {
 // TestRolloutLogReadable: the rollout log line carries fields, not a Go
 // struct dump ("rollout=&{ID:… seed:0 bundle:<nil>}", issue 16).
 func TestRolloutLogReadable(t *testing.T) {
-	var buf bytes.Buffer
-	var mu sync.Mutex
-	dir := t.TempDir()
-	srv, err := Open(context.Background(), config.NewOrigin(dir), slog.New(slog.NewTextHandler(lockedWriter{&mu, &buf}, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(srv.Handler())
-	t.Cleanup(func() { hs.Close(); srv.Close() })
-	key, _ := os.ReadFile(filepath.Join(dir, "api-key"))
-	c := NewClient(hs.URL, strings.TrimSpace(string(key)))
+	o, logs := startOriginCfg(t, nil)
+	c := o.client
 	ctx := context.Background()
 	if _, err := c.CreateApp(ctx, "com.example.app", ""); err != nil {
 		t.Fatal(err)
@@ -180,26 +163,15 @@ func TestRolloutLogReadable(t *testing.T) {
 	if _, err := c.Rollout(ctx, "com.example.app", "production", RolloutRequest{Bundle: "1.0.0", BPS: &bps}); err != nil {
 		t.Fatal(err)
 	}
-	mu.Lock()
-	defer mu.Unlock()
+	logs.mu.Lock()
+	defer logs.mu.Unlock()
 	var line string
-	for _, l := range strings.Split(buf.String(), "\n") {
-		if strings.Contains(l, `msg="origin: rollout"`) {
-			line = l
+	for _, r := range logs.recs {
+		if r.Message == "origin: rollout" {
+			line = logs.text(r)
 		}
 	}
 	if line == "" || strings.Contains(line, "&{") || !strings.Contains(line, "rollout_bps=1000") {
 		t.Fatalf("rollout log line: %q", line)
 	}
-}
-
-type lockedWriter struct {
-	mu *sync.Mutex
-	w  io.Writer
-}
-
-func (l lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }
