@@ -86,7 +86,15 @@ func TestChromiumDictionaryTransport(t *testing.T) {
 (async () => {
   try {
     const a = await fetch('/b/%s'); await a.arrayBuffer();
-    await new Promise(r => setTimeout(r, 500));
+    // Chromium stores the dictionary asynchronously: ask a probe under the
+    // dictionary's match pattern until the browser advertises it. Each probe
+    // is answered after a real-time pause, during which virtual time stands.
+    let ready = false;
+    for (let i = 0; i < 600 && !ready; i++) {
+      const p = await fetch('/b/probe-' + i, {cache: 'no-store'});
+      ready = (await p.text()) === 'yes';
+    }
+    if (!ready) { document.title = 'ERROR no Available-Dictionary after v1'; return; }
     const b = await fetch('/b/%s'); const buf = await b.arrayBuffer();
     const h = new Uint8Array(await crypto.subtle.digest('SHA-256', buf));
     document.title = 'DONE ' + Array.from(h, x => x.toString(16).padStart(2, '0')).join('') + ' ' + buf.byteLength;
@@ -94,7 +102,18 @@ func TestChromiumDictionaryTransport(t *testing.T) {
 })();
 </script>`, v1, v2)
 	mux := http.NewServeMux()
-	mux.Handle("/b/", proxy)
+	mux.HandleFunc("/b/", func(w http.ResponseWriter, req *http.Request) {
+		if !strings.HasPrefix(req.URL.Path, "/b/probe-") {
+			proxy.ServeHTTP(w, req)
+			return
+		}
+		if req.Header.Get("Available-Dictionary") != "" {
+			w.Write([]byte("yes"))
+			return
+		}
+		time.Sleep(50 * time.Millisecond) // real time passes; the page's virtual clock does not
+		w.Write([]byte("no"))
+	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/html")
 		w.Write([]byte(page))
