@@ -29,9 +29,15 @@ const (
 
 // Origin configures the origin role: operator API, metadata store, blob store.
 type Origin struct {
-	Listen        string // TCP address of the operator API and edge replication endpoints
-	DataDir       string // SQLite database, blobs and keys live here
-	MaxBundleSize Size   // largest accepted upload
+	Listen  string // TCP address of the operator API and edge replication endpoints
+	DataDir string // SQLite database, blobs and keys live here
+	// Store is where metadata and events live: "" for the embedded SQLite
+	// databases in DataDir, or a postgres:// URL shared by several origins.
+	Store string
+	// Blobs is where bundle blobs live: "" for DataDir/blobs, or
+	// s3://BUCKET?endpoint=…&region=… (credentials from the AWS environment).
+	Blobs         string
+	MaxBundleSize Size // largest accepted upload
 	// GCGrace: blob garbage collection deletes only unreferenced blobs
 	// whose mtime (last commit, or the deletion of their bundle) is older
 	// than this, so uploads and edge fetches in flight keep theirs.

@@ -137,6 +137,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.Var(&oc.MaxBundleSize, "max-bundle-size", "largest accepted bundle upload")
 	gcFlags(fs, &oc)          // lifecycle.go
 	uploadLimitFlags(fs, &oc) // rebuild.go
+	backendFlags(fs, &oc)     // backends.go
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
@@ -183,6 +184,7 @@ func cmdOrigin(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.Var(&oc.MaxBundleSize, "max-bundle-size", "largest accepted bundle upload")
 	gcFlags(fs, &oc)          // lifecycle.go
 	uploadLimitFlags(fs, &oc) // rebuild.go
+	backendFlags(fs, &oc)     // backends.go
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
