@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"time"
 )
 
@@ -11,7 +10,7 @@ import (
 // new keys are both accepted until expires (the rotation's overlap), in one
 // transaction. Keys that already expire earlier keep their expiry.
 func (s *Store) RotateAPIKey(ctx context.Context, hash, label, scope string, expires int64) error {
-	return s.write(ctx, false, func(tx *sql.Tx) error {
+	return s.write(ctx, false, func(tx *Tx) error {
 		if _, err := tx.ExecContext(ctx, `UPDATE api_keys SET expires_at = ? WHERE scope = ? AND (expires_at = 0 OR expires_at > ?)`,
 			expires, scope, expires); err != nil {
 			return err

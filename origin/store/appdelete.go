@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
 )
 
 // DeletedApp is what deleting an app removed.
@@ -25,7 +24,7 @@ var appTables = []string{"device_overrides", "channel_guards", "guard_actions", 
 // referenced, for the blob garbage collection's grace period.
 func (s *Store) DeleteApp(ctx context.Context, appID string) (DeletedApp, error) {
 	out := DeletedApp{AppID: appID, Rows: map[string]int64{}}
-	err := s.write(ctx, true, func(tx *sql.Tx) error {
+	err := s.write(ctx, true, func(tx *Tx) error {
 		if err := appExists(ctx, tx, appID); err != nil {
 			return err
 		}
@@ -107,7 +106,7 @@ var eventAppTables = []string{"event_counts", "device_versions", "adoption_chang
 // devices seen for it, in one transaction. Raw event segments (kept per
 // edge, not per app) are left to their retention.
 func (e *EventStore) DeleteApp(ctx context.Context, appID string) (map[string]int64, error) {
-	tx, err := e.db.BeginTx(ctx, nil)
+	tx, err := e.db.beginWrite(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -121,7 +120,7 @@ func (e *EventStore) DeleteApp(ctx context.Context, appID string) (map[string]in
 		out[table], _ = res.RowsAffected()
 	}
 	if n := out["devices_seen"]; n > 0 {
-		if _, err := tx.ExecContext(ctx, `UPDATE event_meta SET value = max(0, value - ?) WHERE key = 'devices_seen'`, n); err != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE event_meta SET value = CASE WHEN value > ? THEN value - ? ELSE 0 END WHERE key = 'devices_seen'`, n, n); err != nil {
 			return nil, err
 		}
 	}

@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
 )
 
 // SetAppProtocol sets an app's device-protocol options; nil leaves one as
@@ -12,7 +11,7 @@ import (
 // rules and analytics ignore the custom_id devices send. ErrNotFound when
 // the app does not exist.
 func (s *Store) SetAppProtocol(ctx context.Context, appID string, exposeMetadata, allowDeviceCustomID *bool) error {
-	return s.write(ctx, true, func(tx *sql.Tx) error {
+	return s.write(ctx, true, func(tx *Tx) error {
 		if err := appExists(ctx, tx, appID); err != nil {
 			return err
 		}

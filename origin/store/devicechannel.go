@@ -30,7 +30,7 @@ func (s *Store) SetDeviceChannel(ctx context.Context, appID, deviceID, channel s
 	if !ok {
 		return false, invalid(CodeInvalidDevice, "device id %q: want a UUID", deviceID)
 	}
-	err = s.write(ctx, false, func(tx *sql.Tx) error {
+	err = s.write(ctx, false, func(tx *Tx) error {
 		if err := appExists(ctx, tx, appID); err != nil {
 			return err
 		}
@@ -89,7 +89,13 @@ func (s *Store) SetDeviceChannel(ctx context.Context, appID, deviceID, channel s
 	return changed, err
 }
 
-func bumpRev(ctx context.Context, tx *sql.Tx) error {
-	_, err := tx.ExecContext(ctx, `UPDATE revision SET rev = rev + 1 WHERE id = 1`)
-	return err
+func bumpRev(ctx context.Context, tx *Tx) error {
+	if _, err := tx.ExecContext(ctx, `UPDATE revision SET rev = rev + 1 WHERE id = 1`); err != nil {
+		return err
+	}
+	return tx.eng.Notify(ctx, tx.tx, ChangesChannel)
 }
+
+// ChangesChannel is the notification channel on which origins sharing a
+// store learn that the revision moved (PostgreSQL LISTEN/NOTIFY).
+const ChangesChannel = "updraft_changes"

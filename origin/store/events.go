@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/updraft-cdn/updraft/origin/events"
+	"github.com/updraft-cdn/updraft/origin/store/postgres"
+	"github.com/updraft-cdn/updraft/origin/store/sqlite"
 )
 
 // EventStore persists device events and their aggregates in their own
@@ -28,82 +30,9 @@ import (
 // encoding of origin/events), one row per segment: ingest writes one row
 // for the raw data, not one per event.
 type EventStore struct {
-	db *sql.DB
+	db *db
 }
 
-var eventMigrations = []string{
-	`CREATE TABLE event_segments (
-		edge_id TEXT NOT NULL,
-		seq INTEGER NOT NULL,
-		events INTEGER NOT NULL,
-		received_at INTEGER NOT NULL,
-		data BLOB,
-		sha256 TEXT NOT NULL,
-		PRIMARY KEY (edge_id, seq, sha256)) WITHOUT ROWID;
-	 CREATE INDEX event_segments_received ON event_segments (received_at);
-	 CREATE TABLE event_counts (
-		app_id TEXT NOT NULL,
-		minute INTEGER NOT NULL,
-		channel TEXT NOT NULL,
-		segment TEXT NOT NULL,
-		arm TEXT NOT NULL,
-		platform TEXT NOT NULL,
-		version_name TEXT NOT NULL,
-		action TEXT NOT NULL,
-		n INTEGER NOT NULL,
-		PRIMARY KEY (app_id, minute, channel, segment, arm, platform, version_name, action)) WITHOUT ROWID;
-	 CREATE TABLE device_versions (
-		app_id TEXT NOT NULL,
-		device_id TEXT NOT NULL,
-		version_name TEXT NOT NULL,
-		channel TEXT NOT NULL,
-		segment TEXT NOT NULL,
-		platform TEXT NOT NULL,
-		updated_at INTEGER NOT NULL,
-		PRIMARY KEY (app_id, device_id)) WITHOUT ROWID;
-	 CREATE TABLE adoption_changes (
-		app_id TEXT NOT NULL,
-		minute INTEGER NOT NULL,
-		channel TEXT NOT NULL,
-		segment TEXT NOT NULL,
-		platform TEXT NOT NULL,
-		version_name TEXT NOT NULL,
-		delta INTEGER NOT NULL,
-		PRIMARY KEY (app_id, minute, channel, segment, platform, version_name)) WITHOUT ROWID;
-	 CREATE TABLE device_outcomes (
-		app_id TEXT NOT NULL,
-		version_name TEXT NOT NULL,
-		device_id TEXT NOT NULL,
-		channel TEXT NOT NULL,
-		arm TEXT NOT NULL,
-		failed INTEGER NOT NULL,
-		updated_at INTEGER NOT NULL,
-		PRIMARY KEY (app_id, version_name, device_id)) WITHOUT ROWID;
-	 CREATE INDEX device_outcomes_window ON device_outcomes (app_id, channel, version_name, updated_at);`,
-	// Devices the origin has seen (an event or an update check-in), for the
-	// rollout guard's "established before the rollout" rule; outcomes carry
-	// the reporting client's network and the device's first sighting.
-	// Existing devices are backfilled from what the aggregates know.
-	`CREATE TABLE devices_seen (
-		app_id TEXT NOT NULL,
-		device_id TEXT NOT NULL,
-		first_seen INTEGER NOT NULL,
-		checked_in INTEGER NOT NULL,
-		last_seen INTEGER NOT NULL,
-		PRIMARY KEY (app_id, device_id)) WITHOUT ROWID;
-	 CREATE INDEX devices_seen_last ON devices_seen (last_seen);
-	 CREATE TABLE event_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
-	 ALTER TABLE device_outcomes ADD COLUMN prefix TEXT NOT NULL DEFAULT '';
-	 ALTER TABLE device_outcomes ADD COLUMN first_seen INTEGER NOT NULL DEFAULT 0;
-	 INSERT INTO devices_seen (app_id, device_id, first_seen, checked_in, last_seen)
-		SELECT app_id, lower(device_id), min(t), 0, max(t) FROM (
-			SELECT app_id, device_id, updated_at AS t FROM device_versions
-			UNION ALL SELECT app_id, device_id, updated_at FROM device_outcomes)
-		GROUP BY app_id, lower(device_id);
-	 UPDATE device_outcomes SET first_seen = coalesce((SELECT s.first_seen FROM devices_seen s
-		WHERE s.app_id = device_outcomes.app_id AND s.device_id = lower(device_outcomes.device_id)), 0);
-	 INSERT INTO event_meta (key, value) SELECT 'devices_seen', count(*) FROM devices_seen;`,
-}
 
 // MaxSeenDevices bounds the devices_seen table (about 150 bytes a row with
 // its index): past it, devices not yet recorded are not recorded (they
@@ -119,17 +48,19 @@ const SeenRetention = 90 * 24 * time.Hour
 // ingest rewrites it (one write per device per day at most).
 const seenRefresh = 24 * time.Hour
 
-// OpenEvents opens or creates the event database at path.
+// OpenEvents opens or creates the SQLite event database at path.
 func OpenEvents(ctx context.Context, path string) (*EventStore, error) {
-	db, err := openSQLite(path, "busy_timeout(10000)")
+	return OpenEventsURL(ctx, "", path)
+}
+
+// OpenEventsURL opens the event store at url: "" for SQLite at path, or a
+// postgres:// URL (several origins may share it).
+func OpenEventsURL(ctx context.Context, url, path string) (*EventStore, error) {
+	e, err := openEngine(ctx, url, path, sqlite.Events, postgres.Events)
 	if err != nil {
-		return nil, fmt.Errorf("events store: open %s: %w", path, err)
+		return nil, fmt.Errorf("events store: %w", err)
 	}
-	if err := migrate(ctx, db, eventMigrations); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("events store: open %s: %w", path, err)
-	}
-	return &EventStore{db: db}, nil
+	return &EventStore{db: newDB(e)}, nil
 }
 
 // Close closes the database.
@@ -176,7 +107,7 @@ func (s *EventStore) Ingest(ctx context.Context, edgeID string, seq uint64, segm
 // transaction.
 func (s *EventStore) IngestAll(ctx context.Context, edgeID string, seq uint64, segment []byte, evs []events.Event, cis []events.CheckIns) (IngestResult, error) {
 	res := IngestResult{Events: len(evs), Outcomes: map[[2]string]bool{}}
-	tx, err := s.db.BeginTx(ctx, nil)
+	tx, err := s.db.beginWrite(ctx)
 	if err != nil {
 		return res, err
 	}
@@ -191,7 +122,7 @@ func (s *EventStore) IngestAll(ctx context.Context, edgeID string, seq uint64, s
 		res.Duplicate, res.Events = true, 0
 		return res, nil
 	}
-	prep := func(q string) (*sql.Stmt, error) { return tx.PrepareContext(ctx, q) }
+	prep := func(q string) (*Stmt, error) { return tx.PrepareContext(ctx, q) }
 	seen, err := s.recordSeen(ctx, tx, evs, cis, &res)
 	if err != nil {
 		return res, err
@@ -284,7 +215,7 @@ func (s *EventStore) IngestAll(ctx context.Context, edgeID string, seq uint64, s
 		}
 	}
 	putCount, err := prep(`INSERT INTO event_counts (app_id, minute, channel, segment, arm, platform, version_name, action, n)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET n = n + excluded.n`)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (app_id, minute, channel, segment, arm, platform, version_name, action) DO UPDATE SET n = event_counts.n + excluded.n`)
 	if err != nil {
 		return res, err
 	}
@@ -300,7 +231,7 @@ func (s *EventStore) IngestAll(ctx context.Context, edgeID string, seq uint64, s
 			continue
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO adoption_changes (app_id, minute, channel, segment, platform, version_name, delta)
-			VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET delta = delta + excluded.delta`,
+			VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (app_id, minute, channel, segment, platform, version_name) DO UPDATE SET delta = adoption_changes.delta + excluded.delta`,
 			k.app, k.minute, k.channel, k.segment, k.platform, k.version, d); err != nil {
 			return res, err
 		}
@@ -311,7 +242,7 @@ func (s *EventStore) IngestAll(ctx context.Context, edgeID string, seq uint64, s
 	// counts only devices established before a rollout began); prefix the
 	// client network of the latest report.
 	putOutcome, err := prep(`INSERT INTO device_outcomes (app_id, version_name, device_id, channel, arm, failed, updated_at, prefix, first_seen)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET channel = excluded.channel, arm = excluded.arm, failed = excluded.failed,
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (app_id, version_name, device_id) DO UPDATE SET channel = excluded.channel, arm = excluded.arm, failed = excluded.failed,
 		updated_at = excluded.updated_at, prefix = excluded.prefix, first_seen = excluded.first_seen
 		WHERE excluded.updated_at >= device_outcomes.updated_at`)
 	if err != nil {
@@ -333,7 +264,7 @@ func (s *EventStore) IngestAll(ctx context.Context, edgeID string, seq uint64, s
 // latest report was a failure). A non-empty arm counts only devices placed
 // in that arm ("rollout": the devices the rollout serves).
 func (s *EventStore) Outcomes(ctx context.Context, appID, channel, version, arm string, since int64) (attempts, failures int64, err error) {
-	q := `SELECT count(*), coalesce(sum(failed), 0) FROM device_outcomes
+	q := `SELECT count(*), CAST(coalesce(sum(failed), 0) AS BIGINT) FROM device_outcomes
 		WHERE app_id = ? AND channel = ? AND version_name = ? AND updated_at >= ?`
 	args := []any{appID, channel, version, since}
 	if arm != "" {
@@ -349,7 +280,7 @@ func (s *EventStore) Outcomes(ctx context.Context, appID, channel, version, arm 
 // once, last_seen moves at most daily. It returns each device's first
 // sighting, keyed by (app, lower-case device id), and fills res's device
 // counts.
-func (s *EventStore) recordSeen(ctx context.Context, tx *sql.Tx, evs []events.Event, cis []events.CheckIns, res *IngestResult) (map[[2]string]int64, error) {
+func (s *EventStore) recordSeen(ctx context.Context, tx *Tx, evs []events.Event, cis []events.CheckIns, res *IngestResult) (map[[2]string]int64, error) {
 	now := time.Now().UnixMilli()
 	type sighting struct {
 		checkIn bool // the segment carries a check-in of the device
@@ -439,7 +370,7 @@ func (s *EventStore) recordSeen(ctx context.Context, tx *sql.Tx, evs []events.Ev
 	}
 	if added > 0 {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO event_meta (key, value) VALUES ('devices_seen', ?)
-			ON CONFLICT (key) DO UPDATE SET value = value + excluded.value`, added); err != nil {
+			ON CONFLICT (key) DO UPDATE SET value = event_meta.value + excluded.value`, added); err != nil {
 			return nil, err
 		}
 	}
@@ -490,7 +421,7 @@ func (s *EventStore) SeenDevices(ctx context.Context) (int64, error) {
 // PruneSeen forgets the devices not seen since before (Unix ms) and
 // returns how many.
 func (s *EventStore) PruneSeen(ctx context.Context, before int64) (int64, error) {
-	tx, err := s.db.BeginTx(ctx, nil)
+	tx, err := s.db.beginWrite(ctx)
 	if err != nil {
 		return 0, err
 	}
@@ -501,7 +432,7 @@ func (s *EventStore) PruneSeen(ctx context.Context, before int64) (int64, error)
 	}
 	n, _ := r.RowsAffected()
 	if n > 0 {
-		if _, err := tx.ExecContext(ctx, `UPDATE event_meta SET value = max(0, value - ?) WHERE key = 'devices_seen'`, n); err != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE event_meta SET value = CASE WHEN value > ? THEN value - ? ELSE 0 END WHERE key = 'devices_seen'`, n, n); err != nil {
 			return 0, err
 		}
 	}
@@ -546,7 +477,7 @@ func (s *EventStore) GuardOutcomes(ctx context.Context, q GuardQuery) (GuardCoun
 		w += ` AND arm = ?`
 		args = append(args, q.Arm)
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT prefix, first_seen > ? AS fresh, count(*), coalesce(sum(failed), 0)
+	rows, err := s.db.QueryContext(ctx, `SELECT prefix, CASE WHEN first_seen > ? THEN 1 ELSE 0 END AS fresh, count(*), CAST(coalesce(sum(failed), 0) AS BIGINT)
 		FROM device_outcomes WHERE `+w+` GROUP BY 1, 2`, args...)
 	if err != nil {
 		return c, err
@@ -684,7 +615,7 @@ func (s *EventStore) AdoptionChanges(ctx context.Context, f EventFilter) ([]Adop
 	bw, bargs := base.where()
 	q := `SELECT minute, channel, segment, platform, version_name, delta FROM adoption_changes WHERE ` + w + ` ORDER BY 1`
 	if f.From >= 2*60000 { // (a baseline ending at minute 0 would read as "now")
-		q = `SELECT -1, channel, segment, platform, version_name, sum(delta) FROM adoption_changes WHERE ` + bw +
+		q = `SELECT -1, channel, segment, platform, version_name, CAST(sum(delta) AS BIGINT) FROM adoption_changes WHERE ` + bw +
 			` GROUP BY channel, segment, platform, version_name HAVING sum(delta) != 0 UNION ALL ` + q
 		args = append(bargs, args...)
 	}
@@ -708,14 +639,14 @@ func (s *EventStore) AdoptionChanges(ctx context.Context, f EventFilter) ([]Adop
 // aggregates (every event is counted exactly once).
 func (s *EventStore) TotalEvents(ctx context.Context, appID string) (int64, error) {
 	var n int64
-	err := s.db.QueryRowContext(ctx, `SELECT coalesce(sum(n), 0) FROM event_counts WHERE app_id = ?`, appID).Scan(&n)
+	err := s.db.QueryRowContext(ctx, `SELECT CAST(coalesce(sum(n), 0) AS BIGINT) FROM event_counts WHERE app_id = ?`, appID).Scan(&n)
 	return n, err
 }
 
 // RawEvents returns how many raw events are kept (in retained segments).
 func (s *EventStore) RawEvents(ctx context.Context) (int64, error) {
 	var n int64
-	err := s.db.QueryRowContext(ctx, `SELECT coalesce(sum(events), 0) FROM event_segments WHERE data IS NOT NULL`).Scan(&n)
+	err := s.db.QueryRowContext(ctx, `SELECT CAST(coalesce(sum(events), 0) AS BIGINT) FROM event_segments WHERE data IS NOT NULL`).Scan(&n)
 	return n, err
 }
 
@@ -752,7 +683,7 @@ const IngestRecordGrace = 30 * 24 * time.Hour
 // Aggregates are kept. It returns the number of raw events dropped.
 func (s *EventStore) Prune(ctx context.Context, before int64) (int64, error) {
 	var n int64
-	if err := s.db.QueryRowContext(ctx, `SELECT coalesce(sum(events), 0) FROM event_segments WHERE received_at < ? AND data IS NOT NULL`, before).Scan(&n); err != nil {
+	if err := s.db.QueryRowContext(ctx, `SELECT CAST(coalesce(sum(events), 0) AS BIGINT) FROM event_segments WHERE received_at < ? AND data IS NOT NULL`, before).Scan(&n); err != nil {
 		return 0, err
 	}
 	if _, err := s.db.ExecContext(ctx, `UPDATE event_segments SET data = NULL WHERE received_at < ? AND data IS NOT NULL`, before); err != nil {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"path/filepath"
 	"reflect"
 	"sort"
 	"sync"
@@ -14,6 +13,8 @@ import (
 	"time"
 
 	"github.com/updraft-cdn/updraft/origin/events"
+	"github.com/updraft-cdn/updraft/origin/store/postgres"
+	"github.com/updraft-cdn/updraft/origin/store/sqlite"
 )
 
 const (
@@ -25,7 +26,7 @@ const (
 
 func openEvents(t *testing.T) *EventStore {
 	t.Helper()
-	s, err := OpenEvents(context.Background(), filepath.Join(t.TempDir(), "events.db"))
+	s, err := reopenEvents(context.Background(), eventsPath(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -605,8 +606,8 @@ func TestPruneKeepsCounts(t *testing.T) {
 
 func TestEventsReopen(t *testing.T) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "events.db")
-	s, err := OpenEvents(ctx, path)
+	path := eventsPath(t)
+	s, err := reopenEvents(ctx, path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -615,7 +616,7 @@ func TestEventsReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
-	s, err = OpenEvents(ctx, path)
+	s, err = reopenEvents(ctx, path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -862,7 +863,7 @@ func TestGuardStoreRoundTrip(t *testing.T) {
 
 	// Everything survives a reopen (migration 6 is applied once).
 	s.Close()
-	s, err = Open(ctx, path)
+	s, err = reopen(ctx, path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -872,8 +873,12 @@ func TestGuardStoreRoundTrip(t *testing.T) {
 		t.Fatalf("guards after reopen = %+v (%v), want %+v", gs2, err, gs)
 	}
 	var applied int
-	if err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations`).Scan(&applied); err != nil || applied != len(migrations) {
-		t.Fatalf("%d migrations recorded (%v), want %d", applied, err, len(migrations))
+	table, wantN := "schema_migrations", sqlite.Meta.Len()
+	if s.Engine() == "postgres" {
+		table, wantN = postgres.Meta.MigrationsTable(), postgres.Meta.Len()
+	}
+	if err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM `+table).Scan(&applied); err != nil || applied != wantN {
+		t.Fatalf("%d migrations recorded (%v), want %d", applied, err, wantN)
 	}
 	if as, _ := s.GuardActions(ctx, evApp, "production", 10); len(as) != 2 {
 		t.Fatalf("actions after reopen: %+v, want 2", as)

@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"time"
 )
@@ -142,7 +141,7 @@ type GuardAction struct {
 // SetGuard sets (g non-nil) or removes a channel's guard. It does not
 // change the snapshot: edges do not need guards.
 func (s *Store) SetGuard(ctx context.Context, appID, channel string, g *Guard) error {
-	return s.write(ctx, false, func(tx *sql.Tx) error {
+	return s.write(ctx, false, func(tx *Tx) error {
 		if _, err := lockChannel(ctx, tx, appID, channel); err != nil {
 			return err
 		}
@@ -200,7 +199,7 @@ func (s *Store) Guards(ctx context.Context, appID string) ([]GuardedChannel, err
 
 // RecordGuardAction stores what a guard did and starts its cooldown.
 func (s *Store) RecordGuardAction(ctx context.Context, a GuardAction) error {
-	return s.write(ctx, false, func(tx *sql.Tx) error { return recordGuardAction(ctx, tx, a) })
+	return s.write(ctx, false, func(tx *Tx) error { return recordGuardAction(ctx, tx, a) })
 }
 
 // GuardAct applies a guard's pause or rollback to the rollout of a.Bundle
@@ -213,7 +212,7 @@ func (s *Store) GuardAct(ctx context.Context, a GuardAction) error {
 	if a.Action == GuardRollback {
 		action = RolloutRollback
 	}
-	return s.write(ctx, true, func(tx *sql.Tx) error {
+	return s.write(ctx, true, func(tx *Tx) error {
 		if _, err := setRollout(ctx, tx, a.AppID, a.Channel, action, a.Bundle, 0); err != nil {
 			return err
 		}
@@ -221,7 +220,7 @@ func (s *Store) GuardAct(ctx context.Context, a GuardAction) error {
 	})
 }
 
-func recordGuardAction(ctx context.Context, tx *sql.Tx, a GuardAction) error {
+func recordGuardAction(ctx context.Context, tx *Tx, a GuardAction) error {
 	{
 		if _, err := tx.ExecContext(ctx, `INSERT INTO guard_actions (app_id, channel, at, action, bundle, attempts, failures, failure_rate, lower_bound, error)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, a.AppID, a.Channel, a.At.UnixMilli(), a.Action, a.Bundle, a.Attempts, a.Failures,

@@ -75,14 +75,14 @@ func enqueueJob(ctx context.Context, tx execer, kind, appID, version string, now
 
 // EnqueueJob queues a job (again, if it exists).
 func (s *Store) EnqueueJob(ctx context.Context, kind, appID, version string) error {
-	return s.write(ctx, false, func(tx *sql.Tx) error { return enqueueJob(ctx, tx, kind, appID, version, time.Now()) })
+	return s.write(ctx, false, func(tx *Tx) error { return enqueueJob(ctx, tx, kind, appID, version, time.Now()) })
 }
 
 // ClaimJob marks the oldest runnable job of kind (queued, or retry whose
 // time has come) running and returns it, its attempts counted; ok is
 // false when none is runnable.
 func (s *Store) ClaimJob(ctx context.Context, kind string, now time.Time) (j Job, ok bool, err error) {
-	err = s.write(ctx, false, func(tx *sql.Tx) error {
+	err = s.write(ctx, false, func(tx *Tx) error {
 		j, err = scanJob(tx.QueryRowContext(ctx, `UPDATE jobs SET state = 'running', attempts = attempts + 1, updated_at = ?
 			WHERE id = (SELECT id FROM jobs WHERE kind = ? AND state IN ('queued', 'retry') AND run_after <= ? ORDER BY id LIMIT 1)
 			RETURNING `+jobCols, now.UnixMilli(), kind, now.UnixMilli()))
@@ -114,13 +114,13 @@ func (s *Store) FailJob(ctx context.Context, j Job, msg string) error {
 // ReleaseJob puts a running job back in the queue without counting the
 // attempt (its worker is stopping).
 func (s *Store) ReleaseJob(ctx context.Context, j Job) error {
-	return s.setJob(ctx, j, `state = 'queued', attempts = max(attempts - 1, 0)`)
+	return s.setJob(ctx, j, `state = 'queued', attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END`)
 }
 
 // setJob updates a job only while it is the claim j holds: running, with
 // the attempts of that claim.
 func (s *Store) setJob(ctx context.Context, j Job, set string, args ...any) error {
-	return s.write(ctx, false, func(tx *sql.Tx) error {
+	return s.write(ctx, false, func(tx *Tx) error {
 		_, err := tx.ExecContext(ctx, `UPDATE jobs SET `+set+`, updated_at = ? WHERE id = ? AND state = 'running' AND attempts = ?`,
 			append(args, time.Now().UnixMilli(), j.ID, j.Attempts)...)
 		return err
@@ -129,7 +129,7 @@ func (s *Store) setJob(ctx context.Context, j Job, set string, args ...any) erro
 
 // DropJob deletes a job (its bundle is gone).
 func (s *Store) DropJob(ctx context.Context, id int64) error {
-	return s.write(ctx, false, func(tx *sql.Tx) error {
+	return s.write(ctx, false, func(tx *Tx) error {
 		_, err := tx.ExecContext(ctx, `DELETE FROM jobs WHERE id = ?`, id)
 		return err
 	})
@@ -142,7 +142,7 @@ func (s *Store) DropJob(ctx context.Context, id int64) error {
 // lost) get a build job. It returns how many jobs were requeued, failed
 // and added.
 func (s *Store) ResumeJobs(ctx context.Context, maxAttempts int, interrupted string) (requeued, failed, added int64, err error) {
-	err = s.write(ctx, false, func(tx *sql.Tx) error {
+	err = s.write(ctx, false, func(tx *Tx) error {
 		now := time.Now().UnixMilli()
 		res, err := tx.ExecContext(ctx, `UPDATE jobs SET state = 'failed', last_error = ?, updated_at = ? WHERE state = 'running' AND attempts >= ?`,
 			interrupted, now, maxAttempts)
@@ -235,7 +235,7 @@ const (
 // build runs. An *InvalidError with CodeBundleNotFound, CodeBundleEncrypted
 // (the origin holds ciphertext only) or CodeBuildRunning refuses it.
 func (s *Store) RequeueBuild(ctx context.Context, appID, version string, clear bool) error {
-	return s.write(ctx, clear, func(tx *sql.Tx) error {
+	return s.write(ctx, clear, func(tx *Tx) error {
 		if err := appExists(ctx, tx, appID); err != nil {
 			return err
 		}

@@ -93,7 +93,7 @@ func referrers(ctx context.Context, q querier, appID string) (map[string][]strin
 // left to garbage collection.
 func (s *Store) DeleteBundle(ctx context.Context, appID, version string) (DeletedBundle, error) {
 	var out DeletedBundle
-	err := s.write(ctx, true, func(tx *sql.Tx) error {
+	err := s.write(ctx, true, func(tx *Tx) error {
 		if err := appExists(ctx, tx, appID); err != nil {
 			return err
 		}
@@ -107,7 +107,7 @@ func (s *Store) DeleteBundle(ctx context.Context, appID, version string) (Delete
 	return out, err
 }
 
-func deleteBundle(ctx context.Context, tx *sql.Tx, appID, version string, refs map[string][]string) (DeletedBundle, error) {
+func deleteBundle(ctx context.Context, tx *Tx, appID, version string, refs map[string][]string) (DeletedBundle, error) {
 	d := DeletedBundle{AppID: appID, Version: version}
 	var zip, canonical string
 	err := tx.QueryRowContext(ctx, `SELECT sha256, canonical_sha256 FROM bundles WHERE app_id = ? AND version = ?`, appID, version).Scan(&zip, &canonical)
@@ -183,7 +183,7 @@ func (s *Store) SetKeepBundles(ctx context.Context, appID string, keep int) erro
 	if keep < 0 {
 		return &InvalidError{Code: "invalid_keep", Msg: fmt.Sprintf("keep_bundles %d: want 0 (keep all) or more", keep)}
 	}
-	return s.write(ctx, false, func(tx *sql.Tx) error {
+	return s.write(ctx, false, func(tx *Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE apps SET keep_bundles = ? WHERE id = ?`, keep, appID)
 		if err != nil {
 			return err
@@ -203,7 +203,7 @@ func (s *Store) SetKeepBundles(ctx context.Context, appID string, keep int) erro
 // first.
 func (s *Store) PruneBundles(ctx context.Context, appID string) ([]DeletedBundle, error) {
 	var out []DeletedBundle
-	err := s.write(ctx, true, func(tx *sql.Tx) error {
+	err := s.write(ctx, true, func(tx *Tx) error {
 		out = nil
 		var keep int
 		err := tx.QueryRowContext(ctx, `SELECT keep_bundles FROM apps WHERE id = ?`, appID).Scan(&keep)
@@ -293,7 +293,7 @@ func (s *Store) ReferencedBlobs(ctx context.Context) (map[string]bool, error) {
 // either was deleted meanwhile it returns ErrNotFound and records nothing,
 // so no delta outlives the bundles it joins.
 func (s *Store) AddDeltaChecked(ctx context.Context, appID, to string, d snapshot.Delta) error {
-	return s.write(ctx, true, func(tx *sql.Tx) error {
+	return s.write(ctx, true, func(tx *Tx) error {
 		var n int
 		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM bundles WHERE app_id = ? AND version IN (?, ?)`, appID, to, d.From).Scan(&n); err != nil {
 			return err
@@ -301,8 +301,9 @@ func (s *Store) AddDeltaChecked(ctx context.Context, appID, to string, d snapsho
 		if n != 2 {
 			return ErrNotFound
 		}
-		_, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO deltas (app_id, from_version, to_version, encoding, base_sha256, sha256, size, created_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, appID, d.From, to, d.Encoding, d.Base, d.SHA256, d.Size, time.Now().Unix())
+		_, err := tx.ExecContext(ctx, `INSERT INTO deltas (app_id, from_version, to_version, encoding, base_sha256, sha256, size, created_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (app_id, from_version, to_version, encoding) DO UPDATE SET
+			base_sha256 = excluded.base_sha256, sha256 = excluded.sha256, size = excluded.size, created_at = excluded.created_at`, appID, d.From, to, d.Encoding, d.Base, d.SHA256, d.Size, time.Now().Unix())
 		return err
 	})
 }

@@ -76,7 +76,7 @@ func TestBuiltinChannelStore(t *testing.T) {
 	}
 	var bundle any
 	var builtin int
-	if err := s.db.QueryRow(`SELECT bundle_version, builtin FROM channels WHERE name = 'production'`).Scan(&bundle, &builtin); err != nil || bundle != nil || builtin != 1 {
+	if err := s.db.QueryRowContext(context.Background(), `SELECT bundle_version, builtin FROM channels WHERE name = 'production'`).Scan(&bundle, &builtin); err != nil || bundle != nil || builtin != 1 {
 		t.Fatalf("stored bundle_version %v builtin %d (%v), want NULL and 1", bundle, builtin, err)
 	}
 	if c := channelOf(t, s, "production"); c.Bundle != "builtin" || !c.Public {
@@ -102,7 +102,7 @@ func TestBuiltinChannelStore(t *testing.T) {
 	if c, err := s.SetRollout(ctx, "com.example.app", "production", RolloutPromote, "", 0); err != nil || c.Bundle != "1.1.0" {
 		t.Fatalf("promote: %+v %v", c, err)
 	}
-	if err := s.db.QueryRow(`SELECT bundle_version, builtin FROM channels WHERE name = 'production'`).Scan(&bundle, &builtin); err != nil || builtin != 0 {
+	if err := s.db.QueryRowContext(context.Background(), `SELECT bundle_version, builtin FROM channels WHERE name = 'production'`).Scan(&bundle, &builtin); err != nil || builtin != 0 {
 		t.Fatalf("after promote: bundle_version %v builtin %d (%v)", bundle, builtin, err)
 	}
 	if c := snapChannel(t, s, "production"); c.Bundle != "1.1.0" {

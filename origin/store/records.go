@@ -105,9 +105,9 @@ func (p ChannelPatch) apply(c *snapshot.Channel) {
 // CreateApp stores a new app; ErrExists when the id is taken.
 func (s *Store) CreateApp(ctx context.Context, id, name string) (App, error) {
 	a := App{ID: id, Name: name, CreatedAt: time.Now().UTC().Truncate(time.Second), AllowDeviceCustomID: true}
-	err := s.write(ctx, true, func(tx *sql.Tx) error {
+	err := s.write(ctx, true, func(tx *Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO apps (id, name, created_at) VALUES (?, ?, ?)`, a.ID, a.Name, a.CreatedAt.Unix())
-		if isUniqueViolation(err) {
+		if s.isUniqueViolation(err) {
 			return ErrExists
 		}
 		return err
@@ -166,13 +166,13 @@ func (s *Store) CreateBundle(ctx context.Context, b Bundle) (Bundle, error) {
 func (s *Store) CreateBundleWithManifest(ctx context.Context, b Bundle, files []snapshot.ManifestEntry) (Bundle, error) {
 	b.CreatedAt = time.Now().UTC().Truncate(time.Second)
 	b.ManifestFiles = len(files)
-	err := s.write(ctx, true, func(tx *sql.Tx) error {
+	err := s.write(ctx, true, func(tx *Tx) error {
 		if err := appExists(ctx, tx, b.AppID); err != nil {
 			return err
 		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO bundles (app_id, version, sha256, size, min_update_version, comment, link, created_at, session_key, checksum, key_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			b.AppID, b.Version, b.SHA256, b.Size, b.MinUpdateVersion, b.Comment, b.Link, b.CreatedAt.Unix(), b.SessionKey, b.Checksum, b.KeyID)
-		if isUniqueViolation(err) {
+		if s.isUniqueViolation(err) {
 			return ErrExists
 		}
 		if err != nil {
@@ -190,7 +190,7 @@ func (s *Store) CreateBundleWithManifest(ctx context.Context, b Bundle, files []
 	return b, err
 }
 
-func appExists(ctx context.Context, tx *sql.Tx, id string) error {
+func appExists(ctx context.Context, tx *Tx, id string) error {
 	var n int
 	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM apps WHERE id = ?`, id).Scan(&n); err != nil {
 		return err
@@ -227,7 +227,7 @@ func (s *Store) ListBundles(ctx context.Context, appID string) ([]Bundle, error)
 
 // SetManifest records a bundle's file manifest (its blobs already stored).
 func (s *Store) SetManifest(ctx context.Context, appID, version string, files []snapshot.ManifestEntry) error {
-	return s.write(ctx, true, func(tx *sql.Tx) error {
+	return s.write(ctx, true, func(tx *Tx) error {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM manifest_files WHERE app_id = ? AND version = ?`, appID, version); err != nil {
 			return err
 		}
@@ -235,7 +235,7 @@ func (s *Store) SetManifest(ctx context.Context, appID, version string, files []
 	})
 }
 
-func insertManifest(ctx context.Context, tx *sql.Tx, appID, version string, files []snapshot.ManifestEntry) error {
+func insertManifest(ctx context.Context, tx *Tx, appID, version string, files []snapshot.ManifestEntry) error {
 	if len(files) == 0 {
 		return nil
 	}
@@ -277,7 +277,7 @@ func listManifests(ctx context.Context, q querier, appID string) (map[string][]s
 
 // SetCanonical records a bundle's canonical archive.
 func (s *Store) SetCanonical(ctx context.Context, appID, version, sha string, size int64) error {
-	return s.write(ctx, true, func(tx *sql.Tx) error {
+	return s.write(ctx, true, func(tx *Tx) error {
 		_, err := tx.ExecContext(ctx, `UPDATE bundles SET canonical_sha256 = ?, canonical_size = ? WHERE app_id = ? AND version = ?`, sha, size, appID, version)
 		return err
 	})
@@ -286,9 +286,10 @@ func (s *Store) SetCanonical(ctx context.Context, appID, version, sha string, si
 // AddDelta records a verified delta to a bundle (replacing one of the same
 // base and encoding).
 func (s *Store) AddDelta(ctx context.Context, appID, to string, d snapshot.Delta) error {
-	return s.write(ctx, true, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO deltas (app_id, from_version, to_version, encoding, base_sha256, sha256, size, created_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, appID, d.From, to, d.Encoding, d.Base, d.SHA256, d.Size, time.Now().Unix())
+	return s.write(ctx, true, func(tx *Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO deltas (app_id, from_version, to_version, encoding, base_sha256, sha256, size, created_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (app_id, from_version, to_version, encoding) DO UPDATE SET
+			base_sha256 = excluded.base_sha256, sha256 = excluded.sha256, size = excluded.size, created_at = excluded.created_at`, appID, d.From, to, d.Encoding, d.Base, d.SHA256, d.Size, time.Now().Unix())
 		return err
 	})
 }
@@ -405,7 +406,7 @@ func (s *Store) ListChannels(ctx context.Context, appID string) ([]Channel, erro
 // the platforms it enables, away from other public channels: those are
 // returned in demoted.
 func (s *Store) PutChannel(ctx context.Context, appID, name string, p ChannelPatch, create bool) (ch Channel, created bool, demoted []string, err error) {
-	err = s.write(ctx, true, func(tx *sql.Tx) error {
+	err = s.write(ctx, true, func(tx *Tx) error {
 		if err := appExists(ctx, tx, appID); err != nil {
 			return err
 		}
@@ -490,7 +491,7 @@ func (s *Store) PutChannel(ctx context.Context, appID, name string, p ChannelPat
 // except device overrides, which travel in shards (see OverrideShard). The
 // caller lists the shards and indexes the snapshot.
 func (s *Store) Snapshot(ctx context.Context) (*snapshot.Snapshot, error) {
-	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	tx, err := s.db.beginRead(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("store: snapshot: %w", err)
 	}

@@ -55,7 +55,7 @@ const (
 )
 
 // lockChannel reads one channel inside a write transaction.
-func lockChannel(ctx context.Context, tx *sql.Tx, appID, name string) (Channel, error) {
+func lockChannel(ctx context.Context, tx *Tx, appID, name string) (Channel, error) {
 	if err := appExists(ctx, tx, appID); err != nil {
 		return Channel{}, err
 	}
@@ -69,7 +69,7 @@ func lockChannel(ctx context.Context, tx *sql.Tx, appID, name string) (Channel, 
 	return chs[0], nil
 }
 
-func bundleExists(ctx context.Context, tx *sql.Tx, appID, version string) error {
+func bundleExists(ctx context.Context, tx *Tx, appID, version string) error {
 	var n int
 	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM bundles WHERE app_id = ? AND version = ?`, appID, version).Scan(&n); err != nil {
 		return err
@@ -86,7 +86,7 @@ func newID() string {
 	return hex.EncodeToString(b)
 }
 
-func saveSplit(ctx context.Context, tx *sql.Tx, ch Channel) error {
+func saveSplit(ctx context.Context, tx *Tx, ch Channel) error {
 	var ro, ab any
 	if ch.Rollout != nil {
 		b, _ := json.Marshal(ch.Rollout)
@@ -129,7 +129,7 @@ func nullable(s string) any {
 // only adds devices.
 func (s *Store) SetRollout(ctx context.Context, appID, channel string, action RolloutAction, bundle string, bps int) (Channel, error) {
 	var out Channel
-	err := s.write(ctx, true, func(tx *sql.Tx) error {
+	err := s.write(ctx, true, func(tx *Tx) error {
 		var err error
 		out, err = setRollout(ctx, tx, appID, channel, action, bundle, bps)
 		return err
@@ -137,7 +137,7 @@ func (s *Store) SetRollout(ctx context.Context, appID, channel string, action Ro
 	return out, err
 }
 
-func setRollout(ctx context.Context, tx *sql.Tx, appID, channel string, action RolloutAction, bundle string, bps int) (Channel, error) {
+func setRollout(ctx context.Context, tx *Tx, appID, channel string, action RolloutAction, bundle string, bps int) (Channel, error) {
 	var out Channel
 	err := func() error {
 		ch, err := lockChannel(ctx, tx, appID, channel)
@@ -191,7 +191,7 @@ func setRollout(ctx context.Context, tx *sql.Tx, appID, channel string, action R
 // SetAB replaces a channel's A/B split (nil arms clear it).
 func (s *Store) SetAB(ctx context.Context, appID, channel string, arms []snapshot.Arm) (Channel, error) {
 	var out Channel
-	err := s.write(ctx, true, func(tx *sql.Tx) error {
+	err := s.write(ctx, true, func(tx *Tx) error {
 		ch, err := lockChannel(ctx, tx, appID, channel)
 		if err != nil {
 			return err
@@ -282,7 +282,7 @@ func (s *Store) ListSegments(ctx context.Context, appID string) ([]Segment, erro
 // the end: last), shifting later rules down.
 func (s *Store) AddSegment(ctx context.Context, appID string, rule snapshot.Rule, position int) (Segment, error) {
 	var out Segment
-	err := s.write(ctx, true, func(tx *sql.Tx) error {
+	err := s.write(ctx, true, func(tx *Tx) error {
 		if err := appExists(ctx, tx, appID); err != nil {
 			return err
 		}
@@ -305,7 +305,7 @@ func (s *Store) AddSegment(ctx context.Context, appID string, rule snapshot.Rule
 		raw, _ := json.Marshal(rule)
 		_, err := tx.ExecContext(ctx, `INSERT INTO segments (app_id, name, position, rule, created_at) VALUES (?, ?, ?, ?, ?)`,
 			appID, rule.Name, position, string(raw), time.Now().Unix())
-		if isUniqueViolation(err) {
+		if s.isUniqueViolation(err) {
 			return ErrExists
 		}
 		out = Segment{Rule: rule, AppID: appID, Position: position}
@@ -316,7 +316,7 @@ func (s *Store) AddSegment(ctx context.Context, appID string, rule snapshot.Rule
 
 // RemoveSegment deletes a rule and closes the gap in positions.
 func (s *Store) RemoveSegment(ctx context.Context, appID, name string) error {
-	return s.write(ctx, true, func(tx *sql.Tx) error {
+	return s.write(ctx, true, func(tx *Tx) error {
 		var pos int
 		err := tx.QueryRowContext(ctx, `SELECT position FROM segments WHERE app_id = ? AND name = ?`, appID, name).Scan(&pos)
 		if errors.Is(err, sql.ErrNoRows) {
@@ -344,7 +344,7 @@ func (s *Store) SetOverrides(ctx context.Context, appID, channel string, deviceI
 		}
 		ids[i] = u
 	}
-	return s.write(ctx, true, func(tx *sql.Tx) error {
+	return s.write(ctx, true, func(tx *Tx) error {
 		if err := appExists(ctx, tx, appID); err != nil {
 			return err
 		}

@@ -4,19 +4,52 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/updraft-cdn/updraft/internal/testenv"
 )
 
+func TestMain(m *testing.M) { testenv.MainWithStores(m) }
+
+// testURLs remembers the store URL of each test path, for reopening.
+var testURLs sync.Map
+
+// open opens a fresh store for a test on the engine under test
+// (testenv.StoreEngine); it returns a path that reopen reopens.
 func open(t *testing.T) (*Store, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "meta.db")
-	s, err := Open(context.Background(), path)
+	testURLs.Store(path, testenv.StoreURL(t))
+	s, err := reopen(context.Background(), path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
 	return s, path
+}
+
+// reopen opens the store a test's open made again.
+func reopen(ctx context.Context, path string) (*Store, error) {
+	u, _ := testURLs.Load(path)
+	url, _ := u.(string)
+	return OpenURL(ctx, url, path)
+}
+
+// eventsPath is a fresh events store location for a test.
+func eventsPath(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "events.db")
+	testURLs.Store(path, testenv.StoreURL(t))
+	return path
+}
+
+// reopenEvents opens the events store at a path from eventsPath.
+func reopenEvents(ctx context.Context, path string) (*EventStore, error) {
+	u, _ := testURLs.Load(path)
+	url, _ := u.(string)
+	return OpenEventsURL(ctx, url, path)
 }
 
 func ptr[T any](v T) *T { return &v }
@@ -78,7 +111,7 @@ func TestAppsBundlesChannels(t *testing.T) {
 
 	// Everything survives a reopen and lands in the snapshot.
 	s.Close()
-	s2, err := Open(ctx, path)
+	s2, err := reopen(ctx, path)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,213 @@
+package sqlite
+
+// Meta is the metadata database (DATA/meta.db): keys, apps, bundles,
+// channels, segments, overrides, deltas, guards, jobs.
+var Meta = Schema{foreignKeys: true, migrations: []string{
+	`CREATE TABLE revision (id INTEGER PRIMARY KEY CHECK (id = 1), rev INTEGER NOT NULL);
+	 INSERT INTO revision (id, rev) VALUES (1, 0);
+	 CREATE TABLE api_keys (
+		id INTEGER PRIMARY KEY,
+		hash TEXT NOT NULL UNIQUE,
+		label TEXT NOT NULL,
+		created_at INTEGER NOT NULL);
+	 CREATE TABLE apps (
+		id TEXT PRIMARY KEY,
+		name TEXT NOT NULL,
+		created_at INTEGER NOT NULL);
+	 CREATE TABLE bundles (
+		app_id TEXT NOT NULL REFERENCES apps(id),
+		version TEXT NOT NULL,
+		sha256 TEXT NOT NULL,
+		size INTEGER NOT NULL,
+		min_update_version TEXT NOT NULL DEFAULT '',
+		comment TEXT NOT NULL DEFAULT '',
+		link TEXT NOT NULL DEFAULT '',
+		created_at INTEGER NOT NULL,
+		PRIMARY KEY (app_id, version));
+	 CREATE TABLE channels (
+		app_id TEXT NOT NULL REFERENCES apps(id),
+		name TEXT NOT NULL,
+		bundle_version TEXT,
+		public INTEGER NOT NULL,
+		ios INTEGER NOT NULL,
+		android INTEGER NOT NULL,
+		electron INTEGER NOT NULL,
+		allow_device_self_set INTEGER NOT NULL,
+		allow_emulator INTEGER NOT NULL,
+		allow_dev INTEGER NOT NULL,
+		allow_prod INTEGER NOT NULL,
+		allow_device INTEGER NOT NULL,
+		disable_auto_update TEXT NOT NULL,
+		disable_auto_update_under_native INTEGER NOT NULL,
+		created_at INTEGER NOT NULL,
+		updated_at INTEGER NOT NULL,
+		PRIMARY KEY (app_id, name),
+		FOREIGN KEY (app_id, bundle_version) REFERENCES bundles(app_id, version));`,
+	`ALTER TABLE api_keys ADD COLUMN scope TEXT NOT NULL DEFAULT 'operator';`,
+	`ALTER TABLE channels ADD COLUMN rollout TEXT;
+	 ALTER TABLE channels ADD COLUMN ab TEXT;
+	 CREATE TABLE segments (
+		app_id TEXT NOT NULL REFERENCES apps(id),
+		name TEXT NOT NULL,
+		position INTEGER NOT NULL,
+		rule TEXT NOT NULL,
+		created_at INTEGER NOT NULL,
+		PRIMARY KEY (app_id, name));
+	 CREATE TABLE device_overrides (
+		app_id TEXT NOT NULL,
+		device_id BLOB NOT NULL,
+		channel TEXT NOT NULL,
+		updated_at INTEGER NOT NULL,
+		PRIMARY KEY (app_id, device_id),
+		FOREIGN KEY (app_id, channel) REFERENCES channels(app_id, name)) WITHOUT ROWID;
+	 CREATE INDEX device_overrides_channel ON device_overrides (app_id, channel);`,
+	`ALTER TABLE bundles ADD COLUMN canonical_sha256 TEXT NOT NULL DEFAULT '';
+	 ALTER TABLE bundles ADD COLUMN canonical_size INTEGER NOT NULL DEFAULT 0;
+	 CREATE TABLE deltas (
+		app_id TEXT NOT NULL,
+		from_version TEXT NOT NULL,
+		to_version TEXT NOT NULL,
+		encoding TEXT NOT NULL,
+		base_sha256 TEXT NOT NULL,
+		sha256 TEXT NOT NULL,
+		size INTEGER NOT NULL,
+		created_at INTEGER NOT NULL,
+		PRIMARY KEY (app_id, from_version, to_version, encoding),
+		FOREIGN KEY (app_id, to_version) REFERENCES bundles(app_id, version));`,
+	`CREATE TABLE manifest_files (
+		app_id TEXT NOT NULL,
+		version TEXT NOT NULL,
+		file_name TEXT NOT NULL,
+		file_hash TEXT NOT NULL,
+		blob_sha256 TEXT NOT NULL,
+		size INTEGER NOT NULL,
+		PRIMARY KEY (app_id, version, file_name),
+		FOREIGN KEY (app_id, version) REFERENCES bundles(app_id, version));`,
+	`CREATE TABLE channel_guards (
+		app_id TEXT NOT NULL,
+		channel TEXT NOT NULL,
+		config TEXT NOT NULL,
+		last_action_at INTEGER NOT NULL,
+		PRIMARY KEY (app_id, channel));
+	 CREATE TABLE guard_actions (
+		id INTEGER PRIMARY KEY,
+		app_id TEXT NOT NULL,
+		channel TEXT NOT NULL,
+		at INTEGER NOT NULL,
+		action TEXT NOT NULL,
+		bundle TEXT NOT NULL,
+		attempts INTEGER NOT NULL,
+		failures INTEGER NOT NULL,
+		failure_rate REAL NOT NULL,
+		lower_bound REAL NOT NULL,
+		error TEXT NOT NULL);
+	 CREATE INDEX guard_actions_channel ON guard_actions (app_id, channel, id);`,
+	// Capgo parity: end-to-end encrypted bundles (the origin keeps what the
+	// CLI encrypted, never a key that decrypts it), channels that revert
+	// devices to the store build, overrides set by old plugins' setChannel,
+	// the app's device-protocol options, and bundle retention.
+	`ALTER TABLE bundles ADD COLUMN session_key TEXT NOT NULL DEFAULT '';
+	 ALTER TABLE bundles ADD COLUMN checksum TEXT NOT NULL DEFAULT '';
+	 ALTER TABLE bundles ADD COLUMN key_id TEXT NOT NULL DEFAULT '';
+	 ALTER TABLE channels ADD COLUMN builtin INTEGER NOT NULL DEFAULT 0;
+	 ALTER TABLE device_overrides ADD COLUMN source TEXT NOT NULL DEFAULT 'operator';
+	 ALTER TABLE apps ADD COLUMN expose_metadata INTEGER NOT NULL DEFAULT 0;
+	 ALTER TABLE apps ADD COLUMN allow_device_custom_id INTEGER NOT NULL DEFAULT 1;
+	 ALTER TABLE apps ADD COLUMN keep_bundles INTEGER NOT NULL DEFAULT 0;`,
+	// Durable background work (manifest, canonical archive and delta builds
+	// survive restarts and are retried; nothing depends on an in-memory queue
+	// having room), and API keys that expire (rotation with an overlap).
+	`CREATE TABLE jobs (
+		id INTEGER PRIMARY KEY,
+		kind TEXT NOT NULL,
+		app_id TEXT NOT NULL,
+		version TEXT NOT NULL,
+		state TEXT NOT NULL,
+		attempts INTEGER NOT NULL DEFAULT 0,
+		run_after INTEGER NOT NULL DEFAULT 0,
+		last_error TEXT NOT NULL DEFAULT '',
+		created_at INTEGER NOT NULL,
+		updated_at INTEGER NOT NULL,
+		UNIQUE (kind, app_id, version));
+	 CREATE INDEX jobs_runnable ON jobs (state, run_after);
+	 ALTER TABLE api_keys ADD COLUMN expires_at INTEGER NOT NULL DEFAULT 0;`,
+	// Secrets shared by every origin of one store (on SQLite, one).
+	`CREATE TABLE secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL, created_at INTEGER NOT NULL);`,
+}}
+
+// Events is the event database (DATA/events.db): ingested segments and the
+// aggregates folded from them, kept apart so that ingest traffic never
+// contends with the operator's metadata writes.
+var Events = Schema{migrations: []string{
+	`CREATE TABLE event_segments (
+		edge_id TEXT NOT NULL,
+		seq INTEGER NOT NULL,
+		events INTEGER NOT NULL,
+		received_at INTEGER NOT NULL,
+		data BLOB,
+		sha256 TEXT NOT NULL,
+		PRIMARY KEY (edge_id, seq, sha256)) WITHOUT ROWID;
+	 CREATE INDEX event_segments_received ON event_segments (received_at);
+	 CREATE TABLE event_counts (
+		app_id TEXT NOT NULL,
+		minute INTEGER NOT NULL,
+		channel TEXT NOT NULL,
+		segment TEXT NOT NULL,
+		arm TEXT NOT NULL,
+		platform TEXT NOT NULL,
+		version_name TEXT NOT NULL,
+		action TEXT NOT NULL,
+		n INTEGER NOT NULL,
+		PRIMARY KEY (app_id, minute, channel, segment, arm, platform, version_name, action)) WITHOUT ROWID;
+	 CREATE TABLE device_versions (
+		app_id TEXT NOT NULL,
+		device_id TEXT NOT NULL,
+		version_name TEXT NOT NULL,
+		channel TEXT NOT NULL,
+		segment TEXT NOT NULL,
+		platform TEXT NOT NULL,
+		updated_at INTEGER NOT NULL,
+		PRIMARY KEY (app_id, device_id)) WITHOUT ROWID;
+	 CREATE TABLE adoption_changes (
+		app_id TEXT NOT NULL,
+		minute INTEGER NOT NULL,
+		channel TEXT NOT NULL,
+		segment TEXT NOT NULL,
+		platform TEXT NOT NULL,
+		version_name TEXT NOT NULL,
+		delta INTEGER NOT NULL,
+		PRIMARY KEY (app_id, minute, channel, segment, platform, version_name)) WITHOUT ROWID;
+	 CREATE TABLE device_outcomes (
+		app_id TEXT NOT NULL,
+		version_name TEXT NOT NULL,
+		device_id TEXT NOT NULL,
+		channel TEXT NOT NULL,
+		arm TEXT NOT NULL,
+		failed INTEGER NOT NULL,
+		updated_at INTEGER NOT NULL,
+		PRIMARY KEY (app_id, version_name, device_id)) WITHOUT ROWID;
+	 CREATE INDEX device_outcomes_window ON device_outcomes (app_id, channel, version_name, updated_at);`,
+	// Devices the origin has seen (an event or an update check-in), for the
+	// rollout guard's "established before the rollout" rule; outcomes carry
+	// the reporting client's network and the device's first sighting.
+	// Existing devices are backfilled from what the aggregates know.
+	`CREATE TABLE devices_seen (
+		app_id TEXT NOT NULL,
+		device_id TEXT NOT NULL,
+		first_seen INTEGER NOT NULL,
+		checked_in INTEGER NOT NULL,
+		last_seen INTEGER NOT NULL,
+		PRIMARY KEY (app_id, device_id)) WITHOUT ROWID;
+	 CREATE INDEX devices_seen_last ON devices_seen (last_seen);
+	 CREATE TABLE event_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+	 ALTER TABLE device_outcomes ADD COLUMN prefix TEXT NOT NULL DEFAULT '';
+	 ALTER TABLE device_outcomes ADD COLUMN first_seen INTEGER NOT NULL DEFAULT 0;
+	 INSERT INTO devices_seen (app_id, device_id, first_seen, checked_in, last_seen)
+		SELECT app_id, lower(device_id), min(t), 0, max(t) FROM (
+			SELECT app_id, device_id, updated_at AS t FROM device_versions
+			UNION ALL SELECT app_id, device_id, updated_at FROM device_outcomes)
+		GROUP BY app_id, lower(device_id);
+	 UPDATE device_outcomes SET first_seen = coalesce((SELECT s.first_seen FROM devices_seen s
+		WHERE s.app_id = device_outcomes.app_id AND s.device_id = lower(device_outcomes.device_id)), 0);
+	 INSERT INTO event_meta (key, value) SELECT 'devices_seen', count(*) FROM devices_seen;`,
+}}
