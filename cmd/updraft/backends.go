@@ -1,0 +1,15 @@
+package main
+
+import (
+	"flag"
+
+	"github.com/updraft-cdn/updraft/config"
+)
+
+// backendFlags registers where the origin keeps its state: the metadata and
+// event store (--store) and the blob store (--blobs). Empty means the
+// embedded defaults in the data folder (SQLite and files).
+func backendFlags(fs *flag.FlagSet, oc *config.Origin) {
+	fs.StringVar(&oc.Store, "store", config.Env("UPDRAFT_STORE", ""), "metadata and event store: empty for SQLite in the data folder, or postgres://USER:PASS@HOST:PORT/DB for several origins; env UPDRAFT_STORE")
+	fs.StringVar(&oc.Blobs, "blobs", config.Env("UPDRAFT_BLOBS", ""), "blob store: empty for files in the data folder, or s3://BUCKET?endpoint=HOST:PORT&region=R[&insecure=1] (credentials: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY); env UPDRAFT_BLOBS")
+}
