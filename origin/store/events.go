@@ -33,7 +33,6 @@ type EventStore struct {
 	db *db
 }
 
-
 // MaxSeenDevices bounds the devices_seen table (about 150 bytes a row with
 // its index): past it, devices not yet recorded are not recorded (they
 // stay "new" to the rollout guard, the safe side) and are counted, until
@@ -122,23 +121,10 @@ func (s *EventStore) IngestAll(ctx context.Context, edgeID string, seq uint64, s
 		res.Duplicate, res.Events = true, 0
 		return res, nil
 	}
-	prep := func(q string) (*Stmt, error) { return tx.PrepareContext(ctx, q) }
 	seen, err := s.recordSeen(ctx, tx, evs, cis, &res)
 	if err != nil {
 		return res, err
 	}
-	getVersion, err := prep(`SELECT version_name, channel, segment, platform, updated_at FROM device_versions WHERE app_id = ? AND device_id = ?`)
-	if err != nil {
-		return res, err
-	}
-	defer getVersion.Close()
-	putVersion, err := prep(`INSERT INTO device_versions (app_id, device_id, version_name, channel, segment, platform, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (app_id, device_id) DO UPDATE SET version_name = excluded.version_name,
-		channel = excluded.channel, segment = excluded.segment, platform = excluded.platform, updated_at = excluded.updated_at`)
-	if err != nil {
-		return res, err
-	}
-	defer putVersion.Close()
 	counts := map[countKey]int64{}
 	adoption := map[adoptKey]int64{}
 	type outcomeKey struct{ app, version, device string }
@@ -152,6 +138,35 @@ func (s *EventStore) IngestAll(ctx context.Context, edgeID string, seq uint64, s
 	type deviceVersion struct {
 		version, channel, segment, platform string
 		at                                  int64
+	}
+	// The recorded version of every device that installed or reset in
+	// this segment, read at once.
+	recorded := map[[2]string]deviceVersion{}
+	installers := map[string][]any{} // app → device ids
+	for i := range evs {
+		if e := &evs[i]; e.Action == "set" || e.Action == "reset" {
+			k := [2]string{e.AppID, e.DeviceID}
+			if _, ok := recorded[k]; !ok {
+				recorded[k] = deviceVersion{}
+				installers[e.AppID] = append(installers[e.AppID], e.DeviceID)
+			}
+		}
+	}
+	clear(recorded)
+	for app, ids := range installers {
+		err := queryIn(ctx, tx, `SELECT device_id, version_name, channel, segment, platform, updated_at FROM device_versions WHERE app_id = ? AND device_id IN `,
+			[]any{app}, ids, func(rows *sql.Rows) error {
+				var dev string
+				var dv deviceVersion
+				if err := rows.Scan(&dev, &dv.version, &dv.channel, &dv.segment, &dv.platform, &dv.at); err != nil {
+					return err
+				}
+				recorded[[2]string{app, dev}] = dv
+				return nil
+			})
+		if err != nil {
+			return res, err
+		}
 	}
 	moved := map[[2]string]deviceVersion{} // (app, device) → latest version set in this segment
 	for i := range evs {
@@ -179,15 +194,7 @@ func (s *EventStore) IngestAll(ctx context.Context, edgeID string, seq uint64, s
 			k := [2]string{e.AppID, e.DeviceID}
 			old, seen := moved[k]
 			if !seen {
-				var dv deviceVersion
-				err := getVersion.QueryRowContext(ctx, e.AppID, e.DeviceID).Scan(&dv.version, &dv.channel, &dv.segment, &dv.platform, &dv.at)
-				switch {
-				case err == sql.ErrNoRows:
-				case err != nil:
-					return res, err
-				default:
-					old, seen = dv, true
-				}
+				old, seen = recorded[k]
 			}
 			now := deviceVersion{v, e.Channel, e.Segment, platform, e.Received}
 			// Segments arrive out of order (two edges, retries): an install
@@ -199,9 +206,6 @@ func (s *EventStore) IngestAll(ctx context.Context, edgeID string, seq uint64, s
 				// Same place, later report: only the time moves (so that a
 				// late, older install cannot move the device back).
 				moved[k] = now
-				if _, err := putVersion.ExecContext(ctx, e.AppID, e.DeviceID, v, e.Channel, e.Segment, platform, e.Received); err != nil {
-					return res, err
-				}
 				continue
 			}
 			if seen {
@@ -209,54 +213,112 @@ func (s *EventStore) IngestAll(ctx context.Context, edgeID string, seq uint64, s
 			}
 			adoption[adoptKey{e.AppID, minute, e.Channel, e.Segment, platform, v}]++
 			moved[k] = now
-			if _, err := putVersion.ExecContext(ctx, e.AppID, e.DeviceID, v, e.Channel, e.Segment, platform, e.Received); err != nil {
-				return res, err
-			}
 		}
 	}
-	putCount, err := prep(`INSERT INTO event_counts (app_id, minute, channel, segment, arm, platform, version_name, action, n)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (app_id, minute, channel, segment, arm, platform, version_name, action) DO UPDATE SET n = event_counts.n + excluded.n`)
-	if err != nil {
+	// Every aggregate row is written with one multi-row upsert per table
+	// (a few statements per segment, not a few per event: on PostgreSQL
+	// each statement is a round trip).
+	rows := make([][]any, 0, len(moved))
+	for k, dv := range moved {
+		rows = append(rows, []any{k[0], k[1], dv.version, dv.channel, dv.segment, dv.platform, dv.at})
+	}
+	if err := insertRows(ctx, tx, `INSERT INTO device_versions (app_id, device_id, version_name, channel, segment, platform, updated_at) VALUES `, rows,
+		` ON CONFLICT (app_id, device_id) DO UPDATE SET version_name = excluded.version_name,
+		channel = excluded.channel, segment = excluded.segment, platform = excluded.platform, updated_at = excluded.updated_at`); err != nil {
 		return res, err
 	}
-	defer putCount.Close()
+	rows = rows[:0]
 	for k, n := range counts {
-		if _, err := putCount.ExecContext(ctx,
-			k.app, k.minute, k.channel, k.segment, k.arm, k.platform, k.version, k.action, n); err != nil {
-			return res, err
+		rows = append(rows, []any{k.app, k.minute, k.channel, k.segment, k.arm, k.platform, k.version, k.action, n})
+	}
+	if err := insertRows(ctx, tx, `INSERT INTO event_counts (app_id, minute, channel, segment, arm, platform, version_name, action, n) VALUES `, rows,
+		` ON CONFLICT (app_id, minute, channel, segment, arm, platform, version_name, action) DO UPDATE SET n = event_counts.n + excluded.n`); err != nil {
+		return res, err
+	}
+	rows = rows[:0]
+	for k, d := range adoption {
+		if d != 0 {
+			rows = append(rows, []any{k.app, k.minute, k.channel, k.segment, k.platform, k.version, d})
 		}
 	}
-	for k, d := range adoption {
-		if d == 0 {
-			continue
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO adoption_changes (app_id, minute, channel, segment, platform, version_name, delta)
-			VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (app_id, minute, channel, segment, platform, version_name) DO UPDATE SET delta = adoption_changes.delta + excluded.delta`,
-			k.app, k.minute, k.channel, k.segment, k.platform, k.version, d); err != nil {
-			return res, err
-		}
+	if err := insertRows(ctx, tx, `INSERT INTO adoption_changes (app_id, minute, channel, segment, platform, version_name, delta) VALUES `, rows,
+		` ON CONFLICT (app_id, minute, channel, segment, platform, version_name) DO UPDATE SET delta = adoption_changes.delta + excluded.delta`); err != nil {
+		return res, err
 	}
 	// Segments may arrive out of order (two edges, retries): the latest
 	// report (by edge receive time) wins.
 	// first_seen is the device's first sighting by the origin (the guard
 	// counts only devices established before a rollout began); prefix the
 	// client network of the latest report.
-	putOutcome, err := prep(`INSERT INTO device_outcomes (app_id, version_name, device_id, channel, arm, failed, updated_at, prefix, first_seen)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (app_id, version_name, device_id) DO UPDATE SET channel = excluded.channel, arm = excluded.arm, failed = excluded.failed,
-		updated_at = excluded.updated_at, prefix = excluded.prefix, first_seen = excluded.first_seen
-		WHERE excluded.updated_at >= device_outcomes.updated_at`)
-	if err != nil {
-		return res, err
-	}
-	defer putOutcome.Close()
+	rows = rows[:0]
 	for k, o := range outcomes {
-		if _, err := putOutcome.ExecContext(ctx,
-			k.app, k.version, k.device, o.channel, o.arm, o.failed, o.at, o.prefix, seen[[2]string{k.app, strings.ToLower(k.device)}]); err != nil {
-			return res, err
-		}
+		rows = append(rows, []any{k.app, k.version, k.device, o.channel, o.arm, o.failed, o.at, o.prefix, seen[[2]string{k.app, strings.ToLower(k.device)}]})
 		res.Outcomes[[2]string{k.app, o.channel}] = true
 	}
+	if err := insertRows(ctx, tx, `INSERT INTO device_outcomes (app_id, version_name, device_id, channel, arm, failed, updated_at, prefix, first_seen) VALUES `, rows,
+		` ON CONFLICT (app_id, version_name, device_id) DO UPDATE SET channel = excluded.channel, arm = excluded.arm, failed = excluded.failed,
+		updated_at = excluded.updated_at, prefix = excluded.prefix, first_seen = excluded.first_seen
+		WHERE excluded.updated_at >= device_outcomes.updated_at`); err != nil {
+		return res, err
+	}
 	return res, tx.Commit()
+}
+
+// rowsPerStatement bounds a multi-row statement: at 9 columns, 4,500
+// parameters, under both SQLite's (32,766) and PostgreSQL's (65,535) limits.
+const rowsPerStatement = 500
+
+// insertRows runs head + "(?, …), (?, …)…" + tail over rows, at most
+// rowsPerStatement rows a statement. A statement must not name one key
+// twice (PostgreSQL refuses an upsert that touches a row twice): callers
+// pass one row per key.
+func insertRows(ctx context.Context, tx *Tx, head string, rows [][]any, tail string) error {
+	for len(rows) > 0 {
+		n := min(len(rows), rowsPerStatement)
+		var q strings.Builder
+		q.WriteString(head)
+		args := make([]any, 0, n*len(rows[0]))
+		for i, r := range rows[:n] {
+			if i > 0 {
+				q.WriteString(", ")
+			}
+			q.WriteString("(?")
+			q.WriteString(strings.Repeat(", ?", len(r)-1))
+			q.WriteByte(')')
+			args = append(args, r...)
+		}
+		q.WriteString(tail)
+		if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
+			return err
+		}
+		rows = rows[n:]
+	}
+	return nil
+}
+
+// queryIn runs head + "(?, …)" over keys, at most rowsPerStatement keys a
+// statement, with args before the keys, calling fn for every row.
+func queryIn(ctx context.Context, tx *Tx, head string, args []any, keys []any, fn func(*sql.Rows) error) error {
+	for len(keys) > 0 {
+		n := min(len(keys), rowsPerStatement)
+		q := head + "(?" + strings.Repeat(", ?", n-1) + ")"
+		rows, err := tx.QueryContext(ctx, q, append(append([]any{}, args...), keys[:n]...)...)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			if err := fn(rows); err != nil {
+				rows.Close()
+				return err
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		keys = keys[n:]
+	}
+	return nil
 }
 
 // Outcomes counts the devices that reported an install outcome for version
@@ -279,20 +341,25 @@ func (s *EventStore) Outcomes(ctx context.Context, appID, channel, version, arm 
 // time): a new device gets a devices_seen row, a check-in sets checked_in
 // once, last_seen moves at most daily. It returns each device's first
 // sighting, keyed by (app, lower-case device id), and fills res's device
-// counts.
+// counts. The devices are read with one query per app and written with one
+// multi-row upsert (per rowsPerStatement devices).
 func (s *EventStore) recordSeen(ctx context.Context, tx *Tx, evs []events.Event, cis []events.CheckIns, res *IngestResult) (map[[2]string]int64, error) {
 	now := time.Now().UnixMilli()
 	type sighting struct {
-		checkIn bool // the segment carries a check-in of the device
-		events  int
+		checkIn                        bool // the segment carries a check-in of the device
+		events                         int
+		known                          bool // devices_seen has it
+		firstSeen, checkedIn, lastSeen int64
 	}
 	devs := map[[2]string]*sighting{}
+	byApp := map[string][]any{}
 	get := func(app, dev string) *sighting {
 		k := [2]string{app, dev}
 		d := devs[k]
 		if d == nil {
 			d = &sighting{}
 			devs[k] = d
+			byApp[app] = append(byApp[app], dev)
 		}
 		return d
 	}
@@ -309,31 +376,31 @@ func (s *EventStore) recordSeen(ctx context.Context, tx *Tx, evs []events.Event,
 	if len(devs) == 0 {
 		return first, nil
 	}
-	lookup, err := tx.PrepareContext(ctx, `SELECT first_seen, checked_in, last_seen FROM devices_seen WHERE app_id = ? AND device_id = ?`)
-	if err != nil {
-		return nil, err
+	for app, ids := range byApp {
+		err := queryIn(ctx, tx, `SELECT device_id, first_seen, checked_in, last_seen FROM devices_seen WHERE app_id = ? AND device_id IN `,
+			[]any{app}, ids, func(rows *sql.Rows) error {
+				var dev string
+				var first, checkedIn, last int64
+				if err := rows.Scan(&dev, &first, &checkedIn, &last); err != nil {
+					return err
+				}
+				if d := devs[[2]string{app, dev}]; d != nil {
+					d.known, d.firstSeen, d.checkedIn, d.lastSeen = true, first, checkedIn, last
+				}
+				return nil
+			})
+		if err != nil {
+			return nil, err
+		}
 	}
-	defer lookup.Close()
-	insert, err := tx.PrepareContext(ctx, `INSERT INTO devices_seen (app_id, device_id, first_seen, checked_in, last_seen) VALUES (?, ?, ?, ?, ?)`)
-	if err != nil {
-		return nil, err
-	}
-	defer insert.Close()
-	update, err := tx.PrepareContext(ctx, `UPDATE devices_seen SET checked_in = ?, last_seen = ? WHERE app_id = ? AND device_id = ?`)
-	if err != nil {
-		return nil, err
-	}
-	defer update.Close()
 	var count int64
 	if err := tx.QueryRowContext(ctx, `SELECT coalesce((SELECT value FROM event_meta WHERE key = 'devices_seen'), 0)`).Scan(&count); err != nil {
 		return nil, err
 	}
 	added := int64(0)
+	var rows [][]any
 	for k, d := range devs {
-		var firstSeen, checkedIn, lastSeen int64
-		err := lookup.QueryRowContext(ctx, k[0], k[1]).Scan(&firstSeen, &checkedIn, &lastSeen)
-		switch {
-		case err == sql.ErrNoRows:
+		if !d.known {
 			first[k] = now
 			if count+added >= MaxSeenDevices {
 				res.SeenDropped++
@@ -342,31 +409,30 @@ func (s *EventStore) recordSeen(ctx context.Context, tx *Tx, evs []events.Event,
 				if d.checkIn {
 					ci = now
 				}
-				if _, err := insert.ExecContext(ctx, k[0], k[1], now, ci, now); err != nil {
-					return nil, err
-				}
+				rows = append(rows, []any{k[0], k[1], now, ci, now})
 				added++
 				res.NewDevices++
 			}
 			if !d.checkIn {
 				res.WithoutCheckIn += d.events
 			}
-		case err != nil:
-			return nil, err
-		default:
-			first[k] = firstSeen
-			if checkedIn == 0 && !d.checkIn {
-				res.WithoutCheckIn += d.events
-			}
-			if checkedIn == 0 && d.checkIn || lastSeen < now-seenRefresh.Milliseconds() {
-				if checkedIn == 0 && d.checkIn {
-					checkedIn = now
-				}
-				if _, err := update.ExecContext(ctx, checkedIn, now, k[0], k[1]); err != nil {
-					return nil, err
-				}
-			}
+			continue
 		}
+		first[k] = d.firstSeen
+		if d.checkedIn == 0 && !d.checkIn {
+			res.WithoutCheckIn += d.events
+		}
+		if d.checkedIn == 0 && d.checkIn || d.lastSeen < now-seenRefresh.Milliseconds() {
+			checkedIn := d.checkedIn
+			if checkedIn == 0 && d.checkIn {
+				checkedIn = now
+			}
+			rows = append(rows, []any{k[0], k[1], d.firstSeen, checkedIn, now})
+		}
+	}
+	if err := insertRows(ctx, tx, `INSERT INTO devices_seen (app_id, device_id, first_seen, checked_in, last_seen) VALUES `, rows,
+		` ON CONFLICT (app_id, device_id) DO UPDATE SET checked_in = excluded.checked_in, last_seen = excluded.last_seen`); err != nil {
+		return nil, err
 	}
 	if added > 0 {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO event_meta (key, value) VALUES ('devices_seen', ?)

@@ -11,10 +11,14 @@ package store
 //	  └─ retry (run_after: backoff) ◀─┤ failure, attempts left
 //	                     └──────────▶ failed (attempts spent, or the bundle is bad)
 //
-// ClaimJob is one UPDATE … RETURNING statement: a PostgreSQL store claims
-// the same way with `WHERE id = (SELECT id … FOR UPDATE SKIP LOCKED)`.
-// attempts counts claims, so a job whose build kills the process is given
-// up after as many restarts. Times are Unix milliseconds.
+// ClaimJob is one UPDATE … RETURNING statement inside a write transaction,
+// and write transactions are serialized on both engines (SQLite's BEGIN
+// IMMEDIATE, PostgreSQL's per-schema advisory lock): two origins never
+// claim the same job. A running job's worker touches it (TouchJob) while it
+// works; a running job untouched for JobStaleAfter belongs to an origin
+// that died, and is claimed again. attempts counts claims, so a job whose
+// build kills the process is given up after as many tries. Times are Unix
+// milliseconds.
 
 import (
 	"context"
@@ -25,6 +29,10 @@ import (
 
 // JobBuild builds a bundle's manifest, canonical archive and deltas.
 const JobBuild = "build"
+
+// JobStaleAfter: a running job not touched for this long is claimed again
+// (its origin died); workers touch theirs every JobStaleAfter/6.
+var JobStaleAfter = 2 * time.Minute
 
 // Job states.
 const (
@@ -84,8 +92,9 @@ func (s *Store) EnqueueJob(ctx context.Context, kind, appID, version string) err
 func (s *Store) ClaimJob(ctx context.Context, kind string, now time.Time) (j Job, ok bool, err error) {
 	err = s.write(ctx, false, func(tx *Tx) error {
 		j, err = scanJob(tx.QueryRowContext(ctx, `UPDATE jobs SET state = 'running', attempts = attempts + 1, updated_at = ?
-			WHERE id = (SELECT id FROM jobs WHERE kind = ? AND state IN ('queued', 'retry') AND run_after <= ? ORDER BY id LIMIT 1)
-			RETURNING `+jobCols, now.UnixMilli(), kind, now.UnixMilli()))
+			WHERE id = (SELECT id FROM jobs WHERE kind = ? AND (state IN ('queued', 'retry') AND run_after <= ? OR state = 'running' AND updated_at < ?)
+			ORDER BY id LIMIT 1)
+			RETURNING `+jobCols, now.UnixMilli(), kind, now.UnixMilli(), now.Add(-JobStaleAfter).UnixMilli()))
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil
 		}
@@ -93,6 +102,11 @@ func (s *Store) ClaimJob(ctx context.Context, kind string, now time.Time) (j Job
 		return err
 	})
 	return j, ok, err
+}
+
+// TouchJob records that the worker holding claim j is still at it.
+func (s *Store) TouchJob(ctx context.Context, j Job) error {
+	return s.setJob(ctx, j, `state = 'running'`)
 }
 
 // FinishJob marks a running job done. It changes nothing if the job was
@@ -136,21 +150,23 @@ func (s *Store) DropJob(ctx context.Context, id int64) error {
 }
 
 // ResumeJobs runs at start-up, before any worker: jobs left running by a
-// crash are queued again, or failed with interrupted as their error when
-// they already had maxAttempts claims; plain bundles without a canonical
+// crash (last touched before runningBefore: with one origin, now; with
+// several, JobStaleAfter ago, since the others' running jobs are alive)
+// are queued again, or failed with interrupted as their error when they
+// already had maxAttempts claims; plain bundles without a canonical
 // archive and without a job (stored before jobs existed, or whose job was
 // lost) get a build job. It returns how many jobs were requeued, failed
 // and added.
-func (s *Store) ResumeJobs(ctx context.Context, maxAttempts int, interrupted string) (requeued, failed, added int64, err error) {
+func (s *Store) ResumeJobs(ctx context.Context, maxAttempts int, interrupted string, runningBefore time.Time) (requeued, failed, added int64, err error) {
 	err = s.write(ctx, false, func(tx *Tx) error {
-		now := time.Now().UnixMilli()
-		res, err := tx.ExecContext(ctx, `UPDATE jobs SET state = 'failed', last_error = ?, updated_at = ? WHERE state = 'running' AND attempts >= ?`,
-			interrupted, now, maxAttempts)
+		now, before := time.Now().UnixMilli(), runningBefore.UnixMilli()
+		res, err := tx.ExecContext(ctx, `UPDATE jobs SET state = 'failed', last_error = ?, updated_at = ? WHERE state = 'running' AND attempts >= ? AND updated_at <= ?`,
+			interrupted, now, maxAttempts, before)
 		if err != nil {
 			return err
 		}
 		failed, _ = res.RowsAffected()
-		if res, err = tx.ExecContext(ctx, `UPDATE jobs SET state = 'queued', updated_at = ? WHERE state = 'running'`, now); err != nil {
+		if res, err = tx.ExecContext(ctx, `UPDATE jobs SET state = 'queued', updated_at = ? WHERE state = 'running' AND updated_at <= ?`, now, before); err != nil {
 			return err
 		}
 		requeued, _ = res.RowsAffected()
