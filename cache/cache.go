@@ -228,7 +228,7 @@ func (c *Tiered) fromDisk(sha string) (Blob, bool, error) {
 		}
 		return Blob{Data: data, Size: int64(len(data)), Tier: TierDisk}, true, nil
 	}
-	f, info, err := c.disk.fs.Open(sha)
+	f, info, err := c.disk.fs.OpenFile(sha)
 	if errors.Is(err, blob.ErrNotFound) {
 		c.disk.evict(sha) // the file is gone: forget it
 		return Blob{}, false, nil

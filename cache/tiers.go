@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/golang-lru/v2/simplelru"
 
 	"github.com/updraft-cdn/updraft/origin/blob"
+	blobfs "github.com/updraft-cdn/updraft/origin/blob/fs"
 )
 
 // memTier is an LRU of blob bytes bounded in bytes: golang-lru's list and
@@ -78,7 +79,7 @@ func (m *memTier) stats() (bytes, budget int64, items int, evictions uint64) {
 // diskTier indexes the blob files of the disk folder in an LRU bounded in
 // bytes; evicting removes the file (readers holding it open finish).
 type diskTier struct {
-	fs        *blob.FS
+	fs        *blobfs.Store
 	mu        sync.Mutex
 	lru       *simplelru.LRU[string, int64]
 	bytes     int64
@@ -89,15 +90,15 @@ type diskTier struct {
 // openDisk opens the folder and indexes existing files, oldest first (by
 // modification time, i.e. fill time), evicting down to the budget.
 func openDisk(dir string, budget int64) (*diskTier, error) {
-	fs, err := blob.Open(dir)
+	store, err := blobfs.Open(dir)
 	if err != nil {
 		return nil, err
 	}
-	d := &diskTier{fs: fs, budget: budget}
+	d := &diskTier{fs: store, budget: budget}
 	d.lru, _ = simplelru.NewLRU[string, int64](math.MaxInt, func(sha string, size int64) {
 		d.bytes -= size
 		d.evictions++
-		os.Remove(fs.Path(sha))
+		os.Remove(store.Path(sha))
 	})
 	type file struct {
 		sha  string

@@ -36,7 +36,10 @@ type Origin struct {
 	Store string
 	// Blobs is where bundle blobs live: "" for DataDir/blobs, or
 	// s3://BUCKET?endpoint=…&region=… (credentials from the AWS environment).
-	Blobs         string
+	Blobs string
+	// JobStaleAfter: a bundle build untouched this long belongs to an
+	// origin that died and is taken over by another (0: the default, 2m).
+	JobStaleAfter time.Duration
 	MaxBundleSize Size // largest accepted upload
 	// GCGrace: blob garbage collection deletes only unreferenced blobs
 	// whose mtime (last commit, or the deletion of their bundle) is older

@@ -32,7 +32,7 @@ type testOrigin struct {
 func startOrigin(t *testing.T) *testOrigin {
 	t.Helper()
 	dir := t.TempDir()
-	cfg := config.NewOrigin(dir)
+	cfg := testConfig(t, dir)
 	cfg.MaxBundleSize = 4 * config.MiB
 	srv, err := Open(context.Background(), cfg, nil)
 	if err != nil {

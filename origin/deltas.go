@@ -92,7 +92,11 @@ func newDeltaBuilder(s *Server) *deltaBuilder {
 // start resumes the jobs a stop or crash left (before any worker claims
 // one), then starts the workers.
 func (b *deltaBuilder) start(ctx context.Context) {
-	requeued, failed, added, err := b.s.store.ResumeJobs(ctx, buildAttempts, "interrupted: the origin stopped during the build")
+	runningBefore := time.Now()
+	if b.s.store.Shared() { // other origins' running jobs are alive; a dead one's go stale
+		runningBefore = runningBefore.Add(-store.JobStaleAfter)
+	}
+	requeued, failed, added, err := b.s.store.ResumeJobs(ctx, buildAttempts, "interrupted: the origin stopped during the build", runningBefore)
 	switch {
 	case err != nil:
 		b.s.log.Error("origin: resume bundle builds", "err", err)
@@ -155,7 +159,26 @@ func (b *deltaBuilder) sleep(ctx context.Context, d time.Duration) {
 // runJob runs a claimed job and records its outcome.
 func (b *deltaBuilder) runJob(ctx context.Context, j store.Job) {
 	b.setProgress(j.AppID, j.Version, func(p *buildProgress) { *p = buildProgress{} })
+	// While it builds, the job is touched: other origins sharing the store
+	// see it alive and leave it alone (a job untouched for JobStaleAfter
+	// is claimed again).
+	built := make(chan struct{})
+	go func() {
+		t := time.NewTicker(store.JobStaleAfter / 6)
+		defer t.Stop()
+		for {
+			select {
+			case <-built:
+				return
+			case <-t.C:
+				if err := b.s.store.TouchJob(context.WithoutCancel(ctx), j); err != nil {
+					b.s.log.Warn("origin: touch a running build", "app", j.AppID, "version", j.Version, "err", err)
+				}
+			}
+		}
+	}()
 	err := b.run(ctx, deltaJob{j.AppID, j.Version})
+	close(built)
 	bg := context.WithoutCancel(ctx)
 	var serr error
 	switch {
@@ -475,11 +498,17 @@ func (l *limitWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// readBlob reads a stored blob, checking its hash.
+// readBlob reads a stored blob (a delta base: the encoder needs it whole),
+// checking its hash.
 func (b *deltaBuilder) readBlob(sha string) ([]byte, error) {
-	data, err := os.ReadFile(b.s.blobs.Path(sha))
+	r, info, err := b.s.blobs.Open(sha)
 	if err != nil {
 		return nil, err
+	}
+	defer r.Close()
+	data := make([]byte, info.Size)
+	if _, err := io.ReadFull(r, data); err != nil {
+		return nil, fmt.Errorf("blob %s: %w", sha, err)
 	}
 	if hexSum(data) != sha {
 		return nil, fmt.Errorf("blob %s: content does not match its hash", sha)
@@ -506,16 +535,12 @@ func (b *deltaBuilder) prepare(ctx context.Context, bd store.Bundle, manifest bo
 	if haveCanonical && !manifest {
 		return bd.Canonical, bd.CanonicalSize, nil
 	}
-	f, _, err := b.s.blobs.Open(bd.SHA256)
+	f, fi, err := b.s.blobs.Open(bd.SHA256)
 	if err != nil {
 		return "", 0, fmt.Errorf("read bundle %s: %w", bd.Version, err)
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return "", 0, err
-	}
-	z, err := delta.OpenZip(f, fi.Size(), zipLimits(b.s.cfg))
+	z, err := delta.OpenZip(f, fi.Size, zipLimits(b.s.cfg))
 	if err != nil {
 		return "", 0, fmt.Errorf("bundle %s: %w", bd.Version, err)
 	}

@@ -35,12 +35,12 @@ func TestDeltasBuiltAfterUpload(t *testing.T) {
 	if newest.Version != "1.0.1" || len(newest.Deltas) != 2 || len(base.Deltas) != 0 {
 		t.Fatalf("bundles: %+v", bs)
 	}
-	baseData, _ := os.ReadFile(o.srv.blobs.Path(base.Canonical))
+	baseData, _ := o.srv.deltas.readBlob(base.Canonical)
 	for _, d := range newest.Deltas {
 		if d.From != "1.0.0" || d.Base != base.Canonical || d.Size >= newest.Size/2 {
 			t.Fatalf("delta %+v", d)
 		}
-		raw, err := os.ReadFile(o.srv.blobs.Path(d.SHA256))
+		raw, err := o.srv.deltas.readBlob(d.SHA256)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -7,11 +7,15 @@ package origin
 // than a grace period.
 //
 // Safety rests on mtimes and one lock:
-//   - A blob's mtime is its last commit: blob.FS refreshes it when content
-//     already stored is committed again (dedupe). Every new reference to a
-//     blob (upload, delta build, shard) is written after committing the
-//     blob, so a blob about to be referenced is young, and blob.FS.Delete
-//     re-checks the mtime under the lock its commits take. An upload in
+//   - A blob's mtime is its last commit: the blob store (files: the mtime;
+//     S3: Last-Modified, refreshed by a metadata self-copy) refreshes it
+//     when content already stored is committed again (dedupe). Every new
+//     reference to a blob (upload, delta build, shard) is written after
+//     committing the blob, so a blob about to be referenced is young, and
+//     the store's Delete re-checks the mtime under the lock its commits
+//     take (within one process: with several origins on one bucket, one
+//     collects at a time under a lease, and a re-upload racing that check
+//     on another origin is the remaining window). An upload in
 //     flight (blob committed, bundle row not yet written) therefore keeps
 //     its blob as long as that gap is shorter than the grace period.
 //   - Deleting a bundle touches its blobs (deleteBundles) under a read lock
@@ -20,7 +24,7 @@ package origin
 //     a deleted bundle's blobs stay for a grace period after the deletion,
 //     for edges still following the snapshot before it.
 //   - A download already under way keeps its open file (unlinking does not
-//     truncate).
+//     truncate); on S3 it fails (the blob was unreferenced past its grace).
 // Grace 0 (on demand only) gives up the first two: use it when nothing is
 // being uploaded.
 
@@ -72,16 +76,19 @@ func (g *blobGC) start(ctx context.Context) {
 	g.s.bgDone.Add(1)
 	go func() {
 		defer g.s.bgDone.Done()
-		t := time.NewTicker(interval)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
+		// One origin of several collects (cluster.go): they share the bucket.
+		g.s.exclusive(ctx, "blob-gc", func(ctx context.Context) {
+			t := time.NewTicker(interval)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+				}
+				g.collect(ctx, g.s.cfg.GCGrace) // logs its outcome
 			}
-			g.collect(ctx, g.s.cfg.GCGrace) // logs its outcome
-		}
+		})
 	}()
 }
 

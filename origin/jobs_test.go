@@ -23,7 +23,7 @@ import (
 func startOriginCfg(t *testing.T, mut func(*config.Origin)) (*testOrigin, *logRecorder) {
 	t.Helper()
 	dir := t.TempDir()
-	cfg := config.NewOrigin(dir)
+	cfg := testConfig(t, dir)
 	cfg.MaxBundleSize = 64 * config.MiB
 	cfg.GCInterval = 0
 	if mut != nil {
@@ -240,7 +240,7 @@ func reopen(t *testing.T, o *testOrigin, logs *logRecorder) {
 	t.Helper()
 	o.http.Close()
 	o.srv.Close()
-	cfg := config.NewOrigin(o.dir)
+	cfg := testConfig(t, o.dir)
 	cfg.MaxBundleSize = 64 * config.MiB
 	cfg.GCInterval = 0
 	srv, err := Open(context.Background(), cfg, slog.New(logs))

@@ -239,6 +239,11 @@ func (s *Server) RotateSigningKey() (*RotateKeyResult, error) {
 		return nil, err
 	}
 	dir := s.cfg.DataDir
+	if s.store.Shared() { // the other origins adopt it (cluster.go)
+		if err := s.store.SetSecret(context.Background(), signingKeySecret, base64.StdEncoding.EncodeToString(next.Seed())); err != nil {
+			return nil, fmt.Errorf("origin: share the rotated signing key: %w", err)
+		}
+	}
 	if err := writeSigningKey(PreviousSigningKeyFile(dir), prev); err != nil {
 		return nil, fmt.Errorf("origin: keep previous signing key: %w", err)
 	}

@@ -89,7 +89,7 @@ func TestRotateAPIKey(t *testing.T) {
 	}
 	// Expiry is persisted: a restarted origin refuses the old keys too.
 	o.srv.Close()
-	srv, err := Open(ctx, config.NewOrigin(o.dir), nil)
+	srv, err := Open(ctx, testConfig(t, o.dir), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,7 +241,7 @@ func TestRotateSigningKey(t *testing.T) {
 	}
 	// A restarted origin keeps the new key.
 	o.srv.Close()
-	srv, err := Open(ctx, config.NewOrigin(o.dir), nil)
+	srv, err := Open(ctx, testConfig(t, o.dir), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

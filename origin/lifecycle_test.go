@@ -335,7 +335,7 @@ func TestDeleteBundleRemovedFromSnapshotWithItsDeltas(t *testing.T) {
 	// Everything was uploaded long ago.
 	old := time.Now().Add(-2 * time.Hour)
 	for sha := range onDisk {
-		if err := os.Chtimes(o.srv.blobs.Path(sha), old, old); err != nil {
+		if err := os.Chtimes(blobPath(t, o.srv, sha), old, old); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -556,7 +556,7 @@ func TestGCKeepsReferencedYoungAndShards(t *testing.T) {
 	old := time.Now().Add(-2 * time.Hour)
 	all := blobsOnDisk(t, o)
 	for sha := range all {
-		if err := os.Chtimes(o.srv.blobs.Path(sha), old, old); err != nil {
+		if err := os.Chtimes(blobPath(t, o.srv, sha), old, old); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -588,8 +588,8 @@ func TestGCKeepsReferencedYoungAndShards(t *testing.T) {
 	// Old content committed again (an upload whose row is not written
 	// yet) is young again: the commit refreshed its mtime.
 	stale, _ := o.srv.blobs.Put(strings.NewReader("old content, uploaded again"), 0)
-	os.Chtimes(o.srv.blobs.Path(stale.SHA256), old, old)
-	os.Chtimes(o.srv.blobs.Path(young.SHA256), old, old)
+	os.Chtimes(blobPath(t, o.srv, stale.SHA256), old, old)
+	os.Chtimes(blobPath(t, o.srv, young.SHA256), old, old)
 	if _, err := o.srv.blobs.Put(strings.NewReader("old content, uploaded again"), 0); err != nil {
 		t.Fatal(err)
 	}
@@ -693,7 +693,7 @@ func TestGCDeleteRacingEdgeDownload(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := os.Stat(o.srv.blobs.Path(b.SHA256)); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(blobPath(t, o.srv, b.SHA256)); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("zip still stored after delete and gc: %v", err)
 	}
 	// The origin still reads the unlinked file for this download.

@@ -40,7 +40,7 @@ type Server struct {
 	cfg   config.Origin
 	log   *slog.Logger
 	store *store.Store
-	blobs *blob.FS
+	blobs blob.Store // files in DATA/blobs, or a bucket (--blobs, blobstore.go)
 	// signKey is the snapshot signing key; swapped by a rotation (keys.go).
 	signKey atomic.Pointer[ed25519.PrivateKey]
 	// routes are the patterns Handler registered behind the API key, and
@@ -102,9 +102,12 @@ func Open(ctx context.Context, cfg config.Origin, log *slog.Logger) (*Server, er
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("origin: data folder: %w", err)
 	}
-	st, err := store.Open(ctx, filepath.Join(cfg.DataDir, "meta.db"))
+	if cfg.JobStaleAfter > 0 {
+		store.JobStaleAfter = cfg.JobStaleAfter
+	}
+	st, err := store.OpenURL(ctx, cfg.Store, filepath.Join(cfg.DataDir, "meta.db"))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("origin: %w", err)
 	}
 	s := &Server{cfg: cfg, log: log, store: st, changed: make(chan struct{}), trigger: make(chan struct{}, 1), done: make(chan struct{}),
 		closing: make(chan struct{}), metrics: newOriginMetrics()}
@@ -120,13 +123,13 @@ func Open(ctx context.Context, cfg config.Origin, log *slog.Logger) (*Server, er
 		}
 		return nil, err
 	}
-	if s.events, err = store.OpenEvents(ctx, filepath.Join(cfg.DataDir, "events.db")); err != nil {
+	if s.events, err = store.OpenEventsURL(ctx, cfg.Store, filepath.Join(cfg.DataDir, "events.db")); err != nil {
+		return fail(fmt.Errorf("origin: %w", err))
+	}
+	if s.blobs, err = openBlobs(ctx, cfg); err != nil {
 		return fail(err)
 	}
-	if s.blobs, err = blob.Open(filepath.Join(cfg.DataDir, "blobs")); err != nil {
-		return fail(err)
-	}
-	signKey, err := LoadOrCreateSigningKey(cfg.DataDir)
+	signKey, err := s.loadSigningKey(ctx) // cluster.go: shared through the store by several origins
 	if err != nil {
 		return fail(err)
 	}
@@ -146,9 +149,12 @@ func Open(ctx context.Context, cfg config.Origin, log *slog.Logger) (*Server, er
 	pctx, cancel := context.WithCancel(context.Background())
 	s.stop = cancel
 	go s.publisher(pctx)
-	s.bgDone.Add(2)
-	go func() { defer s.bgDone.Done(); s.guard.run(pctx) }()
-	go func() { defer s.bgDone.Done(); s.pruneEvents(pctx) }()
+	// The guard and retention run on one origin at a time (cluster.go);
+	// every origin builds bundles, claiming jobs from the store.
+	s.bgDone.Add(3)
+	go func() { defer s.bgDone.Done(); s.exclusive(pctx, "guard", s.guard.run) }()
+	go func() { defer s.bgDone.Done(); s.exclusive(pctx, "retention", s.pruneEvents) }()
+	go func() { defer s.bgDone.Done(); s.followStore(pctx) }()
 	s.deltas.start(pctx) // deltas.go: resumes the builds a stop or crash left, then builds
 	s.gc.start(pctx)
 	return s, nil
@@ -165,7 +171,7 @@ func (s *Server) Close() error {
 }
 
 // Blobs returns the blob store (for an edge sharing the process).
-func (s *Server) Blobs() *blob.FS { return s.blobs }
+func (s *Server) Blobs() blob.Store { return s.blobs }
 
 // PublicKey is the key edges verify snapshots with.
 func (s *Server) PublicKey() ed25519.PublicKey { return s.signingKey().Public().(ed25519.PublicKey) }
@@ -323,8 +329,16 @@ func (s *Server) publish(ctx context.Context) error {
 		return nil
 	}
 	// Signed under publishMu: issued times only grow, and a signing key
-	// rotation (keys.go) never races a publication.
-	snap.Issued = s.nextIssued()
+	// rotation (keys.go) never races a publication. The issued time is
+	// the store's time of the revision (store.Snapshot), so every origin
+	// sharing the store issues a revision identically and their heartbeats
+	// vouch for each other's copies; a store from before that time was
+	// recorded, or one behind a re-issue of this origin, gets the clock.
+	if snap.Issued > s.lastIssued {
+		s.lastIssued = snap.Issued
+	} else {
+		snap.Issued = s.nextIssued()
+	}
 	wire, err := snapshot.Encode(snap, s.signingKey())
 	if err != nil {
 		return fmt.Errorf("origin: publish: %w", err)

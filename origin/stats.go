@@ -31,6 +31,7 @@ const maxSegmentBody = 8 << 20
 var eventRetention = 7 * 24 * time.Hour
 
 type originMetrics struct {
+	leaseHeld      *prometheus.GaugeVec
 	reg            *prometheus.Registry
 	ingestedEvents prometheus.Counter
 	skippedEvents  prometheus.Counter
@@ -64,7 +65,8 @@ func newOriginMetrics() *originMetrics {
 			Name: "updraft_origin_guard_evaluations_total", Help: "Rollout guard evaluations of one channel.",
 		}),
 	}
-	m.reg.MustRegister(m.ingestedEvents, m.skippedEvents, m.segments, m.ingestSeconds, m.guardActions, m.guardEvals)
+	m.leaseHeld = prometheus.NewGaugeVec(leaseHeldDesc, []string{"lease"}) // cluster.go
+	m.reg.MustRegister(m.ingestedEvents, m.skippedEvents, m.segments, m.ingestSeconds, m.guardActions, m.guardEvals, m.leaseHeld)
 	m.seenMetrics = newSeenMetrics(m.reg)
 	return m
 }

@@ -19,7 +19,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/updraft-cdn/updraft/config"
 	"github.com/updraft-cdn/updraft/origin/events"
 )
 
@@ -471,7 +470,7 @@ func TestStatsQueryRange_BUG(t *testing.T) {
 // and lifecycle events over 20000 devices), one new segment per iteration.
 func BenchmarkIngestSegment(b *testing.B) {
 	dir := b.TempDir()
-	srv, err := Open(context.Background(), config.NewOrigin(dir), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	srv, err := Open(context.Background(), testConfig(b, dir), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		b.Fatal(err)
 	}

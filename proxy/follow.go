@@ -42,6 +42,11 @@ type followState struct {
 	heartbeat atomic.Pointer[string]
 	// staleAnswers counts device requests refused as stale.
 	staleAnswers atomic.Uint64
+	// pending is the verified heartbeat that came with the snapshot the
+	// replica is swapping in: swapped applies it in the same step, so that
+	// requests do not see the new snapshot without the freshness it came
+	// with (a spurious snapshot_stale).
+	pending atomic.Pointer[signedHeartbeat]
 
 	mu         sync.Mutex
 	hasReplica bool
@@ -72,10 +77,18 @@ func newerSnapshot(s, cur *snapshot.Snapshot) bool {
 }
 
 // swapped records a new current snapshot (under the edge's wireMu): its
-// freshness is its issued time until a heartbeat vouches for it.
+// freshness is its issued time, or the heartbeat it came with (pending),
+// until a heartbeat vouches for it.
 func (f *followState) swapped(s *snapshot.Snapshot) {
-	f.fresh.Store(s.Issued)
-	f.heartbeat.Store(nil)
+	fresh, relay := s.Issued, (*string)(nil)
+	if p := f.pending.Load(); p != nil && p.hb.Vouches(s) && p.hb.At > fresh {
+		fresh, relay = p.hb.At, &p.b64
+		if f.heartbeats != nil {
+			f.heartbeats.Inc()
+		}
+	}
+	f.fresh.Store(fresh)
+	f.heartbeat.Store(relay)
 }
 
 // vouch applies a verified heartbeat for the current snapshot cur; it

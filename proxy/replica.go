@@ -15,7 +15,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/updraft-cdn/updraft/config"
 	"github.com/updraft-cdn/updraft/origin/blob"
 	"github.com/updraft-cdn/updraft/origin/snapshot"
 )
@@ -33,15 +32,24 @@ import (
 // changes of state (following, refusing with a reason, upstream error) are
 // logged; /readyz and updraft_edge_replica_state say why the edge is not
 // following.
+//
+// With several upstreams (Upstreams) a poll that fails with an upstream
+// error (connection, timeout, 5xx) is tried at once on the next upstreams,
+// each once and without waiting (wait=0), and the first that answers
+// becomes current; the backoff applies only when every upstream failed, or
+// to a refusal (which stays on the upstream that sent the snapshot). A
+// long-poll on an upstream that stops being current (another request
+// failed over, or the primary is back) ends at once and the next poll goes
+// to the new one.
 type Replica struct {
-	edge     *Edge
-	upstream string
-	key      string
-	keys     []ed25519.PublicKey // trusted signing keys (several during a rotation)
-	path     string
-	hbPath   string
-	client   *http.Client
-	wait     time.Duration // long-poll wait asked of the upstream
+	edge   *Edge
+	ups    *Upstreams
+	key    string
+	keys   []ed25519.PublicKey // trusted signing keys (several during a rotation)
+	path   string
+	hbPath string
+	client *http.Client
+	wait   time.Duration // long-poll wait asked of the upstream
 
 	// refetch (Run only): the upstream vouches for a later issue of the
 	// current revision; the next poll asks for it (after = rev-1).
@@ -65,6 +73,13 @@ const (
 // NewReplica returns a replica feeding e from upstream, trusting snapshots
 // signed by any of keys. The snapshot is persisted in e's data folder.
 func NewReplica(e *Edge, upstream, key string, keys ...ed25519.PublicKey) *Replica {
+	return NewReplicaFrom(e, NewUpstreams("upstream", []string{upstream}, key, e.log), keys...)
+}
+
+// NewReplicaFrom returns a replica feeding e from the upstream list ups
+// (failing over between them), with ups's edge key, trusting snapshots
+// signed by any of keys. It adds ups's metrics to e (AddUpstreams).
+func NewReplicaFrom(e *Edge, ups *Upstreams, keys ...ed25519.PublicKey) *Replica {
 	wait := pollWait
 	if maxAge := e.cfg.MaxSnapshotAge; maxAge > 0 {
 		// Heartbeats come with every answer: poll often enough that the
@@ -76,11 +91,12 @@ func NewReplica(e *Edge, upstream, key string, keys ...ed25519.PublicKey) *Repli
 	e.follow.hasReplica, e.follow.state, e.follow.since = true, stateStarting, time.Now()
 	e.follow.mu.Unlock()
 	e.registerFollowMetrics()
+	e.AddUpstreams(ups)
 	return &Replica{
-		edge: e, upstream: config.TrimURL(upstream), key: key, keys: keys,
+		edge: e, ups: ups, key: ups.key, keys: keys,
 		path:   filepath.Join(e.cfg.DataDir, "snapshot.bin"),
 		hbPath: filepath.Join(e.cfg.DataDir, "snapshot.heartbeat"),
-		client: &http.Client{Timeout: wait + 15*time.Second},
+		client: &http.Client{Timeout: wait + 15*time.Second, Transport: upstreamTransport()},
 		wait:   wait,
 	}
 }
@@ -172,7 +188,12 @@ func (r *Replica) accept(wire []byte, hb *signedHeartbeat, fromUpstream bool) er
 		}
 		return r.refuse(reason, fmt.Errorf("snapshot rev %d: %w", s.Rev, err))
 	}
-	if !r.edge.setSnapshot(s, wire) {
+	if hb != nil {
+		r.edge.follow.pending.Store(hb)
+	}
+	swapped := r.edge.setSnapshot(s, wire)
+	r.edge.follow.pending.Store(nil)
+	if !swapped {
 		cur := r.edge.Snapshot()
 		return r.refuse("older_rev", fmt.Errorf("%w: got %d, have %d", errOlderRev, s.Rev, cur.Rev))
 	}
@@ -349,9 +370,14 @@ func (l *shardLoader) fetch(sha string) (*snapshot.OverrideShard, error) {
 func (r *Replica) Run(ctx context.Context) {
 	var b backoff
 	for ctx.Err() == nil {
-		err := r.pollOnce(ctx)
+		err := r.pollRound(ctx)
 		if ctx.Err() != nil {
 			return
+		}
+		if errors.Is(err, errSwitched) {
+			// The current upstream changed during a long-poll: poll the new
+			// one now (a switch follows a failure or a probe, never a loop).
+			continue
 		}
 		if err == nil && r.refetch {
 			// Only a heartbeat announcing a re-issue of our revision: fetch
@@ -368,7 +394,6 @@ func (r *Replica) Run(ctx context.Context) {
 		if errors.As(err, &ref) {
 			r.edge.setReplicaState(stateRefusing, ref.reason, err)
 		} else {
-			r.edge.metrics.pollErrors.Inc()
 			r.edge.setReplicaState(stateUpstreamError, stateUpstreamError, err)
 		}
 		select {
@@ -379,24 +404,45 @@ func (r *Replica) Run(ctx context.Context) {
 	}
 }
 
-// pollOnce asks the upstream for a newer snapshot and applies the answer.
-// While not following it asks without waiting, so that a recovery is
-// noticed (and reported) at once.
-func (r *Replica) pollOnce(ctx context.Context) error {
+// pollRound polls the current upstream and, on an upstream error, the
+// next ones (Upstreams.do); every failed poll is counted.
+func (r *Replica) pollRound(ctx context.Context) error {
+	return r.ups.do(ctx, "", func(ctx context.Context, base string) error {
+		pctx, stop := r.ups.cancelOnSwitch(ctx)
+		defer stop()
+		err := r.pollOnce(pctx, base)
+		if err == nil || finalAnswer(err) {
+			return err
+		}
+		if ctx.Err() == nil && errors.Is(context.Cause(pctx), errSwitched) {
+			return errSwitched
+		}
+		r.edge.metrics.pollErrors.Inc()
+		return err
+	})
+}
+
+// pollOnce asks base for a newer snapshot and applies the answer. While
+// not following, or when trying another upstream than the current one
+// (failing over), it asks without waiting, so that a recovery is noticed
+// (and reported) at once.
+func (r *Replica) pollOnce(ctx context.Context, base string) error {
 	var after int64 = -1
+	refetch := r.refetch
 	if s := r.edge.Snapshot(); s != nil {
 		after = s.Rev
-		if r.refetch {
+		if refetch {
 			after = s.Rev - 1
 		}
 	}
 	r.refetch = false
 	wait := r.wait
-	if _, state, _, _ := r.edge.replicaStatus(); state != stateFollowing {
+	if _, state, _, _ := r.edge.replicaStatus(); state != stateFollowing || base != r.ups.Current() {
 		wait = 0
 	}
-	wire, hbText, err := r.poll(ctx, after, wait)
+	wire, hbText, err := r.poll(ctx, base, after, wait)
 	if err != nil {
+		r.refetch = refetch // not asked yet: ask the next upstream
 		return err
 	}
 	var hb *signedHeartbeat
@@ -432,8 +478,8 @@ func (b *backoff) next() time.Duration {
 
 // poll asks for a snapshot newer than after; nil bytes mean none came. The
 // upstream's heartbeat header, if any, is returned as is.
-func (r *Replica) poll(ctx context.Context, after int64, wait time.Duration) ([]byte, string, error) {
-	url := r.upstream + "/v1/snapshot?after=" + strconv.FormatInt(after, 10) + "&wait=" + strconv.Itoa(int(wait/time.Second))
+func (r *Replica) poll(ctx context.Context, base string, after int64, wait time.Duration) ([]byte, string, error) {
+	url := base + "/v1/snapshot?after=" + strconv.FormatInt(after, 10) + "&wait=" + strconv.Itoa(int(wait/time.Second))
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, "", err

@@ -13,14 +13,14 @@ import (
 
 	"github.com/updraft-cdn/updraft/cache"
 	"github.com/updraft-cdn/updraft/config"
-	"github.com/updraft-cdn/updraft/origin/blob"
+	blobfs "github.com/updraft-cdn/updraft/origin/blob/fs"
 )
 
 // memoryEdge is an edge whose cache has a memory tier, filled from a blob
 // store holding data.
 func memoryEdge(tb testing.TB, data []byte) (*Edge, string) {
 	tb.Helper()
-	fs, err := blob.Open(tb.TempDir())
+	fs, err := blobfs.Open(tb.TempDir())
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -52,7 +52,7 @@ func TestBlobFromMemoryTier(t *testing.T) {
 }
 
 func TestPrefetchOnSnapshot(t *testing.T) {
-	fs, _ := blob.Open(t.TempDir())
+	fs, _ := blobfs.Open(t.TempDir())
 	zip := readZip(t)
 	info, _ := fs.Put(bytes.NewReader(zip), 0)
 	c, _ := cache.New(cache.Options{Dir: t.TempDir(), Upstream: LocalUpstream{Blobs: fs}, Log: quiet, MemoryBudget: 64 << 20})

@@ -23,7 +23,7 @@ import (
 
 	"github.com/updraft-cdn/updraft/cache"
 	"github.com/updraft-cdn/updraft/config"
-	"github.com/updraft-cdn/updraft/origin/blob"
+	blobfs "github.com/updraft-cdn/updraft/origin/blob/fs"
 	"github.com/updraft-cdn/updraft/origin/snapshot"
 )
 
@@ -81,7 +81,7 @@ func testSnapshot(t testing.TB, rev int64, prodSHA string) *snapshot.Snapshot {
 type testEdge struct {
 	edge   *Edge
 	base   string // http://127.0.0.1:PORT
-	blobs  *blob.FS
+	blobs  *blobfs.Store
 	client *http.Client
 }
 
@@ -93,7 +93,7 @@ func (discardLogger) Printf(string, ...any) {}
 
 func startEdge(t testing.TB, mod func(*config.Edge)) *testEdge {
 	t.Helper()
-	fs, err := blob.Open(t.TempDir())
+	fs, err := blobfs.Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

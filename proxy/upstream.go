@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -16,16 +17,19 @@ import (
 )
 
 // LocalUpstream fills the cache from a blob store in the same process (the
-// origin's, under `updraft serve`).
-type LocalUpstream struct{ Blobs *blob.FS }
+// origin's, under `updraft serve`: files or a bucket).
+type LocalUpstream struct{ Blobs blob.Store }
 
 // Fetch opens the blob.
 func (u LocalUpstream) Fetch(ctx context.Context, sha string) (io.ReadCloser, error) {
 	f, _, err := u.Blobs.Open(sha)
-	if err == blob.ErrNotFound {
+	if errors.Is(err, blob.ErrNotFound) {
 		return nil, cache.ErrNotFound
 	}
-	return f, err
+	if err != nil {
+		return nil, err
+	}
+	return f, nil
 }
 
 // HTTPUpstream fills the cache from an origin (or parent edge) over HTTP:
@@ -34,19 +38,35 @@ type HTTPUpstream struct {
 	BaseURL string
 	Key     string
 	Client  *http.Client
+	// Upstreams, when set, replaces BaseURL: the fetch goes to the current
+	// upstream and fails over to the others (Upstreams.Blobs). A 404 is
+	// final: origins share one bucket, and a parent edge answers 404 only
+	// when its own upstream did.
+	Upstreams *Upstreams
 }
 
 // NewHTTPUpstream returns an upstream for the origin at baseURL.
 func NewHTTPUpstream(baseURL, key string) *HTTPUpstream {
 	return &HTTPUpstream{BaseURL: config.TrimURL(baseURL), Key: key, Client: &http.Client{
-		Timeout:   10 * time.Minute,
-		Transport: &http.Transport{MaxIdleConnsPerHost: 16, IdleConnTimeout: 90 * time.Second, ResponseHeaderTimeout: 30 * time.Second},
+		Timeout: 10 * time.Minute,
+		Transport: &http.Transport{MaxIdleConnsPerHost: 16, IdleConnTimeout: 90 * time.Second, ResponseHeaderTimeout: 30 * time.Second,
+			DialContext: upstreamDialer.DialContext},
 	}}
 }
 
 // Fetch streams the blob; the caller verifies it.
 func (u *HTTPUpstream) Fetch(ctx context.Context, sha string) (io.ReadCloser, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.BaseURL+"/v1/blobs/"+sha, nil)
+	var body io.ReadCloser
+	err := u.Upstreams.do(ctx, u.BaseURL, func(ctx context.Context, base string) error {
+		var err error
+		body, err = u.fetch(ctx, base, sha)
+		return err
+	})
+	return body, err
+}
+
+func (u *HTTPUpstream) fetch(ctx context.Context, base, sha string) (io.ReadCloser, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/blobs/"+sha, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -63,7 +83,7 @@ func (u *HTTPUpstream) Fetch(ctx context.Context, sha string) (io.ReadCloser, er
 		return nil, cache.ErrNotFound
 	default:
 		resp.Body.Close()
-		return nil, fmt.Errorf("upstream %s: blob %s: HTTP %d", u.BaseURL, sha, resp.StatusCode)
+		return nil, fmt.Errorf("upstream %s: blob %s: HTTP %d", base, sha, resp.StatusCode)
 	}
 }
 
@@ -74,16 +94,27 @@ type HTTPEventSink struct {
 	BaseURL string
 	Key     string
 	Client  *http.Client
+	// Upstreams, when set, replaces BaseURL: a segment goes to the current
+	// upstream and fails over to the others with the same edge id and
+	// sequence number, so the origin still ingests it once
+	// (Upstreams.EventSink).
+	Upstreams *Upstreams
 }
 
 // NewHTTPEventSink returns a sink for the origin at baseURL.
 func NewHTTPEventSink(baseURL, key string) *HTTPEventSink {
-	return &HTTPEventSink{BaseURL: config.TrimURL(baseURL), Key: key, Client: &http.Client{Timeout: 60 * time.Second}}
+	return &HTTPEventSink{BaseURL: config.TrimURL(baseURL), Key: key, Client: &http.Client{Timeout: 60 * time.Second, Transport: upstreamTransport()}}
 }
 
 // DeliverEvents posts one segment; nil once the origin acknowledged it.
 func (s *HTTPEventSink) DeliverEvents(ctx context.Context, edgeID string, seq uint64, segment []byte) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.BaseURL+"/v1/events", bytes.NewReader(segment))
+	return s.Upstreams.do(ctx, s.BaseURL, func(ctx context.Context, base string) error {
+		return s.deliver(ctx, base, edgeID, seq, segment)
+	})
+}
+
+func (s *HTTPEventSink) deliver(ctx context.Context, base, edgeID string, seq uint64, segment []byte) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/events", bytes.NewReader(segment))
 	if err != nil {
 		return err
 	}
@@ -101,9 +132,9 @@ func (s *HTTPEventSink) DeliverEvents(ctx context.Context, edgeID string, seq ui
 	case resp.StatusCode == http.StatusOK:
 		return nil
 	case resp.StatusCode >= 400 && resp.StatusCode < 500 && bytes.Contains(msg, []byte(`"corrupt_segment"`)):
-		return &PermanentError{fmt.Errorf("origin %s refused segment %d: %s", s.BaseURL, seq, bytes.TrimSpace(msg))}
+		return &PermanentError{fmt.Errorf("origin %s refused segment %d: %s", base, seq, bytes.TrimSpace(msg))}
 	default:
-		return fmt.Errorf("origin %s: events: HTTP %d: %s", s.BaseURL, resp.StatusCode, bytes.TrimSpace(msg))
+		return fmt.Errorf("origin %s: events: HTTP %d: %s", base, resp.StatusCode, bytes.TrimSpace(msg))
 	}
 }
 
@@ -113,11 +144,15 @@ type HTTPDeviceChannels struct {
 	BaseURL string
 	Key     string
 	Client  *http.Client
+	// Upstreams, when set, replaces BaseURL: the change goes to the current
+	// upstream and fails over to the others (it is idempotent: it pins the
+	// device to a channel) (Upstreams.DeviceChannels).
+	Upstreams *Upstreams
 }
 
 // NewHTTPDeviceChannels returns a DeviceChannels for the origin at baseURL.
 func NewHTTPDeviceChannels(baseURL, key string) *HTTPDeviceChannels {
-	return &HTTPDeviceChannels{BaseURL: config.TrimURL(baseURL), Key: key, Client: &http.Client{Timeout: 15 * time.Second}}
+	return &HTTPDeviceChannels{BaseURL: config.TrimURL(baseURL), Key: key, Client: &http.Client{Timeout: 15 * time.Second, Transport: upstreamTransport()}}
 }
 
 // SetDeviceChannel stores the change and returns the snapshot revision that
@@ -127,7 +162,17 @@ func (d *HTTPDeviceChannels) SetDeviceChannel(ctx context.Context, appID, device
 	if err != nil {
 		return 0, err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.BaseURL+"/v1/device-channel", bytes.NewReader(in))
+	var rev int64
+	err = d.Upstreams.do(ctx, d.BaseURL, func(ctx context.Context, base string) error {
+		var err error
+		rev, err = d.set(ctx, base, in)
+		return err
+	})
+	return rev, err
+}
+
+func (d *HTTPDeviceChannels) set(ctx context.Context, base string, in []byte) (int64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/device-channel", bytes.NewReader(in))
 	if err != nil {
 		return 0, err
 	}
@@ -153,5 +198,5 @@ func (d *HTTPDeviceChannels) SetDeviceChannel(ctx context.Context, appID, device
 	case resp.StatusCode == http.StatusTooManyRequests:
 		return 0, ErrDeviceChannelsBusy
 	}
-	return 0, fmt.Errorf("upstream %s: device channel: HTTP %d: %s", d.BaseURL, resp.StatusCode, bytes.TrimSpace(msg))
+	return 0, fmt.Errorf("upstream %s: device channel: HTTP %d: %s", base, resp.StatusCode, bytes.TrimSpace(msg))
 }

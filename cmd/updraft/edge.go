@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/updraft-cdn/updraft/cache"
@@ -24,12 +25,14 @@ func cmdEdge(ctx context.Context, args []string, stderr io.Writer) error {
 	ec := config.NewEdge(filepath.Join(config.DataDir(), "edge"))
 	fs.StringVar(&ec.DataDir, "data", ec.DataDir, "edge data folder (cache, persisted snapshot)")
 	fs.StringVar(&ec.Listen, "listen", config.Env("UPDRAFT_EDGE_LISTEN", ec.Listen), "device API address")
-	fs.StringVar(&ec.Upstream, "upstream", config.Env("UPDRAFT_UPSTREAM", ""), "origin or parent edge URL, e.g. http://origin:8090; env UPDRAFT_UPSTREAM")
+	upstreamList := fs.String("upstream", config.Env("UPDRAFT_UPSTREAM", ""), "origin or parent edge URL, e.g. http://origin:8090, or several separated by commas (origins sharing one store and bucket, or parent edges): "+
+		"the edge uses one at a time, moves to the next on a connection error, timeout or 5xx, stays there while it answers, and returns to the first once a probe finds it back (--primary-probe-interval); env UPDRAFT_UPSTREAM")
+	probeEvery := fs.Duration("primary-probe-interval", proxy.DefaultProbeInterval, "with several --upstream URLs: how often, while another is in use, the first one is probed to return to it")
 	fs.StringVar(&ec.EdgeKey, "edge-key", os.Getenv("UPDRAFT_EDGE_KEY"), "edge key (the origin's DATA/edge-key); env UPDRAFT_EDGE_KEY")
 	keyFile := fs.String("edge-key-file", "", "read the edge key from this file")
 	prevKeyFile := fs.String("previous-edge-key-file", "", "also accept this key from child edges (the old edge key, during a rotation's overlap)")
 	fs.DurationVar(&ec.MaxSnapshotAge, "max-snapshot-age", 0, "refuse snapshots, and answer update checks 503 snapshot_stale, once the snapshot is older than this by the origin's signed time or heartbeat (0: off)")
-	fs.StringVar(&ec.StatsURL, "stats-url", config.Env("UPDRAFT_STATS_URL", ""), "where device events go (POST /v1/events): the origin or a parent edge (default: --upstream)")
+	statsList := fs.String("stats-url", config.Env("UPDRAFT_STATS_URL", ""), "where device events go (POST /v1/events): the origin or a parent edge, or several separated by commas, failed over like --upstream (default: the --upstream list); env UPDRAFT_STATS_URL")
 	pubText := fs.String("origin-pubkey", os.Getenv("UPDRAFT_ORIGIN_PUBKEY"), "origin's snapshot public key (updraft keys show), or a comma-separated list of trusted keys during a signing key rotation; env UPDRAFT_ORIGIN_PUBKEY")
 	acmeDomains := edgeFlags(fs, &ec, proxy.TLSOff, "0.0.0.0:443")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
@@ -55,9 +58,21 @@ func cmdEdge(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 		ec.PreviousEdgeKey = strings.TrimSpace(string(b))
 	}
-	if ec.Upstream == "" || ec.EdgeKey == "" || *pubText == "" {
+	if strings.TrimSpace(*upstreamList) == "" || ec.EdgeKey == "" || *pubText == "" {
 		return errors.New("edge: --upstream, --edge-key (or --edge-key-file) and --origin-pubkey are required; `updraft keys show` on the origin prints them")
 	}
+	upstreams, err := proxy.ParseUpstreamList(*upstreamList)
+	if err != nil {
+		return fmt.Errorf("edge: --upstream: %w", err)
+	}
+	statsURLs := upstreams
+	if strings.TrimSpace(*statsList) != "" {
+		if statsURLs, err = proxy.ParseUpstreamList(*statsList); err != nil {
+			return fmt.Errorf("edge: --stats-url: %w", err)
+		}
+	}
+	// The configuration names the primaries (the lists are validated above).
+	ec.Upstream, ec.StatsURL = upstreams[0], statsURLs[0]
 	pubs, err := parsePublicKeys(*pubText)
 	if err != nil {
 		return err
@@ -65,24 +80,31 @@ func cmdEdge(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := ec.Validate(); err != nil {
 		return err
 	}
-	c, err := cache.New(cache.Options{Dir: filepath.Join(ec.DataDir, "cache"), Upstream: proxy.NewHTTPUpstream(ec.Upstream, ec.EdgeKey), Log: log,
+	// One list, and one current upstream, for snapshots, blobs and legacy
+	// channel changes (and events, unless --stats-url names others).
+	ups := proxy.NewUpstreams("upstream", upstreams, ec.EdgeKey, log)
+	ups.SetProbeInterval(*probeEvery)
+	statsUps := ups
+	if !slices.Equal(statsURLs, upstreams) {
+		statsUps = proxy.NewUpstreams("stats", statsURLs, ec.EdgeKey, log)
+		statsUps.SetProbeInterval(*probeEvery)
+	}
+	c, err := cache.New(cache.Options{Dir: filepath.Join(ec.DataDir, "cache"), Upstream: ups.Blobs(), Log: log,
 		MemoryBudget: int64(ec.CacheMemory), DiskBudget: int64(ec.CacheDisk)})
 	if err != nil {
 		return err
 	}
 	edge := proxy.New(ec, c, log)
 	defer edge.Close()
-	statsURL := ec.StatsURL
-	if statsURL == "" {
-		statsURL = ec.Upstream
-	}
-	if err := edge.StartStats(proxy.NewHTTPEventSink(statsURL, ec.EdgeKey)); err != nil {
+	edge.AddUpstreams(ups)
+	edge.AddUpstreams(statsUps)
+	if err := edge.StartStats(statsUps.EventSink()); err != nil {
 		return err
 	}
 	// Legacy plugins' setChannel is stored at the origin, through the same
 	// upstream as snapshots (a parent edge relays it).
-	edge.SetDeviceChannels(proxy.NewHTTPDeviceChannels(ec.Upstream, ec.EdgeKey))
-	rep := proxy.NewReplica(edge, ec.Upstream, ec.EdgeKey, pubs...)
+	edge.SetDeviceChannels(ups.DeviceChannels())
+	rep := proxy.NewReplicaFrom(edge, ups, pubs...)
 	if err := rep.LoadPersisted(); err != nil {
 		log.Error("edge: ignoring persisted snapshot", "err", err)
 	}
@@ -94,7 +116,7 @@ func cmdEdge(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log.Info("updraft edge: ready", "listen", el.Plain, "tls", ec.TLS, "https_h3", el.TLS, "upstream", ec.Upstream, "stats_url", statsURL, "stats_spool", ec.StatsSpool.String(), "data", ec.DataDir,
+	log.Info("updraft edge: ready", "listen", el.Plain, "tls", ec.TLS, "https_h3", el.TLS, "upstream", strings.Join(upstreams, ","), "stats_url", strings.Join(statsURLs, ","), "stats_spool", ec.StatsSpool.String(), "data", ec.DataDir,
 		"cache_memory", ec.CacheMemory.String(), "cache_disk", ec.CacheDisk.String(), "max_updates_body", ec.MaxUpdatesBody.String())
 	select {
 	case <-ctx.Done():

@@ -54,6 +54,10 @@ UPDRAFT_API_KEY or ./updraft-data/api-key):
   updraft device override DEVICE_ID... --app ID --channel NAME   (or --clear); updraft device list --app ID
   updraft resolve --app ID --device ID --platform P --version-build V [--version-name V] [--custom-id X] ...
 
+Moving between back ends (stop the origin first; docs/deploy.md):
+  updraft migrate [--data DIR] [--from-store URL] [--from-blobs URL] [--to-data DIR] [--to-store URL] [--to-blobs URL] [--verify]
+                  copies store and blobs (embedded SQLite + files <-> PostgreSQL + S3); resumable; --verify-only compares
+
 Deltas:
   updraft delta build --from OLD --to NEW --encoding dcb|dcz -o OUT   (OLD, NEW: zip or folder)
   updraft delta apply --base OLD --delta IN -o OUT
@@ -141,6 +145,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdDelta(ctx, s, r, stdout, stderr)
 	case "gc": // lifecycle.go
 		return cmdGC(ctx, rest, stdout, stderr)
+	case "migrate": // migrate.go
+		return cmdMigrate(ctx, rest, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

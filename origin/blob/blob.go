@@ -1,10 +1,16 @@
-// Package blob stores immutable blobs on the filesystem, named by the hex
-// SHA-256 of their content. A blob becomes visible only once it is complete,
-// fsynced and verified: it is written to a temporary file, hashed while
-// written, synced, and renamed into place. Blobs are never modified or
+// Package blob defines Updraft's content-addressed blob store: immutable
+// blobs named by the hex SHA-256 of their content. A blob becomes visible
+// only once it is complete and verified; blobs are never modified or
 // overwritten; deleting is left to garbage collection by the caller, which
 // relies on a blob's modification time being the last time it was committed
-// (see Delete).
+// or touched (see Store.Delete).
+//
+// The implementations live in sub-packages: blob/fs (files in a folder, the
+// default, also the edge's disk cache) and blob/s3 (an S3-compatible
+// bucket). Both write through a Writer, which keeps the content in a local
+// temporary file while it is written and hashed, so that callers can
+// inspect it (validate a zip) before it is committed, and so that a
+// back end receives a complete, verified file of known size.
 //
 // blob imports only the standard library.
 package blob
@@ -18,8 +24,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
-	"sync"
 	"time"
 )
 
@@ -38,33 +42,47 @@ type Info struct {
 	Size   int64
 }
 
-// FS is a content-addressed blob store rooted at a folder:
-// DIR/ab/abcdef… holds blob abcdef…; DIR/tmp holds writes in progress.
-type FS struct {
-	dir string
-	tmp string
-	// gcMu orders a commit that finds its blob already stored (and
-	// refreshes its mtime) against Delete's "old enough? remove": either the
-	// refresh comes first and Delete keeps the blob, or the removal does
-	// and the commit stores the content again.
-	gcMu sync.Mutex
+// Reader is an open blob. Read and Seek serve whole downloads and HTTP
+// Range requests (http.ServeContent), ReadAt serves zip readers; an
+// implementation must not fetch more of the blob than these ask for. Both
+// *os.File and the S3 back end's reader satisfy it.
+type Reader interface {
+	io.Reader
+	io.ReaderAt
+	io.Seeker
+	io.Closer
 }
 
-// Open opens (creating if needed) a store in dir and removes temporary files
-// left by writes that never finished (a crash or a killed upload).
-func Open(dir string) (*FS, error) {
-	tmp := filepath.Join(dir, "tmp")
-	if err := os.MkdirAll(tmp, 0o755); err != nil {
-		return nil, fmt.Errorf("blob: open %s: %w", dir, err)
-	}
-	leftovers, err := os.ReadDir(tmp)
-	if err != nil {
-		return nil, fmt.Errorf("blob: open %s: %w", dir, err)
-	}
-	for _, e := range leftovers {
-		_ = os.Remove(filepath.Join(tmp, e.Name()))
-	}
-	return &FS{dir: dir, tmp: tmp}, nil
+// Store is a content-addressed blob store: what the origin needs of one.
+// Methods given an invalid hash (see ValidHash) return ErrNotFound.
+type Store interface {
+	// Stat returns the blob's size, or ErrNotFound.
+	Stat(sha string) (Info, error)
+	// Open opens a blob for reading, or returns ErrNotFound. The caller
+	// closes the reader.
+	Open(sha string) (Reader, Info, error)
+	// Create starts a new blob write of at most max bytes (max <= 0:
+	// unbounded). Until its Commit succeeds nothing is visible.
+	Create(max int64) (*Writer, error)
+	// Put stores everything read from r (at most max bytes; max <= 0:
+	// unbounded).
+	Put(r io.Reader, max int64) (Info, error)
+	// Touch sets a stored blob's modification time to now (absent: no
+	// error), restarting its garbage-collection grace period.
+	Touch(sha string) error
+	// Delete removes a blob whose modification time is not after cutoff
+	// and reports whether it did, with the size it freed. A blob
+	// committed again (or touched) after cutoff is kept, even when the
+	// commit races this call. An absent blob is not an error.
+	Delete(sha string, cutoff time.Time) (size int64, deleted bool, err error)
+	// Remove deletes a blob unconditionally (absent: no error). Callers
+	// make sure nothing still refers to it.
+	Remove(sha string) error
+	// Walk calls fn for every committed blob (writes in progress are not
+	// blobs), in no particular order. A blob committed or deleted during
+	// the walk may or may not be seen. An error from fn stops the walk
+	// and is returned.
+	Walk(fn func(sha string, size int64, mtime time.Time) error) error
 }
 
 // ValidHash reports whether s is a lower-case hex SHA-256 (64 characters).
@@ -81,168 +99,43 @@ func ValidHash(s string) bool {
 	return true
 }
 
-// Path returns where the blob with this hash lives (whether or not it exists).
-// The hash must be valid.
-func (s *FS) Path(sha string) string {
-	return filepath.Join(s.dir, sha[:2], sha)
-}
-
-// Stat returns the blob's size, or ErrNotFound.
-func (s *FS) Stat(sha string) (Info, error) {
-	if !ValidHash(sha) {
-		return Info{}, ErrNotFound
-	}
-	fi, err := os.Stat(s.Path(sha))
-	if errors.Is(err, os.ErrNotExist) {
-		return Info{}, ErrNotFound
-	}
-	if err != nil {
-		return Info{}, fmt.Errorf("blob: stat %s: %w", sha, err)
-	}
-	return Info{SHA256: sha, Size: fi.Size()}, nil
-}
-
-// Open opens a blob for reading. The caller closes the file.
-func (s *FS) Open(sha string) (*os.File, Info, error) {
-	if !ValidHash(sha) {
-		return nil, Info{}, ErrNotFound
-	}
-	f, err := os.Open(s.Path(sha))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, Info{}, ErrNotFound
-	}
-	if err != nil {
-		return nil, Info{}, fmt.Errorf("blob: open %s: %w", sha, err)
-	}
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, Info{}, fmt.Errorf("blob: stat %s: %w", sha, err)
-	}
-	return f, Info{SHA256: sha, Size: fi.Size()}, nil
-}
-
-// Remove deletes a blob (absent: no error). Callers make sure nothing
-// still refers to it.
-func (s *FS) Remove(sha string) error {
-	if !ValidHash(sha) {
-		return ErrNotFound
-	}
-	if err := os.Remove(s.Path(sha)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("blob: remove %s: %w", sha, err)
-	}
-	return nil
-}
-
-// Touch sets a stored blob's modification time to now (absent: no error),
-// restarting its garbage-collection grace period: the origin touches the
-// blobs of a bundle it deletes, so that edges still following the snapshot
-// before the deletion find them for a grace period.
-func (s *FS) Touch(sha string) error {
-	if !ValidHash(sha) {
-		return ErrNotFound
-	}
-	s.gcMu.Lock()
-	defer s.gcMu.Unlock()
-	now := time.Now()
-	if err := os.Chtimes(s.Path(sha), now, now); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("blob: touch %s: %w", sha, err)
-	}
-	return nil
-}
-
-// Delete removes a blob whose modification time is not after cutoff and
-// reports whether it did, with the size it freed. A blob committed again
-// (or touched) after cutoff is kept, even when the commit races this call.
-// An absent blob is not an error. Readers that opened the blob before keep
-// reading it (the file is unlinked, not truncated).
-func (s *FS) Delete(sha string, cutoff time.Time) (size int64, deleted bool, err error) {
-	if !ValidHash(sha) {
-		return 0, false, ErrNotFound
-	}
-	p := s.Path(sha)
-	s.gcMu.Lock()
-	defer s.gcMu.Unlock()
-	fi, err := os.Lstat(p)
-	if errors.Is(err, os.ErrNotExist) {
-		return 0, false, nil
-	}
-	if err != nil {
-		return 0, false, fmt.Errorf("blob: delete %s: %w", sha, err)
-	}
-	if fi.ModTime().After(cutoff) {
-		return 0, false, nil
-	}
-	if err := os.Remove(p); err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return 0, false, nil
-		}
-		return 0, false, fmt.Errorf("blob: delete %s: %w", sha, err)
-	}
-	return fi.Size(), true, nil
-}
-
-// Walk calls fn for every committed blob (writes in progress are not
-// blobs), in no particular order. A blob committed or deleted during the
-// walk may or may not be seen.
-func (s *FS) Walk(fn func(sha string, size int64, mtime time.Time) error) error {
-	subs, err := os.ReadDir(s.dir)
-	if err != nil {
-		return fmt.Errorf("blob: walk: %w", err)
-	}
-	for _, sub := range subs {
-		name := sub.Name()
-		if !sub.IsDir() || len(name) != 2 || !ValidHash(strings.Repeat(name, 32)) {
-			continue
-		}
-		es, err := os.ReadDir(filepath.Join(s.dir, name))
-		if err != nil {
-			return fmt.Errorf("blob: walk: %w", err)
-		}
-		for _, e := range es {
-			if !ValidHash(e.Name()) || e.Name()[:2] != name {
-				continue
-			}
-			fi, err := e.Info()
-			if errors.Is(err, os.ErrNotExist) {
-				continue // deleted meanwhile
-			}
-			if err != nil {
-				return fmt.Errorf("blob: walk: %w", err)
-			}
-			if !fi.Mode().IsRegular() {
-				continue
-			}
-			if err := fn(e.Name(), fi.Size(), fi.ModTime()); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
+// CommitFunc stores a complete temporary file under info.SHA256, which the
+// Writer has verified. f is open for reading and writing, its offset is
+// unspecified. It returns only once the blob is durably stored (or was
+// already). It may rename f.Name() into place and then reports moved;
+// otherwise the Writer removes the temporary file. The Writer closes f.
+type CommitFunc func(f *os.File, info Info) (moved bool, err error)
 
 // Writer is a blob being written. Write to it, then Commit or Abort; until
-// Commit succeeds nothing is visible in the store.
+// Commit succeeds nothing is visible in the store. The content goes to a
+// local temporary file, hashed as it is written: every back end commits a
+// complete file of known size, and callers may read it (TempPath) before
+// committing.
 type Writer struct {
-	s    *FS
-	f    *os.File
-	h    hash.Hash
-	n    int64
-	max  int64
-	done bool
+	f      *os.File
+	h      hash.Hash
+	n      int64
+	max    int64
+	done   bool
+	commit CommitFunc
 }
 
-// Create starts a new blob write of at most max bytes (max <= 0: unbounded).
-func (s *FS) Create(max int64) (*Writer, error) {
-	f, err := os.CreateTemp(s.tmp, "put-*")
+// NewWriter starts a write into a new temporary file in tmpDir, of at most
+// max bytes (max <= 0: unbounded); Commit hands it to commit. Back ends
+// use it to implement Store.Create.
+func NewWriter(tmpDir string, max int64, commit CommitFunc) (*Writer, error) {
+	f, err := os.CreateTemp(tmpDir, "put-*")
 	if err != nil {
 		return nil, fmt.Errorf("blob: create: %w", err)
 	}
-	return &Writer{s: s, f: f, h: sha256.New(), max: max}, nil
+	return &Writer{f: f, h: sha256.New(), max: max, commit: commit}, nil
 }
 
 // Write appends p to the blob.
 func (w *Writer) Write(p []byte) (int, error) {
+	if w.done {
+		return 0, errors.New("blob: write after commit or abort")
+	}
 	if w.max > 0 && w.n+int64(len(p)) > w.max {
 		return 0, ErrTooLarge
 	}
@@ -262,9 +155,11 @@ func (w *Writer) TempPath() string { return w.f.Name() }
 // Sum returns the hex SHA-256 of what was written so far.
 func (w *Writer) Sum() string { return hex.EncodeToString(w.h.Sum(nil)) }
 
-// Commit syncs the content and makes it visible under its hash. When want is
-// not empty the content must hash to it, or ErrMismatch is returned and nothing
-// becomes visible. Committing content that is already stored is not an error.
+// Commit makes the content visible under its hash. When want is not empty
+// the content must hash to it, or ErrMismatch is returned and nothing
+// becomes visible. Committing content that is already stored is not an
+// error (and refreshes the stored blob's modification time). The
+// temporary file is gone afterwards, whatever the outcome.
 func (w *Writer) Commit(want string) (Info, error) {
 	if w.done {
 		return Info{}, errors.New("blob: commit after commit or abort")
@@ -274,41 +169,15 @@ func (w *Writer) Commit(want string) (Info, error) {
 		w.Abort()
 		return Info{}, fmt.Errorf("%w: got %s, want %s", ErrMismatch, sum, want)
 	}
-	if err := w.f.Sync(); err != nil {
-		w.Abort()
-		return Info{}, fmt.Errorf("blob: sync: %w", err)
-	}
-	if err := w.f.Close(); err != nil {
-		w.Abort()
-		return Info{}, fmt.Errorf("blob: close: %w", err)
-	}
 	w.done = true
 	info := Info{SHA256: sum, Size: w.n}
-	dst := w.s.Path(sum)
-	w.s.gcMu.Lock()
-	// Already stored: refresh its mtime instead, so that garbage collection
-	// (which deletes only blobs older than its grace period) does not take
-	// old content that is being referenced again before the reference is
-	// written. If that fails, the new copy replaces it (same content).
-	now := time.Now()
-	if err := os.Chtimes(dst, now, now); err == nil {
-		w.s.gcMu.Unlock()
+	moved, err := w.commit(w.f, info)
+	w.f.Close()
+	if !moved {
 		os.Remove(w.f.Name())
-		return info, nil
 	}
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		w.s.gcMu.Unlock()
-		os.Remove(w.f.Name())
-		return Info{}, fmt.Errorf("blob: commit %s: %w", sum, err)
-	}
-	err := os.Rename(w.f.Name(), dst)
-	w.s.gcMu.Unlock()
 	if err != nil {
-		os.Remove(w.f.Name())
-		return Info{}, fmt.Errorf("blob: commit %s: %w", sum, err)
-	}
-	if err := SyncDir(filepath.Dir(dst)); err != nil {
-		return Info{}, fmt.Errorf("blob: commit %s: %w", sum, err)
+		return Info{}, err
 	}
 	return info, nil
 }
@@ -323,8 +192,9 @@ func (w *Writer) Abort() {
 	os.Remove(w.f.Name())
 }
 
-// Put stores everything read from r (at most max bytes; max <= 0: unbounded).
-func (s *FS) Put(r io.Reader, max int64) (Info, error) {
+// Put writes everything read from r to a new blob of s (at most max bytes;
+// max <= 0: unbounded) and commits it: Store.Put for any back end.
+func Put(s Store, r io.Reader, max int64) (Info, error) {
 	w, err := s.Create(max)
 	if err != nil {
 		return Info{}, err
@@ -334,6 +204,23 @@ func (s *FS) Put(r io.Reader, max int64) (Info, error) {
 		return Info{}, fmt.Errorf("blob: put: %w", err)
 	}
 	return w.Commit("")
+}
+
+// CleanTemp creates dir if needed and removes the temporary files a
+// Writer left there (a crash or a killed upload): back ends call it when
+// they open, before any write of theirs can be in progress.
+func CleanTemp(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	leftovers, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range leftovers {
+		_ = os.Remove(filepath.Join(dir, e.Name()))
+	}
+	return nil
 }
 
 // SyncDir fsyncs a directory, making renames and creations in it durable.

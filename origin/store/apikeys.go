@@ -15,7 +15,9 @@ func (s *Store) RotateAPIKey(ctx context.Context, hash, label, scope string, exp
 			expires, scope, expires); err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO api_keys (hash, label, scope, created_at) VALUES (?, ?, ?, ?)`, hash, label, scope, time.Now().Unix())
-		return err
+		if _, err := tx.ExecContext(ctx, `INSERT INTO api_keys (hash, label, scope, created_at) VALUES (?, ?, ?, ?)`, hash, label, scope, time.Now().Unix()); err != nil {
+			return err
+		}
+		return tx.eng.Notify(ctx, tx.tx, ChangesChannel) // other origins reload their keys
 	})
 }

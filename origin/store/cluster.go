@@ -73,13 +73,13 @@ func (s *Store) InitSecret(ctx context.Context, name, value string) (string, err
 	return v, err
 }
 
-// SetSecret replaces a shared secret and tells the other origins.
+// SetSecret replaces a shared secret. The revision moves (and the other
+// origins are told), so that the snapshot is issued again under a new
+// revision: a rotated signing key signs it.
 func (s *Store) SetSecret(ctx context.Context, name, value string) error {
-	return s.write(ctx, false, func(tx *Tx) error {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO secrets (name, value, created_at) VALUES (?, ?, ?)
-			ON CONFLICT (name) DO UPDATE SET value = excluded.value, created_at = excluded.created_at`, name, value, time.Now().Unix()); err != nil {
-			return err
-		}
-		return tx.eng.Notify(ctx, tx.tx, ChangesChannel)
+	return s.write(ctx, true, func(tx *Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO secrets (name, value, created_at) VALUES (?, ?, ?)
+			ON CONFLICT (name) DO UPDATE SET value = excluded.value, created_at = excluded.created_at`, name, value, time.Now().Unix())
+		return err
 	})
 }

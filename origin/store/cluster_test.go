@@ -87,6 +87,16 @@ func TestSharedStoreListenAndLease(t *testing.T) {
 	if rb, _ := b.Rev(ctx); rb == 0 {
 		t.Fatal("origin B reads revision 0 after the change")
 	}
+	// A key rotation moves no revision, but the other origins must
+	// reload their keys: it is announced too.
+	if err := a.RotateAPIKey(ctx, "ab12", "rotated", ScopeOperator, time.Now().Add(time.Hour).Unix()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-heard:
+	case <-time.After(30 * time.Second):
+		t.Fatal("origin B never heard of origin A's key rotation")
+	}
 
 	la, err := a.AcquireLease(ctx, "guard", 50*time.Millisecond)
 	if err != nil || la == nil {

@@ -90,7 +90,12 @@ func (s *Store) SetDeviceChannel(ctx context.Context, appID, deviceID, channel s
 }
 
 func bumpRev(ctx context.Context, tx *Tx) error {
-	if _, err := tx.ExecContext(ctx, `UPDATE revision SET rev = rev + 1 WHERE id = 1`); err != nil {
+	// changed_at strictly increases with the revision whatever the clocks
+	// of the origins that write: it becomes the snapshot's issued time,
+	// which edges require to grow with the revision.
+	now := time.Now().UnixMilli()
+	if _, err := tx.ExecContext(ctx, `UPDATE revision SET rev = rev + 1,
+		changed_at = CASE WHEN changed_at >= ? THEN changed_at + 1 ELSE ? END WHERE id = 1`, now, now); err != nil {
 		return err
 	}
 	return tx.eng.Notify(ctx, tx.tx, ChangesChannel)

@@ -63,12 +63,12 @@ func openEngine(ctx context.Context, url, path string, lite sqlite.Schema, pg po
 		}
 		return e, nil
 	default:
-		return nil, fmt.Errorf("--store %q: want empty (SQLite in the data folder) or a postgres:// URL", redact(url))
+		return nil, fmt.Errorf("--store %q: want empty (SQLite in the data folder) or a postgres:// URL", RedactURL(url))
 	}
 }
 
-// redact hides a URL's password in messages.
-func redact(u string) string {
+// RedactURL hides a URL's password, for messages and logs.
+func RedactURL(u string) string {
 	scheme, rest, ok := strings.Cut(u, "://")
 	if !ok {
 		return u

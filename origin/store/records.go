@@ -497,7 +497,9 @@ func (s *Store) Snapshot(ctx context.Context) (*snapshot.Snapshot, error) {
 	}
 	defer tx.Rollback()
 	snap := &snapshot.Snapshot{Format: snapshot.FormatVersion}
-	if err := tx.QueryRowContext(ctx, `SELECT rev FROM revision WHERE id = 1`).Scan(&snap.Rev); err != nil {
+	// Issued: when the revision moved, so that every origin sharing the
+	// store issues a revision at the same time (Server.publish).
+	if err := tx.QueryRowContext(ctx, `SELECT rev, changed_at FROM revision WHERE id = 1`).Scan(&snap.Rev, &snap.Issued); err != nil {
 		return nil, fmt.Errorf("store: snapshot: %w", err)
 	}
 	apps := map[string]*snapshot.App{}

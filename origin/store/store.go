@@ -103,8 +103,10 @@ type APIKey struct {
 // AddAPIKey stores the hash of a key with its scope.
 func (s *Store) AddAPIKey(ctx context.Context, hash, label, scope string) error {
 	return s.write(ctx, false, func(tx *Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO api_keys (hash, label, scope, created_at) VALUES (?, ?, ?, ?)`, hash, label, scope, time.Now().Unix())
-		return err
+		if _, err := tx.ExecContext(ctx, `INSERT INTO api_keys (hash, label, scope, created_at) VALUES (?, ?, ?, ?)`, hash, label, scope, time.Now().Unix()); err != nil {
+			return err
+		}
+		return tx.eng.Notify(ctx, tx.tx, ChangesChannel) // other origins reload their keys
 	})
 }
 

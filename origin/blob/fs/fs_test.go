@@ -1,4 +1,4 @@
-package blob
+package fs
 
 import (
 	"bytes"
@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/updraft-cdn/updraft/origin/blob"
 )
 
 func sum(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:]) }
@@ -43,11 +45,11 @@ func TestPutOpen(t *testing.T) {
 	if again, err := s.Put(bytes.NewReader(data), 0); err != nil || again != info {
 		t.Fatalf("second put: %+v %v", again, err)
 	}
-	if _, err := s.Stat(strings.Repeat("0", 64)); !errors.Is(err, ErrNotFound) {
+	if _, err := s.Stat(strings.Repeat("0", 64)); !errors.Is(err, blob.ErrNotFound) {
 		t.Fatalf("stat missing: %v", err)
 	}
 	for _, bad := range []string{"", "../etc/passwd", strings.Repeat("A", 64), strings.Repeat("0", 63)} {
-		if _, _, err := s.Open(bad); !errors.Is(err, ErrNotFound) {
+		if _, _, err := s.Open(bad); !errors.Is(err, blob.ErrNotFound) {
 			t.Errorf("Open(%q) = %v", bad, err)
 		}
 	}
@@ -55,18 +57,18 @@ func TestPutOpen(t *testing.T) {
 
 func TestLimitAndMismatch(t *testing.T) {
 	s, _ := Open(t.TempDir())
-	if _, err := s.Put(bytes.NewReader(make([]byte, 2000)), 1000); !errors.Is(err, ErrTooLarge) {
+	if _, err := s.Put(bytes.NewReader(make([]byte, 2000)), 1000); !errors.Is(err, blob.ErrTooLarge) {
 		t.Fatalf("over limit: %v", err)
 	}
 	w, _ := s.Create(0)
 	w.Write([]byte("abc"))
-	if _, err := w.Commit(strings.Repeat("0", 64)); !errors.Is(err, ErrMismatch) {
+	if _, err := w.Commit(strings.Repeat("0", 64)); !errors.Is(err, blob.ErrMismatch) {
 		t.Fatalf("mismatch: %v", err)
 	}
 	assertEmpty(t, s)
 }
 
-func assertEmpty(t *testing.T, s *FS) {
+func assertEmpty(t *testing.T, s *Store) {
 	t.Helper()
 	var files []string
 	filepath.Walk(s.dir, func(p string, fi os.FileInfo, err error) error {

@@ -1,4 +1,4 @@
-package blob
+package fs
 
 import (
 	"bytes"
@@ -7,9 +7,11 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/updraft-cdn/updraft/origin/blob"
 )
 
-func backdate(t *testing.T, s *FS, sha string, age time.Duration) {
+func backdate(t *testing.T, s *Store, sha string, age time.Duration) {
 	t.Helper()
 	old := time.Now().Add(-age)
 	if err := os.Chtimes(s.Path(sha), old, old); err != nil {
@@ -17,7 +19,7 @@ func backdate(t *testing.T, s *FS, sha string, age time.Duration) {
 	}
 }
 
-func mtime(t *testing.T, s *FS, sha string) time.Time {
+func mtime(t *testing.T, s *Store, sha string) time.Time {
 	t.Helper()
 	fi, err := os.Stat(s.Path(sha))
 	if err != nil {
@@ -84,7 +86,7 @@ func TestGCDeleteOnlyOlderThanCutoff(t *testing.T) {
 	if err != nil || !deleted || size != oldInfo.Size {
 		t.Fatalf("delete old: size=%d deleted=%v err=%v", size, deleted, err)
 	}
-	if _, err := s.Stat(oldInfo.SHA256); err != ErrNotFound {
+	if _, err := s.Stat(oldInfo.SHA256); err != blob.ErrNotFound {
 		t.Fatalf("stat after delete: %v", err)
 	}
 	var buf bytes.Buffer
@@ -97,7 +99,7 @@ func TestGCDeleteOnlyOlderThanCutoff(t *testing.T) {
 	if _, deleted, err := s.Delete(oldInfo.SHA256, cutoff); err != nil || deleted {
 		t.Fatalf("delete absent: deleted=%v err=%v", deleted, err)
 	}
-	if _, _, err := s.Delete("nothex", cutoff); err != ErrNotFound {
+	if _, _, err := s.Delete("nothex", cutoff); err != blob.ErrNotFound {
 		t.Fatalf("delete bad hash: %v", err)
 	}
 	// Touch restarts the grace period; touching an absent blob is no error.

@@ -135,6 +135,9 @@ var Meta = Schema{name: "meta", migrations: []string{
 		UNIQUE (kind, app_id, version));
 	 CREATE INDEX jobs_runnable ON jobs (state, run_after);
 	 CREATE TABLE secrets (name TEXTC PRIMARY KEY, value TEXTC NOT NULL, created_at BIGINT NOT NULL);`,
+	// When the revision last moved (Unix ms, strictly increasing): the
+	// snapshot's issued time, the same at every origin that publishes it.
+	`ALTER TABLE revision ADD COLUMN changed_at BIGINT NOT NULL DEFAULT 0;`,
 }}
 
 // Events is the event schema: ingested segments and the aggregates folded

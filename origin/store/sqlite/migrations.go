@@ -133,6 +133,9 @@ var Meta = Schema{foreignKeys: true, migrations: []string{
 	 ALTER TABLE api_keys ADD COLUMN expires_at INTEGER NOT NULL DEFAULT 0;`,
 	// Secrets shared by every origin of one store (on SQLite, one).
 	`CREATE TABLE secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL, created_at INTEGER NOT NULL);`,
+	// When the revision last moved (Unix ms, strictly increasing): the
+	// snapshot's issued time, the same at every origin that publishes it.
+	`ALTER TABLE revision ADD COLUMN changed_at INTEGER NOT NULL DEFAULT 0;`,
 }}
 
 // Events is the event database (DATA/events.db): ingested segments and the
