@@ -3,7 +3,6 @@ package origin
 import (
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"mime"
 	"net/http"
@@ -11,29 +10,17 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/updraft-cdn/updraft/origin/api"
 	"github.com/updraft-cdn/updraft/origin/blob"
 	"github.com/updraft-cdn/updraft/origin/snapshot"
 	"github.com/updraft-cdn/updraft/origin/store"
 )
 
-// BundleInfo is a bundle as the API lists it, with the status of its build
-// job (nil for encrypted bundles, which get no build).
-type BundleInfo struct {
-	store.Bundle
-	DeltaStatus *DeltaStatus `json:"delta_status,omitempty"`
-}
-
 // apiError is the operator API's error body: a stable code and a message.
-type apiError struct {
-	Status  int    `json:"-"`
-	Code    string `json:"error"`
-	Message string `json:"message"`
-}
-
-func (e *apiError) Error() string { return e.Code + ": " + e.Message }
+type apiError = api.Error
 
 func errf(status int, code, format string, args ...any) *apiError {
-	return &apiError{Status: status, Code: code, Message: fmt.Sprintf(format, args...)}
+	return api.Errorf(status, code, format, args...)
 }
 
 // Handler returns the origin's HTTP handler: the operator API under /api/v1

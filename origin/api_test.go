@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/updraft-cdn/updraft/config"
+	"github.com/updraft-cdn/updraft/origin/client"
 	"github.com/updraft-cdn/updraft/origin/delta"
 	"github.com/updraft-cdn/updraft/origin/snapshot"
 	"github.com/updraft-cdn/updraft/origin/store"
@@ -25,7 +26,7 @@ import (
 type testOrigin struct {
 	srv    *Server
 	http   *httptest.Server
-	client *Client
+	client *client.Client
 	dir    string
 }
 
@@ -48,7 +49,7 @@ func startOrigin(t *testing.T) *testOrigin {
 	if fi.Mode().Perm() != 0o600 {
 		t.Fatalf("api-key mode %v, want 0600", fi.Mode().Perm())
 	}
-	return &testOrigin{srv: srv, http: hs, client: NewClient(hs.URL, strings.TrimSpace(string(key))), dir: dir}
+	return &testOrigin{srv: srv, http: hs, client: client.New(hs.URL, strings.TrimSpace(string(key))), dir: dir}
 }
 
 // makeZip builds a zip with the given files.
@@ -68,7 +69,7 @@ func makeZip(t *testing.T, files map[string]string) []byte {
 }
 
 func apiCode(err error) string {
-	var ae *APIError
+	var ae *client.APIError
 	if errors.As(err, &ae) {
 		return fmt.Sprintf("%d %s", ae.Status, ae.Code)
 	}
@@ -86,11 +87,11 @@ func TestOperatorAPIErrors(t *testing.T) {
 	if _, err := c.CreateApp(ctx, "com.example.app", ""); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.UploadBundle(ctx, "com.example.app", "1.0.0", bytes.NewReader(good), UploadOptions{}); err != nil {
+	if _, err := c.UploadBundle(ctx, "com.example.app", "1.0.0", bytes.NewReader(good), client.UploadOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	wrongKey := NewClient(o.http.URL, "upd_wrong")
-	noKey := NewClient(o.http.URL, "")
+	wrongKey := client.New(o.http.URL, "upd_wrong")
+	noKey := client.New(o.http.URL, "")
 	big := make([]byte, 5<<20)
 	cases := []struct {
 		name string
@@ -102,41 +103,41 @@ func TestOperatorAPIErrors(t *testing.T) {
 		{"bad app id", func() error { _, err := c.CreateApp(ctx, "not an id", ""); return err }, "400 invalid_app_id"},
 		{"duplicate app", func() error { _, err := c.CreateApp(ctx, "com.example.app", ""); return err }, "409 app_exists"},
 		{"upload unknown app", func() error {
-			_, err := c.UploadBundle(ctx, "com.missing.app", "1.0.0", bytes.NewReader(good), UploadOptions{})
+			_, err := c.UploadBundle(ctx, "com.missing.app", "1.0.0", bytes.NewReader(good), client.UploadOptions{})
 			return err
 		}, "404 app_not_found"},
 		{"bad semver", func() error {
-			_, err := c.UploadBundle(ctx, "com.example.app", "v1.x", bytes.NewReader(good), UploadOptions{})
+			_, err := c.UploadBundle(ctx, "com.example.app", "v1.x", bytes.NewReader(good), client.UploadOptions{})
 			return err
 		}, "400 invalid_version"},
 		{"same version twice", func() error {
-			_, err := c.UploadBundle(ctx, "com.example.app", "1.0.0", bytes.NewReader(good), UploadOptions{})
+			_, err := c.UploadBundle(ctx, "com.example.app", "1.0.0", bytes.NewReader(good), client.UploadOptions{})
 			return err
 		}, "409 version_exists"},
 		{"not a zip", func() error {
-			_, err := c.UploadBundle(ctx, "com.example.app", "1.0.1", strings.NewReader("hello"), UploadOptions{})
+			_, err := c.UploadBundle(ctx, "com.example.app", "1.0.1", strings.NewReader("hello"), client.UploadOptions{})
 			return err
 		}, "400 invalid_bundle"},
 		{"traversal in zip", func() error {
 			z := makeZip(t, map[string]string{"index.html": "x", "../evil.js": "x"})
-			_, err := c.UploadBundle(ctx, "com.example.app", "1.0.2", bytes.NewReader(z), UploadOptions{})
+			_, err := c.UploadBundle(ctx, "com.example.app", "1.0.2", bytes.NewReader(z), client.UploadOptions{})
 			return err
 		}, "400 invalid_bundle"},
 		{"no index.html", func() error {
 			z := makeZip(t, map[string]string{"app.js": "x"})
-			_, err := c.UploadBundle(ctx, "com.example.app", "1.0.3", bytes.NewReader(z), UploadOptions{})
+			_, err := c.UploadBundle(ctx, "com.example.app", "1.0.3", bytes.NewReader(z), client.UploadOptions{})
 			return err
 		}, "400 invalid_bundle"},
 		{"too large", func() error {
-			_, err := c.UploadBundle(ctx, "com.example.app", "1.0.4", bytes.NewReader(big), UploadOptions{})
+			_, err := c.UploadBundle(ctx, "com.example.app", "1.0.4", bytes.NewReader(big), client.UploadOptions{})
 			return err
 		}, "413 bundle_too_large"},
 		{"too large, no length", func() error {
-			_, err := c.UploadBundle(ctx, "com.example.app", "1.0.5", io.MultiReader(bytes.NewReader(big)), UploadOptions{})
+			_, err := c.UploadBundle(ctx, "com.example.app", "1.0.5", io.MultiReader(bytes.NewReader(big)), client.UploadOptions{})
 			return err
 		}, "413 bundle_too_large"},
 		{"bad channel name", func() error {
-			_, err := c.UploadBundle(ctx, "com.example.app", "1.0.6", bytes.NewReader(good), UploadOptions{Channel: "no spaces"})
+			_, err := c.UploadBundle(ctx, "com.example.app", "1.0.6", bytes.NewReader(good), client.UploadOptions{Channel: "no spaces"})
 			return err
 		}, "400 invalid_channel_name"},
 		{"channel unknown bundle", func() error {
@@ -150,12 +151,12 @@ func TestOperatorAPIErrors(t *testing.T) {
 			return err
 		}, "400 invalid_disable_auto_update"},
 		{"unknown json field", func() error {
-			return c.doJSON(ctx, http.MethodPut, "/api/v1/apps/com.example.app/channels/beta", map[string]any{"colour": "red"}, nil)
+			return c.DoJSON(ctx, http.MethodPut, "/api/v1/apps/com.example.app/channels/beta", map[string]any{"colour": "red"}, nil)
 		}, "400 invalid_json"},
 		{"channel of unknown app", func() error { _, err := c.ListChannels(ctx, "com.missing.app"); return err }, "404 app_not_found"},
-		{"unknown endpoint", func() error { return c.doJSON(ctx, http.MethodGet, "/api/v1/nope", nil, nil) }, "404 not_found"},
-		{"blob bad id", func() error { return c.do(ctx, http.MethodGet, "/v1/blobs/xyz", nil, "", nil) }, "400 invalid_blob_id"},
-		{"blob unknown", func() error { return c.do(ctx, http.MethodGet, "/v1/blobs/"+strings.Repeat("0", 64), nil, "", nil) }, "404 blob_not_found"},
+		{"unknown endpoint", func() error { return c.DoJSON(ctx, http.MethodGet, "/api/v1/nope", nil, nil) }, "404 not_found"},
+		{"blob bad id", func() error { return c.Do(ctx, http.MethodGet, "/v1/blobs/xyz", nil, "", nil) }, "400 invalid_blob_id"},
+		{"blob unknown", func() error { return c.Do(ctx, http.MethodGet, "/v1/blobs/"+strings.Repeat("0", 64), nil, "", nil) }, "404 blob_not_found"},
 	}
 	for _, tc := range cases {
 		if got := apiCode(tc.call()); got != tc.want {
@@ -172,7 +173,7 @@ func TestOperatorAPIErrors(t *testing.T) {
 }
 
 // waitDeltas waits until a bundle's background delta build is done.
-func waitDeltas(t *testing.T, c *Client, app, version string) []BundleInfo {
+func waitDeltas(t *testing.T, c *client.Client, app, version string) []BundleInfo {
 	t.Helper()
 	deadline := time.Now().Add(3 * time.Minute)
 	for {
@@ -223,7 +224,7 @@ func TestSnapshotPublishedOnEveryChange(t *testing.T) {
 	o.srv.Subscribe(func(s *snapshot.Snapshot) { revs = append(revs, s.Rev) })
 	o.client.CreateApp(ctx, "com.example.app", "")
 	z := makeZip(t, map[string]string{"dist/index.html": "x", "dist/a.js": "y"})
-	if _, err := o.client.UploadBundle(ctx, "com.example.app", "1.0.0", bytes.NewReader(z), UploadOptions{Channel: "production"}); err != nil {
+	if _, err := o.client.UploadBundle(ctx, "com.example.app", "1.0.0", bytes.NewReader(z), client.UploadOptions{Channel: "production"}); err != nil {
 		t.Fatal(err)
 	}
 	tr := true
@@ -279,7 +280,7 @@ func TestUploadCutMidStream(t *testing.T) {
 	}
 	// The same version uploads fine afterwards.
 	z := makeZip(t, map[string]string{"index.html": "x"})
-	if _, err := o.client.UploadBundle(ctx, "com.example.app", "1.0.0", bytes.NewReader(z), UploadOptions{}); err != nil {
+	if _, err := o.client.UploadBundle(ctx, "com.example.app", "1.0.0", bytes.NewReader(z), client.UploadOptions{}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -290,12 +291,12 @@ func TestZipDirDeterministic(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "index.html"), []byte("<html></html>"), 0o644)
 	os.WriteFile(filepath.Join(dir, "assets", "app.js"), []byte("let a = 1"), 0o644)
 	var a, b bytes.Buffer
-	if err := ZipDir(dir, &a); err != nil {
+	if err := client.ZipDir(dir, &a); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(10 * time.Millisecond)
 	os.Chtimes(filepath.Join(dir, "index.html"), time.Now(), time.Now())
-	ZipDir(dir, &b)
+	client.ZipDir(dir, &b)
 	if !bytes.Equal(a.Bytes(), b.Bytes()) {
 		t.Fatal("same folder zipped twice differs")
 	}
@@ -362,7 +363,7 @@ func TestOldShardsCollected(t *testing.T) {
 	ctx := context.Background()
 	o.client.CreateApp(ctx, "com.example.app", "")
 	z := makeZip(t, map[string]string{"index.html": "x"})
-	o.client.UploadBundle(ctx, "com.example.app", "1.0.0", bytes.NewReader(z), UploadOptions{Channel: "beta"})
+	o.client.UploadBundle(ctx, "com.example.app", "1.0.0", bytes.NewReader(z), client.UploadOptions{Channel: "beta"})
 	o.client.SetChannel(ctx, "com.example.app", "production", store.ChannelPatch{})
 	const dev = "00009a6b-eefe-490a-9c60-8e965132ae51"
 	if err := o.client.SetOverrides(ctx, "com.example.app", "beta", []string{dev}); err != nil {

@@ -3,7 +3,6 @@ package origin
 import (
 	"context"
 	"net/http"
-	"net/url"
 
 	"github.com/updraft-cdn/updraft/origin/store"
 )
@@ -52,12 +51,4 @@ func (s *Server) deleteApp(w http.ResponseWriter, r *http.Request) error {
 	s.awaitPublished(r.Context())
 	writeJSON(w, http.StatusOK, out)
 	return nil
-}
-
-// DeleteApp deletes the app and everything it owns (DELETE
-// /api/v1/apps/{app}?confirm={app}).
-func (c *Client) DeleteApp(ctx context.Context, app string) (store.DeletedApp, error) {
-	var out store.DeletedApp
-	err := c.doJSON(ctx, "DELETE", "/api/v1/apps/"+url.PathEscape(app)+"?confirm="+url.QueryEscape(app), nil, &out)
-	return out, err
 }

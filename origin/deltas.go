@@ -53,15 +53,6 @@ var (
 	buildMaxBackoff = 10 * time.Minute
 )
 
-// DeltaStatus is the progress of a bundle's build.
-type DeltaStatus struct {
-	State    string `json:"state"` // queued, building, ready, failed
-	Done     int    `json:"done"`  // deltas built or dropped so far
-	Total    int    `json:"total"` // deltas to try
-	Error    string `json:"error,omitempty"`
-	Attempts int    `json:"attempts,omitempty"` // builds tried so far
-}
-
 type deltaJob struct{ app, version string }
 
 type buildProgress struct{ done, total int }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"testing"
 
+	"github.com/updraft-cdn/updraft/origin/client"
 	"github.com/updraft-cdn/updraft/origin/delta"
 )
 
@@ -25,7 +26,7 @@ func TestDeltasBuiltAfterUpload(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := o.client.UploadBundle(ctx, "com.example.app", f.v, bytes.NewReader(z), UploadOptions{}); err != nil {
+		if _, err := o.client.UploadBundle(ctx, "com.example.app", f.v, bytes.NewReader(z), client.UploadOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -38,13 +38,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// GCResult is what one blob garbage collection did.
-type GCResult struct {
-	Deleted int   `json:"deleted"` // blobs deleted
-	Bytes   int64 `json:"bytes"`   // bytes freed
-	Kept    int   `json:"kept"`    // blobs kept: referenced, or within the grace period
-}
-
 type blobGC struct {
 	s *Server
 	// run admits one collection at a time (the periodic one, on-demand ones).

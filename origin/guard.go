@@ -19,29 +19,6 @@ var guardInterval = time.Second
 // outcome stamped by an edge still counts for it.
 const rolloutClockSkew = time.Minute
 
-// GuardStatus is a guard's latest evaluation.
-type GuardStatus struct {
-	EvaluatedAt time.Time `json:"evaluated_at"`
-	State       string    `json:"state"` // watching, too_few_prefixes, triggered, cooldown, no_rollout, paused
-	Bundle      string    `json:"bundle,omitempty"`
-	Since       time.Time `json:"since,omitzero"`
-	Attempts    int64     `json:"attempts"`
-	Failures    int64     `json:"failures"`
-	FailureRate float64   `json:"failure_rate"`
-	LowerBound  float64   `json:"failure_rate_lower"`
-	// FailurePrefixes is the number of client networks among the counted
-	// failures (State too_few_prefixes: under the guard's min_prefixes).
-	FailurePrefixes int `json:"failure_prefixes"`
-	// NewDevices (NewFailures of them failed) reported on the rollout but
-	// were first seen after it began: not counted unless count_new_devices.
-	NewDevices  int64 `json:"new_devices"`
-	NewFailures int64 `json:"new_failures"`
-	// CappedDevices are over max_devices_per_prefix in their network.
-	CappedDevices int64 `json:"capped_devices"`
-
-	rolloutStart int64 // Unix ms
-}
-
 // rolloutGuard evaluates the channels' guards continuously: for a channel
 // with a running rollout it counts the devices that reported installing
 // the rollout bundle (set) or failing it (*_fail) since the later of the
@@ -105,7 +82,7 @@ func (g *rolloutGuard) evaluateAll(ctx context.Context) error {
 		st := GuardStatus{EvaluatedAt: time.Now().UTC(), State: "no_rollout"}
 		if app := snap.App(gc.AppID); app != nil {
 			if ch := app.Channel(gc.Channel); ch != nil && ch.Rollout != nil {
-				st.Bundle, st.rolloutStart = ch.Rollout.Bundle, ch.Rollout.StartedAt
+				st.Bundle, st.RolloutStart = ch.Rollout.Bundle, ch.Rollout.StartedAt
 				if ch.Rollout.Paused && gc.Guard.Action != store.GuardNotify {
 					st.State = "paused"
 				} else if err := g.evaluate(ctx, gc, &st); err != nil {
@@ -136,7 +113,7 @@ func (g *rolloutGuard) evaluate(ctx context.Context, gc store.GuardedChannel, st
 	}
 	// Outcomes of an earlier rollout of the same bundle do not count. Edges
 	// stamp outcomes with their own clocks: allow them some skew.
-	if start := time.UnixMilli(st.rolloutStart).Add(-rolloutClockSkew); st.rolloutStart > 0 && start.After(since) {
+	if start := time.UnixMilli(st.RolloutStart).Add(-rolloutClockSkew); st.RolloutStart > 0 && start.After(since) {
 		since = start
 	}
 	st.Since = since.UTC()
@@ -146,7 +123,7 @@ func (g *rolloutGuard) evaluate(ctx context.Context, gc store.GuardedChannel, st
 	// only devices the origin saw before it count. And one client network
 	// cannot carry it alone (min_prefixes, max_devices_per_prefix).
 	c, err := g.s.events.GuardOutcomes(ctx, store.GuardQuery{AppID: gc.AppID, Channel: gc.Channel, Version: st.Bundle, Arm: "rollout",
-		Since: since.UnixMilli(), RolloutStart: st.rolloutStart, CountNew: gc.Guard.CountNewDevices, MaxPerPrefix: gc.Guard.MaxDevicesPerPrefix})
+		Since: since.UnixMilli(), RolloutStart: st.RolloutStart, CountNew: gc.Guard.CountNewDevices, MaxPerPrefix: gc.Guard.MaxDevicesPerPrefix})
 	if err != nil {
 		return err
 	}
@@ -171,7 +148,7 @@ func (g *rolloutGuard) evaluate(ctx context.Context, gc store.GuardedChannel, st
 	st.State = "triggered"
 	// The cooldown follows an action on this rollout: not one on an earlier
 	// rollout of the bundle (started again since).
-	sameRollout := gc.LastBundle == st.Bundle && (st.rolloutStart == 0 || gc.LastAt.UnixMilli() >= st.rolloutStart)
+	sameRollout := gc.LastBundle == st.Bundle && (st.RolloutStart == 0 || gc.LastAt.UnixMilli() >= st.RolloutStart)
 	if !gc.LastAt.IsZero() && sameRollout && now.Sub(gc.LastAt) < time.Duration(gc.Guard.CooldownSeconds)*time.Second {
 		st.State = "cooldown"
 		return nil

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/updraft-cdn/updraft/origin/client"
 	"github.com/updraft-cdn/updraft/origin/events"
 	"github.com/updraft-cdn/updraft/origin/snapshot"
 	"github.com/updraft-cdn/updraft/origin/store"
@@ -199,11 +200,11 @@ func guardOriginWith(t *testing.T, action string, before func(o *testOrigin)) *t
 		t.Fatal(err)
 	}
 	z := makeZip(t, map[string]string{"index.html": "<html>1</html>"})
-	if _, err := c.UploadBundle(ctx, guardApp, "1.0.0", bytes.NewReader(z), UploadOptions{Channel: "production"}); err != nil {
+	if _, err := c.UploadBundle(ctx, guardApp, "1.0.0", bytes.NewReader(z), client.UploadOptions{Channel: "production"}); err != nil {
 		t.Fatal(err)
 	}
 	z = makeZip(t, map[string]string{"index.html": "<html>2</html>"})
-	if _, err := c.UploadBundle(ctx, guardApp, "1.0.1", bytes.NewReader(z), UploadOptions{}); err != nil {
+	if _, err := c.UploadBundle(ctx, guardApp, "1.0.1", bytes.NewReader(z), client.UploadOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if before != nil {
@@ -214,7 +215,7 @@ func guardOriginWith(t *testing.T, action string, before func(o *testOrigin)) *t
 		t.Fatal(err)
 	}
 	var info GuardInfo
-	if err := c.doJSON(ctx, http.MethodPut, "/api/v1/apps/"+guardApp+"/channels/production/guard", map[string]any{
+	if err := c.DoJSON(ctx, http.MethodPut, "/api/v1/apps/"+guardApp+"/channels/production/guard", map[string]any{
 		"min_attempts": 50, "min_failures": 5, "threshold_bps": 1000, "action": action, "window_seconds": 600,
 	}, &info); err != nil {
 		t.Fatal(err)
@@ -523,7 +524,7 @@ func TestGuardAPIErrors(t *testing.T) {
 		{"no guard", http.MethodGet, path(guardApp, "beta"), nil, "404 guard_not_found"},
 	}
 	for _, tc := range cases {
-		if got := apiCode(c.doJSON(ctx, tc.method, tc.path, tc.body, nil)); got != tc.want {
+		if got := apiCode(c.DoJSON(ctx, tc.method, tc.path, tc.body, nil)); got != tc.want {
 			t.Errorf("%s: got %q, want %q", tc.name, got, tc.want)
 		}
 	}
@@ -532,8 +533,8 @@ func TestGuardAPIErrors(t *testing.T) {
 		t.Fatalf("guard after refused changes: %+v", g)
 	}
 	// The edge key may not touch guards.
-	edge := NewClient(o.http.URL, readKeyFile(t, o.dir, "edge-key"))
-	if got := apiCode(edge.doJSON(ctx, http.MethodGet, path(guardApp, "production"), nil, nil)); got != "401 unauthorized" {
+	edge := client.New(o.http.URL, readKeyFile(t, o.dir, "edge-key"))
+	if got := apiCode(edge.DoJSON(ctx, http.MethodGet, path(guardApp, "production"), nil, nil)); got != "401 unauthorized" {
 		t.Fatalf("edge key GET guard: %q, want 401 unauthorized", got)
 	}
 	// DELETE removes it (twice is fine); GET then says so.
@@ -542,7 +543,7 @@ func TestGuardAPIErrors(t *testing.T) {
 			t.Fatalf("DELETE guard: %v", err)
 		}
 	}
-	if got := apiCode(c.doJSON(ctx, http.MethodGet, path(guardApp, "production"), nil, nil)); got != "404 guard_not_found" {
+	if got := apiCode(c.DoJSON(ctx, http.MethodGet, path(guardApp, "production"), nil, nil)); got != "404 guard_not_found" {
 		t.Fatalf("GET after DELETE: %q, want 404 guard_not_found", got)
 	}
 }

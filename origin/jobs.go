@@ -2,23 +2,13 @@ package origin
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
-	"net/url"
 
 	"github.com/updraft-cdn/updraft/origin/store"
 )
-
-// RebuildRequest is the body of POST /api/v1/apps/{app}/bundles/{version}/rebuild.
-type RebuildRequest struct {
-	// Force removes the bundle's manifest, canonical archive and the deltas
-	// to it before the build runs again (for bundles built by an older or
-	// broken builder); without it, the build only adds what is missing.
-	Force bool `json:"force,omitempty"`
-}
 
 // rebuildBundle queues a bundle's build again (deltas.go): 202 with the
 // bundle, its build queued. 404 bundle_not_found, 409 bundle_encrypted
@@ -74,12 +64,4 @@ func decodeJSONBytes(b []byte, v any) error {
 		return errf(http.StatusBadRequest, "invalid_json", "request body: %v", err)
 	}
 	return nil
-}
-
-// RebuildBundle queues a bundle's build again (see RebuildRequest).
-func (c *Client) RebuildBundle(ctx context.Context, app, version string, force bool) (BundleInfo, error) {
-	var out BundleInfo
-	err := c.doJSON(ctx, http.MethodPost, "/api/v1/apps/"+url.PathEscape(app)+"/bundles/"+url.PathEscape(version)+"/rebuild",
-		RebuildRequest{Force: force}, &out)
-	return out, err
 }

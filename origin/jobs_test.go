@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/updraft-cdn/updraft/config"
+	"github.com/updraft-cdn/updraft/origin/client"
 	"github.com/updraft-cdn/updraft/origin/store"
 )
 
@@ -40,7 +41,7 @@ func startOriginCfg(t *testing.T, mut func(*config.Origin)) (*testOrigin, *logRe
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &testOrigin{srv: srv, http: hs, client: NewClient(hs.URL, strings.TrimSpace(string(key))), dir: dir}, logs
+	return &testOrigin{srv: srv, http: hs, client: client.New(hs.URL, strings.TrimSpace(string(key))), dir: dir}, logs
 }
 
 // setBuildHook makes fn run at the start of every build of o.
@@ -71,7 +72,7 @@ func holdBuild(version string) (hook func(ctx context.Context, app, v string) er
 
 // waitStatus waits until every listed version's build is in state (or
 // any is failed, unless state is failed), and returns the bundles.
-func waitStatus(t *testing.T, c *Client, app, state string, versions ...string) []BundleInfo {
+func waitStatus(t *testing.T, c *client.Client, app, state string, versions ...string) []BundleInfo {
 	t.Helper()
 	deadline := time.Now().Add(3 * time.Minute)
 	for {
@@ -126,7 +127,7 @@ func TestBuildsNotStranded(t *testing.T) {
 	hook, held, release := holdBuild("1.0.0")
 	setBuildHook(o, hook)
 	o.client.CreateApp(ctx, lcApp, "")
-	if _, err := o.client.UploadBundle(ctx, lcApp, "1.0.0", bytes.NewReader(makeZip(t, map[string]string{"index.html": "slow"})), UploadOptions{}); err != nil {
+	if _, err := o.client.UploadBundle(ctx, lcApp, "1.0.0", bytes.NewReader(makeZip(t, map[string]string{"index.html": "slow"})), client.UploadOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	<-held // the slow build occupies the worker
@@ -134,7 +135,7 @@ func TestBuildsNotStranded(t *testing.T) {
 	for i := 1; i <= 80; i++ {
 		v := fmt.Sprintf("1.0.%d", i)
 		versions = append(versions, v)
-		if _, err := o.client.UploadBundle(ctx, lcApp, v, bytes.NewReader(makeZip(t, map[string]string{"index.html": v})), UploadOptions{}); err != nil {
+		if _, err := o.client.UploadBundle(ctx, lcApp, v, bytes.NewReader(makeZip(t, map[string]string{"index.html": v})), client.UploadOptions{}); err != nil {
 			t.Fatalf("upload %s: %v", v, err)
 		}
 	}
@@ -248,7 +249,7 @@ func reopen(t *testing.T, o *testOrigin, logs *logRecorder) {
 		t.Fatal(err)
 	}
 	o.srv, o.http = srv, httptest.NewServer(srv.Handler())
-	o.client = NewClient(o.http.URL, o.client.APIKey)
+	o.client = client.New(o.http.URL, o.client.APIKey)
 	t.Cleanup(func() { o.http.Close(); srv.Close() })
 }
 
@@ -277,7 +278,7 @@ func TestBadBundleFailsOnceAndIsSkipped(t *testing.T) {
 	}
 	shared := randomBytes(t, 64<<10)
 	for _, v := range []string{"1.0.2", "1.0.3"} {
-		if _, err := o.client.UploadBundle(ctx, lcApp, v, bytes.NewReader(releaseZip(t, shared, v)), UploadOptions{}); err != nil {
+		if _, err := o.client.UploadBundle(ctx, lcApp, v, bytes.NewReader(releaseZip(t, shared, v)), client.UploadOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -312,7 +313,7 @@ func TestJobOfDeletedBundleDropped(t *testing.T) {
 	waitJobGone(t, o, "9.9.9")
 	hook, held, release := holdBuild("1.0.0")
 	setBuildHook(o, hook)
-	if _, err := o.client.UploadBundle(ctx, lcApp, "1.0.0", bytes.NewReader(makeZip(t, map[string]string{"index.html": "x"})), UploadOptions{}); err != nil {
+	if _, err := o.client.UploadBundle(ctx, lcApp, "1.0.0", bytes.NewReader(makeZip(t, map[string]string{"index.html": "x"})), client.UploadOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	<-held

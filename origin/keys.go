@@ -43,30 +43,6 @@ const (
 	KeySigning = "signing"
 )
 
-// RotateKeyRequest is the body of POST /api/v1/keys/rotate.
-type RotateKeyRequest struct {
-	Key string `json:"key"` // api, edge or signing
-	// OverlapSeconds: how long the replaced api or edge keys stay valid
-	// (nil: DefaultKeyOverlap; 0: they stop at once).
-	OverlapSeconds *int64 `json:"overlap_seconds,omitempty"`
-	// Prepare (signing): only create the next key and return its public key.
-	Prepare bool `json:"prepare,omitempty"`
-}
-
-// RotateKeyResult answers a rotation.
-type RotateKeyResult struct {
-	Key string `json:"key"`
-	// Secret is the new api or edge key (also written to File).
-	Secret       string     `json:"secret,omitempty"`
-	File         string     `json:"file,omitempty"`
-	OldExpiresAt *time.Time `json:"old_expires_at,omitempty"`
-	// PublicKey is the signing key now in use (or prepared, with
-	// Prepared); PreviousPublicKey the one it replaces.
-	PublicKey         string `json:"public_key,omitempty"`
-	PreviousPublicKey string `json:"previous_public_key,omitempty"`
-	Prepared          bool   `json:"prepared,omitempty"`
-}
-
 func (k keyHash) valid(now int64) bool { return k.expires == 0 || now < k.expires }
 
 // apiKeys returns the accepted key hashes (expired ones included: callers

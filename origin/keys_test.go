@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/updraft-cdn/updraft/config"
+	"github.com/updraft-cdn/updraft/origin/client"
 	"github.com/updraft-cdn/updraft/origin/snapshot"
 )
 
@@ -70,7 +71,7 @@ func TestRotateAPIKey(t *testing.T) {
 		}
 	}
 	// A second rotation with no overlap ends both previous keys now.
-	res2, err := NewClient(o.http.URL, res.Secret).RotateKey(ctx, RotateKeyRequest{Key: KeyAPI, OverlapSeconds: overlap(0)})
+	res2, err := client.New(o.http.URL, res.Secret).RotateKey(ctx, RotateKeyRequest{Key: KeyAPI, OverlapSeconds: overlap(0)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +142,7 @@ func TestRotateKeyRefusals(t *testing.T) {
 		}
 	}
 	edge := readKey(t, config.EdgeKeyFile(o.dir))
-	if _, err := NewClient(o.http.URL, edge).RotateKey(ctx, RotateKeyRequest{Key: KeyAPI}); apiCode(err) != "401 unauthorized" {
+	if _, err := client.New(o.http.URL, edge).RotateKey(ctx, RotateKeyRequest{Key: KeyAPI}); apiCode(err) != "401 unauthorized" {
 		t.Fatalf("rotation with an edge key: %v", err)
 	}
 }

@@ -96,27 +96,6 @@ func (s *Server) applyRetention(ctx context.Context, appID string) []store.Delet
 	return deleted
 }
 
-// AppOptions is the body of PATCH /api/v1/apps/{app}: the fields to change.
-type AppOptions struct {
-	// KeepBundles keeps the app's N newest bundles (0: all); older ones
-	// not in use are deleted now and after every upload.
-	KeepBundles *int `json:"keep_bundles,omitempty"`
-	// Device-protocol options (appoptions.go): Capgo's expose_metadata
-	// (link and comment in update answers) and allow_device_custom_id.
-	ExposeMetadata      *bool `json:"expose_metadata,omitempty"`
-	AllowDeviceCustomID *bool `json:"allow_device_custom_id,omitempty"`
-}
-
-// AppSettings is what PATCH /api/v1/apps/{app} answers.
-type AppSettings struct {
-	ID          string   `json:"id"`
-	KeepBundles int      `json:"keep_bundles"`
-	Deleted     []string `json:"deleted"` // bundles the new retention deleted, oldest first
-	// Device-protocol options, as they now are.
-	ExposeMetadata      bool `json:"expose_metadata"`
-	AllowDeviceCustomID bool `json:"allow_device_custom_id"`
-}
-
 func (s *Server) patchApp(w http.ResponseWriter, r *http.Request) error {
 	appID, err := s.appParam(r)
 	if err != nil {

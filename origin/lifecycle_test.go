@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/updraft-cdn/updraft/origin/client"
 	"github.com/updraft-cdn/updraft/origin/snapshot"
 	"github.com/updraft-cdn/updraft/origin/store"
 )
@@ -135,7 +136,7 @@ func uploadReleases(t *testing.T, o *testOrigin, versions ...string) {
 	}
 	shared := randomBytes(t, 64<<10)
 	for _, v := range versions {
-		if _, err := o.client.UploadBundle(ctx, lcApp, v, bytes.NewReader(releaseZip(t, shared, v)), UploadOptions{}); err != nil {
+		if _, err := o.client.UploadBundle(ctx, lcApp, v, bytes.NewReader(releaseZip(t, shared, v)), client.UploadOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -202,7 +203,7 @@ func TestDeleteBundleRefusedWhileInUse(t *testing.T) {
 		{"1.0.3", `A/B arm "a" of channel "exp"`},
 	} {
 		_, err := c.DeleteBundle(ctx, lcApp, tc.version)
-		var ae *APIError
+		var ae *client.APIError
 		if !errors.As(err, &ae) || ae.Status != http.StatusConflict || ae.Code != "bundle_in_use" || !strings.Contains(ae.Message, tc.referrer) {
 			t.Fatalf("delete %s: %v, want 409 bundle_in_use naming %s", tc.version, err, tc.referrer)
 		}
@@ -240,7 +241,7 @@ func TestDeleteBundleRefusedWhileInUse(t *testing.T) {
 
 func ptrTo[T any](v T) *T { return &v }
 
-func deleteErr(c *Client, app, version string) error {
+func deleteErr(c *client.Client, app, version string) error {
 	_, err := c.DeleteBundle(context.Background(), app, version)
 	return err
 }
@@ -426,7 +427,7 @@ func TestDeleteBundleRemovedFromSnapshotWithItsDeltas(t *testing.T) {
 	}
 	// The version can be uploaded again, and gets deltas again.
 	uploadAgain := releaseZip(t, randomBytes(t, 64<<10), "again")
-	if _, err := c.UploadBundle(ctx, lcApp, "1.0.1", bytes.NewReader(uploadAgain), UploadOptions{}); err != nil {
+	if _, err := c.UploadBundle(ctx, lcApp, "1.0.1", bytes.NewReader(uploadAgain), client.UploadOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	waitDeltas(t, c, lcApp, "1.0.1")
@@ -456,7 +457,7 @@ func TestRetentionKeepsNewestNeverInUse(t *testing.T) {
 		}
 		return res
 	}
-	upload := func(v string, opt UploadOptions) {
+	upload := func(v string, opt client.UploadOptions) {
 		t.Helper()
 		if _, err := c.UploadBundle(ctx, lcApp, v, bytes.NewReader(releaseZip(t, randomBytes(t, 1024), v)), opt); err != nil {
 			t.Fatal(err)
@@ -483,20 +484,20 @@ func TestRetentionKeepsNewestNeverInUse(t *testing.T) {
 	}
 	check("1.0.4", "1.0.3", "1.0.1", "1.0.0")
 	// An upload applies it: 1.0.3 falls out of the 2 newest.
-	upload("1.0.5", UploadOptions{})
+	upload("1.0.5", client.UploadOptions{})
 	check("1.0.5", "1.0.4", "1.0.1", "1.0.0")
 	if res := set(1); !reflect.DeepEqual(res.Deleted, []string{"1.0.4"}) {
 		t.Fatalf("keep 1 deleted %v", res.Deleted)
 	}
 	// Uploading with --channel production moves the channel off 1.0.0
 	// before retention runs, so 1.0.0 goes with 1.0.5; the rollout keeps 1.0.1.
-	upload("1.0.6", UploadOptions{Channel: "production"})
+	upload("1.0.6", client.UploadOptions{Channel: "production"})
 	check("1.0.6", "1.0.1")
 	// 0 keeps everything from now on.
 	if res := set(0); len(res.Deleted) != 0 {
 		t.Fatalf("keep 0 deleted %v", res.Deleted)
 	}
-	upload("1.0.7", UploadOptions{})
+	upload("1.0.7", client.UploadOptions{})
 	check("1.0.7", "1.0.6", "1.0.1")
 	for _, v := range []string{"1.0.0", "1.0.2", "1.0.3", "1.0.4", "1.0.5"} {
 		if logs.count(slog.LevelInfo, "origin: bundle deleted", "version="+v, "reason=retention") != 1 {
@@ -514,7 +515,7 @@ func TestRetentionKeepsNewestNeverInUse(t *testing.T) {
 	if _, err := c.SetAppOptions(ctx, "com.missing.app", AppOptions{KeepBundles: ptrTo(1)}); apiCode(err) != "404 app_not_found" {
 		t.Fatalf("keep of absent app: %v", err)
 	}
-	if err := c.doJSON(ctx, http.MethodPatch, "/api/v1/apps/"+lcApp, map[string]any{"keep": 1}, nil); apiCode(err) != "400 invalid_json" {
+	if err := c.DoJSON(ctx, http.MethodPatch, "/api/v1/apps/"+lcApp, map[string]any{"keep": 1}, nil); apiCode(err) != "400 invalid_json" {
 		t.Fatalf("unknown field: %v", err)
 	}
 	waitIdle(t, o)
@@ -606,10 +607,10 @@ func TestGCKeepsReferencedYoungAndShards(t *testing.T) {
 	if ch := o.srv.Current().Snap.App(lcApp).Override(dev); ch == nil || ch.Name != "production" {
 		t.Fatalf("override after gc: %+v", ch)
 	}
-	if err := c.do(ctx, http.MethodPost, "/api/v1/gc?grace=soon", nil, "", nil); apiCode(err) != "400 invalid_grace" {
+	if err := c.Do(ctx, http.MethodPost, "/api/v1/gc?grace=soon", nil, "", nil); apiCode(err) != "400 invalid_grace" {
 		t.Fatalf("bad grace: %v", err)
 	}
-	edge := NewClient(o.http.URL, strings.TrimSpace(readFile(t, filepath.Join(o.dir, "edge-key"))))
+	edge := client.New(o.http.URL, strings.TrimSpace(readFile(t, filepath.Join(o.dir, "edge-key"))))
 	if _, err := edge.GC(ctx, nil); apiCode(err) != "401 unauthorized" {
 		t.Fatalf("gc with the edge key: %v", err)
 	}
@@ -645,7 +646,7 @@ func TestGCDeleteRacingEdgeDownload(t *testing.T) {
 	w, _ = zw.CreateHeader(&zip.FileHeader{Name: "big.bin", Method: zip.Store})
 	w.Write(randomBytes(t, 16<<20))
 	zw.Close()
-	b, err := c.UploadBundle(ctx, lcApp, "1.0.0", bytes.NewReader(zbuf.Bytes()), UploadOptions{})
+	b, err := c.UploadBundle(ctx, lcApp, "1.0.0", bytes.NewReader(zbuf.Bytes()), client.UploadOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -725,7 +726,7 @@ func TestGCDeleteRacingEdgeDownload(t *testing.T) {
 	if got := hex.EncodeToString(h.Sum(nil)); n != b.Size || got != b.SHA256 {
 		t.Fatalf("downloaded %d bytes hashing to %s, want %d bytes, %s", n, got, b.Size, b.SHA256)
 	}
-	err = c.do(ctx, http.MethodGet, "/v1/blobs/"+b.SHA256, nil, "", nil)
+	err = c.Do(ctx, http.MethodGet, "/v1/blobs/"+b.SHA256, nil, "", nil)
 	if apiCode(err) != "404 blob_not_found" {
 		t.Fatalf("GET after delete and gc: %v", apiCode(err))
 	}
@@ -755,7 +756,7 @@ func TestDeleteDuringDeltaBuild(t *testing.T) {
 		t.Fatalf("status of a deleted bundle kept: %+v", st)
 	}
 	// A base deleted mid-build: skipped, not a failure.
-	if _, err := c.UploadBundle(ctx, lcApp, "1.0.2", bytes.NewReader(makeZip(t, map[string]string{"index.html": "2"})), UploadOptions{}); err != nil {
+	if _, err := c.UploadBundle(ctx, lcApp, "1.0.2", bytes.NewReader(makeZip(t, map[string]string{"index.html": "2"})), client.UploadOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	waitDeltas(t, c, lcApp, "1.0.2")
@@ -776,7 +777,7 @@ func TestDeleteDuringDeltaBuild(t *testing.T) {
 	// some of them at once while the builder works through the queue.
 	shared := randomBytes(t, 64<<10)
 	for _, v := range []string{"2.0.0", "2.0.1", "2.0.2", "2.0.3"} {
-		if _, err := c.UploadBundle(ctx, lcApp, v, bytes.NewReader(releaseZip(t, shared, v)), UploadOptions{}); err != nil {
+		if _, err := c.UploadBundle(ctx, lcApp, v, bytes.NewReader(releaseZip(t, shared, v)), client.UploadOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/updraft-cdn/updraft/origin/client"
 	"github.com/updraft-cdn/updraft/origin/store"
 )
 
@@ -21,7 +22,7 @@ func parityOrigin(t *testing.T) *testOrigin {
 		t.Fatal(err)
 	}
 	zip := makeZip(t, map[string]string{"index.html": "<html>1</html>"})
-	if _, err := c.UploadBundle(ctx, "com.example.app", "1.0.0", bytes.NewReader(zip), UploadOptions{Channel: "production"}); err != nil {
+	if _, err := c.UploadBundle(ctx, "com.example.app", "1.0.0", bytes.NewReader(zip), client.UploadOptions{Channel: "production"}); err != nil {
 		t.Fatal(err)
 	}
 	tr := true
@@ -45,11 +46,11 @@ func parityOrigin(t *testing.T) *testOrigin {
 func TestDeviceChannelEndpoint(t *testing.T) {
 	o := parityOrigin(t)
 	ctx := context.Background()
-	edge := NewClient(o.http.URL, readKeyFile(t, o.dir, "edge-key"))
+	edge := client.New(o.http.URL, readKeyFile(t, o.dir, "edge-key"))
 	const dev = "00009a6b-eefe-490a-9c60-8e965132ae51"
-	post := func(c *Client, channel string) (DeviceChannelResult, error) {
+	post := func(c *client.Client, channel string) (DeviceChannelResult, error) {
 		var out DeviceChannelResult
-		err := c.doJSON(ctx, http.MethodPost, "/v1/device-channel", DeviceChannelRequest{AppID: "com.example.app", DeviceID: dev, Channel: channel}, &out)
+		err := c.DoJSON(ctx, http.MethodPost, "/v1/device-channel", DeviceChannelRequest{AppID: "com.example.app", DeviceID: dev, Channel: channel}, &out)
 		return out, err
 	}
 	res, err := post(edge, "beta")
@@ -91,7 +92,7 @@ func TestDeviceChannelEndpoint(t *testing.T) {
 	if res, err := post(edge, ""); err != nil || o.srv.Current().Snap.Rev < res.Rev {
 		t.Fatalf("remove nothing: %+v %v", res, err)
 	}
-	if _, err := post(NewClient(o.http.URL, "upd_wrong"), "beta"); apiCode(err) != "401 unauthorized" {
+	if _, err := post(client.New(o.http.URL, "upd_wrong"), "beta"); apiCode(err) != "401 unauthorized" {
 		t.Fatalf("wrong key: %v", err)
 	}
 }
@@ -155,7 +156,7 @@ func TestRolloutLogReadable(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, v := range []string{"1.0.0", "1.0.1"} {
-		if _, err := c.UploadBundle(ctx, "com.example.app", v, bytes.NewReader(makeZip(t, map[string]string{"index.html": v})), UploadOptions{Channel: "production"}); err != nil {
+		if _, err := c.UploadBundle(ctx, "com.example.app", v, bytes.NewReader(makeZip(t, map[string]string{"index.html": v})), client.UploadOptions{Channel: "production"}); err != nil {
 			t.Fatal(err)
 		}
 	}

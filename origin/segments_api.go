@@ -28,13 +28,6 @@ func storeErr(err error, appID string) error {
 	return err
 }
 
-// RolloutRequest is the body of POST .../channels/{name}/rollout.
-type RolloutRequest struct {
-	Action store.RolloutAction `json:"action"`           // set (default), pause, resume, promote, rollback
-	Bundle string              `json:"bundle,omitempty"` // for set
-	BPS    *int                `json:"bps,omitempty"`    // for set: 0..10000
-}
-
 func (s *Server) rollout(w http.ResponseWriter, r *http.Request) error {
 	appID, err := s.appParam(r)
 	if err != nil {
@@ -210,41 +203,6 @@ func (s *Server) listOverrides(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
-}
-
-// Resolution is what POST .../resolve answers: the decision an edge would
-// make for that device on the current snapshot, and why.
-type Resolution struct {
-	Rev     int64  `json:"rev"`
-	Update  bool   `json:"update"`
-	Version string `json:"version,omitempty"`
-	Code    string `json:"error,omitempty"`
-	Message string `json:"message,omitempty"`
-	Kind    string `json:"kind,omitempty"`
-	Channel string `json:"channel,omitempty"`
-	Rule    string `json:"rule,omitempty"`
-	Segment string `json:"segment,omitempty"`
-	Variant string `json:"variant,omitempty"`
-	Arm     string `json:"arm,omitempty"`
-	Bucket  int    `json:"bucket"`
-	// RevertToBuiltin: the device is sent back to the store build (its
-	// channel targets builtin); Version is "builtin".
-	RevertToBuiltin bool `json:"revert_to_builtin,omitempty"`
-}
-
-// DeviceRequest is the device fields of an update check, as JSON.
-type DeviceRequest struct {
-	AppID          string `json:"app_id"`
-	DeviceID       string `json:"device_id"`
-	VersionName    string `json:"version_name"`
-	VersionBuild   string `json:"version_build"`
-	Platform       string `json:"platform"`
-	PluginVersion  string `json:"plugin_version"`
-	CustomID       string `json:"custom_id,omitempty"`
-	DefaultChannel string `json:"defaultChannel,omitempty"`
-	KeyID          string `json:"key_id,omitempty"`
-	IsEmulator     bool   `json:"is_emulator"`
-	IsProd         bool   `json:"is_prod"`
 }
 
 func (s *Server) resolve(w http.ResponseWriter, r *http.Request) error {

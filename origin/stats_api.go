@@ -13,48 +13,6 @@ import (
 	"github.com/updraft-cdn/updraft/origin/store"
 )
 
-// StatsReport is an app's update analytics over a time range: totals per
-// bundle and per segment, and time series of adoption (devices whose last
-// install was the bundle) and failure rate per bundle.
-type StatsReport struct {
-	AppID       string         `json:"app_id"`
-	Channel     string         `json:"channel,omitempty"`
-	Segment     string         `json:"segment,omitempty"`
-	Platform    string         `json:"platform,omitempty"`
-	From        time.Time      `json:"from"`
-	To          time.Time      `json:"to"`
-	StepSeconds int64          `json:"step_seconds"`
-	Events      int64          `json:"events"`
-	Bundles     []VersionStats `json:"bundles"`
-	Segments    []VersionStats `json:"segments"`
-	Adoption    []Series       `json:"adoption"`
-	FailureRate []Series       `json:"failure_rate"`
-}
-
-// VersionStats are one bundle's figures (in one segment, for
-// StatsReport.Segments). Rates are failures / (installs + failures); the
-// lower bound is Wilson's at 95%.
-type VersionStats struct {
-	Version          string           `json:"version_name"`
-	Segment          string           `json:"segment,omitempty"`
-	Devices          int64            `json:"devices"` // adoption at To
-	Downloads        int64            `json:"downloads"`
-	Installs         int64            `json:"installs"`
-	Failures         int64            `json:"failures"`
-	FailureRate      float64          `json:"failure_rate"`
-	FailureRateLower float64          `json:"failure_rate_lower"`
-	FailuresByAction map[string]int64 `json:"failures_by_action,omitempty"`
-	Events           int64            `json:"events"`
-}
-
-// Series is one bundle's values over time: Points[i] is the value at the
-// end of bucket i, From + (i+1)·step (-1 in a failure-rate series: no
-// installs or failures in that bucket).
-type Series struct {
-	Version string    `json:"version_name"`
-	Points  []float64 `json:"points"`
-}
-
 // Report builds the analytics of f (From 0: the last 24 hours). step 0
 // picks one that gives at most 120 points (at least a minute).
 func (s *Server) Report(ctx context.Context, f store.EventFilter, step time.Duration) (*StatsReport, error) {
@@ -188,7 +146,7 @@ func (s *Server) Report(ctx context.Context, f store.EventFilter, step time.Dura
 	})
 	for _, vs := range rep.Bundles {
 		if pts := adopt[vs.Version]; pts != nil {
-			rep.Adoption = append(rep.Adoption, Series{vs.Version, pts})
+			rep.Adoption = append(rep.Adoption, Series{Version: vs.Version, Points: pts})
 		}
 		if r := rates[vs.Version]; r != nil {
 			pts := make([]float64, buckets)
@@ -199,7 +157,7 @@ func (s *Server) Report(ctx context.Context, f store.EventFilter, step time.Dura
 					pts[b] = -1 // no data in this bucket
 				}
 			}
-			rep.FailureRate = append(rep.FailureRate, Series{vs.Version, pts})
+			rep.FailureRate = append(rep.FailureRate, Series{Version: vs.Version, Points: pts})
 		}
 	}
 	return rep, nil
@@ -281,14 +239,6 @@ func statsQuery(r *http.Request, appID string) (store.EventFilter, time.Duration
 		}
 	}
 	return f, step, nil
-}
-
-// GuardInfo is a channel's guard as the API shows it: configuration,
-// latest evaluation and recent actions.
-type GuardInfo struct {
-	store.GuardedChannel
-	Status  *GuardStatus        `json:"status,omitempty"`
-	Actions []store.GuardAction `json:"actions"`
 }
 
 func (s *Server) guardInfo(ctx context.Context, appID, channel string) (*GuardInfo, error) {

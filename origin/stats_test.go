@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/updraft-cdn/updraft/origin/client"
 	"github.com/updraft-cdn/updraft/origin/events"
 )
 
@@ -212,8 +213,8 @@ func TestPostEvents(t *testing.T) {
 		}
 	}
 	// The edge key is for edges: it may not read the operator API.
-	edge := NewClient(o.http.URL, edgeKey)
-	if got := apiCode(edge.doJSON(ctx, http.MethodGet, "/api/v1/apps/"+guardApp+"/stats", nil, nil)); got != "401 unauthorized" {
+	edge := client.New(o.http.URL, edgeKey)
+	if got := apiCode(edge.DoJSON(ctx, http.MethodGet, "/api/v1/apps/"+guardApp+"/stats", nil, nil)); got != "401 unauthorized" {
 		t.Fatalf("edge key GET stats: %q, want 401 unauthorized", got)
 	}
 }
@@ -259,7 +260,7 @@ func getStats(t *testing.T, o *testOrigin, query url.Values) (*StatsReport, erro
 	if len(query) > 0 {
 		p += "?" + query.Encode()
 	}
-	if err := o.client.doJSON(context.Background(), http.MethodGet, p, nil, &rep); err != nil {
+	if err := o.client.DoJSON(context.Background(), http.MethodGet, p, nil, &rep); err != nil {
 		return nil, err
 	}
 	return &rep, nil
@@ -379,16 +380,16 @@ func TestStatsReport(t *testing.T) {
 		}
 	}
 	wantAdoption := []Series{
-		{"1.0.0", []float64{2, 0, 0, 0, 0}},
-		{"1.0.1", []float64{0, 6, 6, 6, 6}},
-		{"builtin", []float64{0, 1, 1, 1, 1}},
+		{Version: "1.0.0", Points: []float64{2, 0, 0, 0, 0}},
+		{Version: "1.0.1", Points: []float64{0, 6, 6, 6, 6}},
+		{Version: "builtin", Points: []float64{0, 1, 1, 1, 1}},
 	}
 	if !reflect.DeepEqual(rep.Adoption, wantAdoption) {
 		t.Errorf("adoption series %+v, want %+v", rep.Adoption, wantAdoption)
 	}
 	wantRate := []Series{
-		{"1.0.0", []float64{0, -1, -1, -1, -1}},
-		{"1.0.1", []float64{-1, 0.3, -1, -1, -1}},
+		{Version: "1.0.0", Points: []float64{0, -1, -1, -1, -1}},
+		{Version: "1.0.1", Points: []float64{-1, 0.3, -1, -1, -1}},
 	}
 	if !reflect.DeepEqual(rep.FailureRate, wantRate) {
 		t.Errorf("failure rate series %+v, want %+v", rep.FailureRate, wantRate)
@@ -433,7 +434,7 @@ func TestStatsReport(t *testing.T) {
 			t.Errorf("stats?%s: %q, want %q", tc.query.Encode(), got, tc.want)
 		}
 	}
-	if got := apiCode(o.client.doJSON(ctx, http.MethodGet, "/api/v1/apps/nodots/stats", nil, nil)); got != "400 invalid_app_id" {
+	if got := apiCode(o.client.DoJSON(ctx, http.MethodGet, "/api/v1/apps/nodots/stats", nil, nil)); got != "400 invalid_app_id" {
 		t.Errorf("stats of a bad app id: %q, want 400 invalid_app_id", got)
 	}
 	// A 1h step over a week is fine.

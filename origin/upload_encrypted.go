@@ -12,7 +12,6 @@ import (
 	"github.com/updraft-cdn/updraft/bundlecrypt"
 	"github.com/updraft-cdn/updraft/origin/blob"
 	"github.com/updraft-cdn/updraft/origin/delta"
-	"github.com/updraft-cdn/updraft/origin/snapshot"
 	"github.com/updraft-cdn/updraft/origin/store"
 )
 
@@ -29,14 +28,6 @@ import (
 // hashes to its name, and the manifest's paths. The CLI checked the
 // plaintext zip before encrypting it. The bundle and its manifest are
 // recorded in one transaction, only after every blob is stored and fsynced.
-
-// EncryptedMeta is the "meta" part of an encrypted upload.
-type EncryptedMeta struct {
-	SessionKey string                   `json:"session_key"`
-	Checksum   string                   `json:"checksum"`
-	KeyID      string                   `json:"key_id"`
-	Manifest   []snapshot.ManifestEntry `json:"manifest"`
-}
 
 const maxMetaBytes = 16 << 20 // a manifest of maxZipEntries files is ~12 MB
 

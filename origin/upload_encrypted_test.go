@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/updraft-cdn/updraft/bundlecrypt"
+	"github.com/updraft-cdn/updraft/origin/client"
 	"github.com/updraft-cdn/updraft/origin/snapshot"
 )
 
@@ -32,7 +33,7 @@ func encKey(t *testing.T) *rsa.PrivateKey {
 
 func encryptedFixture(t *testing.T, files map[string]string) *bundlecrypt.Bundle {
 	t.Helper()
-	eb, err := EncryptPath(writeTemp(t, makeZip(t, files)), encKey(t))
+	eb, err := client.EncryptPath(writeTemp(t, makeZip(t, files)), encKey(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +52,7 @@ func TestEncryptedUpload(t *testing.T) {
 	}
 	big := strings.Repeat("console.log('hello, encrypted world');\n", 600) // brotli-worthy
 	eb := encryptedFixture(t, map[string]string{"index.html": "<html>1</html>", "main.js": big, "same.js": big})
-	b, err := o.client.UploadEncrypted(ctx, "com.example.app", "1.0.0", eb, UploadOptions{Channel: "production"})
+	b, err := o.client.UploadEncrypted(ctx, "com.example.app", "1.0.0", eb, client.UploadOptions{Channel: "production"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +80,7 @@ func TestEncryptedUpload(t *testing.T) {
 	}
 	// A plain bundle uploaded next builds its deltas with no encrypted base,
 	// and the encrypted bundle never gets a canonical archive.
-	if _, err := o.client.UploadBundle(ctx, "com.example.app", "1.0.1", bytes.NewReader(makeZip(t, map[string]string{"index.html": "<html>2</html>", "main.js": big})), UploadOptions{}); err != nil {
+	if _, err := o.client.UploadBundle(ctx, "com.example.app", "1.0.1", bytes.NewReader(makeZip(t, map[string]string{"index.html": "<html>2</html>", "main.js": big})), client.UploadOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	bs := waitDeltas(t, o.client, "com.example.app", "1.0.1")

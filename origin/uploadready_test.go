@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/updraft-cdn/updraft/internal/testenv"
+	"github.com/updraft-cdn/updraft/origin/client"
 )
 
 // BenchmarkUploadToReady times a release as an operator sees it: two
@@ -39,7 +40,7 @@ func BenchmarkUploadToReady(b *testing.B) {
 			hs := httptest.NewServer(srv.Handler())
 			defer func() { hs.Close(); srv.Close() }()
 			key, _ := os.ReadFile(filepath.Join(dir, "api-key"))
-			c := NewClient(hs.URL, strings.TrimSpace(string(key)))
+			c := client.New(hs.URL, strings.TrimSpace(string(key)))
 			zips := []string{filepath.Join("..", "testdata", "swagger-ui-5.34.0.zip"), filepath.Join("..", "testdata", "swagger-ui-5.34.1.zip")}
 			ctx := context.Background()
 			b.ResetTimer()
@@ -49,7 +50,7 @@ func BenchmarkUploadToReady(b *testing.B) {
 					b.Fatal(err)
 				}
 				for j, z := range zips {
-					if _, err := c.UploadPath(ctx, app, fmt.Sprintf("1.0.%d", j), z, UploadOptions{}); err != nil {
+					if _, err := c.UploadPath(ctx, app, fmt.Sprintf("1.0.%d", j), z, client.UploadOptions{}); err != nil {
 						b.Fatal(err)
 					}
 				}

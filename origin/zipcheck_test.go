@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/updraft-cdn/updraft/config"
+	"github.com/updraft-cdn/updraft/origin/client"
 )
 
 // zipWith builds a zip from headers and bodies, in order.
@@ -42,8 +43,8 @@ func entry(name string, mode fs.FileMode, body []byte) func(zw *zip.Writer) {
 
 func uploadRefusal(t *testing.T, o *testOrigin, version string, z []byte) (string, string) {
 	t.Helper()
-	_, err := o.client.UploadBundle(context.Background(), "com.example.app", version, bytes.NewReader(z), UploadOptions{})
-	var ae *APIError
+	_, err := o.client.UploadBundle(context.Background(), "com.example.app", version, bytes.NewReader(z), client.UploadOptions{})
+	var ae *client.APIError
 	if errors.As(err, &ae) {
 		return apiCode(err), ae.Message
 	}
@@ -78,7 +79,7 @@ func TestUploadRefusesWhatBuilderRefuses(t *testing.T) {
 	// Folder entries (as most zip tools write them) are fine, and the
 	// builder builds what the upload accepted.
 	z := zipWith(t, entry("dist/", fs.ModeDir|0o755, nil), entry("dist/index.html", 0, html), entry("dist/assets/", 0, nil), entry("dist/assets/app.js", 0, html))
-	if _, err := o.client.UploadBundle(ctx, "com.example.app", "1.0.0", bytes.NewReader(z), UploadOptions{}); err != nil {
+	if _, err := o.client.UploadBundle(ctx, "com.example.app", "1.0.0", bytes.NewReader(z), client.UploadOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	bs := waitDeltas(t, o.client, "com.example.app", "1.0.0")

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/updraft-cdn/updraft/bench"
-	"github.com/updraft-cdn/updraft/origin"
+	"github.com/updraft-cdn/updraft/origin/client"
 	"github.com/updraft-cdn/updraft/origin/store"
 )
 
@@ -41,7 +41,7 @@ func newBenchAppID() string {
 // cleanup that deletes the app (with a fresh context: it runs after a
 // cancelled or failed run too); cleanup is non-nil whenever the app may
 // exist. It then waits until the target serves the app.
-func setupBenchApp(ctx context.Context, c *origin.Client, o bench.Options, sc bench.Scenario, bundlePath string, log io.Writer) (string, func(), error) {
+func setupBenchApp(ctx context.Context, c *client.Client, o bench.Options, sc bench.Scenario, bundlePath string, log io.Writer) (string, func(), error) {
 	id := newBenchAppID()
 	if _, err := c.CreateApp(ctx, id, "updraft bench (deleted when the run ends)"); err != nil {
 		return "", nil, fmt.Errorf("bench: create the run's own app through the operator API (--origin %s): %w", c.BaseURL, err)
@@ -56,7 +56,7 @@ func setupBenchApp(ctx context.Context, c *origin.Client, o bench.Options, sc be
 		fmt.Fprintf(log, "bench: deleted app %s\n", id)
 	}
 	fmt.Fprintf(log, "bench: created app %s for this run (deleted when it ends)\n", id)
-	opt := origin.UploadOptions{Channel: "production", Comment: "updraft bench"}
+	opt := client.UploadOptions{Channel: "production", Comment: "updraft bench"}
 	var err error
 	if bundlePath != "" {
 		_, err = c.UploadPath(ctx, id, benchAppVersion, bundlePath, opt)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/updraft-cdn/updraft/origin"
+	"github.com/updraft-cdn/updraft/origin/client"
 )
 
 // TestBenchLeavesRealAppAlone: `bench --scenario stats` used to post its
@@ -27,7 +28,7 @@ func TestBenchLeavesRealAppAlone(t *testing.T) {
 	cli(t, r, data, "app", "create", "com.example.app")
 	cli(t, r, data, "bundle", "upload", fixture(t, "swagger-ui-5.34.0.zip"), "--app", "com.example.app", "--version", "1.0.1", "--channel", "production")
 	cli(t, r, data, "channel", "set", "production", "--app", "com.example.app", "--default")
-	c := origin.NewClient("http://"+r.OriginAddr, readKey(t, data))
+	c := client.New("http://"+r.OriginAddr, readKey(t, data))
 	from := url.Values{"from": {strconv.FormatInt(time.Now().Add(-time.Hour).Unix(), 10)}}
 	events := func() int64 {
 		rep, err := c.Stats(ctx, "com.example.app", from)
@@ -138,7 +139,7 @@ func TestAppDelete(t *testing.T) {
 	cli(t, r, data, "app", "create", "com.example.gone")
 	cli(t, r, data, "bundle", "upload", fixture(t, "swagger-ui-5.34.0.zip"), "--app", "com.example.gone", "--version", "1.0.1", "--channel", "production")
 	cli(t, r, data, "channel", "set", "beta", "--app", "com.example.gone", "--bundle", "1.0.1", "--allow-device-self-set")
-	c := origin.NewClient("http://"+r.OriginAddr, readKey(t, data))
+	c := client.New("http://"+r.OriginAddr, readKey(t, data))
 	req, _ := http.NewRequest("DELETE", "http://"+r.OriginAddr+"/api/v1/apps/com.example.gone", nil)
 	req.Header.Set("Authorization", "Bearer "+readKey(t, data))
 	resp, err := http.DefaultClient.Do(req)

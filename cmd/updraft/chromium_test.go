@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/updraft-cdn/updraft/origin"
+	"github.com/updraft-cdn/updraft/origin/client"
 )
 
 // chromiumPath finds Debian's Chromium. Without it the test is skipped,
@@ -48,7 +48,7 @@ func TestChromiumDictionaryTransport(t *testing.T) {
 	cli(t, r, data, "app", "create", "com.example.app")
 	cli(t, r, data, "bundle", "upload", fixture(t, "swagger-ui-5.34.0.zip"), "--app", "com.example.app", "--version", "1.0.1")
 	cli(t, r, data, "bundle", "upload", fixture(t, "swagger-ui-5.34.1.zip"), "--app", "com.example.app", "--version", "1.0.2", "--channel", "production")
-	c := origin.NewClient("http://"+r.OriginAddr, readKey(t, data))
+	c := client.New("http://"+r.OriginAddr, readKey(t, data))
 	var v1, v2 string
 	for deadline := time.Now().Add(60 * time.Second); ; {
 		bs, _ := c.ListBundles(context.Background(), "com.example.app")

@@ -13,7 +13,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/updraft-cdn/updraft/config"
-	"github.com/updraft-cdn/updraft/origin"
+	"github.com/updraft-cdn/updraft/origin/client"
 	"github.com/updraft-cdn/updraft/origin/store"
 )
 
@@ -30,7 +30,7 @@ func (c *clientFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&c.json, "json", false, "print JSON instead of a table")
 }
 
-func (c *clientFlags) client() (*origin.Client, error) {
+func (c *clientFlags) client() (*client.Client, error) {
 	key := c.apiKey
 	if key == "" {
 		b, err := os.ReadFile(config.APIKeyFile(c.data))
@@ -39,7 +39,7 @@ func (c *clientFlags) client() (*origin.Client, error) {
 		}
 		key = strings.TrimSpace(string(b))
 	}
-	return origin.NewClient(c.origin, key), nil
+	return client.New(c.origin, key), nil
 }
 
 func printJSON(w io.Writer, v any) error {
@@ -138,7 +138,7 @@ func cmdBundle(ctx context.Context, sub string, args []string, stdout, stderr io
 	cf.register(fs)
 	app := fs.String("app", "", "app id")
 	version := fs.String("version", "", "bundle version (semver), upload")
-	var opt origin.UploadOptions
+	var opt client.UploadOptions
 	fs.StringVar(&opt.Channel, "channel", "", "upload: point this channel at the new bundle (created if missing)")
 	fs.StringVar(&opt.MinUpdateVersion, "min-update-version", "", "upload: oldest native version that may auto-update to it (disable_auto_update=metadata)")
 	fs.StringVar(&opt.Comment, "comment", "", "upload: comment shown to devices")

@@ -25,6 +25,7 @@ import (
 	"github.com/updraft-cdn/updraft/config"
 	"github.com/updraft-cdn/updraft/internal/testenv"
 	"github.com/updraft-cdn/updraft/origin"
+	"github.com/updraft-cdn/updraft/origin/client"
 	"github.com/updraft-cdn/updraft/origin/snapshot"
 	"github.com/updraft-cdn/updraft/origin/store"
 )
@@ -98,8 +99,8 @@ func startCluster(t *testing.T, edgeUpstreams ...string) *cluster {
 	return c
 }
 
-func (c *cluster) client(addr string) *origin.Client {
-	return origin.NewClient("http://"+addr, c.key)
+func (c *cluster) client(addr string) *client.Client {
+	return client.New("http://"+addr, c.key)
 }
 
 // snapshotAt fetches an origin's current signed snapshot.
@@ -140,7 +141,7 @@ func TestTwoOriginsKillOne(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Written through B, read through A: one store.
-	if _, err := cb.UploadPath(ctx, app, "1.0.1", fixture(t, "swagger-ui-5.34.0.zip"), origin.UploadOptions{}); err != nil {
+	if _, err := cb.UploadPath(ctx, app, "1.0.1", fixture(t, "swagger-ui-5.34.0.zip"), client.UploadOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := ca.SetChannel(ctx, app, "production", store.ChannelPatch{Bundle: ptrTo("1.0.1"), Public: ptrTo(true)}); err != nil {
@@ -190,7 +191,7 @@ func TestTwoOriginsKillOne(t *testing.T) {
 		wg.Add(1)
 		go func(w int) {
 			defer wg.Done()
-			cl := []*origin.Client{ca, cb}[w]
+			cl := []*client.Client{ca, cb}[w]
 			for i := 0; i < 10000 && !stop.Load(); i++ {
 				d := dev(1000 + int(pinNo.Add(1)))
 				rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -206,7 +207,7 @@ func TestTwoOriginsKillOne(t *testing.T) {
 		}(w)
 	}
 	acc := &tally{n: map[[2]string]int64{}}
-	client := &http.Client{Timeout: 10 * time.Second}
+	hc := &http.Client{Timeout: 10 * time.Second}
 	var sendErrs atomic.Int64
 	var lastErr atomic.Value
 	for w := 0; w < 4; w++ {
@@ -219,7 +220,7 @@ func TestTwoOriginsKillOne(t *testing.T) {
 				for j := range batch {
 					batch[j], _, _ = fleetEvent(rng, app, []string{"1.0.1"}) // a version the edges know from the start
 				}
-				if _, err := sendBatch(client, c.edges[(w+i)%2], batch, acc); err != nil {
+				if _, err := sendBatch(hc, c.edges[(w+i)%2], batch, acc); err != nil {
 					sendErrs.Add(1)
 					lastErr.Store(err.Error())
 				}
@@ -231,7 +232,7 @@ func TestTwoOriginsKillOne(t *testing.T) {
 	// An upload through A, then A is killed while its build runs (the
 	// build takes seconds on this bundle): the build must finish on B.
 	time.Sleep(time.Second)
-	b2, err := ca.UploadPath(ctx, app, "1.0.2", fixture(t, "swagger-ui-5.34.1.zip"), origin.UploadOptions{})
+	b2, err := ca.UploadPath(ctx, app, "1.0.2", fixture(t, "swagger-ui-5.34.1.zip"), client.UploadOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -345,7 +346,7 @@ func TestClusterPropagation(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, f := range []string{"swagger-ui-5.34.0.zip", "swagger-ui-5.34.1.zip"} {
-		if _, err := ca.UploadPath(ctx, app, fmt.Sprintf("1.0.%d", i+1), fixture(t, f), origin.UploadOptions{}); err != nil {
+		if _, err := ca.UploadPath(ctx, app, fmt.Sprintf("1.0.%d", i+1), fixture(t, f), client.UploadOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -10,7 +10,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/updraft-cdn/updraft/origin"
+	"github.com/updraft-cdn/updraft/origin/client"
 	"github.com/updraft-cdn/updraft/origin/delta"
 )
 
@@ -23,7 +23,7 @@ func canonicalOf(path string) ([]byte, error) {
 	var zipData []byte
 	if fi.IsDir() {
 		var buf bytes.Buffer
-		if err := origin.ZipDir(path, &buf); err != nil {
+		if err := client.ZipDir(path, &buf); err != nil {
 			return nil, err
 		}
 		zipData = buf.Bytes()

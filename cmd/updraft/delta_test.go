@@ -17,6 +17,7 @@ import (
 	brrr "github.com/molecule-man/go-brrr"
 
 	"github.com/updraft-cdn/updraft/origin"
+	"github.com/updraft-cdn/updraft/origin/client"
 	"github.com/updraft-cdn/updraft/origin/delta"
 )
 
@@ -51,7 +52,7 @@ func TestDeltaDelivery(t *testing.T) {
 	cli(t, r, data, "bundle", "upload", fixture(t, "swagger-ui-5.34.0.zip"), "--app", "com.example.app", "--version", "1.0.1", "--channel", "production")
 	cli(t, r, data, "channel", "set", "production", "--app", "com.example.app", "--default")
 	cli(t, r, data, "bundle", "upload", fixture(t, "swagger-ui-5.34.1.zip"), "--app", "com.example.app", "--version", "1.0.2", "--channel", "production")
-	c := origin.NewClient("http://"+r.OriginAddr, readKey(t, data))
+	c := client.New("http://"+r.OriginAddr, readKey(t, data))
 	var bs []origin.BundleInfo
 	deadline := time.Now().Add(3 * time.Minute)
 	for {

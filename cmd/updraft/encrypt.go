@@ -9,7 +9,7 @@ import (
 	"path/filepath"
 
 	"github.com/updraft-cdn/updraft/bundlecrypt"
-	"github.com/updraft-cdn/updraft/origin"
+	"github.com/updraft-cdn/updraft/origin/client"
 	"github.com/updraft-cdn/updraft/origin/store"
 )
 
@@ -35,7 +35,7 @@ func createBundleKey(dir string, force bool, stdout io.Writer) error {
 // keyPath and uploads the ciphertext. When the matching ".pub" file lies
 // next to the key it must be the key's public half: a mismatch would ship a
 // bundle that no device configured from that file accepts.
-func uploadEncrypted(ctx context.Context, c *origin.Client, app, version, path, keyPath string, opt origin.UploadOptions, stderr io.Writer) (store.Bundle, error) {
+func uploadEncrypted(ctx context.Context, c *client.Client, app, version, path, keyPath string, opt client.UploadOptions, stderr io.Writer) (store.Bundle, error) {
 	key, err := bundlecrypt.LoadPrivateKey(keyPath)
 	if err != nil {
 		return store.Bundle{}, fmt.Errorf("--encrypt-key: %w", err)
@@ -49,7 +49,7 @@ func uploadEncrypted(ctx context.Context, c *origin.Client, app, version, path, 
 			return store.Bundle{}, fmt.Errorf("--encrypt-key: %s.pub is not the public half of %s; devices configured with it would refuse this bundle", keyPath, filepath.Base(keyPath))
 		}
 	}
-	eb, err := origin.EncryptPath(path, key)
+	eb, err := client.EncryptPath(path, key)
 	if err != nil {
 		return store.Bundle{}, err
 	}

@@ -22,7 +22,7 @@ import (
 	"time"
 
 	"github.com/updraft-cdn/updraft/config"
-	"github.com/updraft-cdn/updraft/origin"
+	"github.com/updraft-cdn/updraft/origin/client"
 	"github.com/updraft-cdn/updraft/origin/store"
 )
 
@@ -74,7 +74,7 @@ func waitSpoolDrained(t *testing.T, edge string) {
 
 // checkOriginCounts compares the origin's aggregates for app with the
 // events the edges accepted: exactly once each.
-func checkOriginCounts(t *testing.T, c *origin.Client, app string, acc *tally) {
+func checkOriginCounts(t *testing.T, c *client.Client, app string, acc *tally) {
 	t.Helper()
 	rep, err := c.Stats(context.Background(), app, url.Values{"from": {strconv.FormatInt(time.Now().Add(-time.Hour).Unix(), 10)}})
 	if err != nil {
@@ -124,7 +124,7 @@ func TestEdgeUpstreamDeadFirst(t *testing.T) {
 	waitHTTP(t, "http://"+originAddr+"/healthz")
 	publishBundle(t, originAddr, data, "1.0.1")
 	apiKey, _ := os.ReadFile(config.APIKeyFile(data))
-	c := origin.NewClient("http://"+originAddr, strings.TrimSpace(string(apiKey)))
+	c := client.New("http://"+originAddr, strings.TrimSpace(string(apiKey)))
 
 	dead, edge := freePort(t), freePort(t) // nothing listens on dead
 	edgeChild(t, data, "edge", dead+",http://"+originAddr, edge, originPubkey(t, data))
@@ -171,7 +171,7 @@ func TestEdgeUpstreamParentKilled(t *testing.T) {
 	const app = "com.example.app"
 	publishBundle(t, originAddr, data, "1.0.1")
 	apiKey, _ := os.ReadFile(config.APIKeyFile(data))
-	c := origin.NewClient("http://"+originAddr, strings.TrimSpace(string(apiKey)))
+	c := client.New("http://"+originAddr, strings.TrimSpace(string(apiKey)))
 	pub := originPubkey(t, data)
 
 	parentArgs := func(name, listen string) []string {
@@ -236,7 +236,7 @@ func TestEdgeUpstreamParentKilled(t *testing.T) {
 
 	// New revisions reach the leaf through P2, and their blobs too.
 	for _, v := range []string{"1.0.2", "1.0.3"} {
-		if _, err := c.UploadBundle(context.Background(), app, v, bytes.NewReader(smallZip(t, v)), origin.UploadOptions{Channel: "production"}); err != nil {
+		if _, err := c.UploadBundle(context.Background(), app, v, bytes.NewReader(smallZip(t, v)), client.UploadOptions{Channel: "production"}); err != nil {
 			t.Fatal(err)
 		}
 		var a updateAnswer
@@ -275,7 +275,7 @@ func TestEdgeUpstreamParentKilled(t *testing.T) {
 	// follows through it.
 	startChild(t, parentArgs("p1", p1)...)
 	eventually(t, 30*time.Second, "the leaf back on P1", func() bool { return currentUpstream(leaf, "http://"+p1) })
-	if _, err := c.UploadBundle(context.Background(), app, "1.0.4", bytes.NewReader(smallZip(t, "1.0.4")), origin.UploadOptions{Channel: "production"}); err != nil {
+	if _, err := c.UploadBundle(context.Background(), app, "1.0.4", bytes.NewReader(smallZip(t, "1.0.4")), client.UploadOptions{Channel: "production"}); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 30*time.Second, "the leaf answering 1.0.4 through P1", func() bool {

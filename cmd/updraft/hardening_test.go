@@ -16,6 +16,7 @@ import (
 
 	"github.com/updraft-cdn/updraft/config"
 	"github.com/updraft-cdn/updraft/origin"
+	"github.com/updraft-cdn/updraft/origin/client"
 	"github.com/updraft-cdn/updraft/origin/store"
 	"github.com/updraft-cdn/updraft/proxy"
 )
@@ -88,12 +89,12 @@ func edgeChild(t *testing.T, data, name, upstream, listen, pubkeys string, extra
 func publishBundle(t *testing.T, originAddr, data, version string) {
 	t.Helper()
 	key, _ := os.ReadFile(config.APIKeyFile(data))
-	c := origin.NewClient("http://"+originAddr, strings.TrimSpace(string(key)))
+	c := client.New("http://"+originAddr, strings.TrimSpace(string(key)))
 	ctx := context.Background()
 	if _, err := c.CreateApp(ctx, "com.example.app", ""); err != nil && !strings.Contains(err.Error(), "app_exists") {
 		t.Fatal(err)
 	}
-	if _, err := c.UploadBundle(ctx, "com.example.app", version, bytes.NewReader(smallZip(t, version)), origin.UploadOptions{Channel: "production"}); err != nil {
+	if _, err := c.UploadBundle(ctx, "com.example.app", version, bytes.NewReader(smallZip(t, version)), client.UploadOptions{Channel: "production"}); err != nil {
 		t.Fatal(err)
 	}
 	tr := true
@@ -263,12 +264,12 @@ func TestKeysRotateWithEdges(t *testing.T) {
 		t.Fatalf("rotate --api:\n%s", out)
 	}
 	for _, k := range []string{oldKey, newKey} {
-		if _, err := origin.NewClient("http://"+originAddr, k).ListApps(context.Background()); err != nil {
+		if _, err := client.New("http://"+originAddr, k).ListApps(context.Background()); err != nil {
 			t.Fatalf("key during the overlap: %v", err)
 		}
 	}
 	keys("rotate", "--api", "--overlap", "0s", "--api-key", newKey)
-	if _, err := origin.NewClient("http://"+originAddr, oldKey).ListApps(context.Background()); err == nil {
+	if _, err := client.New("http://"+originAddr, oldKey).ListApps(context.Background()); err == nil {
 		t.Fatal("key past its overlap still accepted")
 	}
 }

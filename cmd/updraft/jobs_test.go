@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/updraft-cdn/updraft/origin"
+	"github.com/updraft-cdn/updraft/origin/client"
 )
 
 // In a child process (startChild) started with UPDRAFT_TEST_HOLD_BUILD=V,
@@ -44,7 +45,7 @@ func releaseBundle(t *testing.T, shared []byte, marker string) []byte {
 }
 
 // waitBuild waits until the bundle's build is in state and returns it.
-func waitBuild(t *testing.T, c *origin.Client, app, version, state string) origin.BundleInfo {
+func waitBuild(t *testing.T, c *client.Client, app, version, state string) origin.BundleInfo {
 	t.Helper()
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
@@ -77,17 +78,17 @@ func TestBuildResumesAfterKill(t *testing.T) {
 	child := startChild(t, "origin", "--data", data, "--listen", addr)
 	waitHTTP(t, "http://"+addr+"/healthz")
 	ctx := context.Background()
-	c := origin.NewClient("http://"+addr, readKey(t, data))
+	c := client.New("http://"+addr, readKey(t, data))
 	if _, err := c.CreateApp(ctx, "com.example.app", ""); err != nil {
 		t.Fatal(err)
 	}
 	shared := make([]byte, 64<<10)
 	rand.Read(shared)
-	if _, err := c.UploadBundle(ctx, "com.example.app", "1.0.0", bytes.NewReader(releaseBundle(t, shared, "1.0.0")), origin.UploadOptions{}); err != nil {
+	if _, err := c.UploadBundle(ctx, "com.example.app", "1.0.0", bytes.NewReader(releaseBundle(t, shared, "1.0.0")), client.UploadOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	waitBuild(t, c, "com.example.app", "1.0.0", "ready")
-	if _, err := c.UploadBundle(ctx, "com.example.app", "1.0.1", bytes.NewReader(releaseBundle(t, shared, "1.0.1")), origin.UploadOptions{}); err != nil {
+	if _, err := c.UploadBundle(ctx, "com.example.app", "1.0.1", bytes.NewReader(releaseBundle(t, shared, "1.0.1")), client.UploadOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if b := waitBuild(t, c, "com.example.app", "1.0.1", "building"); b.Canonical != "" || b.DeltaStatus.Attempts != 1 {
@@ -100,7 +101,7 @@ func TestBuildResumesAfterKill(t *testing.T) {
 	addr2 := freePort(t)
 	startChild(t, "origin", "--data", data, "--listen", addr2)
 	waitHTTP(t, "http://"+addr2+"/healthz")
-	c2 := origin.NewClient("http://"+addr2, readKey(t, data))
+	c2 := client.New("http://"+addr2, readKey(t, data))
 	b := waitBuild(t, c2, "com.example.app", "1.0.1", "ready")
 	if b.Canonical == "" || b.ManifestFiles != 2 || len(b.Deltas) != 2 || b.DeltaStatus.Attempts != 2 {
 		t.Fatalf("after the restart: %+v %+v", b.Bundle, b.DeltaStatus)
@@ -118,7 +119,7 @@ func TestBundleRebuildCommand(t *testing.T) {
 	rand.Read(shared)
 	os.WriteFile(zipPath, releaseBundle(t, shared, "1"), 0o644)
 	cli(t, r, data, "bundle", "upload", zipPath, "--app", "com.example.app", "--version", "1.0.0")
-	c := origin.NewClient("http://"+r.OriginAddr, readKey(t, data))
+	c := client.New("http://"+r.OriginAddr, readKey(t, data))
 	before := waitBuild(t, c, "com.example.app", "1.0.0", "ready")
 	out := cli(t, r, data, "bundle", "rebuild", "1.0.0", "--app", "com.example.app", "--force")
 	if !strings.Contains(out, "cleared its manifest, canonical archive and deltas") {

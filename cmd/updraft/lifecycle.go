@@ -13,10 +13,11 @@ import (
 
 	"github.com/updraft-cdn/updraft/config"
 	"github.com/updraft-cdn/updraft/origin"
+	"github.com/updraft-cdn/updraft/origin/client"
 )
 
 // bundleDelete is `updraft bundle delete V --app ID` (cmdBundle parsed the flags).
-func bundleDelete(ctx context.Context, c *origin.Client, app string, pos []string, asJSON bool, stdout io.Writer) error {
+func bundleDelete(ctx context.Context, c *client.Client, app string, pos []string, asJSON bool, stdout io.Writer) error {
 	if err := want(1, pos, "one bundle VERSION"); err != nil {
 		return err
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/updraft-cdn/updraft/origin"
+	"github.com/updraft-cdn/updraft/origin/client"
 )
 
 // TestBundleLifecycleCLI drives bundle delete, app set --keep and gc through
@@ -20,7 +21,7 @@ func TestBundleLifecycleCLI(t *testing.T) {
 	data := t.TempDir()
 	r := startTestServe(t, data)
 	const app = "com.example.app"
-	c := origin.NewClient("http://"+r.OriginAddr, readKey(t, data))
+	c := client.New("http://"+r.OriginAddr, readKey(t, data))
 	// waitBuilt waits until a bundle's background build is done, so that a
 	// collection with grace 0 races no build.
 	waitBuilt := func(v string) {

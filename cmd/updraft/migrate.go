@@ -816,7 +816,6 @@ func verifyBlob(dst, src blob.Store, sha string, hashes bool) (problem, warning 
 	return "", "", di.Size, nil
 }
 
-
 func humanSize(n int64) string {
 	switch {
 	case n >= 1<<30:

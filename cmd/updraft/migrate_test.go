@@ -27,6 +27,7 @@ import (
 	"github.com/updraft-cdn/updraft/config"
 	"github.com/updraft-cdn/updraft/internal/testenv"
 	"github.com/updraft-cdn/updraft/origin"
+	"github.com/updraft-cdn/updraft/origin/client"
 	"github.com/updraft-cdn/updraft/origin/snapshot"
 	"github.com/updraft-cdn/updraft/origin/store"
 )
@@ -115,7 +116,7 @@ type state struct {
 	Stats     []origin.VersionStats
 }
 
-func readState(t *testing.T, c *origin.Client) state {
+func readState(t *testing.T, c *client.Client) state {
 	t.Helper()
 	ctx := context.Background()
 	var s state
@@ -175,7 +176,7 @@ func sameState(t *testing.T, what string, a, b state) {
 // archives, manifests, deltas) and an end-to-end encrypted one, channels
 // with a rollout and an A/B split, a segment, device overrides, a guard,
 // update checks and events.
-func populateOrigin(t *testing.T, r *running, c *origin.Client) {
+func populateOrigin(t *testing.T, r *running, c *client.Client) {
 	t.Helper()
 	ctx := context.Background()
 	if _, err := c.CreateApp(ctx, migApp, "Example"); err != nil {
@@ -186,7 +187,7 @@ func populateOrigin(t *testing.T, r *running, c *origin.Client) {
 		shared[i] = byte(rand.IntN(256))
 	}
 	for _, v := range []string{"1.0.0", "1.0.1"} {
-		if _, err := c.UploadBundle(ctx, migApp, v, strings.NewReader(string(releaseBundle(t, shared, v))), origin.UploadOptions{Comment: "release " + v}); err != nil {
+		if _, err := c.UploadBundle(ctx, migApp, v, strings.NewReader(string(releaseBundle(t, shared, v))), client.UploadOptions{Comment: "release " + v}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -196,11 +197,11 @@ func populateOrigin(t *testing.T, r *running, c *origin.Client) {
 	}
 	zipPath := filepath.Join(t.TempDir(), "b.zip")
 	os.WriteFile(zipPath, releaseBundle(t, shared, "secret"), 0o644)
-	eb, err := origin.EncryptPath(zipPath, key)
+	eb, err := client.EncryptPath(zipPath, key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.UploadEncrypted(ctx, migApp, "1.0.2", eb, origin.UploadOptions{}); err != nil {
+	if _, err := c.UploadEncrypted(ctx, migApp, "1.0.2", eb, client.UploadOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	waitBuild(t, c, migApp, "1.0.0", "ready")
@@ -284,7 +285,7 @@ func TestMigrateEmbeddedToPostgresAndBack(t *testing.T) {
 	data := t.TempDir()
 	r1, stop1 := startOriginOn(t, config.NewOrigin(data))
 	apiKey := migKey(t, config.APIKeyFile(data))
-	c1 := origin.NewClient("http://"+r1.OriginAddr, apiKey)
+	c1 := client.New("http://"+r1.OriginAddr, apiKey)
 	populateOrigin(t, r1, c1)
 	before := readState(t, c1)
 	pub := r1.Origin.PublicKey()
@@ -352,7 +353,7 @@ func TestMigrateEmbeddedToPostgresAndBack(t *testing.T) {
 		oc.DataDir = data2 // the blob files are in --to-data
 	}
 	r2, stop2 := startOriginOn(t, oc)
-	c2 := origin.NewClient("http://"+r2.OriginAddr, apiKey)
+	c2 := client.New("http://"+r2.OriginAddr, apiKey)
 	sameState(t, "PostgreSQL", before, readState(t, c2))
 	if !r2.Origin.PublicKey().Equal(pub) {
 		t.Fatal("the origin on PostgreSQL signs with another key: edges would refuse its snapshots")
@@ -390,7 +391,7 @@ func TestMigrateEmbeddedToPostgresAndBack(t *testing.T) {
 		t.Fatalf("--to-data api-key %q, want the original %q", got, apiKey)
 	}
 	r3, stop3 := startOriginOn(t, config.NewOrigin(data3))
-	c3 := origin.NewClient("http://"+r3.OriginAddr, apiKey)
+	c3 := client.New("http://"+r3.OriginAddr, apiKey)
 	sameState(t, "back to SQLite", before, readState(t, c3))
 	if !r3.Origin.PublicKey().Equal(pub) {
 		t.Fatal("the origin back on SQLite signs with another key")

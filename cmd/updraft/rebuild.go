@@ -10,7 +10,7 @@ import (
 	"io"
 
 	"github.com/updraft-cdn/updraft/config"
-	"github.com/updraft-cdn/updraft/origin"
+	"github.com/updraft-cdn/updraft/origin/client"
 )
 
 // uploadLimitFlags registers the origin's bundle zip limits and the delta
@@ -26,7 +26,7 @@ func uploadLimitFlags(fs *flag.FlagSet, oc *config.Origin) {
 
 // bundleRebuild is `updraft bundle rebuild V --app ID [--force]` (cmdBundle
 // parsed the flags).
-func bundleRebuild(ctx context.Context, c *origin.Client, app string, pos []string, force, asJSON bool, stdout io.Writer) error {
+func bundleRebuild(ctx context.Context, c *client.Client, app string, pos []string, force, asJSON bool, stdout io.Writer) error {
 	if err := want(1, pos, "one bundle VERSION"); err != nil {
 		return err
 	}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/updraft-cdn/updraft/config"
 	"github.com/updraft-cdn/updraft/origin"
+	"github.com/updraft-cdn/updraft/origin/client"
 	"github.com/updraft-cdn/updraft/origin/store"
 )
 
@@ -41,7 +42,7 @@ func smallZip(t *testing.T, marker string) []byte {
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "index.html"), []byte("<html>"+marker+"</html>"), 0o644)
 	os.WriteFile(filepath.Join(dir, "app.js"), bytes.Repeat([]byte("console.log('"+marker+"');\n"), 2000), 0o644)
-	if err := origin.ZipDir(dir, &buf); err != nil {
+	if err := client.ZipDir(dir, &buf); err != nil {
 		t.Fatal(err)
 	}
 	return buf.Bytes()
@@ -68,7 +69,7 @@ func TestReplicationTiers(t *testing.T) {
 	pub := origin.EncodePublicKey(priv.Public().(ed25519.PublicKey))
 	keyFile := config.EdgeKeyFile(data)
 	apiKey, _ := os.ReadFile(config.APIKeyFile(data))
-	c := origin.NewClient("http://"+originAddr, strings.TrimSpace(string(apiKey)))
+	c := client.New("http://"+originAddr, strings.TrimSpace(string(apiKey)))
 	ctx := context.Background()
 
 	edgeArgs := func(name, upstream, listen string) []string {
@@ -91,7 +92,7 @@ func TestReplicationTiers(t *testing.T) {
 	}
 	zips := map[string][]byte{"1.0.1": smallZip(t, "one"), "1.0.2": smallZip(t, "two")}
 	for _, v := range []string{"1.0.1", "1.0.2"} {
-		if _, err := c.UploadBundle(ctx, "com.example.app", v, bytes.NewReader(zips[v]), origin.UploadOptions{Channel: "production"}); err != nil {
+		if _, err := c.UploadBundle(ctx, "com.example.app", v, bytes.NewReader(zips[v]), client.UploadOptions{Channel: "production"}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/updraft-cdn/updraft/origin"
+	"github.com/updraft-cdn/updraft/origin/client"
 	"github.com/updraft-cdn/updraft/origin/snapshot"
 )
 
@@ -257,7 +258,7 @@ func TestSegmentationEndToEnd(t *testing.T) {
 
 	// A/B split on beta.
 	cli(t, r, data, "channel", "ab", "beta", "--app", "com.example.app", "--arm", "a=1.0.1:50", "--arm", "b=1.0.3:50")
-	c := origin.NewClient("http://"+r.OriginAddr, readKey(t, data))
+	c := client.New("http://"+r.OriginAddr, readKey(t, data))
 	seen := map[string]bool{}
 	for i := 0; i < 64; i++ {
 		d := fmt.Sprintf("%08x-1111-4000-8000-%012x", i, i)
@@ -271,7 +272,7 @@ func TestSegmentationEndToEnd(t *testing.T) {
 	if !seen["a=1.0.1"] || !seen["b=1.0.3"] || len(seen) != 2 {
 		t.Fatalf("A/B arms seen: %v", seen)
 	}
-	var apiErr *origin.APIError
+	var apiErr *client.APIError
 	if _, err := c.Rollout(context.Background(), "com.example.app", "beta", origin.RolloutRequest{Action: "pause"}); !errors.As(err, &apiErr) || apiErr.Code != "no_rollout" {
 		t.Fatalf("pause without rollout: %v", err)
 	}

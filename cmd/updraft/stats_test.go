@@ -23,6 +23,7 @@ import (
 
 	"github.com/updraft-cdn/updraft/config"
 	"github.com/updraft-cdn/updraft/origin"
+	"github.com/updraft-cdn/updraft/origin/client"
 	"github.com/updraft-cdn/updraft/origin/store"
 )
 
@@ -123,7 +124,7 @@ func TestStatsThroughEdgesWithOriginOutage(t *testing.T) {
 	}
 	pub := origin.EncodePublicKey(priv.Public().(ed25519.PublicKey))
 	apiKey, _ := os.ReadFile(config.APIKeyFile(data))
-	c := origin.NewClient("http://"+originAddr, strings.TrimSpace(string(apiKey)))
+	c := client.New("http://"+originAddr, strings.TrimSpace(string(apiKey)))
 	ctx := context.Background()
 	const app = "com.example.fleet"
 	if _, err := c.CreateApp(ctx, app, ""); err != nil {
@@ -131,7 +132,7 @@ func TestStatsThroughEdgesWithOriginOutage(t *testing.T) {
 	}
 	versions := []string{"1.0.0", "1.0.1"}
 	for i, v := range versions {
-		if _, err := c.UploadBundle(ctx, app, v, bytes.NewReader(smallZip(t, v)), origin.UploadOptions{Channel: "production"}); err != nil {
+		if _, err := c.UploadBundle(ctx, app, v, bytes.NewReader(smallZip(t, v)), client.UploadOptions{Channel: "production"}); err != nil {
 			t.Fatal(err)
 		}
 		if i == 0 {

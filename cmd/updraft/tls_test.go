@@ -14,8 +14,7 @@ import (
 	"testing"
 
 	"github.com/quic-go/quic-go/http3"
-
-	"github.com/updraft-cdn/updraft/origin"
+	"github.com/updraft-cdn/updraft/origin/client"
 )
 
 // TestHTTP3AndTLS checks the same update check and a 5 MB bundle download
@@ -30,7 +29,7 @@ func TestHTTP3AndTLS(t *testing.T) {
 	rand.Read(big)
 	os.WriteFile(filepath.Join(dir, "app.bin"), big, 0o644)
 	var zb bytes.Buffer
-	if err := origin.ZipDir(dir, &zb); err != nil {
+	if err := client.ZipDir(dir, &zb); err != nil {
 		t.Fatal(err)
 	}
 	zipPath := filepath.Join(t.TempDir(), "big.zip")

@@ -1,4 +1,6 @@
-package origin
+// Package client is the operator API's client: what the CLI (cmd/updraft)
+// and tests use to call an origin. The wire types are in origin/api.
+package client
 
 import (
 	"archive/zip"
@@ -19,6 +21,7 @@ import (
 	"time"
 
 	"github.com/updraft-cdn/updraft/config"
+	"github.com/updraft-cdn/updraft/origin/api"
 	"github.com/updraft-cdn/updraft/origin/snapshot"
 	"github.com/updraft-cdn/updraft/origin/store"
 )
@@ -30,8 +33,8 @@ type Client struct {
 	HTTP    *http.Client
 }
 
-// NewClient returns a client for the origin at baseURL.
-func NewClient(baseURL, apiKey string) *Client {
+// New returns a client for the origin at baseURL.
+func New(baseURL, apiKey string) *Client {
 	return &Client{BaseURL: config.TrimURL(baseURL), APIKey: apiKey, HTTP: &http.Client{Timeout: 10 * time.Minute}}
 }
 
@@ -46,7 +49,9 @@ func (e *APIError) Error() string {
 	return fmt.Sprintf("%s: %s (HTTP %d)", e.Code, e.Message, e.Status)
 }
 
-func (c *Client) do(ctx context.Context, method, path string, body io.Reader, contentType string, out any) error {
+// Do sends a request with body (of contentType) to path and decodes a
+// JSON answer into out (nil: ignored); an error answer is an *APIError.
+func (c *Client) Do(ctx context.Context, method, path string, body io.Reader, contentType string, out any) error {
 	req, err := http.NewRequestWithContext(ctx, method, c.BaseURL+path, body)
 	if err != nil {
 		return err
@@ -77,7 +82,8 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader, co
 	return json.Unmarshal(data, out)
 }
 
-func (c *Client) doJSON(ctx context.Context, method, path string, in, out any) error {
+// DoJSON is Do with in (nil: no body) sent as JSON.
+func (c *Client) DoJSON(ctx context.Context, method, path string, in, out any) error {
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
@@ -86,20 +92,20 @@ func (c *Client) doJSON(ctx context.Context, method, path string, in, out any) e
 		}
 		body = bytes.NewReader(b)
 	}
-	return c.do(ctx, method, path, body, "application/json", out)
+	return c.Do(ctx, method, path, body, "application/json", out)
 }
 
 // CreateApp creates an app.
 func (c *Client) CreateApp(ctx context.Context, id, name string) (store.App, error) {
 	var a store.App
-	err := c.doJSON(ctx, http.MethodPost, "/api/v1/apps", map[string]string{"id": id, "name": name}, &a)
+	err := c.DoJSON(ctx, http.MethodPost, "/api/v1/apps", map[string]string{"id": id, "name": name}, &a)
 	return a, err
 }
 
 // ListApps lists apps.
 func (c *Client) ListApps(ctx context.Context) ([]store.App, error) {
 	var out []store.App
-	err := c.doJSON(ctx, http.MethodGet, "/api/v1/apps", nil, &out)
+	err := c.DoJSON(ctx, http.MethodGet, "/api/v1/apps", nil, &out)
 	return out, err
 }
 
@@ -120,7 +126,7 @@ func (c *Client) UploadBundle(ctx context.Context, app, version string, zipData 
 		}
 	}
 	var b store.Bundle
-	err := c.do(ctx, http.MethodPost, "/api/v1/apps/"+url.PathEscape(app)+"/bundles?"+q.Encode(), zipData, "application/zip", &b)
+	err := c.Do(ctx, http.MethodPost, "/api/v1/apps/"+url.PathEscape(app)+"/bundles?"+q.Encode(), zipData, "application/zip", &b)
 	return b, err
 }
 
@@ -145,29 +151,23 @@ func (c *Client) UploadPath(ctx context.Context, app, version, path string, opt 
 }
 
 // ListBundles lists an app's bundles, newest first.
-func (c *Client) ListBundles(ctx context.Context, app string) ([]BundleInfo, error) {
-	var out []BundleInfo
-	err := c.doJSON(ctx, http.MethodGet, "/api/v1/apps/"+url.PathEscape(app)+"/bundles", nil, &out)
+func (c *Client) ListBundles(ctx context.Context, app string) ([]api.BundleInfo, error) {
+	var out []api.BundleInfo
+	err := c.DoJSON(ctx, http.MethodGet, "/api/v1/apps/"+url.PathEscape(app)+"/bundles", nil, &out)
 	return out, err
 }
 
-// ChannelResult is a saved channel and the channels it took the default role from.
-type ChannelResult struct {
-	store.Channel
-	Demoted []string `json:"demoted"`
-}
-
 // SetChannel creates or updates a channel with the given fields.
-func (c *Client) SetChannel(ctx context.Context, app, name string, p store.ChannelPatch) (ChannelResult, error) {
-	var out ChannelResult
-	err := c.doJSON(ctx, http.MethodPut, "/api/v1/apps/"+url.PathEscape(app)+"/channels/"+url.PathEscape(name), p, &out)
+func (c *Client) SetChannel(ctx context.Context, app, name string, p store.ChannelPatch) (api.ChannelResult, error) {
+	var out api.ChannelResult
+	err := c.DoJSON(ctx, http.MethodPut, "/api/v1/apps/"+url.PathEscape(app)+"/channels/"+url.PathEscape(name), p, &out)
 	return out, err
 }
 
 // ListChannels lists an app's channels.
 func (c *Client) ListChannels(ctx context.Context, app string) ([]store.Channel, error) {
 	var out []store.Channel
-	err := c.doJSON(ctx, http.MethodGet, "/api/v1/apps/"+url.PathEscape(app)+"/channels", nil, &out)
+	err := c.DoJSON(ctx, http.MethodGet, "/api/v1/apps/"+url.PathEscape(app)+"/channels", nil, &out)
 	return out, err
 }
 
@@ -217,9 +217,9 @@ func ZipDir(dir string, w io.Writer) error {
 }
 
 // Rollout applies a rollout action to a channel.
-func (c *Client) Rollout(ctx context.Context, app, channel string, req RolloutRequest) (store.Channel, error) {
+func (c *Client) Rollout(ctx context.Context, app, channel string, req api.RolloutRequest) (store.Channel, error) {
 	var out store.Channel
-	err := c.doJSON(ctx, http.MethodPost, "/api/v1/apps/"+url.PathEscape(app)+"/channels/"+url.PathEscape(channel)+"/rollout", req, &out)
+	err := c.DoJSON(ctx, http.MethodPost, "/api/v1/apps/"+url.PathEscape(app)+"/channels/"+url.PathEscape(channel)+"/rollout", req, &out)
 	return out, err
 }
 
@@ -228,9 +228,9 @@ func (c *Client) SetAB(ctx context.Context, app, channel string, arms []snapshot
 	var out store.Channel
 	path := "/api/v1/apps/" + url.PathEscape(app) + "/channels/" + url.PathEscape(channel) + "/ab"
 	if len(arms) == 0 {
-		return out, c.doJSON(ctx, http.MethodDelete, path, nil, &out)
+		return out, c.DoJSON(ctx, http.MethodDelete, path, nil, &out)
 	}
-	return out, c.doJSON(ctx, http.MethodPut, path, map[string]any{"arms": arms}, &out)
+	return out, c.DoJSON(ctx, http.MethodPut, path, map[string]any{"arms": arms}, &out)
 }
 
 // AddSegment adds an attribute rule at position (nil: last).
@@ -240,25 +240,25 @@ func (c *Client) AddSegment(ctx context.Context, app string, rule snapshot.Rule,
 		snapshot.Rule
 		Position *int `json:"position,omitempty"`
 	}{rule, position}
-	err := c.doJSON(ctx, http.MethodPost, "/api/v1/apps/"+url.PathEscape(app)+"/segments", body, &out)
+	err := c.DoJSON(ctx, http.MethodPost, "/api/v1/apps/"+url.PathEscape(app)+"/segments", body, &out)
 	return out, err
 }
 
 // ListSegments lists an app's rules in evaluation order.
 func (c *Client) ListSegments(ctx context.Context, app string) ([]store.Segment, error) {
 	var out []store.Segment
-	err := c.doJSON(ctx, http.MethodGet, "/api/v1/apps/"+url.PathEscape(app)+"/segments", nil, &out)
+	err := c.DoJSON(ctx, http.MethodGet, "/api/v1/apps/"+url.PathEscape(app)+"/segments", nil, &out)
 	return out, err
 }
 
 // RemoveSegment deletes a rule.
 func (c *Client) RemoveSegment(ctx context.Context, app, name string) error {
-	return c.doJSON(ctx, http.MethodDelete, "/api/v1/apps/"+url.PathEscape(app)+"/segments/"+url.PathEscape(name), nil, nil)
+	return c.DoJSON(ctx, http.MethodDelete, "/api/v1/apps/"+url.PathEscape(app)+"/segments/"+url.PathEscape(name), nil, nil)
 }
 
 // SetOverrides pins devices to channel ("" clears their overrides).
 func (c *Client) SetOverrides(ctx context.Context, app, channel string, devices []string) error {
-	return c.doJSON(ctx, http.MethodPut, "/api/v1/apps/"+url.PathEscape(app)+"/overrides", map[string]any{"channel": channel, "devices": devices}, nil)
+	return c.DoJSON(ctx, http.MethodPut, "/api/v1/apps/"+url.PathEscape(app)+"/overrides", map[string]any{"channel": channel, "devices": devices}, nil)
 }
 
 // ListOverrides pages through an app's overrides.
@@ -268,39 +268,39 @@ func (c *Client) ListOverrides(ctx context.Context, app, after string, limit int
 	if after != "" {
 		q.Set("after", after)
 	}
-	err := c.doJSON(ctx, http.MethodGet, "/api/v1/apps/"+url.PathEscape(app)+"/overrides?"+q.Encode(), nil, &out)
+	err := c.DoJSON(ctx, http.MethodGet, "/api/v1/apps/"+url.PathEscape(app)+"/overrides?"+q.Encode(), nil, &out)
 	return out, err
 }
 
 // Resolve asks the origin what an edge would answer this device now.
-func (c *Client) Resolve(ctx context.Context, app string, dev DeviceRequest) (Resolution, error) {
-	var out Resolution
-	err := c.doJSON(ctx, http.MethodPost, "/api/v1/apps/"+url.PathEscape(app)+"/resolve", dev, &out)
+func (c *Client) Resolve(ctx context.Context, app string, dev api.DeviceRequest) (api.Resolution, error) {
+	var out api.Resolution
+	err := c.DoJSON(ctx, http.MethodPost, "/api/v1/apps/"+url.PathEscape(app)+"/resolve", dev, &out)
 	return out, err
 }
 
 // Stats returns an app's analytics; query holds channel, from, to, step.
-func (c *Client) Stats(ctx context.Context, app string, query url.Values) (StatsReport, error) {
-	var out StatsReport
-	err := c.doJSON(ctx, http.MethodGet, "/api/v1/apps/"+url.PathEscape(app)+"/stats?"+query.Encode(), nil, &out)
+func (c *Client) Stats(ctx context.Context, app string, query url.Values) (api.StatsReport, error) {
+	var out api.StatsReport
+	err := c.DoJSON(ctx, http.MethodGet, "/api/v1/apps/"+url.PathEscape(app)+"/stats?"+query.Encode(), nil, &out)
 	return out, err
 }
 
 // Guard returns a channel's rollout guard with its status and actions.
-func (c *Client) Guard(ctx context.Context, app, channel string) (GuardInfo, error) {
-	var out GuardInfo
-	err := c.doJSON(ctx, http.MethodGet, "/api/v1/apps/"+url.PathEscape(app)+"/channels/"+url.PathEscape(channel)+"/guard", nil, &out)
+func (c *Client) Guard(ctx context.Context, app, channel string) (api.GuardInfo, error) {
+	var out api.GuardInfo
+	err := c.DoJSON(ctx, http.MethodGet, "/api/v1/apps/"+url.PathEscape(app)+"/channels/"+url.PathEscape(channel)+"/guard", nil, &out)
 	return out, err
 }
 
 // SetGuard sets a channel's rollout guard (zero fields take defaults).
-func (c *Client) SetGuard(ctx context.Context, app, channel string, g store.Guard) (GuardInfo, error) {
-	var out GuardInfo
-	err := c.doJSON(ctx, http.MethodPut, "/api/v1/apps/"+url.PathEscape(app)+"/channels/"+url.PathEscape(channel)+"/guard", g, &out)
+func (c *Client) SetGuard(ctx context.Context, app, channel string, g store.Guard) (api.GuardInfo, error) {
+	var out api.GuardInfo
+	err := c.DoJSON(ctx, http.MethodPut, "/api/v1/apps/"+url.PathEscape(app)+"/channels/"+url.PathEscape(channel)+"/guard", g, &out)
 	return out, err
 }
 
 // RemoveGuard removes a channel's rollout guard.
 func (c *Client) RemoveGuard(ctx context.Context, app, channel string) error {
-	return c.doJSON(ctx, http.MethodDelete, "/api/v1/apps/"+url.PathEscape(app)+"/channels/"+url.PathEscape(channel)+"/guard", nil, nil)
+	return c.DoJSON(ctx, http.MethodDelete, "/api/v1/apps/"+url.PathEscape(app)+"/channels/"+url.PathEscape(channel)+"/guard", nil, nil)
 }

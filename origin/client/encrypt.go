@@ -1,4 +1,4 @@
-package origin
+package client
 
 import (
 	"bytes"
@@ -15,6 +15,7 @@ import (
 	"os"
 
 	"github.com/updraft-cdn/updraft/bundlecrypt"
+	"github.com/updraft-cdn/updraft/origin/api"
 	"github.com/updraft-cdn/updraft/origin/snapshot"
 	"github.com/updraft-cdn/updraft/origin/store"
 )
@@ -55,7 +56,7 @@ func EncryptPath(path string, key *rsa.PrivateKey) (*bundlecrypt.Bundle, error) 
 	if werr != nil {
 		return nil, werr
 	}
-	if err := checkZip(tmp.Name()); err != nil {
+	if err := api.CheckZip(tmp.Name()); err != nil {
 		return nil, err
 	}
 	files, err := bundlecrypt.ReadZipFiles(zipData)
@@ -65,10 +66,10 @@ func EncryptPath(path string, key *rsa.PrivateKey) (*bundlecrypt.Bundle, error) 
 	return bundlecrypt.EncryptBundle(key, zipData, files)
 }
 
-// UploadEncrypted uploads an encrypted bundle (see uploadEncrypted for the
-// request's parts). Manifest files with the same ciphertext are sent once.
+// UploadEncrypted uploads an encrypted bundle (see origin's uploadEncrypted for
+// the request's parts). Manifest files with the same ciphertext are sent once.
 func (c *Client) UploadEncrypted(ctx context.Context, app, version string, eb *bundlecrypt.Bundle, opt UploadOptions) (store.Bundle, error) {
-	meta := EncryptedMeta{SessionKey: eb.SessionKey, Checksum: eb.Checksum, KeyID: eb.KeyID,
+	meta := api.EncryptedMeta{SessionKey: eb.SessionKey, Checksum: eb.Checksum, KeyID: eb.KeyID,
 		Manifest: make([]snapshot.ManifestEntry, len(eb.Files))}
 	blobs := make(map[string][]byte, len(eb.Files))
 	var order []string
@@ -117,6 +118,6 @@ func (c *Client) UploadEncrypted(ctx context.Context, app, version string, eb *b
 		}
 	}
 	var b store.Bundle
-	err := c.do(ctx, http.MethodPost, "/api/v1/apps/"+url.PathEscape(app)+"/bundles?"+q.Encode(), pr, mw.FormDataContentType(), &b)
+	err := c.Do(ctx, http.MethodPost, "/api/v1/apps/"+url.PathEscape(app)+"/bundles?"+q.Encode(), pr, mw.FormDataContentType(), &b)
 	return b, err
 }

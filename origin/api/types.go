@@ -1,0 +1,219 @@
+// Package api holds the operator API's wire types: the request and answer
+// bodies the origin (package origin) serves and its client (package
+// origin/client) sends and decodes. It imports no server code, so the
+// client does not import the server.
+package api
+
+import (
+	"time"
+
+	"github.com/updraft-cdn/updraft/origin/snapshot"
+	"github.com/updraft-cdn/updraft/origin/store"
+)
+
+// BundleInfo is a bundle as the API lists it, with the status of its build
+// job (nil for encrypted bundles, which get no build).
+type BundleInfo struct {
+	store.Bundle
+	DeltaStatus *DeltaStatus `json:"delta_status,omitempty"`
+}
+
+// DeltaStatus is the progress of a bundle's build.
+type DeltaStatus struct {
+	State    string `json:"state"` // queued, building, ready, failed
+	Done     int    `json:"done"`  // deltas built or dropped so far
+	Total    int    `json:"total"` // deltas to try
+	Error    string `json:"error,omitempty"`
+	Attempts int    `json:"attempts,omitempty"` // builds tried so far
+}
+
+// ChannelResult is a saved channel and the channels it took the default role from.
+type ChannelResult struct {
+	store.Channel
+	Demoted []string `json:"demoted"`
+}
+
+// RolloutRequest is the body of POST .../channels/{name}/rollout.
+type RolloutRequest struct {
+	Action store.RolloutAction `json:"action"`           // set (default), pause, resume, promote, rollback
+	Bundle string              `json:"bundle,omitempty"` // for set
+	BPS    *int                `json:"bps,omitempty"`    // for set: 0..10000
+}
+
+// Resolution is what POST .../resolve answers: the decision an edge would
+// make for that device on the current snapshot, and why.
+type Resolution struct {
+	Rev     int64  `json:"rev"`
+	Update  bool   `json:"update"`
+	Version string `json:"version,omitempty"`
+	Code    string `json:"error,omitempty"`
+	Message string `json:"message,omitempty"`
+	Kind    string `json:"kind,omitempty"`
+	Channel string `json:"channel,omitempty"`
+	Rule    string `json:"rule,omitempty"`
+	Segment string `json:"segment,omitempty"`
+	Variant string `json:"variant,omitempty"`
+	Arm     string `json:"arm,omitempty"`
+	Bucket  int    `json:"bucket"`
+	// RevertToBuiltin: the device is sent back to the store build (its
+	// channel targets builtin); Version is "builtin".
+	RevertToBuiltin bool `json:"revert_to_builtin,omitempty"`
+}
+
+// DeviceRequest is the device fields of an update check, as JSON.
+type DeviceRequest struct {
+	AppID          string `json:"app_id"`
+	DeviceID       string `json:"device_id"`
+	VersionName    string `json:"version_name"`
+	VersionBuild   string `json:"version_build"`
+	Platform       string `json:"platform"`
+	PluginVersion  string `json:"plugin_version"`
+	CustomID       string `json:"custom_id,omitempty"`
+	DefaultChannel string `json:"defaultChannel,omitempty"`
+	KeyID          string `json:"key_id,omitempty"`
+	IsEmulator     bool   `json:"is_emulator"`
+	IsProd         bool   `json:"is_prod"`
+}
+
+// StatsReport is an app's update analytics over a time range: totals per
+// bundle and per segment, and time series of adoption (devices whose last
+// install was the bundle) and failure rate per bundle.
+type StatsReport struct {
+	AppID       string         `json:"app_id"`
+	Channel     string         `json:"channel,omitempty"`
+	Segment     string         `json:"segment,omitempty"`
+	Platform    string         `json:"platform,omitempty"`
+	From        time.Time      `json:"from"`
+	To          time.Time      `json:"to"`
+	StepSeconds int64          `json:"step_seconds"`
+	Events      int64          `json:"events"`
+	Bundles     []VersionStats `json:"bundles"`
+	Segments    []VersionStats `json:"segments"`
+	Adoption    []Series       `json:"adoption"`
+	FailureRate []Series       `json:"failure_rate"`
+}
+
+// VersionStats are one bundle's figures (in one segment, for
+// StatsReport.Segments). Rates are failures / (installs + failures); the
+// lower bound is Wilson's at 95%.
+type VersionStats struct {
+	Version          string           `json:"version_name"`
+	Segment          string           `json:"segment,omitempty"`
+	Devices          int64            `json:"devices"` // adoption at To
+	Downloads        int64            `json:"downloads"`
+	Installs         int64            `json:"installs"`
+	Failures         int64            `json:"failures"`
+	FailureRate      float64          `json:"failure_rate"`
+	FailureRateLower float64          `json:"failure_rate_lower"`
+	FailuresByAction map[string]int64 `json:"failures_by_action,omitempty"`
+	Events           int64            `json:"events"`
+}
+
+// Series is one bundle's values over time: Points[i] is the value at the
+// end of bucket i, From + (i+1)·step (-1 in a failure-rate series: no
+// installs or failures in that bucket).
+type Series struct {
+	Version string    `json:"version_name"`
+	Points  []float64 `json:"points"`
+}
+
+// GuardInfo is a channel's guard as the API shows it: configuration,
+// latest evaluation and recent actions.
+type GuardInfo struct {
+	store.GuardedChannel
+	Status  *GuardStatus        `json:"status,omitempty"`
+	Actions []store.GuardAction `json:"actions"`
+}
+
+// GuardStatus is a guard's latest evaluation.
+type GuardStatus struct {
+	EvaluatedAt time.Time `json:"evaluated_at"`
+	State       string    `json:"state"` // watching, too_few_prefixes, triggered, cooldown, no_rollout, paused
+	Bundle      string    `json:"bundle,omitempty"`
+	Since       time.Time `json:"since,omitzero"`
+	Attempts    int64     `json:"attempts"`
+	Failures    int64     `json:"failures"`
+	FailureRate float64   `json:"failure_rate"`
+	LowerBound  float64   `json:"failure_rate_lower"`
+	// FailurePrefixes is the number of client networks among the counted
+	// failures (State too_few_prefixes: under the guard's min_prefixes).
+	FailurePrefixes int `json:"failure_prefixes"`
+	// NewDevices (NewFailures of them failed) reported on the rollout but
+	// were first seen after it began: not counted unless count_new_devices.
+	NewDevices  int64 `json:"new_devices"`
+	NewFailures int64 `json:"new_failures"`
+	// CappedDevices are over max_devices_per_prefix in their network.
+	CappedDevices int64 `json:"capped_devices"`
+
+	// RolloutStart is the start of the rollout judged (Unix ms): the
+	// origin's own, not sent.
+	RolloutStart int64 `json:"-"`
+}
+
+// AppOptions is the body of PATCH /api/v1/apps/{app}: the fields to change.
+type AppOptions struct {
+	// KeepBundles keeps the app's N newest bundles (0: all); older ones
+	// not in use are deleted now and after every upload.
+	KeepBundles *int `json:"keep_bundles,omitempty"`
+	// Device-protocol options (appoptions.go): Capgo's expose_metadata
+	// (link and comment in update answers) and allow_device_custom_id.
+	ExposeMetadata      *bool `json:"expose_metadata,omitempty"`
+	AllowDeviceCustomID *bool `json:"allow_device_custom_id,omitempty"`
+}
+
+// AppSettings is what PATCH /api/v1/apps/{app} answers.
+type AppSettings struct {
+	ID          string   `json:"id"`
+	KeepBundles int      `json:"keep_bundles"`
+	Deleted     []string `json:"deleted"` // bundles the new retention deleted, oldest first
+	// Device-protocol options, as they now are.
+	ExposeMetadata      bool `json:"expose_metadata"`
+	AllowDeviceCustomID bool `json:"allow_device_custom_id"`
+}
+
+// GCResult is what one blob garbage collection did.
+type GCResult struct {
+	Deleted int   `json:"deleted"` // blobs deleted
+	Bytes   int64 `json:"bytes"`   // bytes freed
+	Kept    int   `json:"kept"`    // blobs kept: referenced, or within the grace period
+}
+
+// RotateKeyRequest is the body of POST /api/v1/keys/rotate.
+type RotateKeyRequest struct {
+	Key string `json:"key"` // api, edge or signing
+	// OverlapSeconds: how long the replaced api or edge keys stay valid
+	// (nil: DefaultKeyOverlap; 0: they stop at once).
+	OverlapSeconds *int64 `json:"overlap_seconds,omitempty"`
+	// Prepare (signing): only create the next key and return its public key.
+	Prepare bool `json:"prepare,omitempty"`
+}
+
+// RotateKeyResult answers a rotation.
+type RotateKeyResult struct {
+	Key string `json:"key"`
+	// Secret is the new api or edge key (also written to File).
+	Secret       string     `json:"secret,omitempty"`
+	File         string     `json:"file,omitempty"`
+	OldExpiresAt *time.Time `json:"old_expires_at,omitempty"`
+	// PublicKey is the signing key now in use (or prepared, with
+	// Prepared); PreviousPublicKey the one it replaces.
+	PublicKey         string `json:"public_key,omitempty"`
+	PreviousPublicKey string `json:"previous_public_key,omitempty"`
+	Prepared          bool   `json:"prepared,omitempty"`
+}
+
+// EncryptedMeta is the "meta" part of an encrypted upload.
+type EncryptedMeta struct {
+	SessionKey string                   `json:"session_key"`
+	Checksum   string                   `json:"checksum"`
+	KeyID      string                   `json:"key_id"`
+	Manifest   []snapshot.ManifestEntry `json:"manifest"`
+}
+
+// RebuildRequest is the body of POST /api/v1/apps/{app}/bundles/{version}/rebuild.
+type RebuildRequest struct {
+	// Force removes the bundle's manifest, canonical archive and the deltas
+	// to it before the build runs again (for bundles built by an older or
+	// broken builder); without it, the build only adds what is missing.
+	Force bool `json:"force,omitempty"`
+}

@@ -1,0 +1,25 @@
+package origin
+
+import "github.com/updraft-cdn/updraft/origin/api"
+
+// The operator API's wire types live in package origin/api, which the
+// client (origin/client) shares without importing the server.
+type (
+	AppOptions       = api.AppOptions
+	AppSettings      = api.AppSettings
+	BundleInfo       = api.BundleInfo
+	DeltaStatus      = api.DeltaStatus
+	DeviceRequest    = api.DeviceRequest
+	EncryptedMeta    = api.EncryptedMeta
+	GCResult         = api.GCResult
+	GuardInfo        = api.GuardInfo
+	GuardStatus      = api.GuardStatus
+	RebuildRequest   = api.RebuildRequest
+	Resolution       = api.Resolution
+	RolloutRequest   = api.RolloutRequest
+	RotateKeyRequest = api.RotateKeyRequest
+	RotateKeyResult  = api.RotateKeyResult
+	Series           = api.Series
+	StatsReport      = api.StatsReport
+	VersionStats     = api.VersionStats
+)
