@@ -18,7 +18,8 @@
 # ~/.cache/updraft). Everything runs on 127.0.0.1 and is removed afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export UPDRAFT_REQUIRE_PG=1 UPDRAFT_REQUIRE_S3=1
+# PostgreSQL with its durable defaults (fsync, synchronous commit), as operators run it.
+export UPDRAFT_REQUIRE_PG=1 UPDRAFT_REQUIRE_S3=1 UPDRAFT_PG_DURABLE=1
 
 echo "== 1. propagation, write on origin A → edge following origin B"
 go test -count=1 -run '^TestClusterPropagation$' -v ./cmd/updraft/ 2>&1 | grep -E 'propagation,|^(--- |ok|FAIL)'

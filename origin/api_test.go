@@ -196,22 +196,25 @@ func waitDeltas(t *testing.T, c *client.Client, app, version string) []BundleInf
 	}
 }
 
+// uploadTempDir is where the origin's blob store keeps writes in progress:
+// DATA/blobs/tmp on files, DATA/blob-uploads on S3.
+func uploadTempDir(o *testOrigin) string {
+	if o.srv.cfg.Blobs != "" {
+		return filepath.Join(o.dir, "blob-uploads")
+	}
+	return filepath.Join(o.dir, "blobs", "tmp")
+}
+
 // assertBlobs checks the blob store holds exactly n committed blobs and no
 // temporary files.
 func assertBlobs(t *testing.T, o *testOrigin, n int) {
 	t.Helper()
 	var committed, tmp int
-	filepath.Walk(filepath.Join(o.dir, "blobs"), func(p string, fi os.FileInfo, err error) error {
-		if err != nil || fi.IsDir() {
-			return nil
-		}
-		if filepath.Base(filepath.Dir(p)) == "tmp" {
-			tmp++
-		} else {
-			committed++
-		}
-		return nil
-	})
+	if err := o.srv.blobs.Walk(func(string, int64, time.Time) error { committed++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	es, _ := os.ReadDir(uploadTempDir(o))
+	tmp = len(es)
 	if committed != n || tmp != 0 {
 		t.Fatalf("blob store: %d committed (want %d), %d temporary (want 0)", committed, n, tmp)
 	}
@@ -261,7 +264,7 @@ func TestUploadCutMidStream(t *testing.T) {
 	// Wait until the server has spooled some of it to a temporary file.
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
-		if es, _ := os.ReadDir(filepath.Join(o.dir, "blobs", "tmp")); len(es) > 0 {
+		if es, _ := os.ReadDir(uploadTempDir(o)); len(es) > 0 {
 			break
 		}
 		time.Sleep(5 * time.Millisecond)
@@ -269,7 +272,7 @@ func TestUploadCutMidStream(t *testing.T) {
 	conn.Close()
 	deadline = time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
-		if es, _ := os.ReadDir(filepath.Join(o.dir, "blobs", "tmp")); len(es) == 0 {
+		if es, _ := os.ReadDir(uploadTempDir(o)); len(es) == 0 {
 			break
 		}
 		time.Sleep(5 * time.Millisecond)

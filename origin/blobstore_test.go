@@ -22,12 +22,14 @@ import (
 )
 
 // blobPath is where a blob's file is, for tests that set its time or look
-// at the folder: they need the filesystem store (the default).
+// at the folder: they need the filesystem store. On the PostgreSQL + S3
+// run such a test is skipped (it ran on files in the SQLite run; S3's own
+// ages are covered by TestBlobsOnS3 and the blob conformance suite).
 func blobPath(t testing.TB, s *Server, sha string) string {
 	t.Helper()
 	fs, ok := s.blobs.(*blobfs.Store)
 	if !ok {
-		t.Fatalf("this test reaches into blob files; the origin's blob store is %T", s.blobs)
+		t.Skipf("this test sets blob files' times; the origin's blob store is %T", s.blobs)
 	}
 	return fs.Path(sha)
 }

@@ -97,7 +97,7 @@ func TestACMEWithPebble(t *testing.T) {
 	waitTCP(t, acme)
 
 	data := t.TempDir()
-	oc := config.NewOrigin(data)
+	oc := testOriginConfig(t, data)
 	oc.Listen = "127.0.0.1:0"
 	ec := config.NewEdge(filepath.Join(data, "edge"))
 	ec.Listen, ec.TLS, ec.TLSListen = "127.0.0.1:0", "acme", edgePort

@@ -25,7 +25,7 @@ import (
 // by mod.
 func startTestServeWith(t *testing.T, data string, mod func(*config.Edge)) *running {
 	t.Helper()
-	oc := config.NewOrigin(data)
+	oc := testOriginConfig(t, data)
 	oc.Listen = "127.0.0.1:0"
 	ec := config.NewEdge(filepath.Join(data, "edge-cache"))
 	ec.Listen = "127.0.0.1:0"

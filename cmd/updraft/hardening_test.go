@@ -111,7 +111,7 @@ func TestServeStopsWithChildEdge(t *testing.T) {
 		t.Skip("starts a child process")
 	}
 	data := t.TempDir()
-	oc := config.NewOrigin(data)
+	oc := testOriginConfig(t, data)
 	oc.Listen = "127.0.0.1:0"
 	ec := config.NewEdge(filepath.Join(data, "edge-cache"))
 	ec.Listen = "127.0.0.1:0"

@@ -20,16 +20,19 @@ import (
 	"time"
 
 	"github.com/updraft-cdn/updraft/config"
+	"github.com/updraft-cdn/updraft/internal/testenv"
 )
 
-// TestMain lets tests run this binary's main in a child process.
+// TestMain lets tests run this binary's main in a child process, and runs
+// the tests twice: on SQLite and files, then on PostgreSQL and S3
+// (testenv.MainWithStores; in-process serves follow testOriginConfig).
 func TestMain(m *testing.M) {
 	if args := os.Getenv("UPDRAFT_TEST_MAIN_ARGS"); args != "" {
 		os.Args = append([]string{"updraft"}, strings.Split(args, "\x1f")...)
 		main()
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	testenv.MainWithStores(m)
 }
 
 func fixture(t *testing.T, name string) string {
@@ -43,7 +46,7 @@ func fixture(t *testing.T, name string) string {
 
 func startTestServe(t *testing.T, data string) *running {
 	t.Helper()
-	oc := config.NewOrigin(data)
+	oc := testOriginConfig(t, data)
 	oc.Listen = "127.0.0.1:0"
 	ec := config.NewEdge(filepath.Join(data, "edge-cache"))
 	ec.Listen = "127.0.0.1:0"

@@ -127,12 +127,18 @@ func startPostgres() (string, error) {
 	ln.Close()
 	// fsync off: these clusters are thrown away; crash safety of the
 	// stores is tested on what they commit, not on PostgreSQL's disk.
-	script := fmt.Sprintf(`%s -D %s -p %d -k %s -h 127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 >%s/log 2>&1 &
+	// Benchmarks set UPDRAFT_PG_DURABLE=1 to measure with PostgreSQL's
+	// defaults (fsync, synchronous commit), as operators run it.
+	durability := "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+	if os.Getenv("UPDRAFT_PG_DURABLE") != "" {
+		durability = ""
+	}
+	script := fmt.Sprintf(`%s -D %s -p %d -k %s -h 127.0.0.1 %s -c max_connections=300 >%s/log 2>&1 &
 pid=$!
 read _
 kill -INT $pid 2>/dev/null
 wait $pid
-rm -rf %s`, filepath.Join(bin, "postgres"), data, port, dir, dir, dir)
+rm -rf %s`, filepath.Join(bin, "postgres"), data, port, dir, durability, dir, dir)
 	cmd := asUser("sh", "-c", script)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -221,4 +227,26 @@ func MainWithStores(m *testing.M) {
 		os.Exit(1)
 	}
 	os.Exit(0)
+}
+
+// BlobsURL is the --blobs value for a test's origin: "" (files in the
+// test's folder) on the SQLite run, and a fresh prefix of the S3 server on
+// the PostgreSQL run (MainWithStores), so that the second run covers the
+// production pair, PostgreSQL + S3. Without a weed binary that run keeps
+// files (logged), unless UPDRAFT_REQUIRE_S3 is set.
+func BlobsURL(t testing.TB) string {
+	t.Helper()
+	if StoreEngine() != "postgres" {
+		return ""
+	}
+	if _, err := WeedBinary(); err != nil && os.Getenv("UPDRAFT_REQUIRE_S3") == "" {
+		t.Logf("no S3 server (%v): blobs on files", err)
+		return ""
+	}
+	s3 := Seaweed(t)
+	// Process-wide (t.Setenv refuses parallel tests): every origin of
+	// this test binary talks to the same server with the same key.
+	os.Setenv("AWS_ACCESS_KEY_ID", s3.AccessKey)
+	os.Setenv("AWS_SECRET_ACCESS_KEY", s3.SecretKey)
+	return s3.URL(s3.Prefix())
 }

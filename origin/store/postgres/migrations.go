@@ -202,4 +202,8 @@ var Events = Schema{name: "events", migrations: []string{
 		PRIMARY KEY (app_id, device_id));
 	 CREATE INDEX devices_seen_last ON devices_seen (last_seen);
 	 CREATE TABLE event_meta (key TEXTC PRIMARY KEY, value BIGINT NOT NULL);`,
+	// Raw segments are stored as they came, uncompressed by PostgreSQL
+	// (TOAST compression of each ~150 KB segment cost the ingest more than
+	// it saved; segments are pruned after 7 days anyway).
+	`ALTER TABLE event_segments ALTER COLUMN data SET STORAGE EXTERNAL;`,
 }}
