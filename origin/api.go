@@ -172,14 +172,19 @@ func (s *Server) listBundles(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	// Build statuses first, bundles second: a build records its deltas
+	// before its job is done, so a "ready" read first guarantees the
+	// bundle read after it lists every delta (read the other way round, a
+	// build finishing between the two reads showed "ready" with deltas
+	// missing).
+	status, err := s.deltas.statuses(r.Context(), id)
+	if err != nil {
+		return err
+	}
 	bundles, err := s.store.ListBundles(r.Context(), id)
 	if errors.Is(err, store.ErrNotFound) {
 		return notFoundApp(id)
 	}
-	if err != nil {
-		return err
-	}
-	status, err := s.deltas.statuses(r.Context(), id)
 	if err != nil {
 		return err
 	}
