@@ -1,9 +1,10 @@
 // Package config holds the typed configuration of each Updraft role (origin,
 // edge, and the all-in-one serve), its defaults and its validation. Values come
-// from flags and environment variables; every error names the setting and says
-// what a valid value looks like.
+// from flags, environment variables and a TOML configuration file (file.go);
+// every error names the setting and says what a valid value looks like.
 //
-// config imports only the standard library.
+// Besides the standard library, config imports only the TOML reader
+// (github.com/pelletier/go-toml/v2, file.go).
 package config
 
 import (

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -27,8 +26,11 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if compare {
 		args = args[1:]
 	}
-	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	name := "bench"
+	if compare {
+		name = "bench compare"
+	}
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	var o bench.Options
 	fs.StringVar(&o.Target, "target", "http://127.0.0.1:8080", "edge (or any server speaking the device protocol) to load")
 	fs.StringVar(&o.AppID, "app", "", "load this existing app instead of a throwaway bench.* app (needs --i-know-this-is-production)")
@@ -51,15 +53,24 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	jsonOut := fs.Bool("json", false, "print the report as JSON")
 	out := fs.String("out", "", "also write the JSON report to this file")
 	htmlOut := fs.String("html", "", "also write an HTML report with charts (works offline) to this file")
-	if _, err := parseFlags(fs, args); err != nil {
+	pos, err := parseFlags(fs, args)
+	if err != nil {
 		return err
 	}
+	if len(pos) > 0 {
+		if compare {
+			return usagef("", "bench compare: takes flags only, got %q", pos[0])
+		}
+		return unknownSub("bench", pos[0], subcommands("bench"))
+	}
 	var sc bench.Scenario
-	var err error
 	if strings.HasSuffix(*scenario, ".json") {
 		sc, err = bench.LoadScenario(*scenario)
 	} else {
 		sc, err = bench.Builtin(*scenario, *duration, o.Connections)
+		if err != nil { // a mistyped scenario name
+			err = usagef("", "bench --%v", err)
+		}
 	}
 	if err != nil {
 		return err
@@ -67,11 +78,11 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *link != "" {
 		p, err := bench.ParseLink(*link)
 		if err != nil {
-			return err
+			return usagef("", "bench --link: %v", err)
 		}
 		u, err := url.Parse(o.Target)
 		if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
-			return fmt.Errorf("bench --link: target %q must be an http:// or https:// URL", o.Target)
+			return usagef("", "bench --link: target %q must be an http:// or https:// URL", o.Target)
 		}
 		var addr string
 		if o.Proto == "h3" {
@@ -96,12 +107,12 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	// Load goes to a throwaway app unless an existing one is named on
 	// purpose: a run's devices and events stay in an app's statistics.
 	if o.AppID != "" && !*production {
-		return fmt.Errorf("bench --app %s: the run's fake devices, events and failures would stay in that app's statistics for good; "+
+		return usagef("", "bench --app %s: the run's fake devices, events and failures would stay in that app's statistics for good; "+
 			"add --i-know-this-is-production to load it anyway, or drop --app to let bench create and delete its own app", o.AppID)
 	}
 	if o.AppID == "" {
 		if o.Deltas || o.VersionName != "builtin" {
-			return errors.New("bench --deltas and --version-name measure an existing app's bundles: give --app APP --i-know-this-is-production")
+			return usagef("", "bench --deltas and --version-name measure an existing app's bundles: give --app APP --i-know-this-is-production")
 		}
 		c, err := cf.client()
 		if err != nil {
@@ -153,7 +164,6 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 func cmdBenchLink(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("bench link", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	listen := fs.String("listen", "127.0.0.1:9080", "address to accept connections (or datagrams) on")
 	upstream := fs.String("upstream", "127.0.0.1:8080", "address to relay to")
 	profile := fs.String("profile", "40ms/100mbit", "RTT[/BANDWIDTH][/LOSS%]")
@@ -163,7 +173,7 @@ func cmdBenchLink(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	p, err := bench.ParseLink(*profile)
 	if err != nil {
-		return err
+		return usagef("", "bench link --profile: %v", err)
 	}
 	var addr string
 	var closer io.Closer
@@ -188,7 +198,6 @@ func cmdBenchLink(ctx context.Context, args []string, stdout, stderr io.Writer) 
 
 func cmdBenchFetch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("bench fetch", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	var o bench.FetchOptions
 	fs.StringVar(&o.Proto, "proto", "h3", "h3, h2 or h1")
 	fs.IntVar(&o.Requests, "n", 100, "requests")
@@ -200,7 +209,7 @@ func cmdBenchFetch(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return err
 	}
 	if len(pos) != 1 {
-		return errors.New("bench fetch: want one URL")
+		return usagef("", "bench fetch: want one URL")
 	}
 	o.URL = pos[0]
 	res, err := bench.Fetch(ctx, o)

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -42,6 +41,15 @@ func (c *clientFlags) client() (*client.Client, error) {
 	return client.New(c.origin, key), nil
 }
 
+// printList prints a list command's --json output: always an array ([]
+// when empty), of the operator API's objects with their field names.
+func printList[T any](w io.Writer, items []T) error {
+	if items == nil {
+		items = []T{}
+	}
+	return printJSON(w, items)
+}
+
 func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
@@ -62,12 +70,28 @@ func cmdApp(ctx context.Context, sub string, args []string, stdout, stderr io.Wr
 		return cmdAppSet(ctx, args, stdout, stderr)
 	}
 	fs := flag.NewFlagSet("app "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	var cf clientFlags
 	cf.register(fs)
-	name := fs.String("name", "", "display name (create)")
-	yes := fs.Bool("yes", false, "delete: confirm deleting the app and everything it owns")
+	var name string
+	var yes bool
+	switch sub {
+	case "create":
+		fs.StringVar(&name, "name", "", "display name")
+	case "delete":
+		fs.BoolVar(&yes, "yes", false, "confirm deleting the app and everything it owns")
+	}
 	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	switch sub {
+	case "create":
+		err = want(1, pos, "one app id, like com.example.app")
+	case "delete":
+		err = want(1, pos, "one app id")
+	case "list":
+		err = want(0, pos, "no arguments")
+	}
 	if err != nil {
 		return err
 	}
@@ -77,10 +101,7 @@ func cmdApp(ctx context.Context, sub string, args []string, stdout, stderr io.Wr
 	}
 	switch sub {
 	case "create":
-		if err := want(1, pos, "one app id, like com.example.app"); err != nil {
-			return err
-		}
-		a, err := c.CreateApp(ctx, pos[0], *name)
+		a, err := c.CreateApp(ctx, pos[0], name)
 		if err != nil {
 			return err
 		}
@@ -90,11 +111,8 @@ func cmdApp(ctx context.Context, sub string, args []string, stdout, stderr io.Wr
 		fmt.Fprintf(stdout, "created app %s\n", a.ID)
 		return nil
 	case "delete":
-		if err := want(1, pos, "one app id"); err != nil {
-			return err
-		}
-		if !*yes {
-			return fmt.Errorf("app delete %s: deletes its bundles, channels, rollouts, segments, overrides and statistics for good: add --yes", pos[0])
+		if !yes {
+			return usagef("app delete", "app delete %s: deletes its bundles, channels, rollouts, segments, overrides and statistics for good: add --yes", pos[0])
 		}
 		d, err := c.DeleteApp(ctx, pos[0])
 		if err != nil {
@@ -111,7 +129,7 @@ func cmdApp(ctx context.Context, sub string, args []string, stdout, stderr io.Wr
 			return err
 		}
 		if cf.json {
-			return printJSON(stdout, apps)
+			return printList(stdout, apps)
 		}
 		var rows [][]string
 		for _, a := range apps {
@@ -121,36 +139,51 @@ func cmdApp(ctx context.Context, sub string, args []string, stdout, stderr io.Wr
 		table(stdout, "ID\tNAME\tCREATED\tEXPOSE_METADATA\tDEVICE_CUSTOM_ID", rows)
 		return nil
 	}
-	return fmt.Errorf("app: want create, list, set or delete, got %q", sub)
+	return unknownSub("app", sub, subcommands("app"))
 }
 
 func cmdBundle(ctx context.Context, sub string, args []string, stdout, stderr io.Writer) error {
-	switch sub {
-	case "upload", "list", "delete", "rebuild":
-	default:
-		// Before any flag: `updraft bundle` alone names what it can do
-		// (it used to answer "--app is required", issue 16).
-		return fmt.Errorf("bundle: want a subcommand: upload, list, delete or rebuild (got %q)", sub)
-	}
 	fs := flag.NewFlagSet("bundle "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	var cf clientFlags
 	cf.register(fs)
-	app := fs.String("app", "", "app id")
-	version := fs.String("version", "", "bundle version (semver), upload")
+	app := fs.String("app", "", "app id (required)")
+	var version, encryptKey string
+	var force bool
 	var opt client.UploadOptions
-	fs.StringVar(&opt.Channel, "channel", "", "upload: point this channel at the new bundle (created if missing)")
-	fs.StringVar(&opt.MinUpdateVersion, "min-update-version", "", "upload: oldest native version that may auto-update to it (disable_auto_update=metadata)")
-	fs.StringVar(&opt.Comment, "comment", "", "upload: comment shown to devices")
-	fs.StringVar(&opt.Link, "link", "", "upload: link shown to devices")
-	encryptKey := fs.String("encrypt-key", "", "upload: encrypt end to end with this RSA-2048 private key (Capgo's .capgo_key_v2; make one with `updraft keys create-bundle-key`)")
-	force := fs.Bool("force", false, "rebuild: clear the bundle's manifest, canonical archive and deltas first")
+	switch sub {
+	case "upload":
+		fs.StringVar(&version, "version", "", "bundle version, semver (required)")
+		fs.StringVar(&opt.Channel, "channel", "", "point this channel at the new bundle (created if missing)")
+		fs.StringVar(&opt.MinUpdateVersion, "min-update-version", "", "oldest native version that may auto-update to it (disable_auto_update=metadata)")
+		fs.StringVar(&opt.Comment, "comment", "", "comment shown to devices")
+		fs.StringVar(&opt.Link, "link", "", "link shown to devices")
+		fs.StringVar(&encryptKey, "encrypt-key", "", "encrypt end to end with this RSA-2048 private key (Capgo's .capgo_key_v2; make one with: updraft keys create-bundle-key)")
+	case "rebuild":
+		fs.BoolVar(&force, "force", false, "clear the bundle's manifest, canonical archive and deltas first")
+	}
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
 	}
 	if *app == "" {
-		return errors.New("bundle: --app is required")
+		return usagef("", "bundle %s: --app is required", sub)
+	}
+	switch sub {
+	case "upload":
+		if err := want(1, pos, "one PATH (a zip file or a folder)"); err != nil {
+			return err
+		}
+		if version == "" {
+			return usagef("", "bundle upload: --version is required")
+		}
+	case "list":
+		if err := want(0, pos, "no arguments"); err != nil {
+			return err
+		}
+	case "delete", "rebuild":
+		if err := want(1, pos, "one bundle VERSION"); err != nil {
+			return err
+		}
 	}
 	c, err := cf.client()
 	if err != nil {
@@ -158,17 +191,11 @@ func cmdBundle(ctx context.Context, sub string, args []string, stdout, stderr io
 	}
 	switch sub {
 	case "upload":
-		if err := want(1, pos, "one PATH (a zip file or a folder)"); err != nil {
-			return err
-		}
-		if *version == "" {
-			return errors.New("bundle upload: --version is required")
-		}
 		var b store.Bundle
-		if *encryptKey != "" {
-			b, err = uploadEncrypted(ctx, c, *app, *version, pos[0], *encryptKey, opt, stderr)
+		if encryptKey != "" {
+			b, err = uploadEncrypted(ctx, c, *app, version, pos[0], encryptKey, opt, stderr)
 		} else {
-			b, err = c.UploadPath(ctx, *app, *version, pos[0], opt)
+			b, err = uploadPath(ctx, c, *app, version, pos[0], opt, progressTo(stderr, cf.json)) // progress.go
 		}
 		if err != nil {
 			return err
@@ -187,7 +214,7 @@ func cmdBundle(ctx context.Context, sub string, args []string, stdout, stderr io
 			return err
 		}
 		if cf.json {
-			return printJSON(stdout, bs)
+			return printList(stdout, bs)
 		}
 		var rows [][]string
 		for _, b := range bs {
@@ -211,37 +238,44 @@ func cmdBundle(ctx context.Context, sub string, args []string, stdout, stderr io
 	case "delete": // lifecycle.go
 		return bundleDelete(ctx, c, *app, pos, cf.json, stdout)
 	case "rebuild": // rebuild.go
-		return bundleRebuild(ctx, c, *app, pos, *force, cf.json, stdout)
+		return bundleRebuild(ctx, c, *app, pos, force, cf.json, stdout)
 	}
-	return fmt.Errorf("bundle: want upload, list, delete or rebuild, got %q", sub)
+	return unknownSub("bundle", sub, subcommands("bundle"))
 }
 
 func cmdChannel(ctx context.Context, sub string, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("channel "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	var cf clientFlags
 	cf.register(fs)
-	app := fs.String("app", "", "app id")
-	bundle := fs.String("bundle", "", `bundle version the channel serves; "builtin" sends its devices back to the store build`)
-	def := fs.Bool("default", false, "make it the default channel for its platforms (same as --public)")
+	app := fs.String("app", "", "app id (required)")
+	bundle, def, disable := new(string), new(bool), new(string)
 	bools := map[string]*bool{}
-	for _, o := range []struct{ name, help string }{
-		{"public", "default channel for the platforms it enables"},
-		{"ios", "serve iOS devices"}, {"android", "serve Android devices"}, {"electron", "serve Electron apps"},
-		{"allow-device-self-set", "devices may assign themselves to it (defaultChannel / setChannel)"},
-		{"allow-emulator", "serve emulators"}, {"allow-dev", "serve dev builds"}, {"allow-prod", "serve prod builds"},
-		{"allow-device", "serve physical devices"},
-		{"disable-auto-update-under-native", "refuse bundles older than the native app version"},
-	} {
-		bools[o.name] = fs.Bool(o.name, false, o.help)
+	if sub == "set" {
+		fs.StringVar(bundle, "bundle", "", `bundle version the channel serves; "builtin" sends its devices back to the store build`)
+		fs.BoolVar(def, "default", false, "make it the default channel for its platforms (same as --public)")
+		for _, o := range []struct{ name, help string }{
+			{"public", "default channel for the platforms it enables"},
+			{"ios", "serve iOS devices"}, {"android", "serve Android devices"}, {"electron", "serve Electron apps"},
+			{"allow-device-self-set", "devices may assign themselves to it (defaultChannel / setChannel)"},
+			{"allow-emulator", "serve emulators"}, {"allow-dev", "serve dev builds"}, {"allow-prod", "serve prod builds"},
+			{"allow-device", "serve physical devices"},
+			{"disable-auto-update-under-native", "refuse bundles older than the native app version"},
+		} {
+			bools[o.name] = fs.Bool(o.name, false, o.help)
+		}
+		fs.StringVar(disable, "disable-auto-update", "", "largest jump devices take on their own: major, minor, patch, metadata or none")
 	}
-	disable := fs.String("disable-auto-update", "", "largest jump devices take on their own: major, minor, patch, metadata or none")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
 	}
 	if *app == "" {
-		return errors.New("channel: --app is required")
+		return usagef("", "channel %s: --app is required", sub)
+	}
+	if sub == "list" {
+		if err := want(0, pos, "no arguments"); err != nil {
+			return err
+		}
 	}
 	c, err := cf.client()
 	if err != nil {
@@ -305,7 +339,7 @@ func cmdChannel(ctx context.Context, sub string, args []string, stdout, stderr i
 			return err
 		}
 		if cf.json {
-			return printJSON(stdout, chs)
+			return printList(stdout, chs)
 		}
 		var rows [][]string
 		for _, ch := range chs {
@@ -324,7 +358,7 @@ func cmdChannel(ctx context.Context, sub string, args []string, stdout, stderr i
 		table(stdout, "NAME\tBUNDLE\tDEFAULT\tPLATFORMS\tSELF_SET\tDISABLE_AUTO_UPDATE\tSPLIT", rows)
 		return nil
 	}
-	return fmt.Errorf("channel: want set or list, got %q", sub)
+	return unknownSub("channel", sub, subcommands("channel"))
 }
 
 func orDash(s string) string {

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -35,20 +34,30 @@ func canonicalOf(path string) ([]byte, error) {
 
 func cmdDelta(ctx context.Context, sub string, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("delta "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	from := fs.String("from", "", "build: the bundle devices have (zip or folder)")
-	to := fs.String("to", "", "build: the new bundle (zip or folder)")
-	encoding := fs.String("encoding", "dcb", "build: dcb (brotli) or dcz (zstd)")
-	base := fs.String("base", "", "apply: the bundle the delta was built from (zip or folder)")
-	in := fs.String("delta", "", "apply: the delta file")
+	from, to, encoding, base, in := new(string), new(string), new(string), new(string), new(string)
+	switch sub {
+	case "build":
+		fs.StringVar(from, "from", "", "the bundle devices have (zip or folder)")
+		fs.StringVar(to, "to", "", "the new bundle (zip or folder)")
+		fs.StringVar(encoding, "encoding", "dcb", "dcb (brotli) or dcz (zstd)")
+	case "canonical":
+		fs.StringVar(from, "from", "", "the bundle (zip or folder)")
+	case "apply":
+		fs.StringVar(base, "base", "", "the bundle the delta was built from (zip or folder)")
+		fs.StringVar(in, "delta", "", "the delta file")
+	}
 	out := fs.String("o", "", "output file")
-	if _, err := parseFlags(fs, args); err != nil {
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := want(0, pos, "flags only"); err != nil {
 		return err
 	}
 	switch sub {
 	case "canonical":
 		if *from == "" || *out == "" {
-			return errors.New("delta canonical: want --from BUNDLE -o OUT.tar")
+			return usagef("", "delta canonical: want --from BUNDLE -o OUT.tar")
 		}
 		c, err := canonicalOf(*from)
 		if err != nil {
@@ -61,7 +70,7 @@ func cmdDelta(ctx context.Context, sub string, args []string, stdout, stderr io.
 		return nil
 	case "build":
 		if *from == "" || *to == "" || *out == "" {
-			return errors.New("delta build: want --from OLD --to NEW -o OUT [--encoding dcb|dcz]")
+			return usagef("", "delta build: want --from OLD --to NEW -o OUT [--encoding dcb|dcz]")
 		}
 		oldC, err := canonicalOf(*from)
 		if err != nil {
@@ -85,7 +94,7 @@ func cmdDelta(ctx context.Context, sub string, args []string, stdout, stderr io.
 		return nil
 	case "apply":
 		if *base == "" || *in == "" || *out == "" {
-			return errors.New("delta apply: want --base OLD --delta IN -o OUT")
+			return usagef("", "delta apply: want --base OLD --delta IN -o OUT")
 		}
 		baseC, err := canonicalOf(*base)
 		if err != nil {
@@ -108,7 +117,7 @@ func cmdDelta(ctx context.Context, sub string, args []string, stdout, stderr io.
 			enc, len(d), time.Since(start).Round(time.Millisecond), len(res), hexSHA256(res))
 		return nil
 	}
-	return fmt.Errorf("delta: want build, apply or canonical, got %q", sub)
+	return unknownSub("delta", sub, subcommands("delta"))
 }
 
 func hexSHA256(b []byte) string {

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/updraft-cdn/updraft/cache"
 	"github.com/updraft-cdn/updraft/config"
@@ -19,65 +20,88 @@ import (
 	"github.com/updraft-cdn/updraft/proxy"
 )
 
-func cmdEdge(ctx context.Context, args []string, stderr io.Writer) error {
-	fs := flag.NewFlagSet("edge", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	ec := config.NewEdge(filepath.Join(config.DataDir(), "edge"))
-	fs.StringVar(&ec.DataDir, "data", ec.DataDir, "edge data folder (cache, persisted snapshot)")
-	fs.StringVar(&ec.Listen, "listen", config.Env("UPDRAFT_EDGE_LISTEN", ec.Listen), "device API address")
-	upstreamList := fs.String("upstream", config.Env("UPDRAFT_UPSTREAM", ""), "origin or parent edge URL, e.g. http://origin:8090, or several separated by commas (origins sharing one store and bucket, or parent edges): "+
+// edgeSetup is what `updraft edge` runs with, from its flags.
+type edgeSetup struct {
+	ec                   config.Edge
+	upstreams, statsURLs []string
+	pubs                 []ed25519.PublicKey
+	probeEvery           time.Duration
+	logLevel             string
+}
+
+func newEdgeFlags() (*roleFlags, *edgeSetup) {
+	r := newRoleFlags("edge")
+	s := &edgeSetup{ec: config.NewEdge(filepath.Join(config.DefaultDataDir, "edge"))}
+	ec := &s.ec
+	fs := r.fs
+	fs.StringVar(&ec.DataDir, "data", ec.DataDir, "edge data folder (cache, persisted snapshot); env UPDRAFT_DATA (its edge folder)")
+	fs.StringVar(&ec.Listen, "listen", ec.Listen, "device API address; env UPDRAFT_EDGE_LISTEN")
+	upstreamList := fs.String("upstream", "", "origin or parent edge URL, e.g. http://origin:8090, or several separated by commas (origins sharing one store and bucket, or parent edges): "+
 		"the edge uses one at a time, moves to the next on a connection error, timeout or 5xx, stays there while it answers, and returns to the first once a probe finds it back (--primary-probe-interval); env UPDRAFT_UPSTREAM")
-	probeEvery := fs.Duration("primary-probe-interval", proxy.DefaultProbeInterval, "with several --upstream URLs: how often, while another is in use, the first one is probed to return to it")
-	fs.StringVar(&ec.EdgeKey, "edge-key", os.Getenv("UPDRAFT_EDGE_KEY"), "edge key (the origin's DATA/edge-key); env UPDRAFT_EDGE_KEY")
+	fs.DurationVar(&s.probeEvery, "primary-probe-interval", proxy.DefaultProbeInterval, "with several --upstream URLs: how often, while another is in use, the first one is probed to return to it")
+	fs.StringVar(&ec.EdgeKey, "edge-key", "", "edge key (the origin's DATA/edge-key); env UPDRAFT_EDGE_KEY")
 	keyFile := fs.String("edge-key-file", "", "read the edge key from this file")
 	prevKeyFile := fs.String("previous-edge-key-file", "", "also accept this key from child edges (the old edge key, during a rotation's overlap)")
 	fs.DurationVar(&ec.MaxSnapshotAge, "max-snapshot-age", 0, "refuse snapshots, and answer update checks 503 snapshot_stale, once the snapshot is older than this by the origin's signed time or heartbeat (0: off)")
-	statsList := fs.String("stats-url", config.Env("UPDRAFT_STATS_URL", ""), "where device events go (POST /v1/events): the origin or a parent edge, or several separated by commas, failed over like --upstream (default: the --upstream list); env UPDRAFT_STATS_URL")
-	pubText := fs.String("origin-pubkey", os.Getenv("UPDRAFT_ORIGIN_PUBKEY"), "origin's snapshot public key (updraft keys show), or a comma-separated list of trusted keys during a signing key rotation; env UPDRAFT_ORIGIN_PUBKEY")
-	acmeDomains := edgeFlags(fs, &ec, proxy.TLSOff, "0.0.0.0:443")
-	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
-	if _, err := parseFlags(fs, args); err != nil {
+	statsList := fs.String("stats-url", "", "where device events go (POST /v1/events): the origin or a parent edge, or several separated by commas, failed over like --upstream (default: the --upstream list); env UPDRAFT_STATS_URL")
+	pubText := fs.String("origin-pubkey", "", "origin's snapshot public key (updraft keys show), or a comma-separated list of trusted keys during a signing key rotation; env UPDRAFT_ORIGIN_PUBKEY")
+	acmeDomains := edgeFlags(fs, ec, proxy.TLSOff, "0.0.0.0:443")
+	fs.StringVar(&s.logLevel, "log-level", "info", "debug, info, warn or error")
+	r.withEnv(edgeEnv)
+	r.withEnv(map[string]string{"listen": "UPDRAFT_EDGE_LISTEN", "upstream": "UPDRAFT_UPSTREAM", "edge-key": "UPDRAFT_EDGE_KEY",
+		"stats-url": "UPDRAFT_STATS_URL", "origin-pubkey": "UPDRAFT_ORIGIN_PUBKEY"})
+	r.env["data"] = dataEnv("edge")
+	r.secret["edge-key"] = true
+	r.finish = func() error {
+		ec.ACMEDomains = splitList(*acmeDomains)
+		if err := checkLogLevel(s.logLevel); err != nil {
+			return err
+		}
+		if *keyFile != "" {
+			b, err := os.ReadFile(*keyFile)
+			if err != nil {
+				return fmt.Errorf("--edge-key-file: %w", err)
+			}
+			ec.EdgeKey = strings.TrimSpace(string(b))
+		}
+		if *prevKeyFile != "" {
+			b, err := os.ReadFile(*prevKeyFile)
+			if err != nil {
+				return fmt.Errorf("--previous-edge-key-file: %w", err)
+			}
+			ec.PreviousEdgeKey = strings.TrimSpace(string(b))
+		}
+		if strings.TrimSpace(*upstreamList) == "" || ec.EdgeKey == "" || *pubText == "" {
+			return errors.New("edge: --upstream, --edge-key (or --edge-key-file) and --origin-pubkey are required; `updraft keys show` on the origin prints them")
+		}
+		var err error
+		if s.upstreams, err = proxy.ParseUpstreamList(*upstreamList); err != nil {
+			return fmt.Errorf("edge: --upstream: %w", err)
+		}
+		s.statsURLs = s.upstreams
+		if strings.TrimSpace(*statsList) != "" {
+			if s.statsURLs, err = proxy.ParseUpstreamList(*statsList); err != nil {
+				return fmt.Errorf("edge: --stats-url: %w", err)
+			}
+		}
+		// The configuration names the primaries (the lists are validated above).
+		ec.Upstream, ec.StatsURL = s.upstreams[0], s.statsURLs[0]
+		if s.pubs, err = parsePublicKeys(*pubText); err != nil {
+			return err
+		}
+		return ec.Validate()
+	}
+	return r, s
+}
+
+func cmdEdge(ctx context.Context, args []string, stderr io.Writer) error {
+	r, s := newEdgeFlags()
+	if err := r.load(args); err != nil {
 		return err
 	}
-	ec.ACMEDomains = splitList(*acmeDomains)
-	log, err := newLogger(stderr, *logLevel)
+	ec, upstreams, statsURLs, pubs, probeEvery := s.ec, s.upstreams, s.statsURLs, s.pubs, &s.probeEvery
+	log, err := newLogger(stderr, s.logLevel)
 	if err != nil {
-		return err
-	}
-	if *keyFile != "" {
-		b, err := os.ReadFile(*keyFile)
-		if err != nil {
-			return fmt.Errorf("--edge-key-file: %w", err)
-		}
-		ec.EdgeKey = strings.TrimSpace(string(b))
-	}
-	if *prevKeyFile != "" {
-		b, err := os.ReadFile(*prevKeyFile)
-		if err != nil {
-			return fmt.Errorf("--previous-edge-key-file: %w", err)
-		}
-		ec.PreviousEdgeKey = strings.TrimSpace(string(b))
-	}
-	if strings.TrimSpace(*upstreamList) == "" || ec.EdgeKey == "" || *pubText == "" {
-		return errors.New("edge: --upstream, --edge-key (or --edge-key-file) and --origin-pubkey are required; `updraft keys show` on the origin prints them")
-	}
-	upstreams, err := proxy.ParseUpstreamList(*upstreamList)
-	if err != nil {
-		return fmt.Errorf("edge: --upstream: %w", err)
-	}
-	statsURLs := upstreams
-	if strings.TrimSpace(*statsList) != "" {
-		if statsURLs, err = proxy.ParseUpstreamList(*statsList); err != nil {
-			return fmt.Errorf("edge: --stats-url: %w", err)
-		}
-	}
-	// The configuration names the primaries (the lists are validated above).
-	ec.Upstream, ec.StatsURL = upstreams[0], statsURLs[0]
-	pubs, err := parsePublicKeys(*pubText)
-	if err != nil {
-		return err
-	}
-	if err := ec.Validate(); err != nil {
 		return err
 	}
 	// One list, and one current upstream, for snapshots, blobs and legacy
@@ -140,32 +164,37 @@ func parsePublicKeys(text string) ([]ed25519.PublicKey, error) {
 		}
 		pub, err := base64.StdEncoding.DecodeString(k)
 		if err != nil || len(pub) != ed25519.PublicKeySize {
-			return nil, fmt.Errorf("edge: --origin-pubkey %q: want the base64 Ed25519 key printed by `updraft keys show` (several separated by commas)", k)
+			return nil, usagef("", "edge: --origin-pubkey %q: want the base64 Ed25519 key printed by `updraft keys show` (several separated by commas)", k)
 		}
 		keys = append(keys, ed25519.PublicKey(pub))
 	}
 	if len(keys) == 0 {
-		return nil, errors.New("edge: --origin-pubkey: no key given")
+		return nil, usagef("", "edge: --origin-pubkey: no key given")
 	}
 	return keys, nil
 }
 
-func cmdKeys(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("keys", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	data := fs.String("data", config.DataDir(), "origin data folder")
-	only := fs.Bool("pubkey", false, "print only the public key (for $(updraft keys show --pubkey))")
-	keyDir := fs.String("dir", ".", "create-bundle-key: folder for .capgo_key_v2 and .capgo_key_v2.pub")
-	force := fs.Bool("force", false, "create-bundle-key: replace an existing key pair")
+// cmdKeys is `updraft keys show` and `updraft keys create-bundle-key`.
+func cmdKeys(sub string, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("keys "+sub, flag.ContinueOnError)
+	var data, keyDir *string
+	var only, force *bool
+	if sub == "create-bundle-key" {
+		keyDir = fs.String("dir", ".", "folder for .capgo_key_v2 and .capgo_key_v2.pub")
+		force = fs.Bool("force", false, "replace an existing key pair")
+	} else {
+		data = fs.String("data", config.DataDir(), "origin data folder; env UPDRAFT_DATA")
+		only = fs.Bool("pubkey", false, "print only the public key (for $(updraft keys show --pubkey))")
+	}
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
 	}
-	if len(pos) == 1 && pos[0] == "create-bundle-key" {
-		return createBundleKey(*keyDir, *force, stdout)
+	if err := want(0, pos, "no arguments"); err != nil {
+		return err
 	}
-	if len(pos) != 1 || pos[0] != "show" {
-		return errors.New("keys: want `updraft keys show [--data DIR]`, `updraft keys rotate --api|--edge|--signing` or `updraft keys create-bundle-key [--dir DIR] [--force]`")
+	if sub == "create-bundle-key" {
+		return createBundleKey(*keyDir, *force, stdout)
 	}
 	if _, err := os.Stat(config.SigningKeyFile(*data)); err != nil {
 		return fmt.Errorf("keys: no origin key in %s (start the origin once first): %w", *data, err)

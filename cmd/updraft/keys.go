@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -16,7 +15,6 @@ import (
 // rewrites their files in its data folder).
 func cmdKeysRotate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("keys rotate", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	var cf clientFlags
 	cf.register(fs)
 	api := fs.Bool("api", false, "rotate the operator API key (DATA/api-key)")
@@ -35,13 +33,13 @@ func cmdKeysRotate(ctx context.Context, args []string, stdout, stderr io.Writer)
 		}
 	}
 	if n != 1 || len(pos) != 0 {
-		return errors.New("keys rotate: want exactly one of --api, --edge or --signing [--prepare]")
+		return usagef("", "keys rotate: want exactly one of --api, --edge or --signing [--prepare]")
 	}
 	if *prepare && !*signing {
-		return errors.New("keys rotate: --prepare is for --signing only")
+		return usagef("", "keys rotate: --prepare is for --signing only")
 	}
 	if *overlap < 0 {
-		return fmt.Errorf("keys rotate: --overlap %s: want 0 or more", *overlap)
+		return usagef("", "keys rotate: --overlap %s: want 0 or more", *overlap)
 	}
 	c, err := cf.client()
 	if err != nil {

@@ -4,7 +4,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -36,7 +35,6 @@ func bundleDelete(ctx context.Context, c *client.Client, app string, pos []strin
 // cmdAppSet is `updraft app set ID [--keep N] [--expose-metadata] [--allow-device-custom-id=false]`.
 func cmdAppSet(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("app set", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	var cf clientFlags
 	cf.register(fs)
 	keep := fs.Int("keep", 0, "keep the N newest bundles, 0 keeps all; older bundles that no channel, rollout or A/B arm points at are deleted now and after every upload")
@@ -58,10 +56,10 @@ func cmdAppSet(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	})
 	opt.ExposeMetadata, opt.AllowDeviceCustomID = expose.v, allowCustom.v
 	if opt.KeepBundles == nil && opt.ExposeMetadata == nil && opt.AllowDeviceCustomID == nil {
-		return errors.New("app set: nothing to set; give --keep N, --expose-metadata or --allow-device-custom-id")
+		return usagef("", "app set: nothing to set; give --keep N, --expose-metadata or --allow-device-custom-id")
 	}
 	if opt.KeepBundles != nil && *keep < 0 {
-		return fmt.Errorf("app set: --keep %d: want 0 (keep all) or more", *keep)
+		return usagef("", "app set: --keep %d: want 0 (keep all) or more", *keep)
 	}
 	c, err := cf.client()
 	if err != nil {
@@ -89,7 +87,6 @@ func cmdAppSet(ctx context.Context, args []string, stdout, stderr io.Writer) err
 // cmdGC is `updraft gc [--grace D]`.
 func cmdGC(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("gc", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	var cf clientFlags
 	cf.register(fs)
 	grace := fs.Duration("grace", 0, "delete only blobs unreferenced and unchanged for this long (default: the origin's --gc-grace, 1h); 0s is safe only while nothing is uploaded")

@@ -111,7 +111,7 @@ func (l *edgeListeners) stop(ctx context.Context) error {
 // rate limit); the returned --acme-domain value is split into
 // ec.ACMEDomains after parsing.
 func edgeFlags(fs *flag.FlagSet, ec *config.Edge, mode, listen string) *string {
-	fs.StringVar(&ec.PublicURL, "public-url", config.Env("UPDRAFT_PUBLIC_URL", ""), "base URL devices download from (default: from each request's Host)")
+	fs.StringVar(&ec.PublicURL, "public-url", "", "base URL devices download from (default: from each request's Host); env UPDRAFT_PUBLIC_URL")
 	fs.Var(&ec.CacheMemory, "cache-memory", "edge memory cache budget (0: none)")
 	fs.Var(&ec.CacheDisk, "cache-disk", "edge disk cache budget")
 	fs.IntVar(&ec.UpdatesPerDeviceMinute, "updates-per-device-minute", 0, "at most this many update checks per device per minute (429 + Retry-After beyond; 0: no limit)")
@@ -128,7 +128,7 @@ func edgeFlags(fs *flag.FlagSet, ec *config.Edge, mode, listen string) *string {
 	fs.Var(&ec.TCPSendBuffer, "tcp-send-buffer", "kernel send buffer per TCP connection, e.g. 128KiB (0: autotuned). Evens out many concurrent large downloads on short paths; caps each connection's rate on long ones")
 	ec.TLS, ec.TLSListen = mode, listen
 	fs.StringVar(&ec.TLS, "tls", ec.TLS, "HTTPS + HTTP/3 on --tls-listen: off, self-signed (development), files or acme")
-	fs.StringVar(&ec.TLSListen, "tls-listen", config.Env("UPDRAFT_TLS_LISTEN", ec.TLSListen), "HTTPS (TCP) and HTTP/3 (UDP) address")
+	fs.StringVar(&ec.TLSListen, "tls-listen", ec.TLSListen, "HTTPS (TCP) and HTTP/3 (UDP) address; env UPDRAFT_TLS_LISTEN")
 	fs.StringVar(&ec.CertFile, "cert", "", "certificate file (--tls files; reloaded on SIGHUP)")
 	fs.StringVar(&ec.KeyFile, "key", "", "key file (--tls files)")
 	fs.StringVar(&ec.ACMECA, "acme-ca", "", "--tls acme: ACME directory URL (default: Let's Encrypt)")

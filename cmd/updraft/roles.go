@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -125,71 +124,106 @@ func ignoreClosed(err error) error {
 	return err
 }
 
+// serveSetup is what `updraft serve` runs with, from its flags.
+type serveSetup struct {
+	oc             config.Origin
+	ec             config.Edge
+	data, logLevel string
+}
+
+func newServeFlags() (*roleFlags, *serveSetup) {
+	r := newRoleFlags("serve")
+	s := &serveSetup{oc: config.NewOrigin(""), ec: config.NewEdge("")}
+	fs := r.fs
+	fs.StringVar(&s.data, "data", config.DefaultDataDir, "data folder (SQLite, blobs, keys, edge cache); env UPDRAFT_DATA")
+	fs.StringVar(&s.oc.Listen, "origin-listen", s.oc.Listen, "operator API address; env UPDRAFT_ORIGIN_LISTEN")
+	fs.StringVar(&s.ec.Listen, "edge-listen", s.ec.Listen, "device API address (use 0.0.0.0:8080 for devices on your network); env UPDRAFT_EDGE_LISTEN")
+	acmeDomains := edgeFlags(fs, &s.ec, proxy.TLSSelfSigned, config.DefaultTLSListen)
+	fs.Var(&s.oc.MaxBundleSize, "max-bundle-size", "largest accepted bundle upload")
+	gcFlags(fs, &s.oc)          // lifecycle.go
+	uploadLimitFlags(fs, &s.oc) // rebuild.go
+	backendFlags(fs, &s.oc)     // backends.go
+	fs.StringVar(&s.logLevel, "log-level", "info", "debug, info, warn or error")
+	r.withEnv(originEnv)
+	r.withEnv(edgeEnv)
+	r.withEnv(map[string]string{"origin-listen": "UPDRAFT_ORIGIN_LISTEN", "edge-listen": "UPDRAFT_EDGE_LISTEN"})
+	r.env["data"] = dataEnv("")
+	r.finish = func() error {
+		s.ec.ACMEDomains = splitList(*acmeDomains)
+		s.oc.DataDir = s.data
+		s.ec.DataDir = filepath.Join(s.data, "edge-cache")
+		return errors.Join(checkLogLevel(s.logLevel), s.oc.Validate(), s.ec.Validate())
+	}
+	return r, s
+}
+
 func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	data := fs.String("data", config.DataDir(), "data folder (SQLite, blobs, keys, edge cache); env UPDRAFT_DATA")
-	oc := config.NewOrigin("")
-	ec := config.NewEdge("")
-	fs.StringVar(&oc.Listen, "origin-listen", config.Env("UPDRAFT_ORIGIN_LISTEN", oc.Listen), "operator API address")
-	fs.StringVar(&ec.Listen, "edge-listen", config.Env("UPDRAFT_EDGE_LISTEN", ec.Listen), "device API address (use 0.0.0.0:8080 for devices on your network)")
-	acmeDomains := edgeFlags(fs, &ec, proxy.TLSSelfSigned, config.DefaultTLSListen)
-	fs.Var(&oc.MaxBundleSize, "max-bundle-size", "largest accepted bundle upload")
-	gcFlags(fs, &oc)          // lifecycle.go
-	uploadLimitFlags(fs, &oc) // rebuild.go
-	backendFlags(fs, &oc)     // backends.go
-	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
-	if _, err := parseFlags(fs, args); err != nil {
+	r, s := newServeFlags()
+	if err := r.load(args); err != nil {
 		return err
 	}
-	ec.ACMEDomains = splitList(*acmeDomains)
-	log, err := newLogger(stderr, *logLevel)
+	oc, ec, data := s.oc, s.ec, &s.data
+	log, err := newLogger(stderr, s.logLevel)
 	if err != nil {
 		return err
 	}
-	oc.DataDir = *data
-	ec.DataDir = filepath.Join(*data, "edge-cache")
-	r, err := startServe(ctx, serveOptions{origin: oc, edge: ec, log: log})
+	rs, err := startServe(ctx, serveOptions{origin: oc, edge: ec, log: log})
 	if err != nil {
 		return err
 	}
 	log.Info("updraft serve: ready",
-		"data", *data, "origin", "http://"+r.OriginAddr, "edge", "http://"+r.EdgeAddr,
+		"data", *data, "origin", "http://"+rs.OriginAddr, "edge", "http://"+rs.EdgeAddr,
 		"api_key_file", config.APIKeyFile(*data), "max_bundle_size", oc.MaxBundleSize.String(),
 		"cache_memory", ec.CacheMemory.String(), "cache_disk", ec.CacheDisk.String(), "max_updates_body", ec.MaxUpdatesBody.String(),
 		"stats_spool", ec.StatsSpool.String())
 	fmt.Fprintf(stderr, "\n  device update URL:  http://%s/updates\n  device stats URL:   http://%s/stats\n  operator API:       http://%s/api/v1 (key in %s)\n  analytics page:     http://%s/ui\n",
-		r.EdgeAddr, r.EdgeAddr, r.OriginAddr, config.APIKeyFile(*data), r.OriginAddr)
-	if r.Listeners.TLS != "" {
-		fmt.Fprintf(stderr, "  HTTPS + HTTP/3:     https://%s/updates (%s certificate, SPKI sha256 %s)\n", r.Listeners.TLS, ec.TLS, r.Listeners.SPKIHash)
+		rs.EdgeAddr, rs.EdgeAddr, rs.OriginAddr, config.APIKeyFile(*data), rs.OriginAddr)
+	if rs.Listeners.TLS != "" {
+		fmt.Fprintf(stderr, "  HTTPS + HTTP/3:     https://%s/updates (%s certificate, SPKI sha256 %s)\n", rs.Listeners.TLS, ec.TLS, rs.Listeners.SPKIHash)
 	}
 	fmt.Fprintln(stderr)
 	select {
 	case <-ctx.Done():
-	case err := <-r.done:
+	case err := <-rs.done:
 		return err
 	}
 	log.Info("updraft serve: shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), ec.ShutdownGraceTime)
 	defer cancel()
-	return r.stop(sctx)
+	return rs.stop(sctx)
+}
+
+// originSetup is what `updraft origin` runs with, from its flags.
+type originSetup struct {
+	oc       config.Origin
+	logLevel string
+}
+
+func newOriginFlags() (*roleFlags, *originSetup) {
+	r := newRoleFlags("origin")
+	s := &originSetup{oc: config.NewOrigin(config.DefaultDataDir)}
+	fs := r.fs
+	fs.StringVar(&s.oc.DataDir, "data", s.oc.DataDir, "data folder; env UPDRAFT_DATA")
+	fs.StringVar(&s.oc.Listen, "listen", s.oc.Listen, "operator API and edge replication address; env UPDRAFT_ORIGIN_LISTEN")
+	fs.Var(&s.oc.MaxBundleSize, "max-bundle-size", "largest accepted bundle upload")
+	gcFlags(fs, &s.oc)          // lifecycle.go
+	uploadLimitFlags(fs, &s.oc) // rebuild.go
+	backendFlags(fs, &s.oc)     // backends.go
+	fs.StringVar(&s.logLevel, "log-level", "info", "debug, info, warn or error")
+	r.withEnv(originEnv)
+	r.withEnv(map[string]string{"listen": "UPDRAFT_ORIGIN_LISTEN"})
+	r.env["data"] = dataEnv("")
+	r.finish = func() error { return errors.Join(checkLogLevel(s.logLevel), s.oc.Validate()) }
+	return r, s
 }
 
 func cmdOrigin(ctx context.Context, args []string, stderr io.Writer) error {
-	fs := flag.NewFlagSet("origin", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	oc := config.NewOrigin(config.DataDir())
-	fs.StringVar(&oc.DataDir, "data", oc.DataDir, "data folder; env UPDRAFT_DATA")
-	fs.StringVar(&oc.Listen, "listen", config.Env("UPDRAFT_ORIGIN_LISTEN", oc.Listen), "operator API and edge replication address")
-	fs.Var(&oc.MaxBundleSize, "max-bundle-size", "largest accepted bundle upload")
-	gcFlags(fs, &oc)          // lifecycle.go
-	uploadLimitFlags(fs, &oc) // rebuild.go
-	backendFlags(fs, &oc)     // backends.go
-	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
-	if _, err := parseFlags(fs, args); err != nil {
+	r, s := newOriginFlags()
+	if err := r.load(args); err != nil {
 		return err
 	}
-	log, err := newLogger(stderr, *logLevel)
+	oc := s.oc
+	log, err := newLogger(stderr, s.logLevel)
 	if err != nil {
 		return err
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -64,7 +63,6 @@ func describeSplit(ch store.Channel) string {
 
 func cmdRollout(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("channel rollout", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	var cf clientFlags
 	cf.register(fs)
 	app := fs.String("app", "", "app id")
@@ -89,16 +87,16 @@ func cmdRollout(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	switch {
 	case n > 1:
-		return errors.New("channel rollout: give one of --pause, --resume, --promote, --rollback")
+		return usagef("", "channel rollout: give one of --pause, --resume, --promote, --rollback")
 	case n == 0:
 		v := *bps
 		if *percent != "" {
 			if v, err = parsePercent(*percent); err != nil {
-				return err
+				return usagef("", "channel rollout: --%s", err)
 			}
 		}
 		if v < 0 {
-			return errors.New("channel rollout: want --bundle V and --percent P (or --bps N), or one of --pause, --resume, --promote, --rollback")
+			return usagef("", "channel rollout: want --bundle V and --percent P (or --bps N), or one of --pause, --resume, --promote, --rollback")
 		}
 		req.BPS = &v
 	}
@@ -153,7 +151,6 @@ func (a *armsFlag) Set(v string) error {
 
 func cmdAB(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("channel ab", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	var cf clientFlags
 	cf.register(fs)
 	app := fs.String("app", "", "app id")
@@ -168,7 +165,7 @@ func cmdAB(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if *app == "" || (len(arms) == 0) == !*clear {
-		return errors.New("channel ab: want --app and either --arm NAME=VERSION:PERCENT (repeated) or --clear")
+		return usagef("", "channel ab: want --app and either --arm NAME=VERSION:PERCENT (repeated) or --clear")
 	}
 	c, err := cf.client()
 	if err != nil {
@@ -225,28 +222,42 @@ func splitList(s string) []string {
 
 func cmdSegment(ctx context.Context, sub string, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("segment "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	var cf clientFlags
 	cf.register(fs)
-	app := fs.String("app", "", "app id")
+	app := fs.String("app", "", "app id (required)")
 	var rule snapshot.Rule
-	fs.StringVar(&rule.Channel, "channel", "", "add: channel the matching devices get")
-	platforms := fs.String("platform", "", "add: only these platforms (comma-separated: ios,android,electron)")
-	fs.StringVar(&rule.VersionBuild, "version-build", "", `add: native version range, e.g. ">=2.0.0 <3.0.0" or "^2"`)
-	fs.StringVar(&rule.PluginVersion, "plugin-version", "", "add: plugin version range")
-	customIDs := fs.String("custom-id", "", "add: custom ids (comma-separated)")
-	fs.StringVar(&rule.CustomIDPrefix, "custom-id-prefix", "", "add: custom id prefix")
-	deviceIDs := fs.String("device-id", "", "add: device ids (comma-separated)")
+	platforms, customIDs, deviceIDs := new(string), new(string), new(string)
 	var emu, prod optBool
-	fs.Var(&emu, "emulator", "add: only emulators (true) or only physical devices (false)")
-	fs.Var(&prod, "prod", "add: only prod builds (true) or only dev builds (false)")
-	position := fs.Int("position", -1, "add: 0-based place in the evaluation order (default: last)")
+	position := new(int)
+	*position = -1
+	if sub == "add" {
+		fs.StringVar(&rule.Channel, "channel", "", "channel the matching devices get (required)")
+		fs.StringVar(platforms, "platform", "", "only these platforms (comma-separated: ios,android,electron)")
+		fs.StringVar(&rule.VersionBuild, "version-build", "", `native version range, e.g. ">=2.0.0 <3.0.0" or "^2"`)
+		fs.StringVar(&rule.PluginVersion, "plugin-version", "", "plugin version range")
+		fs.StringVar(customIDs, "custom-id", "", "custom ids (comma-separated)")
+		fs.StringVar(&rule.CustomIDPrefix, "custom-id-prefix", "", "custom id prefix")
+		fs.StringVar(deviceIDs, "device-id", "", "device ids (comma-separated)")
+		fs.Var(&emu, "emulator", "only emulators (true) or only physical devices (false)")
+		fs.Var(&prod, "prod", "only prod builds (true) or only dev builds (false)")
+		fs.IntVar(position, "position", -1, "0-based place in the evaluation order (default: last)")
+	}
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
 	}
 	if *app == "" {
-		return errors.New("segment: --app is required")
+		return usagef("", "segment %s: --app is required", sub)
+	}
+	switch sub {
+	case "add", "remove":
+		if err := want(1, pos, "one segment NAME"); err != nil {
+			return err
+		}
+	case "list":
+		if err := want(0, pos, "no arguments"); err != nil {
+			return err
+		}
 	}
 	c, err := cf.client()
 	if err != nil {
@@ -254,9 +265,6 @@ func cmdSegment(ctx context.Context, sub string, args []string, stdout, stderr i
 	}
 	switch sub {
 	case "add":
-		if err := want(1, pos, "one segment NAME"); err != nil {
-			return err
-		}
 		rule.Name = pos[0]
 		rule.Platforms, rule.CustomIDs, rule.DeviceIDs = splitList(*platforms), splitList(*customIDs), splitList(*deviceIDs)
 		rule.IsEmulator, rule.IsProd = emu.v, prod.v
@@ -279,7 +287,7 @@ func cmdSegment(ctx context.Context, sub string, args []string, stdout, stderr i
 			return err
 		}
 		if cf.json {
-			return printJSON(stdout, segs)
+			return printList(stdout, segs)
 		}
 		var rows [][]string
 		for _, s := range segs {
@@ -288,16 +296,13 @@ func cmdSegment(ctx context.Context, sub string, args []string, stdout, stderr i
 		table(stdout, "POS\tNAME\tCHANNEL\tMATCHES", rows)
 		return nil
 	case "remove":
-		if err := want(1, pos, "one segment NAME"); err != nil {
-			return err
-		}
 		if err := c.RemoveSegment(ctx, *app, pos[0]); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "segment %s removed\n", pos[0])
 		return nil
 	}
-	return fmt.Errorf("segment: want add, list or remove, got %q", sub)
+	return unknownSub("segment", sub, subcommands("segment"))
 }
 
 func describeRule(r snapshot.Rule) string {
@@ -329,20 +334,38 @@ func describeRule(r snapshot.Rule) string {
 
 func cmdDevice(ctx context.Context, sub string, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("device "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	var cf clientFlags
 	cf.register(fs)
-	app := fs.String("app", "", "app id")
-	channel := fs.String("channel", "", "override: channel to pin the device to")
-	clear := fs.Bool("clear", false, "override: remove the device's override")
-	after := fs.String("after", "", "list: start after this device id")
-	limit := fs.Int("limit", 100, "list: at most this many")
+	app := fs.String("app", "", "app id (required)")
+	channel, clear := new(string), new(bool)
+	after, limit := new(string), new(int)
+	switch sub {
+	case "override":
+		fs.StringVar(channel, "channel", "", "channel to pin the devices to")
+		fs.BoolVar(clear, "clear", false, "remove the devices' overrides")
+	case "list":
+		fs.StringVar(after, "after", "", "start after this device id (paging)")
+		fs.IntVar(limit, "limit", 100, "at most this many")
+	}
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
 	}
 	if *app == "" {
-		return errors.New("device: --app is required")
+		return usagef("", "device %s: --app is required", sub)
+	}
+	switch sub {
+	case "override":
+		if len(pos) == 0 {
+			return usagef("", "device override: want DEVICE_ID [DEVICE_ID...]")
+		}
+		if (*channel == "") == !*clear {
+			return usagef("", "device override: want --channel NAME or --clear")
+		}
+	case "list":
+		if err := want(0, pos, "no arguments"); err != nil {
+			return err
+		}
 	}
 	c, err := cf.client()
 	if err != nil {
@@ -350,12 +373,6 @@ func cmdDevice(ctx context.Context, sub string, args []string, stdout, stderr io
 	}
 	switch sub {
 	case "override":
-		if len(pos) == 0 {
-			return errors.New("device override: want DEVICE_ID [DEVICE_ID...]")
-		}
-		if (*channel == "") == !*clear {
-			return errors.New("device override: want --channel NAME or --clear")
-		}
 		if err := c.SetOverrides(ctx, *app, *channel, pos); err != nil {
 			return err
 		}
@@ -371,7 +388,7 @@ func cmdDevice(ctx context.Context, sub string, args []string, stdout, stderr io
 			return err
 		}
 		if cf.json {
-			return printJSON(stdout, out)
+			return printList(stdout, out)
 		}
 		var rows [][]string
 		for _, o := range out {
@@ -380,12 +397,11 @@ func cmdDevice(ctx context.Context, sub string, args []string, stdout, stderr io
 		table(stdout, "DEVICE\tCHANNEL\tSOURCE", rows)
 		return nil
 	}
-	return fmt.Errorf("device: want override or list, got %q", sub)
+	return unknownSub("device", sub, subcommands("device"))
 }
 
 func cmdResolve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("resolve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	var cf clientFlags
 	cf.register(fs)
 	app := fs.String("app", "", "app id")
@@ -403,7 +419,7 @@ func cmdResolve(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	if *app == "" || d.DeviceID == "" || d.Platform == "" || d.VersionBuild == "" {
-		return errors.New("resolve: --app, --device, --platform and --version-build are required")
+		return usagef("", "resolve: --app, --device, --platform and --version-build are required")
 	}
 	d.IsProd = !*dev
 	c, err := cf.client()
@@ -455,7 +471,7 @@ func channelArgs(fs *flag.FlagSet, args []string, app *string) (string, error) {
 		return "", err
 	}
 	if *app == "" {
-		return "", errors.New(fs.Name() + ": --app is required")
+		return "", usagef("", "%s: --app is required", fs.Name())
 	}
 	return pos[0], nil
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -18,7 +17,6 @@ import (
 // cmdStats prints an app's update analytics: per bundle, then per segment.
 func cmdStats(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("stats", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	var cf clientFlags
 	cf.register(fs)
 	app := fs.String("app", "", "app id")
@@ -31,7 +29,7 @@ func cmdStats(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	if *app == "" || len(pos) > 0 {
-		return errors.New("stats: want `updraft stats --app ID [--channel NAME] [--segment S] [--platform P] [--since 24h]`")
+		return usagef("", "stats: want `updraft stats --app ID [--channel NAME] [--segment S] [--platform P] [--since 24h]`")
 	}
 	c, err := cf.client()
 	if err != nil {
@@ -121,7 +119,6 @@ func topFailures(m map[string]int64) string {
 // cmdGuard shows, sets or removes a channel's rollout guard.
 func cmdGuard(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("channel guard", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	var cf clientFlags
 	cf.register(fs)
 	app := fs.String("app", "", "app id")
@@ -192,7 +189,7 @@ func cmdGuard(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			case "threshold":
 				p, perr := strconv.ParseFloat(strings.TrimSuffix(*threshold, "%"), 64)
 				if perr != nil || p <= 0 || p > 100 {
-					err = fmt.Errorf("channel guard: --threshold %q: want a percentage like 10 or 2.5", *threshold)
+					err = usagef("", "channel guard: --threshold %q: want a percentage like 10 or 2.5", *threshold)
 				}
 				cur.ThresholdBPS = int(p*100 + 0.5)
 			}

@@ -1,0 +1,286 @@
+package main
+
+// The command reference: one entry per command and subcommand, from which
+// `updraft --help`, `updraft GROUP --help` and `updraft COMMAND --help`
+// are printed (the flags come from the command's own flag set, so they
+// cannot drift from what it parses). TestHelpEveryCommand walks them all.
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+
+	"github.com/updraft-cdn/updraft/config"
+)
+
+type cmdDoc struct {
+	name     string // "bundle upload"
+	args     string // what follows the name in the usage line
+	summary  string // one line
+	section  string
+	examples []string
+	notes    string // optional paragraph after the flags
+}
+
+const (
+	secRoles    = "Roles"
+	secOperator = "Operator commands (talk to --origin, default " + config.DefaultOriginURL + "; key from --api-key, UPDRAFT_API_KEY or ./updraft-data/api-key; --json prints JSON)"
+	secKeys     = "Keys"
+	secMigrate  = "Moving between back ends (stop the origin first; docs/deploy.md)"
+	secDeltas   = "Deltas"
+	secBench    = "Load testing"
+)
+
+var sections = []string{secRoles, secKeys, secOperator, secMigrate, secDeltas, secBench}
+
+// groups are the commands that only group subcommands, with a summary.
+var groups = map[string]string{
+	"app":     "create, list, configure and delete apps",
+	"bundle":  "upload, list, delete and rebuild an app's bundles",
+	"channel": "route devices: channels, rollouts, A/B splits and rollout guards",
+	"segment": "attribute rules that send matching devices to a channel",
+	"device":  "pin devices to a channel (overrides)",
+	"keys":    "show, create and rotate keys",
+	"delta":   "build and apply binary deltas between bundles",
+	"config":  "check a configuration file",
+}
+
+var docs = []cmdDoc{
+	{name: "serve", section: secRoles, args: "[--config FILE] [--data DIR] [--origin-listen ADDR] [--edge-listen ADDR] [flags]",
+		summary: "origin and edge in one process: a whole installation on one machine",
+		examples: []string{"updraft serve", "updraft serve --edge-listen 0.0.0.0:8080 --public-url http://192.168.1.10:8080",
+			"updraft serve --config updraft.toml"},
+		notes: "Every flag can be set in a TOML file given with --config (or UPDRAFT_CONFIG), by its long name:\n" +
+			"flags > environment > file > defaults. `updraft config check --config FILE serve` shows the result."},
+	{name: "origin", section: secRoles, args: "[--config FILE] [--data DIR] [--listen ADDR] [--store URL] [--blobs URL] [flags]",
+		summary: "origin only: operator API, bundle builds, snapshots for edges",
+		examples: []string{"updraft origin --listen 0.0.0.0:8090",
+			"updraft origin --store postgres://updraft:secret@db:5432/updraft --blobs 's3://bundles?endpoint=s3:8333&region=us-east-1'",
+			"updraft origin --config /etc/updraft/origin.toml"},
+		notes: "Settable in a --config file (or UPDRAFT_CONFIG) by long flag name; flags > environment > file > defaults."},
+	{name: "edge", section: secRoles, args: "--upstream URL --origin-pubkey KEY --edge-key-file FILE [--config FILE] [--data DIR] [--listen ADDR] [flags]",
+		summary: "edge following an origin or a parent edge; answers devices",
+		examples: []string{`updraft edge --upstream http://origin:8090 --origin-pubkey "$(updraft keys show --pubkey)" --edge-key-file updraft-data/edge-key --listen 0.0.0.0:8080`,
+			"updraft edge --config /etc/updraft/edge.toml"},
+		notes: "`updraft keys show` on the origin prints the public key and the edge key file. Settable in a --config\n" +
+			"file (or UPDRAFT_CONFIG) by long flag name; flags > environment > file > defaults."},
+	{name: "config check", section: secRoles, args: "--config FILE [serve|origin|edge]",
+		summary:  "validate a configuration file and print the effective configuration (secrets redacted)",
+		examples: []string{"updraft config check --config updraft.toml", "updraft config check --config edge.toml edge"},
+		notes: "Exit status 0 when the role would start with this configuration, 2 with the problem otherwise.\n" +
+			"The role defaults to the file's only [serve], [origin] or [edge] table, else serve."},
+
+	{name: "keys show", section: secKeys, args: "[--data DIR] [--pubkey]",
+		summary:  "the origin's snapshot public key and its key files (for starting edges)",
+		examples: []string{"updraft keys show", "updraft keys show --pubkey"}},
+	{name: "keys create-bundle-key", section: secKeys, args: "[--dir DIR] [--force]",
+		summary:  "RSA-2048 pair for end-to-end encrypted bundles (Capgo's .capgo_key_v2)",
+		examples: []string{"updraft keys create-bundle-key --dir ."}},
+	{name: "keys rotate", section: secKeys, args: "--api|--edge [--overlap 24h] | --signing [--prepare]",
+		summary: "new operator, edge or snapshot signing key; the old one stays valid for the overlap",
+		examples: []string{"updraft keys rotate --api", "updraft keys rotate --edge --overlap 1h",
+			"updraft keys rotate --signing --prepare"}},
+
+	{name: "app create", section: secOperator, args: "ID [--name NAME]", summary: "create an app",
+		examples: []string{`updraft app create com.example.app --name "Example"`}},
+	{name: "app list", section: secOperator, args: "[--json]", summary: "list apps",
+		examples: []string{"updraft app list", "updraft app list --json"}},
+	{name: "app set", section: secOperator, args: "ID [--keep N] [--expose-metadata] [--allow-device-custom-id=false]",
+		summary:  "bundle retention and device-protocol options (Capgo's)",
+		examples: []string{"updraft app set com.example.app --keep 10", "updraft app set com.example.app --expose-metadata"}},
+	{name: "app delete", section: secOperator, args: "ID --yes", summary: "delete an app with its bundles, channels and statistics",
+		examples: []string{"updraft app delete com.example.old --yes"}},
+
+	{name: "bundle upload", section: secOperator, args: "PATH --app ID --version V [--channel NAME] [--encrypt-key FILE]",
+		summary: "upload a bundle: a zip, or a folder the CLI zips",
+		examples: []string{"updraft bundle upload dist/ --app com.example.app --version 1.0.1",
+			"updraft bundle upload app.zip --app com.example.app --version 1.0.2 --channel production"},
+		notes: "On a terminal the upload shows its progress on stderr (not with --json, nor when stderr is not a terminal)."},
+	{name: "bundle list", section: secOperator, args: "--app ID [--json]", summary: "list an app's bundles with their deltas and build state",
+		examples: []string{"updraft bundle list --app com.example.app", "updraft bundle list --app com.example.app --json"}},
+	{name: "bundle delete", section: secOperator, args: "V --app ID", summary: "delete a bundle (refused while a channel, rollout or A/B arm points at it)",
+		examples: []string{"updraft bundle delete 1.0.0 --app com.example.app"}},
+	{name: "bundle rebuild", section: secOperator, args: "V --app ID [--force]", summary: "queue a bundle's build (manifest, canonical archive, deltas) again",
+		examples: []string{"updraft bundle rebuild 1.0.1 --app com.example.app --force"}},
+
+	{name: "channel set", section: secOperator, args: "NAME --app ID [--bundle V|builtin] [--default] [option flags]",
+		summary: "create or change a channel (builtin: back to the store build)",
+		examples: []string{"updraft channel set production --app com.example.app --bundle 1.0.1 --default",
+			"updraft channel set beta --app com.example.app --bundle 1.0.2 --allow-device-self-set --ios=false"}},
+	{name: "channel list", section: secOperator, args: "--app ID [--json]", summary: "list channels with their bundle, rollout or A/B split",
+		examples: []string{"updraft channel list --app com.example.app", "updraft channel list --app com.example.app --json"}},
+	{name: "channel rollout", section: secOperator, args: "NAME --app ID --bundle V --percent P | --pause|--resume|--promote|--rollback",
+		summary: "roll a bundle out to a share of the channel's devices",
+		examples: []string{"updraft channel rollout production --app com.example.app --bundle 1.0.2 --percent 10",
+			"updraft channel rollout production --app com.example.app --percent 50",
+			"updraft channel rollout production --app com.example.app --promote"}},
+	{name: "channel ab", section: secOperator, args: "NAME --app ID --arm NAME=VERSION:PERCENT... | --clear",
+		summary:  "A/B split of a channel's devices between bundles",
+		examples: []string{"updraft channel ab production --app com.example.app --arm a=1.0.1:50 --arm b=1.0.2:50"}},
+	{name: "channel guard", section: secOperator, args: "NAME --app ID [--threshold 10] [--action pause|rollback|notify] [flags] | --remove",
+		summary: "pause or roll back a rollout whose installs fail too often (no flags: show it)",
+		examples: []string{"updraft channel guard production --app com.example.app --threshold 10 --min-attempts 50",
+			"updraft channel guard production --app com.example.app"}},
+
+	{name: "segment add", section: secOperator, args: "NAME --app ID --channel C [--platform P] [--version-build RANGE] [--custom-id-prefix X] [flags]",
+		summary:  "add an attribute rule sending matching devices to a channel",
+		examples: []string{"updraft segment add testers --app com.example.app --channel beta --custom-id-prefix qa-"}},
+	{name: "segment list", section: secOperator, args: "--app ID [--json]", summary: "list an app's rules in evaluation order",
+		examples: []string{"updraft segment list --app com.example.app --json"}},
+	{name: "segment remove", section: secOperator, args: "NAME --app ID", summary: "remove a rule",
+		examples: []string{"updraft segment remove testers --app com.example.app"}},
+
+	{name: "device override", section: secOperator, args: "DEVICE_ID... --app ID --channel NAME | --clear",
+		summary:  "pin devices to a channel, or unpin them",
+		examples: []string{"updraft device override 00009a6b-eefe-490a-9c60-8e965132ae51 --app com.example.app --channel beta"}},
+	{name: "device list", section: secOperator, args: "--app ID [--after DEVICE_ID] [--limit N] [--json]", summary: "list pinned devices",
+		examples: []string{"updraft device list --app com.example.app", "updraft device list --app com.example.app --json"}},
+
+	{name: "resolve", section: secOperator, args: "--app ID --device ID --platform P --version-build V [--version-name V] [--custom-id X] [flags]",
+		summary:  "what an edge answers a device now, and why",
+		examples: []string{"updraft resolve --app com.example.app --device 00009a6b-eefe-490a-9c60-8e965132ae51 --platform ios --version-build 1.0.0"}},
+	{name: "stats", section: secOperator, args: "--app ID [--channel NAME] [--segment S] [--platform P] [--since 24h] [--json]",
+		summary:  "adoption, downloads, installs and failures per bundle and segment",
+		examples: []string{"updraft stats --app com.example.app", "updraft stats --app com.example.app --channel production --since 1h --json"}},
+	{name: "gc", section: secOperator, args: "[--grace 1h]", summary: "delete blobs no bundle references now (older than the grace)",
+		examples: []string{"updraft gc", "updraft gc --grace 24h"}},
+
+	{name: "migrate", section: secMigrate, args: "[--data DIR] [--from-store URL] [--from-blobs URL] [--to-data DIR] [--to-store URL] [--to-blobs URL] [--verify]",
+		summary: "copy store and blobs between SQLite + files and PostgreSQL + S3 (resumable)",
+		examples: []string{"updraft migrate --data updraft-data --to-store postgres://updraft:secret@db:5432/updraft --to-blobs 's3://bundles?endpoint=s3:8333' --verify",
+			"updraft migrate --data updraft-data --to-store postgres://updraft:secret@db:5432/updraft --to-blobs 's3://bundles?endpoint=s3:8333' --verify-only"}},
+
+	{name: "delta build", section: secDeltas, args: "--from OLD --to NEW -o OUT [--encoding dcb|dcz]",
+		summary:  "build and verify a delta between two bundles (zips or folders)",
+		examples: []string{"updraft delta build --from old.zip --to new.zip -o update.dcb"}},
+	{name: "delta apply", section: secDeltas, args: "--base OLD --delta IN -o OUT", summary: "apply a delta to a bundle",
+		examples: []string{"updraft delta apply --base old.zip --delta update.dcb -o new.tar"}},
+	{name: "delta canonical", section: secDeltas, args: "--from BUNDLE -o OUT", summary: "a bundle's canonical archive (what deltas are built between)",
+		examples: []string{"updraft delta canonical --from app.zip -o app.tar"}},
+
+	{name: "bench", section: secBench, args: "[--target URL] [--scenario release-storm|steady|stats|FILE.json] [--devices N] [--duration D] [--connections C] [--link 40ms/100mbit] [--proto h1|h3] [--json] [--out FILE] [--html FILE]",
+		summary: "load an edge like a fleet of devices, on a throwaway bench.* app it creates and deletes",
+		examples: []string{"updraft bench --scenario release-storm --devices 10000 --duration 30s",
+			"updraft bench --scenario stats --duration 10s", "updraft bench --proto h3 --insecure --target https://127.0.0.1:8443 --html report.html"},
+		notes: "Scenarios: release-storm (every device checks once and downloads), steady (closed-loop update checks),\n" +
+			"stats (device events), or a scenario file. --app ID --i-know-this-is-production loads an existing app instead."},
+	{name: "bench compare", section: secBench, args: "[bench flags]", summary: "the scenario against Updraft, then nginx and Caddy serving the same bundle",
+		examples: []string{"updraft bench compare --devices 1000 --duration 10s"}},
+	{name: "bench fetch", section: secBench, args: "[--proto h3|h2|h1] [-n N] [-c C] [--insecure] URL", summary: "repeat one GET and report rate and latency",
+		examples: []string{"updraft bench fetch --proto h3 --insecure -n 20 https://localhost:8443/healthz"}},
+	{name: "bench link", section: secBench, args: "--listen ADDR --upstream ADDR --profile 40ms/100mbit[/1%] [--udp]",
+		summary:  "relay through an emulated network path (RTT, bandwidth, loss)",
+		examples: []string{"updraft bench link --listen 127.0.0.1:9080 --upstream 127.0.0.1:8080 --profile 150ms/10mbit/1%"}},
+}
+
+func docOf(name string) *cmdDoc {
+	for i := range docs {
+		if docs[i].name == name {
+			return &docs[i]
+		}
+	}
+	return nil
+}
+
+// subcommands lists a group's subcommands, in reference order.
+func subcommands(group string) []string {
+	var subs []string
+	for _, d := range docs {
+		if g, s, ok := strings.Cut(d.name, " "); ok && g == group {
+			subs = append(subs, s)
+		}
+	}
+	return subs
+}
+
+// commandNames are the top-level command words.
+func commandNames() []string {
+	seen := map[string]bool{"help": true}
+	names := []string{"help"}
+	for _, d := range docs {
+		g, _, _ := strings.Cut(d.name, " ")
+		if !seen[g] {
+			seen[g] = true
+			names = append(names, g)
+		}
+	}
+	return names
+}
+
+// printUsage is `updraft --help`: every command, one line each.
+func printUsage(w io.Writer) {
+	fmt.Fprint(w, "updraft: live-update edge network for Capacitor apps\n\nUsage: updraft COMMAND [SUBCOMMAND] [ARGUMENTS] [FLAGS]\n")
+	for _, sec := range sections {
+		fmt.Fprintf(w, "\n%s:\n", sec)
+		for _, d := range docs {
+			if d.section == sec {
+				fmt.Fprintf(w, "  %-50s  %s\n", "updraft "+d.name+" "+d.args, d.summary)
+			}
+		}
+	}
+	fmt.Fprint(w, `
+Exit status: 0 success; 1 an operation failed (the server refused, network, files);
+2 usage error (unknown command or flag, missing or bad value).
+Run "updraft COMMAND --help" for a command's flags and examples; docs/cli.md describes
+the configuration file, --json output and exit codes.
+`)
+}
+
+// printGroupHelp is `updraft GROUP --help`: the group's subcommands.
+func printGroupHelp(w io.Writer, group string) {
+	fmt.Fprintf(w, "updraft %s: %s\n\nSubcommands:\n", group, groups[group])
+	var examples []string
+	for _, sub := range subcommands(group) {
+		d := docOf(group + " " + sub)
+		fmt.Fprintf(w, "  %-50s  %s\n", "updraft "+d.name+" "+d.args, d.summary)
+		if len(d.examples) > 0 {
+			examples = append(examples, d.examples[0])
+		}
+	}
+	fmt.Fprintln(w, "\nExamples:")
+	for _, e := range examples {
+		fmt.Fprintf(w, "  %s\n", e)
+	}
+	fmt.Fprintf(w, "\nRun \"updraft %s SUBCOMMAND --help\" for its flags.\n", group)
+}
+
+// printCommandHelp is `updraft COMMAND --help`: usage line, description,
+// flags (from the flag set the command parses with) and examples.
+func printCommandHelp(w io.Writer, fs *flag.FlagSet) {
+	d := docOf(fs.Name())
+	if d == nil {
+		d = &cmdDoc{name: fs.Name(), args: "[flags]"}
+	}
+	fmt.Fprintf(w, "updraft %s: %s\n\nUsage:\n  updraft %s %s\n", d.name, d.summary, d.name, d.args)
+	if d.name == "bench" {
+		fmt.Fprintf(w, "  updraft bench compare|fetch|link ... (updraft bench SUBCOMMAND --help)\n")
+	}
+	fmt.Fprintln(w, "\nFlags:")
+	var fl []*flag.Flag
+	fs.VisitAll(func(f *flag.Flag) { fl = append(fl, f) })
+	sort.Slice(fl, func(i, j int) bool { return fl[i].Name < fl[j].Name })
+	for _, f := range fl {
+		dash := "--"
+		if len(f.Name) == 1 {
+			dash = "-"
+		}
+		line := "  " + dash + f.Name
+		if t := flagType(f); t != "" {
+			line += " " + t
+		}
+		usage := f.Usage
+		if def := f.DefValue; def != "" && def != "false" && def != "0" && def != "[]" && def != "0s" {
+			usage += fmt.Sprintf(" (default %s)", def)
+		}
+		fmt.Fprintf(w, "%s\n      %s\n", line, usage)
+	}
+	if d.notes != "" {
+		fmt.Fprintf(w, "\n%s\n", d.notes)
+	}
+	fmt.Fprintln(w, "\nExample:")
+	for _, e := range d.examples {
+		fmt.Fprintf(w, "  %s\n", e)
+	}
+}
