@@ -58,6 +58,8 @@ type Edge struct {
 	// clients: client addresses behind trusted proxies, per-network
 	// limits and check-in reports (clients.go).
 	clients *clients
+	// answers: update answers encoded once per snapshot (answers.go).
+	answers answerCache
 }
 
 // maxSegmentBytes bounds a spool segment (and so one POST /v1/events);
@@ -116,6 +118,8 @@ func New(cfg config.Edge, c *cache.Tiered, log *slog.Logger) *Edge {
 		log = slog.Default()
 	}
 	e := &Edge{cfg: cfg, cache: c, log: log, metrics: newEdgeMetrics(c), changed: make(chan struct{})}
+	e.answers.metrics = e.metrics
+	e.metrics.reg.MustRegister(answerCollector{&e.answers})
 	if cfg.EdgeKey != "" {
 		e.childKey = []byte(cfg.EdgeKey)
 	}
@@ -152,6 +156,7 @@ func (e *Edge) setSnapshot(s *snapshot.Snapshot, wire []byte) bool {
 	if cur := e.snap.Load(); cur != nil && !newerSnapshot(s, cur) {
 		return false
 	}
+	e.answers.swap(s) // before the snapshot: requests under s find its table
 	e.snap.Store(s)
 	e.wire = wire
 	e.follow.swapped(s)
@@ -203,6 +208,7 @@ type reply struct {
 	contentEncoding string // dcz or dcb for a delta answer
 	useAsDictionary bool   // Use-As-Dictionary on canonical archives
 	vary            bool   // Vary: accept-encoding, available-dictionary
+	varyEncoding    bool   // Vary: Accept-Encoding (update answers with compressed variants)
 }
 
 func (r *reply) reset() {
@@ -252,6 +258,8 @@ func (out *reply) eachHeader(set func(k, v string)) {
 	}
 	if out.vary {
 		set("Vary", "accept-encoding, available-dictionary")
+	} else if out.varyEncoding {
+		set("Vary", "Accept-Encoding")
 	}
 	if out.useAsDictionary && out.status == 200 {
 		set("Use-As-Dictionary", dictionaryMatch)

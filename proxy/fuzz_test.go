@@ -35,10 +35,14 @@ func FuzzUpdatesBody(f *testing.F) {
 		in := bytes.Clone(body)
 		for _, edge := range []*Edge{e, cold} {
 			out := &reply{}
-			edge.updates(body, base, out)
+			edge.updates(body, base, "gzip", out)
 			if !bytes.Equal(body, in) {
 				t.Fatalf("updates modified its input")
 			}
+			if out.contentEncoding != "" {
+				t.Fatalf("small answer %q sent with Content-Encoding %s", answerBody(out), out.contentEncoding)
+			}
+			out.body = answerBody(out)
 			switch out.status {
 			case 200, 400, 503:
 			default:
@@ -111,6 +115,33 @@ func FuzzParseRange(f *testing.F) {
 			}
 		default:
 			t.Fatalf("parseRange(%q, %d): unknown result %d", h, size, res)
+		}
+	})
+}
+
+// FuzzAcceptEncoding feeds arbitrary Accept-Encoding values to the choice
+// of an update answer's coding: it never panics, picks only a variant that
+// exists, and a compressed one only when the header names it or "*".
+func FuzzAcceptEncoding(f *testing.F) {
+	for _, s := range []string{"", "gzip", "br;q=1.0, gzip;q=0.9, deflate;q=0.8", "gzip, deflate, br", "*;q=0, identity",
+		"identity;q=0", "gzip;q=0.5, identity;q=0.6", "x-gzip;Q=1.000", "gzip;q=1.5", ",;=,", "br ;\tq = 0.1"} {
+		f.Add(s, true, true)
+	}
+	f.Fuzz(func(t *testing.T, ae string, haveBr, haveGzip bool) {
+		got := pickEncoding(ae, haveBr, haveGzip)
+		lower := strings.ToLower(ae)
+		switch got {
+		case encIdentity:
+		case encBrotli:
+			if !haveBr || !strings.Contains(lower, "br") && !strings.Contains(ae, "*") {
+				t.Fatalf("pickEncoding(%q, %v, %v) = br", ae, haveBr, haveGzip)
+			}
+		case encGzip:
+			if !haveGzip || !strings.Contains(lower, "gzip") && !strings.Contains(ae, "*") {
+				t.Fatalf("pickEncoding(%q, %v, %v) = gzip", ae, haveBr, haveGzip)
+			}
+		default:
+			t.Fatalf("pickEncoding(%q) = %q", ae, got)
 		}
 	})
 }

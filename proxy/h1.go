@@ -132,18 +132,19 @@ type fastHeaders struct{ h *fasthttp.RequestHeader }
 
 func (f fastHeaders) get(name string) string { return bstr(f.h.Peek(name)) }
 
-// fastQuery reads query arguments from fasthttp without copying.
-type fastQuery struct{ a *fasthttp.Args }
+// fastQuery reads query arguments from fasthttp without copying; they are
+// parsed at the first read (most requests have none to read).
+type fastQuery struct{ ctx *fasthttp.RequestCtx }
 
-func (f fastQuery) get(name string) string { return bstr(f.a.Peek(name)) }
+func (f fastQuery) get(name string) string { return bstr(f.ctx.QueryArgs().Peek(name)) }
 
-func (f fastQuery) empty() bool { return f.a.Len() == 0 }
+func (f fastQuery) empty() bool { return f.ctx.QueryArgs().Len() == 0 }
 
 // request fills the transport-neutral request from fasthttp's context; its
 // strings are views valid until the reply is written.
 func (h *HTTP1) request(ctx *fasthttp.RequestCtx, r *request) {
 	*r = request{ctx: h.ctx, method: bstr(ctx.Method()), path: bstr(ctx.Path()), host: bstr(ctx.Host()), tls: ctx.IsTLS(),
-		proto: "h1", body: ctx.PostBody(), header: fastHeaders{&ctx.Request.Header}, query: fastQuery{ctx.QueryArgs()},
+		proto: "h1", body: ctx.PostBody(), header: fastHeaders{&ctx.Request.Header}, query: fastQuery{ctx},
 		client: h.client(ctx)}
 }
 
@@ -177,7 +178,8 @@ func (h *HTTP1) write(ctx *fasthttp.RequestCtx, out *reply) {
 	if out.contentType != "" {
 		resp.Header.SetContentType(out.contentType)
 	}
-	out.eachHeader(resp.Header.Set)
+	// The names are written as eachHeader spells them: no normalization.
+	out.eachHeader(func(k, v string) { resp.Header.SetCanonical(sbytes(k), sbytes(v)) })
 	switch {
 	case out.data != nil:
 		resp.SetBodyRaw(out.data) // the cache's bytes, never modified: no copy

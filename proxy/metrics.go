@@ -27,6 +27,15 @@ type edgeMetrics struct {
 	statsForwardErrors  prometheus.Counter
 	statsForwardSeconds prometheus.Histogram
 	statsForwardedBytes prometheus.Counter
+
+	// Update answers by content coding (identity, gzip, br): count and
+	// body bytes; compressions made for the answer cache.
+	answers, answerBytes [3]prometheus.Counter
+	answerCompressions   *prometheus.CounterVec
+
+	// Counters of the hot path, resolved once: update answers, requests
+	// by protocol.
+	updatesUpdate, requestsH1, requestsH3 prometheus.Counter
 }
 
 func newEdgeMetrics(c *cache.Tiered) *edgeMetrics {
@@ -83,6 +92,21 @@ func newEdgeMetrics(c *cache.Tiered) *edgeMetrics {
 			Name: "updraft_edge_stats_forwarded_bytes_total", Help: "Spool bytes acknowledged by the origin.",
 		}),
 	}
+	answersVec := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "updraft_edge_update_answers_total", Help: "Update answers (new version) sent, by content coding (identity, gzip, br).",
+	}, []string{"encoding"})
+	answerBytesVec := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "updraft_edge_update_answer_bytes_total", Help: "Body bytes of update answers (new version) sent, by content coding.",
+	}, []string{"encoding"})
+	for i, enc := range []string{encIdentity, encGzip, encBrotli} {
+		m.answers[i], m.answerBytes[i] = answersVec.WithLabelValues(enc), answerBytesVec.WithLabelValues(enc)
+	}
+	m.answerCompressions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "updraft_edge_update_answer_compressions_total", Help: "Update answers compressed for the answer cache, by content coding.",
+	}, []string{"encoding"})
+	m.reg.MustRegister(answersVec, answerBytesVec, m.answerCompressions)
+	m.updatesUpdate = m.updatesVec.WithLabelValues("update")
+	m.requestsH1, m.requestsH3 = m.protoVec.WithLabelValues("h1"), m.protoVec.WithLabelValues("h3")
 	m.reg.MustRegister(m.statsEvents, m.statsRequests, m.statsDropped, m.statsFsyncs, m.statsForwardErrors, m.statsForwardSeconds, m.statsForwardedBytes)
 	m.reg.MustRegister(m.updatesVec, m.blobsVec, m.bytesServed, m.snapshotRev, m.channelSelfVec, m.protoVec, m.refusals, m.pollErrors, m.snapshotDecode,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -92,12 +116,61 @@ func newEdgeMetrics(c *cache.Tiered) *edgeMetrics {
 	return m
 }
 
-func (m *edgeMetrics) updates(outcome string) { m.updatesVec.WithLabelValues(outcome).Inc() }
-func (m *edgeMetrics) blob(outcome string)    { m.blobsVec.WithLabelValues(outcome).Inc() }
-func (m *edgeMetrics) requests(proto string)  { m.protoVec.WithLabelValues(proto).Inc() }
+func (m *edgeMetrics) updates(outcome string) {
+	if outcome == "update" {
+		m.updatesUpdate.Inc()
+		return
+	}
+	m.updatesVec.WithLabelValues(outcome).Inc()
+}
+
+func (m *edgeMetrics) blob(outcome string) { m.blobsVec.WithLabelValues(outcome).Inc() }
+
+func (m *edgeMetrics) requests(proto string) {
+	switch proto {
+	case "h1":
+		m.requestsH1.Inc()
+	case "h3":
+		m.requestsH3.Inc()
+	default:
+		m.protoVec.WithLabelValues(proto).Inc()
+	}
+}
 
 func (m *edgeMetrics) channelSelf(op, outcome string) {
 	m.channelSelfVec.WithLabelValues(op, outcome).Inc()
+}
+
+// answer counts an update answer of n body bytes sent with encoding.
+func (m *edgeMetrics) answer(encoding string, n int) {
+	i := 0
+	switch encoding {
+	case encGzip:
+		i = 1
+	case encBrotli:
+		i = 2
+	}
+	m.answers[i].Inc()
+	m.answerBytes[i].Add(float64(n))
+}
+
+// answerCollector exports the answer cache's size at scrape time.
+type answerCollector struct{ c *answerCache }
+
+var (
+	answerEntriesDesc = prometheus.NewDesc("updraft_edge_answer_cache_entries", "Update answers held encoded for the current snapshot.", nil, nil)
+	answerBytesDesc   = prometheus.NewDesc("updraft_edge_answer_cache_bytes", "Bytes of the update answers held (plain and compressed).", nil, nil)
+)
+
+func (a answerCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- answerEntriesDesc
+	ch <- answerBytesDesc
+}
+
+func (a answerCollector) Collect(ch chan<- prometheus.Metric) {
+	n, b := a.c.stats()
+	ch <- prometheus.MustNewConstMetric(answerEntriesDesc, prometheus.GaugeValue, float64(n))
+	ch <- prometheus.MustNewConstMetric(answerBytesDesc, prometheus.GaugeValue, float64(b))
 }
 
 // cacheCollector exports the cache's own counters at scrape time.

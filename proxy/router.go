@@ -75,7 +75,7 @@ func (e *Edge) route(r *request, out *reply) {
 					return
 				}
 			}
-			e.updates(r.body, base, out)
+			e.updates(r.body, base, r.header.get("Accept-Encoding"), out)
 		case "GET", "HEAD":
 			out.ok()
 		default:

@@ -41,6 +41,9 @@ var updateStates = sync.Pool{New: func() any { return new(updateState) }}
 // is: here, until the pooled parser is reused after the reply is built.
 func bstr(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 
+// sbytes views s as bytes without copying; they must not be modified.
+func sbytes(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
+
 // fieldIssue describes a field of the wrong JSON type.
 type fieldIssue struct{ path, msg string }
 
@@ -90,8 +93,10 @@ func checkUpdateRequest(st *updateState, body []byte, out *reply) (*fastjson.Val
 	return v, ""
 }
 
-// updates answers POST /updates: parse, validate, resolve, encode.
-func (e *Edge) updates(body []byte, baseURL []byte, out *reply) {
+// updates answers POST /updates: parse, validate, resolve, then the answer:
+// an update answer from the answer cache (answers.go), encoded as
+// acceptEncoding prefers, or a refusal encoded here.
+func (e *Edge) updates(body []byte, baseURL []byte, acceptEncoding string, out *reply) {
 	st := updateStates.Get().(*updateState)
 	defer updateStates.Put(st)
 	if _, code := checkUpdateRequest(st, body, out); code != "" {
@@ -131,14 +136,19 @@ func (e *Edge) updates(body []byte, baseURL []byte, out *reply) {
 		return
 	}
 	if d.OK() {
-		out.body = appendUpdate(out.body[:0], &d, baseURL, r.SupportsManifest())
+		b := d.Bundle
+		k := answerKey{bundle: b, base: bstr(baseURL), manifest: r.SupportsManifest() && len(b.Manifest) > 0,
+			metadata: d.Metadata && (b.Link != "" || b.Comment != "")}
 		// Offer a delta when the device runs a bundle we know (not the store build).
 		if !r.OnBuiltin {
 			if from := snap.App(r.AppID).Bundle(r.VersionName); from != nil && from.Canonical != "" {
-				if dl := d.Bundle.DeltaFrom(from.Canonical, true, true); dl != nil {
-					out.body = appendDeltaOffer(out.body[:len(out.body)-1], dl, from, d.Bundle, baseURL)
-				}
+				k.delta = b.DeltaFrom(from.Canonical, true, true)
 			}
+		}
+		if !e.answers.answer(snap, &k, acceptEncoding, out) {
+			out.body = appendAnswer(out.body[:0], &k)
+			out.varyEncoding = len(out.body) >= compressMin
+			e.metrics.answer(encIdentity, len(out.body))
 		}
 		e.metrics.updates("update")
 		return
@@ -147,48 +157,107 @@ func (e *Edge) updates(body []byte, baseURL []byte, out *reply) {
 	e.metrics.updates(d.Code)
 }
 
+// The request fields fillRequest reads, in the order their type errors are
+// reported.
+const (
+	fieldAppID = iota
+	fieldDeviceID
+	fieldVersionName
+	fieldVersionBuild
+	fieldPlatform
+	fieldPluginVersion
+	fieldDefaultChannel
+	fieldKeyID
+	fieldInstallSource
+	fieldCustomID
+	fieldIsEmulator
+	fieldIsProd
+	numFields
+)
+
+var fieldKeys = [numFields]string{"app_id", "device_id", "version_name", "version_build", "platform", "plugin_version",
+	"defaultChannel", "key_id", "install_source", "custom_id", "is_emulator", "is_prod"}
+
+func fieldOf(key []byte) int {
+	switch string(key) {
+	case "app_id":
+		return fieldAppID
+	case "device_id":
+		return fieldDeviceID
+	case "version_name":
+		return fieldVersionName
+	case "version_build":
+		return fieldVersionBuild
+	case "platform":
+		return fieldPlatform
+	case "plugin_version":
+		return fieldPluginVersion
+	case "defaultChannel":
+		return fieldDefaultChannel
+	case "key_id":
+		return fieldKeyID
+	case "install_source":
+		return fieldInstallSource
+	case "custom_id":
+		return fieldCustomID
+	case "is_emulator":
+		return fieldIsEmulator
+	case "is_prod":
+		return fieldIsProd
+	}
+	return -1
+}
+
 // fillRequest reads the Capgo info object into st.req; strings alias the
-// parser's buffer. It reports the first field of the wrong JSON type.
+// parser's buffer. It reports the first field of the wrong JSON type. The
+// object is walked once; a key given twice counts by its first value, as
+// a lookup by name would find it.
 func fillRequest(st *updateState, v *fastjson.Value) *fieldIssue {
 	r := &st.req
 	*r = snapshot.Request{}
+	var fields [numFields]*fastjson.Value
+	v.GetObject().Visit(func(key []byte, f *fastjson.Value) {
+		if i := fieldOf(key); i >= 0 && fields[i] == nil {
+			fields[i] = f
+		}
+	})
 	var typeErr *fieldIssue
-	str := func(key string) string {
-		f := v.Get(key)
+	str := func(i int) string {
+		f := fields[i]
 		if f == nil || f.Type() == fastjson.TypeNull {
 			return ""
 		}
 		if f.Type() != fastjson.TypeString {
 			if typeErr == nil {
-				typeErr = &fieldIssue{key, typeIssues[key]}
+				typeErr = &fieldIssue{fieldKeys[i], typeIssues[fieldKeys[i]]}
 			}
 			return ""
 		}
 		b, _ := f.StringBytes()
 		return bstr(b)
 	}
-	boolean := func(key string, def bool) bool {
-		b, ok := jsonBool(v.Get(key), def)
+	boolean := func(i int, def bool) bool {
+		b, ok := jsonBool(fields[i], def)
 		if !ok && typeErr == nil {
-			typeErr = &fieldIssue{key, typeIssues[key]}
+			typeErr = &fieldIssue{fieldKeys[i], typeIssues[fieldKeys[i]]}
 		}
 		return b
 	}
-	r.AppID = str("app_id")
-	r.DeviceID = lowerDeviceID(st, str("device_id"))
-	r.VersionName = str("version_name")
-	r.VersionBuild = str("version_build")
-	r.Platform = str("platform")
-	r.PluginVersion = str("plugin_version")
-	r.DefaultChannel = str("defaultChannel")
-	r.KeyID = str("key_id")
-	r.InstallSource = str("install_source")
-	if f := v.Get("custom_id"); f != nil && f.Type() == fastjson.TypeString {
+	r.AppID = str(fieldAppID)
+	r.DeviceID = lowerDeviceID(st, str(fieldDeviceID))
+	r.VersionName = str(fieldVersionName)
+	r.VersionBuild = str(fieldVersionBuild)
+	r.Platform = str(fieldPlatform)
+	r.PluginVersion = str(fieldPluginVersion)
+	r.DefaultChannel = str(fieldDefaultChannel)
+	r.KeyID = str(fieldKeyID)
+	r.InstallSource = str(fieldInstallSource)
+	if f := fields[fieldCustomID]; f != nil && f.Type() == fastjson.TypeString {
 		b, _ := f.StringBytes()
 		r.CustomID = bstr(b)
 	}
-	r.IsEmulator = boolean("is_emulator", false)
-	r.IsProd = boolean("is_prod", true)
+	r.IsEmulator = boolean(fieldIsEmulator, false)
+	r.IsProd = boolean(fieldIsProd, true)
 	return typeErr
 }
 
@@ -235,14 +304,15 @@ func lowerDeviceID(st *updateState, id string) string {
 	return bstr(st.lower[:len(id)])
 }
 
-// appendUpdate encodes a "new version" answer in Capgo's key order, with
-// the file manifest when the plugin supports it.
-func appendUpdate(dst []byte, d *snapshot.Decision, baseURL []byte, manifest bool) []byte {
-	b := d.Bundle
+// appendUpdate encodes a "new version" answer for bundle b in Capgo's key
+// order, with the file manifest (manifest) and link/comment (metadata) when
+// the plugin takes them. base is scheme://host, validated: nothing in it
+// needs escaping.
+func appendUpdate(dst []byte, b *snapshot.Bundle, base string, manifest, metadata bool) []byte {
 	dst = append(dst, '{')
 	dst = appendField(dst, true, "version", b.Version)
 	dst = append(dst, `,"url":"`...)
-	dst = append(dst, baseURL...) // validated: no characters that need escaping
+	dst = append(dst, base...)
 	dst = append(dst, "/b/"...)
 	dst = append(dst, b.SHA256...)
 	dst = append(dst, '"')
@@ -261,37 +331,37 @@ func appendUpdate(dst []byte, d *snapshot.Decision, baseURL []byte, manifest boo
 			dst = appendField(append(dst, '{'), true, "file_name", f.Name)
 			dst = appendField(dst, false, "file_hash", f.Hash)
 			dst = append(dst, `,"download_url":"`...)
-			dst = append(dst, baseURL...)
+			dst = append(dst, base...)
 			dst = append(dst, "/f/"...)
 			dst = append(dst, f.Blob...)
 			dst = append(dst, `"}`...)
 		}
 		dst = append(dst, ']')
 	}
-	if d.Metadata && b.Link != "" {
+	if metadata && b.Link != "" {
 		dst = appendField(dst, false, "link", b.Link)
 	}
-	if d.Metadata && b.Comment != "" {
+	if metadata && b.Comment != "" {
 		dst = appendField(dst, false, "comment", b.Comment)
 	}
 	return append(dst, '}')
 }
 
-// appendDeltaOffer completes an update answer (whose closing brace was cut)
-// with the delta an Updraft-aware client can download instead of the zip:
-// applied to the canonical archive of the bundle it runs (delta_base_checksum)
-// it yields the new bundle's canonical archive (delta_checksum). The stock
-// plugin ignores these keys.
-func appendDeltaOffer(dst []byte, dl *snapshot.Delta, from, to *snapshot.Bundle, baseURL []byte) []byte {
+// appendDeltaOffer completes an update answer for bundle to (whose closing
+// brace was cut) with the delta an Updraft-aware client can download
+// instead of the zip: applied to the canonical archive of the bundle it
+// runs (delta_base_checksum, dl.Base) it yields the new bundle's canonical
+// archive (delta_checksum). The stock plugin ignores these keys.
+func appendDeltaOffer(dst []byte, dl *snapshot.Delta, to *snapshot.Bundle, base string) []byte {
 	dst = append(dst, `,"delta_url":"`...)
-	dst = append(dst, baseURL...)
+	dst = append(dst, base...)
 	dst = append(dst, "/b/"...)
 	dst = append(dst, dl.SHA256...)
 	dst = append(dst, '"')
 	dst = appendField(dst, false, "delta_encoding", dl.Encoding)
 	dst = append(dst, `,"delta_size":`...)
 	dst = strconv.AppendInt(dst, dl.Size, 10)
-	dst = appendField(dst, false, "delta_base_checksum", from.Canonical)
+	dst = appendField(dst, false, "delta_base_checksum", dl.Base)
 	dst = appendField(dst, false, "delta_checksum", to.Canonical)
 	return append(dst, '}')
 }
