@@ -250,3 +250,19 @@ func BlobsURL(t testing.TB) string {
 	os.Setenv("AWS_SECRET_ACCESS_KEY", s3.SecretKey)
 	return s3.URL(s3.Prefix())
 }
+
+// backends remembers each data folder's store and blob URLs (Backends).
+var backends sync.Map
+
+// Backends returns the --store and --blobs values of a test's data folder
+// (StoreURL, BlobsURL), the same ones every time for the same folder, so
+// that an origin restarted on the folder finds its state again.
+func Backends(t testing.TB, dataDir string) (store, blobs string) {
+	t.Helper()
+	b, ok := backends.Load(dataDir)
+	if !ok {
+		b = [2]string{StoreURL(t), BlobsURL(t)}
+		backends.Store(dataDir, b)
+	}
+	return b.([2]string)[0], b.([2]string)[1]
+}

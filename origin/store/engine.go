@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -176,6 +175,3 @@ func (s *Stmt) Close() error { return s.s.Close() }
 
 func (t *Tx) Commit() error   { return t.tx.Commit() }
 func (t *Tx) Rollback() error { return t.tx.Rollback() }
-
-// errLeaseUnsupported: leases need a shared engine.
-var errLeaseUnsupported = errors.New("store: leases need a shared engine")
