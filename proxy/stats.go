@@ -76,7 +76,10 @@ func (e *Edge) statsAnswer(client netip.Addr, body []byte, out *reply) string {
 	defer statsStates.Put(st)
 	v, err := st.parser.ParseBytes(body)
 	if err != nil {
-		out.badRequest(codeInvalidJSON, "Invalid JSON body", []byte(`{"e":{}}`))
+		// Capgo answers "moreInfo":{"e":{}} here: its JSON.stringify of the
+		// parser's Error object, which carries nothing. The plugin reads only
+		// "error", so the empty object /updates answers is used instead.
+		out.badRequest(codeInvalidJSON, "Invalid JSON body", nil)
 		return codeInvalidJSON
 	}
 	batch := v.Type() == fastjson.TypeArray

@@ -180,9 +180,9 @@ func TestStatsAnswers(t *testing.T) {
 		status int
 		want   string
 	}{
-		{"invalid JSON", `{"app_id":`, 400, `{"error":"invalid_json_parse_body","message":"Invalid JSON body","moreInfo":{"e":{}}}`},
-		{"empty body", ``, 400, `{"error":"invalid_json_parse_body","message":"Invalid JSON body","moreInfo":{"e":{}}}`},
-		{"trailing garbage", ok + `x`, 400, `{"error":"invalid_json_parse_body","message":"Invalid JSON body","moreInfo":{"e":{}}}`},
+		{"invalid JSON", `{"app_id":`, 400, `{"error":"invalid_json_parse_body","message":"Invalid JSON body","moreInfo":{}}`},
+		{"empty body", ``, 400, `{"error":"invalid_json_parse_body","message":"Invalid JSON body","moreInfo":{}}`},
+		{"trailing garbage", ok + `x`, 400, `{"error":"invalid_json_parse_body","message":"Invalid JSON body","moreInfo":{}}`},
 		{"empty array", `[]`, 200, `{"status":"ok","results":[]}`},
 		{"empty object", `{}`, 400, `{"error":"invalid_app_id","message":"App ID is required","moreInfo":{}}`},
 		{"first event missing app_id", statsEv(t, map[string]any{"app_id": nil}), 400, `{"error":"invalid_app_id","message":"App ID is required","moreInfo":{}}`},

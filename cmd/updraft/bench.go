@@ -103,7 +103,10 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintf(stderr, "link %s (%s): 127.0.0.1 → %s via %s\n", p, o.Proto, u.Host, addr)
 		o.Target = u.Scheme + "://" + addr
 	}
-	o.Progress = stderr
+	// The live progress line only on a terminal, and never with --json.
+	if w := progressTo(stderr, *jsonOut); w != nil {
+		o.Progress = w
+	}
 	// Load goes to a throwaway app unless an existing one is named on
 	// purpose: a run's devices and events stay in an app's statistics.
 	if o.AppID != "" && !*production {
@@ -229,7 +232,9 @@ func cmdBenchFetch(ctx context.Context, args []string, stdout, stderr io.Writer)
 // serving the same bundle and answer, and prints the figures side by side.
 func benchCompare(ctx context.Context, sc bench.Scenario, o bench.Options, stdout, stderr io.Writer) error {
 	stderr = bench.SyncWriter(stderr) // shared with the peers' output
-	o.Progress = stderr
+	if o.Progress != nil {
+		o.Progress = stderr
+	}
 	dir, err := os.MkdirTemp("", "updraft-compare-*")
 	if err != nil {
 		return err

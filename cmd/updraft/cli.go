@@ -148,8 +148,12 @@ func cmdBundle(ctx context.Context, sub string, args []string, stdout, stderr io
 	cf.register(fs)
 	app := fs.String("app", "", "app id (required)")
 	var version, encryptKey string
-	var force bool
+	var force, wait bool
 	var opt client.UploadOptions
+	switch sub {
+	case "upload", "rebuild":
+		fs.BoolVar(&wait, "wait", false, "wait for the origin's build (manifest, archive, deltas), with progress on a terminal; exit 1 if it fails")
+	}
 	switch sub {
 	case "upload":
 		fs.StringVar(&version, "version", "", "bundle version, semver (required)")
@@ -200,12 +204,26 @@ func cmdBundle(ctx context.Context, sub string, args []string, stdout, stderr io
 		if err != nil {
 			return err
 		}
+		if wait && cf.json { // the bundle as listed once built, with its deltas and build status
+			bi, err := followBuild(ctx, c, b.AppID, b.Version, nil)
+			if perr := printJSON(stdout, bi); err == nil {
+				err = perr
+			}
+			return err
+		}
 		if cf.json {
 			return printJSON(stdout, b)
 		}
 		fmt.Fprintf(stdout, "uploaded %s %s: %d bytes, sha256 %s\n", b.AppID, b.Version, b.Size, b.SHA256)
 		if opt.Channel != "" {
 			fmt.Fprintf(stdout, "channel %s now serves %s\n", opt.Channel, b.Version)
+		}
+		if wait {
+			bi, err := followBuild(ctx, c, b.AppID, b.Version, progressTo(stderr, false))
+			if err != nil {
+				return err
+			}
+			printBuilt(stdout, bi)
 		}
 		return nil
 	case "list":
@@ -238,7 +256,7 @@ func cmdBundle(ctx context.Context, sub string, args []string, stdout, stderr io
 	case "delete": // lifecycle.go
 		return bundleDelete(ctx, c, *app, pos, cf.json, stdout)
 	case "rebuild": // rebuild.go
-		return bundleRebuild(ctx, c, *app, pos, force, cf.json, stdout)
+		return bundleRebuild(ctx, c, *app, pos, force, wait, cf.json, stdout, stderr)
 	}
 	return unknownSub("bundle", sub, subcommands("bundle"))
 }

@@ -67,6 +67,7 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"app", "create"}, 2, []string{"app create: want one app id"}, nil},
 		{[]string{"bench", "--scenario", "storm"}, 2, []string{"want release-storm, steady, stats"}, nil},
 		{[]string{"serve", "--log-level", "loud"}, 2, []string{"--log-level"}, nil},
+		{[]string{"migrate", "--batch", "0"}, 2, []string{"migrate: --batch and --parallel: want 1 or more", `"updraft migrate --help"`}, nil},
 		// Operational failures: the origin does not answer.
 		{[]string{"app", "list", "--origin", "http://" + closed, "--api-key", "k"}, 1, []string{"connection refused"}, []string{"--help"}},
 	} {

@@ -83,7 +83,7 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return fmt.Errorf("migrate: %w", err)
 	}
 	if m.batch < 1 || m.parallel < 1 {
-		return errors.New("migrate: --batch and --parallel: want 1 or more")
+		return usagef("migrate", "migrate: --batch and --parallel: want 1 or more")
 	}
 	return m.run(ctx)
 }

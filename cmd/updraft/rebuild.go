@@ -24,15 +24,33 @@ func uploadLimitFlags(fs *flag.FlagSet, oc *config.Origin) {
 	fs.Var(&oc.MaxDeltaBundle, "max-delta-bundle", "build deltas only between bundles whose files unpacked (canonical archive) are at most this large; needs about 3x this of memory; 0: no deltas")
 }
 
-// bundleRebuild is `updraft bundle rebuild V --app ID [--force]` (cmdBundle
+// bundleRebuild is `updraft bundle rebuild V --app ID [--force] [--wait]` (cmdBundle
 // parsed the flags).
-func bundleRebuild(ctx context.Context, c *client.Client, app string, pos []string, force, asJSON bool, stdout io.Writer) error {
+func bundleRebuild(ctx context.Context, c *client.Client, app string, pos []string, force, wait, asJSON bool, stdout, stderr io.Writer) error {
 	if err := want(1, pos, "one bundle VERSION"); err != nil {
 		return err
 	}
 	b, err := c.RebuildBundle(ctx, app, pos[0], force)
 	if err != nil {
 		return err
+	}
+	if wait {
+		var progress io.Writer
+		if !asJSON {
+			progress = progressTo(stderr, false)
+		}
+		bi, err := followBuild(ctx, c, b.AppID, b.Version, progress)
+		if asJSON {
+			if perr := printJSON(stdout, bi); err == nil {
+				err = perr
+			}
+			return err
+		}
+		if err != nil {
+			return err
+		}
+		printBuilt(stdout, bi)
+		return nil
 	}
 	if asJSON {
 		return printJSON(stdout, b)
