@@ -71,6 +71,11 @@ func builtinSnapshot(t testing.TB, rev int64) *snapshot.Snapshot {
 // CapacitorUpdaterPlugin.swift likewise. The other answers are Capgo's
 // bytes (update.ts:639-651: the plugin version first, then
 // already_on_builtin with "version":"builtin", the branch Capgo reaches).
+// A device on the store build sends version_name "builtin", which Capgo
+// replaces by its version_build before resolving (plugin_parser.ts:77-78):
+// update.ts:471's "version_name === version.name" never matches the
+// channel's 'builtin', and :640's body.version_name === 'builtin' is never
+// true either.
 func TestUpdatesBuiltinChannel(t *testing.T) {
 	e := newCoreEdge(t, builtinSnapshot(t, 1))
 	cases := []struct {
@@ -470,6 +475,10 @@ func TestChannelSelfValidation(t *testing.T) {
 }
 
 // POST /channel_self (setChannel), Capgo channel_self.ts:285-415.
+// Case names ":NNN" are lines of Cap-go/capgo tests/channel_self.test.ts at
+// 4bc7d83f (e.g. :648 "[POST] /channel_self creates new channel_device
+// with owner_org", :1163 "should validate and return success without
+// storing in channel_devices for new plugin versions").
 func TestChannelSelfSet(t *testing.T) {
 	const other = "11111111-2222-4333-8444-555555555555"
 	t.Run("new plugins are validated only", func(t *testing.T) {
@@ -561,7 +570,12 @@ func TestChannelSelfSet(t *testing.T) {
 	})
 }
 
-// PUT /channel_self (getChannel), Capgo channel_self.ts:417-491.
+// PUT /channel_self (getChannel), Capgo channel_self.ts:417-491 (put() at
+// :420; the new-plugin branch :433-456). Case names ":NNN" are lines of
+// Cap-go/capgo tests/channel_self.test.ts at 4bc7d83f (e.g. :843 "[PUT]
+// /channel_self (with overwrite)", :1316 "should return defaultChannel when
+// no channel override is set"). Deliberate difference (docs/design-notes.md):
+// with no defaultChannel Capgo answers the literal "production" (:448).
 func TestChannelSelfGet(t *testing.T) {
 	e := newCoreEdge(t, nil)
 	newFakeOrigin(t, e, map[string]string{"11111111-2222-4333-8444-555555555555": "no_access"}, nil)
@@ -601,6 +615,10 @@ func TestChannelSelfGet(t *testing.T) {
 }
 
 // DELETE /channel_self (unsetChannel), Capgo channel_self.ts:493-549.
+// Case names ":NNN" are lines of Cap-go/capgo tests/channel_self.test.ts at
+// 4bc7d83f (:941 "[DELETE] /channel_self (no overwrite)", :954 "(with
+// overwrite)"); "channel_self_delete.test.ts:17" is
+// tests/channel_devices/channel_self_delete.test.ts.
 func TestChannelSelfUnset(t *testing.T) {
 	const pinned, locked = "11111111-2222-4333-8444-555555555555", "22222222-2222-4333-8444-555555555555"
 	e := newCoreEdge(t, nil)

@@ -140,8 +140,10 @@ func Resolve(s *Snapshot, r *Request) Decision {
 // Capgo checks the plugin version first, so an old plugin already on the
 // store build also gets revert_to_builtin_plugin_version_too_old; and its
 // already_on_builtin carries "version":"builtin" (update.ts:644-645, the
-// branch Capgo reaches: it cannot tell a device on builtin from one on a
-// bundle named like its native version).
+// branch Capgo reaches: plugin_parser.ts:77-78 replaces a version_name of
+// "builtin" by the version_build before update.ts sees it, so Capgo cannot
+// tell a device on builtin from one on a bundle named like its native
+// version).
 func revertToBuiltin(r *Request) Decision {
 	switch {
 	case r.plugin.Compare(*v6_2_0) < 0:
