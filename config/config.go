@@ -65,6 +65,10 @@ type Origin struct {
 	// served whole. The builder needs about this plus twice this (the
 	// zstd window) of memory. 0: no deltas.
 	MaxDeltaBundle Size
+	// BuildNice is the scheduling priority (nice, 1 to 19) of the thread
+	// that builds bundles, so that builds use only CPU the edge and the API
+	// leave idle; 0 builds at the process's own priority. Linux only.
+	BuildNice int
 }
 
 // Edge configures an edge node: device API and blob delivery.
@@ -156,6 +160,7 @@ func NewOrigin(dataDir string) Origin {
 		MaxZipRatio:     100,
 		MaxEntryRatio:   100,
 		MaxDeltaBundle:  64 * MiB, // the zstd matcher reaches ~32 MiB back into a base (design notes)
+		BuildNice:       19,
 	}
 }
 
@@ -236,6 +241,9 @@ func (c Origin) Validate() error {
 	}
 	if c.MaxZipRatio < 0 || c.MaxZipRatio == 1 || c.MaxEntryRatio < 0 || c.MaxEntryRatio == 1 {
 		errs = append(errs, fmt.Errorf("config: origin.max_bundle_ratio %d, origin.max_entry_ratio %d: want 0 (unchecked) or at least 2, like 100", c.MaxZipRatio, c.MaxEntryRatio))
+	}
+	if c.BuildNice < 0 || c.BuildNice > 19 {
+		errs = append(errs, fmt.Errorf("config: origin.build_nice %d: want 0 (normal priority) to 19 (lowest)", c.BuildNice))
 	}
 	if c.MaxDeltaBundle < 0 || c.MaxDeltaBundle > 512*MiB {
 		errs = append(errs, fmt.Errorf("config: origin.max_delta_bundle %s: want 0 (no deltas) to 512MiB", c.MaxDeltaBundle))

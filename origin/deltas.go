@@ -98,6 +98,9 @@ func (b *deltaBuilder) start(ctx context.Context) {
 		b.wg.Add(1)
 		go func() {
 			defer b.wg.Done()
+			if err := lowPriority(b.s.cfg.BuildNice); err != nil {
+				b.s.log.Warn("origin: bundle builds at normal priority", "nice", b.s.cfg.BuildNice, "err", err)
+			}
 			b.work(ctx)
 		}()
 	}

@@ -17,5 +17,6 @@ func testConfig(t testing.TB, dir string) config.Origin {
 	t.Helper()
 	cfg := config.NewOrigin(dir)
 	cfg.Store, cfg.Blobs = testenv.Backends(t, dir)
+	cfg.BuildNice = 0 // tests wait for builds on a machine busy with other test binaries
 	return cfg
 }

@@ -14,5 +14,6 @@ func testOriginConfig(t testing.TB, data string) config.Origin {
 	t.Helper()
 	oc := config.NewOrigin(data)
 	oc.Store, oc.Blobs = testenv.Backends(t, data)
+	oc.BuildNice = 0 // see TestMain
 	return oc
 }

@@ -229,7 +229,7 @@ func checkLogLevel(level string) error {
 
 // Environment variables of the role flags.
 var (
-	originEnv = map[string]string{"store": "UPDRAFT_STORE", "blobs": "UPDRAFT_BLOBS"}
+	originEnv = map[string]string{"store": "UPDRAFT_STORE", "blobs": "UPDRAFT_BLOBS", "build-nice": "UPDRAFT_BUILD_NICE"}
 	edgeEnv   = map[string]string{"public-url": "UPDRAFT_PUBLIC_URL", "tls-listen": "UPDRAFT_TLS_LISTEN"}
 )
 

@@ -39,6 +39,7 @@ const migApp = "com.example.app"
 func startOriginOn(t *testing.T, oc config.Origin) (*running, func()) {
 	t.Helper()
 	oc.Listen = "127.0.0.1:0"
+	oc.BuildNice = 0 // see TestMain
 	ec := config.NewEdge(filepath.Join(t.TempDir(), "edge-cache"))
 	ec.Listen = "127.0.0.1:0"
 	ec.TLS, ec.TLSListen = "self-signed", "127.0.0.1:0"

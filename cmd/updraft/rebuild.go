@@ -21,6 +21,7 @@ func uploadLimitFlags(fs *flag.FlagSet, oc *config.Origin) {
 	fs.IntVar(&oc.MaxZipEntries, "max-bundle-entries", oc.MaxZipEntries, "most entries (files and folders) a bundle zip may hold")
 	fs.IntVar(&oc.MaxZipRatio, "max-bundle-ratio", oc.MaxZipRatio, "largest ratio of a bundle's unpacked size to its zip's size (0: unchecked)")
 	fs.IntVar(&oc.MaxEntryRatio, "max-entry-ratio", oc.MaxEntryRatio, "largest compression ratio of a zip entry over 1MiB (0: unchecked)")
+	fs.IntVar(&oc.BuildNice, "build-nice", oc.BuildNice, "scheduling priority of bundle builds (nice 1-19: they get only CPU the edge and the API leave idle; 0: normal priority; Linux); env UPDRAFT_BUILD_NICE")
 	fs.Var(&oc.MaxDeltaBundle, "max-delta-bundle", "build deltas only between bundles whose files unpacked (canonical archive) are at most this large; needs about 3x this of memory; 0: no deltas")
 }
 
