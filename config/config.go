@@ -143,6 +143,15 @@ type Edge struct {
 	ProxyProtocol          bool
 	UpdatesPerPrefixSecond float64
 	StatsPerPrefixSecond   float64
+
+	// The device profile for which the edge chooses between a bundle
+	// pair's dcz and dcb deltas (docs/design-notes.md, "Choosing dcz or
+	// dcb per pair"): the one a device downloading at DeltaLink, and
+	// decoding DeltaDecodeFactor times slower than the origin's builder
+	// did, finishes first. DeltaLink 0 or DeltaDecodeFactor 0: the
+	// smaller delta.
+	DeltaLink         Bandwidth
+	DeltaDecodeFactor float64
 }
 
 // NewOrigin returns the origin defaults, with dataDir as the data folder.
@@ -185,8 +194,18 @@ func NewEdge(dataDir string) Edge {
 		// carrier-grade NAT (design notes); far below a forging client.
 		UpdatesPerPrefixSecond: DefaultUpdatesPerPrefixSecond,
 		StatsPerPrefixSecond:   DefaultStatsPerPrefixSecond,
+		DeltaLink:              DefaultDeltaLink,
+		DeltaDecodeFactor:      DefaultDeltaDecodeFactor,
 	}
 }
+
+// Defaults of the delta choice's device profile: a mobile link, and a
+// phone's core against a server's (the builder decodes every delta once
+// to verify it, and measures it).
+const (
+	DefaultDeltaLink         = 20 * Mbit
+	DefaultDeltaDecodeFactor = 4
+)
 
 // Defaults of the per-client-network limits (docs/design-notes.md).
 const (
@@ -301,6 +320,12 @@ func (c Edge) Validate() error {
 	}
 	if c.CacheMemory < 0 || c.CacheMemory > 1*TiB {
 		errs = append(errs, fmt.Errorf("config: edge.cache.memory %s: want 0 (no memory tier) to 1TiB", c.CacheMemory))
+	}
+	if c.DeltaLink != 0 && (c.DeltaLink < 8*Kbit || c.DeltaLink > 1000*Gbit) {
+		errs = append(errs, fmt.Errorf("config: edge.delta_link %s: want 0 (the smaller delta) or 8kbit to 1000gbit, like 20mbit", c.DeltaLink))
+	}
+	if !(c.DeltaDecodeFactor >= 0 && c.DeltaDecodeFactor <= 1000) {
+		errs = append(errs, fmt.Errorf("config: edge.delta_decode_factor %g: want 0 (the smaller delta) to 1000, like 4 (a device decodes 4 times slower than the origin)", c.DeltaDecodeFactor))
 	}
 	return errors.Join(errs...)
 }

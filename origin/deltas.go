@@ -398,7 +398,7 @@ func (b *deltaBuilder) deltasFrom(ctx context.Context, j deltaJob, target store.
 		if enc == delta.DCZ {
 			limit = target.Size * 3 / 4
 		}
-		info, ok, err := b.buildDelta(ctx, baseData, target, want, enc, limit, big)
+		info, decode, ok, err := b.buildDelta(ctx, baseData, target, want, enc, limit, big)
 		if err != nil {
 			return built, err
 		}
@@ -410,13 +410,13 @@ func (b *deltaBuilder) deltasFrom(ctx context.Context, j deltaJob, target store.
 		if info.Size < target.Size/2 {
 			// Checked: no delta row outlives a bundle deleted meanwhile.
 			err = b.s.store.AddDeltaChecked(ctx, j.app, j.version, snapshot.Delta{From: baseVersion, Base: baseSHA,
-				Encoding: enc, SHA256: info.SHA256, Size: info.Size})
+				Encoding: enc, SHA256: info.SHA256, Size: info.Size, DecodeNs: max(decode.Nanoseconds(), 1)})
 			if err != nil {
 				return built, err
 			}
 			built++
 			b.s.log.Info("origin: delta ready", "app", j.app, "from", baseVersion, "to", j.version, "encoding", enc,
-				"bytes", info.Size, "full", target.Size)
+				"bytes", info.Size, "full", target.Size, "decode_cpu", decode.Round(time.Microsecond))
 			b.s.changedStore()
 		}
 		done()
@@ -431,24 +431,26 @@ var errDeltaTooLarge = errors.New("delta larger than worth keeping")
 // a blob, gives up once the delta exceeds limit bytes (ok false, size -1),
 // drops it if it is not under half of the zip (ok false), decodes
 // the result against the base to check it rebuilds target byte for byte,
-// and commits it.
+// and commits it. It returns the CPU time of that decode (threadCPU: the
+// builder's thread may wait behind everything else at nice 19), which
+// edges weigh against the delta's size (snapshot.Bundle.DeltaFrom).
 //
 // With big set, memory is handed back to the OS after encoding and after
 // verifying: the encoder's window (up to twice the base) is garbage by
 // then, and the GC, paced on a heap that held base and window, would let
 // the decoder's window come on top of it.
-func (b *deltaBuilder) buildDelta(ctx context.Context, base []byte, target store.Bundle, want [32]byte, enc string, limit int64, big bool) (blob.Info, bool, error) {
+func (b *deltaBuilder) buildDelta(ctx context.Context, base []byte, target store.Bundle, want [32]byte, enc string, limit int64, big bool) (blob.Info, time.Duration, bool, error) {
 	if big {
 		defer debug.FreeOSMemory()
 	}
 	tf, _, err := b.s.blobs.Open(target.Canonical)
 	if err != nil {
-		return blob.Info{}, false, err
+		return blob.Info{}, 0, false, err
 	}
 	defer tf.Close()
 	w, err := b.s.blobs.Create(0)
 	if err != nil {
-		return blob.Info{}, false, err
+		return blob.Info{}, 0, false, err
 	}
 	defer w.Abort() // no-op after Commit
 	lw := &limitWriter{w: w, n: limit}
@@ -457,25 +459,27 @@ func (b *deltaBuilder) buildDelta(ctx context.Context, base []byte, target store
 		debug.FreeOSMemory()
 	}
 	if errors.Is(err, errDeltaTooLarge) {
-		return blob.Info{Size: -1}, false, nil // over limit
+		return blob.Info{Size: -1}, 0, false, nil // over limit
 	}
 	if err != nil {
-		return blob.Info{}, false, fmt.Errorf("%s: %w", enc, err)
+		return blob.Info{}, 0, false, fmt.Errorf("%s: %w", enc, err)
 	}
 	if w.Size() >= target.Size/2 {
-		return blob.Info{Size: w.Size()}, false, nil
+		return blob.Info{Size: w.Size()}, 0, false, nil
 	}
 	df, err := os.Open(w.TempPath())
 	if err != nil {
-		return blob.Info{}, false, err
+		return blob.Info{}, 0, false, err
 	}
-	err = delta.Verify(base, delta.ContextReader(ctx, bufio.NewReaderSize(df, 256<<10)), target.CanonicalSize, want)
+	decode, err := threadCPU(func() error {
+		return delta.Verify(base, delta.ContextReader(ctx, bufio.NewReaderSize(df, 256<<10)), target.CanonicalSize, want)
+	})
 	df.Close()
 	if err != nil {
-		return blob.Info{}, false, err
+		return blob.Info{}, 0, false, err
 	}
 	info, err := w.Commit("")
-	return info, err == nil, err
+	return info, decode, err == nil, err
 }
 
 type limitWriter struct {

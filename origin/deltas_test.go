@@ -5,9 +5,11 @@ import (
 	"context"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/updraft-cdn/updraft/origin/client"
 	"github.com/updraft-cdn/updraft/origin/delta"
+	"github.com/updraft-cdn/updraft/origin/snapshot"
 )
 
 // TestDeltasBuiltAfterUpload uploads two real releases and checks the
@@ -41,6 +43,11 @@ func TestDeltasBuiltAfterUpload(t *testing.T) {
 		if d.From != "1.0.0" || d.Base != base.Canonical || d.Size >= newest.Size/2 {
 			t.Fatalf("delta %+v", d)
 		}
+		// Its decode was measured (the builder thread's CPU time) for
+		// edges to weigh against its size.
+		if d.DecodeNs <= 0 {
+			t.Fatalf("%s: decode cost not measured: %+v", d.Encoding, d)
+		}
 		raw, err := o.srv.deltas.readBlob(d.SHA256)
 		if err != nil {
 			t.Fatal(err)
@@ -49,13 +56,18 @@ func TestDeltasBuiltAfterUpload(t *testing.T) {
 		if err != nil || hexSum(out) != newest.Canonical {
 			t.Fatalf("%s does not rebuild 1.0.1: %v", d.Encoding, err)
 		}
-		t.Logf("%s: %d bytes (zip %d, canonical %d)", d.Encoding, d.Size, newest.Size, newest.CanonicalSize)
+		t.Logf("%s: %d bytes (zip %d, canonical %d), decoded in %s of CPU", d.Encoding, d.Size, newest.Size, newest.CanonicalSize, time.Duration(d.DecodeNs))
 	}
 	// The snapshot carries them for edges.
 	o.srv.awaitPublished(ctx)
 	b := o.srv.Current().Snap.App("com.example.app").Bundle("1.0.1")
-	if b.Canonical != newest.Canonical || len(b.Deltas) != 2 || b.DeltaFrom(base.Canonical, true, true) == nil {
+	if b.Canonical != newest.Canonical || len(b.Deltas) != 2 || b.DeltaFrom(base.Canonical, true, true, snapshot.DeltaCost{}) == nil {
 		t.Fatalf("snapshot bundle %+v", b)
+	}
+	for _, d := range b.Deltas {
+		if d.DecodeNs <= 0 {
+			t.Fatalf("snapshot delta without its decode cost: %+v", d)
+		}
 	}
 	if o.srv.Current().Snap.ByCanonical(newest.Canonical) != b {
 		t.Fatal("canonical index missing")

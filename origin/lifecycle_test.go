@@ -363,7 +363,7 @@ func TestDeleteBundleRemovedFromSnapshotWithItsDeltas(t *testing.T) {
 		t.Fatal("the deltas of 1.0.2 from 1.0.0 went too")
 	}
 	for _, b := range after.App(lcApp).Bundles {
-		if b.DeltaFrom(before.App(lcApp).Bundle("1.0.1").Canonical, true, true) != nil {
+		if b.DeltaFrom(before.App(lcApp).Bundle("1.0.1").Canonical, true, true, snapshot.DeltaCost{}) != nil {
 			t.Fatalf("a delta from the deleted bundle's canonical archive is still offered on %s", b.Version)
 		}
 	}

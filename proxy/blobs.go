@@ -264,7 +264,9 @@ func parseDigits(s string) (int64, bool) {
 
 // deltaAnswer serves a delta to target's canonical archive from the
 // dictionary the client has, if one was built and the client accepts its
-// encoding. It reports false to fall back to the full archive.
+// encoding (both accepted: the one the edge's device profile, --delta-link
+// and --delta-decode-factor, finishes first). It reports false to fall
+// back to the full archive.
 func (e *Edge) deltaAnswer(ctx context.Context, target *snapshot.Bundle, r *blobRequest, out *reply) bool {
 	base, ok := parseAvailableDictionary(r.availableDict)
 	if !ok {
@@ -274,7 +276,7 @@ func (e *Edge) deltaAnswer(ctx context.Context, target *snapshot.Bundle, r *blob
 	if !dcz && !dcb {
 		return false
 	}
-	d := target.DeltaFrom(base, dcz, dcb)
+	d := target.DeltaFrom(base, dcz, dcb, e.deltaCost) // among what the client accepts, by the edge's device profile
 	if d == nil {
 		return false
 	}

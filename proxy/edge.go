@@ -60,6 +60,9 @@ type Edge struct {
 	clients *clients
 	// answers: update answers encoded once per snapshot (answers.go).
 	answers answerCache
+	// deltaCost is the device profile deltas are chosen for
+	// (cfg.DeltaLink, cfg.DeltaDecodeFactor; snapshot.Bundle.DeltaFrom).
+	deltaCost snapshot.DeltaCost
 }
 
 // maxSegmentBytes bounds a spool segment (and so one POST /v1/events);
@@ -127,6 +130,7 @@ func New(cfg config.Edge, c *cache.Tiered, log *slog.Logger) *Edge {
 		e.prevChildKey = []byte(cfg.PreviousEdgeKey)
 	}
 	e.limiter = newDeviceLimiter(cfg.UpdatesPerDeviceMinute)
+	e.deltaCost = snapshot.DeltaCost{LinkBitsPerSecond: float64(cfg.DeltaLink), DecodeFactor: cfg.DeltaDecodeFactor}
 	e.clients = newClients(cfg, log, e.metrics.reg)
 	if cfg.LegacyChannelWrites > 0 {
 		e.channelWrites = rate.NewLimiter(rate.Limit(cfg.LegacyChannelWrites), max(1, int(cfg.LegacyChannelWrites*2)))

@@ -139,10 +139,13 @@ func (e *Edge) updates(body []byte, baseURL []byte, acceptEncoding string, out *
 		b := d.Bundle
 		k := answerKey{bundle: b, base: bstr(baseURL), manifest: r.SupportsManifest() && len(b.Manifest) > 0,
 			metadata: d.Metadata && (b.Link != "" || b.Comment != "")}
-		// Offer a delta when the device runs a bundle we know (not the store build).
+		// Offer a delta when the device runs a bundle we know (not the store
+		// build): of the pair's dcz and dcb, the one the edge's device
+		// profile finishes first (a loop over at most six deltas, no
+		// allocation); the answer with it is then encoded once per snapshot.
 		if !r.OnBuiltin {
 			if from := snap.App(r.AppID).Bundle(r.VersionName); from != nil && from.Canonical != "" {
-				k.delta = b.DeltaFrom(from.Canonical, true, true)
+				k.delta = b.DeltaFrom(from.Canonical, true, true, e.deltaCost)
 			}
 		}
 		if !e.answers.answer(snap, &k, acceptEncoding, out) {

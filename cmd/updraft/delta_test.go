@@ -16,9 +16,11 @@ import (
 
 	brrr "github.com/molecule-man/go-brrr"
 
+	"github.com/updraft-cdn/updraft/config"
 	"github.com/updraft-cdn/updraft/origin"
 	"github.com/updraft-cdn/updraft/origin/client"
 	"github.com/updraft-cdn/updraft/origin/delta"
+	"github.com/updraft-cdn/updraft/origin/snapshot"
 )
 
 func get(t *testing.T, url string, header ...string) (*http.Response, []byte) {
@@ -69,6 +71,20 @@ func TestDeltaDelivery(t *testing.T) {
 		t.Fatalf("bundle list:\n%s", out)
 	}
 	v2, v1 := bs[0], bs[1]
+	// The edge offers the delta its device profile (the defaults: 20mbit,
+	// decode factor 4) finishes first, by the decode cost the origin
+	// measured for each.
+	for _, d := range v2.Deltas {
+		if d.DecodeNs <= 0 {
+			t.Fatalf("delta without its decode cost: %+v", d)
+		}
+	}
+	ec := config.NewEdge("")
+	chosen := (&snapshot.Bundle{Deltas: v2.Deltas}).DeltaFrom(v1.Canonical, true, true,
+		snapshot.DeltaCost{LinkBitsPerSecond: float64(ec.DeltaLink), DecodeFactor: ec.DeltaDecodeFactor})
+	if chosen == nil {
+		t.Fatalf("no delta from 1.0.1: %+v", v2.Deltas)
+	}
 	// The edge learns of the deltas with the next snapshot.
 	var offer struct {
 		Version, Checksum string
@@ -86,7 +102,7 @@ func TestDeltaDelivery(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if offer.Version != "1.0.2" || offer.DeltaEncoding != "dcb" || offer.DeltaBase != v1.Canonical || offer.DeltaChecksum != v2.Canonical || offer.Checksum != v2.SHA256 {
+	if offer.Version != "1.0.2" || offer.DeltaEncoding != chosen.Encoding || offer.DeltaBase != v1.Canonical || offer.DeltaChecksum != v2.Canonical || offer.Checksum != v2.SHA256 {
 		t.Fatalf("offer %+v", offer)
 	}
 	// Explicit offer: download the delta, apply it to the canonical archive
@@ -100,7 +116,7 @@ func TestDeltaDelivery(t *testing.T) {
 	if err != nil || hexSHA(out) != offer.DeltaChecksum {
 		t.Fatalf("applied delta: %v", err)
 	}
-	t.Logf("update 1.0.1 → 1.0.2: zip %d bytes, delta %d bytes (%s)", v2.Size, len(d), offer.DeltaEncoding)
+	t.Logf("update 1.0.1 → 1.0.2: zip %d bytes, delta %d bytes (%s); deltas %+v", v2.Size, len(d), offer.DeltaEncoding, v2.Deltas)
 
 	// RFC 9842: the full archive announces itself as a dictionary; asking
 	// for the next one with that dictionary gets the delta.
@@ -113,7 +129,7 @@ func TestDeltaDelivery(t *testing.T) {
 	for _, ae := range []string{"gzip, deflate, br, zstd, dcb, dcz", "dcz"} {
 		resp, enc := get(t, "http://"+r.EdgeAddr+"/b/"+v2.Canonical, "Available-Dictionary", dict, "Accept-Encoding", ae)
 		ce := resp.Header.Get("Content-Encoding")
-		if (ce != "dcb" && ce != "dcz") || (ae == "dcz" && ce != "dcz") || !strings.Contains(resp.Header.Get("Vary"), "available-dictionary") {
+		if (ce != chosen.Encoding && ae != "dcz") || (ae == "dcz" && ce != "dcz") || !strings.Contains(resp.Header.Get("Vary"), "available-dictionary") {
 			t.Fatalf("Accept-Encoding %q: Content-Encoding %q, Vary %q", ae, ce, resp.Header.Get("Vary"))
 		}
 		out, err := delta.Apply(full, enc, delta.MaxCanonical)

@@ -108,7 +108,7 @@ func (l *edgeListeners) stop(ctx context.Context) error {
 
 // edgeFlags registers the edge flags serve and edge share (public URL,
 // HTTPS/HTTP3 with the role's default TLS mode and address, cache budgets,
-// rate limit); the returned --acme-domain value is split into
+// rate limit, the delta choice's device profile); the returned --acme-domain value is split into
 // ec.ACMEDomains after parsing.
 func edgeFlags(fs *flag.FlagSet, ec *config.Edge, mode, listen string) *string {
 	fs.StringVar(&ec.PublicURL, "public-url", "", "base URL devices download from (default: from each request's Host); env UPDRAFT_PUBLIC_URL")
@@ -125,6 +125,8 @@ func edgeFlags(fs *flag.FlagSet, ec *config.Edge, mode, listen string) *string {
 	fs.BoolVar(&ec.ProxyProtocol, "proxy-protocol", false, "TCP listeners read a PROXY protocol v1/v2 header from the load balancer (with --trusted-proxies: only from those peers; without: every connection must start with one)")
 	fs.Float64Var(&ec.UpdatesPerPrefixSecond, "updates-per-prefix-second", ec.UpdatesPerPrefixSecond, "at most this many update checks per second from one client network (/24 IPv4, /48 IPv6; public addresses only; bursts of 10 s worth; 429 + Retry-After beyond; 0: no limit)")
 	fs.Float64Var(&ec.StatsPerPrefixSecond, "stats-per-prefix-second", ec.StatsPerPrefixSecond, "at most this many device events per second from one client network (/24, /48; public addresses only; bursts of 10 s worth; 429 + Retry-After beyond; 0: no limit)")
+	fs.Var(&ec.DeltaLink, "delta-link", "device link the edge chooses between a bundle pair's dcz and dcb deltas for: the one whose download at this rate plus its decode (--delta-decode-factor) is shortest, e.g. 20mbit, 100mbit, 1gbit (0: the smaller)")
+	fs.Float64Var(&ec.DeltaDecodeFactor, "delta-decode-factor", ec.DeltaDecodeFactor, "how many times longer a device takes to decode a delta than the origin, which measures each delta's decode (0: the smaller delta)")
 	fs.Var(&ec.TCPSendBuffer, "tcp-send-buffer", "kernel send buffer per TCP connection, e.g. 128KiB (0: autotuned). Evens out many concurrent large downloads on short paths; caps each connection's rate on long ones")
 	ec.TLS, ec.TLSListen = mode, listen
 	fs.StringVar(&ec.TLS, "tls", ec.TLS, "HTTPS + HTTP/3 on --tls-listen: off, self-signed (development), files or acme")

@@ -158,7 +158,31 @@ type Delta struct {
 	Encoding string `json:"encoding"` // dcz or dcb
 	SHA256   string `json:"sha256"`   // of the delta blob
 	Size     int64  `json:"size"`
+	// DecodeNs is the CPU time, in nanoseconds, the origin's builder took
+	// to decode the delta against its base (and hash the result) when it
+	// verified it; 0: not measured (built before it was). Edges that do
+	// not know the field ignore it.
+	DecodeNs int64 `json:"decode_ns,omitempty"`
 }
+
+// DeltaCost is the device profile deltas are chosen for: a device that
+// downloads at LinkBitsPerSecond and decodes DecodeFactor times slower
+// than the origin's builder did (DecodeNs). With either at 0, or a
+// candidate whose decode cost was not measured, the smallest delta wins.
+type DeltaCost struct {
+	LinkBitsPerSecond float64
+	DecodeFactor      float64
+}
+
+// DeviceNs estimates, in nanoseconds, what d costs a device under c:
+// its transfer at the link's rate plus its decode. It is meaningful only
+// when c.ByTime() and d.DecodeNs > 0.
+func (c DeltaCost) DeviceNs(d *Delta) float64 {
+	return float64(d.Size)*8e9/c.LinkBitsPerSecond + float64(d.DecodeNs)*c.DecodeFactor
+}
+
+// ByTime reports whether c weighs decode cost against transfer at all.
+func (c DeltaCost) ByTime() bool { return c.LinkBitsPerSecond > 0 && c.DecodeFactor > 0 }
 
 // Encrypted reports whether the bundle was encrypted end to end by the
 // operator: the origin and edges hold only ciphertext, so no canonical
@@ -174,20 +198,39 @@ func (b *Bundle) AnswerChecksum() string {
 	return b.SHA256
 }
 
-// DeltaFrom returns the smallest delta to b from the canonical archive base
-// among the accepted encodings, or nil.
-func (b *Bundle) DeltaFrom(base string, dcz, dcb bool) *Delta {
-	var best *Delta
+// DeltaFrom returns the delta to b from the canonical archive base, among
+// the accepted encodings, that costs a device under cost the least time
+// (transfer plus decode, DeltaCost.DeviceNs), or nil when there is none.
+// When cost does not weigh decode time, or a candidate's decode cost was
+// not measured (DecodeNs 0), it returns the smallest candidate. Ties go to
+// the smaller, then to the first listed. It does not allocate.
+func (b *Bundle) DeltaFrom(base string, dcz, dcb bool, cost DeltaCost) *Delta {
+	var smallest, fastest *Delta
+	var fastestNs float64
+	byTime := cost.ByTime()
 	for i := range b.Deltas {
 		d := &b.Deltas[i]
 		if d.Base != base || !(d.Encoding == "dcz" && dcz || d.Encoding == "dcb" && dcb) {
 			continue
 		}
-		if best == nil || d.Size < best.Size {
-			best = d
+		if smallest == nil || d.Size < smallest.Size {
+			smallest = d
+		}
+		if !byTime {
+			continue
+		}
+		if d.DecodeNs <= 0 {
+			byTime = false // an old row: sizes are all that compare
+			continue
+		}
+		if ns := cost.DeviceNs(d); fastest == nil || ns < fastestNs || ns == fastestNs && d.Size < fastest.Size {
+			fastest, fastestNs = d, ns
 		}
 	}
-	return best
+	if byTime && fastest != nil {
+		return fastest
+	}
+	return smallest
 }
 
 // Channel routes devices to a bundle, with Capgo's options.

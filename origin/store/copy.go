@@ -105,7 +105,7 @@ var metaTables = initTables(
 	tbl("segments", []string{"app_id", "name"}, "app_id", "name", "position", "rule", "created_at"),
 	tbl("device_overrides", []string{"app_id", "device_id"}, "app_id", "device_id", "channel", "updated_at", "source").withBlobs("device_id"),
 	tbl("deltas", []string{"app_id", "from_version", "to_version", "encoding"}, "app_id", "from_version", "to_version",
-		"encoding", "base_sha256", "sha256", "size", "created_at"),
+		"encoding", "base_sha256", "sha256", "size", "created_at", "decode_ns"),
 	tbl("manifest_files", []string{"app_id", "version", "file_name"}, "app_id", "version", "file_name", "file_hash", "blob_sha256", "size"),
 	tbl("channel_guards", []string{"app_id", "channel"}, "app_id", "channel", "config", "last_action_at"),
 	tbl("guard_actions", []string{"id"}, "id", "app_id", "channel", "at", "action", "bundle", "attempts", "failures",

@@ -97,7 +97,7 @@ func populateForCopy(t *testing.T, in copyInstallation) {
 	_, err := s.CreateBundle(ctx, Bundle{AppID: "com.example.zeta", Version: "2.0.0", SHA256: fmt.Sprintf("%064x", 50), Size: 5})
 	must(err)
 	must(s.SetCanonical(ctx, evApp, "1.0.1", fmt.Sprintf("%064x", 200), 300))
-	must(s.AddDelta(ctx, evApp, "1.0.1", snapshot.Delta{From: "1.0.0", Base: fmt.Sprintf("%064x", 201), Encoding: "dcz", SHA256: fmt.Sprintf("%064x", 202), Size: 7}))
+	must(s.AddDelta(ctx, evApp, "1.0.1", snapshot.Delta{From: "1.0.0", Base: fmt.Sprintf("%064x", 201), Encoding: "dcz", SHA256: fmt.Sprintf("%064x", 202), Size: 7, DecodeNs: 3_000_000_123}))
 	for _, ch := range []string{"production", "beta", "dev"} {
 		_, _, _, err := s.PutChannel(ctx, evApp, ch, ChannelPatch{Bundle: ptr("1.0.0"), AllowDeviceSelfSet: ptr(ch != "production")}, false)
 		must(err)

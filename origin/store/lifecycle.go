@@ -301,9 +301,10 @@ func (s *Store) AddDeltaChecked(ctx context.Context, appID, to string, d snapsho
 		if n != 2 {
 			return ErrNotFound
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO deltas (app_id, from_version, to_version, encoding, base_sha256, sha256, size, created_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (app_id, from_version, to_version, encoding) DO UPDATE SET
-			base_sha256 = excluded.base_sha256, sha256 = excluded.sha256, size = excluded.size, created_at = excluded.created_at`, appID, d.From, to, d.Encoding, d.Base, d.SHA256, d.Size, time.Now().Unix())
+		_, err := tx.ExecContext(ctx, `INSERT INTO deltas (app_id, from_version, to_version, encoding, base_sha256, sha256, size, created_at, decode_ns)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (app_id, from_version, to_version, encoding) DO UPDATE SET
+			base_sha256 = excluded.base_sha256, sha256 = excluded.sha256, size = excluded.size, created_at = excluded.created_at,
+			decode_ns = excluded.decode_ns`, appID, d.From, to, d.Encoding, d.Base, d.SHA256, d.Size, time.Now().Unix(), d.DecodeNs)
 		return err
 	})
 }

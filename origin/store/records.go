@@ -287,9 +287,10 @@ func (s *Store) SetCanonical(ctx context.Context, appID, version, sha string, si
 // base and encoding).
 func (s *Store) AddDelta(ctx context.Context, appID, to string, d snapshot.Delta) error {
 	return s.write(ctx, true, func(tx *Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO deltas (app_id, from_version, to_version, encoding, base_sha256, sha256, size, created_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (app_id, from_version, to_version, encoding) DO UPDATE SET
-			base_sha256 = excluded.base_sha256, sha256 = excluded.sha256, size = excluded.size, created_at = excluded.created_at`, appID, d.From, to, d.Encoding, d.Base, d.SHA256, d.Size, time.Now().Unix())
+		_, err := tx.ExecContext(ctx, `INSERT INTO deltas (app_id, from_version, to_version, encoding, base_sha256, sha256, size, created_at, decode_ns)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (app_id, from_version, to_version, encoding) DO UPDATE SET
+			base_sha256 = excluded.base_sha256, sha256 = excluded.sha256, size = excluded.size, created_at = excluded.created_at,
+			decode_ns = excluded.decode_ns`, appID, d.From, to, d.Encoding, d.Base, d.SHA256, d.Size, time.Now().Unix(), d.DecodeNs)
 		return err
 	})
 }
@@ -300,7 +301,7 @@ func listDeltas(ctx context.Context, q querier, appID string) (map[string][]snap
 	if appID != "" {
 		where, args = `WHERE app_id = ? `+where, []any{appID}
 	}
-	rows, err := q.QueryContext(ctx, `SELECT app_id, to_version, from_version, encoding, base_sha256, sha256, size FROM deltas `+where, args...)
+	rows, err := q.QueryContext(ctx, `SELECT app_id, to_version, from_version, encoding, base_sha256, sha256, size, decode_ns FROM deltas `+where, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -309,7 +310,7 @@ func listDeltas(ctx context.Context, q querier, appID string) (map[string][]snap
 	for rows.Next() {
 		var app, to string
 		var d snapshot.Delta
-		if err := rows.Scan(&app, &to, &d.From, &d.Encoding, &d.Base, &d.SHA256, &d.Size); err != nil {
+		if err := rows.Scan(&app, &to, &d.From, &d.Encoding, &d.Base, &d.SHA256, &d.Size, &d.DecodeNs); err != nil {
 			return nil, err
 		}
 		out[app+"\x00"+to] = append(out[app+"\x00"+to], d)

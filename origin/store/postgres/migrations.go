@@ -138,6 +138,11 @@ var Meta = Schema{name: "meta", migrations: []string{
 	// When the revision last moved (Unix ms, strictly increasing): the
 	// snapshot's issued time, the same at every origin that publishes it.
 	`ALTER TABLE revision ADD COLUMN changed_at BIGINT NOT NULL DEFAULT 0;`,
+	// The CPU time the builder took to decode each delta (ns; 0: built
+	// before it was measured): edges choose dcz or dcb per pair by size
+	// and decode cost (issue 17). BIGINT, as every integer here: a 32-bit
+	// INTEGER would overflow at 2.1 s.
+	`ALTER TABLE deltas ADD COLUMN decode_ns BIGINT NOT NULL DEFAULT 0;`,
 }}
 
 // Events is the event schema: ingested segments and the aggregates folded

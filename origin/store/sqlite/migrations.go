@@ -136,6 +136,10 @@ var Meta = Schema{foreignKeys: true, migrations: []string{
 	// When the revision last moved (Unix ms, strictly increasing): the
 	// snapshot's issued time, the same at every origin that publishes it.
 	`ALTER TABLE revision ADD COLUMN changed_at INTEGER NOT NULL DEFAULT 0;`,
+	// The CPU time the builder took to decode each delta (ns; 0: built
+	// before it was measured): edges choose dcz or dcb per pair by size
+	// and decode cost (issue 17).
+	`ALTER TABLE deltas ADD COLUMN decode_ns INTEGER NOT NULL DEFAULT 0;`,
 }}
 
 // Events is the event database (DATA/events.db): ingested segments and the
