@@ -1,6 +1,7 @@
 package snapshot
 
 import (
+	"encoding/json"
 	"fmt"
 	"sort"
 )
@@ -125,6 +126,12 @@ type Bundle struct {
 	Checksum   string `json:"checksum,omitempty"`
 	KeyID      string `json:"key_id,omitempty"`
 
+	// Expo is set for a bundle uploaded from `npx expo export` (bundle
+	// upload --expo): it is offered to Expo Updates clients only, never to
+	// the Capacitor plugin, and only once its Manifest (the files, stored
+	// one by one) is built.
+	Expo *ExpoUpdate `json:"expo,omitempty"`
+
 	version Version // parsed Version
 	valid   bool    // Version parsed as semver
 	builtin bool    // the store-build sentinel (BuiltinVersion)
@@ -141,6 +148,33 @@ var builtinBundle = &Bundle{Version: BuiltinVersion, builtin: true}
 
 // Builtin reports whether b is the store build (a builtin channel's target).
 func (b *Bundle) Builtin() bool { return b.builtin }
+
+// ExpoUpdate is what an Expo Updates client needs of a bundle beyond its
+// files: per platform, the runtime version it requires, its launch asset
+// (the JavaScript bundle) and its other assets, each a path of the bundle
+// whose bytes the bundle's Manifest holds (by file name, with or without
+// the ".br" suffix of a brotli-stored file), as `npx expo export` listed
+// them in metadata.json.
+type ExpoUpdate struct {
+	Platforms map[string]ExpoPlatform `json:"platforms"` // "ios", "android"
+	// Extra is the manifest's "extra" object as uploaded (e.g.
+	// {"expoClient": <the app config>}); empty: {}.
+	Extra json.RawMessage `json:"extra,omitempty"`
+}
+
+// ExpoPlatform is one platform's part of an Expo update.
+type ExpoPlatform struct {
+	RuntimeVersion string      `json:"runtime_version"`
+	Launch         string      `json:"launch"` // path of the launch asset in the bundle
+	Assets         []ExpoAsset `json:"assets"`
+}
+
+// ExpoAsset is an asset of an Expo update: a path in the bundle and the
+// file extension metadata.json gives it (without the dot).
+type ExpoAsset struct {
+	Path string `json:"path"`
+	Ext  string `json:"ext"`
+}
 
 // ManifestEntry is one file of a bundle's manifest.
 type ManifestEntry struct {
