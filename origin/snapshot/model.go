@@ -108,6 +108,9 @@ type Bundle struct {
 	MinUpdateVersion string `json:"min_update_version,omitempty"`
 	Comment          string `json:"comment,omitempty"`
 	Link             string `json:"link,omitempty"`
+	// Created is when the bundle was uploaded (Unix seconds, the origin's
+	// clock; 0 in snapshots from before it was published).
+	Created int64 `json:"created,omitempty"`
 	// Canonical is the SHA-256 of the bundle's canonical archive (see
 	// origin/delta), served at /b/{Canonical}; empty until it is built.
 	Canonical     string  `json:"canonical,omitempty"`

@@ -539,6 +539,7 @@ func (s *Store) Snapshot(ctx context.Context) (*snapshot.Snapshot, error) {
 			Canonical: b.Canonical, CanonicalSize: b.CanonicalSize, Deltas: deltas[b.AppID+"\x00"+b.Version],
 			Manifest:   manifests[b.AppID+"\x00"+b.Version],
 			SessionKey: b.SessionKey, Checksum: b.Checksum, KeyID: b.KeyID,
+			Created: b.CreatedAt.Unix(),
 		})
 	}
 	channels, err := listChannels(ctx, tx, `ORDER BY app_id, name`)
