@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/updraft-cdn/updraft/config"
+	"github.com/updraft-cdn/updraft/internal/testenv"
 	"github.com/updraft-cdn/updraft/origin/client"
 	"github.com/updraft-cdn/updraft/origin/delta"
 	"github.com/updraft-cdn/updraft/origin/snapshot"
@@ -175,7 +176,7 @@ func TestOperatorAPIErrors(t *testing.T) {
 // waitDeltas waits until a bundle's background delta build is done.
 func waitDeltas(t *testing.T, c *client.Client, app, version string) []BundleInfo {
 	t.Helper()
-	deadline := time.Now().Add(3 * time.Minute)
+	deadline := time.Now().Add(testenv.Patience(3 * time.Minute))
 	for {
 		bs, err := c.ListBundles(context.Background(), app)
 		if err != nil {

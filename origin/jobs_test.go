@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/updraft-cdn/updraft/config"
+	"github.com/updraft-cdn/updraft/internal/testenv"
 	"github.com/updraft-cdn/updraft/origin/client"
 	"github.com/updraft-cdn/updraft/origin/store"
 )
@@ -74,7 +75,7 @@ func holdBuild(version string) (hook func(ctx context.Context, app, v string) er
 // any is failed, unless state is failed), and returns the bundles.
 func waitStatus(t *testing.T, c *client.Client, app, state string, versions ...string) []BundleInfo {
 	t.Helper()
-	deadline := time.Now().Add(3 * time.Minute)
+	deadline := time.Now().Add(testenv.Patience(3 * time.Minute))
 	for {
 		bs, err := c.ListBundles(context.Background(), app)
 		if err != nil {

@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/updraft-cdn/updraft/internal/testenv"
 	"github.com/updraft-cdn/updraft/origin/client"
 	"github.com/updraft-cdn/updraft/origin/snapshot"
 	"github.com/updraft-cdn/updraft/origin/store"
@@ -249,7 +250,7 @@ func deleteErr(c *client.Client, app, version string) error {
 // waitIdle waits until the delta builder has nothing queued or running.
 func waitIdle(t *testing.T, o *testOrigin) {
 	t.Helper()
-	deadline := time.Now().Add(3 * time.Minute)
+	deadline := time.Now().Add(testenv.Patience(3 * time.Minute))
 	for {
 		n, err := o.srv.store.CountJobs(context.Background(), store.JobBuild)
 		if err != nil {

@@ -54,7 +54,7 @@ func BenchmarkUploadToReady(b *testing.B) {
 						b.Fatal(err)
 					}
 				}
-				for deadline := time.Now().Add(3 * time.Minute); ; time.Sleep(5 * time.Millisecond) {
+				for deadline := time.Now().Add(testenv.Patience(3 * time.Minute)); ; time.Sleep(5 * time.Millisecond) {
 					bs, err := c.ListBundles(ctx, app)
 					if err != nil {
 						b.Fatal(err)

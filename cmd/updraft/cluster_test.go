@@ -254,7 +254,7 @@ func TestTwoOriginsKillOne(t *testing.T) {
 	wg.Wait()
 
 	// The interrupted build resumes on B: deltas from 1.0.1 exist.
-	eventually(t, 3*time.Minute, "the build of 1.0.2 finished on B", func() bool {
+	eventually(t, testenv.Patience(3*time.Minute), "the build of 1.0.2 finished on B", func() bool {
 		bs, err := cb.ListBundles(ctx, app)
 		if err != nil {
 			return false
@@ -352,7 +352,7 @@ func TestClusterPropagation(t *testing.T) {
 	}
 	// Background work settled first: the bundles' builds (brotli, deltas)
 	// would otherwise share the two cores with what is measured.
-	eventually(t, 3*time.Minute, "the builds finished", func() bool {
+	eventually(t, testenv.Patience(3*time.Minute), "the builds finished", func() bool {
 		bs, err := ca.ListBundles(ctx, app)
 		return err == nil && len(bs) == 2 && len(bs[0].Deltas) > 0
 	})

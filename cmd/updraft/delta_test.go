@@ -17,6 +17,7 @@ import (
 	brrr "github.com/molecule-man/go-brrr"
 
 	"github.com/updraft-cdn/updraft/config"
+	"github.com/updraft-cdn/updraft/internal/testenv"
 	"github.com/updraft-cdn/updraft/origin"
 	"github.com/updraft-cdn/updraft/origin/client"
 	"github.com/updraft-cdn/updraft/origin/delta"
@@ -56,7 +57,7 @@ func TestDeltaDelivery(t *testing.T) {
 	cli(t, r, data, "bundle", "upload", fixture(t, "swagger-ui-5.34.1.zip"), "--app", "com.example.app", "--version", "1.0.2", "--channel", "production")
 	c := client.New("http://"+r.OriginAddr, readKey(t, data))
 	var bs []origin.BundleInfo
-	deadline := time.Now().Add(3 * time.Minute)
+	deadline := time.Now().Add(testenv.Patience(3 * time.Minute))
 	for {
 		bs, _ = c.ListBundles(context.Background(), "com.example.app")
 		if len(bs) == 2 && len(bs[0].Deltas) == 2 && bs[1].Canonical != "" {
@@ -170,7 +171,7 @@ func TestManifestMode(t *testing.T) {
 		URL      string
 		Manifest []entry
 	}
-	for deadline := time.Now().Add(3 * time.Minute); len(ans.Manifest) == 0; time.Sleep(50 * time.Millisecond) {
+	for deadline := time.Now().Add(testenv.Patience(3 * time.Minute)); len(ans.Manifest) == 0; time.Sleep(50 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("no manifest in the update answer: %+v", ans)
 		}

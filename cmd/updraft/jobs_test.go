@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/updraft-cdn/updraft/internal/testenv"
 	"github.com/updraft-cdn/updraft/origin"
 	"github.com/updraft-cdn/updraft/origin/client"
 )
@@ -47,7 +48,7 @@ func releaseBundle(t *testing.T, shared []byte, marker string) []byte {
 // waitBuild waits until the bundle's build is in state and returns it.
 func waitBuild(t *testing.T, c *client.Client, app, version, state string) origin.BundleInfo {
 	t.Helper()
-	deadline := time.Now().Add(2 * time.Minute)
+	deadline := time.Now().Add(testenv.Patience(2 * time.Minute))
 	for {
 		bs, err := c.ListBundles(context.Background(), app)
 		if err != nil {
@@ -62,7 +63,7 @@ func waitBuild(t *testing.T, c *client.Client, app, version, state string) origi
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("build of %s not %s within 2 minutes: %+v", version, state, bs)
+			t.Fatalf("build of %s not %s within %s: %+v", version, state, testenv.Patience(2*time.Minute), bs)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

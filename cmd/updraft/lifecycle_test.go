@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/updraft-cdn/updraft/internal/testenv"
 	"github.com/updraft-cdn/updraft/origin"
 	"github.com/updraft-cdn/updraft/origin/client"
 )
@@ -26,7 +27,7 @@ func TestBundleLifecycleCLI(t *testing.T) {
 	// collection with grace 0 races no build.
 	waitBuilt := func(v string) {
 		t.Helper()
-		deadline := time.Now().Add(3 * time.Minute)
+		deadline := time.Now().Add(testenv.Patience(3 * time.Minute))
 		for {
 			bs, err := c.ListBundles(context.Background(), app)
 			if err != nil {
