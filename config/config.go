@@ -152,6 +152,15 @@ type Edge struct {
 	// smaller delta.
 	DeltaLink         Bandwidth
 	DeltaDecodeFactor float64
+
+	// Expo Updates code signing (docs/protocol.md, "Expo Updates"): the
+	// PEM RSA private key the edge signs manifests and directives with
+	// when a client sends expo-expect-signature (empty: such requests get
+	// 400 code_signing_unavailable), and the keyid it names in
+	// expo-signature (the app's codeSigningMetadata.keyid; empty:
+	// DefaultExpoSigningKeyID).
+	ExpoSigningKey   string
+	ExpoSigningKeyID string
 }
 
 // NewOrigin returns the origin defaults, with dataDir as the data folder.
@@ -196,6 +205,7 @@ func NewEdge(dataDir string) Edge {
 		StatsPerPrefixSecond:   DefaultStatsPerPrefixSecond,
 		DeltaLink:              DefaultDeltaLink,
 		DeltaDecodeFactor:      DefaultDeltaDecodeFactor,
+		ExpoSigningKeyID:       DefaultExpoSigningKeyID,
 	}
 }
 
@@ -326,6 +336,14 @@ func (c Edge) Validate() error {
 	}
 	if !(c.DeltaDecodeFactor >= 0 && c.DeltaDecodeFactor <= 1000) {
 		errs = append(errs, fmt.Errorf("config: edge.delta_decode_factor %g: want 0 (the smaller delta) to 1000, like 4 (a device decodes 4 times slower than the origin)", c.DeltaDecodeFactor))
+	}
+	if c.ExpoSigningKeyID != "" && !validExpoKeyID(c.ExpoSigningKeyID) {
+		errs = append(errs, fmt.Errorf("config: edge.expo_signing_keyid %q: want 1-64 printable ASCII characters without '\"' or '\\', like %q (the app's codeSigningMetadata.keyid)", c.ExpoSigningKeyID, DefaultExpoSigningKeyID))
+	}
+	if c.ExpoSigningKey != "" {
+		if _, err := LoadExpoSigningKey(c.ExpoSigningKey); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return errors.Join(errs...)
 }

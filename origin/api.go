@@ -196,11 +196,12 @@ func (s *Server) listBundles(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// uploadBundle stores a zip sent as the raw request body. The query carries
-// version (semver, required) and optionally channel (set the channel to the
-// new bundle), min_update_version, comment and link. The bundle is durable
-// (blob fsynced and renamed, row committed) before 201 is sent; an upload
-// cut short leaves nothing behind.
+// uploadBundle stores a zip sent as the raw request body (or, as
+// multipart/form-data, an end-to-end encrypted bundle or an Expo update).
+// The query carries version (semver, required) and optionally channel (set
+// the channel to the new bundle), min_update_version, comment and link. The
+// bundle is durable (blob fsynced and renamed, row committed) before 201 is
+// sent; an upload cut short leaves nothing behind.
 func (s *Server) uploadBundle(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	appID, err := s.appParam(r)
@@ -240,7 +241,7 @@ func (s *Server) uploadBundle(w http.ResponseWriter, r *http.Request) error {
 		return errf(http.StatusRequestEntityTooLarge, "bundle_too_large", "bundle is %d bytes; the limit is %s", r.ContentLength, s.cfg.MaxBundleSize)
 	}
 	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt == "multipart/form-data" {
-		return s.uploadEncrypted(w, r, b, channel)
+		return s.uploadParts(w, r, b, channel) // upload_encrypted.go, upload_expo.go
 	}
 	bw, err := s.blobs.Create(max)
 	if err != nil {
@@ -280,7 +281,7 @@ func (s *Server) saveBundle(w http.ResponseWriter, r *http.Request, b store.Bund
 	if err != nil {
 		return err
 	}
-	s.log.Info("origin: bundle stored", "app", appID, "version", b.Version, "sha256", b.SHA256, "bytes", b.Size, "encrypted", b.SessionKey != "")
+	s.log.Info("origin: bundle stored", "app", appID, "version", b.Version, "sha256", b.SHA256, "bytes", b.Size, "encrypted", b.SessionKey != "", "expo", b.Expo != nil)
 	s.deltas.enqueue(appID, b.Version)
 	if channel != "" {
 		v := b.Version

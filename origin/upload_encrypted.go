@@ -72,18 +72,48 @@ func checkEncryptedMeta(m *EncryptedMeta) (map[string]int64, error) {
 	return blobs, nil
 }
 
-// uploadEncrypted stores an encrypted bundle (see above). b carries the
-// validated query fields.
-func (s *Server) uploadEncrypted(w http.ResponseWriter, r *http.Request, b store.Bundle, channel string) error {
+// uploadParts stores a multipart/form-data upload: an encrypted bundle
+// when its first part is "meta" (below), an Expo update when it is "expo"
+// (upload_expo.go). b carries the validated query fields.
+func (s *Server) uploadParts(w http.ResponseWriter, r *http.Request, b store.Bundle, channel string) error {
 	_, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || params["boundary"] == "" {
 		return errf(http.StatusBadRequest, "invalid_upload", "multipart upload without a boundary")
 	}
 	max := int64(s.cfg.MaxBundleSize)
 	// The zip and its files, each at most the bundle limit; the whole
-	// request at most twice that plus the manifest.
+	// request at most twice that plus the manifest (an Expo update: the
+	// zip and its metadata, less).
 	body := http.MaxBytesReader(w, r.Body, 2*max+maxMetaBytes)
 	mr := multipart.NewReader(body, params["boundary"])
+	const kinds = "meta (an encrypted bundle: meta, bundle, file...) or expo (an Expo update: expo, bundle)"
+	p, err := mr.NextPart()
+	if err == io.EOF {
+		return errf(http.StatusBadRequest, "invalid_upload", "multipart upload without parts: want %s", kinds)
+	}
+	if err != nil {
+		return uploadErr(err, s.cfg.MaxBundleSize.String())
+	}
+	switch p.FormName() {
+	case "meta":
+		return s.uploadEncrypted(w, r, b, channel, mr, p)
+	case "expo":
+		return s.uploadExpo(w, r, b, channel, mr, p)
+	}
+	return errf(http.StatusBadRequest, "invalid_upload", "multipart part %q: want %s", p.FormName(), kinds)
+}
+
+// errExpoEncrypted refuses an upload that is both encrypted and an Expo
+// update.
+func errExpoEncrypted() error {
+	return errf(http.StatusBadRequest, "invalid_expo_metadata",
+		"an Expo update cannot be encrypted end to end: Expo clients check each asset by the SHA-256 of its content, which the edge must read (upload it without --encrypt-key; Expo's code signing protects the manifest)")
+}
+
+// uploadEncrypted stores an encrypted bundle (see above) whose meta part,
+// read from mr, is p.
+func (s *Server) uploadEncrypted(w http.ResponseWriter, r *http.Request, b store.Bundle, channel string, mr *multipart.Reader, p *multipart.Part) error {
+	max := int64(s.cfg.MaxBundleSize)
 	next := func(want string) (*multipart.Part, error) {
 		p, err := mr.NextPart()
 		if err == io.EOF {
@@ -92,14 +122,13 @@ func (s *Server) uploadEncrypted(w http.ResponseWriter, r *http.Request, b store
 		if err != nil {
 			return nil, uploadErr(err, s.cfg.MaxBundleSize.String())
 		}
+		if p.FormName() == "expo" {
+			return nil, errExpoEncrypted()
+		}
 		if want != "" && p.FormName() != want {
 			return nil, errf(http.StatusBadRequest, "invalid_upload", "multipart part %q: want %q (parts in order: meta, bundle, file...)", p.FormName(), want)
 		}
 		return p, nil
-	}
-	p, err := next("meta")
-	if err != nil {
-		return notEOF(err, "meta")
 	}
 	var meta EncryptedMeta
 	dec := json.NewDecoder(io.LimitReader(p, maxMetaBytes))
@@ -111,7 +140,8 @@ func (s *Server) uploadEncrypted(w http.ResponseWriter, r *http.Request, b store
 	if err != nil {
 		return err
 	}
-	if p, err = next("bundle"); err != nil {
+	p, err = next("bundle")
+	if err != nil {
 		return notEOF(err, "bundle")
 	}
 	info, err := s.putPart(p, max, "")

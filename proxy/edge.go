@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -60,6 +61,8 @@ type Edge struct {
 	clients *clients
 	// answers: update answers encoded once per snapshot (answers.go).
 	answers answerCache
+	// expo: the Expo Updates endpoints' state (expo.go).
+	expo *expoState
 	// deltaCost is the device profile deltas are chosen for
 	// (cfg.DeltaLink, cfg.DeltaDecodeFactor; snapshot.Bundle.DeltaFrom).
 	deltaCost snapshot.DeltaCost
@@ -91,6 +94,7 @@ func (e *Edge) StartStats(sink EventSink) error {
 	}
 	e.spool, e.statsSink = sp, sink
 	e.startCheckIns()
+	e.startExpoEvents()
 	e.metrics.reg.MustRegister(spoolCollector{sp})
 	return nil
 }
@@ -102,6 +106,9 @@ func (e *Edge) FlushStats(ctx context.Context) error {
 		return nil
 	}
 	e.flushCheckIns()
+	if err := e.flushExpoEvents(ctx); err != nil {
+		return err
+	}
 	return e.spool.flush(ctx)
 }
 
@@ -132,6 +139,7 @@ func New(cfg config.Edge, c *cache.Tiered, log *slog.Logger) *Edge {
 	e.limiter = newDeviceLimiter(cfg.UpdatesPerDeviceMinute)
 	e.deltaCost = snapshot.DeltaCost{LinkBitsPerSecond: float64(cfg.DeltaLink), DecodeFactor: cfg.DeltaDecodeFactor}
 	e.clients = newClients(cfg, log, e.metrics.reg)
+	e.expo = newExpoState(cfg, log, e.metrics.reg)
 	if cfg.LegacyChannelWrites > 0 {
 		e.channelWrites = rate.NewLimiter(rate.Limit(cfg.LegacyChannelWrites), max(1, int(cfg.LegacyChannelWrites*2)))
 	}
@@ -209,10 +217,23 @@ type reply struct {
 
 	req request // the request being answered (pooled with the reply)
 
+	// stream is a body of unknown length (an Expo asset decoded on the
+	// fly); the adapter sends it chunked and closes it. A Read error ends
+	// the answer without its last chunk, so the client sees it fail.
+	stream io.ReadCloser
+
 	contentEncoding string // dcz or dcb for a delta answer
 	useAsDictionary bool   // Use-As-Dictionary on canonical archives
 	vary            bool   // Vary: accept-encoding, available-dictionary
 	varyEncoding    bool   // Vary: Accept-Encoding (update answers with compressed variants)
+
+	// expoProto ('0' or '1') marks an Expo manifest answer: the protocol
+	// headers go with it (expo-protocol-version, expo-sfv-version, the
+	// filters and server-defined headers, Cache-Control: private,
+	// max-age=0); expoSig is the expo-signature of a JSON (not multipart)
+	// manifest.
+	expoProto byte
+	expoSig   string
 }
 
 func (r *reply) reset() {
@@ -270,5 +291,21 @@ func (out *reply) eachHeader(set func(k, v string)) {
 	}
 	if out.cacheStatus != "" {
 		set("Cache-Status", out.cacheStatus)
+	}
+	if out.expoProto != 0 {
+		proto := "0"
+		if out.expoProto == '1' {
+			proto = "1"
+		}
+		set("expo-protocol-version", proto)
+		set("expo-sfv-version", "0")
+		// Empty dictionaries: no manifest filters, no headers to send back
+		// (and whatever an earlier server stored is replaced).
+		set("expo-manifest-filters", "")
+		set("expo-server-defined-headers", "")
+		set("Cache-Control", "private, max-age=0")
+		if out.expoSig != "" {
+			set("expo-signature", out.expoSig)
+		}
 	}
 }

@@ -185,6 +185,8 @@ func (h *HTTP1) write(ctx *fasthttp.RequestCtx, out *reply) {
 		resp.SetBodyRaw(out.data) // the cache's bytes, never modified: no copy
 	case out.file != nil:
 		ctx.SetBodyStream(out.file, int(out.length)) // fasthttp closes the file; sendfile for large ones
+	case out.stream != nil:
+		ctx.SetBodyStream(out.stream, -1) // chunked; fasthttp closes it
 	case out.headLength > 0 || (ctx.IsHead() && out.status == 200):
 		resp.Header.SetContentLength(int(out.headLength))
 		resp.SkipBody = true

@@ -142,6 +142,14 @@ func (h *HTTP3) write(w http.ResponseWriter, r *http.Request, out *reply) {
 		hdr.Set("Content-Length", strconv.FormatInt(out.length, 10))
 		w.WriteHeader(out.status)
 		io.CopyN(w, out.file, out.length)
+	case out.stream != nil:
+		defer out.stream.Close()
+		w.WriteHeader(out.status)
+		if r.Method != http.MethodHead {
+			if _, err := io.Copy(w, out.stream); err != nil {
+				panic(http.ErrAbortHandler) // resets the stream: the client sees the answer fail
+			}
+		}
 	case out.headLength > 0 || (r.Method == http.MethodHead && out.status == 200):
 		hdr.Set("Content-Length", strconv.FormatInt(out.headLength, 10))
 		w.WriteHeader(out.status)

@@ -40,20 +40,34 @@ func (e *Edge) startPrefetch() {
 	}
 }
 
-// prefetchCurrent queues the bundles s makes current that the cache lacks.
+// prefetchCurrent queues the bundles s makes current that the cache lacks
+// (for an Expo update, its manifest files).
 func (e *Edge) prefetchCurrent(s *snapshot.Snapshot) {
 	if e.cache == nil || e.prefetchQ == nil {
 		return
 	}
 	seen := map[string]bool{}
-	queue := func(b *snapshot.Bundle) {
-		if b == nil || seen[b.SHA256] || e.cache.Has(b.SHA256) {
+	fill := func(sha string) {
+		if seen[sha] || e.cache.Has(sha) {
 			return
 		}
-		seen[b.SHA256] = true
+		seen[sha] = true
 		select {
-		case e.prefetchQ <- b.SHA256:
+		case e.prefetchQ <- sha:
 		default: // queue full: devices' own requests will fill it
+		}
+	}
+	queue := func(b *snapshot.Bundle) {
+		switch {
+		case b == nil:
+		case b.Expo != nil:
+			// Expo clients download the files their manifest lists, never
+			// the zip.
+			for _, f := range b.Manifest {
+				fill(f.Blob)
+			}
+		default:
+			fill(b.SHA256)
 		}
 	}
 	for _, a := range s.Apps {

@@ -65,15 +65,9 @@ func (e *Edge) route(r *request, out *reply) {
 				e.metrics.updates("too_many_requests")
 				return
 			}
-			base := e.baseURL
-			if base == nil {
-				var ok bool
-				base, ok = appendBaseURL(out.scratch[:0], r.tls, r.host)
-				out.scratch = base
-				if !ok {
-					out.jsonError(400, "invalid_host", "Host header is missing or not a plain host name")
-					return
-				}
+			base, ok := e.requestBase(r, out)
+			if !ok {
+				return
 			}
 			e.updates(r.body, base, r.header.get("Accept-Encoding"), out)
 		case "GET", "HEAD":
@@ -81,6 +75,8 @@ func (e *Edge) route(r *request, out *reply) {
 		default:
 			out.jsonError(405, codeMethod, "Use POST to check for updates")
 		}
+	case len(path) > 6 && path[:6] == "/expo/":
+		e.expoRoute(r, path[6:], out) // the Expo Updates protocol (expo.go)
 	case path == "/updates/manifest_size":
 		if r.method != "POST" {
 			out.jsonError(405, codeMethod, "Use POST")

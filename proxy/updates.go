@@ -135,6 +135,15 @@ func (e *Edge) updates(body []byte, baseURL []byte, acceptEncoding string, out *
 		e.metrics.updates("revert_to_builtin")
 		return
 	}
+	if d.OK() && d.Bundle.Expo != nil {
+		// An Expo update is never offered to the Capacitor plugin (it
+		// holds no web app): answered as Capgo answers a channel without
+		// a bundle.
+		nb := snapshot.Decision{Code: snapshot.CodeNoBundle, Kind: snapshot.KindFailed, Message: "Cannot get bundle"}
+		out.body = appendRefusal(out.body[:0], &nb)
+		e.metrics.updates(snapshot.CodeNoBundle)
+		return
+	}
 	if d.OK() {
 		b := d.Bundle
 		k := answerKey{bundle: b, base: bstr(baseURL), manifest: r.SupportsManifest() && len(b.Manifest) > 0,

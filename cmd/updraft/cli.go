@@ -147,8 +147,8 @@ func cmdBundle(ctx context.Context, sub string, args []string, stdout, stderr io
 	var cf clientFlags
 	cf.register(fs)
 	app := fs.String("app", "", "app id (required)")
-	var version, encryptKey string
-	var force, wait bool
+	var version, encryptKey, runtimeVersion string
+	var force, wait, expo bool
 	var opt client.UploadOptions
 	switch sub {
 	case "upload", "rebuild":
@@ -162,6 +162,8 @@ func cmdBundle(ctx context.Context, sub string, args []string, stdout, stderr io
 		fs.StringVar(&opt.Comment, "comment", "", "comment shown to devices")
 		fs.StringVar(&opt.Link, "link", "", "link shown to devices")
 		fs.StringVar(&encryptKey, "encrypt-key", "", "encrypt end to end with this RSA-2048 private key (Capgo's .capgo_key_v2; make one with: updraft keys create-bundle-key)")
+		fs.BoolVar(&expo, "expo", false, "PATH is the output folder of npx expo export: upload it as an Expo update (metadata.json, optional expoConfig.json)")
+		fs.StringVar(&runtimeVersion, "runtime-version", "", "--expo: the runtime version the app's build embeds (default: expoConfig.json's runtimeVersion when it is a string)")
 	case "rebuild":
 		fs.BoolVar(&force, "force", false, "clear the bundle's manifest, canonical archive and deltas first")
 	}
@@ -179,6 +181,14 @@ func cmdBundle(ctx context.Context, sub string, args []string, stdout, stderr io
 		}
 		if version == "" {
 			return usagef("", "bundle upload: --version is required")
+		}
+		if err := checkExpoFlags(expo, runtimeVersion, encryptKey); err != nil { // expo.go
+			return err
+		}
+		if expo { // the export is checked before anything is sent
+			if opt.Expo, err = client.ExpoFromExport(pos[0], runtimeVersion); err != nil {
+				return err
+			}
 		}
 	case "list":
 		if err := want(0, pos, "no arguments"); err != nil {
@@ -215,6 +225,7 @@ func cmdBundle(ctx context.Context, sub string, args []string, stdout, stderr io
 			return printJSON(stdout, b)
 		}
 		fmt.Fprintf(stdout, "uploaded %s %s: %d bytes, sha256 %s\n", b.AppID, b.Version, b.Size, b.SHA256)
+		printExpo(stdout, b.Expo) // expo.go
 		if opt.Channel != "" {
 			fmt.Fprintf(stdout, "channel %s now serves %s\n", opt.Channel, b.Version)
 		}

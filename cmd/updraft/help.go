@@ -78,6 +78,11 @@ var docs = []cmdDoc{
 	{name: "keys create-bundle-key", section: secKeys, args: "[--dir DIR] [--force]",
 		summary:  "RSA-2048 pair for end-to-end encrypted bundles (Capgo's .capgo_key_v2)",
 		examples: []string{"updraft keys create-bundle-key --dir ."}},
+	{name: "keys create-expo-signing", section: secKeys, args: "[--dir DIR] [--cn NAME] [--years 10]",
+		summary:  "RSA-2048 key and self-signed certificate for Expo code signing (the app embeds the certificate, edges sign with the key)",
+		examples: []string{"updraft keys create-expo-signing --dir expo-signing --cn \"Example Inc.\""},
+		notes: "Writes private-key.pem, public-key.pem and certificate.pem, as `npx expo-updates codesigning:generate` does, and\n" +
+			"prints the app.json lines (updates.codeSigningCertificate, codeSigningMetadata) and the edge flag that signs with the key."},
 	{name: "keys rotate", section: secKeys, args: "--api|--edge [--overlap 24h] | --signing [--prepare]",
 		summary: "new operator, edge or snapshot signing key; the old one stays valid for the overlap",
 		examples: []string{"updraft keys rotate --api", "updraft keys rotate --edge --overlap 1h",
@@ -93,12 +98,16 @@ var docs = []cmdDoc{
 	{name: "app delete", section: secOperator, args: "ID --yes", summary: "delete an app with its bundles, channels and statistics",
 		examples: []string{"updraft app delete com.example.old --yes"}},
 
-	{name: "bundle upload", section: secOperator, args: "PATH --app ID --version V [--channel NAME] [--encrypt-key FILE] [--wait]",
+	{name: "bundle upload", section: secOperator, args: "PATH --app ID --version V [--channel NAME] [--encrypt-key FILE | --expo [--runtime-version RV]] [--wait]",
 		summary: "upload a bundle: a zip, or a folder the CLI zips",
 		examples: []string{"updraft bundle upload dist/ --app com.example.app --version 1.0.1",
 			"updraft bundle upload app.zip --app com.example.app --version 1.0.2 --channel production",
-			"updraft bundle upload dist/ --app com.example.app --version 1.0.3 --wait"},
-		notes: "On a terminal the upload shows its progress on stderr (not with --json, nor when stderr is not a terminal)."},
+			"updraft bundle upload dist/ --app com.example.app --version 1.0.3 --wait",
+			"updraft bundle upload dist/ --app com.example.rn --version 1.0.4 --expo --runtime-version 1.0.0 --wait"},
+		notes: "On a terminal the upload shows its progress on stderr (not with --json, nor when stderr is not a terminal).\n" +
+			"--expo: PATH is the folder `npx expo export` wrote (metadata.json, optional expoConfig.json, whose app config\n" +
+			"becomes the manifest's extra.expoClient); the runtime version is --runtime-version, else expoConfig.json's\n" +
+			"runtimeVersion when it is a string (a policy is refused: pass --runtime-version)."},
 	{name: "bundle list", section: secOperator, args: "--app ID [--json]", summary: "list an app's bundles with their deltas and build state",
 		examples: []string{"updraft bundle list --app com.example.app", "updraft bundle list --app com.example.app --json"}},
 	{name: "bundle delete", section: secOperator, args: "V --app ID", summary: "delete a bundle (refused while a channel, rollout or A/B arm points at it)",

@@ -130,8 +130,11 @@ func runSub(ctx context.Context, group, sub string, args []string, stdout, stder
 	case "device":
 		return cmdDevice(ctx, sub, args, stdout, stderr)
 	case "keys":
-		if sub == "rotate" { // keys.go
+		switch sub {
+		case "rotate": // keys.go
 			return cmdKeysRotate(ctx, args, stdout, stderr)
+		case "create-expo-signing": // expo.go
+			return cmdKeysExpoSigning(args, stdout)
 		}
 		return cmdKeys(sub, args, stdout, stderr)
 	case "delta":

@@ -48,23 +48,33 @@ func CheckZip(file string) error {
 // index.html at its root or in its single top-level folder (what the
 // Capacitor plugin looks for). Refusals are 400 invalid_bundle.
 func CheckZipLimits(ctx context.Context, file string, lim delta.Limits) error {
-	f, err := os.Open(file)
+	files, err := CheckZipFiles(ctx, file, lim)
 	if err != nil {
 		return err
+	}
+	return checkIndex(files)
+}
+
+// CheckZipFiles is CheckZipLimits without the index.html rule (an Expo
+// update has none): it returns the zip's regular files, sorted by path.
+func CheckZipFiles(ctx context.Context, file string, lim delta.Limits) ([]delta.Entry, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, err
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	z, err := delta.OpenZip(f, fi.Size(), lim)
 	if err == nil {
 		err = z.Verify(ctx)
 	}
 	if err != nil {
-		return zipErr(err)
+		return nil, zipErr(err)
 	}
-	return checkIndex(z.Files)
+	return z.Files, nil
 }
 
 // zipErr maps a refusal of delta.OpenZip or Zip.Verify onto invalid_bundle,

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"mime/multipart"
 	"net/http"
 	"net/url"
 	"os"
@@ -115,6 +116,10 @@ type UploadOptions struct {
 	MinUpdateVersion string
 	Comment          string
 	Link             string
+	// Expo makes the bundle an Expo update (ExpoFromExport builds it from
+	// the folder `npx expo export` wrote): sent with the zip as the
+	// multipart parts expo and bundle.
+	Expo *snapshot.ExpoUpdate
 }
 
 // UploadBundle uploads a zip stream as version of app.
@@ -125,8 +130,37 @@ func (c *Client) UploadBundle(ctx context.Context, app, version string, zipData 
 			q.Set(k, v)
 		}
 	}
+	body, contentType := zipData, "application/zip"
+	if opt.Expo != nil {
+		meta, err := json.Marshal(opt.Expo)
+		if err != nil {
+			return store.Bundle{}, err
+		}
+		pr, pw := io.Pipe()
+		mw := multipart.NewWriter(pw)
+		go func() {
+			pw.CloseWithError(func() error {
+				w, err := mw.CreateFormField("expo")
+				if err != nil {
+					return err
+				}
+				if _, err := w.Write(meta); err != nil {
+					return err
+				}
+				if w, err = mw.CreateFormFile("bundle", "bundle.zip"); err != nil {
+					return err
+				}
+				if _, err := io.Copy(w, zipData); err != nil {
+					return err
+				}
+				return mw.Close()
+			}())
+		}()
+		defer pr.Close()
+		body, contentType = pr, mw.FormDataContentType()
+	}
 	var b store.Bundle
-	err := c.Do(ctx, http.MethodPost, "/api/v1/apps/"+url.PathEscape(app)+"/bundles?"+q.Encode(), zipData, "application/zip", &b)
+	err := c.Do(ctx, http.MethodPost, "/api/v1/apps/"+url.PathEscape(app)+"/bundles?"+q.Encode(), body, contentType, &b)
 	return b, err
 }
 
@@ -175,23 +209,13 @@ func (c *Client) ListChannels(ctx context.Context, app string) ([]store.Channel,
 // order, with fixed timestamps, so the same folder always gives the same zip
 // (and the same SHA-256).
 func ZipDir(dir string, w io.Writer) error {
-	var files []string
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.Type().IsRegular() {
-			files = append(files, p)
-		}
-		return nil
-	})
+	files, err := dirFiles(dir)
 	if err != nil {
 		return err
 	}
 	if len(files) == 0 {
 		return errors.New("zip: folder has no files")
 	}
-	sort.Strings(files)
 	zw := zip.NewWriter(w)
 	for _, p := range files {
 		rel, err := filepath.Rel(dir, p)
@@ -214,6 +238,23 @@ func ZipDir(dir string, w io.Writer) error {
 		}
 	}
 	return zw.Close()
+}
+
+// dirFiles lists the files ZipDir puts in the zip of dir: its regular
+// files (symbolic links are not followed), sorted.
+func dirFiles(dir string) ([]string, error) {
+	var files []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.Type().IsRegular() {
+			files = append(files, p)
+		}
+		return nil
+	})
+	sort.Strings(files)
+	return files, err
 }
 
 // Rollout applies a rollout action to a channel.

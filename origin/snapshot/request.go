@@ -17,10 +17,15 @@ type Request struct {
 	PluginVersion  string
 	CustomID       string
 	DefaultChannel string
-	KeyID          string
-	InstallSource  string
-	IsEmulator     bool
-	IsProd         bool
+	// BuildChannel: DefaultChannel was set in the app's build (an Expo
+	// client's expo-channel-name, as EAS channels are), not chosen by the
+	// device at run time, so it is honoured whether or not the channel is
+	// public or allows self-assignment.
+	BuildChannel  bool
+	KeyID         string
+	InstallSource string
+	IsEmulator    bool
+	IsProd        bool
 
 	// OnBuiltin is set by Validate when the device reported "builtin".
 	OnBuiltin bool

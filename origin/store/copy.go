@@ -98,7 +98,7 @@ var metaTables = initTables(
 	tbl("api_keys", []string{"id"}, "id", "hash", "label", "created_at", "scope", "expires_at").withIdentity("id"),
 	tbl("apps", []string{"id"}, "id", "name", "created_at", "expose_metadata", "allow_device_custom_id", "keep_bundles"),
 	tbl("bundles", []string{"app_id", "version"}, "rowid", "app_id", "version", "sha256", "size", "min_update_version",
-		"comment", "link", "created_at", "canonical_sha256", "canonical_size", "session_key", "checksum", "key_id").withIdentity("rowid"),
+		"comment", "link", "created_at", "canonical_sha256", "canonical_size", "session_key", "checksum", "key_id", "expo").withIdentity("rowid"),
 	tbl("channels", []string{"app_id", "name"}, "rowid", "app_id", "name", "bundle_version", "public", "ios", "android",
 		"electron", "allow_device_self_set", "allow_emulator", "allow_dev", "allow_prod", "allow_device", "disable_auto_update",
 		"disable_auto_update_under_native", "created_at", "updated_at", "rollout", "ab", "builtin").withIdentity("rowid"),

@@ -41,6 +41,9 @@ type Bundle struct {
 	SessionKey string `json:"session_key,omitempty"`
 	Checksum   string `json:"checksum,omitempty"`
 	KeyID      string `json:"key_id,omitempty"`
+	// Expo: the bundle is an Expo update (see snapshot.ExpoUpdate), stored
+	// as JSON in bundles.expo (NULL for every other bundle).
+	Expo *snapshot.ExpoUpdate `json:"expo,omitempty"`
 }
 
 // Channel is a channel record: the snapshot's channel plus bookkeeping.
@@ -166,12 +169,20 @@ func (s *Store) CreateBundle(ctx context.Context, b Bundle) (Bundle, error) {
 func (s *Store) CreateBundleWithManifest(ctx context.Context, b Bundle, files []snapshot.ManifestEntry) (Bundle, error) {
 	b.CreatedAt = time.Now().UTC().Truncate(time.Second)
 	b.ManifestFiles = len(files)
+	var expo sql.NullString
+	if b.Expo != nil {
+		j, err := json.Marshal(b.Expo)
+		if err != nil {
+			return b, fmt.Errorf("store: bundle %s: expo: %w", b.Version, err)
+		}
+		expo = sql.NullString{String: string(j), Valid: true}
+	}
 	err := s.write(ctx, true, func(tx *Tx) error {
 		if err := appExists(ctx, tx, b.AppID); err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO bundles (app_id, version, sha256, size, min_update_version, comment, link, created_at, session_key, checksum, key_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			b.AppID, b.Version, b.SHA256, b.Size, b.MinUpdateVersion, b.Comment, b.Link, b.CreatedAt.Unix(), b.SessionKey, b.Checksum, b.KeyID)
+		_, err := tx.ExecContext(ctx, `INSERT INTO bundles (app_id, version, sha256, size, min_update_version, comment, link, created_at, session_key, checksum, key_id, expo) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			b.AppID, b.Version, b.SHA256, b.Size, b.MinUpdateVersion, b.Comment, b.Link, b.CreatedAt.Unix(), b.SessionKey, b.Checksum, b.KeyID, expo)
 		if s.isUniqueViolation(err) {
 			return ErrExists
 		}
@@ -323,7 +334,7 @@ type querier interface {
 }
 
 func listBundles(ctx context.Context, q querier, where string, args ...any) ([]Bundle, error) {
-	rows, err := q.QueryContext(ctx, `SELECT app_id, version, sha256, size, min_update_version, comment, link, created_at, canonical_sha256, canonical_size, session_key, checksum, key_id FROM bundles `+where, args...)
+	rows, err := q.QueryContext(ctx, `SELECT app_id, version, sha256, size, min_update_version, comment, link, created_at, canonical_sha256, canonical_size, session_key, checksum, key_id, expo FROM bundles `+where, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -332,8 +343,15 @@ func listBundles(ctx context.Context, q querier, where string, args ...any) ([]B
 	for rows.Next() {
 		var b Bundle
 		var ts int64
-		if err := rows.Scan(&b.AppID, &b.Version, &b.SHA256, &b.Size, &b.MinUpdateVersion, &b.Comment, &b.Link, &ts, &b.Canonical, &b.CanonicalSize, &b.SessionKey, &b.Checksum, &b.KeyID); err != nil {
+		var expo sql.NullString
+		if err := rows.Scan(&b.AppID, &b.Version, &b.SHA256, &b.Size, &b.MinUpdateVersion, &b.Comment, &b.Link, &ts, &b.Canonical, &b.CanonicalSize, &b.SessionKey, &b.Checksum, &b.KeyID, &expo); err != nil {
 			return nil, err
+		}
+		if expo.Valid {
+			b.Expo = new(snapshot.ExpoUpdate)
+			if err := json.Unmarshal([]byte(expo.String), b.Expo); err != nil {
+				return nil, fmt.Errorf("bundle %s of %s: expo: %w", b.Version, b.AppID, err)
+			}
 		}
 		b.CreatedAt = time.Unix(ts, 0).UTC()
 		out = append(out, b)
@@ -539,6 +557,7 @@ func (s *Store) Snapshot(ctx context.Context) (*snapshot.Snapshot, error) {
 			Canonical: b.Canonical, CanonicalSize: b.CanonicalSize, Deltas: deltas[b.AppID+"\x00"+b.Version],
 			Manifest:   manifests[b.AppID+"\x00"+b.Version],
 			SessionKey: b.SessionKey, Checksum: b.Checksum, KeyID: b.KeyID,
+			Expo:    b.Expo,
 			Created: b.CreatedAt.Unix(),
 		})
 	}

@@ -143,6 +143,10 @@ var Meta = Schema{name: "meta", migrations: []string{
 	// and decode cost (issue 17). BIGINT, as every integer here: a 32-bit
 	// INTEGER would overflow at 2.1 s.
 	`ALTER TABLE deltas ADD COLUMN decode_ns BIGINT NOT NULL DEFAULT 0;`,
+	// An Expo update's platforms, runtime versions, launch asset, assets
+	// and extra (snapshot.ExpoUpdate as JSON); NULL for every other bundle
+	// (issue 18).
+	`ALTER TABLE bundles ADD COLUMN expo TEXTC;`,
 }}
 
 // Events is the event schema: ingested segments and the aggregates folded

@@ -140,6 +140,10 @@ var Meta = Schema{foreignKeys: true, migrations: []string{
 	// before it was measured): edges choose dcz or dcb per pair by size
 	// and decode cost (issue 17).
 	`ALTER TABLE deltas ADD COLUMN decode_ns INTEGER NOT NULL DEFAULT 0;`,
+	// An Expo update's platforms, runtime versions, launch asset, assets
+	// and extra (snapshot.ExpoUpdate as JSON); NULL for every other bundle
+	// (issue 18).
+	`ALTER TABLE bundles ADD COLUMN expo TEXT;`,
 }}
 
 // Events is the event database (DATA/events.db): ingested segments and the
