@@ -133,6 +133,88 @@ func TestLinkRTTAndBandwidth(t *testing.T) {
 	atMost(t, "bandwidth (Mbit/s)", bestRate, 20, 0.05)
 }
 
+// TestLinkHandshake: a new connection's first exchange costs the TCP
+// handshake's round trip besides its own (two RTTs), later ones one.
+func TestLinkHandshake(t *testing.T) {
+	if testing.Short() {
+		t.Skip("timing test; runs without -short (not under the race detector)")
+	}
+	l, err := StartLink("127.0.0.1:0", echoServer(t), LinkProfile{RTT: 40 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	buf := make([]byte, 1)
+	exchange := func(c net.Conn) time.Duration {
+		start := time.Now()
+		c.Write([]byte{1})
+		if _, err := io.ReadFull(c, buf); err != nil {
+			t.Fatal(err)
+		}
+		return time.Since(start)
+	}
+	best, bestLater := time.Hour, time.Hour
+	for range 3 {
+		start := time.Now()
+		c, err := net.Dial("tcp", l.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		exchange(c)
+		best = min(best, time.Since(start))
+		bestLater = min(bestLater, exchange(c))
+		c.Close()
+	}
+	atLeast(t, "first exchange on a new connection (ms)", float64(best)/1e6, 80, 0.02)
+	atLeast(t, "second exchange (ms)", float64(bestLater)/1e6, 40, 0.02) // one RTT; logged, like every upper bound
+}
+
+// TestLinkSharedBandwidth: through a shared link, two connections from one
+// client address split the bandwidth (a device's access link); from two
+// addresses each has it whole.
+func TestLinkSharedBandwidth(t *testing.T) {
+	if testing.Short() {
+		t.Skip("timing test; runs without -short (not under the race detector)")
+	}
+	const rate = 20e6 / 8 // bytes per second
+	l, err := StartLinkShared("127.0.0.1:0", echoServer(t), LinkProfile{RTT: 10 * time.Millisecond, Bandwidth: rate})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	payload := bytes.Repeat([]byte("x"), 512<<10)
+	transfer := func(from ...string) time.Duration { // the time for each address's echo of payload, at once
+		var conns []net.Conn
+		for _, a := range from {
+			d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(a)}}
+			c, err := d.Dial("tcp", l.Addr())
+			if err != nil {
+				t.Skipf("cannot dial from %s: %v", a, err)
+			}
+			defer c.Close()
+			conns = append(conns, c)
+		}
+		start := time.Now()
+		done := make(chan error, len(conns))
+		for _, c := range conns {
+			go func() {
+				go c.Write(payload)
+				_, err := io.ReadFull(c, make([]byte, len(payload)))
+				done <- err
+			}()
+		}
+		for range conns {
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+		}
+		return time.Since(start)
+	}
+	one := float64(len(payload)) / rate * 1000 // ms for one payload at the full rate
+	atLeast(t, "two connections from one address (ms)", float64(transfer("127.0.0.1", "127.0.0.1"))/1e6, 2*one, 0.05)
+	atLeast(t, "two connections from two addresses (ms)", float64(transfer("127.0.0.2", "127.0.0.3"))/1e6, one, 0.05)
+}
+
 // TestPercentiles checks the histogram summary on distributions whose
 // percentiles are known exactly.
 func TestPercentiles(t *testing.T) {

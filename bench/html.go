@@ -122,13 +122,17 @@ var htmlReport = template.Must(template.New("report").Funcs(template.FuncMap{
 <html lang="en"><head><meta charset="utf-8"><title>updraft bench: {{.Scenario}}</title>
 <style>body{font:14px system-ui,sans-serif;margin:2em;max-width:60em}table{border-collapse:collapse}td,th{padding:.2em .8em;border-bottom:1px solid #ddd;text-align:right}th:first-child,td:first-child{text-align:left}</style></head>
 <body><h1>updraft bench: {{.Scenario}}</h1>
-<p>Target {{.Target}}, {{.Devices}} devices, {{.Connections}} connections, started {{.Started.Format "2006-01-02 15:04:05 MST"}}.</p>
+<p>Target {{.Target}}, {{.Devices}} devices, {{.Connections}} connections{{if eq .Client "capgo"}}, client capgo (stock plugin), {{.Conn}} connections, {{.ManifestConcurrency}} manifest files at once, {{.HeldFiles}} files held{{end}}, started {{.Started.Format "2006-01-02 15:04:05 MST"}}.</p>
 {{range .Phases}}<h2>Phase {{.Name}} ({{.Kind}})</h2>
 <p>Planned {{.Planned}}, took {{.Elapsed}}; {{.Started}} started; {{printf "%.0f" .ChecksPerSec}} checks/s; {{.BytesDown}} bytes downloaded ({{printf "%.1f" .MBPerSec}} MB/s); {{.Failures}} failures.</p>
 <table><tr><th>latency (ms)</th><th>count</th><th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>max</th></tr>
 <tr><td>update check</td><td>{{.Checks.Count}}</td><td>{{printf "%.2f" .Checks.P50}}</td><td>{{printf "%.2f" .Checks.P90}}</td><td>{{printf "%.2f" .Checks.P99}}</td><td>{{printf "%.2f" .Checks.P999}}</td><td>{{printf "%.2f" .Checks.Max}}</td></tr>
 <tr><td>download</td><td>{{.Downloads.Count}}</td><td>{{printf "%.2f" .Downloads.P50}}</td><td>{{printf "%.2f" .Downloads.P90}}</td><td>{{printf "%.2f" .Downloads.P99}}</td><td>{{printf "%.2f" .Downloads.P999}}</td><td>{{printf "%.2f" .Downloads.Max}}</td></tr>
-<tr><td>time to update</td><td>{{.TimeToUpdate.Count}}</td><td>{{printf "%.2f" .TimeToUpdate.P50}}</td><td>{{printf "%.2f" .TimeToUpdate.P90}}</td><td>{{printf "%.2f" .TimeToUpdate.P99}}</td><td>{{printf "%.2f" .TimeToUpdate.P999}}</td><td>{{printf "%.2f" .TimeToUpdate.Max}}</td></tr></table>
+<tr><td>time to update</td><td>{{.TimeToUpdate.Count}}</td><td>{{printf "%.2f" .TimeToUpdate.P50}}</td><td>{{printf "%.2f" .TimeToUpdate.P90}}</td><td>{{printf "%.2f" .TimeToUpdate.P99}}</td><td>{{printf "%.2f" .TimeToUpdate.P999}}</td><td>{{printf "%.2f" .TimeToUpdate.Max}}</td></tr>
+{{range .Paths}}<tr><td>time to update ({{.Path}})</td><td>{{.TimeToUpdate.Count}}</td><td>{{printf "%.2f" .TimeToUpdate.P50}}</td><td>{{printf "%.2f" .TimeToUpdate.P90}}</td><td>{{printf "%.2f" .TimeToUpdate.P99}}</td><td>{{printf "%.2f" .TimeToUpdate.P999}}</td><td>{{printf "%.2f" .TimeToUpdate.Max}}</td></tr>
+{{end}}</table>
+{{range .Paths}}<p>{{.Path}}: {{.BytesDown}} bytes downloaded{{if eq .Path "manifest"}}, {{.FilesDownloaded}} files downloaded, {{.FilesReused}} reused{{end}}.</p>
+{{end}}{{if .ConnectionsOpened}}<p>Connections opened: {{.ConnectionsOpened}}.</p>{{end}}
 <p>Outcomes: {{range .Outcomes}}{{.Outcome}} {{.Count}}; {{end}}</p>
 {{series "update checks per second" (checks .) "checks/s"}}
 {{series "slowest update check per second" (maxlat .) "ms"}}

@@ -79,27 +79,90 @@ func ParseLink(s string) (LinkProfile, error) {
 // RTT of propagation delay, serialization at the bandwidth (a FIFO queue),
 // and for each lost segment one extra RTT before the data and everything
 // behind it arrives (TCP's fast retransmit, head-of-line blocked). It
-// emulates in user space what netem would do in the kernel.
+// emulates in user space what netem would do in the kernel. The TCP
+// handshake, which the relay's local accept does not delay, is accounted
+// for on each new connection: the client's first bytes depart one RTT after
+// the connection was accepted (SYN and SYN-ACK), so a request on a new
+// connection costs 1.5 RTT to arrive, as on a real path (handshakes above
+// TCP, such as TLS, are data and pay their round trips anyway). TCP's slow
+// start is not modelled: transfers run at the profile's bandwidth from their
+// first byte.
 type Link struct {
 	ln       net.Listener
 	upstream string
 	profile  LinkProfile
+	shared   bool // connections from one client address share the bandwidth
 	wg       sync.WaitGroup
 	mu       sync.Mutex
 	conns    map[net.Conn]struct{}
+	queues   map[string]*linkQueues // shared: by client address
 	closed   bool
 }
 
+// linkQueue is one direction's bottleneck: when its last byte will have
+// been sent.
+type linkQueue struct {
+	mu        sync.Mutex
+	busyUntil time.Time
+}
+
+// linkQueues are the two directions of one bottleneck and how many
+// connections use it.
+type linkQueues struct {
+	up, down linkQueue
+	users    int
+}
+
 // StartLink listens on listen (e.g. 127.0.0.1:0) and relays to upstream.
+// Each connection has the profile's bandwidth to itself.
 func StartLink(listen, upstream string, p LinkProfile) (*Link, error) {
+	return startLink(listen, upstream, p, false)
+}
+
+// StartLinkShared is StartLink where the connections from one client
+// address share the profile's bandwidth in each direction (and a loss holds
+// all of them), as the connections of one device share its access link:
+// the capgo client gives each device its own loopback address.
+func StartLinkShared(listen, upstream string, p LinkProfile) (*Link, error) {
+	return startLink(listen, upstream, p, true)
+}
+
+func startLink(listen, upstream string, p LinkProfile, shared bool) (*Link, error) {
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		return nil, err
 	}
-	l := &Link{ln: ln, upstream: upstream, profile: p, conns: map[net.Conn]struct{}{}}
+	l := &Link{ln: ln, upstream: upstream, profile: p, shared: shared, conns: map[net.Conn]struct{}{}, queues: map[string]*linkQueues{}}
 	l.wg.Add(1)
 	go l.accept()
 	return l, nil
+}
+
+// queuesFor returns the bottleneck of a client connection (its own, or its
+// address's when shared) and its release.
+func (l *Link) queuesFor(client net.Conn) (*linkQueues, func()) {
+	if !l.shared {
+		return &linkQueues{}, func() {}
+	}
+	key := client.RemoteAddr().String()
+	if host, _, err := net.SplitHostPort(key); err == nil {
+		key = host
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	q := l.queues[key]
+	if q == nil {
+		q = &linkQueues{}
+		l.queues[key] = q
+	}
+	q.users++
+	return q, func() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if q.users--; q.users == 0 {
+			delete(l.queues, key)
+		}
+	}
 }
 
 // Addr is the relay's listening address.
@@ -164,10 +227,13 @@ func (l *Link) relay(client net.Conn) {
 		return
 	}
 	defer l.untrack(server)
+	handshake := time.Now().Add(l.profile.RTT) // the client's SYN-ACK arrives
+	q, release := l.queuesFor(client)
+	defer release()
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { defer wg.Done(); l.pipe(server, client); server.Close() }()
-	go func() { defer wg.Done(); l.pipe(client, server); client.Close() }()
+	go func() { defer wg.Done(); l.pipe(server, client, &q.up, handshake); server.Close() }()
+	go func() { defer wg.Done(); l.pipe(client, server, &q.down, time.Time{}); client.Close() }()
 	wg.Wait()
 }
 
@@ -178,21 +244,22 @@ type chunk struct {
 
 const segment = 1448 // TCP payload per packet on a 1500-byte MTU
 
-// pipe copies src to dst through the emulated path.
-func (l *Link) pipe(dst, src net.Conn) {
+// pipe copies src to dst through the emulated path, its bytes sent through
+// bottleneck; none departs before notBefore.
+func (l *Link) pipe(dst, src net.Conn, bottleneck *linkQueue, notBefore time.Time) {
 	q := make(chan chunk, 256)
 	go func() {
 		defer close(q)
-		var busyUntil time.Time
+		last := notBefore // this connection's latest departure: its bytes stay in order
 		rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
 		for {
 			buf := make([]byte, 16<<10)
 			n, err := src.Read(buf)
 			if n > 0 {
-				now := time.Now()
-				depart := now
-				if busyUntil.After(depart) {
-					depart = busyUntil
+				bottleneck.mu.Lock()
+				depart := time.Now()
+				if bottleneck.busyUntil.After(depart) {
+					depart = bottleneck.busyUntil
 				}
 				if bw := l.profile.Bandwidth; bw > 0 {
 					depart = depart.Add(time.Duration(float64(n) / bw * float64(time.Second)))
@@ -204,7 +271,12 @@ func (l *Link) pipe(dst, src net.Conn) {
 						}
 					}
 				}
-				busyUntil = depart
+				bottleneck.busyUntil = depart
+				bottleneck.mu.Unlock()
+				if depart.Before(last) {
+					depart = last
+				}
+				last = depart
 				q <- chunk{buf[:n], depart.Add(l.profile.RTT / 2)}
 			}
 			if err != nil {

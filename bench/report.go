@@ -17,6 +17,27 @@ type Report struct {
 	Connections int           `json:"connections"`
 	Started     time.Time     `json:"started"`
 	Phases      []PhaseReport `json:"phases"`
+	// Client is the device software (ClientUpdraft, ClientCapgo) and Conn
+	// the connection model (ConnWarm, ConnCold).
+	Client string `json:"client,omitempty"`
+	Conn   string `json:"conn,omitempty"`
+	// ManifestConcurrency (capgo client): manifest files downloaded at once
+	// per device; HeldFiles: files each device held from the bundle it ran.
+	ManifestConcurrency int `json:"manifest_concurrency,omitempty"`
+	HeldFiles           int `json:"held_files,omitempty"`
+}
+
+// PathReport is the figures of the updates that took one path (capgo
+// client): the manifest's files or the zip.
+type PathReport struct {
+	Path         string      `json:"path"` // PathManifest or PathZip
+	TimeToUpdate Percentiles `json:"time_to_update"`
+	Downloads    Percentiles `json:"download_latency"`
+	BytesDown    int64       `json:"bytes_downloaded"`
+	// FilesDownloaded and FilesReused (manifest): over all its updates, the
+	// files fetched and the files the devices already held (copied).
+	FilesDownloaded int64 `json:"files_downloaded"`
+	FilesReused     int64 `json:"files_reused"`
 }
 
 // PhaseReport is one phase's figures.
@@ -39,6 +60,11 @@ type PhaseReport struct {
 	Unfinished   int64       `json:"unfinished"`
 	// TimeToUpdateBins is the time-to-update distribution (log-spaced bins).
 	TimeToUpdateBins []Bin `json:"time_to_update_bins,omitempty"`
+	// Paths (capgo client): time to update per download path.
+	Paths []PathReport `json:"time_to_update_by_path,omitempty"`
+	// ConnectionsOpened (capgo client): connections the devices opened
+	// during the phase (TCP, or QUIC with h3).
+	ConnectionsOpened int64 `json:"connections_opened,omitempty"`
 }
 
 func (r *recorder) report(p Phase, started int64, elapsed time.Duration) PhaseReport {
@@ -46,7 +72,7 @@ func (r *recorder) report(p Phase, started int64, elapsed time.Duration) PhaseRe
 	defer r.mu.Unlock()
 	pr := PhaseReport{Name: p.Name, Kind: p.Kind, Planned: time.Duration(p.Duration).String(), Elapsed: elapsed.Round(time.Millisecond).String(),
 		Started: started, Checks: summarize(r.check), Downloads: summarize(r.download), TimeToUpdate: summarize(r.update),
-		BytesDown: r.bytes, Outcomes: r.outcomeList(), PerSecond: r.seconds, TimeToUpdateBins: distribution(r.update, 40)}
+		BytesDown: r.bytes, Outcomes: r.outcomeList(), PerSecond: r.seconds, TimeToUpdateBins: distribution(r.update, 40), Paths: r.pathList()}
 	pr.ChecksPerSec = float64(pr.Checks.Count) / elapsed.Seconds()
 	pr.MBPerSec = float64(r.bytes) / 1e6 / elapsed.Seconds()
 	for _, s := range r.seconds {
@@ -66,6 +92,10 @@ func (rep *Report) WriteJSON(w io.Writer) error {
 // WriteText writes the report as tables.
 func (rep *Report) WriteText(w io.Writer) {
 	fmt.Fprintf(w, "updraft bench: scenario %s against %s, %d devices, %d connections\n", rep.Scenario, rep.Target, rep.Devices, rep.Connections)
+	if rep.Client == ClientCapgo {
+		fmt.Fprintf(w, "client capgo (stock plugin %s): %s connections, %d manifest files at once, %d files held from the bundle the devices run\n",
+			capgoPluginVersion, rep.Conn, rep.ManifestConcurrency, rep.HeldFiles)
+	}
 	for _, p := range rep.Phases {
 		fmt.Fprintf(w, "\nphase %s (%s): planned %s, took %s; %d started, %.0f checks/s", p.Name, p.Kind, p.Planned, p.Elapsed, p.Started, p.ChecksPerSec)
 		if p.BytesDown > 0 {
@@ -86,7 +116,21 @@ func (rep *Report) WriteText(w io.Writer) {
 			}
 			fmt.Fprintf(tw, "%s\t%d\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t\n", row.name, row.p.Count, row.p.P50, row.p.P90, row.p.P99, row.p.P999, row.p.Max)
 		}
+		for _, pa := range p.Paths {
+			q := pa.TimeToUpdate
+			fmt.Fprintf(tw, "time to update (%s)\t%d\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t\n", pa.Path, q.Count, q.P50, q.P90, q.P99, q.P999, q.Max)
+		}
 		tw.Flush()
+		for _, pa := range p.Paths {
+			fmt.Fprintf(w, "%s: %d updates, %.1f MB", pa.Path, pa.TimeToUpdate.Count, float64(pa.BytesDown)/1e6)
+			if pa.Path == PathManifest {
+				fmt.Fprintf(w, ", %d files downloaded, %d reused", pa.FilesDownloaded, pa.FilesReused)
+			}
+			fmt.Fprintln(w)
+		}
+		if rep.Client == ClientCapgo {
+			fmt.Fprintf(w, "connections opened: %d\n", p.ConnectionsOpened)
+		}
 		var parts []string
 		for _, o := range p.Outcomes {
 			parts = append(parts, fmt.Sprintf("%s %d", o.Outcome, o.Count))

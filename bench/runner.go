@@ -34,6 +34,21 @@ type Options struct {
 	Proto string
 	// Insecure skips certificate verification (development certificates).
 	Insecure bool
+	// Client is the software the devices run: ClientUpdraft (default: the
+	// zip, or with Deltas the offered delta) or ClientCapgo (the stock
+	// @capgo/capacitor-updater 8.x: the manifest's missing files or the
+	// zip, never a delta; capgo.go).
+	Client string
+	// Conn is the capgo client's connection model: ConnWarm (default) or
+	// ConnCold (new connections, handshakes included, per device update).
+	Conn string
+	// ManifestConcurrency is how many manifest files a capgo device
+	// downloads at once (default DefaultManifestConcurrency, the plugin's
+	// figure on an 8-core phone; at most MaxManifestConcurrency).
+	ManifestConcurrency int
+	// CapgoZip makes capgo devices download the zip even when the answer
+	// has a manifest: the plugin's path for a bundle without one.
+	CapgoZip bool
 	Seed     uint64
 	Progress io.Writer // live progress line; nil: none
 }
@@ -67,6 +82,35 @@ func (o *Options) defaults() error {
 	if o.Seed == 0 {
 		o.Seed = 1
 	}
+	switch o.Client {
+	case "":
+		o.Client = ClientUpdraft
+	case ClientUpdraft, ClientCapgo:
+	default:
+		return fmt.Errorf("bench: client %q: want %s or %s", o.Client, ClientUpdraft, ClientCapgo)
+	}
+	switch o.Conn {
+	case "":
+		o.Conn = ConnWarm
+	case ConnWarm, ConnCold:
+	default:
+		return fmt.Errorf("bench: conn %q: want %s or %s", o.Conn, ConnWarm, ConnCold)
+	}
+	if o.Client != ClientCapgo {
+		if o.Conn == ConnCold || o.CapgoZip {
+			return errors.New("bench: cold connections and the forced zip are the capgo client's (--client capgo)")
+		}
+		return nil
+	}
+	if o.Deltas {
+		return errors.New("bench: the capgo client (the stock plugin) never uses deltas; drop --deltas")
+	}
+	if o.ManifestConcurrency == 0 {
+		o.ManifestConcurrency = DefaultManifestConcurrency
+	}
+	if o.ManifestConcurrency < 0 || o.ManifestConcurrency > MaxManifestConcurrency {
+		return fmt.Errorf("bench: manifest concurrency %d: want 1..%d (the plugin's cap)", o.ManifestConcurrency, MaxManifestConcurrency)
+	}
 	return nil
 }
 
@@ -74,6 +118,8 @@ func (o *Options) defaults() error {
 type device struct {
 	id   string
 	body []byte
+	ios  bool
+	seq  uint32 // place in the fleet
 }
 
 // fleet builds n devices: 60% Android, 40% iOS, on the store build, with a
@@ -96,7 +142,7 @@ func fleet(o Options) []device {
 			platform, os = "ios", "17.4"
 		}
 		build := builds[i%len(builds)]
-		out[i] = device{id: id, body: fmt.Appendf(nil,
+		out[i] = device{id: id, ios: platform == "ios", seq: uint32(i), body: fmt.Appendf(nil,
 			`{"app_id":%q,"device_id":%q,"version_name":%q,"version_build":%q,"version_code":"1","version_os":%q,`+
 				`"platform":%q,"plugin_version":"8.51.14","is_emulator":false,"is_prod":true,"custom_id":"user-%d"}`,
 			o.AppID, id, o.VersionName, build, os, platform, i)}
@@ -112,6 +158,7 @@ type runner struct {
 	parsers  fastjson.ParserPool
 	inFlight atomic.Int64
 	bases    sync.Map // canonical SHA-256 → []byte: archives devices already hold
+	capgo    *capgoState
 }
 
 // Run executes the scenario and returns its report.
@@ -133,7 +180,15 @@ func Run(ctx context.Context, sc Scenario, o Options) (*Report, error) {
 			return nil, err
 		}
 	}
-	rep := &Report{Scenario: sc.Name, Target: o.Target, Devices: o.Devices, Connections: o.Connections, Started: time.Now().UTC()}
+	rep := &Report{Scenario: sc.Name, Target: o.Target, Devices: o.Devices, Connections: o.Connections, Client: o.Client, Conn: o.Conn}
+	if o.Client == ClientCapgo {
+		if err := r.capgoSetup(ctx); err != nil {
+			return nil, err
+		}
+		defer r.capgoClose()
+		rep.ManifestConcurrency, rep.HeldFiles = o.ManifestConcurrency, r.capgo.heldFiles
+	}
+	rep.Started = time.Now().UTC()
 	for _, p := range sc.Phases {
 		pr, err := r.phase(ctx, p)
 		if err != nil {
@@ -157,6 +212,7 @@ func (r *runner) phase(ctx context.Context, p Phase) (PhaseReport, error) {
 	ctx, cancel := context.WithDeadline(ctx, start.Add(d+grace(d)))
 	defer cancel()
 	stopProgress := r.progress(p, start, rec)
+	dials := r.dials()
 	var started int64
 	switch p.Kind {
 	case KindStorm:
@@ -172,6 +228,7 @@ func (r *runner) phase(ctx context.Context, p Phase) (PhaseReport, error) {
 	}
 	stopProgress()
 	pr := rec.report(p, started, time.Since(start))
+	pr.ConnectionsOpened = r.dials() - dials
 	if p.Kind == KindStats {
 		for _, o := range pr.Outcomes {
 			if o.Outcome == "events_accepted" {
@@ -249,7 +306,7 @@ func (r *runner) switchLoop(ctx context.Context, start time.Time, d time.Duratio
 				rec.checked(due, time.Now(), "set_channel_"+string(v.GetStringBytes("error")), true)
 				return
 			}
-			moved := device{id: dev.id, body: append(append(append([]byte(nil), base...), `,"defaultChannel":`...), fmt.Appendf(nil, "%q}", channel)...)}
+			moved := device{id: dev.id, ios: dev.ios, seq: dev.seq, body: append(append(append([]byte(nil), base...), `,"defaultChannel":`...), fmt.Appendf(nil, "%q}", channel)...)}
 			r.device(ctx, &moved, due, false, rec)
 		}()
 	}
@@ -337,6 +394,10 @@ func (r *runner) statsLoop(ctx context.Context, start time.Time, d time.Duration
 // device runs one device's update: check, then (if offered and wanted)
 // download and verify the bundle (or apply and verify the offered delta).
 func (r *runner) device(ctx context.Context, dev *device, due time.Time, download bool, rec *recorder) {
+	if r.capgo != nil {
+		r.capgoDevice(ctx, dev, due, download, rec)
+		return
+	}
 	r.inFlight.Add(1)
 	defer r.inFlight.Add(-1)
 	bufp := bufs.Get().(*[]byte)
@@ -402,6 +463,17 @@ func (r *runner) device(ctx context.Context, dev *device, due time.Time, downloa
 		return
 	}
 	rec.downloaded(due, started, time.Now(), n)
+}
+
+// dials is the number of connections the capgo client has opened, once
+// the dials under way have finished (0 for the updraft client, whose pool
+// is not counted).
+func (r *runner) dials() int64 {
+	if r.capgo == nil {
+		return 0
+	}
+	r.capgo.settle()
+	return r.capgo.dials.Load()
 }
 
 // bufs are response buffers reused across devices.

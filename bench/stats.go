@@ -27,6 +27,13 @@ type recorder struct {
 	outcomes map[string]int64
 	bytes    int64
 	seconds  []second
+	paths    map[string]*pathRecorder // capgo client: per update path (PathManifest, PathZip)
+}
+
+// pathRecorder collects the updates that took one path.
+type pathRecorder struct {
+	update, download     *hdrhistogram.Histogram
+	bytes, files, reused int64
 }
 
 // second is one second of the run, for the report's time series.
@@ -77,6 +84,39 @@ func (r *recorder) downloaded(due, started, done time.Time, n int64) {
 	r.update.RecordValue(us(done.Sub(due)))
 	r.bytes += n
 	r.sec(done).Downloads++
+}
+
+// updated records a verified update that took path: the download and time
+// to update as downloaded does, and per path with the files downloaded and
+// reused (manifest).
+func (r *recorder) updated(path string, due, started, done time.Time, n int64, files, reused int) {
+	r.downloaded(due, started, done, n)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.paths == nil {
+		r.paths = map[string]*pathRecorder{}
+	}
+	p := r.paths[path]
+	if p == nil {
+		p = &pathRecorder{update: newHist(), download: newHist()}
+		r.paths[path] = p
+	}
+	p.update.RecordValue(us(done.Sub(due)))
+	p.download.RecordValue(us(done.Sub(started)))
+	p.bytes += n
+	p.files += int64(files)
+	p.reused += int64(reused)
+}
+
+// pathList summarises the paths, by name.
+func (r *recorder) pathList() []PathReport {
+	var out []PathReport
+	for name, p := range r.paths {
+		out = append(out, PathReport{Path: name, TimeToUpdate: summarize(p.update), Downloads: summarize(p.download),
+			BytesDown: p.bytes, FilesDownloaded: p.files, FilesReused: p.reused})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
+	return out
 }
 
 // failed records a download that did not produce verified bytes.

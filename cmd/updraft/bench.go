@@ -43,10 +43,14 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	scenario := fs.String("scenario", "release-storm", "release-storm, steady, stats (device events), or a scenario file (.json)")
 	fs.IntVar(&o.Devices, "devices", 1000, "fleet size")
 	duration := fs.Duration("duration", 30*time.Second, "duration of a built-in scenario")
-	fs.IntVar(&o.Connections, "connections", 64, "HTTP connections to the target (steady: closed-loop workers)")
+	fs.IntVar(&o.Connections, "connections", 64, "HTTP connections to the target (steady: closed-loop workers; --client capgo --conn warm: opened before the clock starts, in lanes of --manifest-concurrency + 1 per updating device)")
 	fs.StringVar(&o.VersionBuild, "version-build", "1.0.0", "native version the devices report, or a mix: 1.0.0,1.0.0,2.0.0")
 	fs.StringVar(&o.VersionName, "version-name", "builtin", "bundle the devices run")
 	fs.BoolVar(&o.Deltas, "deltas", false, "download and apply offered deltas instead of zips (an Updraft-aware client); needs --version-name")
+	fs.StringVar(&o.Client, "client", bench.ClientUpdraft, "device software: updraft (the zip, or with --deltas the offered delta) or capgo (the stock @capgo/capacitor-updater 8.x: the manifest's missing files, else the zip; never a delta)")
+	fs.StringVar(&o.Conn, "conn", bench.ConnWarm, "capgo client: warm (connections opened before the clock and reused) or cold (each device update on new connections, TCP+TLS or QUIC handshakes included: the first check after an app launch)")
+	fs.IntVar(&o.ManifestConcurrency, "manifest-concurrency", bench.DefaultManifestConcurrency, "capgo client: manifest files a device downloads at once (the plugin: min(64, max(8, 2 × CPU cores)), 16 on an 8-core phone)")
+	fs.BoolVar(&o.CapgoZip, "capgo-zip", false, "capgo client: download the zip even when the answer has a manifest (the plugin's path for a bundle without one), to compare")
 	link := fs.String("link", "", "emulate a network path, e.g. 40ms/100mbit or 150ms/10mbit/1%")
 	fs.StringVar(&o.Proto, "proto", "h1", "h1 (http:// or https://) or h3 (https://)")
 	fs.BoolVar(&o.Insecure, "insecure", false, "skip certificate verification (development certificates)")
@@ -62,6 +66,21 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return usagef("", "bench compare: takes flags only, got %q", pos[0])
 		}
 		return unknownSub("bench", pos[0], subcommands("bench"))
+	}
+	if o.Client != bench.ClientUpdraft && o.Client != bench.ClientCapgo {
+		return usagef("", "bench --client %q: want updraft or capgo", o.Client)
+	}
+	if o.Conn != bench.ConnWarm && o.Conn != bench.ConnCold {
+		return usagef("", "bench --conn %q: want warm or cold", o.Conn)
+	}
+	if o.Client != bench.ClientCapgo && (o.Conn == bench.ConnCold || o.CapgoZip) {
+		return usagef("", "bench --conn cold and --capgo-zip model the stock plugin: add --client capgo")
+	}
+	if o.Client == bench.ClientCapgo && o.Deltas {
+		return usagef("", "bench --client capgo --deltas: the stock plugin never uses deltas; drop --deltas")
+	}
+	if o.ManifestConcurrency < 1 || o.ManifestConcurrency > bench.MaxManifestConcurrency {
+		return usagef("", "bench --manifest-concurrency %d: want 1..%d (the plugin's cap)", o.ManifestConcurrency, bench.MaxManifestConcurrency)
 	}
 	var sc bench.Scenario
 	if strings.HasSuffix(*scenario, ".json") {
@@ -93,7 +112,11 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			defer l.Close()
 			addr = l.Addr()
 		} else {
-			l, err := bench.StartLink("127.0.0.1:0", u.Host, p)
+			start := bench.StartLink
+			if o.Client == bench.ClientCapgo { // a device's parallel connections share its access link
+				start = bench.StartLinkShared
+			}
+			l, err := start("127.0.0.1:0", u.Host, p)
 			if err != nil {
 				return err
 			}
@@ -115,7 +138,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if o.AppID == "" {
 		if o.Deltas || o.VersionName != "builtin" {
-			return usagef("", "bench --deltas and --version-name measure an existing app's bundles: give --app APP --i-know-this-is-production")
+			return usagef("", "bench --deltas and --version-name measure an existing app's bundles (--client capgo: the files the devices hold): give --app APP --i-know-this-is-production")
 		}
 		c, err := cf.client()
 		if err != nil {

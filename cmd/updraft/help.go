@@ -170,12 +170,20 @@ var docs = []cmdDoc{
 	{name: "delta canonical", section: secDeltas, args: "--from BUNDLE -o OUT", summary: "a bundle's canonical archive (what deltas are built between)",
 		examples: []string{"updraft delta canonical --from app.zip -o app.tar"}},
 
-	{name: "bench", section: secBench, args: "[--target URL] [--scenario release-storm|steady|stats|FILE.json] [--devices N] [--duration D] [--connections C] [--link 40ms/100mbit] [--proto h1|h3] [--json] [--out FILE] [--html FILE]",
+	{name: "bench", section: secBench, args: "[--target URL] [--scenario release-storm|steady|stats|FILE.json] [--devices N] [--duration D] [--connections C] [--link 40ms/100mbit] [--proto h1|h3] [--client updraft|capgo] [--conn warm|cold] [--json] [--out FILE] [--html FILE]",
 		summary: "load an edge like a fleet of devices, on a throwaway bench.* app it creates and deletes",
 		examples: []string{"updraft bench --scenario release-storm --devices 10000 --duration 30s",
-			"updraft bench --scenario stats --duration 10s", "updraft bench --proto h3 --insecure --target https://127.0.0.1:8443 --html report.html"},
+			"updraft bench --scenario stats --duration 10s", "updraft bench --proto h3 --insecure --target https://127.0.0.1:8443 --html report.html",
+			"updraft bench --client capgo --conn cold --link 40ms/100mbit --app com.example.app --i-know-this-is-production --version-name 1.0.1 --devices 20 --duration 4s"},
 		notes: "Scenarios: release-storm (every device checks once and downloads), steady (closed-loop update checks),\n" +
-			"stats (device events), or a scenario file. --app ID --i-know-this-is-production loads an existing app instead."},
+			"stats (device events), or a scenario file. --app ID --i-know-this-is-production loads an existing app instead.\n\n" +
+			"--client capgo behaves like the unmodified @capgo/capacitor-updater 8.x: update check with the plugin's headers\n" +
+			"(Accept-Encoding gzip on Android, gzip, deflate, br on iOS), then, when the answer has a manifest, the files the\n" +
+			"device does not hold (--manifest-concurrency at once, .br decoded, each SHA-256-checked), else the zip; never\n" +
+			"delta_url. Devices on --version-name hold that bundle's files, learnt once from the target (the base archive its\n" +
+			"answer names). Time to update is reported per path (manifest, zip) with the connections opened; --conn cold\n" +
+			"counts TCP+TLS (or QUIC) handshakes in every update; with --link a device's connections share its bandwidth\n" +
+			"(docs/cli.md, \"Load testing as stock devices\")."},
 	{name: "bench compare", section: secBench, args: "[bench flags]", summary: "the scenario against Updraft, then nginx and Caddy serving the same bundle",
 		examples: []string{"updraft bench compare --devices 1000 --duration 10s"}},
 	{name: "bench fetch", section: secBench, args: "[--proto h3|h2|h1] [-n N] [-c C] [--insecure] URL", summary: "repeat one GET and report rate and latency",
