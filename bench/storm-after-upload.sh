@@ -17,6 +17,7 @@
 #
 #   bench/storm-after-upload.sh [ROUNDS] [DURATION] [DEVICES]
 #   BASE=…zip NEXT=…zip bench/storm-after-upload.sh 3 10s 2000
+#   BUILD_NICE=0 bench/storm-after-upload.sh …   # builds at normal priority (before issue 17)
 #
 # Needs: go. Everything runs on 127.0.0.1 and is removed afterwards.
 set -euo pipefail
@@ -52,7 +53,7 @@ EOF
 ratios=()
 for round in $(seq 1 "$ROUNDS"); do
 	D="$TMP/data$round"
-	"$U" serve --data "$D" --origin-listen "$OL" --edge-listen "$EL" --log-level warn >"$TMP/serve.log" 2>&1 &
+	"$U" serve --data "$D" --origin-listen "$OL" --edge-listen "$EL" --build-nice "${BUILD_NICE:-19}" --log-level warn >"$TMP/serve.log" 2>&1 &
 	PID=$!
 	for _ in $(seq 1 200); do curl -fs "http://$EL/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
 	"$U" app create com.example.storm --origin "http://$OL" --data "$D" >/dev/null
