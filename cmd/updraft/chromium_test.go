@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/updraft-cdn/updraft/internal/testenv"
 	"github.com/updraft-cdn/updraft/origin/client"
 )
 
@@ -50,7 +51,7 @@ func TestChromiumDictionaryTransport(t *testing.T) {
 	cli(t, r, data, "bundle", "upload", fixture(t, "swagger-ui-5.34.1.zip"), "--app", "com.example.app", "--version", "1.0.2", "--channel", "production")
 	c := client.New("http://"+r.OriginAddr, readKey(t, data))
 	var v1, v2 string
-	for deadline := time.Now().Add(60 * time.Second); ; {
+	for deadline := time.Now().Add(testenv.Patience(60 * time.Second)); ; {
 		bs, _ := c.ListBundles(context.Background(), "com.example.app")
 		if len(bs) == 2 && len(bs[0].Deltas) == 2 {
 			v2, v1 = bs[0].Canonical, bs[1].Canonical

@@ -238,7 +238,10 @@ func TestTwoOriginsKillOne(t *testing.T) {
 	}
 	c.procA.Signal(syscall.SIGKILL)
 	killedAt := time.Now()
-	t.Logf("origin A killed (%d pins acknowledged, %d events accepted so far)", len(pins), acc.total.Load())
+	pinsMu.Lock()
+	pinned := len(pins)
+	pinsMu.Unlock()
+	t.Logf("origin A killed (%d pins acknowledged, %d events accepted so far)", pinned, acc.total.Load())
 
 	// Through the survivor: production moves to 1.0.2, both edges follow
 	// (edge 0 listed A first and must fail over).

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/updraft-cdn/updraft/config"
+	"github.com/updraft-cdn/updraft/internal/testenv"
 	"github.com/updraft-cdn/updraft/origin"
 	"github.com/updraft-cdn/updraft/origin/client"
 	"github.com/updraft-cdn/updraft/origin/store"
@@ -234,7 +235,7 @@ func TestStatsThroughEdgesWithOriginOutage(t *testing.T) {
 
 	// Every edge drains its spool to the origin.
 	for _, e := range edges {
-		deadline := time.Now().Add(60 * time.Second)
+		deadline := time.Now().Add(testenv.Patience(60 * time.Second))
 		for {
 			b, err := metricValue("http://"+e+"/metrics", "updraft_edge_stats_spool_bytes")
 			if err == nil && b == 0 {
