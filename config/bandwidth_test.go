@@ -5,6 +5,7 @@ import (
 	"math"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseBandwidth(t *testing.T) {
@@ -61,6 +62,28 @@ func TestEdgeDeltaProfile(t *testing.T) {
 		err := e.Validate()
 		if c.bad == "" && err != nil || c.bad != "" && (err == nil || !strings.Contains(err.Error(), "edge."+c.bad)) {
 			t.Errorf("delta_link %s, delta_decode_factor %g: %v (want error naming %q)", c.link, c.factor, err, c.bad)
+		}
+	}
+}
+
+// The manifest choice's round trip: 100ms by default, 0 turns the choice
+// off, 1ms to 10s otherwise.
+func TestEdgeDeviceRTT(t *testing.T) {
+	if e := NewEdge("d"); e.DeviceRTT != 100*time.Millisecond || e.Validate() != nil {
+		t.Fatalf("default %s: %v", e.DeviceRTT, e.Validate())
+	}
+	for _, c := range []struct {
+		rtt time.Duration
+		ok  bool
+	}{
+		{0, true}, {time.Millisecond, true}, {40 * time.Millisecond, true}, {10 * time.Second, true},
+		{time.Microsecond, false}, {-time.Millisecond, false}, {11 * time.Second, false},
+	} {
+		e := NewEdge("d")
+		e.DeviceRTT = c.rtt
+		err := e.Validate()
+		if c.ok != (err == nil) || err != nil && !strings.Contains(err.Error(), "edge.device_rtt "+c.rtt.String()) {
+			t.Errorf("device_rtt %s: %v (want ok %v)", c.rtt, err, c.ok)
 		}
 	}
 }

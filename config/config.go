@@ -152,6 +152,13 @@ type Edge struct {
 	// smaller delta.
 	DeltaLink         Bandwidth
 	DeltaDecodeFactor float64
+	// DeviceRTT is the round trip of the same device profile: with
+	// DeltaLink, the edge leaves a bundle's manifest out of an update
+	// answer when, for the bundle the device runs, the plugin is
+	// expected to finish the zip first (docs/design-notes.md, "Manifest
+	// or zip per device"). 0, or DeltaLink 0: the manifest whenever the
+	// plugin takes one.
+	DeviceRTT time.Duration
 
 	// Expo Updates code signing (docs/protocol.md, "Expo Updates"): the
 	// PEM RSA private key the edge signs manifests and directives with
@@ -205,6 +212,7 @@ func NewEdge(dataDir string) Edge {
 		StatsPerPrefixSecond:   DefaultStatsPerPrefixSecond,
 		DeltaLink:              DefaultDeltaLink,
 		DeltaDecodeFactor:      DefaultDeltaDecodeFactor,
+		DeviceRTT:              DefaultDeviceRTT,
 		ExpoSigningKeyID:       DefaultExpoSigningKeyID,
 	}
 }
@@ -215,6 +223,9 @@ func NewEdge(dataDir string) Edge {
 const (
 	DefaultDeltaLink         = 20 * Mbit
 	DefaultDeltaDecodeFactor = 4
+	// DefaultDeviceRTT: a mobile round trip (4G to a nearby edge is 40 to
+	// 100 ms, 3G and congested cells more).
+	DefaultDeviceRTT = 100 * time.Millisecond
 )
 
 // Defaults of the per-client-network limits (docs/design-notes.md).
@@ -336,6 +347,9 @@ func (c Edge) Validate() error {
 	}
 	if !(c.DeltaDecodeFactor >= 0 && c.DeltaDecodeFactor <= 1000) {
 		errs = append(errs, fmt.Errorf("config: edge.delta_decode_factor %g: want 0 (the smaller delta) to 1000, like 4 (a device decodes 4 times slower than the origin)", c.DeltaDecodeFactor))
+	}
+	if c.DeviceRTT != 0 && (c.DeviceRTT < time.Millisecond || c.DeviceRTT > 10*time.Second) {
+		errs = append(errs, fmt.Errorf("config: edge.device_rtt %s: want 0 (the manifest whenever the plugin takes one) or 1ms to 10s, like 100ms", c.DeviceRTT))
 	}
 	if c.ExpoSigningKeyID != "" && !validExpoKeyID(c.ExpoSigningKeyID) {
 		errs = append(errs, fmt.Errorf("config: edge.expo_signing_keyid %q: want 1-64 printable ASCII characters without '\"' or '\\', like %q (the app's codeSigningMetadata.keyid)", c.ExpoSigningKeyID, DefaultExpoSigningKeyID))

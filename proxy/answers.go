@@ -71,7 +71,7 @@ const (
 type answerKey struct {
 	bundle   *snapshot.Bundle
 	delta    *snapshot.Delta // offered to an Updraft-aware client; nil: none
-	manifest bool            // the plugin takes a manifest and the bundle has one
+	manifest bool            // the plugin takes a manifest, the bundle has one, and it is not slower than the zip for the device (manifestchoice.go)
 	metadata bool            // link/comment are answered and one is set
 	base     string          // scheme://host of the download URLs
 }
@@ -117,6 +117,9 @@ type answerTable struct {
 	// inherit: the previous table's compressed answers by hash of their
 	// bytes, read-only. It holds bytes, not the old snapshot's bundles.
 	inherit map[uint64]inherited
+	// choices: manifest or zip per bundle pair, decided once under this
+	// snapshot (manifestchoice.go); copied on insertion under mu.
+	choices atomic.Pointer[choiceMap]
 }
 
 type answerMap = map[answerKey]*encodedAnswer

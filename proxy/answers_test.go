@@ -28,11 +28,13 @@ import (
 
 // manifestSnapshot is testSnapshot whose production bundle 1.1.0 has a
 // manifest of n files, named and hashed after salt (a different salt: a
-// different answer).
+// different answer), and a 64 MiB zip: the device profile keeps the
+// manifest in every answer (manifestchoice.go).
 func manifestSnapshot(t testing.TB, rev int64, n int, salt string) *snapshot.Snapshot {
 	t.Helper()
 	s := testSnapshot(t, rev, fakeSHA("bundle"))
 	b := s.Apps[0].Bundles[1]
+	b.Size = 64 << 20
 	for i := range n {
 		b.Manifest = append(b.Manifest, snapshot.ManifestEntry{Name: fmt.Sprintf("assets/chunk-%s-%d.js.br", salt, i),
 			Hash: fakeSHA(salt + "h" + strconv.Itoa(i)), Blob: fakeSHA(salt + "b" + strconv.Itoa(i)), Size: int64(1000 + i)})

@@ -152,10 +152,18 @@ func (e *Edge) updates(body []byte, baseURL []byte, acceptEncoding string, out *
 		// build): of the pair's dcz and dcb, the one the edge's device
 		// profile finishes first (a loop over at most six deltas, no
 		// allocation); the answer with it is then encoded once per snapshot.
+		var from *snapshot.Bundle // nil: the store build or a bundle the app does not have
 		if !r.OnBuiltin {
-			if from := snap.App(r.AppID).Bundle(r.VersionName); from != nil && from.Canonical != "" {
+			if from = snap.App(r.AppID).Bundle(r.VersionName); from != nil && from.Canonical != "" {
 				k.delta = b.DeltaFrom(from.Canonical, true, true, e.deltaCost)
 			}
+		}
+		// The manifest only when the device, holding from's files, is
+		// expected to finish by it no later than by the zip (decided once
+		// per snapshot and pair; manifestchoice.go).
+		if k.manifest && e.manifestCost.on() && !e.answers.manifestFirst(snap, e.manifestCost, from, b) {
+			k.manifest = false
+			e.metrics.manifestOmitted.Inc()
 		}
 		if !e.answers.answer(snap, &k, acceptEncoding, out) {
 			out.body = appendAnswer(out.body[:0], &k)

@@ -108,7 +108,7 @@ func (l *edgeListeners) stop(ctx context.Context) error {
 
 // edgeFlags registers the edge flags serve and edge share (public URL,
 // HTTPS/HTTP3 with the role's default TLS mode and address, cache budgets,
-// rate limit, the delta choice's device profile, Expo code signing); the returned --acme-domain value is split into
+// rate limit, the device profile of the delta and manifest choices, Expo code signing); the returned --acme-domain value is split into
 // ec.ACMEDomains after parsing.
 func edgeFlags(fs *flag.FlagSet, ec *config.Edge, mode, listen string) *string {
 	fs.StringVar(&ec.PublicURL, "public-url", "", "base URL devices download from (default: from each request's Host); env UPDRAFT_PUBLIC_URL")
@@ -127,6 +127,7 @@ func edgeFlags(fs *flag.FlagSet, ec *config.Edge, mode, listen string) *string {
 	fs.Float64Var(&ec.StatsPerPrefixSecond, "stats-per-prefix-second", ec.StatsPerPrefixSecond, "at most this many device events per second from one client network (/24, /48; public addresses only; bursts of 10 s worth; 429 + Retry-After beyond; 0: no limit)")
 	fs.Var(&ec.DeltaLink, "delta-link", "device link the edge chooses between a bundle pair's dcz and dcb deltas for: the one whose download at this rate plus its decode (--delta-decode-factor) is shortest, e.g. 20mbit, 100mbit, 1gbit (0: the smaller)")
 	fs.Float64Var(&ec.DeltaDecodeFactor, "delta-decode-factor", ec.DeltaDecodeFactor, "how many times longer a device takes to decode a delta than the origin, which measures each delta's decode (0: the smaller delta)")
+	fs.DurationVar(&ec.DeviceRTT, "device-rtt", ec.DeviceRTT, "device round trip the edge chooses between a bundle's manifest and its zip for: the manifest is left out (the stock plugin then downloads the zip) when the files the device lacks, 16 at a time, take longer at this round trip and --delta-link than the zip (0: the manifest whenever the plugin takes one)")
 	fs.StringVar(&ec.ExpoSigningKey, "expo-signing-key", "", "PEM RSA private key (PKCS#1 or PKCS#8) that signs Expo Updates manifests and directives for clients sending expo-expect-signature (without it they get 400 code_signing_unavailable)")
 	fs.StringVar(&ec.ExpoSigningKeyID, "expo-signing-keyid", config.DefaultExpoSigningKeyID, "keyid named in expo-signature: the app's updates.codeSigningMetadata.keyid")
 	fs.Var(&ec.TCPSendBuffer, "tcp-send-buffer", "kernel send buffer per TCP connection, e.g. 128KiB (0: autotuned). Evens out many concurrent large downloads on short paths; caps each connection's rate on long ones")
