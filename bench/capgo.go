@@ -241,16 +241,30 @@ func laneAddr(seq uint32) net.IP {
 }
 
 // newStack builds a device's stacks, dialling from local when c.bind: the
-// plugin's, and on Android a second one for the zip (HttpURLConnection
-// does not share OkHttp's connections; an iOS device uses st.plugin).
-func (c *capgoState) newStack(proto string, idle int, local net.IP) *capgoStack {
+// plugin's, and with zip on Android a second one for the zip
+// (HttpURLConnection does not share OkHttp's connections; an iOS device
+// uses st.plugin).
+func (c *capgoState) newStack(proto string, idle int, local net.IP, zip bool) *capgoStack {
 	if !c.bind {
 		local = nil
 	}
 	rt, closeRT := c.roundTripper(proto, idle, local)
-	zrt, closeZ := c.roundTripper(proto, 1, local)
-	return &capgoStack{plugin: &http.Client{Transport: rt, Timeout: 2 * time.Minute},
-		zip: &http.Client{Transport: zrt, Timeout: 2 * time.Minute}, closes: []func(){closeRT, closeZ}}
+	s := &capgoStack{plugin: &http.Client{Transport: rt, Timeout: 2 * time.Minute}, closes: []func(){closeRT}}
+	if zip {
+		zrt, closeZ := c.roundTripper(proto, 1, local)
+		s.zip, s.closes = &http.Client{Transport: zrt, Timeout: 2 * time.Minute}, append(s.closes, closeZ)
+	}
+	return s
+}
+
+// newClientStack is a device's stacks for the run's client: the capgo
+// plugin's two, or the expo client's one OkHttpClient (its pool keeps
+// expoIdleConns idle connections).
+func (r *runner) newClientStack(local net.IP) *capgoStack {
+	if r.expo != nil {
+		return r.capgo.newStack(r.o.Proto, expoIdleConns, local, false)
+	}
+	return r.capgo.newStack(r.o.Proto, r.o.ManifestConcurrency, local, true)
 }
 
 // zipClient is the stack a device downloads the zip with.
@@ -262,22 +276,35 @@ func (s *capgoStack) zipClient(dev *device) *http.Client {
 }
 
 // lanePlugin is how many connections a warm lane opens on its plugin
-// stack.
+// stack (expo: on its OkHttpClient, what its pool keeps idle).
 func (r *runner) lanePlugin() int {
-	if r.o.CapgoZip {
+	switch {
+	case r.expo != nil:
+		return min(r.o.ExpoConcurrency, expoIdleConns)
+	case r.o.CapgoZip:
 		return 1
 	}
 	return r.o.ManifestConcurrency
 }
 
+// laneConns is how many connections a warm lane opens in all.
+func (r *runner) laneConns() int {
+	if r.expo != nil {
+		return r.lanePlugin()
+	}
+	return r.lanePlugin() + 1
+}
+
 // newLane builds a warm lane and opens its connections.
 func (r *runner) newLane(ctx context.Context) *capgoStack {
-	c := r.capgo
-	s := c.newStack(r.o.Proto, r.o.ManifestConcurrency, laneAddr(c.laneSeq.Add(1)-1))
+	s := r.newClientStack(laneAddr(r.capgo.laneSeq.Add(1) - 1))
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(1)
 	go func() { defer wg.Done(); r.capgoWarmUp(ctx, s.plugin, r.lanePlugin()) }()
-	go func() { defer wg.Done(); r.capgoWarmUp(ctx, s.zip, 1) }()
+	if s.zip != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); r.capgoWarmUp(ctx, s.zip, 1) }()
+	}
 	wg.Wait()
 	return s
 }
@@ -289,8 +316,7 @@ func (r *runner) lane() *capgoStack {
 	case s := <-r.capgo.lanes:
 		return s
 	default:
-		c := r.capgo
-		return c.newStack(r.o.Proto, r.o.ManifestConcurrency, laneAddr(c.laneSeq.Add(1)-1))
+		return r.newClientStack(laneAddr(r.capgo.laneSeq.Add(1) - 1))
 	}
 }
 
@@ -306,6 +332,17 @@ func (r *runner) freeLane(s *capgoStack) {
 // capgoSetup prepares the capgo client: the files the devices hold, and
 // for warm connections the lanes with their connections open.
 func (r *runner) capgoSetup(ctx context.Context) error {
+	r.capgo = r.newConnState()
+	if err := r.loadHeld(ctx); err != nil {
+		return err
+	}
+	r.openLanes(ctx)
+	return nil
+}
+
+// newConnState is the connection state of the stock clients (capgo,
+// expo): TLS, dial counts, per-device addresses.
+func (r *runner) newConnState() *capgoState {
 	c := &capgoState{tls: &tls.Config{InsecureSkipVerify: r.o.Insecure},
 		uaAndroid: "CapacitorUpdater/" + capgoPluginVersion + " (" + r.o.AppID + ") android/14",
 		uaIOS:     "CapacitorUpdater/" + capgoPluginVersion + " (" + r.o.AppID + ") ios/17.4"}
@@ -313,22 +350,25 @@ func (r *runner) capgoSetup(ctx context.Context) error {
 		ip := net.ParseIP(u.Hostname())
 		c.bind = u.Hostname() == "localhost" || ip != nil && ip.IsLoopback()
 	}
-	r.capgo = c
-	if err := r.loadHeld(ctx); err != nil {
-		return err
+	return c
+}
+
+// openLanes opens, for warm connections, the lanes and their connections:
+// --connections of them in all.
+func (r *runner) openLanes(ctx context.Context) {
+	c := r.capgo
+	if r.o.Conn != ConnWarm {
+		return
 	}
-	if r.o.Conn == ConnWarm {
-		n := max(1, r.o.Connections/(r.lanePlugin()+1))
-		c.lanes = make(chan *capgoStack, n+r.o.MaxInFlight)
-		var wg sync.WaitGroup
-		for range n {
-			wg.Add(1)
-			go func() { defer wg.Done(); c.lanes <- r.newLane(ctx) }()
-		}
-		wg.Wait()
-		c.settle()
+	n := max(1, r.o.Connections/r.laneConns())
+	c.lanes = make(chan *capgoStack, n+r.o.MaxInFlight)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() { defer wg.Done(); c.lanes <- r.newLane(ctx) }()
 	}
-	return nil
+	wg.Wait()
+	c.settle()
 }
 
 // capgoWarmUp opens n connections on hc: n HEAD requests at once, each on
@@ -451,7 +491,7 @@ func (r *runner) capgoDevice(ctx context.Context, dev *device, due time.Time, do
 		st = r.lane()
 		defer r.freeLane(st)
 	} else {
-		st = c.newStack(r.o.Proto, r.o.ManifestConcurrency, deviceAddr(dev.seq))
+		st = r.newClientStack(deviceAddr(dev.seq))
 		defer st.close()
 	}
 	bufp := bufs.Get().(*[]byte)
@@ -642,11 +682,23 @@ func (r *runner) capgoFetch(ctx context.Context, hc *http.Client, dev *device, u
 
 // verifyContent reads a response body (decoded by the HTTP stack per
 // Content-Encoding, then brotli-decoded by the plugin when br) and reports
-// whether the SHA-256 of the content is want.
+// whether the SHA-256 of the content is want (lower-case hex).
 func verifyContent(encoding string, body io.Reader, br bool, want string) (bool, error) {
-	src, release, err := decodeBody(encoding, body)
+	sum, err := sumContent(encoding, body, br)
 	if err != nil {
 		return false, err
+	}
+	var h [2 * sha256.Size]byte
+	hex.Encode(h[:], sum[:])
+	return string(h[:]) == want, nil
+}
+
+// sumContent reads a response body (decoded per Content-Encoding, then
+// brotli-decoded when br) and returns the SHA-256 of the content.
+func sumContent(encoding string, body io.Reader, br bool) (sum [sha256.Size]byte, err error) {
+	src, release, err := decodeBody(encoding, body)
+	if err != nil {
+		return sum, err
 	}
 	defer release()
 	if br {
@@ -662,24 +714,22 @@ func verifyContent(encoding string, body io.Reader, br bool, want string) (bool,
 		k, err := src.Read(v.buf[:])
 		v.h.Write(v.buf[:k])
 		if n += k; n > maxCapgoFile {
-			return false, errors.New("file over 1 GiB")
+			return sum, errors.New("file over 1 GiB")
 		}
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
-			return false, err
+			return sum, err
 		}
 	}
-	hex.Encode(v.hex[:], v.h.Sum(v.sum[:0]))
-	return string(v.hex[:]) == want, nil
+	v.h.Sum(sum[:0])
+	return sum, nil
 }
 
-// verifier is verifyContent's reusable state.
+// verifier is sumContent's reusable state.
 type verifier struct {
 	h   hash.Hash
-	sum [sha256.Size]byte
-	hex [2 * sha256.Size]byte
 	buf [32 << 10]byte
 }
 

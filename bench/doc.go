@@ -1,6 +1,6 @@
 // Package bench is Updraft's load tester: it simulates a fleet of devices
-// running the Capacitor plugin against an edge (or any server speaking the
-// same protocol), with open-loop arrivals (latency counted from when a
+// running the Capacitor plugin (or the stock expo-updates client: expo.go)
+// against an edge (or any server speaking the same protocol), with open-loop arrivals (latency counted from when a
 // request was due, so a slow server cannot hide queueing: no coordinated
 // omission) or closed-loop connections, verifies every downloaded bundle by
 // SHA-256, and reports latency percentiles (HDR histograms), throughput,

@@ -122,7 +122,7 @@ var htmlReport = template.Must(template.New("report").Funcs(template.FuncMap{
 <html lang="en"><head><meta charset="utf-8"><title>updraft bench: {{.Scenario}}</title>
 <style>body{font:14px system-ui,sans-serif;margin:2em;max-width:60em}table{border-collapse:collapse}td,th{padding:.2em .8em;border-bottom:1px solid #ddd;text-align:right}th:first-child,td:first-child{text-align:left}</style></head>
 <body><h1>updraft bench: {{.Scenario}}</h1>
-<p>Target {{.Target}}, {{.Devices}} devices, {{.Connections}} connections{{if eq .Client "capgo"}}, client capgo (stock plugin), {{.Conn}} connections, {{.ManifestConcurrency}} manifest files at once, {{.HeldFiles}} files held{{end}}, started {{.Started.Format "2006-01-02 15:04:05 MST"}}.</p>
+<p>Target {{.Target}}, {{.Devices}} devices, {{.Connections}} connections{{if eq .Client "capgo"}}, client capgo (stock plugin), {{.Conn}} connections, {{.ManifestConcurrency}} manifest files at once, {{.HeldFiles}} files held{{end}}{{if eq .Client "expo"}}, client expo (stock expo-updates, Android), {{.Conn}} connections, {{.AssetConcurrency}} assets at once, {{.HeldFiles}} assets held{{end}}, started {{.Started.Format "2006-01-02 15:04:05 MST"}}.</p>
 {{range .Phases}}<h2>Phase {{.Name}} ({{.Kind}})</h2>
 <p>Planned {{.Planned}}, took {{.Elapsed}}; {{.Started}} started; {{printf "%.0f" .ChecksPerSec}} checks/s; {{.BytesDown}} bytes downloaded ({{printf "%.1f" .MBPerSec}} MB/s); {{.Failures}} failures.</p>
 <table><tr><th>latency (ms)</th><th>count</th><th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>max</th></tr>

@@ -25,17 +25,24 @@ type Report struct {
 	// per device; HeldFiles: files each device held from the bundle it ran.
 	ManifestConcurrency int `json:"manifest_concurrency,omitempty"`
 	HeldFiles           int `json:"held_files,omitempty"`
+	// AssetConcurrency (expo client): assets downloaded at once per
+	// device; HeldFiles: the assets (by key) each device held;
+	// ExpoCurrentUpdateID: the update id the devices reported running
+	// (empty: their embedded update's).
+	AssetConcurrency    int    `json:"asset_concurrency,omitempty"`
+	ExpoCurrentUpdateID string `json:"expo_current_update_id,omitempty"`
 }
 
 // PathReport is the figures of the updates that took one path (capgo
 // client): the manifest's files or the zip.
 type PathReport struct {
-	Path         string      `json:"path"` // PathManifest or PathZip
+	Path         string      `json:"path"` // PathManifest, PathZip or PathExpo
 	TimeToUpdate Percentiles `json:"time_to_update"`
 	Downloads    Percentiles `json:"download_latency"`
 	BytesDown    int64       `json:"bytes_downloaded"`
-	// FilesDownloaded and FilesReused (manifest): over all its updates, the
-	// files fetched and the files the devices already held (copied).
+	// FilesDownloaded and FilesReused (manifest, expo): over all its
+	// updates, the files (assets) fetched and those the devices already
+	// held.
 	FilesDownloaded int64 `json:"files_downloaded"`
 	FilesReused     int64 `json:"files_reused"`
 }
@@ -60,10 +67,10 @@ type PhaseReport struct {
 	Unfinished   int64       `json:"unfinished"`
 	// TimeToUpdateBins is the time-to-update distribution (log-spaced bins).
 	TimeToUpdateBins []Bin `json:"time_to_update_bins,omitempty"`
-	// Paths (capgo client): time to update per download path.
+	// Paths (capgo and expo clients): time to update per download path.
 	Paths []PathReport `json:"time_to_update_by_path,omitempty"`
-	// ConnectionsOpened (capgo client): connections the devices opened
-	// during the phase (TCP, or QUIC with h3).
+	// ConnectionsOpened (capgo and expo clients): connections the devices
+	// opened during the phase (TCP, or QUIC with h3).
 	ConnectionsOpened int64 `json:"connections_opened,omitempty"`
 }
 
@@ -96,6 +103,14 @@ func (rep *Report) WriteText(w io.Writer) {
 		fmt.Fprintf(w, "client capgo (stock plugin %s): %s connections, %d manifest files at once, %d files held from the bundle the devices run\n",
 			capgoPluginVersion, rep.Conn, rep.ManifestConcurrency, rep.HeldFiles)
 	}
+	if rep.Client == ClientExpo {
+		on := "their embedded update"
+		if rep.ExpoCurrentUpdateID != "" {
+			on = "update " + rep.ExpoCurrentUpdateID
+		}
+		fmt.Fprintf(w, "client expo (stock expo-updates, Android): %s connections, %d assets at once, devices on %s holding %d assets\n",
+			rep.Conn, rep.AssetConcurrency, on, rep.HeldFiles)
+	}
 	for _, p := range rep.Phases {
 		fmt.Fprintf(w, "\nphase %s (%s): planned %s, took %s; %d started, %.0f checks/s", p.Name, p.Kind, p.Planned, p.Elapsed, p.Started, p.ChecksPerSec)
 		if p.BytesDown > 0 {
@@ -123,12 +138,15 @@ func (rep *Report) WriteText(w io.Writer) {
 		tw.Flush()
 		for _, pa := range p.Paths {
 			fmt.Fprintf(w, "%s: %d updates, %.1f MB", pa.Path, pa.TimeToUpdate.Count, float64(pa.BytesDown)/1e6)
-			if pa.Path == PathManifest {
+			switch pa.Path {
+			case PathManifest:
 				fmt.Fprintf(w, ", %d files downloaded, %d reused", pa.FilesDownloaded, pa.FilesReused)
+			case PathExpo:
+				fmt.Fprintf(w, ", %d assets downloaded, %d held", pa.FilesDownloaded, pa.FilesReused)
 			}
 			fmt.Fprintln(w)
 		}
-		if rep.Client == ClientCapgo {
+		if rep.Client == ClientCapgo || rep.Client == ClientExpo {
 			fmt.Fprintf(w, "connections opened: %d\n", p.ConnectionsOpened)
 		}
 		var parts []string

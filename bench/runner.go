@@ -35,12 +35,17 @@ type Options struct {
 	// Insecure skips certificate verification (development certificates).
 	Insecure bool
 	// Client is the software the devices run: ClientUpdraft (default: the
-	// zip, or with Deltas the offered delta) or ClientCapgo (the stock
+	// zip, or with Deltas the offered delta), ClientCapgo (the stock
 	// @capgo/capacitor-updater 8.x: the manifest's missing files or the
-	// zip, never a delta; capgo.go).
+	// zip, never a delta; capgo.go) or ClientExpo (the stock expo-updates
+	// Android client: the Expo manifest request, then the assets it lacks;
+	// expo.go). With ClientExpo, VersionName is "builtin" (devices on their
+	// embedded update) or ExpoOffered, and VersionBuild the runtime
+	// version(s) they send.
 	Client string
-	// Conn is the capgo client's connection model: ConnWarm (default) or
-	// ConnCold (new connections, handshakes included, per device update).
+	// Conn is the capgo and expo clients' connection model: ConnWarm
+	// (default) or ConnCold (new connections, handshakes included, per
+	// device update).
 	Conn string
 	// ManifestConcurrency is how many manifest files a capgo device
 	// downloads at once (default DefaultManifestConcurrency, the plugin's
@@ -49,8 +54,12 @@ type Options struct {
 	// CapgoZip makes capgo devices download the zip even when the answer
 	// has a manifest: the plugin's path for a bundle without one.
 	CapgoZip bool
-	Seed     uint64
-	Progress io.Writer // live progress line; nil: none
+	// ExpoConcurrency is how many assets an expo device downloads at once
+	// (default DefaultExpoConcurrency, the client's; at most
+	// MaxExpoConcurrency).
+	ExpoConcurrency int
+	Seed            uint64
+	Progress        io.Writer // live progress line; nil: none
 }
 
 func (o *Options) defaults() error {
@@ -85,9 +94,9 @@ func (o *Options) defaults() error {
 	switch o.Client {
 	case "":
 		o.Client = ClientUpdraft
-	case ClientUpdraft, ClientCapgo:
+	case ClientUpdraft, ClientCapgo, ClientExpo:
 	default:
-		return fmt.Errorf("bench: client %q: want %s or %s", o.Client, ClientUpdraft, ClientCapgo)
+		return fmt.Errorf("bench: client %q: want %s, %s or %s", o.Client, ClientUpdraft, ClientCapgo, ClientExpo)
 	}
 	switch o.Conn {
 	case "":
@@ -96,9 +105,27 @@ func (o *Options) defaults() error {
 	default:
 		return fmt.Errorf("bench: conn %q: want %s or %s", o.Conn, ConnWarm, ConnCold)
 	}
-	if o.Client != ClientCapgo {
-		if o.Conn == ConnCold || o.CapgoZip {
-			return errors.New("bench: cold connections and the forced zip are the capgo client's (--client capgo)")
+	if o.Client == ClientUpdraft && o.Conn == ConnCold {
+		return errors.New("bench: cold connections are the stock clients' (--client capgo or expo)")
+	}
+	if o.Client != ClientCapgo && o.CapgoZip {
+		return errors.New("bench: the forced zip is the capgo client's (--client capgo)")
+	}
+	switch o.Client {
+	case ClientUpdraft:
+		return nil
+	case ClientExpo:
+		if o.Deltas {
+			return errors.New("bench: the expo client downloads assets, never deltas; drop --deltas")
+		}
+		if o.VersionName != "builtin" && o.VersionName != ExpoOffered {
+			return fmt.Errorf("bench: expo devices run builtin (their embedded update) or %s (the update the target offers), not %q", ExpoOffered, o.VersionName)
+		}
+		if o.ExpoConcurrency == 0 {
+			o.ExpoConcurrency = DefaultExpoConcurrency
+		}
+		if o.ExpoConcurrency < 0 || o.ExpoConcurrency > MaxExpoConcurrency {
+			return fmt.Errorf("bench: expo concurrency %d: want 1..%d", o.ExpoConcurrency, MaxExpoConcurrency)
 		}
 		return nil
 	}
@@ -157,8 +184,9 @@ type runner struct {
 	devices  []device
 	parsers  fastjson.ParserPool
 	inFlight atomic.Int64
-	bases    sync.Map // canonical SHA-256 → []byte: archives devices already hold
-	capgo    *capgoState
+	bases    sync.Map    // canonical SHA-256 → []byte: archives devices already hold
+	capgo    *capgoState // the capgo and expo clients' connections (and capgo's held files)
+	expo     *expoState
 }
 
 // Run executes the scenario and returns its report.
@@ -181,12 +209,24 @@ func Run(ctx context.Context, sc Scenario, o Options) (*Report, error) {
 		}
 	}
 	rep := &Report{Scenario: sc.Name, Target: o.Target, Devices: o.Devices, Connections: o.Connections, Client: o.Client, Conn: o.Conn}
-	if o.Client == ClientCapgo {
+	switch o.Client {
+	case ClientCapgo:
 		if err := r.capgoSetup(ctx); err != nil {
 			return nil, err
 		}
 		defer r.capgoClose()
 		rep.ManifestConcurrency, rep.HeldFiles = o.ManifestConcurrency, r.capgo.heldFiles
+	case ClientExpo:
+		for _, p := range sc.Phases {
+			if p.Kind == KindSwitch {
+				return nil, fmt.Errorf("bench: scenario %q phase %s: switch phases speak the Capgo protocol (channel_self); the expo client names its channel in every request", sc.Name, p.Name)
+			}
+		}
+		if err := r.expoSetup(ctx); err != nil {
+			return nil, err
+		}
+		defer r.capgoClose()
+		rep.AssetConcurrency, rep.HeldFiles, rep.ExpoCurrentUpdateID = o.ExpoConcurrency, len(r.expo.held), r.expo.current
 	}
 	rep.Started = time.Now().UTC()
 	for _, p := range sc.Phases {
@@ -394,6 +434,10 @@ func (r *runner) statsLoop(ctx context.Context, start time.Time, d time.Duration
 // device runs one device's update: check, then (if offered and wanted)
 // download and verify the bundle (or apply and verify the offered delta).
 func (r *runner) device(ctx context.Context, dev *device, due time.Time, download bool, rec *recorder) {
+	if r.expo != nil {
+		r.expoDevice(ctx, dev, due, download, rec)
+		return
+	}
 	if r.capgo != nil {
 		r.capgoDevice(ctx, dev, due, download, rec)
 		return
@@ -465,7 +509,7 @@ func (r *runner) device(ctx context.Context, dev *device, due time.Time, downloa
 	rec.downloaded(due, started, time.Now(), n)
 }
 
-// dials is the number of connections the capgo client has opened, once
+// dials is the number of connections the capgo or expo client has opened, once
 // the dials under way have finished (0 for the updraft client, whose pool
 // is not counted).
 func (r *runner) dials() int64 {

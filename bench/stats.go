@@ -27,7 +27,7 @@ type recorder struct {
 	outcomes map[string]int64
 	bytes    int64
 	seconds  []second
-	paths    map[string]*pathRecorder // capgo client: per update path (PathManifest, PathZip)
+	paths    map[string]*pathRecorder // capgo and expo clients: per update path (PathManifest, PathZip, PathExpo)
 }
 
 // pathRecorder collects the updates that took one path.

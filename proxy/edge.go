@@ -66,6 +66,10 @@ type Edge struct {
 	// deltaCost is the device profile deltas are chosen for
 	// (cfg.DeltaLink, cfg.DeltaDecodeFactor; snapshot.Bundle.DeltaFrom).
 	deltaCost snapshot.DeltaCost
+	// manifestCost is the device profile the edge chooses between a
+	// bundle's manifest and its zip for (cfg.DeviceRTT, cfg.DeltaLink;
+	// manifestchoice.go).
+	manifestCost manifestCost
 }
 
 // maxSegmentBytes bounds a spool segment (and so one POST /v1/events);
@@ -138,6 +142,7 @@ func New(cfg config.Edge, c *cache.Tiered, log *slog.Logger) *Edge {
 	}
 	e.limiter = newDeviceLimiter(cfg.UpdatesPerDeviceMinute)
 	e.deltaCost = snapshot.DeltaCost{LinkBitsPerSecond: float64(cfg.DeltaLink), DecodeFactor: cfg.DeltaDecodeFactor}
+	e.manifestCost = newManifestCost(int64(cfg.DeviceRTT), float64(cfg.DeltaLink))
 	e.clients = newClients(cfg, log, e.metrics.reg)
 	e.expo = newExpoState(cfg, log, e.metrics.reg)
 	if cfg.LegacyChannelWrites > 0 {

@@ -62,11 +62,15 @@ type expoState struct {
 	// decodes bounds the brotli streams decoded at once for clients that
 	// do not accept br (each holds a window of up to 16 MiB).
 	decodes chan struct{}
+	// gzip holds the gzip variants of brotli-stored assets for clients
+	// that take gzip but not br (expo_gzip.go).
+	gzip expoGzipCache
 
 	events expoEvents
 
 	outcomes   *prometheus.CounterVec
 	assetsVec  *prometheus.CounterVec
+	downloads  *prometheus.CounterVec
 	signatures prometheus.Counter
 }
 
@@ -82,8 +86,11 @@ func newExpoState(cfg config.Edge, log *slog.Logger, reg *prometheus.Registry) *
 			Name: "updraft_edge_expo_manifests_total", Help: "Expo Updates manifest requests answered, by outcome (update, rollback, no_update, or the reason nothing was offered, or the error code).",
 		}, []string{"outcome"}),
 		assetsVec: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "updraft_edge_expo_assets_total", Help: "Expo Updates asset requests answered, by outcome (br, identity, decoded: brotli decoded for a client without br, or the error code).",
+			Name: "updraft_edge_expo_assets_total", Help: "Expo Updates asset requests answered, by outcome (br, gzip: the in-memory gzip variant for a client with gzip but not br, identity, decoded: brotli decoded for a client with neither, or the error code); gzip_too_large and hash_mismatch count gzip variants not made.",
 		}, []string{"outcome"}),
+		downloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "updraft_edge_expo_launch_downloads_total", Help: "Launch assets of Expo updates answered in full to a GET, by result: new (a download_complete event for the device and update), repeat (already reported today), no_client_id (no EAS-Client-ID: no event), ambiguous (two bundles share the launch asset: no event).",
+		}, []string{"result"}),
 		signatures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "updraft_edge_expo_signatures_total", Help: "Expo manifests and directives signed (once per encoded answer).",
 		}),
@@ -102,7 +109,8 @@ func newExpoState(cfg config.Edge, log *slog.Logger, reg *prometheus.Registry) *
 		x.key = k
 	}
 	x.events.init()
-	reg.MustRegister(x.outcomes, x.assetsVec, x.signatures, x.events.dropped, x.events.sent)
+	x.gzip.init()
+	reg.MustRegister(x.outcomes, x.assetsVec, x.downloads, x.signatures, x.events.dropped, x.events.sent)
 	return x
 }
 
@@ -254,7 +262,8 @@ func (e *Edge) expoManifestAnswer(r *request, app string, out *reply) string {
 	}
 	e.recordCheckIn(snap, rq) // the guard's established devices (clients.go)
 	d := snapshot.Resolve(snap, rq)
-	e.expoEvents(snap, t, a, rq, dev, cur, runtimeSemver, h.get("expo-recent-failed-update-ids"), r.client)
+	e.expoEvents(snap, t, a, rq, dev, cur, runtimeSemver, h.get("expo-recent-failed-update-ids"), h.get("expo-fatal-error"),
+		onEmbedded, r.client)
 
 	var u *expoUpdate
 	outcome := d.Code

@@ -21,40 +21,66 @@ import (
 // content type of its extension and immutable caching. A file stored as is
 // is the manifest file's blob (Range, ETag, every byte verified by the
 // cache, as /f/); a brotli-stored one goes as it is stored with
-// Content-Encoding: br to a client that accepts br (the stock clients do),
-// and is decoded on the fly for one that does not: streamed (chunked) with
-// bounded memory, its bytes hashed as they go, and the answer cut short
-// (no last chunk) if they do not hash to the URL's SHA-256. Decoded
-// answers ignore Range (RFC 9110 allows it: 200 with the whole file).
+// Content-Encoding: br to a client that accepts br (the stock clients do);
+// to one that accepts gzip but not br, as its gzip variant (expo_gzip.go:
+// made once, kept in memory, ETag "<sha256>-gzip"); else as identity: the
+// stored copy when there is one, or the brotli one decoded on the fly:
+// streamed (chunked) with bounded memory, its bytes hashed as they go, and
+// the answer cut short (no last chunk) if they do not hash to the URL's
+// SHA-256. Decoded and gzip answers ignore Range (RFC 9110 allows it: 200
+// with the whole file). A GET answered in full with an update's launch
+// asset is a download of that update by the device (expoDownload).
 func (e *Edge) expoAsset(r *request, app, sha string, out *reply) {
-	outcome := e.expoAssetAnswer(r, app, sha, out)
+	outcome, t, a := e.expoAssetAnswer(r, app, sha, out)
 	e.expo.assetsVec.WithLabelValues(outcome).Inc()
+	if a != nil && len(a.launchOf) > 0 && out.status == 200 && r.method == "GET" {
+		e.expoDownload(r, t, a, app)
+	}
 }
 
-func (e *Edge) expoAssetAnswer(r *request, app, sha string, out *reply) string {
+func (e *Edge) expoAssetAnswer(r *request, app, sha string, out *reply) (string, *expoTable, *expoAsset) {
 	if r.method != "GET" && r.method != "HEAD" {
 		out.jsonError(405, codeMethod, "Use GET or HEAD for assets")
-		return codeMethod
+		return codeMethod, nil, nil
 	}
 	if !blob.ValidHash(sha) {
 		out.jsonError(400, codeInvalidBlobID, "Asset id must be 64 lower-case hex characters (a SHA-256)")
-		return codeInvalidBlobID
+		return codeInvalidBlobID, nil, nil
 	}
 	snap := e.snap.Load()
 	if snap == nil || e.cache == nil {
 		out.jsonError(503, codeNotReady, "Edge has no snapshot yet")
-		return codeNotReady
+		return codeNotReady, nil, nil
 	}
-	a := e.expo.table(snap).assets[expoAssetKey{app, sha}]
+	t := e.expo.table(snap)
+	a := t.assets[expoAssetKey{app, sha}]
 	if a == nil {
 		out.jsonError(404, codeBlobNotFound, "No asset with this SHA-256 in the app's Expo updates")
-		return codeBlobNotFound
+		return codeBlobNotFound, nil, nil
 	}
+	outcome := e.expoAssetBody(r, a, sha, out)
+	return outcome, t, a
+}
+
+// expoAssetBody answers asset a (of SHA-256 sha) in the encoding the
+// client takes.
+func (e *Edge) expoAssetBody(r *request, a *expoAsset, sha string, out *reply) string {
 	br := blobRequest{head: r.method == "HEAD", rangeHdr: r.header.get("Range"), ifRange: r.header.get("If-Range"),
 		ifNoneMatch: r.header.get("If-None-Match")}
 	enc := encIdentity
 	if a.br != nil {
-		enc = pickEncoding(r.header.get("Accept-Encoding"), true, false)
+		// br whenever the client takes it (no work: as stored); else gzip
+		// when it takes gzip over identity.
+		ae := r.header.get("Accept-Encoding")
+		if enc = pickEncoding(ae, true, false); enc != encBrotli && pickEncoding(ae, false, true) == encGzip {
+			enc = encGzip
+		}
+	}
+	if enc == encGzip {
+		if outcome, ok := e.expoGzipAnswer(r, a, sha, &br, out); ok {
+			return outcome
+		}
+		// Compressions busy, or gzip gains nothing: identity.
 	}
 	switch {
 	case a.br != nil && enc == encBrotli:

@@ -60,6 +60,13 @@ type expoAssetKey struct {
 type expoAsset struct {
 	raw, br     *snapshot.ManifestEntry
 	contentType string
+	// gzipETag is the ETag of the gzip variant (expo_gzip.go) of an asset
+	// stored brotli (a file that compresses): "<sha256>-gzip".
+	gzipETag string
+	// launchOf lists the updates whose launch asset this is (the Android
+	// and iOS bundles differ, so usually one): a full download of it is a
+	// device taking that update (expo_events.go, expoDownload).
+	launchOf []*expoUpdate
 }
 
 // expoAssetRef is an asset as a manifest lists it.
@@ -292,10 +299,13 @@ func (t *expoTable) addUpdate(app string, b *snapshot.Bundle, platform string, p
 		}
 		if expoBrotli(r.f) {
 			if loc.br == nil {
-				loc.br = r.f
+				loc.br, loc.gzipETag = r.f, r.ref.hash+"-gzip"
 			}
 		} else if loc.raw == nil {
 			loc.raw = r.f
+		}
+		if i == 0 {
+			loc.launchOf = append(loc.launchOf, u)
 		}
 	}
 	return u

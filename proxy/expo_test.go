@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
@@ -1139,6 +1140,31 @@ func BenchmarkExpoNoUpdate(b *testing.B) {
 	benchExpo(b, e, androidHeaders(expoDevice, running, false), 200)
 }
 
+// BenchmarkExpoAssetGzip is a launch asset requested by a client that
+// takes gzip but not br, once its variant is made: from memory, and the
+// device's download already reported (the dedupe table).
+func BenchmarkExpoAssetGzip(b *testing.B) {
+	te, s := startExpoEdge(b, nil)
+	if err := te.edge.StartStats(&memSink{}); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(te.edge.Close)
+	bundle := s.App(testAppID).Bundle("2.0.0")
+	launch := expoStoredFiles(bundle)[bundle.Expo.Platforms["android"].Launch]
+	r := request{ctx: context.Background(), method: "GET", path: "/expo/" + testAppID + "/a/" + launch.Hash, host: "edge.example.com",
+		proto: "h1", header: pairHeaders(androidAssetHeaders(expoDevice, "gzip")), query: urlQuery{}}
+	out := &reply{body: make([]byte, 0, 512)}
+	te.edge.route(&r, out)
+	if out.status != 200 || out.contentEncoding != encGzip {
+		b.Fatalf("HTTP %d %q %s", out.status, out.contentEncoding, out.body)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		out.reset()
+		te.edge.route(&r, out)
+	}
+}
+
 // BenchmarkExpoManifestHTTP1 is the whole request over fasthttp (in-memory
 // connection).
 func BenchmarkExpoManifestHTTP1(b *testing.B) {
@@ -1288,5 +1314,370 @@ func TestExpoPrefixIndex(t *testing.T) {
 	tbl.index(u)
 	if tbl.current(testAppID, "android", id) != nil {
 		t.Fatal("an ambiguous prefix became unambiguous")
+	}
+}
+
+// androidAssetHeaders is an asset request of expo-updates' Android client
+// (FileDownloader.createRequestForAsset): its fixed headers, the device id,
+// the app's updates.requestHeaders (the channel), and what OkHttp adds:
+// "gzip" alone without the brotli interceptor (expo-updates before it
+// added one).
+func androidAssetHeaders(device, acceptEncoding string) []string {
+	return []string{"Expo-Platform", "android", "Expo-Protocol-Version", "1", "Expo-API-Version", "1",
+		"Expo-Updates-Environment", "BARE", "EAS-Client-ID", device, "expo-channel-name", "production",
+		"Accept-Encoding", acceptEncoding, "User-Agent", "okhttp/4.12.0"}
+}
+
+// expoStoredFiles returns bundle b's files by the path metadata.json names
+// them (without ".br"), and whether each is stored brotli.
+func expoStoredFiles(b *snapshot.Bundle) map[string]snapshot.ManifestEntry {
+	m := map[string]snapshot.ManifestEntry{}
+	for _, f := range b.Manifest {
+		m[strings.TrimSuffix(f.Name, ".br")] = f
+	}
+	return m
+}
+
+// TestExpoAssetsGzip: a client that takes gzip but not br gets the
+// brotli-stored files as gzip — made once per asset even under concurrent
+// requests, kept in memory, decoded here by compress/gzip to the manifest's
+// hash — with its own ETag; files stored as is stay identity (Range
+// works); br still wins when accepted; busy compressions fall back to
+// identity.
+func TestExpoAssetsGzip(t *testing.T) {
+	te, s := startExpoEdge(t, nil)
+	b := s.App(testAppID).Bundle("2.0.0")
+	files := expoStoredFiles(b)
+	p := b.Expo.Platforms["android"]
+	launch, png, jsonAsset := files[p.Launch], files[p.Assets[0].Path], files[p.Assets[2].Path]
+	path := "/expo/" + testAppID + "/a/"
+	gunzip := func(t *testing.T, body []byte) []byte {
+		t.Helper()
+		zr, err := gzip.NewReader(bytes.NewReader(body))
+		if err != nil {
+			t.Fatalf("gzip: %v", err)
+		}
+		raw, err := io.ReadAll(zr)
+		if err != nil {
+			t.Fatalf("gzip: %v", err)
+		}
+		return raw
+	}
+	hashOf := func(b []byte) string { sum := sha256.Sum256(b); return hex.EncodeToString(sum[:]) }
+
+	// Eight Android clients at once on the launch asset: one compression.
+	const clients = 8
+	answers := make(chan answer, clients)
+	for i := range clients {
+		go func() {
+			dev := fmt.Sprintf("00000000-0000-4000-8000-%012d", i)
+			answers <- te.do(t, "GET", path+launch.Hash, nil, androidAssetHeaders(dev, "gzip")...)
+		}()
+	}
+	stored := 0
+	var first []byte
+	for range clients {
+		a := <-answers
+		if a.status != 200 || a.header.Get("Content-Encoding") != "gzip" || a.header.Get("Vary") != "Accept-Encoding" ||
+			a.header.Get("ETag") != `"`+launch.Hash+`-gzip"` || a.header.Get("Content-Type") != "application/javascript" ||
+			a.header.Get("Cache-Control") != "public, max-age=31536000, immutable" || a.header.Get("Accept-Ranges") != "" {
+			t.Fatalf("launch asset as gzip: HTTP %d %v", a.status, a.header)
+		}
+		raw := gunzip(t, a.body)
+		if hashOf(raw) != launch.Hash {
+			t.Fatalf("gzip answer decodes to %s, want %s", hashOf(raw), launch.Hash)
+		}
+		if len(a.body) >= len(raw) {
+			t.Errorf("gzip answer of %d bytes for a %d-byte file", len(a.body), len(raw))
+		}
+		if first == nil {
+			first = a.body
+		} else if !bytes.Equal(first, a.body) {
+			t.Error("two gzip answers of one asset differ")
+		}
+		if strings.Contains(a.header.Get("Cache-Status"), "fwd=miss") {
+			stored++
+		}
+	}
+	if stored != 1 {
+		t.Fatalf("%d answers made the gzip variant, want 1 (the others wait for it)", stored)
+	}
+	if n := testutil.ToFloat64(te.edge.expo.assetsVec.WithLabelValues("gzip")); n != clients {
+		t.Errorf("outcome gzip counted %v times, want %d", n, clients)
+	}
+	// Later: from memory, Range ignored; conditional on the gzip ETag.
+	a := te.do(t, "GET", path+launch.Hash, nil, "Accept-Encoding", "gzip", "Range", "bytes=0-9")
+	if a.status != 200 || !bytes.Equal(a.body, first) || a.header.Get("Cache-Status") != "updraft; hit; detail=memory" {
+		t.Fatalf("second gzip answer: HTTP %d %v", a.status, a.header)
+	}
+	if a := te.do(t, "GET", path+launch.Hash, nil, "Accept-Encoding", "gzip", "If-None-Match", `"`+launch.Hash+`-gzip"`); a.status != 304 ||
+		a.header.Get("ETag") != `"`+launch.Hash+`-gzip"` {
+		t.Fatalf("If-None-Match gzip ETag: HTTP %d %v", a.status, a.header)
+	}
+	if a := te.do(t, "GET", path+launch.Hash, nil, "Accept-Encoding", "gzip", "If-None-Match", `"`+launch.Hash+`"`); a.status != 200 {
+		t.Fatalf("If-None-Match identity ETag on a gzip request: HTTP %d", a.status)
+	}
+	if a := te.do(t, "HEAD", path+launch.Hash, nil, "Accept-Encoding", "gzip"); a.status != 200 || len(a.body) != 0 ||
+		a.header.Get("Content-Length") != fmt.Sprint(len(first)) || a.header.Get("Content-Encoding") != "gzip" {
+		t.Fatalf("HEAD gzip: HTTP %d %v", a.status, a.header)
+	}
+	// br whenever accepted; identity (decoded) for a client without either;
+	// files stored as is stay identity with Range.
+	for _, tc := range []struct{ ae, enc string }{{"br,gzip", "br"}, {"gzip, br;q=0.5", "br"}, {"", ""}, {"identity", ""},
+		{"gzip;q=0.5, identity", ""}, {"x-gzip", "gzip"}, {"*", "br"}} {
+		a := te.do(t, "GET", path+jsonAsset.Hash, nil, "Accept-Encoding", tc.ae)
+		if a.status != 200 || a.header.Get("Content-Encoding") != tc.enc {
+			t.Fatalf("Accept-Encoding %q: HTTP %d, Content-Encoding %q, want %q", tc.ae, a.status, a.header.Get("Content-Encoding"), tc.enc)
+		}
+		if got := hashOf(decode(t, tc.enc, a.body)); got != jsonAsset.Hash {
+			t.Fatalf("Accept-Encoding %q: hash %s, want %s", tc.ae, got, jsonAsset.Hash)
+		}
+	}
+	a = te.do(t, "GET", path+png.Hash, nil, "Accept-Encoding", "gzip", "Range", "bytes=0-7")
+	if a.status != 206 || string(a.body) != "\x89PNG\r\n\x1a\n" || a.header.Get("Content-Encoding") != "" {
+		t.Fatalf("stored PNG to a gzip client: HTTP %d %v", a.status, a.header)
+	}
+
+	// Every compression slot busy: a file without a variant yet goes as
+	// identity (decoded), and gets its variant once a slot is free.
+	ios := files[b.Expo.Platforms["ios"].Launch]
+	for range expoMaxGzips {
+		te.edge.expo.gzip.slots <- struct{}{}
+	}
+	a = te.do(t, "GET", path+ios.Hash, nil, "Accept-Encoding", "gzip")
+	if a.status != 200 || a.header.Get("Content-Encoding") != "" || hashOf(a.body) != ios.Hash {
+		t.Fatalf("compressions busy: HTTP %d %v", a.status, a.header)
+	}
+	for range expoMaxGzips {
+		<-te.edge.expo.gzip.slots
+	}
+	a = te.do(t, "GET", path+ios.Hash, nil, "Accept-Encoding", "gzip")
+	if a.status != 200 || a.header.Get("Content-Encoding") != "gzip" || hashOf(gunzip(t, a.body)) != ios.Hash {
+		t.Fatalf("after the compressions: HTTP %d %v", a.status, a.header)
+	}
+	if n := te.edge.expo.gzip.lru.Len(); n != 3 { // the Android and iOS bundles, the JSON file
+		t.Errorf("%d gzip variants held, want 3", n)
+	}
+}
+
+// TestExpoGzipMismatch: bytes that do not hash to the asset's SHA-256 are
+// never compressed into a variant; the client gets the decoded answer cut
+// short.
+func TestExpoGzipMismatch(t *testing.T) {
+	te, s := startExpoEdge(t, nil)
+	b, other := s.App(testAppID).Bundle("2.0.0"), s.App(testAppID).Bundle("2.1.0")
+	p := b.Expo.Platforms["android"].Assets[2].Path
+	want := expoStoredFiles(b)[p].Hash
+	loc := te.edge.expo.table(s).assets[expoAssetKey{testAppID, want}]
+	wrong := *loc.br
+	wrong.Blob = expoStoredFiles(other)[other.Expo.Platforms["android"].Assets[2].Path].Blob
+	loc.br = &wrong
+	req, _ := http.NewRequest("GET", te.base+"/expo/"+testAppID+"/a/"+want, nil)
+	req.Header.Set("Accept-Encoding", "gzip")
+	resp, err := te.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if _, err := io.ReadAll(resp.Body); err == nil || resp.Header.Get("Content-Encoding") != "" {
+		t.Fatalf("other bytes answered in full (Content-Encoding %q, %v)", resp.Header.Get("Content-Encoding"), err)
+	}
+	if _, ok := te.edge.expo.gzip.lookup(hexKey(want)); ok {
+		t.Fatal("a gzip variant of bytes that do not match was kept")
+	}
+	if n := testutil.ToFloat64(te.edge.expo.assetsVec.WithLabelValues("hash_mismatch")); n < 1 {
+		t.Fatal("no hash_mismatch counted")
+	}
+}
+
+// TestExpoGzipBudget: variants beyond the byte budget drop the least
+// recently used.
+func TestExpoGzipBudget(t *testing.T) {
+	var c expoGzipCache
+	c.init()
+	key := func(i byte) [sha256.Size]byte { return [sha256.Size]byte{i} }
+	for i := range byte(5) {
+		c.mu.Lock()
+		c.add(key(i), &expoGzipped{data: make([]byte, expoGzipMaxEntry)})
+		c.mu.Unlock()
+		if i == 2 {
+			c.lookup(key(0)) // 0 used after 1 and 2
+		}
+	}
+	if c.bytes > expoGzipBudget || c.bytes != int64(c.lru.Len())*(expoGzipMaxEntry+expoGzipOverhead) {
+		t.Fatalf("%d bytes held in %d entries, budget %d", c.bytes, c.lru.Len(), expoGzipBudget)
+	}
+	for _, i := range []byte{1, 2} {
+		if _, ok := c.lookup(key(i)); ok {
+			t.Errorf("variant %d, among the least recently used, was kept", i)
+		}
+	}
+	if _, ok := c.lookup(key(0)); !ok {
+		t.Error("a recently used variant was dropped")
+	}
+}
+
+// expoSunk decodes the events the sink acknowledged.
+func expoSunk(t *testing.T, sink *memSink) []events.Event {
+	t.Helper()
+	var evs []events.Event
+	for _, d := range sink.acked() {
+		if err := events.Decode(d.segment, events.Visitor{Event: func(ev *events.Event) error {
+			evs = append(evs, *ev)
+			return nil
+		}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return evs
+}
+
+// TestExpoFatalError: the client's Expo-Fatal-Error (the fatal error of the
+// previous launch, at most 1024 characters, sent once; the same request
+// again on a retry) is one app_crash of the bundle the device runs — or
+// builtin on its embedded update — with the message in the metadata,
+// placed like the other events; another message is another crash.
+func TestExpoFatalError(t *testing.T) {
+	sink := &memSink{}
+	e := New(config.NewEdge(t.TempDir()), nil, quiet)
+	s := expoSnapshot(t, nil, 1)
+	e.SetSnapshot(s)
+	if err := e.StartStats(sink); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	running := expoLegacyID(s.App(testAppID).Bundle("2.0.0"), "android")
+	// NoDatabaseLauncher writes the exception's toString(); OkHttp takes
+	// only visible ASCII in a header. Longer than the client sends, to
+	// check the edge's own bound.
+	msg := "java.lang.Exception: Failed to load all assets; update 2.0.0 could not launch " + strings.Repeat("x", 1500)
+	hdr := withHeader(androidHeaders(expoDevice, running, false), "Expo-Fatal-Error", msg)
+	for range 3 {
+		if a := expoCall(e, expoManifestPath, hdr...); a.status != 200 {
+			t.Fatalf("HTTP %d %s", a.status, a.body)
+		}
+	}
+	other := withHeader(hdr, "Expo-Fatal-Error", `Fatal error: Error Domain=EXUpdates Code=1 "unicode: é"`)
+	embedded := withHeader(withHeader(hdr, "Expo-Current-Update-ID", expoEmbedded), "EAS-Client-ID", expoSegDevice)
+	for _, h := range [][]string{other, embedded} {
+		if a := expoCall(e, expoManifestPath, h...); a.status != 200 {
+			t.Fatalf("HTTP %d %s", a.status, a.body)
+		}
+	}
+	flushStats(t, e)
+	var got []string
+	for _, ev := range expoSunk(t, sink) {
+		if ev.Action != "app_crash" {
+			continue
+		}
+		var meta map[string]string
+		if err := json.Unmarshal([]byte(ev.Metadata), &meta); err != nil || len(meta) != 1 {
+			t.Fatalf("metadata %q: %v", ev.Metadata, err)
+		}
+		m := meta["expo_fatal_error"]
+		switch ev.DeviceID {
+		case expoDevice:
+			if ev.Platform != "android" || ev.Channel != "production" || ev.Segment != snapshot.RuleDefault || ev.Arm != "base" ||
+				ev.VersionBuild != expoRuntime || !ev.IsProd {
+				t.Errorf("event %+v", ev)
+			}
+		case expoSegDevice:
+			if ev.Channel != "beta" || ev.Segment != "segment:testers" {
+				t.Errorf("event %+v", ev)
+			}
+		}
+		if len(m) > expoFatalMax {
+			t.Errorf("message of %d bytes kept", len(m))
+		}
+		got = append(got, ev.DeviceID[:4]+" "+ev.VersionName+" "+m[:min(len(m), 40)])
+	}
+	want := []string{
+		"0000 2.0.0 Fatal error: Error Domain=EXUpdates Code",
+		"0000 2.0.0 java.lang.Exception: Failed to load all ",
+		"5e6d builtin java.lang.Exception: Failed to load all ",
+	}
+	if strings.Join(sorted(got), "\n") != strings.Join(want, "\n") {
+		t.Fatalf("app_crash events:\n%s\nwant\n%s", strings.Join(sorted(got), "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestExpoDownloads: a launch asset answered in full to a device that
+// names itself (EAS-Client-ID, on every asset request of the stock
+// clients) is one download_complete of its update, per device and update,
+// placed in the device's channel, segment and arm; ranges, HEAD, other
+// assets and anonymous requests are none; Expo-Requested-Update-ID picks
+// the update when two bundles share a launch asset.
+func TestExpoDownloads(t *testing.T) {
+	te, s := startExpoEdge(t, nil)
+	// 2.0.1 is 2.0.0 uploaded again under another zip hash: the same files.
+	s = expoSnapshotWith(t, te, 2, func(s *snapshot.Snapshot) {
+		a := s.Apps[0]
+		for _, b := range a.Bundles {
+			if b.Version == "2.0.0" {
+				twin := *b
+				twin.Version, twin.SHA256 = "2.0.1", fakeSHA("zip 2.0.1")
+				a.Bundles = append(a.Bundles, &twin)
+				break
+			}
+		}
+	})
+	te.edge.SetSnapshot(s)
+	sink := &memSink{}
+	if err := te.edge.StartStats(sink); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(te.edge.Close)
+	app := s.App(testAppID)
+	path := "/expo/" + testAppID + "/a/"
+	launchOf := func(v string) string {
+		b := app.Bundle(v)
+		return expoStoredFiles(b)[b.Expo.Platforms["android"].Launch].Hash
+	}
+	get := func(method, sha string, hdr ...string) {
+		t.Helper()
+		if a := te.do(t, method, path+sha, nil, hdr...); a.status != 200 && a.status != 206 {
+			t.Fatalf("%s %s: HTTP %d %s", method, sha, a.status, a.body)
+		}
+	}
+	segDev := androidAssetHeaders(expoSegDevice, "br,gzip")
+	for range 2 { // the second is a repeat
+		get("GET", launchOf("2.1.0"), segDev...)
+		get("GET", launchOf("2.1.0"), withHeader(segDev, "Accept-Encoding", "gzip")...)
+	}
+	get("HEAD", launchOf("2.1.0"), androidAssetHeaders(expoDevice, "br,gzip")...)
+	get("GET", launchOf("2.1.0"), withHeader(androidAssetHeaders(expoDevice, "br,gzip"), "Range", "bytes=0-99")...)
+	get("GET", launchOf("2.1.0"), withHeader(androidAssetHeaders(expoDevice, "br,gzip"), "EAS-Client-ID", "")...)
+	png := expoStoredFiles(app.Bundle("2.1.0"))[app.Bundle("2.1.0").Expo.Platforms["android"].Assets[0].Path].Hash
+	get("GET", png, androidAssetHeaders(expoDevice, "br,gzip")...)
+	// 2.0.0 and 2.0.1 share their launch asset: only the requested id (of
+	// recent clients) tells them apart.
+	get("GET", launchOf("2.0.0"), androidAssetHeaders(expoDevice, "br,gzip")...)
+	twinID := expoLegacyID(app.Bundle("2.0.1"), "android")
+	pinned := withHeader(withHeader(androidAssetHeaders(expoPinDevice, "br,gzip"), "Expo-Requested-Update-ID", twinID),
+		"Expo-Current-Update-ID", expoLegacyID(app.Bundle("3.0.0"), "android"))
+	get("GET", launchOf("2.0.0"), pinned...)
+	flushStats(t, te.edge)
+
+	var got []string
+	for _, ev := range expoSunk(t, sink) {
+		if ev.Action != "download_complete" {
+			continue
+		}
+		if ev.Platform != "android" || ev.VersionBuild != expoRuntime || !ev.IsProd || ev.Metadata != "" ||
+			!ev.ClientPrefix.IsValid() {
+			t.Errorf("event %+v", ev)
+		}
+		got = append(got, ev.DeviceID[:4]+" "+ev.VersionName+" "+ev.Channel+" "+ev.Segment+" "+ev.Arm)
+	}
+	// expoSegDevice is in segment testers (beta); expoPinDevice has an
+	// override to next, and runs 3.0.0 there.
+	want := []string{"5e6d 2.1.0 beta segment:testers ", "9a9a 2.0.1 next override "}
+	if strings.Join(sorted(got), "\n") != strings.Join(want, "\n") {
+		t.Fatalf("download_complete events:\n%s\nwant\n%s", strings.Join(sorted(got), "\n"), strings.Join(want, "\n"))
+	}
+	for result, want := range map[string]float64{"new": 2, "repeat": 3, "no_client_id": 1, "ambiguous": 1} {
+		if n := testutil.ToFloat64(te.edge.expo.downloads.WithLabelValues(result)); n != want {
+			t.Errorf("downloads %s: %v, want %v", result, n, want)
+		}
 	}
 }

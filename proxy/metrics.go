@@ -32,6 +32,9 @@ type edgeMetrics struct {
 	// body bytes; compressions made for the answer cache.
 	answers, answerBytes [3]prometheus.Counter
 	answerCompressions   *prometheus.CounterVec
+	// manifestOmitted: update answers to plugins that take a manifest
+	// sent without it, the zip being expected faster (manifestchoice.go).
+	manifestOmitted prometheus.Counter
 
 	// Counters of the hot path, resolved once: update answers, requests
 	// by protocol.
@@ -104,7 +107,11 @@ func newEdgeMetrics(c *cache.Tiered) *edgeMetrics {
 	m.answerCompressions = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "updraft_edge_update_answer_compressions_total", Help: "Update answers compressed for the answer cache, by content coding.",
 	}, []string{"encoding"})
-	m.reg.MustRegister(answersVec, answerBytesVec, m.answerCompressions)
+	m.manifestOmitted = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "updraft_edge_update_manifest_omitted_total",
+		Help: "Update answers sent without the bundle's manifest to a plugin that takes one: for the bundle the device runs, the device profile (--device-rtt, --delta-link) expects the zip to finish first.",
+	})
+	m.reg.MustRegister(answersVec, answerBytesVec, m.answerCompressions, m.manifestOmitted)
 	m.updatesUpdate = m.updatesVec.WithLabelValues("update")
 	m.requestsH1, m.requestsH3 = m.protoVec.WithLabelValues("h1"), m.protoVec.WithLabelValues("h3")
 	m.reg.MustRegister(m.statsEvents, m.statsRequests, m.statsDropped, m.statsFsyncs, m.statsForwardErrors, m.statsForwardSeconds, m.statsForwardedBytes)

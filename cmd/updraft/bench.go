@@ -35,7 +35,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&o.Target, "target", "http://127.0.0.1:8080", "edge (or any server speaking the device protocol) to load")
 	fs.StringVar(&o.AppID, "app", "", "load this existing app instead of a throwaway bench.* app (needs --i-know-this-is-production)")
 	production := fs.Bool("i-know-this-is-production", false, "allow --app: the run's devices, events and failures stay in that app's statistics for good")
-	bundlePath := fs.String("bundle", "", "zip or folder the throwaway bench app offers (default: a generated 1 MiB bundle)")
+	bundlePath := fs.String("bundle", "", "zip or folder the throwaway bench app offers (default: a generated 1 MiB bundle); --client expo: an npx expo export folder (default: a generated export, a 2 MB launch bundle per platform and 40 assets)")
 	var cf clientFlags // the operator API that creates and deletes the bench app
 	fs.StringVar(&cf.origin, "origin", config.Env("UPDRAFT_ORIGIN", config.DefaultOriginURL), "origin URL (operator API) for the bench app; env UPDRAFT_ORIGIN")
 	fs.StringVar(&cf.apiKey, "api-key", os.Getenv("UPDRAFT_API_KEY"), "operator API key; env UPDRAFT_API_KEY (default: read DATA/api-key)")
@@ -44,12 +44,13 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&o.Devices, "devices", 1000, "fleet size")
 	duration := fs.Duration("duration", 30*time.Second, "duration of a built-in scenario")
 	fs.IntVar(&o.Connections, "connections", 64, "HTTP connections to the target (steady: closed-loop workers; --client capgo --conn warm: opened before the clock starts, in lanes of --manifest-concurrency + 1 per updating device)")
-	fs.StringVar(&o.VersionBuild, "version-build", "1.0.0", "native version the devices report, or a mix: 1.0.0,1.0.0,2.0.0")
-	fs.StringVar(&o.VersionName, "version-name", "builtin", "bundle the devices run")
+	fs.StringVar(&o.VersionBuild, "version-build", "1.0.0", "native version the devices report, or a mix: 1.0.0,1.0.0,2.0.0 (--client expo: the runtime version they send; the bench app's update has the first)")
+	fs.StringVar(&o.VersionName, "version-name", "builtin", "bundle the devices run (--client expo: builtin, their embedded update, or offered, the update the target offers: they report its id and hold its assets)")
 	fs.BoolVar(&o.Deltas, "deltas", false, "download and apply offered deltas instead of zips (an Updraft-aware client); needs --version-name")
-	fs.StringVar(&o.Client, "client", bench.ClientUpdraft, "device software: updraft (the zip, or with --deltas the offered delta) or capgo (the stock @capgo/capacitor-updater 8.x: the manifest's missing files, else the zip; never a delta)")
-	fs.StringVar(&o.Conn, "conn", bench.ConnWarm, "capgo client: warm (connections opened before the clock and reused) or cold (each device update on new connections, TCP+TLS or QUIC handshakes included: the first check after an app launch)")
+	fs.StringVar(&o.Client, "client", bench.ClientUpdraft, "device software: updraft (the zip, or with --deltas the offered delta), capgo (the stock @capgo/capacitor-updater 8.x: the manifest's missing files, else the zip; never a delta) or expo (the stock expo-updates Android client: GET /expo/APP/manifest, then the assets it lacks, each SHA-256-checked)")
+	fs.StringVar(&o.Conn, "conn", bench.ConnWarm, "capgo and expo clients: warm (connections opened before the clock and reused) or cold (each device update on new connections, TCP+TLS or QUIC handshakes included: the first check after an app launch)")
 	fs.IntVar(&o.ManifestConcurrency, "manifest-concurrency", bench.DefaultManifestConcurrency, "capgo client: manifest files a device downloads at once (the plugin: min(64, max(8, 2 × CPU cores)), 16 on an 8-core phone)")
+	fs.IntVar(&o.ExpoConcurrency, "expo-concurrency", bench.DefaultExpoConcurrency, "expo client: assets a device downloads at once (expo-updates: one coroutine per asset on Dispatchers.IO, 64 threads; 5 before its coroutine loader)")
 	fs.BoolVar(&o.CapgoZip, "capgo-zip", false, "capgo client: download the zip even when the answer has a manifest (the plugin's path for a bundle without one), to compare")
 	link := fs.String("link", "", "emulate a network path, e.g. 40ms/100mbit or 150ms/10mbit/1%")
 	fs.StringVar(&o.Proto, "proto", "h1", "h1 (http:// or https://) or h3 (https://)")
@@ -67,17 +68,29 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		return unknownSub("bench", pos[0], subcommands("bench"))
 	}
-	if o.Client != bench.ClientUpdraft && o.Client != bench.ClientCapgo {
-		return usagef("", "bench --client %q: want updraft or capgo", o.Client)
+	if o.Client != bench.ClientUpdraft && o.Client != bench.ClientCapgo && o.Client != bench.ClientExpo {
+		return usagef("", "bench --client %q: want updraft, capgo or expo", o.Client)
 	}
 	if o.Conn != bench.ConnWarm && o.Conn != bench.ConnCold {
 		return usagef("", "bench --conn %q: want warm or cold", o.Conn)
 	}
-	if o.Client != bench.ClientCapgo && (o.Conn == bench.ConnCold || o.CapgoZip) {
-		return usagef("", "bench --conn cold and --capgo-zip model the stock plugin: add --client capgo")
+	if o.Client == bench.ClientUpdraft && o.Conn == bench.ConnCold {
+		return usagef("", "bench --conn cold models the stock clients: add --client capgo or --client expo")
 	}
-	if o.Client == bench.ClientCapgo && o.Deltas {
-		return usagef("", "bench --client capgo --deltas: the stock plugin never uses deltas; drop --deltas")
+	if o.Client != bench.ClientCapgo && o.CapgoZip {
+		return usagef("", "bench --capgo-zip models the stock plugin: add --client capgo")
+	}
+	if o.Client != bench.ClientUpdraft && o.Deltas {
+		return usagef("", "bench --client %s --deltas: the stock clients never use deltas; drop --deltas", o.Client)
+	}
+	if o.Client == bench.ClientExpo && o.VersionName != "builtin" && o.VersionName != bench.ExpoOffered {
+		return usagef("", "bench --client expo --version-name %q: want builtin (the devices' embedded update) or %s (the update the target offers)", o.VersionName, bench.ExpoOffered)
+	}
+	if compare && o.Client == bench.ClientExpo {
+		return usagef("", "bench compare --client expo: nginx and Caddy do not speak the Expo Updates protocol")
+	}
+	if o.ExpoConcurrency < 1 || o.ExpoConcurrency > bench.MaxExpoConcurrency {
+		return usagef("", "bench --expo-concurrency %d: want 1..%d", o.ExpoConcurrency, bench.MaxExpoConcurrency)
 	}
 	if o.ManifestConcurrency < 1 || o.ManifestConcurrency > bench.MaxManifestConcurrency {
 		return usagef("", "bench --manifest-concurrency %d: want 1..%d (the plugin's cap)", o.ManifestConcurrency, bench.MaxManifestConcurrency)
@@ -113,7 +126,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			addr = l.Addr()
 		} else {
 			start := bench.StartLink
-			if o.Client == bench.ClientCapgo { // a device's parallel connections share its access link
+			if o.Client != bench.ClientUpdraft { // a device's parallel connections share its access link
 				start = bench.StartLinkShared
 			}
 			l, err := start("127.0.0.1:0", u.Host, p)
@@ -137,7 +150,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			"add --i-know-this-is-production to load it anyway, or drop --app to let bench create and delete its own app", o.AppID)
 	}
 	if o.AppID == "" {
-		if o.Deltas || o.VersionName != "builtin" {
+		if o.Deltas || o.VersionName != "builtin" && (o.Client != bench.ClientExpo || o.VersionName != bench.ExpoOffered) {
 			return usagef("", "bench --deltas and --version-name measure an existing app's bundles (--client capgo: the files the devices hold): give --app APP --i-know-this-is-production")
 		}
 		c, err := cf.client()

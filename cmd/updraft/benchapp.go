@@ -12,10 +12,12 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
 	"github.com/updraft-cdn/updraft/bench"
+	"github.com/updraft-cdn/updraft/internal/expotest"
 	"github.com/updraft-cdn/updraft/origin/client"
 	"github.com/updraft-cdn/updraft/origin/store"
 )
@@ -58,9 +60,12 @@ func setupBenchApp(ctx context.Context, c *client.Client, o bench.Options, sc be
 	fmt.Fprintf(log, "bench: created app %s for this run (deleted when it ends)\n", id)
 	opt := client.UploadOptions{Channel: "production", Comment: "updraft bench"}
 	var err error
-	if bundlePath != "" {
+	switch {
+	case o.Client == bench.ClientExpo:
+		err = uploadBenchExpo(ctx, c, id, o, bundlePath, log)
+	case bundlePath != "":
 		_, err = c.UploadPath(ctx, id, benchAppVersion, bundlePath, opt)
-	} else {
+	default:
 		_, err = c.UploadBundle(ctx, id, benchAppVersion, bytes.NewReader(benchBundle()), opt)
 	}
 	if err != nil {
@@ -78,10 +83,114 @@ func setupBenchApp(ctx context.Context, c *client.Client, o bench.Options, sc be
 			}
 		}
 	}
-	if err := waitServed(ctx, o, id); err != nil {
+	if o.Client == bench.ClientExpo {
+		err = waitServedExpo(ctx, o, id)
+	} else {
+		err = waitServed(ctx, o, id)
+	}
+	if err != nil {
 		return id, cleanup, err
 	}
 	return id, cleanup, nil
+}
+
+// Expo bench app: the generated export (benchExpoExport), uploaded as an
+// Expo update with the devices' runtime version.
+const (
+	benchExpoLaunchBytes = 2_000_000
+	benchExpoAssets      = 40
+)
+
+// uploadBenchExpo uploads the bench app's Expo update: the export folder
+// dir (`npx expo export` output), or a generated one, with the runtime
+// version the devices send (the first of --version-build) on channel
+// production, and waits for the origin's build.
+func uploadBenchExpo(ctx context.Context, c *client.Client, app string, o bench.Options, dir string, log io.Writer) error {
+	if dir == "" {
+		tmp, err := os.MkdirTemp("", "updraft-bench-expo-*")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(tmp)
+		if err := benchExpoExport(tmp, strings.Split(o.VersionBuild, ",")[0]); err != nil {
+			return fmt.Errorf("generate an Expo export: %w", err)
+		}
+		dir = tmp
+	}
+	runtime := strings.Split(o.VersionBuild, ",")[0]
+	exp, err := client.ExpoFromExport(dir, runtime)
+	if err != nil {
+		return err
+	}
+	opt := client.UploadOptions{Channel: "production", Comment: "updraft bench", Expo: exp}
+	if _, err := c.UploadPath(ctx, app, benchAppVersion, dir, opt); err != nil {
+		return err
+	}
+	bctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	b, err := followBuild(bctx, c, app, benchAppVersion, o.Progress)
+	if err != nil {
+		return err
+	}
+	if p, ok := exp.Platforms["android"]; ok {
+		fmt.Fprintf(log, "bench: Expo update %s (runtime version %s) built: android launch asset %s and %d assets, %d files stored\n",
+			benchAppVersion, runtime, p.Launch, len(p.Assets), b.ManifestFiles)
+	}
+	return nil
+}
+
+// benchExpoExport writes the default Expo export of the bench app: a
+// launch bundle of 2 MB per platform (a third of it incompressible, as
+// bytecode and strings are: brotli stores it at about 40%) and 43 assets
+// shared by both platforms (images of 2 to 40 KB, fonts of 60 to 250 KB),
+// as a mid-sized React Native app.
+func benchExpoExport(dir, runtime string) error {
+	_, err := expotest.Write(dir, expotest.Options{Seed: "updraft bench", RuntimeVersion: runtime,
+		LaunchBytes: benchExpoLaunchBytes, ExtraAssets: benchExpoAssets})
+	return err
+}
+
+// waitServedExpo waits until the target offers the app's Expo update to a
+// fresh Android install (a manifest part in the answer).
+func waitServedExpo(ctx context.Context, o bench.Options, app string) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if o.Proto == "h3" {
+		return nil
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if o.Insecure {
+		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true}
+	}
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Timeout: 5 * time.Second, Transport: tr}
+	var last string
+	for {
+		req, _ := http.NewRequestWithContext(ctx, "GET", strings.TrimRight(o.Target, "/")+"/expo/"+app+"/manifest", nil)
+		for k, v := range map[string]string{"Accept": "multipart/mixed,application/expo+json,application/json", "Expo-Platform": "android",
+			"Expo-Protocol-Version": "1", "EAS-Client-ID": "00000000-0000-4000-8000-000000000000",
+			"Expo-Runtime-Version": strings.Split(o.VersionBuild, ",")[0], "Expo-Channel-Name": bench.ExpoChannel} {
+			req.Header.Set(k, v)
+		}
+		if resp, err := hc.Do(req); err == nil {
+			b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+			resp.Body.Close()
+			if resp.StatusCode == 200 && bytes.Contains(b, []byte(`name="manifest"`)) {
+				return nil
+			}
+			last = fmt.Sprintf("HTTP %d %.300s", resp.StatusCode, b)
+		} else {
+			last = err.Error()
+		}
+		select {
+		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return fmt.Errorf("bench: %s does not offer the bench app's Expo update (%s) after 30s: %s", o.Target, app, last)
+			}
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // waitServed waits until the target offers the app's bundle to a device on

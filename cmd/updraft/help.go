@@ -170,11 +170,13 @@ var docs = []cmdDoc{
 	{name: "delta canonical", section: secDeltas, args: "--from BUNDLE -o OUT", summary: "a bundle's canonical archive (what deltas are built between)",
 		examples: []string{"updraft delta canonical --from app.zip -o app.tar"}},
 
-	{name: "bench", section: secBench, args: "[--target URL] [--scenario release-storm|steady|stats|FILE.json] [--devices N] [--duration D] [--connections C] [--link 40ms/100mbit] [--proto h1|h3] [--client updraft|capgo] [--conn warm|cold] [--json] [--out FILE] [--html FILE]",
+	{name: "bench", section: secBench, args: "[--target URL] [--scenario release-storm|steady|stats|FILE.json] [--devices N] [--duration D] [--connections C] [--link 40ms/100mbit] [--proto h1|h3] [--client updraft|capgo|expo] [--conn warm|cold] [--json] [--out FILE] [--html FILE]",
 		summary: "load an edge like a fleet of devices, on a throwaway bench.* app it creates and deletes",
 		examples: []string{"updraft bench --scenario release-storm --devices 10000 --duration 30s",
 			"updraft bench --scenario stats --duration 10s", "updraft bench --proto h3 --insecure --target https://127.0.0.1:8443 --html report.html",
-			"updraft bench --client capgo --conn cold --link 40ms/100mbit --app com.example.app --i-know-this-is-production --version-name 1.0.1 --devices 20 --duration 4s"},
+			"updraft bench --client capgo --conn cold --link 40ms/100mbit --app com.example.app --i-know-this-is-production --version-name 1.0.1 --devices 20 --duration 4s",
+			"updraft bench --client expo --conn cold --link 40ms/100mbit --devices 40 --duration 8s",
+			"updraft bench --client expo --version-name offered --scenario steady --duration 10s"},
 		notes: "Scenarios: release-storm (every device checks once and downloads), steady (closed-loop update checks),\n" +
 			"stats (device events), or a scenario file. --app ID --i-know-this-is-production loads an existing app instead.\n\n" +
 			"--client capgo behaves like the unmodified @capgo/capacitor-updater 8.x: update check with the plugin's headers\n" +
@@ -183,7 +185,14 @@ var docs = []cmdDoc{
 			"delta_url. Devices on --version-name hold that bundle's files, learnt once from the target (the base archive its\n" +
 			"answer names). Time to update is reported per path (manifest, zip) with the connections opened; --conn cold\n" +
 			"counts TCP+TLS (or QUIC) handshakes in every update; with --link a device's connections share its bandwidth\n" +
-			"(docs/cli.md, \"Load testing as stock devices\")."},
+			"(docs/cli.md, \"Load testing as stock devices\").\n\n" +
+			"--client expo behaves like the stock expo-updates Android client at launch: GET /expo/APP/manifest with its\n" +
+			"headers (eas-client-id, expo-runtime-version from --version-build, expo-channel-name production,\n" +
+			"expo-current-update-id), the multipart answer read part by part, then every asset whose key the device does\n" +
+			"not hold, --expo-concurrency at once, each checked against the manifest's base64url SHA-256. --version-name\n" +
+			"builtin: a fresh install on its embedded update (downloads everything); offered: devices already on the\n" +
+			"update the target offers (noUpdateAvailable). The throwaway app gets a generated Expo export (or --bundle\n" +
+			"DIR, an npx expo export folder) uploaded with --expo; time to update is reported on path expo."},
 	{name: "bench compare", section: secBench, args: "[bench flags]", summary: "the scenario against Updraft, then nginx and Caddy serving the same bundle",
 		examples: []string{"updraft bench compare --devices 1000 --duration 10s"}},
 	{name: "bench fetch", section: secBench, args: "[--proto h3|h2|h1] [-n N] [-c C] [--insecure] URL", summary: "repeat one GET and report rate and latency",

@@ -33,6 +33,15 @@ type Options struct {
 	RuntimeVersion any
 	// NoConfig leaves expoConfig.json out.
 	NoConfig bool
+	// LaunchBytes sizes each launch bundle (default 40,000 bytes of
+	// text). A launch bundle given a size ends with a third of bytes that
+	// do not compress, as identifiers, strings and bytecode in a real one:
+	// brotli takes it to about 40%.
+	LaunchBytes int
+	// ExtraAssets adds assets shared by both platforms, named and listed
+	// as the others: images (PNG-shaped, 2 to 40 KB) and every eighth a
+	// font (TTF-shaped, 60 to 250 KB), incompressible.
+	ExtraAssets int
 }
 
 // Asset is an asset as metadata.json lists it.
@@ -99,6 +108,23 @@ func Write(dir string, o Options) (Export, error) {
 	if err != nil {
 		return e, err
 	}
+	var extra []Asset
+	for i := 0; i < o.ExtraAssets; i++ {
+		var a Asset
+		if i%8 == 7 {
+			a, err = asset("ttf", ttfLike(fmt.Sprintf("%sfont%d", o.Seed, i), 60_000+(i*37_813)%190_000))
+		} else {
+			a, err = asset("png", pngLike(fmt.Sprintf("%simage%d", o.Seed, i), 2_000+(i*7_919)%38_000))
+		}
+		if err != nil {
+			return e, err
+		}
+		extra = append(extra, a)
+	}
+	launchBytes := 40000
+	if o.LaunchBytes > 0 {
+		launchBytes = o.LaunchBytes
+	}
 	type platformMeta struct {
 		Bundle string  `json:"bundle"`
 		Assets []Asset `json:"assets"`
@@ -108,9 +134,13 @@ func Write(dir string, o Options) (Export, error) {
 		var code []byte
 		ext := "js"
 		if p == "ios" {
-			code, ext = hermesLike(o.Seed+p, 40000), "hbc"
+			code, ext = hermesLike(o.Seed+p, launchBytes), "hbc"
 		} else {
-			code = jsLike(o.Seed+p, 40000)
+			code = jsLike(o.Seed+p, launchBytes)
+		}
+		if o.LaunchBytes > 0 {
+			text := o.LaunchBytes * 2 / 3
+			code = append(code[:text], stream(o.Seed+p+"entropy", o.LaunchBytes-text)...)
 		}
 		sum := md5.Sum(code)
 		launch := fmt.Sprintf("_expo/static/js/%s/index-%s.%s", p, hex.EncodeToString(sum[:]), ext)
@@ -122,7 +152,7 @@ func Write(dir string, o Options) (Export, error) {
 			return e, err
 		}
 		e.Launch[p] = launch
-		e.Assets[p] = []Asset{icon, font, own}
+		e.Assets[p] = append([]Asset{icon, font, own}, extra...)
 		files[p] = platformMeta{Bundle: launch, Assets: e.Assets[p]}
 	}
 	meta, err := json.Marshal(map[string]any{"version": 0, "bundler": "metro", "fileMetadata": files})
