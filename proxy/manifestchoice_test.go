@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/updraft-cdn/updraft/config"
+	"github.com/updraft-cdn/updraft/internal/testenv"
 	"github.com/updraft-cdn/updraft/origin/snapshot"
 )
 
@@ -170,7 +171,7 @@ func TestManifestChoiceOncePerPair(t *testing.T) {
 	gc := debug.SetGCPercent(-1)
 	n := testing.AllocsPerRun(100, func() { ask(pluginBody) })
 	debug.SetGCPercent(gc)
-	if n != 0 {
+	if n != 0 && !testenv.Race { // under -race sync.Pool drops items on purpose
 		t.Errorf("update check with the choice made: %v allocations, want 0", n)
 	}
 	// The next snapshot's 1.1.0 has a 64 MiB zip: the manifest again.

@@ -21,3 +21,8 @@ func Patience(d time.Duration) time.Duration {
 	}
 	return d
 }
+
+// Race reports whether the tests run under the race detector, where
+// sync.Pool drops items on purpose: allocation counts of pooled paths are
+// not meaningful there.
+const Race = raceEnabled
