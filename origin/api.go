@@ -31,10 +31,12 @@ func (s *Server) Handler() http.Handler {
 	handle := func(pattern string, edgeAllowed bool, fn func(w http.ResponseWriter, r *http.Request) error) {
 		s.routes = append(s.routes, pattern)
 		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
-			if !s.authorized(r, edgeAllowed) {
+			actor, ok := s.authorized(r, edgeAllowed)
+			if !ok {
 				writeErr(w, errf(http.StatusUnauthorized, "unauthorized", "missing or wrong API key: send Authorization: Bearer KEY (the key is in DATA/api-key)"))
 				return
 			}
+			r = r.WithContext(withActor(r.Context(), actor))
 			if err := fn(w, r); err != nil {
 				var ae *apiError
 				if !errors.As(err, &ae) {

@@ -83,6 +83,7 @@ type Published struct {
 
 type keyHash struct {
 	sum     []byte
+	name    string // api_keys.label
 	scope   string
 	expires int64 // Unix seconds; 0: never
 }
@@ -223,7 +224,7 @@ func (s *Server) loadKeys(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("origin: api key hash %q: %w", k.Hash, err)
 		}
-		list = append(list, keyHash{sum: b, scope: k.Scope, expires: k.ExpiresAt})
+		list = append(list, keyHash{sum: b, name: k.Label, scope: k.Scope, expires: k.ExpiresAt})
 	}
 	s.keys.Store(&list)
 	return nil
@@ -267,7 +268,7 @@ func EncodePublicKey(pub ed25519.PublicKey) string { return base64.StdEncoding.E
 // authorized checks the request's key (Authorization: Bearer KEY or
 // X-API-Key: KEY) in constant time. Operator keys may do everything; edge
 // keys only what edges need.
-func (s *Server) authorized(r *http.Request, edgeAllowed bool) bool {
+func (s *Server) authorized(r *http.Request, edgeAllowed bool) (Actor, bool) {
 	key := r.Header.Get("X-API-Key")
 	if key == "" {
 		if a := r.Header.Get("Authorization"); len(a) > 7 && strings.EqualFold(a[:7], "bearer ") {
@@ -275,17 +276,23 @@ func (s *Server) authorized(r *http.Request, edgeAllowed bool) bool {
 		}
 	}
 	if key == "" {
-		return false
+		return Actor{}, false
 	}
 	h := sha256.Sum256([]byte(key))
-	ok := 0
+	found := -1
 	now := time.Now().Unix()
-	for _, k := range s.apiKeys() {
+	keys := s.apiKeys()
+	for i, k := range keys {
 		if (k.scope == store.ScopeOperator || (edgeAllowed && k.scope == store.ScopeEdge)) && k.valid(now) {
-			ok |= subtle.ConstantTimeCompare(h[:], k.sum)
+			if subtle.ConstantTimeCompare(h[:], k.sum) == 1 {
+				found = i
+			}
 		}
 	}
-	return ok == 1
+	if found < 0 {
+		return Actor{}, false
+	}
+	return Actor{Key: keys[found].name, Scope: keys[found].scope, Addr: clientAddr(r)}, true
 }
 
 // Subscribe registers fn to receive every snapshot published from now on,

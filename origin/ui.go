@@ -58,7 +58,7 @@ func (s *Server) uiAuthorized(w http.ResponseWriter, r *http.Request) bool {
 	if c, err := r.Cookie(uiCookie); err == nil && s.uiSessionValid(c.Value) {
 		return true
 	}
-	if s.authorized(r, false) {
+	if _, ok := s.authorized(r, false); ok {
 		return true
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")

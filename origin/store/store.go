@@ -94,6 +94,7 @@ const (
 // APIKey is a stored key: the SHA-256 of the secret, never the secret.
 type APIKey struct {
 	Hash  string
+	Label string // the key's name
 	Scope string
 	// ExpiresAt ends the key's validity (Unix seconds; 0: never). A
 	// rotation (RotateAPIKey) sets it on the keys it replaces.
@@ -119,7 +120,7 @@ func (s *Store) CountAPIKeys(ctx context.Context, scope string) (int, error) {
 
 // APIKeys returns every stored key hash with its scope.
 func (s *Store) APIKeys(ctx context.Context) ([]APIKey, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT hash, scope, expires_at FROM api_keys`)
+	rows, err := s.db.QueryContext(ctx, `SELECT hash, label, scope, expires_at FROM api_keys`)
 	if err != nil {
 		return nil, err
 	}
@@ -127,7 +128,7 @@ func (s *Store) APIKeys(ctx context.Context) ([]APIKey, error) {
 	var out []APIKey
 	for rows.Next() {
 		var k APIKey
-		if err := rows.Scan(&k.Hash, &k.Scope, &k.ExpiresAt); err != nil {
+		if err := rows.Scan(&k.Hash, &k.Label, &k.Scope, &k.ExpiresAt); err != nil {
 			return nil, err
 		}
 		out = append(out, k)
