@@ -113,6 +113,7 @@ var metaTables = initTables(
 	tbl("jobs", []string{"id"}, "id", "kind", "app_id", "version", "state", "attempts", "run_after", "last_error",
 		"created_at", "updated_at").withIdentity("id"),
 	tbl("secrets", []string{"name"}, "name", "value", "created_at"),
+	tbl("audit_log", []string{"id"}, "id", "at", "app_id", "actor", "addr", "action", "target", "before", "after").withIdentity("id"),
 )
 
 // eventTables are the event tables (no foreign keys between them).

@@ -81,6 +81,13 @@ func populateForCopy(t *testing.T, in copyInstallation) {
 	must(s.AddAPIKey(ctx, strings.Repeat("a1", 32), "generated", ScopeOperator))
 	must(s.AddAPIKey(ctx, strings.Repeat("e2", 32), "generated", ScopeEdge))
 	must(s.RotateAPIKey(ctx, strings.Repeat("b3", 32), "rotated", ScopeOperator, time.Now().Add(time.Hour).Unix()))
+	for _, r := range []AuditRecord{
+		{App: evApp, Actor: "ci", Addr: "192.0.2.1", Action: "bundle.uploaded", Target: "1.0.0", After: []byte(`{"version":"1.0.0","ü":"é"}`)},
+		{Actor: "admin", Action: "key.created", Target: "ci"},
+	} {
+		_, err := s.AppendAudit(ctx, r)
+		must(err)
+	}
 	for _, app := range []string{evApp, "com.example.zeta", "com.example.ümlaut"} {
 		_, err := s.CreateApp(ctx, app, "App "+app)
 		must(err)

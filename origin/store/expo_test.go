@@ -110,7 +110,7 @@ func TestExpoMigrationSQLite(t *testing.T) {
 	}
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "meta.db")
-	e, err := sqlite.Open(ctx, path, sqlite.Meta.Upto(sqlite.Meta.Len()-1))
+	e, err := sqlite.Open(ctx, path, sqlite.Meta.Upto(sqlite.Meta.Index("ADD COLUMN expo")))
 	if err != nil {
 		t.Fatal(err)
 	}

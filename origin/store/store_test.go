@@ -154,7 +154,7 @@ func TestAPIKeys(t *testing.T) {
 		t.Fatal(n)
 	}
 	ks, err := s.APIKeys(ctx)
-	if err != nil || len(ks) != 2 || ks[0] != (APIKey{Hash: "h1", Scope: ScopeOperator}) {
+	if err != nil || len(ks) != 2 || ks[0] != (APIKey{Hash: "h1", Label: "default", Scope: ScopeOperator}) {
 		t.Fatalf("%v %v", ks, err)
 	}
 }

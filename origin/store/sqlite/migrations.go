@@ -144,6 +144,20 @@ var Meta = Schema{foreignKeys: true, migrations: []string{
 	// and extra (snapshot.ExpoUpdate as JSON); NULL for every other bundle
 	// (issue 18).
 	`ALTER TABLE bundles ADD COLUMN expo TEXT;`,
+	// The audit trail (issue 20): every operator write and every action the
+	// origin takes on its own (guard, retention), appended in the
+	// transaction of the change it records; webhooks are delivered from it.
+	`CREATE TABLE audit_log (
+		id INTEGER PRIMARY KEY,
+		at INTEGER NOT NULL,
+		app_id TEXT NOT NULL,
+		actor TEXT NOT NULL,
+		addr TEXT NOT NULL,
+		action TEXT NOT NULL,
+		target TEXT NOT NULL,
+		before TEXT NOT NULL,
+		after TEXT NOT NULL);
+	 CREATE INDEX audit_log_app ON audit_log (app_id, id);`,
 }}
 
 // Events is the event database (DATA/events.db): ingested segments and the

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strings"
 	"time"
 
 	"modernc.org/sqlite" // also registers the database/sql driver "sqlite"
@@ -132,4 +133,15 @@ func (s Schema) Len() int { return len(s.migrations) }
 
 // Upto is the schema as its first n migrations left it (tests of a
 // migration open an older database with it).
+// Index returns the position of the first migration containing sub (-1:
+// none), for tests that open a database as it was before a migration.
+func (s Schema) Index(sub string) int {
+	for i, m := range s.migrations {
+		if strings.Contains(m, sub) {
+			return i
+		}
+	}
+	return -1
+}
+
 func (s Schema) Upto(n int) Schema { s.migrations = s.migrations[:n]; return s }
