@@ -106,23 +106,21 @@ func (a *encodedAnswer) size() int64 {
 	return n
 }
 
-// answerTable holds the answers of one snapshot. Lookups read the map
-// without a lock; insertions (rare: a new answer) copy it under mu.
+// answerTable holds the answers of one snapshot (a cowTable: lookups
+// without a lock, insertions copy).
 type answerTable struct {
-	snap  *snapshot.Snapshot
-	tick  atomic.Uint64 // bumped at every insertion; entries keep the tick of their last use (LRU)
-	m     atomic.Pointer[answerMap]
-	mu    sync.Mutex
-	bytes int64 // under mu
+	snap    *snapshot.Snapshot
+	answers *cowTable[answerKey, *encodedAnswer]
 	// inherit: the previous table's compressed answers by hash of their
 	// bytes, read-only. It holds bytes, not the old snapshot's bundles.
 	inherit map[uint64]inherited
 	// choices: manifest or zip per bundle pair, decided once under this
-	// snapshot (manifestchoice.go); copied on insertion under mu.
-	choices atomic.Pointer[choiceMap]
+	// snapshot (manifestchoice.go); copied on insertion under choicesMu.
+	choices   atomic.Pointer[choiceMap]
+	choicesMu sync.Mutex
 }
 
-type answerMap = map[answerKey]*encodedAnswer
+func (a *encodedAnswer) lastUse() *atomic.Uint64 { return &a.used }
 
 type inherited struct {
 	plain    []byte
@@ -143,10 +141,9 @@ type answerCache struct {
 // swap starts the table of snapshot s, carrying over the compressed
 // variants of the current table.
 func (c *answerCache) swap(s *snapshot.Snapshot) {
-	t := &answerTable{snap: s}
-	t.m.Store(&answerMap{})
+	t := &answerTable{snap: s, answers: newCowTable[answerKey, *encodedAnswer](answerMaxEntries, answerBudget)}
 	if old := c.table.Load(); old != nil {
-		for _, a := range *old.m.Load() {
+		for _, a := range old.answers.all() {
 			if v := a.variants.Load(); a.large && v != nil && (v.gzip != nil || v.br != nil) {
 				if t.inherit == nil {
 					t.inherit = make(map[uint64]inherited)
@@ -164,9 +161,7 @@ func (c *answerCache) stats() (entries int, bytes int64) {
 	if t == nil {
 		return 0, 0
 	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return len(*t.m.Load()), t.bytes
+	return t.answers.stats()
 }
 
 // answer writes the answer for k under snap into out, encoded as
@@ -178,15 +173,12 @@ func (c *answerCache) answer(snap *snapshot.Snapshot, k *answerKey, acceptEncodi
 	if t == nil || t.snap != snap {
 		return false
 	}
-	a := (*t.m.Load())[*k]
+	a := t.answers.get(*k)
 	if a == nil {
 		if a = c.add(t, k); a == nil {
 			return false
 		}
 	} else {
-		if tk := t.tick.Load(); a.used.Load() != tk {
-			a.used.Store(tk)
-		}
 		if v := a.variants.Load(); v == nil || !v.final {
 			c.compress(t, a, v)
 		}
@@ -240,32 +232,7 @@ func (c *answerCache) add(t *answerTable, k *answerKey) *encodedAnswer {
 			a.variants.Store(old.variants)
 		}
 	}
-	size := a.size()
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	cur := *t.m.Load()
-	if a := cur[*k]; a != nil { // encoded meanwhile by another request
-		return a
-	}
-	m := make(answerMap, len(cur)+1)
-	for k, e := range cur {
-		m[k] = e
-	}
-	for len(m) > 0 && (len(m) >= answerMaxEntries || t.bytes+size > answerBudget) {
-		var lru *encodedAnswer
-		for _, e := range m {
-			if lru == nil || e.used.Load() < lru.used.Load() {
-				lru = e
-			}
-		}
-		delete(m, lru.key)
-		t.bytes -= lru.size()
-	}
-	a.used.Store(t.tick.Add(1))
-	m[a.key] = a
-	t.bytes += size
-	t.m.Store(&m)
-	return a
+	return t.answers.insert(a.key, a)
 }
 
 // compress builds a's next variants (gzip first, then brotli, then none)
@@ -291,13 +258,7 @@ func (c *answerCache) compress(t *answerTable, a *encodedAnswer, v *answerVarian
 	d := time.Since(start)
 	c.next.Store(time.Now().Add(d * (compressDuty - 1)).UnixNano())
 	c.busy.Store(false)
-	t.mu.Lock()
-	before := a.size()
-	a.variants.Store(nv)
-	if (*t.m.Load())[a.key] == a {
-		t.bytes += a.size() - before
-	}
-	t.mu.Unlock()
+	t.answers.resize(a.key, a, func() { a.variants.Store(nv) })
 }
 
 // pays reports whether a compressed form of n bytes is worth sending

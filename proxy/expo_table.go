@@ -105,13 +105,9 @@ type expoTable struct {
 	byPrefix map[expoIDKey]*expoUpdate
 	assets   map[expoAssetKey]*expoAsset
 
-	// Encoded manifests by (update, current update, base URL),
-	// copy-on-write like answerTable: lookups read the map without a
-	// lock.
-	answers atomic.Pointer[map[expoAnswerKey]*expoAnswer]
-	mu      sync.Mutex
-	bytes   int64 // under mu
-	tick    atomic.Uint64
+	// Encoded manifests by (update, current update, base URL), a
+	// cowTable like the update answers.
+	answers *cowTable[expoAnswerKey, *expoAnswer]
 
 	rollbackOnce sync.Once
 	rollback     *expoDirective
@@ -188,7 +184,7 @@ func buildExpoTable(s *snapshot.Snapshot, now time.Time) *expoTable {
 	}
 	t.issued = at
 	t.createdAt = time.UnixMilli(at).UTC().Format(expoTimeLayout)
-	t.answers.Store(&map[expoAnswerKey]*expoAnswer{})
+	t.answers = newCowTable[expoAnswerKey, *expoAnswer](expoAnswerMaxEntries, expoAnswerBudget)
 	for _, a := range s.Apps {
 		for _, b := range a.Bundles {
 			if b.Expo == nil || len(b.Manifest) == 0 {
@@ -450,41 +446,15 @@ func (t *expoTable) update(b *snapshot.Bundle, platform string) *expoUpdate {
 // prefix cur (zero: none) and base URL base.
 func (t *expoTable) answer(u *expoUpdate, cur expoPrefix, base string) *expoAnswer {
 	k := expoAnswerKey{u, cur, base}
-	if a := (*t.answers.Load())[k]; a != nil {
-		if tk := t.tick.Load(); a.used.Load() != tk {
-			a.used.Store(tk)
-		}
+	if a := t.answers.get(k); a != nil {
 		return a
 	}
 	a := &expoAnswer{key: k, manifest: appendExpoManifest(nil, t, u, cur, base)}
 	a.key.base = strings.Clone(base)
-	size := a.size()
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	held := *t.answers.Load()
-	if old := held[k]; old != nil {
-		return old
-	}
-	m := make(map[expoAnswerKey]*expoAnswer, len(held)+1)
-	for k, e := range held {
-		m[k] = e
-	}
-	for len(m) > 0 && (len(m) >= expoAnswerMaxEntries || t.bytes+size > expoAnswerBudget) {
-		var lru *expoAnswer
-		for _, e := range m {
-			if lru == nil || e.used.Load() < lru.used.Load() {
-				lru = e
-			}
-		}
-		delete(m, lru.key)
-		t.bytes -= lru.size()
-	}
-	a.used.Store(t.tick.Add(1))
-	m[a.key] = a
-	t.bytes += size
-	t.answers.Store(&m)
-	return a
+	return t.answers.insert(a.key, a)
 }
+
+func (a *expoAnswer) lastUse() *atomic.Uint64 { return &a.used }
 
 // size is what an answer may hold: its manifest and two multipart copies.
 func (a *expoAnswer) size() int64 { return 3*int64(len(a.manifest)) + 1024 }

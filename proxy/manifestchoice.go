@@ -127,8 +127,8 @@ func (c *answerCache) manifestFirst(snap *snapshot.Snapshot, cost manifestCost, 
 		}
 	}
 	v := cost.manifestFirst(from, to)
-	t.mu.Lock()
-	defer t.mu.Unlock()
+	t.choicesMu.Lock()
+	defer t.choicesMu.Unlock()
 	cur := t.choices.Load()
 	if cur != nil {
 		if v, ok := (*cur)[k]; ok {
