@@ -507,28 +507,19 @@ func (r *runner) capgoDevice(ctx context.Context, dev *device, due time.Time, do
 		rec.checked(due, done, fmt.Sprintf("http_%d", status), true)
 		return
 	}
-	p := r.parsers.Get()
-	v, err := p.ParseBytes(body)
-	if err != nil {
-		r.parsers.Put(p)
-		rec.checked(due, done, "bad_json", true)
-		return
-	}
-	if code := v.GetStringBytes("error"); code != nil {
-		kind := string(v.GetStringBytes("kind"))
-		rec.checked(due, done, string(code), kind == "failed")
-		r.parsers.Put(p)
-		return
-	}
-	url, checksum := string(v.GetStringBytes("url")), string(v.GetStringBytes("checksum"))
+	var url, checksum string
 	var files []capgoFile
-	if !r.o.CapgoZip {
-		for _, e := range v.GetArray("manifest") {
-			files = append(files, capgoFile{name: string(e.GetStringBytes("file_name")), hash: string(e.GetStringBytes("file_hash")),
-				url: string(e.GetStringBytes("download_url"))})
+	if !r.checkAnswer(due, done, body, rec, func(v *fastjson.Value) {
+		url, checksum = string(v.GetStringBytes("url")), string(v.GetStringBytes("checksum"))
+		if !r.o.CapgoZip {
+			for _, e := range v.GetArray("manifest") {
+				files = append(files, capgoFile{name: string(e.GetStringBytes("file_name")), hash: string(e.GetStringBytes("file_hash")),
+					url: string(e.GetStringBytes("download_url"))})
+			}
 		}
+	}) {
+		return
 	}
-	r.parsers.Put(p)
 	if url == "" && len(files) == 0 { // {"version":"builtin"}: the plugin resets to the store build
 		rec.checked(due, done, "builtin", false)
 		return
@@ -615,21 +606,32 @@ func (r *runner) capgoManifest(ctx context.Context, hc *http.Client, dev *device
 		}
 		pending = append(pending, f)
 	}
+	wire, fail = fetchEach(len(pending), r.o.ManifestConcurrency, func(i int) (int64, string) {
+		f := &pending[i]
+		return r.capgoFetch(ctx, hc, dev, f.url, f.hash, strings.HasSuffix(f.name, ".br"), false)
+	})
+	return wire, len(pending), reused, fail
+}
+
+// fetchEach runs fetch(i) for every i below n, at most concurrency at
+// once, as the stock clients' download pools do, and returns the bytes on
+// the wire and the first failure ("" when every fetch verified). A failure
+// does not stop the other fetches.
+func fetchEach(n, concurrency int, fetch func(i int) (wire int64, fail string)) (wire int64, fail string) {
 	var next, onWire atomic.Int64
 	var once sync.Once
 	var wg sync.WaitGroup
-	for w := 0; w < min(r.o.ManifestConcurrency, len(pending)); w++ {
+	for w := 0; w < min(concurrency, n); w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for {
 				i := int(next.Add(1) - 1)
-				if i >= len(pending) {
+				if i >= n {
 					return
 				}
-				f := &pending[i]
-				n, bad := r.capgoFetch(ctx, hc, dev, f.url, f.hash, strings.HasSuffix(f.name, ".br"), false)
-				onWire.Add(n)
+				w, bad := fetch(i)
+				onWire.Add(w)
 				if bad != "" {
 					once.Do(func() { fail = bad })
 				}
@@ -637,7 +639,28 @@ func (r *runner) capgoManifest(ctx context.Context, hc *http.Client, dev *device
 		}()
 	}
 	wg.Wait()
-	return onWire.Load(), len(pending), reused, fail
+	return onWire.Load(), fail
+}
+
+// get sends a GET for url with the headers set writes, and returns the
+// response when it answered 200, else the failure outcome after prefix
+// (bad_url, transport_error, http_N).
+func get(ctx context.Context, hc *http.Client, url string, set func(http.Header), prefix string) (*http.Response, string) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, prefix + "bad_url"
+	}
+	set(req.Header)
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, prefix + "transport_error"
+	}
+	if resp.StatusCode != 200 {
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+		resp.Body.Close()
+		return nil, fmt.Sprintf("%shttp_%d", prefix, resp.StatusCode)
+	}
+	return resp, ""
 }
 
 // capgoFetch downloads url, brotli-decodes it when br, and checks the
@@ -649,20 +672,11 @@ func (r *runner) capgoFetch(ctx context.Context, hc *http.Client, dev *device, u
 	if zip {
 		prefix = "download_"
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return 0, prefix + "bad_url"
-	}
-	r.setHeaders(req.Header, dev.ios, zip)
-	resp, err := hc.Do(req)
-	if err != nil {
-		return 0, prefix + "transport_error"
+	resp, fail := get(ctx, hc, url, func(h http.Header) { r.setHeaders(h, dev.ios, zip) }, prefix)
+	if fail != "" {
+		return 0, fail
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != 200 {
-		io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
-		return 0, fmt.Sprintf("%shttp_%d", prefix, resp.StatusCode)
-	}
 	wr := &wireReader{r: resp.Body}
 	ok, err := verifyContent(resp.Header.Get("Content-Encoding"), wr, br, want)
 	switch {

@@ -58,8 +58,6 @@ import (
 	"mime/multipart"
 	"net/http"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fastjson"
@@ -357,51 +355,26 @@ func (r *runner) expoAssets(ctx context.Context, hc *http.Client, dev *device, m
 		}
 		pending = append(pending, a)
 	}
-	var next, onWire atomic.Int64
-	var once sync.Once
-	var wg sync.WaitGroup
-	for w := 0; w < min(r.o.ExpoConcurrency, len(pending)); w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= len(pending) {
-					return
-				}
-				n, bad := r.expoFetch(ctx, hc, dev, m.id, &pending[i])
-				onWire.Add(n)
-				if bad != "" {
-					once.Do(func() { fail = bad })
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	return onWire.Load(), len(pending), reused, fail
+	wire, fail = fetchEach(len(pending), r.o.ExpoConcurrency, func(i int) (int64, string) {
+		return r.expoFetch(ctx, hc, dev, m.id, &pending[i])
+	})
+	return wire, len(pending), reused, fail
 }
 
 // expoFetch downloads one asset and checks the base64url SHA-256 of its
 // decoded bytes against the manifest's hash. It returns the bytes on the
 // wire and the failure outcome ("" when verified).
 func (r *runner) expoFetch(ctx context.Context, hc *http.Client, dev *device, requested string, a *expoAsset) (int64, string) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.url, nil)
-	if err != nil {
-		return 0, "asset_bad_url"
-	}
-	r.expoHeaders(req.Header, dev)
-	req.Header["Accept"] = []string{"application/javascript"} // createRequestForAsset without a patch
-	req.Header["Expo-Current-Update-Id"] = []string{r.expo.launched(dev)}
-	req.Header["Expo-Requested-Update-Id"] = []string{requested}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return 0, "asset_transport_error"
+	resp, fail := get(ctx, hc, a.url, func(h http.Header) {
+		r.expoHeaders(h, dev)
+		h["Accept"] = []string{"application/javascript"} // createRequestForAsset without a patch
+		h["Expo-Current-Update-Id"] = []string{r.expo.launched(dev)}
+		h["Expo-Requested-Update-Id"] = []string{requested}
+	}, "asset_")
+	if fail != "" {
+		return 0, fail
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != 200 {
-		io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
-		return 0, fmt.Sprintf("asset_http_%d", resp.StatusCode)
-	}
 	wr := &wireReader{r: resp.Body}
 	sum, err := sumContent(resp.Header.Get("Content-Encoding"), wr, false)
 	switch {

@@ -457,22 +457,13 @@ func (r *runner) device(ctx context.Context, dev *device, due time.Time, downloa
 		rec.checked(due, done, fmt.Sprintf("http_%d", status), true)
 		return
 	}
-	p := r.parsers.Get()
-	v, err := p.ParseBytes(body)
-	if err != nil {
-		r.parsers.Put(p)
-		rec.checked(due, done, "bad_json", true)
+	var url, checksum, deltaURL, deltaBase, deltaSum string
+	if !r.checkAnswer(due, done, body, rec, func(v *fastjson.Value) {
+		url, checksum = string(v.GetStringBytes("url")), string(v.GetStringBytes("checksum"))
+		deltaURL, deltaBase, deltaSum = string(v.GetStringBytes("delta_url")), string(v.GetStringBytes("delta_base_checksum")), string(v.GetStringBytes("delta_checksum"))
+	}) {
 		return
 	}
-	if code := v.GetStringBytes("error"); code != nil {
-		kind := string(v.GetStringBytes("kind"))
-		rec.checked(due, done, string(code), kind == "failed")
-		r.parsers.Put(p)
-		return
-	}
-	url, checksum := string(v.GetStringBytes("url")), string(v.GetStringBytes("checksum"))
-	deltaURL, deltaBase, deltaSum := string(v.GetStringBytes("delta_url")), string(v.GetStringBytes("delta_base_checksum")), string(v.GetStringBytes("delta_checksum"))
-	r.parsers.Put(p)
 	var base []byte
 	if r.o.Deltas && deltaURL != "" {
 		if b, ok := r.bases.Load(deltaBase); ok {
@@ -507,6 +498,28 @@ func (r *runner) device(ctx context.Context, dev *device, due time.Time, downloa
 		return
 	}
 	rec.downloaded(due, started, time.Now(), n)
+}
+
+// checkAnswer parses an update check's 200 answer as every Capgo-protocol
+// client does: bad JSON, or an "error" code (a failure when its kind is
+// "failed"), is recorded as the check's outcome and checkAnswer returns
+// false; otherwise read takes what the client needs from the answer while
+// it is parsed and checkAnswer returns true (the caller records the
+// outcome).
+func (r *runner) checkAnswer(due, done time.Time, body []byte, rec *recorder, read func(v *fastjson.Value)) bool {
+	p := r.parsers.Get()
+	defer r.parsers.Put(p)
+	v, err := p.ParseBytes(body)
+	if err != nil {
+		rec.checked(due, done, "bad_json", true)
+		return false
+	}
+	if code := v.GetStringBytes("error"); code != nil {
+		rec.checked(due, done, string(code), string(v.GetStringBytes("kind")) == "failed")
+		return false
+	}
+	read(v)
+	return true
 }
 
 // dials is the number of connections the capgo or expo client has opened, once
