@@ -20,7 +20,6 @@ import (
 	brrr "github.com/molecule-man/go-brrr"
 	"github.com/quic-go/quic-go/http3"
 	"github.com/valyala/fasthttp"
-	"github.com/valyala/fasthttp/fasthttputil"
 
 	"github.com/updraft-cdn/updraft/config"
 	"github.com/updraft-cdn/updraft/origin/snapshot"
@@ -427,32 +426,8 @@ func TestAnswersHTTP3(t *testing.T) {
 	te := startEdge(t, nil)
 	s := manifestSnapshot(t, 1, 60, "a")
 	te.edge.SetSnapshot(s)
-	certs, err := LoadCertificates(TLSSelfSigned, "", "", t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	h3 := NewHTTP3(te.edge, certs)
-	go h3.Serve(pc)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		h3.Shutdown(ctx)
-		pc.Close()
-	})
-	leaf, err := x509.ParseCertificate(certs.Leaf())
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots := x509.NewCertPool()
-	roots.AddCert(leaf)
-	tr := &http3.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: "localhost"}, DisableCompression: true}
-	defer tr.Close()
-	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
-	url := "https://" + pc.LocalAddr().String() + "/updates"
+	addr, client := serveHTTP3(t, te.edge)
+	url := "https://" + addr + "/updates"
 	post := func(ae string) answer {
 		req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(pluginBody))
 		if ae != "" {
@@ -472,7 +447,7 @@ func TestAnswersHTTP3(t *testing.T) {
 		}
 		return answer{resp.StatusCode, resp.Header, b}
 	}
-	want := freshAnswer(s, "https://"+pc.LocalAddr().String())
+	want := freshAnswer(s, "https://"+addr)
 	for i := 0; ; i++ {
 		settle(te.edge)
 		if a := post("br"); a.header.Get("Content-Encoding") == "br" {
@@ -524,17 +499,7 @@ func BenchmarkUpdatesManifest(b *testing.B) {
 // listener), identity and gzip.
 func BenchmarkUpdatesManifestHTTP1(b *testing.B) {
 	e := newCoreEdge(b, manifestSnapshot(b, 1, 60, "a"))
-	ln := fasthttputil.NewInmemoryListener()
-	h := NewHTTP1(e)
-	served := make(chan error, 1)
-	go func() { served <- h.Serve(ln) }()
-	b.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		h.Shutdown(ctx)
-		<-served
-	})
-	client := &fasthttp.Client{Dial: func(string) (net.Conn, error) { return ln.Dial() }}
+	client := inMemoryHTTP1(b, e)
 	for _, ae := range []string{"identity", "gzip"} {
 		b.Run(ae, func(b *testing.B) {
 			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
@@ -563,4 +528,37 @@ func BenchmarkUpdatesManifestHTTP1(b *testing.B) {
 			}
 		})
 	}
+}
+
+// serveHTTP3 serves e over HTTP/3 on a loopback UDP port with a
+// self-signed certificate until the test ends, and returns the address and
+// a client trusting that certificate (no transparent decompression: tests
+// see the bytes on the wire).
+func serveHTTP3(t testing.TB, e *Edge) (addr string, client *http.Client) {
+	t.Helper()
+	certs, err := LoadCertificates(TLSSelfSigned, "", "", t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h3 := NewHTTP3(e, certs)
+	go h3.Serve(pc)
+	leaf, err := x509.ParseCertificate(certs.Leaf())
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(leaf)
+	tr := &http3.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: "localhost"}, DisableCompression: true}
+	t.Cleanup(func() {
+		tr.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		h3.Shutdown(ctx)
+		pc.Close()
+	})
+	return pc.LocalAddr().String(), &http.Client{Transport: tr, Timeout: 10 * time.Second}
 }

@@ -7,7 +7,6 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
-	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
@@ -19,7 +18,6 @@ import (
 	"math/big"
 	"mime"
 	"mime/multipart"
-	"net"
 	"net/http"
 	"net/textproto"
 	"os"
@@ -31,9 +29,7 @@ import (
 
 	brrr "github.com/molecule-man/go-brrr"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"github.com/quic-go/quic-go/http3"
 	"github.com/valyala/fasthttp"
-	"github.com/valyala/fasthttp/fasthttputil"
 
 	"github.com/updraft-cdn/updraft/config"
 	"github.com/updraft-cdn/updraft/origin/events"
@@ -549,28 +545,7 @@ func TestExpoAndroidClient(t *testing.T) {
 	})
 
 	// HTTP/3: the same answers.
-	certs, err := LoadCertificates(TLSSelfSigned, "", "", t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	h3 := NewHTTP3(te.edge, certs)
-	go h3.Serve(pc)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		h3.Shutdown(ctx)
-		pc.Close()
-	})
-	leaf, _ := x509.ParseCertificate(certs.Leaf())
-	roots := x509.NewCertPool()
-	roots.AddCert(leaf)
-	tr := &http3.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: "localhost"}, DisableCompression: true}
-	defer tr.Close()
-	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	addr, client := serveHTTP3(t, te.edge)
 	get := func(u string, h ...string) answer {
 		req, _ := http.NewRequest(http.MethodGet, u, nil)
 		for i := 0; i+1 < len(h); i += 2 {
@@ -590,7 +565,7 @@ func TestExpoAndroidClient(t *testing.T) {
 		}
 		return answer{resp.StatusCode, resp.Header, b}
 	}
-	base := "https://" + pc.LocalAddr().String()
+	base := "https://" + addr
 	check(get(base+expoManifestPath, hdr...), base, get)
 }
 
@@ -1169,17 +1144,7 @@ func BenchmarkExpoAssetGzip(b *testing.B) {
 // connection).
 func BenchmarkExpoManifestHTTP1(b *testing.B) {
 	e := newCoreEdge(b, expoSnapshot(b, nil, 1))
-	ln := fasthttputil.NewInmemoryListener()
-	h := NewHTTP1(e)
-	served := make(chan error, 1)
-	go func() { served <- h.Serve(ln) }()
-	b.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		h.Shutdown(ctx)
-		<-served
-	})
-	client := &fasthttp.Client{Dial: func(string) (net.Conn, error) { return ln.Dial() }}
+	client := inMemoryHTTP1(b, e)
 	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)

@@ -3,13 +3,11 @@ package proxy
 import (
 	"bytes"
 	"context"
-	"net"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/valyala/fasthttp"
-	"github.com/valyala/fasthttp/fasthttputil"
 
 	"github.com/updraft-cdn/updraft/cache"
 	"github.com/updraft-cdn/updraft/config"
@@ -88,17 +86,8 @@ func BenchmarkBlobHitHTTP1(b *testing.B) {
 	for _, size := range []int{64 << 10, 5 << 20} {
 		b.Run(strconv.Itoa(size>>10)+"KiB", func(b *testing.B) {
 			e, sha := memoryEdge(b, randomBytes(b, size))
-			ln := fasthttputil.NewInmemoryListener()
-			h := NewHTTP1(e)
-			served := make(chan error, 1)
-			go func() { served <- h.Serve(ln) }()
-			b.Cleanup(func() {
-				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				defer cancel()
-				h.Shutdown(ctx)
-				<-served
-			})
-			client := &fasthttp.Client{Dial: func(string) (net.Conn, error) { return ln.Dial() }, MaxResponseBodySize: 16 << 20}
+			client := inMemoryHTTP1(b, e)
+			client.MaxResponseBodySize = 16 << 20
 			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 			defer fasthttp.ReleaseRequest(req)
 			defer fasthttp.ReleaseResponse(resp)

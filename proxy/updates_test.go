@@ -671,17 +671,7 @@ func BenchmarkUpdatesCore(b *testing.B) {
 
 func BenchmarkUpdatesHTTP1(b *testing.B) {
 	e := newCoreEdge(b, testSnapshot(b, 1, fakeSHA("bundle")))
-	ln := fasthttputil.NewInmemoryListener()
-	h := NewHTTP1(e)
-	served := make(chan error, 1)
-	go func() { served <- h.Serve(ln) }()
-	b.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		h.Shutdown(ctx)
-		<-served
-	})
-	client := &fasthttp.Client{Dial: func(string) (net.Conn, error) { return ln.Dial() }}
+	client := inMemoryHTTP1(b, e)
 	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
@@ -716,4 +706,21 @@ func TestUpdatesBodyOverDeviceLimit(t *testing.T) {
 		t.Fatalf("HTTP %d %s, want 413", a.status, a.body)
 	}
 	checkEnvelope(t, a, "body_too_large", "")
+}
+
+// inMemoryHTTP1 serves e over fasthttp on an in-memory listener until the
+// benchmark ends and returns a client dialling it: the whole HTTP/1.1 path
+// without the kernel's sockets.
+func inMemoryHTTP1(b *testing.B, e *Edge) *fasthttp.Client {
+	ln := fasthttputil.NewInmemoryListener()
+	h := NewHTTP1(e)
+	served := make(chan error, 1)
+	go func() { served <- h.Serve(ln) }()
+	b.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		h.Shutdown(ctx)
+		<-served
+	})
+	return &fasthttp.Client{Dial: func(string) (net.Conn, error) { return ln.Dial() }}
 }

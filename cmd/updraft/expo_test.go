@@ -24,6 +24,7 @@ import (
 
 	"github.com/updraft-cdn/updraft/config"
 	"github.com/updraft-cdn/updraft/internal/expotest"
+	"github.com/updraft-cdn/updraft/internal/testenv"
 	"github.com/updraft-cdn/updraft/origin/snapshot"
 	"github.com/updraft-cdn/updraft/origin/store"
 )
@@ -101,7 +102,7 @@ func TestExpoUploadCLI(t *testing.T) {
 	// The published snapshot, as an edge fetches it, until it lists the
 	// manifest the build stored (each change publishes a new revision).
 	s := nextSnapshot(t, r, data, -1)
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(testenv.Patience(30 * time.Second))
 	for b := findBundle(s, app, "1.0.0"); b == nil || len(b.Manifest) == 0; b = findBundle(s, app, "1.0.0") {
 		if time.Now().After(deadline) {
 			t.Fatalf("no snapshot with 1.0.0's manifest: %+v", b)
