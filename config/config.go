@@ -124,7 +124,11 @@ type Edge struct {
 	StatsURL string
 	// TCPSendBuffer sets each TCP connection's kernel send buffer; 0
 	// leaves it to the kernel's autotuning.
-	TCPSendBuffer     Size
+	TCPSendBuffer Size
+	// HTTP2 offers HTTP/2 (ALPN h2) on the TLS listener beside HTTP/1.1:
+	// the stock plugin's stacks (OkHttp, URLSession) then fetch a
+	// manifest's files over one connection instead of one each.
+	HTTP2             bool
 	ReadTimeout       time.Duration // per request header/body read
 	WriteTimeout      time.Duration // per response write
 	MaxConnsPerIP     int
@@ -214,6 +218,7 @@ func NewEdge(dataDir string) Edge {
 		DeltaDecodeFactor:      DefaultDeltaDecodeFactor,
 		DeviceRTT:              DefaultDeviceRTT,
 		ExpoSigningKeyID:       DefaultExpoSigningKeyID,
+		HTTP2:                  true,
 	}
 }
 

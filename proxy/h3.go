@@ -22,23 +22,37 @@ import (
 // go through the same route() as HTTP/1.1; 0-RTT data is accepted for GET
 // and HEAD only (route answers other early requests 425).
 type HTTP3 struct {
+	netHTTP
+	srv    *http3.Server
+	cancel context.CancelFunc
+}
+
+// netHTTP maps net/http requests (HTTP/3 from quic-go, HTTP/2 from
+// x/net/http2) onto route() and writes its replies.
+type netHTTP struct {
 	e       *Edge
-	srv     *http3.Server
+	proto   string // "h3" or "h2": the requests metric's label
 	metrics http.Handler
 	replies sync.Pool
-	ctx     context.Context
-	cancel  context.CancelFunc
+	ctx     context.Context // cancelled at Shutdown, ends long-polls
+}
+
+func (h *netHTTP) init(e *Edge, proto string, ctx context.Context) {
+	h.e, h.proto, h.ctx = e, proto, ctx
+	h.metrics = promhttp.HandlerFor(e.metrics.reg, promhttp.HandlerOpts{})
+	h.replies.New = func() any { return &reply{body: make([]byte, 0, 512)} }
 }
 
 // NewHTTP3 returns the HTTP/3 adapter for e, serving certs.
 func NewHTTP3(e *Edge, certs *Certificates) *HTTP3 {
-	h := &HTTP3{e: e, metrics: promhttp.HandlerFor(e.metrics.reg, promhttp.HandlerOpts{})}
-	h.ctx, h.cancel = context.WithCancel(context.Background())
-	h.replies.New = func() any { return &reply{body: make([]byte, 0, 512)} }
+	h := &HTTP3{}
+	ctx, cancel := context.WithCancel(context.Background())
+	h.init(e, "h3", ctx)
+	h.cancel = cancel
 	tlsConf := certs.Config(http3.NextProtoH3)
 	tlsConf.MinVersion = tls.VersionTLS13
 	h.srv = &http3.Server{
-		Handler:     h,
+		Handler:     &h.netHTTP,
 		TLSConfig:   http3.ConfigureTLSConfig(tlsConf),
 		IdleTimeout: 2 * time.Minute,
 		QUICConfig: &quic.Config{
@@ -78,7 +92,7 @@ func (q urlQuery) empty() bool { return len(q.v) == 0 }
 
 // client is the request's client address: the UDP peer, or, when the peer
 // is a trusted proxy, what its X-Forwarded-For says (clients.go).
-func (h *HTTP3) client(r *http.Request) netip.Addr {
+func (h *netHTTP) client(r *http.Request) netip.Addr {
 	c := h.e.clients
 	ap, _ := netip.ParseAddrPort(r.RemoteAddr)
 	peer := ap.Addr().Unmap()
@@ -94,7 +108,7 @@ func (h *HTTP3) client(r *http.Request) netip.Addr {
 }
 
 // ServeHTTP maps a net/http request onto route() and writes its reply.
-func (h *HTTP3) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (h *netHTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	out := h.replies.Get().(*reply)
 	defer h.replies.Put(out)
 	out.reset()
@@ -115,7 +129,7 @@ func (h *HTTP3) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		body = b
 	}
 	req := &out.req
-	*req = request{ctx: h.ctx, method: r.Method, path: r.URL.Path, host: r.Host, tls: true, proto: "h3", body: body,
+	*req = request{ctx: h.ctx, method: r.Method, path: r.URL.Path, host: r.Host, tls: true, proto: h.proto, body: body,
 		header: httpHeaders{r.Header}, query: urlQuery{r.URL.Query()},
 		early: r.TLS != nil && !r.TLS.HandshakeComplete, client: h.client(r)}
 	h.e.route(req, out)
@@ -126,7 +140,7 @@ func (h *HTTP3) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.write(w, r, out)
 }
 
-func (h *HTTP3) write(w http.ResponseWriter, r *http.Request, out *reply) {
+func (h *netHTTP) write(w http.ResponseWriter, r *http.Request, out *reply) {
 	hdr := w.Header()
 	out.eachHeader(func(k, v string) { hdr.Set(k, v) })
 	if out.contentType != "" {

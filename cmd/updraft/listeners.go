@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -75,11 +74,16 @@ func startEdgeListeners(ec config.Edge, edge *proxy.Edge, log *slog.Logger) (*ed
 	secure.AdvertiseHTTP3(port)
 	h3 := proxy.NewHTTP3(edge, certs)
 	l.TLS, l.QUIC = tln.Addr().String(), udp.LocalAddr().String()
+	alpn := []string{"http/1.1"}
+	if ec.HTTP2 {
+		alpn = []string{"h2", "http/1.1"}
+	}
+	ts := proxy.NewTLSServer(edge, secure, certs.Config(alpn...))
 	go func() {
-		l.done <- secure.Serve(tls.NewListener(proxy.ProxyProtocolListener(proxy.LimitSendBuffer(tln, int(ec.TCPSendBuffer)), ec), certs.Config("http/1.1")))
+		l.done <- ts.Serve(proxy.ProxyProtocolListener(proxy.LimitSendBuffer(tln, int(ec.TCPSendBuffer)), ec))
 	}()
 	go func() { l.done <- h3.Serve(udp) }()
-	l.stops = append(l.stops, secure.Shutdown, h3.Shutdown)
+	l.stops = append(l.stops, ts.Shutdown, h3.Shutdown)
 	if ec.TLS == proxy.TLSFiles {
 		hup := make(chan os.Signal, 1)
 		signal.Notify(hup, syscall.SIGHUP)
@@ -130,6 +134,7 @@ func edgeFlags(fs *flag.FlagSet, ec *config.Edge, mode, listen string) *string {
 	fs.DurationVar(&ec.DeviceRTT, "device-rtt", ec.DeviceRTT, "device round trip the edge chooses between a bundle's manifest and its zip for: the manifest is left out (the stock plugin then downloads the zip) when the files the device lacks, 16 at a time, take longer at this round trip and --delta-link than the zip (0: the manifest whenever the plugin takes one)")
 	fs.StringVar(&ec.ExpoSigningKey, "expo-signing-key", "", "PEM RSA private key (PKCS#1 or PKCS#8) that signs Expo Updates manifests and directives for clients sending expo-expect-signature (without it they get 400 code_signing_unavailable)")
 	fs.StringVar(&ec.ExpoSigningKeyID, "expo-signing-keyid", config.DefaultExpoSigningKeyID, "keyid named in expo-signature: the app's updates.codeSigningMetadata.keyid")
+	fs.BoolVar(&ec.HTTP2, "http2", ec.HTTP2, "offer HTTP/2 (ALPN h2) beside HTTP/1.1 on --tls-listen: the stock plugin then fetches a manifest's files over one connection (--http2=false: HTTP/1.1 only)")
 	fs.Var(&ec.TCPSendBuffer, "tcp-send-buffer", "kernel send buffer per TCP connection, e.g. 128KiB (0: autotuned). Evens out many concurrent large downloads on short paths; caps each connection's rate on long ones")
 	ec.TLS, ec.TLSListen = mode, listen
 	fs.StringVar(&ec.TLS, "tls", ec.TLS, "HTTPS + HTTP/3 on --tls-listen: off, self-signed (development), files or acme")
