@@ -7,6 +7,8 @@
 #
 #   bench/stock-plugin.sh [PAIR] [DEVICES] [DURATION]     (defaults: swagger 40 12s)
 #   LINK=150ms/10mbit bench/stock-plugin.sh ionic          (default link 40ms/100mbit)
+#   HTTP2=false bench/stock-plugin.sh                      (the edge's TLS listener without HTTP/2)
+#   SCHEMES=https bench/stock-plugin.sh                    (only the HTTPS rows)
 #
 # PAIR: swagger (swagger-ui 5.34.1 → 5.35.0), monaco (0.55.0 → 0.55.1) or ionic (9.0.4 → 9.0.5),
 # zips from ../shared/fixtures/bundles (FIXTURES=DIR to point elsewhere). Devices run the older
@@ -41,7 +43,7 @@ C="--origin http://127.0.0.1:18090 --data $WORK/data"
 
 echo "== serve, upload $OLD as 1.0.1 and $NEW as 1.0.2 (waiting for manifests and deltas)" >&2
 "$U" serve --data "$WORK/data" --edge-listen 127.0.0.1:18080 --origin-listen 127.0.0.1:18090 \
-  --tls self-signed --tls-listen 127.0.0.1:18443 --log-level warn 2>"$WORK/serve.log" &
+  --tls self-signed --tls-listen 127.0.0.1:18443 --http2="${HTTP2:-true}" --log-level warn 2>"$WORK/serve.log" &
 for _ in $(seq 100); do curl -sf http://127.0.0.1:18080/healthz >/dev/null && break; sleep 0.1; done
 "$U" app create com.bench.app $C >/dev/null
 timeout 900 "$U" bundle upload "$FIX/$OLD" --app com.bench.app --version 1.0.1 --channel production --wait $C >&2
@@ -71,11 +73,11 @@ row() {
 }
 
 echo
-echo "$PAIR $OLD → $NEW, link $LINK, $DEVICES devices over $DURATION per row, $(nproc) cores shared by edge, origin and client, $(date -u +%F)"
+echo "$PAIR $OLD → $NEW, link $LINK, HTTP/2 ${HTTP2:-true}, $DEVICES devices over $DURATION per row, $(nproc) cores shared by edge, origin and client, $(date -u +%F)"
 echo
 echo "| scheme | client | conn | path | check p50 ms | time to update p50 ms | p90 | p99 | updates | bytes per update | files per update (downloaded / held) | connections per update | failures |"
 echo "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-for scheme in https http; do
+for scheme in ${SCHEMES:-https http}; do
   for conn in warm cold; do
     row "$scheme" capgo "$conn" manifest
     row "$scheme" capgo "$conn" zip

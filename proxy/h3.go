@@ -3,15 +3,17 @@ package proxy
 import (
 	"context"
 	"crypto/tls"
-	"github.com/updraft-cdn/updraft/config"
 	"io"
 	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
+
+	"github.com/updraft-cdn/updraft/config"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/quic-go/quic-go"
@@ -142,7 +144,10 @@ func (h *netHTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (h *netHTTP) write(w http.ResponseWriter, r *http.Request, out *reply) {
 	hdr := w.Header()
-	out.eachHeader(func(k, v string) { hdr.Set(k, v) })
+	// Values may alias out's buffers (the ETag), which go back to the pool
+	// when the handler returns, while HTTP/2 encodes the headers on its
+	// frame writer's goroutine later: each value is copied.
+	out.eachHeader(func(k, v string) { hdr.Set(k, strings.Clone(v)) })
 	if out.contentType != "" {
 		hdr.Set("Content-Type", out.contentType)
 	}

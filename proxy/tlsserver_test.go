@@ -3,8 +3,11 @@ package proxy
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -13,11 +16,15 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/updraft-cdn/updraft/cache"
+	"github.com/updraft-cdn/updraft/config"
+	blobfs "github.com/updraft-cdn/updraft/origin/blob/fs"
 )
 
 // startTLSServer serves te's edge on a loopback TLS listener offering alpn
 // and returns its address, the roots trusting it and the server.
-func startTLSServer(t *testing.T, te *testEdge, alpn ...string) (string, *x509.CertPool, *TLSServer) {
+func startTLSServer(t *testing.T, e *Edge, alpn ...string) (string, *x509.CertPool, *TLSServer) {
 	t.Helper()
 	certs, err := LoadCertificates(TLSSelfSigned, "", "", t.TempDir())
 	if err != nil {
@@ -27,7 +34,7 @@ func startTLSServer(t *testing.T, te *testEdge, alpn ...string) (string, *x509.C
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := NewTLSServer(te.edge, NewHTTP1(te.edge), certs.Config(alpn...))
+	ts := NewTLSServer(e, NewHTTP1(e), certs.Config(alpn...))
 	served := make(chan error, 1)
 	go func() { served <- ts.Serve(ln) }()
 	t.Cleanup(func() {
@@ -75,7 +82,7 @@ func TestTLSServerHTTP2(t *testing.T) {
 	te := startEdge(t, nil)
 	s := manifestSnapshot(t, 1, 60, "a")
 	te.edge.SetSnapshot(s)
-	addr, roots, _ := startTLSServer(t, te, "h2", "http/1.1")
+	addr, roots, _ := startTLSServer(t, te.edge, "h2", "http/1.1")
 	want := freshAnswer(s, "https://"+addr)
 	post := func(c *http.Client) (int, []byte, error) {
 		req, _ := http.NewRequest(http.MethodPost, "https://"+addr+"/updates", strings.NewReader(pluginBody))
@@ -121,7 +128,7 @@ func TestTLSServerHTTP2(t *testing.T) {
 
 	te2 := startEdge(t, nil)
 	te2.edge.SetSnapshot(s)
-	addr2, roots2, _ := startTLSServer(t, te2, "http/1.1")
+	addr2, roots2, _ := startTLSServer(t, te2.edge, "http/1.1")
 	c, _ := countingClient(roots2, true)
 	req, _ := http.NewRequest(http.MethodPost, "https://"+addr2+"/updates", strings.NewReader(pluginBody))
 	resp, err := c.Do(req)
@@ -139,7 +146,7 @@ func TestTLSServerHTTP2(t *testing.T) {
 func TestTLSServerSlowHandshake(t *testing.T) {
 	te := startEdge(t, nil)
 	te.edge.SetSnapshot(manifestSnapshot(t, 1, 3, "a"))
-	addr, roots, ts := startTLSServer(t, te, "h2", "http/1.1")
+	addr, roots, ts := startTLSServer(t, te.edge, "h2", "http/1.1")
 	stalled, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -157,5 +164,76 @@ func TestTLSServerSlowHandshake(t *testing.T) {
 	defer cancel()
 	if err := ts.Shutdown(ctx); err != nil {
 		t.Fatalf("Shutdown with a stalled handshake: %v", err)
+	}
+}
+
+// Many concurrent blob downloads over one HTTP/2 connection each carry
+// their own ETag and bytes: the reply's header values live in pooled
+// buffers that the next request reuses while HTTP/2 encodes headers on
+// another goroutine (a shared buffer once corrupted the HPACK table and
+// crashed the edge under the stock-plugin benchmark).
+func TestTLSServerHTTP2ConcurrentBlobs(t *testing.T) {
+	fs, err := blobfs.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var shas []string
+	for i := range 40 {
+		info, err := fs.Put(bytes.NewReader(randomBytes(t, 1000+i*97)), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		shas = append(shas, info.SHA256)
+	}
+	c, err := cache.New(cache.Options{Dir: t.TempDir(), Upstream: LocalUpstream{Blobs: fs}, Log: quiet, MemoryBudget: 64 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := config.NewEdge(t.TempDir())
+	cfg.NoPrefetch = true
+	e := New(cfg, c, quiet)
+	t.Cleanup(e.Close)
+	addr, roots, _ := startTLSServer(t, e, "h2", "http/1.1")
+	client, dials := countingClient(roots, true)
+	get := func(sha string) error {
+		resp, err := client.Get("https://" + addr + "/b/" + sha)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			return err
+		}
+		sum := sha256.Sum256(b)
+		if resp.StatusCode != 200 || resp.ProtoMajor != 2 || hex.EncodeToString(sum[:]) != sha || resp.Header.Get("ETag") != `"`+sha+`"` {
+			return fmt.Errorf("GET %s: HTTP %d over %s, ETag %s, body sha256 %x", sha, resp.StatusCode, resp.Proto, resp.Header.Get("ETag"), sum)
+		}
+		return nil
+	}
+	if err := get(shas[0]); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 32)
+	for w := range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 20 {
+				if err := get(shas[(w*7+i)%len(shas)]); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if n := dials.Load(); n != 1 {
+		t.Errorf("%d connections, want 1", n)
 	}
 }
