@@ -1,0 +1,362 @@
+package origin
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/updraft-cdn/updraft/origin/client"
+	"github.com/updraft-cdn/updraft/origin/snapshot"
+	"github.com/updraft-cdn/updraft/origin/store"
+)
+
+// wantRecord is an expected audit record: its actor, action, target and
+// before and after JSON, compared exactly ("" : none).
+type wantRecord struct {
+	Actor, Action, Target, Before, After string
+}
+
+func (w wantRecord) String() string {
+	return fmt.Sprintf("%s %s %q %s -> %s", w.Actor, w.Action, w.Target, w.Before, w.After)
+}
+
+// gotRecord is r as a wantRecord, its JSON compacted (the API indents it).
+func gotRecord(r store.AuditRecord) wantRecord {
+	compact := func(b json.RawMessage) string {
+		var buf bytes.Buffer
+		if err := json.Compact(&buf, b); err != nil {
+			return string(b)
+		}
+		return buf.String()
+	}
+	return wantRecord{r.Actor, r.Action, r.Target, compact(r.Before), compact(r.After)}
+}
+
+// operatorKeyName is the name of the origin's generated operator key, the
+// actor of the test's API calls.
+func operatorKeyName(t *testing.T, o *testOrigin) string {
+	t.Helper()
+	keys, err := o.srv.store.APIKeys(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		if k.Scope == store.ScopeOperator {
+			return k.Label
+		}
+	}
+	t.Fatal("no operator key")
+	return ""
+}
+
+// auditSince reads every audit record after id through the API.
+func auditSince(t *testing.T, o *testOrigin, app string, after int64) []store.AuditRecord {
+	t.Helper()
+	var out []store.AuditRecord
+	for {
+		page, err := o.client.Audit(context.Background(), app, url.Values{"after": {fmt.Sprint(after)}, "limit": {"3"}})
+		if err != nil {
+			t.Fatalf("GET audit: %v", err)
+		}
+		if len(page.Records) == 0 {
+			if page.NextAfter != after {
+				t.Fatalf("empty page: next_after %d, want %d (the after given)", page.NextAfter, after)
+			}
+			return out
+		}
+		out = append(out, page.Records...)
+		after = page.NextAfter
+	}
+}
+
+func compareRecords(t *testing.T, got []store.AuditRecord, want []wantRecord) {
+	t.Helper()
+	n := max(len(got), len(want))
+	bad := false
+	var b strings.Builder
+	for i := range n {
+		var g, w wantRecord
+		if i < len(got) {
+			g = gotRecord(got[i])
+		}
+		if i < len(want) {
+			w = want[i]
+		}
+		mark := "  "
+		if g != w {
+			mark, bad = "✗ ", true
+		}
+		fmt.Fprintf(&b, "%s%2d got  %v\n     want %v\n", mark, i, g, w)
+	}
+	if bad {
+		t.Fatalf("audit records (%d) differ from the %d expected:\n%s", len(got), len(want), b.String())
+	}
+}
+
+func sha(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:]) }
+
+// TestAuditTrailSession is issue 20's "done when": a scripted session of
+// writes through the API produces exactly the expected audit records, in
+// order, with the key's name and address, the state before and after, ids
+// increasing and plausible times.
+func TestAuditTrailSession(t *testing.T) {
+	o := startOrigin(t)
+	ctx := context.Background()
+	c := o.client
+	me := operatorKeyName(t, o)
+	const app = "com.example.audit"
+	start := time.Now()
+	must := func(what string, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	var want []wantRecord
+	add := func(actor, action, target, before, after string) {
+		want = append(want, wantRecord{actor, action, target, before, after})
+	}
+
+	_, err := c.CreateApp(ctx, app, "Audit")
+	must("create app", err)
+	add(me, "app.created", app, "", `{"id":"com.example.audit","name":"Audit"}`)
+
+	zips := map[string][]byte{}
+	for i, v := range []string{"1.0.0", "1.0.1", "1.0.2", "1.0.3"} {
+		zips[v] = makeZip(t, map[string]string{"index.html": "<html>" + v + "</html>"})
+		opt := client.UploadOptions{}
+		if v == "1.0.2" {
+			opt.Channel = "beta" // creates the channel, pointing at the bundle
+		}
+		_, err := c.UploadBundle(ctx, app, v, bytes.NewReader(zips[v]), opt)
+		must("upload "+v, err)
+		add(me, "bundle.uploaded", v, "", fmt.Sprintf(`{"version":%q,"sha256":%q,"size":%d}`, v, sha(zips[v]), len(zips[v])))
+		if i == 2 {
+			add(me, "channel.created", "beta", "", `{"bundle":"1.0.2"}`)
+		}
+	}
+
+	must("create channel", c.DoJSON(ctx, http.MethodPost, "/api/v1/apps/"+app+"/channels", map[string]any{"name": "production", "public": true}, nil))
+	add(me, "channel.created", "production", "", `{"bundle":"","public":true}`)
+	_, err = c.SetChannel(ctx, app, "production", store.ChannelPatch{Bundle: ptrTo("1.0.0")})
+	must("set channel bundle", err)
+	add(me, "channel.changed", "production", `{"bundle":""}`, `{"bundle":"1.0.0"}`)
+
+	bps := 1000
+	_, err = c.Rollout(ctx, app, "production", RolloutRequest{Bundle: "1.0.1", BPS: &bps})
+	must("rollout 10%", err)
+	add(me, "rollout.set", "production", `{"rollout":null}`, `{"rollout":{"bundle":"1.0.1","bps":1000,"paused":false}}`)
+	_, err = c.Rollout(ctx, app, "production", RolloutRequest{Action: store.RolloutPause})
+	must("pause", err)
+	add(me, "rollout.paused", "production", `{"rollout":{"bundle":"1.0.1","bps":1000,"paused":false}}`, `{"rollout":{"bundle":"1.0.1","bps":1000,"paused":true}}`)
+	_, err = c.Rollout(ctx, app, "production", RolloutRequest{Action: store.RolloutResume})
+	must("resume", err)
+	add(me, "rollout.resumed", "production", `{"rollout":{"bundle":"1.0.1","bps":1000,"paused":true}}`, `{"rollout":{"bundle":"1.0.1","bps":1000,"paused":false}}`)
+	_, err = c.Rollout(ctx, app, "production", RolloutRequest{Action: store.RolloutPromote})
+	must("promote", err)
+	add(me, "rollout.promoted", "production", `{"bundle":"1.0.0","rollout":{"bundle":"1.0.1","bps":1000,"paused":false}}`, `{"bundle":"1.0.1","rollout":null}`)
+
+	_, err = c.SetAB(ctx, app, "production", []snapshot.Arm{{Name: "a", Bundle: "1.0.1", BPS: 5000}, {Name: "b", Bundle: "1.0.2", BPS: 5000}})
+	must("A/B set", err)
+	arms := `[{"name":"a","bundle":"1.0.1","bps":5000},{"name":"b","bundle":"1.0.2","bps":5000}]`
+	add(me, "ab.set", "production", `{"ab":null}`, `{"ab":`+arms+`}`)
+	must("A/B delete", c.DoJSON(ctx, http.MethodDelete, "/api/v1/apps/"+app+"/channels/production/ab", nil, nil))
+	add(me, "ab.deleted", "production", `{"ab":`+arms+`}`, `{"ab":null}`)
+
+	_, err = c.AddSegment(ctx, app, snapshot.Rule{Name: "testers", Channel: "beta", CustomIDs: []string{"alice"}}, nil)
+	must("segment add", err)
+	rule := `{"position":0,"rule":{"name":"testers","channel":"beta","custom_ids":["alice"]}}`
+	add(me, "segment.added", "testers", "", rule)
+	must("segment remove", c.RemoveSegment(ctx, app, "testers"))
+	add(me, "segment.removed", "testers", rule, "")
+
+	devs := []string{"00000000-0000-4000-8000-000000000001", "00000000-0000-4000-8000-000000000002"}
+	must("overrides put", c.SetOverrides(ctx, app, "beta", devs))
+	add(me, "overrides.changed", "beta", "", `{"channel":"beta","devices":2}`)
+
+	_, err = c.SetGuard(ctx, app, "production", store.Guard{Action: store.GuardPause, MinAttempts: 100})
+	must("guard set", err)
+	g, _ := json.Marshal(store.DefaultGuard(store.Guard{Action: store.GuardPause, MinAttempts: 100}))
+	add(me, "guard.set", "production", "", string(g))
+
+	// keep 1: 1.0.3 is the newest, 1.0.2 (beta) and 1.0.1 (production)
+	// are in use, 1.0.0 goes.
+	keep := 1
+	set, err := c.SetAppOptions(ctx, app, AppOptions{KeepBundles: &keep})
+	must("app set --keep 1", err)
+	if len(set.Deleted) != 1 || set.Deleted[0] != "1.0.0" {
+		t.Fatalf("--keep 1 deleted %v, want [1.0.0]", set.Deleted)
+	}
+	add(me, "app.changed", app, `{"keep_bundles":0}`, `{"keep_bundles":1}`)
+	add(ActorRetention, "bundle.deleted", "1.0.0", fmt.Sprintf(`{"version":"1.0.0","sha256":%q,"size":%d}`, sha(zips["1.0.0"]), len(zips["1.0.0"])), "")
+
+	_, err = c.DeleteBundle(ctx, app, "1.0.3")
+	must("bundle delete", err)
+	add(me, "bundle.deleted", "1.0.3", fmt.Sprintf(`{"version":"1.0.3","sha256":%q,"size":%d}`, sha(zips["1.0.3"]), len(zips["1.0.3"])), "")
+
+	zero := time.Duration(0)
+	res, err := c.GC(ctx, &zero)
+	must("gc", err)
+	if res.Deleted == 0 {
+		t.Fatalf("gc with grace 0 after deletions deleted nothing: %+v", res)
+	}
+	add(me, "gc.run", "", "", fmt.Sprintf(`{"deleted":%d,"bytes":%d}`, res.Deleted, res.Bytes))
+
+	end := time.Now()
+	all := auditSince(t, o, "", 0)
+	compareRecords(t, all, want)
+	for i, r := range all {
+		if i > 0 && r.ID <= all[i-1].ID {
+			t.Fatalf("record %d: id %d after %d, want increasing", i, r.ID, all[i-1].ID)
+		}
+		if at := time.UnixMilli(r.At); at.Before(start.Add(-time.Second)) || at.After(end.Add(time.Second)) {
+			t.Fatalf("record %d at %v, want within the session (%v .. %v)", i, at, start, end)
+		}
+		wantApp, wantAddr := app, "127.0.0.1"
+		if r.Action == "gc.run" {
+			wantApp = ""
+		}
+		if r.Actor == ActorRetention {
+			wantAddr = ""
+		}
+		if r.App != wantApp || r.Addr != wantAddr {
+			t.Fatalf("record %d (%s): app %q addr %q, want %q and %q", i, r.Action, r.App, r.Addr, wantApp, wantAddr)
+		}
+	}
+	// The app's own trail is the same without the installation's gc.run.
+	if got := auditSince(t, o, app, 0); len(got) != len(all)-1 {
+		t.Fatalf("GET /apps/%s/audit: %d records, want %d", app, len(got), len(all)-1)
+	}
+	// Filters: action list, target, since.
+	page, err := c.Audit(ctx, "", url.Values{"action": {"rollout.paused,rollout.resumed"}})
+	must("audit ?action", err)
+	if len(page.Records) != 2 || page.Records[0].Action != "rollout.paused" || page.Records[1].Action != "rollout.resumed" {
+		t.Fatalf("?action=rollout.paused,rollout.resumed: %+v", page.Records)
+	}
+	page, err = c.Audit(ctx, app, url.Values{"target": {"beta"}, "since": {"1h"}})
+	must("audit ?target", err)
+	if len(page.Records) != 2 || page.Records[0].Action != "channel.created" || page.Records[1].Action != "overrides.changed" {
+		t.Fatalf("?target=beta: %+v", page.Records)
+	}
+	page, err = c.Audit(ctx, "", url.Values{"since": {end.Add(time.Hour).UTC().Format(time.RFC3339)}})
+	must("audit ?since future", err)
+	if len(page.Records) != 0 || page.Records == nil {
+		t.Fatalf("?since in the future: %+v, want an empty list", page.Records)
+	}
+	for _, q := range []string{"limit=0", "limit=1001", "since=yesterday", "after=-1", "app=bad"} {
+		err := c.DoJSON(ctx, http.MethodGet, "/api/v1/audit?"+q, nil, nil)
+		if code := apiCode(err); !strings.HasPrefix(code, "400 invalid_") {
+			t.Fatalf("GET /api/v1/audit?%s: %s, want 400 invalid_…", q, code)
+		}
+	}
+
+	// The channel's history: newest first, paged.
+	var hist []store.AuditRecord
+	q := url.Values{"limit": {"2"}}
+	for {
+		p, err := c.ChannelHistory(ctx, app, "production", q)
+		must("channel history", err)
+		hist = append(hist, p.Records...)
+		if p.NextBefore == 0 {
+			break
+		}
+		q.Set("before", fmt.Sprint(p.NextBefore))
+	}
+	var wantHist []wantRecord
+	for i := len(want) - 1; i >= 0; i-- {
+		if w := want[i]; w.Target == "production" {
+			wantHist = append(wantHist, w)
+		}
+	}
+	compareRecords(t, hist, wantHist)
+}
+
+// TestAuditNothingForFailedOrNoopWrites: a refused write, or one that
+// changes nothing, adds no record.
+func TestAuditNothingForFailedOrNoopWrites(t *testing.T) {
+	o := startOrigin(t)
+	ctx := context.Background()
+	c := o.client
+	const app = "com.example.noop"
+	if _, err := c.CreateApp(ctx, app, ""); err != nil {
+		t.Fatal(err)
+	}
+	z := makeZip(t, map[string]string{"index.html": "x"})
+	if _, err := c.UploadBundle(ctx, app, "1.0.0", bytes.NewReader(z), client.UploadOptions{Channel: "production"}); err != nil {
+		t.Fatal(err)
+	}
+	bps := 500
+	if _, err := c.Rollout(ctx, app, "production", RolloutRequest{Bundle: "1.0.0", BPS: &bps}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.SetGuard(ctx, app, "production", store.Guard{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SetOverrides(ctx, app, "production", []string{"00000000-0000-4000-8000-000000000001"}); err != nil {
+		t.Fatal(err)
+	}
+	keep := 3
+	if _, err := c.SetAppOptions(ctx, app, AppOptions{KeepBundles: &keep}); err != nil {
+		t.Fatal(err)
+	}
+	before := auditSince(t, o, "", 0)
+	var acts []string
+	for _, r := range before {
+		acts = append(acts, r.Action)
+	}
+	if got := strings.Join(acts, " "); got != "app.created bundle.uploaded channel.created rollout.set guard.set overrides.changed app.changed" {
+		t.Fatalf("records before the no-ops: %s", got)
+	}
+	last := before[len(before)-1].ID
+
+	fails := map[string]error{}
+	_, fails["create existing app"] = c.CreateApp(ctx, app, "")
+	_, fails["upload existing version"] = c.UploadBundle(ctx, app, "1.0.0", bytes.NewReader(z), client.UploadOptions{})
+	_, fails["channel to an unknown bundle"] = c.SetChannel(ctx, app, "production", store.ChannelPatch{Bundle: ptrTo("9.9.9")})
+	_, fails["channel of an unknown app"] = c.SetChannel(ctx, "com.missing.app", "production", store.ChannelPatch{Bundle: ptrTo("1.0.0")})
+	_, fails["A/B during a rollout"] = c.SetAB(ctx, app, "production", []snapshot.Arm{{Name: "a", Bundle: "1.0.0", BPS: 10000}})
+	_, fails["rollout of an unknown channel"] = c.Rollout(ctx, app, "nope", RolloutRequest{Action: store.RolloutPause})
+	fails["remove an unknown segment"] = c.RemoveSegment(ctx, app, "nope")
+	_, fails["segment of an unknown channel"] = c.AddSegment(ctx, app, snapshot.Rule{Name: "s", Channel: "nope"}, nil)
+	fails["overrides to an unknown channel"] = c.SetOverrides(ctx, app, "nope", []string{"00000000-0000-4000-8000-000000000002"})
+	_, fails["invalid guard"] = c.SetGuard(ctx, app, "production", store.Guard{Action: "explode"})
+	_, fails["delete an in-use bundle"] = c.DeleteBundle(ctx, app, "1.0.0")
+	_, fails["negative keep"] = c.SetAppOptions(ctx, app, AppOptions{KeepBundles: ptrTo(-1)})
+	_, fails["rebuild an unknown bundle"] = c.RebuildBundle(ctx, app, "9.9.9", false)
+	fails["delete app without confirm"] = c.DoJSON(ctx, http.MethodDelete, "/api/v1/apps/"+app, nil, nil)
+	for what, err := range fails {
+		if err == nil {
+			t.Errorf("%s: accepted, want refused", what)
+		}
+	}
+	noops := map[string]error{}
+	_, noops["same channel bundle"] = c.SetChannel(ctx, app, "production", store.ChannelPatch{Bundle: ptrTo("1.0.0")})
+	_, noops["empty channel patch"] = c.SetChannel(ctx, app, "production", store.ChannelPatch{})
+	_, noops["same rollout share"] = c.Rollout(ctx, app, "production", RolloutRequest{Bundle: "1.0.0", BPS: &bps})
+	_, noops["resume a running rollout"] = c.Rollout(ctx, app, "production", RolloutRequest{Action: store.RolloutResume})
+	_, noops["same guard"] = c.SetGuard(ctx, app, "production", store.Guard{})
+	noops["same overrides"] = c.SetOverrides(ctx, app, "production", []string{"00000000-0000-4000-8000-000000000001"})
+	noops["clear overrides of unpinned devices"] = c.SetOverrides(ctx, app, "", []string{"00000000-0000-4000-8000-000000000009"})
+	_, noops["same keep"] = c.SetAppOptions(ctx, app, AppOptions{KeepBundles: &keep})
+	_, noops["gc with nothing to collect"] = c.GC(ctx, nil)
+	noops["delete the guard of a channel without one"] = c.DoJSON(ctx, http.MethodDelete, "/api/v1/apps/"+app+"/channels/beta/guard", nil, nil)
+	for what, err := range noops {
+		if err != nil && !strings.Contains(what, "channel without one") {
+			t.Errorf("%s: %v", what, err)
+		}
+	}
+	if got := auditSince(t, o, "", last); len(got) != 0 {
+		for _, r := range got {
+			t.Log(gotRecord(r))
+		}
+		t.Fatalf("%d records after refused and no-op writes, want none", len(got))
+	}
+}
