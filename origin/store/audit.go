@@ -57,10 +57,10 @@ type AuditQuery struct {
 	AfterID  int64
 	BeforeID int64
 	Newest   bool
-	SinceMs int64
-	Actions []string
-	Target  string
-	Limit   int
+	SinceMs  int64
+	Actions  []string
+	Target   string
+	Limit    int
 }
 
 // Audit returns the audit records q selects, oldest first (or newest first).
