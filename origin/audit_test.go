@@ -360,3 +360,45 @@ func TestAuditNothingForFailedOrNoopWrites(t *testing.T) {
 		t.Fatalf("%d records after refused and no-op writes, want none", len(got))
 	}
 }
+
+// TestAuditGuardActions: the rollout guard's pause is recorded as the
+// guard's (actor "guard"): guard.acted with what it saw, then
+// rollout.paused with the rollout before and after, in the pause's
+// transaction; a rollback likewise records rollout.rolled_back.
+func TestAuditGuardActions(t *testing.T) {
+	for _, tc := range []struct {
+		action, audit, after string
+	}{
+		{store.GuardPause, "rollout.paused", `{"rollout":{"bundle":"1.0.1","bps":5000,"paused":true}}`},
+		{store.GuardRollback, "rollout.rolled_back", `{"rollout":null}`},
+	} {
+		t.Run(tc.action, func(t *testing.T) {
+			o := guardOrigin(t, tc.action)
+			last := auditSince(t, o, "", 0)
+			from := last[len(last)-1].ID
+			ingest(t, o, 1, outcomes(0, 100, thirtyPercent, time.Now().UnixMilli()))
+			waitUntil(t, "the guard acts", func() bool { return len(getGuard(t, o).Actions) == 1 }, describeGuard(t, o))
+			a := getGuard(t, o).Actions[0]
+			var got []store.AuditRecord
+			waitUntil(t, "two audit records", func() bool { got = auditSince(t, o, "", from); return len(got) >= 2 },
+				func() string { return fmt.Sprint(got) })
+			rate, _ := json.Marshal(a.FailureRate)
+			lower, _ := json.Marshal(a.LowerBound)
+			compareRecords(t, got, []wantRecord{
+				{ActorGuard, "guard.acted", "production", "",
+					fmt.Sprintf(`{"action":%q,"bundle":"1.0.1","attempts":100,"failures":30,"failure_rate":%s,"failure_rate_lower":%s}`, tc.action, rate, lower)},
+				{ActorGuard, tc.audit, "production", `{"rollout":{"bundle":"1.0.1","bps":5000,"paused":false}}`, tc.after},
+			})
+			for _, r := range got {
+				if r.App != guardApp || r.Addr != "" {
+					t.Fatalf("guard record %+v: want app %s and no address", r, guardApp)
+				}
+			}
+			// The history of the channel shows them first.
+			h, err := o.client.ChannelHistory(context.Background(), guardApp, "production", url.Values{"limit": {"2"}})
+			if err != nil || len(h.Records) != 2 || h.Records[0].Action != tc.audit || h.Records[1].Action != "guard.acted" || h.NextBefore != h.Records[1].ID {
+				t.Fatalf("history: %+v, %v", h, err)
+			}
+		})
+	}
+}
