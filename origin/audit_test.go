@@ -7,8 +7,11 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -401,4 +404,82 @@ func TestAuditGuardActions(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestUIDeploymentHistory: the app page of /ui shows each channel's
+// deployment history, newest first, at most 20 entries, escaped (an
+// actor's name or a value is text, never markup).
+func TestUIDeploymentHistory(t *testing.T) {
+	o := startOrigin(t)
+	ctx := context.Background()
+	c := o.client
+	const app = "com.example.ui"
+	if _, err := c.CreateApp(ctx, app, ""); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []string{"1.0.0", "1.0.1"} {
+		if _, err := c.UploadBundle(ctx, app, v, bytes.NewReader(makeZip(t, map[string]string{"index.html": v})), client.UploadOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.SetChannel(ctx, app, "production", store.ChannelPatch{Bundle: ptrTo("1.0.0")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.SetChannel(ctx, app, "beta", store.ChannelPatch{Bundle: ptrTo("1.0.1")}); err != nil {
+		t.Fatal(err)
+	}
+	// 25 changes of production: the page shows the last 20.
+	for i := range 25 {
+		v := []string{"1.0.1", "1.0.0"}[i%2]
+		if _, err := c.SetChannel(ctx, app, "production", store.ChannelPatch{Bundle: &v}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := o.srv.store.AppendAudit(ctx, store.AuditRecord{App: app, Actor: `<script>alert("x")</script>`, Action: "channel.changed",
+		Target: "beta", Before: json.RawMessage(`{"bundle":"</code><b>1.0.0"}`), After: json.RawMessage(`{"bundle":"1.0.1"}`)}); err != nil {
+		t.Fatal(err)
+	}
+	key := strings.TrimSpace(string(must(os.ReadFile(filepath.Join(o.dir, "api-key")))))
+	req, _ := http.NewRequest("GET", o.http.URL+"/ui/apps/"+app, nil)
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	page := string(b)
+	if resp.StatusCode != 200 || !strings.Contains(page, "<h2>Deployment history</h2>") {
+		t.Fatalf("/ui app page: HTTP %d\n%.2000s", resp.StatusCode, page)
+	}
+	_, hist, _ := strings.Cut(page, "<h2>Deployment history</h2>")
+	beta, prod, ok := strings.Cut(hist, `<h3 id="history-production">`)
+	if !ok || !strings.Contains(beta, `<h3 id="history-beta">`) {
+		t.Fatalf("no history per channel:\n%s", hist)
+	}
+	if strings.Contains(beta, "<script>") || strings.Contains(beta, "<b>") ||
+		!strings.Contains(beta, "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;") || !strings.Contains(beta, "&lt;/code&gt;&lt;b&gt;1.0.0") {
+		t.Fatalf("beta's history not escaped:\n%s", beta)
+	}
+	if n := strings.Count(beta, "<tr><td>"); n != 2 {
+		t.Fatalf("beta: %d entries, want 2 (created, then the forged record)\n%s", n, beta)
+	}
+	if n := strings.Count(prod, "<tr><td>"); n != uiHistoryLen {
+		t.Fatalf("production: %d entries, want the last %d\n%s", n, uiHistoryLen, prod)
+	}
+	// Newest first: the last change (i = 24) moved production from 1.0.0
+	// to 1.0.1.
+	first := prod[strings.Index(prod, "<tr><td>"):]
+	first = first[:strings.Index(first, "</tr>")]
+	if !strings.Contains(first, "channel.changed") ||
+		!strings.Contains(first, `<td><code>{&#34;bundle&#34;:&#34;1.0.0&#34;}</code></td><td><code>{&#34;bundle&#34;:&#34;1.0.1&#34;}</code></td>`) {
+		t.Fatalf("production's newest entry: %s", first)
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }
