@@ -217,6 +217,13 @@ func TestAuditTrailSession(t *testing.T) {
 	}, func() string { return fmt.Sprintf("%+v", res) })
 	add(me, "gc.run", "", "", fmt.Sprintf(`{"deleted":%d,"bytes":%d}`, res.Deleted, res.Bytes))
 
+	_, err = c.RebuildBundle(ctx, app, "1.0.2", false)
+	must("bundle rebuild", err)
+	add(me, "bundle.rebuilt", "1.0.2", "", `{"force":false}`)
+	_, err = c.DeleteApp(ctx, app)
+	must("app delete", err)
+	add(me, "app.deleted", app, `{"bundles":2,"channels":2}`, "")
+
 	end := time.Now()
 	all := auditSince(t, o, "", 0)
 	compareRecords(t, all, want)
