@@ -137,3 +137,40 @@ func TestAuditRecordCommitsWithItsChange(t *testing.T) {
 		t.Fatalf("after the table is back: %+v, want one channel.changed 1.0.0 → 1.0.1 (and none for the unaudited beta)", recs)
 	}
 }
+
+// TestAuditChannelDemoted: making a channel public takes the default role
+// from another public channel; that channel's change is recorded too, in
+// the same transaction, and a created channel shows only its bundle and
+// the settings that differ from a new channel's.
+func TestAuditChannelDemoted(t *testing.T) {
+	s, _ := open(t)
+	bg := context.Background()
+	ctx := WithWho(bg, Who{Actor: "bob", Addr: "::1"})
+	const app = "com.example.demote"
+	if _, err := s.CreateApp(ctx, app, "Demote"); err != nil {
+		t.Fatal(err)
+	}
+	yes, no := true, false
+	if _, _, _, err := s.PutChannel(ctx, app, "production", ChannelPatch{Public: &yes}, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, demoted, err := s.PutChannel(ctx, app, "next", ChannelPatch{Public: &yes, Electron: &no}, true); err != nil || len(demoted) != 1 {
+		t.Fatalf("demoted %v, %v", demoted, err)
+	}
+	recs, err := s.Audit(bg, AuditQuery{App: app, Actions: []string{"channel.created", "channel.changed"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range recs {
+		got = append(got, r.Actor+" "+r.Action+" "+r.Target+" "+string(r.Before)+" → "+string(r.After))
+	}
+	want := []string{
+		`bob channel.created production  → {"bundle":"","public":true}`,
+		`bob channel.created next  → {"bundle":"","public":true,"electron":false}`,
+		`bob channel.changed production {"public":true} → {"public":false}`,
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("records:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
