@@ -4,6 +4,8 @@ import (
 	"context"
 	"net"
 	"net/http"
+
+	"github.com/updraft-cdn/updraft/origin/store"
 )
 
 // Actor is who made an operator or edge API request: the name of the key
@@ -19,8 +21,24 @@ type Actor struct {
 
 type actorKey struct{}
 
+// withActor puts a in ctx, and with it the store's Who (the key's name and
+// the address): the store's write methods append each change's audit record
+// in the change's transaction (origin/store/audit.go).
 func withActor(ctx context.Context, a Actor) context.Context {
+	ctx = store.WithWho(ctx, store.Who{Actor: a.Key, Addr: a.Addr})
 	return context.WithValue(ctx, actorKey{}, a)
+}
+
+// Actors of the origin's own changes in the audit trail.
+const (
+	ActorGuard     = "guard"     // the rollout guard pausing or rolling back a rollout
+	ActorRetention = "retention" // bundles deleted by an app's --keep
+)
+
+// asOrigin returns ctx with the origin itself (actor: ActorGuard…) as who
+// makes the store's changes.
+func asOrigin(ctx context.Context, actor string) context.Context {
+	return store.WithWho(ctx, store.Who{Actor: actor})
 }
 
 // ActorFrom returns the actor of an API request's context (zero when the

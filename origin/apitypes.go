@@ -6,6 +6,8 @@ import "github.com/updraft-cdn/updraft/origin/api"
 // client (origin/client) shares without importing the server.
 type (
 	AppOptions       = api.AppOptions
+	AuditPage        = api.AuditPage
+	HistoryPage      = api.HistoryPage
 	AppSettings      = api.AppSettings
 	BundleInfo       = api.BundleInfo
 	DeltaStatus      = api.DeltaStatus

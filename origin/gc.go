@@ -30,12 +30,14 @@ package origin
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/updraft-cdn/updraft/origin/store"
 )
 
 type blobGC struct {
@@ -194,6 +196,18 @@ func (s *Server) postGC(w http.ResponseWriter, r *http.Request) error {
 	res, err := s.gc.collect(r.Context(), grace)
 	if err != nil {
 		return fmt.Errorf("blob gc: %w", err)
+	}
+	if res.Deleted > 0 {
+		// Blobs are files, not rows: the record follows their deletion (a
+		// crash in between loses the record, never a deletion's cause).
+		a := ActorFrom(r.Context())
+		after, _ := json.Marshal(struct {
+			Deleted int   `json:"deleted"`
+			Bytes   int64 `json:"bytes"`
+		}{res.Deleted, res.Bytes})
+		if _, err := s.store.AppendAudit(context.WithoutCancel(r.Context()), store.AuditRecord{Actor: a.Key, Addr: a.Addr, Action: "gc.run", After: after}); err != nil {
+			return fmt.Errorf("blob gc: audit record: %w", err)
+		}
 	}
 	writeJSON(w, http.StatusOK, res)
 	return nil

@@ -159,6 +159,7 @@ func (g *rolloutGuard) evaluate(ctx context.Context, gc store.GuardedChannel, st
 	if now.Before(g.retryAt[key]) {
 		return nil // a store error a moment ago: retry a little later
 	}
+	ctx = asOrigin(ctx, ActorGuard) // its records in the audit trail
 	if gc.Guard.Action == store.GuardNotify {
 		err = g.s.store.RecordGuardAction(ctx, a)
 	} else {

@@ -87,6 +87,7 @@ func (s *Server) deleteBundles(reason string, del func() ([]store.DeletedBundle,
 // setting changes; a failure is logged, not returned: what triggered it
 // stands.
 func (s *Server) applyRetention(ctx context.Context, appID string) []store.DeletedBundle {
+	ctx = asOrigin(ctx, ActorRetention)
 	deleted, err := s.deleteBundles("retention", func() ([]store.DeletedBundle, error) {
 		return s.store.PruneBundles(ctx, appID)
 	})
@@ -106,13 +107,19 @@ func (s *Server) patchApp(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	ctx := r.Context()
+	// One change, one audit record: the retention and the protocol options
+	// in one transaction.
 	if in.KeepBundles != nil {
-		if err := s.store.SetKeepBundles(ctx, appID, *in.KeepBundles); err != nil {
+		if err := s.store.SetAppOptions(ctx, appID, store.AppOptions{KeepBundles: in.KeepBundles,
+			ExposeMetadata: in.ExposeMetadata, AllowDeviceCustomID: in.AllowDeviceCustomID}); err != nil {
 			return storeErr(err, appID)
 		}
 		s.log.Info("origin: app retention set", "app", appID, "keep_bundles", *in.KeepBundles)
-	}
-	if err := s.applyProtocolOptions(ctx, appID, in.ExposeMetadata, in.AllowDeviceCustomID); err != nil {
+		if in.ExposeMetadata != nil || in.AllowDeviceCustomID != nil {
+			s.log.Info("origin: app protocol options", "app", appID, "expose_metadata", in.ExposeMetadata, "allow_device_custom_id", in.AllowDeviceCustomID)
+			s.awaitPublished(ctx)
+		}
+	} else if err := s.applyProtocolOptions(ctx, appID, in.ExposeMetadata, in.AllowDeviceCustomID); err != nil {
 		return err
 	}
 	keep, err := s.store.KeepBundles(ctx, appID)

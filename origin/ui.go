@@ -1,6 +1,7 @@
 package origin
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -151,8 +152,48 @@ type uiPage struct {
 	Charts   []uiChart
 	Segments []string
 	Guards   []GuardInfo
+	History  []uiHistory
 	Colors   map[string]string
 	Windows  []string
+}
+
+// uiHistory is a channel's deployment history: its last uiHistoryLen
+// audit records, newest first.
+type uiHistory struct {
+	Channel string
+	Entries []uiHistoryEntry
+}
+
+type uiHistoryEntry struct {
+	At, Actor, Addr, Action, Before, After string
+}
+
+const uiHistoryLen = 20
+
+// uiChannelHistory reads the history of the app's channels (of channel
+// only, when one is selected).
+func (s *Server) uiChannelHistory(ctx context.Context, appID, channel string) ([]uiHistory, error) {
+	chs, err := s.store.ListChannels(ctx, appID)
+	if err != nil {
+		return nil, err
+	}
+	var out []uiHistory
+	for _, ch := range chs {
+		if channel != "" && ch.Name != channel {
+			continue
+		}
+		page, err := s.channelHistory(ctx, appID, ch.Name, store.AuditQuery{Limit: uiHistoryLen})
+		if err != nil {
+			return nil, err
+		}
+		h := uiHistory{Channel: ch.Name}
+		for _, r := range page.Records {
+			h.Entries = append(h.Entries, uiHistoryEntry{At: time.UnixMilli(r.At).UTC().Format("2006-01-02 15:04:05"),
+				Actor: r.Actor, Addr: r.Addr, Action: r.Action, Before: string(r.Before), After: string(r.After)})
+		}
+		out = append(out, h)
+	}
+	return out, nil
 }
 
 // chart draws series (nil points are gaps, negative values skipped) on a
@@ -247,6 +288,8 @@ td:first-child,th:first-child{text-align:left} .muted{color:#777} a{color:#1f5fa
 svg{display:block;border:1px solid #ddd;background:#fcfcfc} .axis{stroke:#999;stroke-width:1} .grid{stroke:#eee}
 .series{fill:none;stroke-width:2.5} .tick{font-size:11px;fill:#555} .legend span{display:inline-block;margin-right:14px}
 .swatch{display:inline-block;width:12px;height:12px;margin-right:4px;vertical-align:-1px}
+h3{font-size:14px;margin:16px 0 4px} table.history td,table.history th{text-align:left;vertical-align:top}
+table.history code{font-size:12px;word-break:break-all}
 </style></head><body>
 <h1>Updraft analytics</h1>
 {{if not .App}}
@@ -282,6 +325,12 @@ svg{display:block;border:1px solid #ddd;background:#fcfcfc} .axis{stroke:#999;st
 {{range .Guards}}<tr><td>{{.Channel}}</td><td>{{.Guard.Action}}</td><td>{{.Guard.ThresholdBPS}} bps</td><td>{{with .Status}}{{.State}}{{end}}</td>
 <td>{{with .Status}}{{.Attempts}}{{end}}</td><td>{{with .Status}}{{.Failures}}{{end}}</td><td>{{range $i, $a := .Actions}}{{if eq $i 0}}{{$a.Action}} {{$a.At.Format "01-02 15:04:05"}}{{end}}{{end}}</td></tr>{{end}}
 </table>{{end}}
+{{if .History}}<h2>Deployment history</h2>
+{{range .History}}<h3 id="history-{{.Channel}}">{{.Channel}}</h3>
+<table class="history"><tr><th>time (UTC)</th><th>by</th><th>action</th><th>before</th><th>after</th></tr>
+{{range .Entries}}<tr><td>{{.At}}</td><td title="{{.Addr}}">{{.Actor}}</td><td>{{.Action}}</td><td><code>{{.Before}}</code></td><td><code>{{.After}}</code></td></tr>
+{{else}}<tr><td class="muted" colspan="5">no change recorded</td></tr>{{end}}
+</table>{{end}}{{end}}
 {{end}}
 </body></html>
 `))
@@ -354,6 +403,10 @@ func (s *Server) ui(w http.ResponseWriter, r *http.Request) {
 			if info, err := s.guardInfo(ctx, appID, g.Channel); err == nil {
 				page.Guards = append(page.Guards, *info)
 			}
+		}
+		if page.History, err = s.uiChannelHistory(ctx, appID, page.Channel); err != nil {
+			fail(http.StatusInternalServerError, err)
+			return
 		}
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")

@@ -133,6 +133,10 @@ var docs = []cmdDoc{
 		summary: "pause or roll back a rollout whose installs fail too often (no flags: show it)",
 		examples: []string{"updraft channel guard production --app com.example.app --threshold 10 --min-attempts 50",
 			"updraft channel guard production --app com.example.app"}},
+	{name: "channel history", section: secOperator, args: "NAME --app ID [--limit 50] [--before ID] [--since 7d] [--json]",
+		summary: "the channel's deployment history: bundle, rollouts, A/B splits, guard actions, by whom and when (newest first)",
+		examples: []string{"updraft channel history production --app com.example.app",
+			"updraft channel history production --app com.example.app --since 7d --json"}},
 
 	{name: "segment add", section: secOperator, args: "NAME --app ID --channel C [--platform P] [--version-build RANGE] [--custom-id-prefix X] [flags]",
 		summary:  "add an attribute rule sending matching devices to a channel",
@@ -156,6 +160,12 @@ var docs = []cmdDoc{
 		examples: []string{"updraft stats --app com.example.app", "updraft stats --app com.example.app --channel production --since 1h --json"}},
 	{name: "gc", section: secOperator, args: "[--grace 1h]", summary: "delete blobs no bundle references now (older than the grace)",
 		examples: []string{"updraft gc", "updraft gc --grace 24h"}},
+	{name: "audit", section: secOperator, args: "[--app ID] [--since 24h|RFC3339] [--action a,b] [--target T] [--limit N] [--json]",
+		summary: "the audit trail: who changed what, when, from which address, before → after (oldest first)",
+		examples: []string{"updraft audit --app com.example.app --since 24h",
+			"updraft audit --action rollout.paused,rollout.rolled_back,guard.acted --since 7d --json"},
+		notes: "Every change made through the operator API is recorded with the key's name and the client's address, in the\n" +
+			"change's own transaction; the origin's own changes name it: guard (rollout guard) and retention (app set --keep)."},
 
 	{name: "migrate", section: secMigrate, args: "[--data DIR] [--from-store URL] [--from-blobs URL] [--to-data DIR] [--to-store URL] [--to-blobs URL] [--verify]",
 		summary: "copy store and blobs between SQLite + files and PostgreSQL + S3 (resumable)",

@@ -94,6 +94,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		err = cmdBench(ctx, rest, stdout, stderr)
 	case "gc": // lifecycle.go
 		err = cmdGC(ctx, rest, stdout, stderr)
+	case "audit": // audit.go
+		err = cmdAudit(ctx, rest, stdout, stderr)
 	case "migrate": // migrate.go
 		err = cmdMigrate(ctx, rest, stdout, stderr)
 	case "help", "-h", "--help", "-help":
@@ -123,6 +125,8 @@ func runSub(ctx context.Context, group, sub string, args []string, stdout, stder
 			return cmdAB(ctx, args, stdout, stderr)
 		case "guard":
 			return cmdGuard(ctx, args, stdout, stderr)
+		case "history": // audit.go
+			return cmdChannelHistory(ctx, args, stdout, stderr)
 		}
 		return cmdChannel(ctx, sub, args, stdout, stderr)
 	case "segment":

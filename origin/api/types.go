@@ -217,3 +217,20 @@ type RebuildRequest struct {
 	// broken builder); without it, the build only adds what is missing.
 	Force bool `json:"force,omitempty"`
 }
+
+// AuditPage is what GET /api/v1/audit and /api/v1/apps/{app}/audit answer:
+// records oldest first, and the id to pass as after= for the next page (the
+// last record's, or the after= given when there is none: polling with it
+// returns only new records).
+type AuditPage struct {
+	Records   []store.AuditRecord `json:"records"`
+	NextAfter int64               `json:"next_after"`
+}
+
+// HistoryPage is what GET /api/v1/apps/{app}/channels/{name}/history
+// answers: the channel's audit records newest first, and the id to pass as
+// before= for the next (older) page, 0 when this page is the last.
+type HistoryPage struct {
+	Records    []store.AuditRecord `json:"records"`
+	NextBefore int64               `json:"next_before"`
+}

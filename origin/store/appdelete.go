@@ -94,7 +94,7 @@ func (s *Store) DeleteApp(ctx context.Context, appID string) (DeletedApp, error)
 			}
 			out.Rows[table], _ = res.RowsAffected()
 		}
-		return nil
+		return audit(ctx, tx, appID, "app.deleted", appID, obj{{"bundles", out.Rows["bundles"]}, {"channels", out.Rows["channels"]}}, nil)
 	})
 	return out, err
 }

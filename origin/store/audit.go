@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"strings"
 	"time"
+
+	"github.com/updraft-cdn/updraft/origin/snapshot"
 )
 
 // AuditRecord is one entry of the audit trail: who (the API key's name, or
@@ -48,23 +50,29 @@ func (s *Store) AppendAudit(ctx context.Context, rec AuditRecord) (id int64, err
 
 // AuditQuery selects audit records: of App ("" : every app and the
 // installation's own), with an id above AfterID, at or after SinceMs, with
-// one of Actions (none: all) and Target ("" : any), oldest first, at most
-// Limit (0: 1,000).
+// one of Actions (none: all) and Target ("" : any), oldest first (newest
+// first with Newest, below BeforeID when set), at most Limit (0: 1,000).
 type AuditQuery struct {
-	App     string
-	AfterID int64
-	SinceMs int64
-	Actions []string
-	Target  string
-	Limit   int
+	App      string
+	AfterID  int64
+	BeforeID int64
+	Newest   bool
+	SinceMs  int64
+	Actions  []string
+	Target   string
+	Limit    int
 }
 
-// Audit returns the audit records q selects, oldest first.
+// Audit returns the audit records q selects, oldest first (or newest first).
 func (s *Store) Audit(ctx context.Context, q AuditQuery) ([]AuditRecord, error) {
 	var where []string
 	var args []any
 	where = append(where, "id > ?")
 	args = append(args, q.AfterID)
+	if q.BeforeID > 0 {
+		where = append(where, "id < ?")
+		args = append(args, q.BeforeID)
+	}
 	if q.App != "" {
 		where = append(where, "app_id = ?")
 		args = append(args, q.App)
@@ -89,8 +97,12 @@ func (s *Store) Audit(ctx context.Context, q AuditQuery) ([]AuditRecord, error) 
 		limit = 1000
 	}
 	args = append(args, limit)
+	order := "id"
+	if q.Newest {
+		order = "id DESC"
+	}
 	rows, err := s.db.QueryContext(ctx, `SELECT id, at, app_id, actor, addr, action, target, before, after FROM audit_log
-		WHERE `+strings.Join(where, " AND ")+` ORDER BY id LIMIT ?`, args...)
+		WHERE `+strings.Join(where, " AND ")+` ORDER BY `+order+` LIMIT ?`, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -111,4 +123,183 @@ func (s *Store) Audit(ctx context.Context, q AuditQuery) ([]AuditRecord, error) 
 		out = append(out, r)
 	}
 	return out, rows.Err()
+}
+
+// Who names who makes a change: the API key's name (or the origin itself:
+// "guard", "retention") and the client's address. The origin puts it in a
+// request's context (origin/actor.go); the store's write methods read it
+// and append the change's audit record in the change's own transaction, so
+// a change never commits without its record, nor a record without its
+// change. A write whose context carries no Who (device traffic, background
+// work such as delta builds) is not audited.
+type Who struct {
+	Actor string
+	Addr  string
+}
+
+type whoKey struct{}
+
+// WithWho returns ctx carrying who.
+func WithWho(ctx context.Context, who Who) context.Context {
+	return context.WithValue(ctx, whoKey{}, who)
+}
+
+// WhoFrom returns the Who of ctx; ok is false when there is none.
+func WhoFrom(ctx context.Context) (who Who, ok bool) {
+	who, ok = ctx.Value(whoKey{}).(Who)
+	return who, ok && who.Actor != ""
+}
+
+// audit appends the record of a change in its transaction when ctx names
+// who made it. before and after are the state that changed (nil: none);
+// a change whose before and after are equal records nothing.
+func audit(ctx context.Context, tx *Tx, app, action, target string, before, after any) error {
+	who, ok := WhoFrom(ctx)
+	if !ok {
+		return nil
+	}
+	b, err := auditJSON(before)
+	if err != nil {
+		return err
+	}
+	a, err := auditJSON(after)
+	if err != nil {
+		return err
+	}
+	if (b == nil && a == nil) || (b != nil && a != nil && string(b) == string(a)) {
+		return nil
+	}
+	_, err = tx.AppendAudit(ctx, AuditRecord{App: app, Actor: who.Actor, Addr: who.Addr, Action: action, Target: target, Before: b, After: a})
+	return err
+}
+
+func auditJSON(v any) (json.RawMessage, error) {
+	switch v := v.(type) {
+	case nil:
+		return nil, nil
+	case obj:
+		if v == nil {
+			return nil, nil
+		}
+	}
+	return json.Marshal(v)
+}
+
+// obj is a JSON object whose keys keep their order: audit records show
+// state in a fixed, readable order.
+type obj []kv
+
+type kv struct {
+	k string
+	v any
+}
+
+func (o obj) MarshalJSON() ([]byte, error) {
+	var b strings.Builder
+	b.WriteByte('{')
+	for i, e := range o {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		k, _ := json.Marshal(e.k)
+		v, err := json.Marshal(e.v)
+		if err != nil {
+			return nil, err
+		}
+		b.Write(k)
+		b.WriteByte(':')
+		b.Write(v)
+	}
+	b.WriteByte('}')
+	return []byte(b.String()), nil
+}
+
+// diff returns the entries of before and after (the same keys in the same
+// order) whose values differ; both nil when nothing differs.
+func diff(before, after obj) (obj, obj) {
+	var b, a obj
+	for i := range before {
+		x, _ := json.Marshal(before[i].v)
+		y, _ := json.Marshal(after[i].v)
+		if string(x) != string(y) {
+			b = append(b, before[i])
+			a = append(a, after[i])
+		}
+	}
+	return b, a
+}
+
+// auditRollout and auditArm are the parts of a rollout and an A/B arm an
+// audit record shows (not their bucket seeds or start times).
+type auditRollout struct {
+	Bundle string `json:"bundle"`
+	BPS    int    `json:"bps"`
+	Paused bool   `json:"paused"`
+}
+
+type auditArm struct {
+	Name   string `json:"name"`
+	Bundle string `json:"bundle"`
+	BPS    int    `json:"bps"`
+}
+
+// channelState is a channel's state as audit records show it: what it
+// serves first (bundle, rollout, A/B arms), then its settings.
+func channelState(c snapshot.Channel) obj {
+	var ro *auditRollout
+	if c.Rollout != nil {
+		ro = &auditRollout{Bundle: c.Rollout.Bundle, BPS: c.Rollout.BPS, Paused: c.Rollout.Paused}
+	}
+	var arms []auditArm
+	if c.AB != nil {
+		for _, a := range c.AB.Arms {
+			arms = append(arms, auditArm{Name: a.Name, Bundle: a.Bundle, BPS: a.BPS})
+		}
+	}
+	return obj{
+		{"bundle", c.Bundle}, {"rollout", ro}, {"ab", arms},
+		{"public", c.Public}, {"ios", c.IOS}, {"android", c.Android}, {"electron", c.Electron},
+		{"allow_device_self_set", c.AllowDeviceSelfSet}, {"allow_emulator", c.AllowEmulator},
+		{"allow_dev", c.AllowDev}, {"allow_prod", c.AllowProd}, {"allow_device", c.AllowDevice},
+		{"disable_auto_update", c.DisableAutoUpdate}, {"disable_auto_update_under_native", c.DisableAutoUpdateUnderNative},
+	}
+}
+
+// auditChannel records a change of a channel from before to after (nil
+// before: created) under action, with only the fields that changed; a
+// created channel shows its bundle and the settings it has other than a
+// new channel's defaults.
+func auditChannel(ctx context.Context, tx *Tx, app, action string, before *snapshot.Channel, after snapshot.Channel) error {
+	if before != nil {
+		return auditChannelFrom(ctx, tx, app, action, channelState(*before), after)
+	}
+	{
+		def := NewChannel(after.Name)
+		_, a := diff(channelState(def), channelState(after))
+		if len(a) == 0 || a[0].k != "bundle" {
+			a = append(obj{{"bundle", after.Bundle}}, a...)
+		}
+		return audit(ctx, tx, app, action, after.Name, nil, a)
+	}
+}
+
+// auditChannelFrom records a change of a channel from the state before
+// (channelState, taken before the change) to after.
+func auditChannelFrom(ctx context.Context, tx *Tx, app, action string, before obj, after snapshot.Channel) error {
+	b, a := diff(before, channelState(after))
+	if a == nil {
+		return nil
+	}
+	return audit(ctx, tx, app, action, after.Name, b, a)
+}
+
+// rolloutAuditActions maps rollout actions onto audit actions.
+var rolloutAuditActions = map[RolloutAction]string{
+	RolloutSet: "rollout.set", RolloutPause: "rollout.paused", RolloutResume: "rollout.resumed",
+	RolloutPromote: "rollout.promoted", RolloutRollback: "rollout.rolled_back",
+}
+
+// bundleState is what a bundle's audit records show of it.
+func bundleState(version, sha string, size int64) obj {
+	return obj{{"version", version}, {"sha256", sha}, {"size", size}}
 }

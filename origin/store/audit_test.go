@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"testing"
 )
 
@@ -53,5 +54,123 @@ func TestAuditAppendAndQuery(t *testing.T) {
 	lim, _ := s.Audit(ctx, AuditQuery{Limit: 1, AfterID: ids[0]})
 	if len(lim) != 1 || lim[0].ID != ids[1] {
 		t.Fatalf("limit 1 after first: %+v", lim)
+	}
+}
+
+// TestAuditRecordCommitsWithItsChange: a change and its audit record commit
+// together. With the audit table unwritable, an audited write fails and
+// leaves nothing behind (no change, no revision); once it is back, the
+// same write commits with its record. Without a Who (device traffic,
+// background work) nothing is recorded.
+func TestAuditRecordCommitsWithItsChange(t *testing.T) {
+	s, _ := open(t)
+	bg := context.Background()
+	ctx := WithWho(bg, Who{Actor: "alice", Addr: "10.1.2.3"})
+	const app = "com.example.tx"
+	if _, err := s.CreateApp(ctx, app, ""); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []string{"1.0.0", "1.0.1"} {
+		if _, err := s.CreateBundle(ctx, Bundle{AppID: app, Version: v, SHA256: strings.Repeat("a", 64), Size: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v0 := "1.0.0"
+	if _, _, _, err := s.PutChannel(ctx, app, "production", ChannelPatch{Bundle: &v0}, true); err != nil {
+		t.Fatal(err)
+	}
+	recs, _ := s.Audit(bg, AuditQuery{})
+	if len(recs) != 4 || recs[3].Action != "channel.created" || recs[3].Actor != "alice" || recs[3].Addr != "10.1.2.3" {
+		t.Fatalf("records: %+v", recs)
+	}
+	rev, _ := s.Rev(bg)
+
+	if _, err := s.db.ExecContext(bg, `ALTER TABLE audit_log RENAME TO audit_log_away`); err != nil {
+		t.Fatal(err)
+	}
+	v1 := "1.0.1"
+	bps := 1000
+	writes := map[string]func() error{
+		"channel": func() error {
+			_, _, _, err := s.PutChannel(ctx, app, "production", ChannelPatch{Bundle: &v1}, false)
+			return err
+		},
+		"rollout": func() error { _, err := s.SetRollout(ctx, app, "production", RolloutSet, v1, bps); return err },
+		"bundle": func() error {
+			_, err := s.CreateBundle(ctx, Bundle{AppID: app, Version: "1.0.2", SHA256: strings.Repeat("b", 64), Size: 1})
+			return err
+		},
+		"delete": func() error { _, err := s.DeleteBundle(ctx, app, "1.0.1"); return err },
+		"keep":   func() error { return s.SetKeepBundles(ctx, app, 1) },
+		"app":    func() error { _, err := s.DeleteApp(ctx, app); return err },
+	}
+	for what, w := range writes {
+		if err := w(); err == nil {
+			t.Fatalf("%s: committed although its audit record could not be written", what)
+		}
+	}
+	chs, err := s.ListChannels(bg, app)
+	if err != nil || len(chs) != 1 || chs[0].Bundle != "1.0.0" || chs[0].Rollout != nil {
+		t.Fatalf("channels after the failed writes: %+v, %v; want production on 1.0.0, no rollout", chs, err)
+	}
+	bs, _ := s.ListBundles(bg, app)
+	keep, _ := s.KeepBundles(bg, app)
+	if len(bs) != 2 || keep != 0 {
+		t.Fatalf("after the failed writes: %d bundles, keep %d; want 2 and 0", len(bs), keep)
+	}
+	if r, _ := s.Rev(bg); r != rev {
+		t.Fatalf("revision moved from %d to %d with every write rolled back", rev, r)
+	}
+	// Unaudited writes (no Who) do not touch the table.
+	if _, _, _, err := s.PutChannel(bg, app, "beta", ChannelPatch{Bundle: &v0}, false); err != nil {
+		t.Fatalf("unaudited write: %v", err)
+	}
+
+	if _, err := s.db.ExecContext(bg, `ALTER TABLE audit_log_away RENAME TO audit_log`); err != nil {
+		t.Fatal(err)
+	}
+	if err := writes["channel"](); err != nil {
+		t.Fatal(err)
+	}
+	recs, _ = s.Audit(bg, AuditQuery{AfterID: recs[3].ID})
+	if len(recs) != 1 || recs[0].Action != "channel.changed" || string(recs[0].Before) != `{"bundle":"1.0.0"}` || string(recs[0].After) != `{"bundle":"1.0.1"}` {
+		t.Fatalf("after the table is back: %+v, want one channel.changed 1.0.0 → 1.0.1 (and none for the unaudited beta)", recs)
+	}
+}
+
+// TestAuditChannelDemoted: making a channel public takes the default role
+// from another public channel; that channel's change is recorded too, in
+// the same transaction, and a created channel shows only its bundle and
+// the settings that differ from a new channel's.
+func TestAuditChannelDemoted(t *testing.T) {
+	s, _ := open(t)
+	bg := context.Background()
+	ctx := WithWho(bg, Who{Actor: "bob", Addr: "::1"})
+	const app = "com.example.demote"
+	if _, err := s.CreateApp(ctx, app, "Demote"); err != nil {
+		t.Fatal(err)
+	}
+	yes, no := true, false
+	if _, _, _, err := s.PutChannel(ctx, app, "production", ChannelPatch{Public: &yes}, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, demoted, err := s.PutChannel(ctx, app, "next", ChannelPatch{Public: &yes, Electron: &no}, true); err != nil || len(demoted) != 1 {
+		t.Fatalf("demoted %v, %v", demoted, err)
+	}
+	recs, err := s.Audit(bg, AuditQuery{App: app, Actions: []string{"channel.created", "channel.changed"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range recs {
+		got = append(got, r.Actor+" "+r.Action+" "+r.Target+" "+string(r.Before)+" → "+string(r.After))
+	}
+	want := []string{
+		`bob channel.created production  → {"bundle":"","public":true}`,
+		`bob channel.created next  → {"bundle":"","public":true,"electron":false}`,
+		`bob channel.changed production {"public":true} → {"public":false}`,
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("records:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }

@@ -2,7 +2,9 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
+	"errors"
 	"time"
 )
 
@@ -145,9 +147,25 @@ func (s *Store) SetGuard(ctx context.Context, appID, channel string, g *Guard) e
 		if _, err := lockChannel(ctx, tx, appID, channel); err != nil {
 			return err
 		}
+		var before any
+		var cfg string
+		switch err := tx.QueryRowContext(ctx, `SELECT config FROM channel_guards WHERE app_id = ? AND channel = ?`, appID, channel).Scan(&cfg); {
+		case err == nil:
+			var old Guard
+			if err := json.Unmarshal([]byte(cfg), &old); err != nil {
+				return err
+			}
+			old = DefaultGuard(old)
+			before = old
+		case !errors.Is(err, sql.ErrNoRows):
+			return err
+		}
 		if g == nil {
 			_, err := tx.ExecContext(ctx, `DELETE FROM channel_guards WHERE app_id = ? AND channel = ?`, appID, channel)
-			return err
+			if err != nil {
+				return err
+			}
+			return audit(ctx, tx, appID, "guard.deleted", channel, before, nil)
 		}
 		if err := g.Validate(); err != nil {
 			return err
@@ -158,7 +176,10 @@ func (s *Store) SetGuard(ctx context.Context, appID, channel string, g *Guard) e
 		}
 		_, err = tx.ExecContext(ctx, `INSERT INTO channel_guards (app_id, channel, config, last_action_at) VALUES (?, ?, ?, 0)
 			ON CONFLICT (app_id, channel) DO UPDATE SET config = excluded.config`, appID, channel, string(b))
-		return err
+		if err != nil {
+			return err
+		}
+		return audit(ctx, tx, appID, "guard.set", channel, before, *g)
 	})
 }
 
@@ -213,23 +234,31 @@ func (s *Store) GuardAct(ctx context.Context, a GuardAction) error {
 		action = RolloutRollback
 	}
 	return s.write(ctx, true, func(tx *Tx) error {
-		if _, err := setRollout(ctx, tx, a.AppID, a.Channel, action, a.Bundle, 0); err != nil {
+		// Recorded first: the audit trail shows guard.acted, then what it
+		// did to the rollout.
+		if err := recordGuardAction(ctx, tx, a); err != nil {
 			return err
 		}
-		return recordGuardAction(ctx, tx, a)
+		_, err := setRollout(ctx, tx, a.AppID, a.Channel, action, a.Bundle, 0)
+		return err
 	})
 }
 
 func recordGuardAction(ctx context.Context, tx *Tx, a GuardAction) error {
-	{
-		if _, err := tx.ExecContext(ctx, `INSERT INTO guard_actions (app_id, channel, at, action, bundle, attempts, failures, failure_rate, lower_bound, error)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, a.AppID, a.Channel, a.At.UnixMilli(), a.Action, a.Bundle, a.Attempts, a.Failures,
-			a.FailureRate, a.LowerBound, a.Error); err != nil {
-			return err
-		}
-		_, err := tx.ExecContext(ctx, `UPDATE channel_guards SET last_action_at = ? WHERE app_id = ? AND channel = ?`, a.At.UnixMilli(), a.AppID, a.Channel)
+	if _, err := tx.ExecContext(ctx, `INSERT INTO guard_actions (app_id, channel, at, action, bundle, attempts, failures, failure_rate, lower_bound, error)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, a.AppID, a.Channel, a.At.UnixMilli(), a.Action, a.Bundle, a.Attempts, a.Failures,
+		a.FailureRate, a.LowerBound, a.Error); err != nil {
 		return err
 	}
+	if _, err := tx.ExecContext(ctx, `UPDATE channel_guards SET last_action_at = ? WHERE app_id = ? AND channel = ?`, a.At.UnixMilli(), a.AppID, a.Channel); err != nil {
+		return err
+	}
+	after := obj{{"action", a.Action}, {"bundle", a.Bundle}, {"attempts", a.Attempts}, {"failures", a.Failures},
+		{"failure_rate", a.FailureRate}, {"failure_rate_lower", a.LowerBound}}
+	if a.Error != "" {
+		after = append(after, kv{"error", a.Error})
+	}
+	return audit(ctx, tx, a.AppID, "guard.acted", a.Channel, nil, after)
 }
 
 // GuardActions lists a channel's guard actions, newest first (at most limit).

@@ -285,6 +285,9 @@ func (s *Store) RequeueBuild(ctx context.Context, appID, version string, clear b
 				}
 			}
 		}
-		return enqueueJob(ctx, tx, JobBuild, appID, version, time.Now())
+		if err := enqueueJob(ctx, tx, JobBuild, appID, version, time.Now()); err != nil {
+			return err
+		}
+		return audit(ctx, tx, appID, "bundle.rebuilt", version, nil, obj{{"force", clear}})
 	})
 }

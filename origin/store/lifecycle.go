@@ -110,7 +110,8 @@ func (s *Store) DeleteBundle(ctx context.Context, appID, version string) (Delete
 func deleteBundle(ctx context.Context, tx *Tx, appID, version string, refs map[string][]string) (DeletedBundle, error) {
 	d := DeletedBundle{AppID: appID, Version: version}
 	var zip, canonical string
-	err := tx.QueryRowContext(ctx, `SELECT sha256, canonical_sha256 FROM bundles WHERE app_id = ? AND version = ?`, appID, version).Scan(&zip, &canonical)
+	var size int64
+	err := tx.QueryRowContext(ctx, `SELECT sha256, canonical_sha256, size FROM bundles WHERE app_id = ? AND version = ?`, appID, version).Scan(&zip, &canonical, &size)
 	if errors.Is(err, sql.ErrNoRows) {
 		return d, &InvalidError{Code: CodeBundleNotFound, Msg: fmt.Sprintf("app %s has no bundle %q", appID, version)}
 	}
@@ -159,7 +160,7 @@ func deleteBundle(ctx context.Context, tx *Tx, appID, version string, refs map[s
 	if _, err := tx.ExecContext(ctx, `DELETE FROM jobs WHERE app_id = ? AND version = ?`, appID, version); err != nil {
 		return d, err
 	}
-	return d, nil
+	return d, audit(ctx, tx, appID, "bundle.deleted", version, bundleState(version, zip, size), nil)
 }
 
 // errNoChange rolls back a write that turned out to change nothing (no
@@ -183,16 +184,7 @@ func (s *Store) SetKeepBundles(ctx context.Context, appID string, keep int) erro
 	if keep < 0 {
 		return &InvalidError{Code: "invalid_keep", Msg: fmt.Sprintf("keep_bundles %d: want 0 (keep all) or more", keep)}
 	}
-	return s.write(ctx, false, func(tx *Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE apps SET keep_bundles = ? WHERE id = ?`, keep, appID)
-		if err != nil {
-			return err
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return ErrNotFound
-		}
-		return nil
-	})
+	return s.SetAppOptions(ctx, appID, AppOptions{KeepBundles: &keep})
 }
 
 // PruneBundles applies the app's retention: of its bundles in upload order,

@@ -113,7 +113,10 @@ func (s *Store) CreateApp(ctx context.Context, id, name string) (App, error) {
 		if s.isUniqueViolation(err) {
 			return ErrExists
 		}
-		return err
+		if err != nil {
+			return err
+		}
+		return audit(ctx, tx, a.ID, "app.created", a.ID, nil, obj{{"id", a.ID}, {"name", a.Name}})
 	})
 	return a, err
 }
@@ -187,6 +190,9 @@ func (s *Store) CreateBundleWithManifest(ctx context.Context, b Bundle, files []
 			return ErrExists
 		}
 		if err != nil {
+			return err
+		}
+		if err := audit(ctx, tx, b.AppID, "bundle.uploaded", b.Version, nil, bundleState(b.Version, b.SHA256, b.Size)); err != nil {
 			return err
 		}
 		if b.SessionKey == "" {
@@ -434,11 +440,14 @@ func (s *Store) PutChannel(ctx context.Context, appID, name string, p ChannelPat
 			return err
 		}
 		now := time.Now().UTC().Truncate(time.Second)
+		var before *snapshot.Channel
 		if len(existing) == 1 {
 			if create {
 				return ErrExists
 			}
 			ch = existing[0]
+			prev := ch.Channel
+			before = &prev
 		} else {
 			created = true
 			ch = Channel{Channel: NewChannel(name), AppID: appID, CreatedAt: now}
@@ -476,6 +485,13 @@ func (s *Store) PutChannel(ctx context.Context, appID, name string, p ChannelPat
 			return fmt.Errorf("re-read channel %s: %v", name, err)
 		}
 		ch = saved[0]
+		action := "channel.changed"
+		if created {
+			action = "channel.created"
+		}
+		if err := auditChannel(ctx, tx, appID, action, before, ch.Channel); err != nil {
+			return err
+		}
 		if !ch.Public {
 			return nil
 		}
@@ -497,6 +513,11 @@ func (s *Store) PutChannel(ctx context.Context, appID, name string, p ChannelPat
 		}
 		for _, o := range others {
 			if _, err := tx.ExecContext(ctx, `UPDATE channels SET public = 0, updated_at = ? WHERE app_id = ? AND name = ?`, now.Unix(), appID, o.Name); err != nil {
+				return err
+			}
+			demotedCh := o.Channel
+			demotedCh.Public = false
+			if err := auditChannel(ctx, tx, appID, "channel.changed", &o.Channel, demotedCh); err != nil {
 				return err
 			}
 			demoted = append(demoted, o.Name)

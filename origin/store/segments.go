@@ -144,6 +144,7 @@ func setRollout(ctx context.Context, tx *Tx, appID, channel string, action Rollo
 		if err != nil {
 			return err
 		}
+		before := channelState(ch.Channel) // copies: the switch below changes *ch.Rollout
 		if action != RolloutSet && ch.Rollout == nil {
 			return invalid(CodeNoRollout, "channel %s has no rollout to %s", channel, action)
 		}
@@ -183,7 +184,10 @@ func setRollout(ctx context.Context, tx *Tx, appID, channel string, action Rollo
 			return invalid("invalid_action", "rollout action %q: want set, pause, resume, promote or rollback", action)
 		}
 		out = ch
-		return saveSplit(ctx, tx, ch)
+		if err := saveSplit(ctx, tx, ch); err != nil {
+			return err
+		}
+		return auditChannelFrom(ctx, tx, appID, rolloutAuditActions[action], before, ch.Channel)
 	}()
 	return out, err
 }
@@ -196,10 +200,14 @@ func (s *Store) SetAB(ctx context.Context, appID, channel string, arms []snapsho
 		if err != nil {
 			return err
 		}
+		before := channelState(ch.Channel)
 		if len(arms) == 0 {
 			ch.AB = nil
 			out = ch
-			return saveSplit(ctx, tx, ch)
+			if err := saveSplit(ctx, tx, ch); err != nil {
+				return err
+			}
+			return auditChannelFrom(ctx, tx, appID, "ab.deleted", before, ch.Channel)
 		}
 		if ch.Rollout != nil {
 			return invalid(CodeRolloutActive, "channel %s runs a rollout; promote or roll it back before an A/B split", channel)
@@ -221,7 +229,10 @@ func (s *Store) SetAB(ctx context.Context, appID, channel string, arms []snapsho
 		}
 		ch.AB = split
 		out = ch
-		return saveSplit(ctx, tx, ch)
+		if err := saveSplit(ctx, tx, ch); err != nil {
+			return err
+		}
+		return auditChannelFrom(ctx, tx, appID, "ab.set", before, ch.Channel)
 	})
 	return out, err
 }
@@ -308,8 +319,11 @@ func (s *Store) AddSegment(ctx context.Context, appID string, rule snapshot.Rule
 		if s.isUniqueViolation(err) {
 			return ErrExists
 		}
+		if err != nil {
+			return err
+		}
 		out = Segment{Rule: rule, AppID: appID, Position: position}
-		return err
+		return audit(ctx, tx, appID, "segment.added", rule.Name, nil, obj{{"position", position}, {"rule", json.RawMessage(raw)}})
 	})
 	return out, err
 }
@@ -318,7 +332,8 @@ func (s *Store) AddSegment(ctx context.Context, appID string, rule snapshot.Rule
 func (s *Store) RemoveSegment(ctx context.Context, appID, name string) error {
 	return s.write(ctx, true, func(tx *Tx) error {
 		var pos int
-		err := tx.QueryRowContext(ctx, `SELECT position FROM segments WHERE app_id = ? AND name = ?`, appID, name).Scan(&pos)
+		var raw string
+		err := tx.QueryRowContext(ctx, `SELECT position, rule FROM segments WHERE app_id = ? AND name = ?`, appID, name).Scan(&pos, &raw)
 		if errors.Is(err, sql.ErrNoRows) {
 			return invalid(CodeUnknownSegment, "app %s has no segment %q", appID, name)
 		}
@@ -328,8 +343,10 @@ func (s *Store) RemoveSegment(ctx context.Context, appID, name string) error {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM segments WHERE app_id = ? AND name = ?`, appID, name); err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `UPDATE segments SET position = position - 1 WHERE app_id = ? AND position > ?`, appID, pos)
-		return err
+		if _, err = tx.ExecContext(ctx, `UPDATE segments SET position = position - 1 WHERE app_id = ? AND position > ?`, appID, pos); err != nil {
+			return err
+		}
+		return audit(ctx, tx, appID, "segment.removed", name, obj{{"position", pos}, {"rule", json.RawMessage(raw)}}, nil)
 	})
 }
 
@@ -348,31 +365,48 @@ func (s *Store) SetOverrides(ctx context.Context, appID, channel string, deviceI
 		if err := appExists(ctx, tx, appID); err != nil {
 			return err
 		}
+		var changed int64
 		if channel == "" {
 			for _, u := range ids {
-				if _, err := tx.ExecContext(ctx, `DELETE FROM device_overrides WHERE app_id = ? AND device_id = ?`, appID, u[:]); err != nil {
+				res, err := tx.ExecContext(ctx, `DELETE FROM device_overrides WHERE app_id = ? AND device_id = ?`, appID, u[:])
+				if err != nil {
 					return err
 				}
+				n, _ := res.RowsAffected()
+				changed += n
 			}
-			return nil
+			return auditOverrides(ctx, tx, appID, channel, changed)
 		}
 		if _, err := lockChannel(ctx, tx, appID, channel); err != nil {
 			return err
 		}
 		stmt, err := tx.PrepareContext(ctx, `INSERT INTO device_overrides (app_id, device_id, channel, updated_at, source) VALUES (?, ?, ?, ?, '`+SourceOperator+`')
-			ON CONFLICT (app_id, device_id) DO UPDATE SET channel = excluded.channel, updated_at = excluded.updated_at, source = excluded.source`)
+			ON CONFLICT (app_id, device_id) DO UPDATE SET channel = excluded.channel, updated_at = excluded.updated_at, source = excluded.source
+			WHERE device_overrides.channel <> excluded.channel OR device_overrides.source <> excluded.source`)
 		if err != nil {
 			return err
 		}
 		defer stmt.Close()
 		now := time.Now().Unix()
 		for _, u := range ids {
-			if _, err := stmt.ExecContext(ctx, appID, u[:], channel, now); err != nil {
+			res, err := stmt.ExecContext(ctx, appID, u[:], channel, now)
+			if err != nil {
 				return err
 			}
+			n, _ := res.RowsAffected()
+			changed += n
 		}
-		return nil
+		return auditOverrides(ctx, tx, appID, channel, changed)
 	})
+}
+
+// auditOverrides records that n devices were pinned to channel ("":
+// unpinned); nothing when none changed.
+func auditOverrides(ctx context.Context, tx *Tx, appID, channel string, n int64) error {
+	if n == 0 {
+		return nil
+	}
+	return audit(ctx, tx, appID, "overrides.changed", channel, nil, obj{{"channel", channel}, {"devices", n}})
 }
 
 // Override sources: who pinned the device.
