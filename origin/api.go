@@ -80,6 +80,11 @@ func (s *Server) Handler() http.Handler {
 	api("DELETE /api/v1/apps/{app}", s.deleteApp)
 	api("POST /api/v1/gc", s.postGC)                 // gc.go
 	api("POST /api/v1/keys/rotate", s.postRotateKey) // keys.go
+	// Preview channels (previews.go): create needs deploy, list read,
+	// delete deploy.
+	api("POST /api/v1/apps/{app}/previews", s.createPreview)
+	api("GET /api/v1/apps/{app}/previews", s.listPreviews)
+	api("DELETE /api/v1/apps/{app}/previews/{name}", s.deletePreview)
 	s.routes = append(s.routes, "GET /api/v1/openapi.json")
 	mux.HandleFunc("GET /api/v1/openapi.json", serveOpenAPI) // openapi.go: no API key, it documents and exposes no data
 	mux.HandleFunc("GET /ui", s.ui)
