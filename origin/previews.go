@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/updraft-cdn/updraft/origin/api"
 	"github.com/updraft-cdn/updraft/origin/snapshot"
 	"github.com/updraft-cdn/updraft/origin/store"
 )
@@ -24,27 +25,11 @@ const (
 	minPreviewTTL     = time.Second
 )
 
-// PreviewRequest is the body of POST /api/v1/apps/{app}/previews.
-type PreviewRequest struct {
-	Bundle string `json:"bundle"`
-	// TTLSeconds: how long the preview lives (0: 24 h; at most 30 days).
-	TTLSeconds int64 `json:"ttl_seconds,omitempty"`
-	// Name of the preview channel ("": pv- and 8 random characters); at
-	// most 24 characters.
-	Name string `json:"name,omitempty"`
-}
-
-// Preview is a preview channel and its token.
-type Preview struct {
-	AppID     string    `json:"app_id"`
-	Channel   string    `json:"channel"`
-	Bundle    string    `json:"bundle"`
-	ExpiresAt time.Time `json:"expires_at"`
-	Expired   bool      `json:"expired,omitempty"`
-	// Token is what a device sends as the channel of setChannel; the edge
-	// page EDGE/preview/{token} shows it with a deep link.
-	Token string `json:"token"`
-}
+// PreviewRequest and Preview: see origin/api.
+type (
+	PreviewRequest = api.PreviewRequest
+	Preview        = api.Preview
+)
 
 // preview builds the API answer for a preview channel, signing its token
 // (Ed25519 is deterministic: the same token every time, while the signing

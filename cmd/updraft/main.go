@@ -123,6 +123,8 @@ func runSub(ctx context.Context, group, sub string, args []string, stdout, stder
 			return cmdAB(ctx, args, stdout, stderr)
 		case "guard":
 			return cmdGuard(ctx, args, stdout, stderr)
+		case "preview": // preview.go
+			return cmdChannelPreview(ctx, args, stdout, stderr)
 		}
 		return cmdChannel(ctx, sub, args, stdout, stderr)
 	case "segment":

@@ -217,3 +217,25 @@ type RebuildRequest struct {
 	// broken builder); without it, the build only adds what is missing.
 	Force bool `json:"force,omitempty"`
 }
+
+// PreviewRequest is the body of POST /api/v1/apps/{app}/previews.
+type PreviewRequest struct {
+	Bundle string `json:"bundle"`
+	// TTLSeconds: how long the preview lives (0: 24 h; at most 30 days).
+	TTLSeconds int64 `json:"ttl_seconds,omitempty"`
+	// Name of the preview channel ("": pv- and 8 random characters); at
+	// most 24 characters.
+	Name string `json:"name,omitempty"`
+}
+
+// Preview is a preview channel and its token.
+type Preview struct {
+	AppID     string    `json:"app_id"`
+	Channel   string    `json:"channel"`
+	Bundle    string    `json:"bundle"`
+	ExpiresAt time.Time `json:"expires_at"`
+	Expired   bool      `json:"expired,omitempty"`
+	// Token is what a device sends as the channel of setChannel; the edge
+	// page EDGE/preview/{token} shows it with a deep link.
+	Token string `json:"token"`
+}
