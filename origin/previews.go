@@ -132,7 +132,11 @@ func (s *Server) deletePreview(w http.ResponseWriter, r *http.Request) error {
 	}
 	name := r.PathValue("name")
 	actor := ActorFrom(r.Context())
-	if err := s.store.DeletePreview(r.Context(), appID, name, store.AuditRecord{Actor: actor.Key, Addr: actor.Addr}); err != nil {
+	// Overrides pinned to it go with it: their shards are rebuilt.
+	err = s.shards.writeApps([]string{appID}, func() error {
+		return s.store.DeletePreview(r.Context(), appID, name, store.AuditRecord{Actor: actor.Key, Addr: actor.Addr})
+	})
+	if err != nil {
 		if inv, ok := err.(*store.InvalidError); ok && inv.Code == store.CodeNotPreview {
 			return errf(http.StatusConflict, inv.Code, "%s", inv.Msg)
 		}
@@ -160,7 +164,22 @@ func (s *Server) kickPreviewSweep() {
 // audit trail) and publishes, sleeping until the next expiry.
 func (s *Server) sweepPreviews(ctx context.Context) {
 	for {
-		gone, err := s.store.DeleteExpiredPreviews(ctx, time.Now(), "expiry")
+		now := time.Now()
+		expired, err := s.store.ExpiredPreviews(ctx, now)
+		var gone []store.Channel
+		if err == nil && len(expired) > 0 {
+			var apps []string
+			for _, c := range expired {
+				apps = append(apps, c.AppID)
+			}
+			// The same cutoff: the same channels (a preview created since
+			// expires later), whose apps' override shards are rebuilt.
+			err = s.shards.writeApps(apps, func() error {
+				var err error
+				gone, err = s.store.DeleteExpiredPreviews(ctx, now, "expiry")
+				return err
+			})
+		}
 		if err != nil && ctx.Err() == nil {
 			s.log.Error("origin: sweep expired previews", "err", err)
 		}

@@ -104,6 +104,11 @@ func (s *Store) DeletePreview(ctx context.Context, appID, name string, audit Aud
 	})
 }
 
+// ExpiredPreviews lists the preview channels expired at now.
+func (s *Store) ExpiredPreviews(ctx context.Context, now time.Time) ([]Channel, error) {
+	return listChannels(ctx, s.db, `WHERE preview_expires <> 0 AND preview_expires <= ? ORDER BY app_id, name`, now.Unix())
+}
+
 // DeleteExpiredPreviews deletes every preview channel expired at now, each
 // with an audit record by actor, and returns them.
 func (s *Store) DeleteExpiredPreviews(ctx context.Context, now time.Time, actor string) ([]Channel, error) {
