@@ -88,6 +88,17 @@ func TestPreviewAPI(t *testing.T) {
 		t.Errorf("making a preview self-assignable: %v", err)
 	}
 
+	// Moving it to another build keeps it a preview with its expiry.
+	if _, err := o.client.UploadBundle(ctx, app, "1.0.1", bytes.NewReader(makeZip(t, map[string]string{"dist/index.html": "y"})), client.UploadOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	b101 := "1.0.1"
+	if moved, err := o.client.SetChannel(ctx, app, "pr-42", store.ChannelPatch{Bundle: &b101}); err != nil || moved.Bundle != "1.0.1" || moved.PreviewExpires != p.ExpiresAt.Unix() || moved.Public {
+		t.Fatalf("moving the preview: %+v %v", moved, err)
+	}
+	if _, err := o.client.SetChannel(ctx, app, "pr-42", store.ChannelPatch{Bundle: &p.Bundle}); err != nil {
+		t.Fatal(err)
+	}
 	list, err := o.client.ListPreviews(ctx, app)
 	if err != nil || len(list) != 2 || list[1].Token == "" || list[0].Channel != "pr-42" || list[0].Token != p.Token {
 		t.Fatalf("list: %+v %v", list, err)
