@@ -204,8 +204,8 @@ func TestPreviewChannelEndToEnd(t *testing.T) {
 		t.Errorf("preview --list:\n%s", out)
 	}
 
-	// Expiry: a two-second preview works, then is refused, then deleted.
-	out = cli(t, r, data, "channel", "preview", "--app", app, "--bundle", "1.0.2", "--ttl", "2s", "--name", "brief", "--edge-url", "http://"+edge, "--json")
+	// Expiry: a four-second preview works, then is refused, then deleted.
+	out = cli(t, r, data, "channel", "preview", "--app", app, "--bundle", "1.0.2", "--ttl", "4s", "--name", "brief", "--edge-url", "http://"+edge, "--json")
 	var short struct {
 		Token     string    `json:"token"`
 		ExpiresAt time.Time `json:"expires_at"`
