@@ -127,9 +127,9 @@ func TestPreviewAPI(t *testing.T) {
 		t.Fatal("deleted preview still published")
 	}
 
-	// Expiry: a one-second preview with a device pinned to it and a segment
+	// Expiry: a three-second preview with a device pinned to it and a segment
 	// routing to it is swept with both, and the snapshot loses it.
-	short, err := o.client.CreatePreview(ctx, app, PreviewRequest{Bundle: "1.0.0", TTLSeconds: 1, Name: "short"})
+	short, err := o.client.CreatePreview(ctx, app, PreviewRequest{Bundle: "1.0.0", TTLSeconds: 3, Name: "short"})
 	if err != nil {
 		t.Fatal(err)
 	}
