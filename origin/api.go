@@ -84,6 +84,11 @@ func (s *Server) Handler() http.Handler {
 	api("GET /api/v1/audit", s.getAudit)
 	api("GET /api/v1/apps/{app}/audit", s.getAppAudit)
 	api("GET /api/v1/apps/{app}/channels/{name}/history", s.getChannelHistory)
+	// Preview channels (previews.go): create needs deploy, list read,
+	// delete deploy.
+	api("POST /api/v1/apps/{app}/previews", s.createPreview)
+	api("GET /api/v1/apps/{app}/previews", s.listPreviews)
+	api("DELETE /api/v1/apps/{app}/previews/{name}", s.deletePreview)
 	s.routes = append(s.routes, "GET /api/v1/openapi.json")
 	mux.HandleFunc("GET /api/v1/openapi.json", serveOpenAPI) // openapi.go: no API key, it documents and exposes no data
 	mux.HandleFunc("GET /ui", s.ui)

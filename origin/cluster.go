@@ -108,7 +108,7 @@ func (s *Server) reloadSigningKey(ctx context.Context) {
 // that runs on one origin at a time), 0 for those it waits for.
 var leaseHeldDesc = prometheus.GaugeOpts{
 	Name: "updraft_origin_lease_held",
-	Help: "Cluster-wide leases (guard, retention, blob-gc): 1 while this origin holds it and runs its work, 0 while another does.",
+	Help: "Cluster-wide leases (guard, retention, blob-gc, preview-expiry): 1 while this origin holds it and runs its work, 0 while another does.",
 }
 
 // exclusive runs fn while this origin holds the cluster-wide lease name

@@ -53,6 +53,8 @@ type Server struct {
 	gc     *blobGC // bundle deletions and blob garbage collection
 	// devicePub bounds and coalesces devices' own channel changes (devicechannel.go).
 	devicePub *devicePublisher
+	// previewKick wakes the preview sweeper (previews.go).
+	previewKick chan struct{}
 
 	events  *store.EventStore // device events and aggregates (DATA/events.db)
 	guard   *rolloutGuard
@@ -111,7 +113,7 @@ func Open(ctx context.Context, cfg config.Origin, log *slog.Logger) (*Server, er
 		return nil, fmt.Errorf("origin: %w", err)
 	}
 	s := &Server{cfg: cfg, log: log, store: st, changed: make(chan struct{}), trigger: make(chan struct{}, 1), done: make(chan struct{}),
-		closing: make(chan struct{}), metrics: newOriginMetrics()}
+		closing: make(chan struct{}), metrics: newOriginMetrics(), previewKick: make(chan struct{}, 1)}
 	s.shards = newOverrideShards(s)
 	s.deltas = newDeltaBuilder(s)
 	s.devicePub = newDevicePublisher(s)
@@ -152,8 +154,9 @@ func Open(ctx context.Context, cfg config.Origin, log *slog.Logger) (*Server, er
 	go s.publisher(pctx)
 	// The guard and retention run on one origin at a time (cluster.go);
 	// every origin builds bundles, claiming jobs from the store.
-	s.bgDone.Add(3)
+	s.bgDone.Add(4)
 	go func() { defer s.bgDone.Done(); s.exclusive(pctx, "guard", s.guard.run) }()
+	go func() { defer s.bgDone.Done(); s.exclusive(pctx, "preview-expiry", s.sweepPreviews) }()
 	go func() { defer s.bgDone.Done(); s.exclusive(pctx, "retention", s.pruneEvents) }()
 	go func() { defer s.bgDone.Done(); s.followStore(pctx) }()
 	s.deltas.start(pctx) // deltas.go: resumes the builds a stop or crash left, then builds

@@ -51,6 +51,24 @@ func (o *overrideShards) write(appID string, devices [][16]byte, change func() e
 	return change()
 }
 
+// writeApps runs a change that may remove any override of apps (a preview
+// channel's deletion), marking all their shards dirty.
+func (o *overrideShards) writeApps(apps []string, change func() error) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, appID := range apps {
+		d := o.dirty[appID]
+		if d == nil {
+			d = map[int]bool{}
+			o.dirty[appID] = d
+		}
+		for i := range snapshot.ShardCount {
+			d[i] = true
+		}
+	}
+	return change()
+}
+
 // attach lists the current override shards of every app of snap (building
 // the ones that are missing or dirty) and indexes snap.
 func (o *overrideShards) attach(ctx context.Context, snap *snapshot.Snapshot) error {

@@ -199,14 +199,26 @@ func (e *Edge) channelSelfSet(ctx context.Context, body []byte, out *reply) {
 	}
 	out.status, out.contentType = 200, contentTypeJSON
 	ch := app.Channel(name)
-	refuse := func(code, msg string) {
+	refuseAs := func(code, msg, label string) {
 		out.body = append(out.body[:0], '{')
 		out.body = appendField(out.body, true, "error", code)
 		out.body = appendField(out.body, false, "message", msg)
 		out.body = appendField(out.body, false, "channel", name)
 		out.body = appendField(out.body, false, "app_id", app.ID)
 		out.body = append(out.body, '}')
-		e.metrics.channelSelf("set", code)
+		e.metrics.channelSelf("set", label)
+	}
+	refuse := func(code, msg string) { refuseAs(code, msg, code) }
+	// Preview channels (preview.go): unknown by name; joined with a valid
+	// preview token only, by plugins that keep their channel themselves.
+	var preview error
+	switch {
+	case ch != nil && ch.Preview():
+		ch = nil
+	case ch == nil && snapshot.LooksLikePreviewToken(name):
+		if ch, preview = e.previewChannel(app, name, time.Now()); preview == nil && legacy {
+			ch, preview = nil, errPreviewLegacy
+		}
 	}
 	switch {
 	case name == "":
@@ -215,6 +227,13 @@ func (e *Edge) channelSelfSet(ctx context.Context, body []byte, out *reply) {
 	case cur != nil && !cur.AllowDeviceSelfSet:
 		out.refusal200(codeCannotOver, msgCannotOver)
 		e.metrics.channelSelf("set", codeCannotOver)
+	case preview == errPreviewLegacy:
+		refuseAs("channel_self_set_not_allowed", "This channel does not allow devices to self associate", previewReason(preview))
+	case preview != nil:
+		refuseAs("channel_not_found", "Cannot find channel", previewReason(preview))
+	case ch != nil && ch.Preview():
+		out.body = append(out.body[:0], `{"status":"ok","allowSet":true}`...)
+		e.metrics.channelSelf("set", "preview_ok")
 	case ch == nil:
 		refuse("channel_not_found", "Cannot find channel")
 	case !ch.AllowDeviceSelfSet && ch.Public:
@@ -443,7 +462,7 @@ func (e *Edge) channelSelfList(q queryGetter, out *reply) {
 	out.body = append(out.body[:0], '[')
 	n := 0
 	for _, ch := range app.Channels {
-		if !ch.Platform(platform) || !(ch.AllowDeviceSelfSet || ch.Public) {
+		if !ch.Platform(platform) || !(ch.AllowDeviceSelfSet || ch.Public) || ch.Preview() {
 			continue
 		}
 		if (emu && !ch.AllowEmulator) || (!emu && !ch.AllowDevice) || (prod && !ch.AllowProd) || (!prod && !ch.AllowDev) {

@@ -70,6 +70,8 @@ type Edge struct {
 	// bundle's manifest and its zip for (cfg.DeviceRTT, cfg.DeltaLink;
 	// manifestchoice.go).
 	manifestCost manifestCost
+	// previews: the preview tokens verified (preview.go).
+	previews previewCache
 }
 
 // maxSegmentBytes bounds a spool segment (and so one POST /v1/events);

@@ -92,6 +92,7 @@ func NewReplicaFrom(e *Edge, ups *Upstreams, keys ...ed25519.PublicKey) *Replica
 	e.follow.mu.Unlock()
 	e.registerFollowMetrics()
 	e.AddUpstreams(ups)
+	e.SetPreviewKeys(keys...) // preview tokens are signed with the snapshot signing key
 	return &Replica{
 		edge: e, ups: ups, key: ups.key, keys: keys,
 		path:   filepath.Join(e.cfg.DataDir, "snapshot.bin"),

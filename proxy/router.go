@@ -136,6 +136,12 @@ func (e *Edge) route(r *request, out *reply) {
 		default:
 			out.jsonError(405, codeMethod, "Use POST, PUT, DELETE or GET")
 		}
+	case len(path) > 9 && path[:9] == "/preview/":
+		if r.method != "GET" && r.method != "HEAD" {
+			out.jsonError(405, codeMethod, "Use GET")
+			return
+		}
+		e.previewPage(path[9:], r.query.get("scheme"), out) // preview.go
 	case path == "/stats":
 		switch r.method {
 		case "POST":

@@ -350,6 +350,7 @@ func (e *Edge) statsEvent(st *statsState, snap *snapshot.Snapshot, app *snapshot
 	st.req = snapshot.Request{AppID: app.ID, DeviceID: dev, VersionName: ev.VersionName, VersionBuild: ev.VersionBuild,
 		Platform: ev.Platform, PluginVersion: ev.PluginVersion, CustomID: ev.CustomID, DefaultChannel: defaultChannel,
 		IsEmulator: ev.IsEmulator, IsProd: ev.IsProd}
+	e.grantPreview(snap, &st.req) // a preview token as defaultChannel: placed on its preview (preview.go)
 	p := snapshot.Place(snap, &st.req)
 	ev.Channel, ev.Segment, ev.Arm = p.Channel, p.Segment, p.Arm
 	return true

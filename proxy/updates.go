@@ -123,6 +123,7 @@ func (e *Edge) updates(body []byte, baseURL []byte, acceptEncoding string, out *
 		e.metrics.updates(codeNotReady)
 		return
 	}
+	e.grantPreview(snap, r)  // a preview token as defaultChannel (preview.go)
 	e.recordCheckIn(snap, r) // reported to the origin (clients.go)
 	d := snapshot.Resolve(snap, r)
 	out.status = 200

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/updraft-cdn/updraft/config"
 	"github.com/updraft-cdn/updraft/origin/client"
@@ -381,10 +382,14 @@ func cmdChannel(ctx context.Context, sub string, args []string, stdout, stderr i
 					plats = append(plats, p.name)
 				}
 			}
+			preview := "-"
+			if ch.Preview() {
+				preview = "until " + time.Unix(ch.PreviewExpires, 0).UTC().Format(time.RFC3339)
+			}
 			rows = append(rows, []string{ch.Name, orDash(ch.Bundle), strconv.FormatBool(ch.Public), strings.Join(plats, ","),
-				strconv.FormatBool(ch.AllowDeviceSelfSet), ch.DisableAutoUpdate, describeSplit(ch)})
+				strconv.FormatBool(ch.AllowDeviceSelfSet), ch.DisableAutoUpdate, describeSplit(ch), preview})
 		}
-		table(stdout, "NAME\tBUNDLE\tDEFAULT\tPLATFORMS\tSELF_SET\tDISABLE_AUTO_UPDATE\tSPLIT", rows)
+		table(stdout, "NAME\tBUNDLE\tDEFAULT\tPLATFORMS\tSELF_SET\tDISABLE_AUTO_UPDATE\tSPLIT\tPREVIEW", rows)
 		return nil
 	}
 	return unknownSub("channel", sub, subcommands("channel"))

@@ -137,6 +137,14 @@ var docs = []cmdDoc{
 		summary: "the channel's deployment history: bundle, rollouts, A/B splits, guard actions, by whom and when (newest first)",
 		examples: []string{"updraft channel history production --app com.example.app",
 			"updraft channel history production --app com.example.app --since 7d --json"}},
+	{name: "channel preview", section: secOperator, args: "--app ID --bundle V [--ttl 24h] [--edge-url URL] [--app-scheme S] [--qr-png FILE] | --list | --delete NAME",
+		summary: "short-lived, unlisted preview channel: prints a link and QR code that move a tester's device to it",
+		examples: []string{"updraft channel preview --app com.example.app --bundle 1.0.3-pr.42 --edge-url https://edge.example.com --qr-png preview.png",
+			"updraft channel preview --app com.example.app --list --edge-url https://edge.example.com",
+			"updraft channel preview --app com.example.app --delete pv-7kq2m9xa"},
+		notes: "The link opens a page on the edge with a deep link SCHEME://updraft-preview?token=TOKEN (SCHEME: --app-scheme,\n" +
+			"default the app id); the app passes the token to CapacitorUpdater.setChannel (docs/cli.md has the snippet).\n" +
+			"The preview channel and its token stop working after --ttl (at most 30d); the origin then deletes it."},
 
 	{name: "segment add", section: secOperator, args: "NAME --app ID --channel C [--platform P] [--version-build RANGE] [--custom-id-prefix X] [flags]",
 		summary:  "add an attribute rule sending matching devices to a channel",

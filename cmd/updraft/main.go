@@ -127,6 +127,8 @@ func runSub(ctx context.Context, group, sub string, args []string, stdout, stder
 			return cmdGuard(ctx, args, stdout, stderr)
 		case "history": // audit.go
 			return cmdChannelHistory(ctx, args, stdout, stderr)
+		case "preview": // preview.go
+			return cmdChannelPreview(ctx, args, stdout, stderr)
 		}
 		return cmdChannel(ctx, sub, args, stdout, stderr)
 	case "segment":

@@ -54,7 +54,11 @@ func startServe(ctx context.Context, o serveOptions) (*running, error) {
 		return nil, err
 	}
 	edge := proxy.New(o.edge, c, o.log)
-	srv.Subscribe(func(s *snapshot.Snapshot) { edge.SetSnapshot(s) })
+	edge.SetPreviewKeys(srv.PublicKey())
+	srv.Subscribe(func(s *snapshot.Snapshot) {
+		edge.SetPreviewKeys(srv.PublicKey()) // preview tokens: the key snapshots are signed with now
+		edge.SetSnapshot(s)
+	})
 	if err := edge.StartStats(localEvents{srv}); err != nil {
 		edge.Close()
 		srv.Close()

@@ -234,3 +234,25 @@ type HistoryPage struct {
 	Records    []store.AuditRecord `json:"records"`
 	NextBefore int64               `json:"next_before"`
 }
+
+// PreviewRequest is the body of POST /api/v1/apps/{app}/previews.
+type PreviewRequest struct {
+	Bundle string `json:"bundle"`
+	// TTLSeconds: how long the preview lives (0: 24 h; at most 30 days).
+	TTLSeconds int64 `json:"ttl_seconds,omitempty"`
+	// Name of the preview channel ("": pv- and 8 random characters); at
+	// most 24 characters.
+	Name string `json:"name,omitempty"`
+}
+
+// Preview is a preview channel and its token.
+type Preview struct {
+	AppID     string    `json:"app_id"`
+	Channel   string    `json:"channel"`
+	Bundle    string    `json:"bundle"`
+	ExpiresAt time.Time `json:"expires_at"`
+	Expired   bool      `json:"expired,omitempty"`
+	// Token is what a device sends as the channel of setChannel; the edge
+	// page EDGE/preview/{token} shows it with a deep link.
+	Token string `json:"token"`
+}

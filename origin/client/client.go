@@ -345,3 +345,23 @@ func (c *Client) SetGuard(ctx context.Context, app, channel string, g store.Guar
 func (c *Client) RemoveGuard(ctx context.Context, app, channel string) error {
 	return c.DoJSON(ctx, http.MethodDelete, "/api/v1/apps/"+url.PathEscape(app)+"/channels/"+url.PathEscape(channel)+"/guard", nil, nil)
 }
+
+// CreatePreview makes a preview channel serving req.Bundle and returns it
+// with its token.
+func (c *Client) CreatePreview(ctx context.Context, app string, req api.PreviewRequest) (api.Preview, error) {
+	var out api.Preview
+	err := c.DoJSON(ctx, http.MethodPost, "/api/v1/apps/"+url.PathEscape(app)+"/previews", req, &out)
+	return out, err
+}
+
+// ListPreviews lists the app's preview channels with their tokens.
+func (c *Client) ListPreviews(ctx context.Context, app string) ([]api.Preview, error) {
+	var out []api.Preview
+	err := c.DoJSON(ctx, http.MethodGet, "/api/v1/apps/"+url.PathEscape(app)+"/previews", nil, &out)
+	return out, err
+}
+
+// DeletePreview deletes a preview channel before it expires.
+func (c *Client) DeletePreview(ctx context.Context, app, name string) error {
+	return c.DoJSON(ctx, http.MethodDelete, "/api/v1/apps/"+url.PathEscape(app)+"/previews/"+url.PathEscape(name), nil, nil)
+}

@@ -292,8 +292,18 @@ type Channel struct {
 	Rollout *Rollout `json:"rollout,omitempty"`
 	AB      *ABSplit `json:"ab,omitempty"`
 
+	// PreviewExpires (Unix seconds) makes the channel a preview channel
+	// (`updraft channel preview`): unlisted, never a default, joined only
+	// with a signed preview token (preview.go) until then. 0: a normal
+	// channel. Edges that predate the field see a private channel that
+	// does not allow self-assignment, which nobody can join either.
+	PreviewExpires int64 `json:"preview_expires,omitempty"`
+
 	bundle *Bundle
 }
+
+// Preview reports whether c is a preview channel.
+func (c *Channel) Preview() bool { return c.PreviewExpires != 0 }
 
 // Platform reports whether the channel serves platform p.
 func (c *Channel) Platform(p string) bool {
@@ -382,7 +392,7 @@ func (a *App) index(src ShardSource) error {
 			return fmt.Errorf("app %q: channel %q: %w", a.ID, c.Name, err)
 		}
 		a.channels[c.Name] = c
-		if !c.Public {
+		if !c.Public || c.Preview() {
 			continue
 		}
 		for _, p := range []string{PlatformIOS, PlatformAndroid, PlatformElectron} {

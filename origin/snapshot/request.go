@@ -21,11 +21,15 @@ type Request struct {
 	// client's expo-channel-name, as EAS channels are), not chosen by the
 	// device at run time, so it is honoured whether or not the channel is
 	// public or allows self-assignment.
-	BuildChannel  bool
-	KeyID         string
-	InstallSource string
-	IsEmulator    bool
-	IsProd        bool
+	BuildChannel bool
+	// PreviewGranted: DefaultChannel names a preview channel the device
+	// proved it may join (the edge verified its preview token, preview.go).
+	// A preview channel named without it is no choice.
+	PreviewGranted bool
+	KeyID          string
+	InstallSource  string
+	IsEmulator     bool
+	IsProd         bool
 
 	// OnBuiltin is set by Validate when the device reported "builtin".
 	OnBuiltin bool

@@ -117,9 +117,10 @@ func Resolve(s *Snapshot, r *Request) Decision {
 		d = refuse(CodeKeyIDMismatch, KindBlocked, "Device encryption key does not match bundle encryption key. The device may have a different public key than the one used to encrypt this bundle.")
 		d.DeviceKeyID, d.BundleKeyID = r.KeyID, b.KeyID
 	} else {
-		// A private channel serves devices the operator routed to it, and
-		// builds configured for it (Expo's channel name).
-		d = guard(ch, b, r, rule == RuleOverride || rule == RuleSegment || rule == RuleSelfAssigned && r.BuildChannel)
+		// A private channel serves devices the operator routed to it,
+		// builds configured for it (Expo's channel name), and devices
+		// holding a preview token for it.
+		d = guard(ch, b, r, rule == RuleOverride || rule == RuleSegment || rule == RuleSelfAssigned && (r.BuildChannel || r.PreviewGranted))
 		if d.Code == "" && b.builtin {
 			d = revertToBuiltin(r)
 		}
@@ -173,8 +174,14 @@ func pickChannel(app *App, r *Request, dev [16]byte, devOK bool) (*Channel, stri
 	// pinned to the default and skip the segment rules for good. It falls
 	// through to them (and ends on that same default if none matches).
 	if r.DefaultChannel != "" {
-		if c := app.Channel(r.DefaultChannel); c != nil && c.Platform(r.Platform) && (c.Public || c.AllowDeviceSelfSet || r.BuildChannel) && c != app.DefaultChannel(r.Platform) {
-			return c, RuleSelfAssigned, ""
+		if c := app.Channel(r.DefaultChannel); c != nil && c.Platform(r.Platform) && c != app.DefaultChannel(r.Platform) {
+			if c.Preview() {
+				if r.PreviewGranted {
+					return c, RuleSelfAssigned, ""
+				}
+			} else if c.Public || c.AllowDeviceSelfSet || r.BuildChannel {
+				return c, RuleSelfAssigned, ""
+			}
 		}
 	}
 	// An app that does not allow device custom ids (Capgo's

@@ -111,6 +111,8 @@ func populateForCopy(t *testing.T, in copyInstallation) {
 	}
 	_, _, _, err = s.PutChannel(ctx, "com.example.zeta", "production", ChannelPatch{Bundle: ptr("builtin")}, false)
 	must(err)
+	_, err = s.CreatePreview(ctx, evApp, "pv-copy", "1.0.2", time.Unix(4102444800, 0), AuditRecord{Actor: "ci"})
+	must(err)
 	_, err = s.SetRollout(ctx, evApp, "production", RolloutSet, "1.0.1", 2500)
 	must(err)
 	_, err = s.SetAB(ctx, evApp, "beta", []snapshot.Arm{{Name: "a", Bundle: "1.0.1", BPS: 5000}, {Name: "b", Bundle: "1.0.2", BPS: 5000}})

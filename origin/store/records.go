@@ -374,7 +374,7 @@ func scanChannel(rows *sql.Rows) (Channel, error) {
 	var builtin bool
 	err := rows.Scan(&c.ID, &c.AppID, &c.Name, &bundle, &c.Public, &c.IOS, &c.Android, &c.Electron, &c.AllowDeviceSelfSet,
 		&c.AllowEmulator, &c.AllowDev, &c.AllowProd, &c.AllowDevice, &c.DisableAutoUpdate, &c.DisableAutoUpdateUnderNative, &created, &updated,
-		&rollout, &ab, &builtin)
+		&rollout, &ab, &builtin, &c.PreviewExpires)
 	if err != nil {
 		return c, err
 	}
@@ -401,7 +401,7 @@ func scanChannel(rows *sql.Rows) (Channel, error) {
 }
 
 func listChannels(ctx context.Context, q querier, where string, args ...any) ([]Channel, error) {
-	rows, err := q.QueryContext(ctx, `SELECT rowid, `+channelCols+`, rollout, ab, builtin FROM channels `+where, args...)
+	rows, err := q.QueryContext(ctx, `SELECT rowid, `+channelCols+`, rollout, ab, builtin, preview_expires FROM channels `+where, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -454,6 +454,9 @@ func (s *Store) PutChannel(ctx context.Context, appID, name string, p ChannelPat
 		}
 		p.apply(&ch.Channel)
 		ch.UpdatedAt = now
+		if ch.Preview() && (ch.Public || ch.AllowDeviceSelfSet) {
+			return invalid(CodePreviewChannel, "channel %q is a preview channel: devices join it with its token only, so it cannot be public or self-assignable", name)
+		}
 		if !snapshot.ValidDisableAutoUpdate(ch.DisableAutoUpdate) {
 			return &InvalidError{Code: "invalid_disable_auto_update", Msg: fmt.Sprintf("disable_auto_update %q: want major, minor, patch, metadata or none", ch.DisableAutoUpdate)}
 		}

@@ -161,6 +161,9 @@ var Meta = Schema{name: "meta", migrations: []string{
 		before TEXTC NOT NULL,
 		after TEXTC NOT NULL);
 	 CREATE INDEX audit_log_app ON audit_log (app_id, id);`,
+	// Preview channels (issue 20, `updraft channel preview`): the Unix
+	// time a preview channel expires; 0 for every other channel.
+	`ALTER TABLE channels ADD COLUMN preview_expires BIGINT NOT NULL DEFAULT 0;`,
 }}
 
 // Events is the event schema: ingested segments and the aggregates folded

@@ -158,6 +158,9 @@ var Meta = Schema{foreignKeys: true, migrations: []string{
 		before TEXT NOT NULL,
 		after TEXT NOT NULL);
 	 CREATE INDEX audit_log_app ON audit_log (app_id, id);`,
+	// Preview channels (issue 20, `updraft channel preview`): the Unix
+	// time a preview channel expires; 0 for every other channel.
+	`ALTER TABLE channels ADD COLUMN preview_expires INTEGER NOT NULL DEFAULT 0;`,
 }}
 
 // Events is the event database (DATA/events.db): ingested segments and the
