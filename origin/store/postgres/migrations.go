@@ -161,6 +161,14 @@ var Meta = Schema{name: "meta", migrations: []string{
 		before TEXTC NOT NULL,
 		after TEXTC NOT NULL);
 	 CREATE INDEX audit_log_app ON audit_log (app_id, id);`,
+	// Keys with scopes (issue 20): the all-powerful "operator" key (and the
+	// keys its rotations replaced) becomes the admin key named "admin", the
+	// edge key is named "edge"; a key may be limited to one app and
+	// revoked at once by name.
+	`UPDATE api_keys SET label = CASE WHEN scope = 'edge' THEN 'edge' ELSE 'admin' END,
+		scope = CASE WHEN scope = 'operator' THEN 'admin' ELSE scope END;
+	 ALTER TABLE api_keys ADD COLUMN app_id TEXTC NOT NULL DEFAULT '';
+	 ALTER TABLE api_keys ADD COLUMN revoked_at BIGINT NOT NULL DEFAULT 0;`,
 }}
 
 // Events is the event schema: ingested segments and the aggregates folded
