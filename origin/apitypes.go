@@ -7,6 +7,9 @@ import "github.com/updraft-cdn/updraft/origin/api"
 type (
 	AppOptions       = api.AppOptions
 	AppSettings      = api.AppSettings
+	CreateKeyRequest = api.CreateKeyRequest
+	CreateKeyResult  = api.CreateKeyResult
+	KeyInfo          = api.KeyInfo
 	BundleInfo       = api.BundleInfo
 	DeltaStatus      = api.DeltaStatus
 	DeviceRequest    = api.DeviceRequest
