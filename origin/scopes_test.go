@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -325,8 +326,20 @@ func TestUIScopes(t *testing.T) {
 	if code := uiLogin(t, o, upload); code != http.StatusForbidden {
 		t.Fatalf("upload key at the /ui login: HTTP %d, want 403", code)
 	}
-	if code := uiLogin(t, o, read); code != http.StatusSeeOther {
-		t.Fatalf("read key at the /ui login: HTTP %d, want 303", code)
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noRedirect.PostForm(o.http.URL+"/ui", url.Values{"key": {read}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	var session *http.Cookie
+	for _, c := range resp.Cookies() {
+		if c.Name == uiCookie {
+			session = c
+		}
+	}
+	if resp.StatusCode != http.StatusSeeOther || session == nil {
+		t.Fatalf("read key at the /ui login: HTTP %d, cookie %v; want 303 and a session", resp.StatusCode, session)
 	}
 	get := func(path, key string) (int, string) {
 		req, _ := http.NewRequest("GET", o.http.URL+path, nil)
@@ -353,5 +366,25 @@ func TestUIScopes(t *testing.T) {
 	}
 	if code, _ := get("/ui", upload); code != http.StatusForbidden {
 		t.Fatalf("/ui with an upload key: %d, want 403", code)
+	}
+	withSession := func(path string) int {
+		req, _ := http.NewRequest("GET", o.http.URL+path, nil)
+		req.AddCookie(session)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if withSession("/ui/apps/"+openAPITestApp) != 200 || withSession("/ui/apps/"+scopeOtherApp) != http.StatusForbidden {
+		t.Fatal("a read key's /ui session of one app: its app refused or the other app shown")
+	}
+	// The session ends with the key.
+	if _, err := o.client.RevokeKey(ctx, "viewer"); err != nil {
+		t.Fatal(err)
+	}
+	if code := withSession("/ui/apps/" + openAPITestApp); code != http.StatusUnauthorized {
+		t.Fatalf("the session of a revoked key: HTTP %d, want 401", code)
 	}
 }
