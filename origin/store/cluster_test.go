@@ -89,7 +89,7 @@ func TestSharedStoreListenAndLease(t *testing.T) {
 	}
 	// A key rotation moves no revision, but the other origins must
 	// reload their keys: it is announced too.
-	if err := a.RotateAPIKey(ctx, "ab12", "rotated", ScopeOperator, time.Now().Add(time.Hour).Unix()); err != nil {
+	if err := a.RotateAPIKey(ctx, "ab12", FileAdminKey, ScopeAdmin, time.Now().Add(time.Hour).Unix()); err != nil {
 		t.Fatal(err)
 	}
 	select {

@@ -323,7 +323,7 @@ func TestMigrateCopyRoundTrip(t *testing.T) {
 
 	// The copy numbers new rows after the copied ones.
 	for _, in := range []copyInstallation{dst, back} {
-		if err := in.meta.AddAPIKey(ctx, strings.Repeat("c4", 32), "new", ScopeOperator); err != nil {
+		if err := in.meta.AddAPIKey(ctx, strings.Repeat("c4", 32), "new", ScopeAdmin); err != nil {
 			t.Fatalf("%s: new key: %v", in.meta.Engine(), err)
 		}
 		if _, err := in.meta.CreateBundle(ctx, Bundle{AppID: evApp, Version: "3.0.0", SHA256: fmt.Sprintf("%064x", 9), Size: 1}); err != nil {
@@ -541,7 +541,7 @@ func TestMigrateCheckDestination(t *testing.T) {
 	if _, err := other.meta.CreateApp(ctx, "com.other.app", ""); err != nil {
 		t.Fatal(err)
 	}
-	if err := other.meta.AddAPIKey(ctx, strings.Repeat("ff", 32), "generated", ScopeOperator); err != nil {
+	if err := other.meta.AddAPIKey(ctx, strings.Repeat("ff", 32), FileAdminKey, ScopeAdmin); err != nil {
 		t.Fatal(err)
 	}
 	err = CheckDestination(ctx, other.meta, src.meta, CopyOptions{})
