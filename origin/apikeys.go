@@ -1,6 +1,7 @@
 package origin
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -164,4 +165,24 @@ func (s *Server) revokeKey(w http.ResponseWriter, r *http.Request) error {
 	k.RevokedAt = time.Now().Unix()
 	writeJSON(w, http.StatusOK, keyInfo(k, k.RevokedAt))
 	return nil
+}
+
+// revokeAppKeys revokes the keys limited to a deleted app (key.revoked
+// records by the request's actor): an app created later with the same id
+// does not inherit them. A failure is logged; the app is gone anyway.
+func (s *Server) revokeAppKeys(r *http.Request, app string) {
+	ctx := context.WithoutCancel(r.Context())
+	keys, err := s.store.RevokeAppKeys(ctx, app, func(k store.APIKey) []store.AuditRecord {
+		return []store.AuditRecord{keyRecord(r, "key.revoked", k, 0)}
+	})
+	if err == nil && len(keys) > 0 {
+		err = s.loadKeys(ctx)
+	}
+	if err != nil {
+		s.log.Error("origin: revoke the deleted app's keys", "app", app, "err", err)
+		return
+	}
+	for _, k := range keys {
+		s.log.Info("origin: key revoked with its app", "name", k.Label, "app", app)
+	}
 }

@@ -147,7 +147,7 @@ func TestScopes(t *testing.T) {
 // alone, its routes work, the other app's refuse it (forbidden_app), and
 // installation routes need a key for every app. An upload key lists the
 // app's bundles (what bundle upload --wait follows) but may not point a
-// channel at its upload; a deploy key may.
+// channel at its upload; a deploy key may. Deleting the app revokes them.
 func TestScopedKeysPerApp(t *testing.T) {
 	o, _ := openAPIOrigin(t)
 	ctx := context.Background()
@@ -209,6 +209,33 @@ func TestScopedKeysPerApp(t *testing.T) {
 	}
 	if _, err := upload.SetChannel(ctx, openAPITestApp, "production", store.ChannelPatch{}); apiCode(err) != "403 forbidden_scope" {
 		t.Fatalf("upload key changing a channel: %v", err)
+	}
+	// Deleting the app revokes its keys: a new app of the same id does not
+	// inherit them.
+	otherKey := mk("other-read", store.ScopeRead, scopeOtherApp)
+	if _, err := o.client.DeleteApp(ctx, openAPITestApp); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := o.client.CreateApp(ctx, openAPITestApp, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := deploy.ListChannels(ctx, openAPITestApp); apiCode(err) != "401 unauthorized" {
+		t.Fatalf("a deleted app's key on the app re-created: %v, want 401", err)
+	}
+	if _, err := otherKey.ListChannels(ctx, scopeOtherApp); err != nil {
+		t.Fatalf("another app's key after the deletion: %v", err)
+	}
+	list, _ := o.client.ListKeys(ctx)
+	revoked := map[string]string{}
+	for _, k := range list {
+		revoked[k.Name] = k.State
+	}
+	if revoked["app-deploy"] != "revoked" || revoked["app-admin"] != "revoked" || revoked["ci"] != "revoked" || revoked["other-read"] != "live" {
+		t.Fatalf("keys after the app's deletion: %v", revoked)
+	}
+	recs, _ := o.srv.store.Audit(ctx, store.AuditQuery{Actions: []string{"key.revoked"}})
+	if len(recs) != 3 || recs[0].Actor != "admin" || recs[0].App != openAPITestApp {
+		t.Fatalf("audit of the revocations with the app: %+v", recs)
 	}
 }
 

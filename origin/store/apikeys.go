@@ -100,3 +100,48 @@ func (s *Store) RevokeAPIKey(ctx context.Context, name string, audit func(APIKey
 	})
 	return k, err
 }
+
+// RevokeAppKeys revokes every live key limited to app (its app was
+// deleted: an app created later with the same id must not inherit them),
+// with the audit records audit returns for each, in one transaction, and
+// returns them.
+func (s *Store) RevokeAppKeys(ctx context.Context, app string, audit func(APIKey) []AuditRecord) ([]APIKey, error) {
+	var out []APIKey
+	err := s.write(ctx, false, func(tx *Tx) error {
+		out = out[:0]
+		now := time.Now().Unix()
+		rows, err := tx.QueryContext(ctx, `SELECT hash, label, scope, app_id, created_at, expires_at, revoked_at FROM api_keys
+			WHERE app_id = ? AND revoked_at = 0 AND (expires_at = 0 OR expires_at > ?) ORDER BY id`, app, now)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var k APIKey
+			if err := rows.Scan(&k.Hash, &k.Label, &k.Scope, &k.App, &k.CreatedAt, &k.ExpiresAt, &k.RevokedAt); err != nil {
+				rows.Close()
+				return err
+			}
+			out = append(out, k)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil || len(out) == 0 {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE api_keys SET revoked_at = ? WHERE app_id = ? AND revoked_at = 0 AND (expires_at = 0 OR expires_at > ?)`,
+			now, app, now); err != nil {
+			return err
+		}
+		for _, k := range out {
+			if audit == nil {
+				continue
+			}
+			for _, a := range audit(k) {
+				if _, err := tx.AppendAudit(ctx, a); err != nil {
+					return err
+				}
+			}
+		}
+		return tx.eng.Notify(ctx, tx.tx, ChangesChannel)
+	})
+	return out, err
+}

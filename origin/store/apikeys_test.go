@@ -170,3 +170,34 @@ func TestKeyScopesMigrationSQLite(t *testing.T) {
 		t.Fatalf("after the migration:\n got %+v\nwant %+v", got, want)
 	}
 }
+
+// Deleting an app revokes the live keys limited to it, and no other.
+func TestRevokeAppKeys(t *testing.T) {
+	ctx := context.Background()
+	s, _ := open(t)
+	for _, k := range []APIKey{{Hash: "a1", Label: "a-ci", Scope: ScopeUpload, App: "com.example.a"},
+		{Hash: "a2", Label: "a-read", Scope: ScopeRead, App: "com.example.a"},
+		{Hash: "b1", Label: "b-ci", Scope: ScopeUpload, App: "com.example.b"}, {Hash: "all", Label: "ops", Scope: ScopeAdmin}} {
+		if _, err := s.CreateAPIKey(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.RevokeAppKeys(ctx, "com.example.a", func(k APIKey) []AuditRecord {
+		return []AuditRecord{{Actor: "admin", Action: "key.revoked", Target: k.Label, App: k.App}}
+	})
+	if err != nil || len(got) != 2 || got[0].Label != "a-ci" || got[1].Label != "a-read" {
+		t.Fatalf("revoked %+v %v", got, err)
+	}
+	now := time.Now().Unix()
+	for _, k := range mustKeys(t, s) {
+		if k.Live(now) != (k.App != "com.example.a") {
+			t.Errorf("after the revocation of com.example.a's keys: %+v", k)
+		}
+	}
+	if recs, _ := s.Audit(ctx, AuditQuery{App: "com.example.a"}); len(recs) != 2 {
+		t.Fatalf("audit: %+v", recs)
+	}
+	if again, err := s.RevokeAppKeys(ctx, "com.example.a", nil); err != nil || len(again) != 0 {
+		t.Fatalf("second revocation: %+v %v", again, err)
+	}
+}
