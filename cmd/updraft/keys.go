@@ -19,7 +19,7 @@ func cmdKeysRotate(ctx context.Context, args []string, stdout, stderr io.Writer)
 	fs := flag.NewFlagSet("keys rotate", flag.ContinueOnError)
 	var cf clientFlags
 	cf.register(fs)
-	api := fs.Bool("api", false, "rotate the operator API key (DATA/api-key)")
+	api := fs.Bool("api", false, "rotate the admin key (DATA/api-key)")
 	edge := fs.Bool("edge", false, "rotate the edge key (DATA/edge-key)")
 	signing := fs.Bool("signing", false, "rotate the snapshot signing key (DATA/origin-key); run with --prepare first")
 	prepare := fs.Bool("prepare", false, "--signing: only create the next signing key and print its public key, to add to the edges' --origin-pubkey")
@@ -76,7 +76,7 @@ func cmdKeysRotate(ctx context.Context, args []string, stdout, stderr io.Writer)
 		fmt.Fprintf(stdout, "previous key %s kept in %s.old for reference; edges trusting only it now refuse new snapshots.\n", res.PreviousPublicKey, res.File)
 		fmt.Fprintf(stdout, "once every edge follows (/readyz \"following\":true), remove it: --origin-pubkey %s\n", res.PublicKey)
 	default:
-		what := "operator API key"
+		what := "admin key"
 		if *edge {
 			what = "edge key"
 		}

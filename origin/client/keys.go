@@ -8,7 +8,7 @@ import (
 	"github.com/updraft-cdn/updraft/origin/api"
 )
 
-// RotateKey rotates the operator API key, the edge key or the snapshot
+// RotateKey rotates the admin key of DATA/api-key, the edge key or the snapshot
 // signing key (POST /api/v1/keys/rotate; see origin/keys.go).
 func (c *Client) RotateKey(ctx context.Context, req api.RotateKeyRequest) (api.RotateKeyResult, error) {
 	var out api.RotateKeyResult
