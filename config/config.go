@@ -393,7 +393,7 @@ func Env(name, def string) string {
 // DataDir returns the data folder from UPDRAFT_DATA, defaulting to ./updraft-data.
 func DataDir() string { return Env("UPDRAFT_DATA", DefaultDataDir) }
 
-// APIKeyFile is where the origin writes the generated operator API key.
+// APIKeyFile is where the origin writes the generated admin API key.
 func APIKeyFile(dataDir string) string { return filepath.Join(dataDir, "api-key") }
 
 // EdgeKeyFile is where the origin writes the generated edge replication key.

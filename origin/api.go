@@ -6,6 +6,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -24,16 +25,22 @@ func errf(status int, code, format string, args ...any) *apiError {
 }
 
 // Handler returns the origin's HTTP handler: the operator API under /api/v1
-// and the edge endpoints under /v1, all behind the API key, plus /healthz.
+// and the edge endpoints under /v1, each behind a key of the scope its
+// route declares (the route table below), plus /healthz.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	s.routes = nil // the patterns registered, for the OpenAPI test
-	handle := func(pattern string, edgeAllowed bool, fn func(w http.ResponseWriter, r *http.Request) error) {
+	s.routeAccess = map[string]access{}
+	// api registers a route with the access it needs (scopes.go): the key
+	// is checked before fn runs, and fn finds the caller in
+	// ActorFrom(r.Context()).
+	api := func(pattern string, need access, fn func(w http.ResponseWriter, r *http.Request) error) {
 		s.routes = append(s.routes, pattern)
+		s.routeAccess[pattern] = need
 		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
-			actor, ok := s.authorized(r, edgeAllowed)
-			if !ok {
-				writeErr(w, errf(http.StatusUnauthorized, "unauthorized", "missing or wrong API key: send Authorization: Bearer KEY (the key is in DATA/api-key)"))
+			actor, ae := s.authorize(r, need)
+			if ae != nil {
+				writeErr(w, ae)
 				return
 			}
 			r = r.WithContext(withActor(r.Context(), actor))
@@ -47,49 +54,61 @@ func (s *Server) Handler() http.Handler {
 			}
 		})
 	}
-	api := func(pattern string, fn func(w http.ResponseWriter, r *http.Request) error) {
-		handle(pattern, false, fn)
-	}
-	api("GET /api/v1/apps", s.listApps)
-	api("POST /api/v1/apps", s.createApp)
-	api("GET /api/v1/apps/{app}/bundles", s.listBundles)
-	api("POST /api/v1/apps/{app}/bundles", s.uploadBundle)
-	api("GET /api/v1/apps/{app}/channels", s.listChannels)
-	api("POST /api/v1/apps/{app}/channels", s.createChannel)
-	api("PUT /api/v1/apps/{app}/channels/{name}", s.putChannel)
-	api("POST /api/v1/apps/{app}/channels/{name}/rollout", s.rollout)
-	api("PUT /api/v1/apps/{app}/channels/{name}/ab", s.putAB)
-	api("DELETE /api/v1/apps/{app}/channels/{name}/ab", s.deleteAB)
-	api("GET /api/v1/apps/{app}/segments", s.listSegments)
-	api("POST /api/v1/apps/{app}/segments", s.addSegment)
-	api("DELETE /api/v1/apps/{app}/segments/{name}", s.removeSegment)
-	api("GET /api/v1/apps/{app}/overrides", s.listOverrides)
-	api("PUT /api/v1/apps/{app}/overrides", s.putOverrides)
-	api("POST /api/v1/apps/{app}/resolve", s.resolve)
-	handle("GET /v1/blobs/{sha}", true, s.getBlob)
-	handle("GET /v1/snapshot", true, s.getSnapshot)
-	handle("POST /v1/events", true, s.postEvents)
-	handle("POST /v1/device-channel", true, s.postDeviceChannel)
-	api("GET /api/v1/apps/{app}/stats", s.getStats)
-	api("GET /api/v1/apps/{app}/channels/{name}/guard", s.getGuard)
-	api("PUT /api/v1/apps/{app}/channels/{name}/guard", s.putGuard)
-	api("DELETE /api/v1/apps/{app}/channels/{name}/guard", s.deleteGuard)
-	api("DELETE /api/v1/apps/{app}/bundles/{version}", s.deleteBundle)        // lifecycle.go
-	api("POST /api/v1/apps/{app}/bundles/{version}/rebuild", s.rebuildBundle) // jobs.go
-	api("PATCH /api/v1/apps/{app}", s.patchApp)
-	api("DELETE /api/v1/apps/{app}", s.deleteApp)
-	api("POST /api/v1/gc", s.postGC)                 // gc.go
-	api("POST /api/v1/keys/rotate", s.postRotateKey) // keys.go
-	// The audit trail (audit_api.go): reading it needs the read scope.
-	api("GET /api/v1/audit", s.getAudit)
-	api("GET /api/v1/apps/{app}/audit", s.getAppAudit)
-	api("GET /api/v1/apps/{app}/channels/{name}/history", s.getChannelHistory)
-	// Preview channels (previews.go): create needs deploy, list read,
-	// delete deploy.
-	api("POST /api/v1/apps/{app}/previews", s.createPreview)
-	api("GET /api/v1/apps/{app}/previews", s.listPreviews)
-	api("DELETE /api/v1/apps/{app}/previews/{name}", s.deletePreview)
+	// The route table: every route and the scope of key it needs
+	// (scopes.go; TestScopes walks every route with every kind of key).
+	//   scopeRead          admin, deploy, read
+	//   scopeBundleStatus  admin, deploy, read, upload
+	//   scopeUpload        admin, deploy, upload
+	//   scopeDeploy        admin, deploy
+	//   scopeAdmin         admin
+	//   scopeEdge          edge, admin
+	// A key limited to one app reaches only the {app} routes of its app,
+	// and the routes without {app} marked forAppKeys(), which show it only
+	// its app; every other route without {app} needs a key for all apps.
+	api("GET /api/v1/apps", scopeRead.forAppKeys(), s.listApps)
+	api("POST /api/v1/apps", scopeAdmin, s.createApp)
+	api("PATCH /api/v1/apps/{app}", scopeAdmin, s.patchApp)   // lifecycle.go
+	api("DELETE /api/v1/apps/{app}", scopeAdmin, s.deleteApp) // appdelete.go
+	api("GET /api/v1/apps/{app}/bundles", scopeBundleStatus, s.listBundles)
+	api("POST /api/v1/apps/{app}/bundles", scopeUpload, s.uploadBundle)
+	api("DELETE /api/v1/apps/{app}/bundles/{version}", scopeDeploy, s.deleteBundle)        // lifecycle.go
+	api("POST /api/v1/apps/{app}/bundles/{version}/rebuild", scopeDeploy, s.rebuildBundle) // jobs.go
+	api("GET /api/v1/apps/{app}/channels", scopeRead, s.listChannels)
+	api("POST /api/v1/apps/{app}/channels", scopeDeploy, s.createChannel)
+	api("PUT /api/v1/apps/{app}/channels/{name}", scopeDeploy, s.putChannel)
+	api("POST /api/v1/apps/{app}/channels/{name}/rollout", scopeDeploy, s.rollout)
+	api("PUT /api/v1/apps/{app}/channels/{name}/ab", scopeDeploy, s.putAB)
+	api("DELETE /api/v1/apps/{app}/channels/{name}/ab", scopeDeploy, s.deleteAB)
+	api("GET /api/v1/apps/{app}/channels/{name}/guard", scopeRead, s.getGuard)
+	api("PUT /api/v1/apps/{app}/channels/{name}/guard", scopeDeploy, s.putGuard)
+	api("DELETE /api/v1/apps/{app}/channels/{name}/guard", scopeDeploy, s.deleteGuard)
+	api("GET /api/v1/apps/{app}/segments", scopeRead, s.listSegments)
+	api("POST /api/v1/apps/{app}/segments", scopeDeploy, s.addSegment)
+	api("DELETE /api/v1/apps/{app}/segments/{name}", scopeDeploy, s.removeSegment)
+	api("GET /api/v1/apps/{app}/overrides", scopeRead, s.listOverrides)
+	api("PUT /api/v1/apps/{app}/overrides", scopeDeploy, s.putOverrides)
+	api("POST /api/v1/apps/{app}/resolve", scopeRead, s.resolve)
+	api("GET /api/v1/apps/{app}/stats", scopeRead, s.getStats)
+	api("POST /api/v1/gc", scopeAdmin, s.postGC)                 // gc.go
+	api("POST /api/v1/keys", scopeAdmin, s.postKey)              // apikeys.go
+	api("GET /api/v1/keys", scopeAdmin, s.listKeys)              // apikeys.go
+	api("DELETE /api/v1/keys/{name}", scopeAdmin, s.revokeKey)   // apikeys.go
+	api("POST /api/v1/keys/rotate", scopeAdmin, s.postRotateKey) // keys.go
+	api("GET /v1/blobs/{sha}", scopeEdge, s.getBlob)
+	api("GET /v1/snapshot", scopeEdge, s.getSnapshot)
+	api("POST /v1/events", scopeEdge, s.postEvents)
+	api("POST /v1/device-channel", scopeEdge, s.postDeviceChannel)
+	// The audit trail (audit_api.go); GET /api/v1/audit shows a key
+	// limited to one app only that app's records.
+	api("GET /api/v1/audit", scopeRead.forAppKeys(), s.getAudit)
+	api("GET /api/v1/apps/{app}/audit", scopeRead, s.getAppAudit)
+	api("GET /api/v1/apps/{app}/channels/{name}/history", scopeRead, s.getChannelHistory)
+	// Preview channels (previews.go): they route devices, so deploy.
+	api("POST /api/v1/apps/{app}/previews", scopeDeploy, s.createPreview)
+	api("GET /api/v1/apps/{app}/previews", scopeRead, s.listPreviews)
+	api("DELETE /api/v1/apps/{app}/previews/{name}", scopeDeploy, s.deletePreview)
 	s.routes = append(s.routes, "GET /api/v1/openapi.json")
+	s.routeAccess["GET /api/v1/openapi.json"] = scopePublic
 	mux.HandleFunc("GET /api/v1/openapi.json", serveOpenAPI) // openapi.go: no API key, it documents and exposes no data
 	mux.HandleFunc("GET /ui", s.ui)
 	mux.HandleFunc("POST /ui", s.ui)
@@ -143,6 +162,9 @@ func (s *Server) listApps(w http.ResponseWriter, r *http.Request) error {
 	apps, err := s.store.ListApps(r.Context())
 	if err != nil {
 		return err
+	}
+	if only := ActorFrom(r.Context()).App; only != "" { // a key limited to one app
+		apps = slices.DeleteFunc(apps, func(a store.App) bool { return a.ID != only })
 	}
 	writeJSON(w, http.StatusOK, apps)
 	return nil
@@ -236,6 +258,11 @@ func (s *Server) uploadBundle(w http.ResponseWriter, r *http.Request) error {
 	channel := q.Get("channel")
 	if channel != "" && !snapshot.ValidChannelName(channel) {
 		return errf(http.StatusBadRequest, "invalid_channel_name", "channel %q: want 1-64 letters, digits, '.', '_' or '-'", channel)
+	}
+	if channel != "" {
+		if err := requireScope(r, scopeDeploy, "setting a channel at upload (channel="+channel+")"); err != nil {
+			return err
+		}
 	}
 	if _, err := s.store.GetApp(ctx, appID); errors.Is(err, store.ErrNotFound) {
 		return notFoundApp(appID)

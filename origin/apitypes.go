@@ -9,6 +9,9 @@ type (
 	AuditPage        = api.AuditPage
 	HistoryPage      = api.HistoryPage
 	AppSettings      = api.AppSettings
+	CreateKeyRequest = api.CreateKeyRequest
+	CreateKeyResult  = api.CreateKeyResult
+	KeyInfo          = api.KeyInfo
 	BundleInfo       = api.BundleInfo
 	DeltaStatus      = api.DeltaStatus
 	DeviceRequest    = api.DeviceRequest

@@ -47,6 +47,7 @@ func (s *Server) deleteApp(w http.ResponseWriter, r *http.Request) error {
 			s.log.Error("origin: delete app statistics", "app", appID, "err", err)
 		}
 	}
+	s.revokeAppKeys(r, appID) // apikeys.go
 	s.log.Info("origin: app deleted", "app", appID, "bundles", len(out.Bundles), "rows", out.Rows, "event_rows", out.EventRows)
 	s.awaitPublished(r.Context())
 	writeJSON(w, http.StatusOK, out)

@@ -111,6 +111,13 @@ func (s *Server) getAudit(w http.ResponseWriter, r *http.Request) error {
 		}
 		aq.App = app
 	}
+	// A key limited to one app reads only that app's records.
+	if own := ActorFrom(r.Context()).App; own != "" {
+		if aq.App != "" && aq.App != own {
+			return errf(http.StatusForbidden, "forbidden_app", "this key is limited to app %s", own)
+		}
+		aq.App = own
+	}
 	return s.writeAudit(r.Context(), w, aq)
 }
 

@@ -52,7 +52,7 @@ func operatorKeyName(t *testing.T, o *testOrigin) string {
 		t.Fatal(err)
 	}
 	for _, k := range keys {
-		if k.Scope == store.ScopeOperator {
+		if k.Scope == store.ScopeAdmin {
 			return k.Label
 		}
 	}

@@ -90,8 +90,16 @@ func (s *Server) reloadSigningKey(ctx context.Context) {
 	if err != nil || key.Equal(s.signingKey()) {
 		return
 	}
+	// Compared again under publishMu: this origin's own rotation
+	// (RotateSigningKey, under publishMu) announces the key before it
+	// swaps it in; seen here in between, it is no other origin's key and
+	// must not replace origin-key.old with the new key.
 	s.publishMu.Lock()
 	prev := s.signingKey()
+	if key.Equal(prev) {
+		s.publishMu.Unlock()
+		return
+	}
 	s.signKey.Store(&key)
 	s.heartbeat.Store(nil)
 	s.publishMu.Unlock()

@@ -21,8 +21,8 @@ import (
 
 // Key rotation (POST /api/v1/keys/rotate, `updraft keys rotate`).
 //
-// Operator and edge keys: a new key is stored (its hash) and written to
-// DATA/api-key or DATA/edge-key; the keys it replaces stay valid for the
+// The admin key of DATA/api-key and the edge key: a new key of the same
+// name is stored (its hash) and written to DATA/api-key or DATA/edge-key; the keys it replaces stay valid for the
 // overlap (default 24h), then authorized refuses them (api_keys.expires_at).
 //
 // Snapshot signing key: `--prepare` writes the next key to
@@ -33,7 +33,7 @@ import (
 // move over without a change being published. Then the old public key is
 // removed from the edges.
 
-// DefaultKeyOverlap is how long a replaced operator or edge key stays valid.
+// DefaultKeyOverlap is how long a replaced admin or edge key stays valid.
 const DefaultKeyOverlap = 24 * time.Hour
 
 // Key kinds a rotation takes.
@@ -42,8 +42,6 @@ const (
 	KeyEdge    = "edge"
 	KeySigning = "signing"
 )
-
-func (k keyHash) valid(now int64) bool { return k.expires == 0 || now < k.expires }
 
 // apiKeys returns the accepted key hashes (expired ones included: callers
 // check valid).
@@ -119,8 +117,12 @@ func (s *Server) postRotateKey(w http.ResponseWriter, r *http.Request) error {
 	case KeySigning:
 		if req.Prepare {
 			res, err = s.PrepareSigningKey()
-		} else {
-			res, err = s.RotateSigningKey()
+		} else if res, err = s.RotateSigningKey(); err == nil {
+			a := ActorFrom(r.Context())
+			after, _ := json.Marshal(map[string]string{"name": KeySigning, "public_key": res.PublicKey, "previous_public_key": res.PreviousPublicKey})
+			if _, err := s.store.AppendAudit(r.Context(), store.AuditRecord{Actor: a.Key, Addr: a.Addr, Action: "key.rotated", Target: KeySigning, After: after}); err != nil {
+				s.log.Error("origin: audit of the signing key rotation", "err", err)
+			}
 		}
 	default:
 		return errf(http.StatusBadRequest, "invalid_key_kind", "key %q: want api, edge or signing", req.Key)
@@ -132,25 +134,30 @@ func (s *Server) postRotateKey(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// RotateAPIKey replaces the operator (kind api) or edge key: the new key is
+// RotateAPIKey replaces the admin key of DATA/api-key (kind api) or the
+// edge key (kind edge): the new key, of the same name (admin or edge), is
 // stored and written to its file; the keys it replaces are accepted for
-// overlap more.
+// overlap more. Keys created by name are left alone. The audit trail gets
+// key.rotated (by ActorFrom(ctx)) in the same transaction.
 func (s *Server) RotateAPIKey(ctx context.Context, kind string, overlap time.Duration) (*RotateKeyResult, error) {
-	scope, path := store.ScopeOperator, config.APIKeyFile(s.cfg.DataDir)
+	name, scope, path := store.FileAdminKey, store.ScopeAdmin, config.APIKeyFile(s.cfg.DataDir)
 	if kind == KeyEdge {
-		scope, path = store.ScopeEdge, config.EdgeKeyFile(s.cfg.DataDir)
+		name, scope, path = store.FileEdgeKey, store.ScopeEdge, config.EdgeKeyFile(s.cfg.DataDir)
 	}
 	key := newKey()
 	// The file is written aside first and renamed once the store has the
 	// key: a failure leaves the old key file, still valid, in place.
 	tmp := path + ".new"
 	if err := blob.WriteFileAtomic(tmp, []byte(key+"\n"), 0o600); err != nil {
-		return nil, fmt.Errorf("origin: rotate %s key: %w", scope, err)
+		return nil, fmt.Errorf("origin: rotate %s key: %w", name, err)
 	}
 	expires := time.Now().Add(overlap).Truncate(time.Second)
-	if err := s.store.RotateAPIKey(ctx, HashKey(key), "rotated "+time.Now().UTC().Format(time.RFC3339), scope, expires.Unix()); err != nil {
+	a := ActorFrom(ctx)
+	rec := store.AuditRecord{Actor: a.Key, Addr: a.Addr, Action: "key.rotated", Target: name,
+		After: keyAuditJSON(store.APIKey{Label: name, Scope: scope}, expires.Unix())}
+	if err := s.store.RotateAPIKey(ctx, HashKey(key), name, scope, expires.Unix(), rec); err != nil {
 		os.Remove(tmp)
-		return nil, fmt.Errorf("origin: rotate %s key: %w", scope, err)
+		return nil, fmt.Errorf("origin: rotate %s key: %w", name, err)
 	}
 	if err := s.loadKeys(ctx); err != nil {
 		return nil, err
@@ -158,10 +165,10 @@ func (s *Server) RotateAPIKey(ctx context.Context, kind string, overlap time.Dur
 	if err := os.Rename(tmp, path); err != nil {
 		// The new key is valid; hand it out even though its file is not
 		// where the CLI looks.
-		s.log.Error("origin: rotated key stored but its file not renamed", "scope", scope, "path", tmp, "err", err)
+		s.log.Error("origin: rotated key stored but its file not renamed", "key", name, "path", tmp, "err", err)
 		path = tmp
 	}
-	s.log.Info("origin: key rotated", "scope", scope, "file", path, "old_keys_expire", expires.UTC())
+	s.log.Info("origin: key rotated", "key", name, "file", path, "old_keys_expire", expires.UTC())
 	return &RotateKeyResult{Key: kind, Secret: key, File: path, OldExpiresAt: &expires}, nil
 }
 

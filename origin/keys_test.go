@@ -3,7 +3,6 @@ package origin
 import (
 	"context"
 	"crypto/ed25519"
-	"crypto/sha256"
 	"encoding/base64"
 	"io"
 	"net/http"
@@ -84,9 +83,8 @@ func TestRotateAPIKey(t *testing.T) {
 		t.Fatalf("newest key: HTTP %d", code)
 	}
 	// An expired key no longer opens /ui either.
-	sum := sha256.Sum256([]byte(oldKey))
-	if o.srv.operatorKeyHash(sum[:]) {
-		t.Fatal("expired key accepted at /ui login")
+	if code := uiLogin(t, o, oldKey); code != http.StatusUnauthorized {
+		t.Fatalf("expired key at /ui login: HTTP %d, want 401", code)
 	}
 	// Expiry is persisted: a restarted origin refuses the old keys too.
 	o.srv.Close()

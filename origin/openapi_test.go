@@ -185,6 +185,7 @@ var requestTypes = map[string]func() any{
 	"putGuard":      func() any { return new(store.Guard) },
 	"resolve":       func() any { return new(DeviceRequest) },
 	"postRotateKey": func() any { return new(RotateKeyRequest) },
+	"createKey":     func() any { return new(CreateKeyRequest) },
 }
 
 func decodeStrict(raw []byte, v any) error {

@@ -10,13 +10,11 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -46,6 +44,8 @@ type Server struct {
 	// routes are the patterns Handler registered behind the API key, and
 	// the OpenAPI document's own (openapi_test.go checks them against it).
 	routes []string
+	// routeAccess is the access each route needs (scopes.go), by pattern.
+	routeAccess map[string]access
 
 	keys   atomic.Pointer[[]keyHash] // accepted API keys; replaced by a rotation (keys.go)
 	shards *overrideShards
@@ -83,15 +83,8 @@ type Published struct {
 	Wire []byte // signed encoding
 }
 
-type keyHash struct {
-	sum     []byte
-	name    string // api_keys.label
-	scope   string
-	expires int64 // Unix seconds; 0: never
-}
-
 // Open opens the data folder (creating it on first start), the store and the
-// blob store, makes sure the keys exist (first start: an operator API key in
+// blob store, makes sure the keys exist (first start: the admin API key in
 // DATA/api-key and an edge key in DATA/edge-key, mode 0600, only their hashes
 // stored; an Ed25519 snapshot signing key in DATA/origin-key), and publishes
 // the first snapshot.
@@ -137,10 +130,10 @@ func Open(ctx context.Context, cfg config.Origin, log *slog.Logger) (*Server, er
 		return fail(err)
 	}
 	s.signKey.Store(&signKey)
-	if err := s.ensureKey(ctx, config.APIKeyFile(cfg.DataDir), store.ScopeOperator); err != nil {
+	if err := s.ensureKey(ctx, config.APIKeyFile(cfg.DataDir), store.FileAdminKey, store.ScopeAdmin); err != nil {
 		return fail(err)
 	}
-	if err := s.ensureKey(ctx, config.EdgeKeyFile(cfg.DataDir), store.ScopeEdge); err != nil {
+	if err := s.ensureKey(ctx, config.EdgeKeyFile(cfg.DataDir), store.FileEdgeKey, store.ScopeEdge); err != nil {
 		return fail(err)
 	}
 	if err := s.loadKeys(ctx); err != nil {
@@ -186,11 +179,12 @@ func HashKey(key string) string {
 	return hex.EncodeToString(h[:])
 }
 
-// ensureKey makes sure a key of this scope exists; on first start it is
-// generated and written to path (0600). A key file found without any stored
-// key of its scope (a data folder restored in part) is adopted.
-func (s *Server) ensureKey(ctx context.Context, path, scope string) error {
-	n, err := s.store.CountAPIKeys(ctx, scope)
+// ensureKey makes sure the key named name (admin or edge) exists; on first
+// start it is generated and written to path (0600). A key file found
+// without any stored key of its name (a data folder restored in part) is
+// adopted.
+func (s *Server) ensureKey(ctx context.Context, path, name, scope string) error {
+	n, err := s.store.CountAPIKeys(ctx, name, scope)
 	if err != nil {
 		return fmt.Errorf("origin: %s key: %w", scope, err)
 	}
@@ -210,7 +204,7 @@ func (s *Server) ensureKey(ctx context.Context, path, scope string) error {
 	default:
 		return fmt.Errorf("origin: read %s key: %w", scope, err)
 	}
-	if err := s.store.AddAPIKey(ctx, HashKey(strings.TrimSpace(string(key))), "generated", scope); err != nil {
+	if err := s.store.AddAPIKey(ctx, HashKey(strings.TrimSpace(string(key))), name, scope); err != nil {
 		return fmt.Errorf("origin: %s key: %w", scope, err)
 	}
 	return nil
@@ -227,7 +221,11 @@ func (s *Server) loadKeys(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("origin: api key hash %q: %w", k.Hash, err)
 		}
-		list = append(list, keyHash{sum: b, name: k.Label, scope: k.Scope, expires: k.ExpiresAt})
+		scope := k.Scope
+		if scope == store.ScopeOperator { // a row written before scopes (the migration renames them)
+			scope = store.ScopeAdmin
+		}
+		list = append(list, keyHash{sum: b, name: k.Label, scope: scope, app: k.App, expires: k.ExpiresAt, revoked: k.RevokedAt != 0})
 	}
 	s.keys.Store(&list)
 	return nil
@@ -267,36 +265,6 @@ func LoadOrCreateSigningKey(dataDir string) (ed25519.PrivateKey, error) {
 
 // EncodePublicKey is the text form of a public key that edges are given.
 func EncodePublicKey(pub ed25519.PublicKey) string { return base64.StdEncoding.EncodeToString(pub) }
-
-// authorized checks the request's key (Authorization: Bearer KEY or
-// X-API-Key: KEY) in constant time. Operator keys may do everything; edge
-// keys only what edges need.
-func (s *Server) authorized(r *http.Request, edgeAllowed bool) (Actor, bool) {
-	key := r.Header.Get("X-API-Key")
-	if key == "" {
-		if a := r.Header.Get("Authorization"); len(a) > 7 && strings.EqualFold(a[:7], "bearer ") {
-			key = a[7:]
-		}
-	}
-	if key == "" {
-		return Actor{}, false
-	}
-	h := sha256.Sum256([]byte(key))
-	found := -1
-	now := time.Now().Unix()
-	keys := s.apiKeys()
-	for i, k := range keys {
-		if (k.scope == store.ScopeOperator || (edgeAllowed && k.scope == store.ScopeEdge)) && k.valid(now) {
-			if subtle.ConstantTimeCompare(h[:], k.sum) == 1 {
-				found = i
-			}
-		}
-	}
-	if found < 0 {
-		return Actor{}, false
-	}
-	return Actor{Key: keys[found].name, Scope: keys[found].scope, Addr: clientAddr(r)}, true
-}
 
 // Subscribe registers fn to receive every snapshot published from now on,
 // starting with the current one. fn must not block for long.

@@ -28,10 +28,10 @@ func TestPreviewAPI(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// The actor is the name of the key the request presented.
+	// The actor is the name of the (admin) key the request presented.
 	keyName := ""
 	for _, k := range o.srv.apiKeys() {
-		if k.scope == store.ScopeOperator {
+		if k.scope == store.ScopeAdmin {
 			keyName = k.name
 		}
 	}

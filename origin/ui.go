@@ -11,6 +11,7 @@ import (
 	"math"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -20,7 +21,8 @@ import (
 
 // The operator web page (/ui): adoption and failure-rate charts per bundle,
 // drawn on the server as SVG, with no script and no external resource. It
-// takes the operator key like the API (Authorization header), or from the
+// takes an admin, deploy or read key (a key limited to one app sees only
+// that app) like the API (Authorization header), or from the
 // login form (POST) or once as ?key= (for links from scripts); both set an
 // HttpOnly, SameSite=Strict session cookie that holds its expiry and an HMAC
 // of (key hash, expiry) under the origin's private key, not the key, and
@@ -35,7 +37,10 @@ const uiSessionTTL = 12 * time.Hour
 // uiPalette colours series in order; the Chromium test looks for them.
 var uiPalette = []string{"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2"}
 
-func (s *Server) uiAuthorized(w http.ResponseWriter, r *http.Request) bool {
+// uiAuthorized returns the key the request's session, login or header
+// presents, when it may open /ui (uiAccess: admin, deploy and read keys);
+// otherwise it has answered (login form, redirect after a login, refusal).
+func (s *Server) uiAuthorized(w http.ResponseWriter, r *http.Request) (keyHash, bool) {
 	key := r.URL.Query().Get("key")
 	if r.Method == http.MethodPost {
 		r.Body = http.MaxBytesReader(w, r.Body, 4096)
@@ -43,9 +48,14 @@ func (s *Server) uiAuthorized(w http.ResponseWriter, r *http.Request) bool {
 	}
 	if key != "" {
 		sum := sha256.Sum256([]byte(key))
-		if !s.operatorKeyHash(sum[:]) {
+		k, ok := s.lookupKey(sum[:])
+		if !ok || !k.valid(time.Now().Unix()) || k.scope == store.ScopeEdge {
 			http.Error(w, "wrong key", http.StatusUnauthorized)
-			return false
+			return keyHash{}, false
+		}
+		if !uiAccess.accepts(k.scope) {
+			http.Error(w, fmt.Sprintf("key %q has scope %s; /ui takes a key of scope %s", k.name, k.scope, uiAccess.needs()), http.StatusForbidden)
+			return keyHash{}, false
 		}
 		http.SetCookie(w, &http.Cookie{Name: uiCookie, Value: s.uiSession(sum[:], time.Now().Add(uiSessionTTL)), Path: "/ui",
 			MaxAge: int(uiSessionTTL / time.Second), HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode})
@@ -54,33 +64,35 @@ func (s *Server) uiAuthorized(w http.ResponseWriter, r *http.Request) bool {
 		u := *r.URL
 		u.RawQuery = q.Encode()
 		http.Redirect(w, r, u.RequestURI(), http.StatusSeeOther)
-		return false
+		return keyHash{}, false
 	}
-	if c, err := r.Cookie(uiCookie); err == nil && s.uiSessionValid(c.Value) {
-		return true
+	if c, err := r.Cookie(uiCookie); err == nil {
+		if k, ok := s.uiSessionKey(c.Value); ok {
+			if ae := uiAccess.check(r, k); ae != nil {
+				http.Error(w, ae.Message, ae.Status)
+				return keyHash{}, false
+			}
+			return k, true
+		}
 	}
-	if _, ok := s.authorized(r, false); ok {
-		return true
+	if requestKey(r) != "" {
+		a, ae := s.authorize(r, uiAccess)
+		if ae == nil {
+			return keyHash{name: a.Key, scope: a.Scope, app: a.App}, true
+		}
+		if ae.Status == http.StatusForbidden {
+			http.Error(w, ae.Message, ae.Status)
+			return keyHash{}, false
+		}
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(http.StatusUnauthorized)
-	fmt.Fprint(w, `<!doctype html><title>Updraft</title><form method="post"><p>Operator API key (DATA/api-key):
+	fmt.Fprint(w, `<!doctype html><title>Updraft</title><form method="post"><p>API key (admin, deploy or read; the admin key is in DATA/api-key):
 <input name="key" type="password" autofocus> <button>Open</button></form>`)
-	return false
+	return keyHash{}, false
 }
 
-func (s *Server) operatorKeyHash(sum []byte) bool {
-	ok := 0
-	now := time.Now().Unix()
-	for _, k := range s.apiKeys() {
-		if k.scope == store.ScopeOperator && k.valid(now) {
-			ok |= subtle.ConstantTimeCompare(sum, k.sum)
-		}
-	}
-	return ok == 1
-}
-
-// uiSession is the cookie for an operator key (by its hash) until expires:
+// uiSession is the cookie for a key (by its hash) until expires:
 // "EXPIRY.MAC", EXPIRY in Unix seconds and MAC an HMAC of (key hash,
 // expiry) under the origin's private key, so the cookie reveals nothing of
 // the key, cannot be extended, and stops working when the key is removed.
@@ -98,23 +110,25 @@ func (s *Server) uiSessionMAC(keySum []byte, exp string) string {
 	return hex.EncodeToString(m.Sum(nil))
 }
 
-func (s *Server) uiSessionValid(v string) bool {
+// uiSessionKey returns the key a session cookie was made for, if the
+// cookie is intact and unexpired and the key still opens /ui.
+func (s *Server) uiSessionKey(v string) (keyHash, bool) {
 	exp, mac, found := strings.Cut(v, ".")
 	if !found {
-		return false
+		return keyHash{}, false
 	}
 	t, err := strconv.ParseInt(exp, 10, 64)
 	now := time.Now().Unix()
 	if err != nil || t <= now || t > now+int64(uiSessionTTL/time.Second) {
-		return false
+		return keyHash{}, false
 	}
-	ok := 0
+	found, match := false, keyHash{}
 	for _, k := range s.apiKeys() {
-		if k.scope == store.ScopeOperator && k.valid(now) {
-			ok |= subtle.ConstantTimeCompare([]byte(mac), []byte(s.uiSessionMAC(k.sum, exp)))
+		if uiAccess.accepts(k.scope) && k.valid(now) && subtle.ConstantTimeCompare([]byte(mac), []byte(s.uiSessionMAC(k.sum, exp))) == 1 {
+			found, match = true, k
 		}
 	}
-	return ok == 1
+	return match, found
 }
 
 type uiChart struct {
@@ -337,7 +351,8 @@ table.history code{font-size:12px;word-break:break-all}
 
 // ui serves /ui (app list) and /ui/apps/{app}.
 func (s *Server) ui(w http.ResponseWriter, r *http.Request) {
-	if !s.uiAuthorized(w, r) {
+	key, ok := s.uiAuthorized(w, r)
+	if !ok {
 		return
 	}
 	ctx := r.Context()
@@ -351,6 +366,9 @@ func (s *Server) ui(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			fail(http.StatusInternalServerError, err)
 			return
+		}
+		if key.app != "" { // a key limited to one app
+			apps = slices.DeleteFunc(apps, func(a store.App) bool { return a.ID != key.app })
 		}
 		page.Apps = apps
 	} else {

@@ -127,3 +127,16 @@ func TestUISessionExpires(t *testing.T) {
 		t.Fatalf("valid session: HTTP %d", code)
 	}
 }
+
+// uiLogin posts key to the /ui login form and returns the status (303 when
+// the login is accepted).
+func uiLogin(t *testing.T, o *testOrigin, key string) int {
+	t.Helper()
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noRedirect.PostForm(o.http.URL+"/ui", url.Values{"key": {key}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}

@@ -11,11 +11,6 @@ import (
 	"testing"
 )
 
-// pendingCommands are commands docs/ci.md uses that another branch of
-// issue 20 adds (scoped keys): checked like the others once the CLI has
-// them, skipped (and logged) before.
-var pendingCommands = map[string]bool{"keys create": true}
-
 // TestCIDocCommands: every `updraft …` command in docs/ci.md's ```sh and
 // ```yaml blocks names a real command and parses with that command's own
 // flag set (the one its --help prints), so the CI examples cannot drift
@@ -37,10 +32,6 @@ func TestCIDocCommands(t *testing.T) {
 			continue
 		}
 		sawScript[name] = true
-		if pendingCommands[name] && !hasCommand(name) {
-			t.Logf("docs/ci.md: %s is not in this CLI yet (pending); not checked", name)
-			continue
-		}
 		fs := flagSetOf(t, name)
 		if fs == nil {
 			continue
@@ -158,11 +149,11 @@ func shellWords(s string) []string {
 }
 
 // commandOf finds the command (two words, else one) the words name among
-// the CLI's commands, or a pending one; "" when none.
+// the CLI's commands; "" when none.
 func commandOf(words []string) (string, []string) {
 	for n := min(2, len(words)); n >= 1; n-- {
 		name := strings.Join(words[:n], " ")
-		if hasCommand(name) || pendingCommands[name] {
+		if hasCommand(name) {
 			return name, words[n:]
 		}
 	}

@@ -25,7 +25,7 @@ type clientFlags struct {
 
 func (c *clientFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.origin, "origin", config.Env("UPDRAFT_ORIGIN", config.DefaultOriginURL), "origin URL; env UPDRAFT_ORIGIN")
-	fs.StringVar(&c.apiKey, "api-key", os.Getenv("UPDRAFT_API_KEY"), "operator API key; env UPDRAFT_API_KEY (default: read DATA/api-key)")
+	fs.StringVar(&c.apiKey, "api-key", os.Getenv("UPDRAFT_API_KEY"), "API key: the admin key, or one from keys create; env UPDRAFT_API_KEY (default: read DATA/api-key)")
 	fs.StringVar(&c.data, "data", config.DataDir(), "data folder whose api-key file is used when no key is given")
 	fs.BoolVar(&c.json, "json", false, "print JSON instead of a table")
 }

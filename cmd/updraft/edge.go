@@ -218,7 +218,7 @@ func cmdKeys(sub string, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	fmt.Fprintf(stdout, "edge key file (edges: --edge-key-file):     %s\n", config.EdgeKeyFile(*data))
-	fmt.Fprintf(stdout, "operator API key file:                      %s\n", config.APIKeyFile(*data))
+	fmt.Fprintf(stdout, "admin API key file:                         %s\n", config.APIKeyFile(*data))
 	fmt.Fprintf(stdout, "\nstart an edge:\n  updraft edge --upstream http://ORIGIN:8090 --origin-pubkey %s --edge-key-file %s --data edge-data --listen 0.0.0.0:8080\n",
 		pub, config.EdgeKeyFile(*data))
 	return nil

@@ -42,7 +42,7 @@ var groups = map[string]string{
 	"channel": "route devices: channels, rollouts, A/B splits and rollout guards",
 	"segment": "attribute rules that send matching devices to a channel",
 	"device":  "pin devices to a channel (overrides)",
-	"keys":    "show, create and rotate keys",
+	"keys":    "show, create, list, revoke and rotate keys",
 	"delta":   "build and apply binary deltas between bundles",
 	"config":  "check a configuration file",
 }
@@ -83,8 +83,22 @@ var docs = []cmdDoc{
 		examples: []string{"updraft keys create-expo-signing --dir expo-signing --cn \"Example Inc.\""},
 		notes: "Writes private-key.pem, public-key.pem and certificate.pem, as `npx expo-updates codesigning:generate` does, and\n" +
 			"prints the app.json lines (updates.codeSigningCertificate, codeSigningMetadata) and the edge flag that signs with the key."},
+	{name: "keys create", section: secKeys, args: "--name NAME --scope admin|deploy|upload|read [--app ID] [--expires 90d]",
+		summary: "an API key with a scope, for one app or every app; prints its secret once",
+		examples: []string{"updraft keys create --name ci --scope upload --app com.example.app --expires 90d",
+			"updraft keys create --name release --scope deploy", "updraft keys create --name dashboard --scope read --json"},
+		notes: "Scopes: admin (everything), deploy (upload, delete and rebuild bundles, change channels, rollouts, A/B splits,\n" +
+			"segments, overrides and guards, and read), upload (upload bundles and follow their builds), read (stats, lists,\n" +
+			"resolve, guard status). A key for one app reaches only that app; creating apps, gc and keys need an admin key for\n" +
+			"every app. The secret is printed alone on stdout (KEY=$(updraft keys create ...)); only its SHA-256 is stored."},
+	{name: "keys list", section: secKeys, args: "[--json]",
+		summary:  "the API keys: name, scope, app, created, expires, revoked (never a secret)",
+		examples: []string{"updraft keys list", "updraft keys list --json"}},
+	{name: "keys revoke", section: secKeys, args: "NAME",
+		summary:  "revoke a key at once, on every origin (the admin and edge keys of the data folder are rotated instead)",
+		examples: []string{"updraft keys revoke ci"}},
 	{name: "keys rotate", section: secKeys, args: "--api|--edge [--overlap 24h] | --signing [--prepare]",
-		summary: "new operator, edge or snapshot signing key; the old one stays valid for the overlap",
+		summary: "new admin key (DATA/api-key), edge or snapshot signing key; the old one stays valid for the overlap",
 		examples: []string{"updraft keys rotate --api", "updraft keys rotate --edge --overlap 1h",
 			"updraft keys rotate --signing --prepare"}},
 

@@ -5,6 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/updraft-cdn/updraft/origin"
@@ -17,7 +19,7 @@ func cmdKeysRotate(ctx context.Context, args []string, stdout, stderr io.Writer)
 	fs := flag.NewFlagSet("keys rotate", flag.ContinueOnError)
 	var cf clientFlags
 	cf.register(fs)
-	api := fs.Bool("api", false, "rotate the operator API key (DATA/api-key)")
+	api := fs.Bool("api", false, "rotate the admin key (DATA/api-key)")
 	edge := fs.Bool("edge", false, "rotate the edge key (DATA/edge-key)")
 	signing := fs.Bool("signing", false, "rotate the snapshot signing key (DATA/origin-key); run with --prepare first")
 	prepare := fs.Bool("prepare", false, "--signing: only create the next signing key and print its public key, to add to the edges' --origin-pubkey")
@@ -74,7 +76,7 @@ func cmdKeysRotate(ctx context.Context, args []string, stdout, stderr io.Writer)
 		fmt.Fprintf(stdout, "previous key %s kept in %s.old for reference; edges trusting only it now refuse new snapshots.\n", res.PreviousPublicKey, res.File)
 		fmt.Fprintf(stdout, "once every edge follows (/readyz \"following\":true), remove it: --origin-pubkey %s\n", res.PublicKey)
 	default:
-		what := "operator API key"
+		what := "admin key"
 		if *edge {
 			what = "edge key"
 		}
@@ -86,5 +88,151 @@ func cmdKeysRotate(ctx context.Context, args []string, stdout, stderr io.Writer)
 			fmt.Fprintf(stdout, "  give it to every edge (--edge-key-file); parent edges also take the old one meanwhile (--previous-edge-key-file)\n")
 		}
 	}
+	return nil
+}
+
+// parseExpiry reads --expires: Go durations (12h, 90m) and whole days (90d).
+func parseExpiry(s string) (time.Duration, error) {
+	if d, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(d)
+		if err != nil || n <= 0 || n > 3660 {
+			return 0, fmt.Errorf("--expires %q: want a number of days from 1 to 3660 (90d) or a duration (12h)", s)
+		}
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < time.Second {
+		return 0, fmt.Errorf("--expires %q: want a number of days (90d) or a duration of at least 1s (12h)", s)
+	}
+	return d, nil
+}
+
+// cmdKeysCreate runs `updraft keys create --name N --scope S [--app ID]
+// [--expires 90d]`: the secret is printed once, alone on stdout (for
+// KEY=$(updraft keys create …)), the rest on stderr.
+func cmdKeysCreate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("keys create", flag.ContinueOnError)
+	var cf clientFlags
+	cf.register(fs)
+	name := fs.String("name", "", "the key's name, unique among live keys (audit records show it)")
+	scope := fs.String("scope", "", "admin, deploy, upload or read")
+	app := fs.String("app", "", "limit the key to this app (default: every app)")
+	expires := fs.String("expires", "", "the key stops working after this long: 90d, 12h (default: never)")
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := want(0, pos, "no arguments"); err != nil {
+		return err
+	}
+	if *name == "" || *scope == "" {
+		return usagef("", "keys create: want --name and --scope (admin, deploy, upload or read)")
+	}
+	req := origin.CreateKeyRequest{Name: *name, Scope: *scope, App: *app}
+	if *expires != "" {
+		d, err := parseExpiry(*expires)
+		if err != nil {
+			return usagef("", "keys create: %v", err)
+		}
+		secs := int64(d / time.Second)
+		req.ExpiresInSeconds = &secs
+	}
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
+	res, err := c.CreateKey(ctx, req)
+	if err != nil {
+		return err
+	}
+	if cf.json {
+		return printJSON(stdout, res)
+	}
+	fmt.Fprintln(stdout, res.Secret)
+	fmt.Fprintf(stderr, "key %s created: scope %s, %s, %s.\nThe secret above is shown this once (the origin keeps only its hash): store it now, e.g. as a CI secret (UPDRAFT_API_KEY).\n",
+		res.Name, res.Scope, keyAppText(res.App), keyExpiryText(res.ExpiresAt))
+	return nil
+}
+
+func keyAppText(app string) string {
+	if app == "" {
+		return "every app"
+	}
+	return "app " + app
+}
+
+func keyExpiryText(t *time.Time) string {
+	if t == nil {
+		return "never expires"
+	}
+	return "expires " + t.UTC().Format(time.RFC3339)
+}
+
+// cmdKeysList runs `updraft keys list [--json]`: names, scopes, apps and
+// dates, never a secret.
+func cmdKeysList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("keys list", flag.ContinueOnError)
+	var cf clientFlags
+	cf.register(fs)
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := want(0, pos, "no arguments"); err != nil {
+		return err
+	}
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
+	keys, err := c.ListKeys(ctx)
+	if err != nil {
+		return err
+	}
+	if cf.json {
+		return printList(stdout, keys)
+	}
+	day := func(t *time.Time) string {
+		if t == nil {
+			return "-"
+		}
+		return t.UTC().Format("2006-01-02 15:04")
+	}
+	var rows [][]string
+	for _, k := range keys {
+		app := k.App
+		if app == "" {
+			app = "*"
+		}
+		rows = append(rows, []string{k.Name, k.Scope, app, day(&k.CreatedAt), day(k.ExpiresAt), day(k.RevokedAt), k.State})
+	}
+	table(stdout, "NAME\tSCOPE\tAPP\tCREATED\tEXPIRES\tREVOKED\tSTATE", rows)
+	return nil
+}
+
+// cmdKeysRevoke runs `updraft keys revoke NAME`.
+func cmdKeysRevoke(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("keys revoke", flag.ContinueOnError)
+	var cf clientFlags
+	cf.register(fs)
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := want(1, pos, "the key's NAME"); err != nil {
+		return err
+	}
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
+	k, err := c.RevokeKey(ctx, pos[0])
+	if err != nil {
+		return err
+	}
+	if cf.json {
+		return printJSON(stdout, k)
+	}
+	fmt.Fprintf(stdout, "key %s revoked (scope %s, %s): every origin refuses it from now on\n", k.Name, k.Scope, keyAppText(k.App))
 	return nil
 }

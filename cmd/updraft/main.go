@@ -139,6 +139,12 @@ func runSub(ctx context.Context, group, sub string, args []string, stdout, stder
 		switch sub {
 		case "rotate": // keys.go
 			return cmdKeysRotate(ctx, args, stdout, stderr)
+		case "create":
+			return cmdKeysCreate(ctx, args, stdout, stderr)
+		case "list":
+			return cmdKeysList(ctx, args, stdout, stderr)
+		case "revoke":
+			return cmdKeysRevoke(ctx, args, stdout, stderr)
 		case "create-expo-signing": // expo.go
 			return cmdKeysExpoSigning(args, stdout)
 		}

@@ -202,6 +202,40 @@ type RotateKeyResult struct {
 	Prepared          bool   `json:"prepared,omitempty"`
 }
 
+// CreateKeyRequest is the body of POST /api/v1/keys.
+type CreateKeyRequest struct {
+	// Name: 1-64 letters, digits, '.', '_' or '-', unique among live keys
+	// (admin and edge name the keys in DATA/api-key and DATA/edge-key).
+	Name string `json:"name"`
+	// Scope: admin, deploy, upload or read.
+	Scope string `json:"scope"`
+	// App limits the key to one app's routes ("": every app).
+	App string `json:"app_id,omitempty"`
+	// ExpiresInSeconds: the key stops being accepted this long after its
+	// creation (nil: never).
+	ExpiresInSeconds *int64 `json:"expires_in_seconds,omitempty"`
+}
+
+// KeyInfo is a stored API key as GET /api/v1/keys lists it: never its
+// secret nor its hash.
+type KeyInfo struct {
+	Name      string     `json:"name"`
+	Scope     string     `json:"scope"`
+	App       string     `json:"app_id,omitempty"` // "": every app
+	CreatedAt time.Time  `json:"created_at"`
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+	RevokedAt *time.Time `json:"revoked_at,omitempty"`
+	// State: live, expired or revoked.
+	State string `json:"state"`
+}
+
+// CreateKeyResult answers POST /api/v1/keys: the key and its secret, which
+// is shown this once (only its SHA-256 is stored).
+type CreateKeyResult struct {
+	KeyInfo
+	Secret string `json:"secret"`
+}
+
 // EncryptedMeta is the "meta" part of an encrypted upload.
 type EncryptedMeta struct {
 	SessionKey string                   `json:"session_key"`

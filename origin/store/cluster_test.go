@@ -89,13 +89,34 @@ func TestSharedStoreListenAndLease(t *testing.T) {
 	}
 	// A key rotation moves no revision, but the other origins must
 	// reload their keys: it is announced too.
-	if err := a.RotateAPIKey(ctx, "ab12", "rotated", ScopeOperator, time.Now().Add(time.Hour).Unix()); err != nil {
+	if err := a.RotateAPIKey(ctx, "ab12", FileAdminKey, ScopeAdmin, time.Now().Add(time.Hour).Unix()); err != nil {
 		t.Fatal(err)
 	}
 	select {
 	case <-heard:
 	case <-time.After(30 * time.Second):
 		t.Fatal("origin B never heard of origin A's key rotation")
+	}
+	// Creating and revoking a key are announced too: every origin refuses
+	// a revoked key at once.
+	if _, err := a.CreateAPIKey(ctx, APIKey{Hash: "cd34", Label: "ci", Scope: ScopeUpload}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-heard:
+	case <-time.After(30 * time.Second):
+		t.Fatal("origin B never heard of origin A's key creation")
+	}
+	if _, err := a.RevokeAPIKey(ctx, "ci", nil); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-heard:
+	case <-time.After(30 * time.Second):
+		t.Fatal("origin B never heard of origin A's key revocation")
+	}
+	if ks, _ := b.APIKeys(ctx); len(ks) == 0 || ks[len(ks)-1].Label != "ci" || ks[len(ks)-1].RevokedAt == 0 {
+		t.Fatalf("origin B reads the keys %+v after the revocation", ks)
 	}
 
 	la, err := a.AcquireLease(ctx, "guard", 50*time.Millisecond)

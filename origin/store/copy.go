@@ -95,7 +95,7 @@ const revisionTable = "revision"
 // metaTables are the metadata tables in foreign-key order (apps before
 // bundles before channels before overrides…).
 var metaTables = initTables(
-	tbl("api_keys", []string{"id"}, "id", "hash", "label", "created_at", "scope", "expires_at").withIdentity("id"),
+	tbl("api_keys", []string{"id"}, "id", "hash", "label", "created_at", "scope", "expires_at", "app_id", "revoked_at").withIdentity("id"),
 	tbl("apps", []string{"id"}, "id", "name", "created_at", "expose_metadata", "allow_device_custom_id", "keep_bundles"),
 	tbl("bundles", []string{"app_id", "version"}, "rowid", "app_id", "version", "sha256", "size", "min_update_version",
 		"comment", "link", "created_at", "canonical_sha256", "canonical_size", "session_key", "checksum", "key_id", "expo").withIdentity("rowid"),

@@ -78,9 +78,14 @@ func populateForCopy(t *testing.T, in copyInstallation) {
 			t.Fatal(err)
 		}
 	}
-	must(s.AddAPIKey(ctx, strings.Repeat("a1", 32), "generated", ScopeOperator))
-	must(s.AddAPIKey(ctx, strings.Repeat("e2", 32), "generated", ScopeEdge))
-	must(s.RotateAPIKey(ctx, strings.Repeat("b3", 32), "rotated", ScopeOperator, time.Now().Add(time.Hour).Unix()))
+	must(s.AddAPIKey(ctx, strings.Repeat("a1", 32), FileAdminKey, ScopeAdmin))
+	must(s.AddAPIKey(ctx, strings.Repeat("e2", 32), FileEdgeKey, ScopeEdge))
+	must(s.RotateAPIKey(ctx, strings.Repeat("b3", 32), FileAdminKey, ScopeAdmin, time.Now().Add(time.Hour).Unix()))
+	var err error
+	_, err = s.CreateAPIKey(ctx, APIKey{Hash: strings.Repeat("c5", 32), Label: "ci", Scope: ScopeUpload, App: evApp, ExpiresAt: time.Now().Add(time.Hour).Unix()})
+	must(err)
+	_, err = s.RevokeAPIKey(ctx, "ci", nil)
+	must(err)
 	for _, r := range []AuditRecord{
 		{App: evApp, Actor: "ci", Addr: "192.0.2.1", Action: "bundle.uploaded", Target: "1.0.0", After: []byte(`{"version":"1.0.0","ü":"é"}`)},
 		{Actor: "admin", Action: "key.created", Target: "ci"},
@@ -101,7 +106,7 @@ func populateForCopy(t *testing.T, in copyInstallation) {
 		_, err := s.CreateBundleWithManifest(ctx, b, []snapshot.ManifestEntry{{Name: "index.html", Hash: "h" + v, Blob: fmt.Sprintf("%064x", 100+i), Size: 12}})
 		must(err)
 	}
-	_, err := s.CreateBundle(ctx, Bundle{AppID: "com.example.zeta", Version: "2.0.0", SHA256: fmt.Sprintf("%064x", 50), Size: 5})
+	_, err = s.CreateBundle(ctx, Bundle{AppID: "com.example.zeta", Version: "2.0.0", SHA256: fmt.Sprintf("%064x", 50), Size: 5})
 	must(err)
 	must(s.SetCanonical(ctx, evApp, "1.0.1", fmt.Sprintf("%064x", 200), 300))
 	must(s.AddDelta(ctx, evApp, "1.0.1", snapshot.Delta{From: "1.0.0", Base: fmt.Sprintf("%064x", 201), Encoding: "dcz", SHA256: fmt.Sprintf("%064x", 202), Size: 7, DecodeNs: 3_000_000_123}))
@@ -320,7 +325,7 @@ func TestMigrateCopyRoundTrip(t *testing.T) {
 
 	// The copy numbers new rows after the copied ones.
 	for _, in := range []copyInstallation{dst, back} {
-		if err := in.meta.AddAPIKey(ctx, strings.Repeat("c4", 32), "new", ScopeOperator); err != nil {
+		if err := in.meta.AddAPIKey(ctx, strings.Repeat("c4", 32), "new", ScopeAdmin); err != nil {
 			t.Fatalf("%s: new key: %v", in.meta.Engine(), err)
 		}
 		if _, err := in.meta.CreateBundle(ctx, Bundle{AppID: evApp, Version: "3.0.0", SHA256: fmt.Sprintf("%064x", 9), Size: 1}); err != nil {
@@ -538,7 +543,7 @@ func TestMigrateCheckDestination(t *testing.T) {
 	if _, err := other.meta.CreateApp(ctx, "com.other.app", ""); err != nil {
 		t.Fatal(err)
 	}
-	if err := other.meta.AddAPIKey(ctx, strings.Repeat("ff", 32), "generated", ScopeOperator); err != nil {
+	if err := other.meta.AddAPIKey(ctx, strings.Repeat("ff", 32), FileAdminKey, ScopeAdmin); err != nil {
 		t.Fatal(err)
 	}
 	err = CheckDestination(ctx, other.meta, src.meta, CopyOptions{})

@@ -84,11 +84,32 @@ func (s *Store) Rev(ctx context.Context) (int64, error) {
 	return rev, err
 }
 
-// Key scopes: an operator key may do everything; an edge key may only
-// replicate (snapshots and blobs under /v1).
+// Key scopes (issue 20). An admin key may do everything; deploy may
+// upload and change bundles, channels, rollouts, A/B splits, segments,
+// overrides and guards, and read; upload may only upload bundles (and
+// follow their builds); read may only read. An edge key may only
+// replicate (snapshots, blobs, events, device channels under /v1). Which
+// routes take which scope is the table in origin/api.go.
 const (
+	ScopeAdmin  = "admin"
+	ScopeDeploy = "deploy"
+	ScopeUpload = "upload"
+	ScopeRead   = "read"
+	ScopeEdge   = "edge"
+	// ScopeOperator is the all-powerful key's scope before issue 20; the
+	// migration that added scopes made every such key an admin key.
 	ScopeOperator = "operator"
-	ScopeEdge     = "edge"
+)
+
+// Scopes are the scopes a key can be created with (keys create).
+var Scopes = []string{ScopeAdmin, ScopeDeploy, ScopeUpload, ScopeRead}
+
+// Names of the keys held in files in the data folder (DATA/api-key,
+// DATA/edge-key): created at first start, replaced by a rotation, never
+// created nor revoked by name.
+const (
+	FileAdminKey = "admin"
+	FileEdgeKey  = "edge"
 )
 
 // APIKey is a stored key: the SHA-256 of the secret, never the secret.
@@ -96,12 +117,23 @@ type APIKey struct {
 	Hash  string
 	Label string // the key's name
 	Scope string
-	// ExpiresAt ends the key's validity (Unix seconds; 0: never). A
-	// rotation (RotateAPIKey) sets it on the keys it replaces.
+	// App limits the key to one app's routes ("": every app).
+	App string
+	// CreatedAt, ExpiresAt and RevokedAt are Unix seconds. ExpiresAt ends
+	// the key's validity (0: never); a rotation (RotateAPIKey) sets it on
+	// the keys it replaces. RevokedAt (0: not revoked) ends it at once.
+	CreatedAt int64
 	ExpiresAt int64
+	RevokedAt int64
 }
 
-// AddAPIKey stores the hash of a key with its scope.
+// Live reports whether the key is accepted at now (Unix seconds).
+func (k APIKey) Live(now int64) bool {
+	return k.RevokedAt == 0 && (k.ExpiresAt == 0 || now < k.ExpiresAt)
+}
+
+// AddAPIKey stores the hash of a key with its name and scope (for every
+// app, without expiry).
 func (s *Store) AddAPIKey(ctx context.Context, hash, label, scope string) error {
 	return s.write(ctx, false, func(tx *Tx) error {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO api_keys (hash, label, scope, created_at) VALUES (?, ?, ?, ?)`, hash, label, scope, time.Now().Unix()); err != nil {
@@ -111,16 +143,18 @@ func (s *Store) AddAPIKey(ctx context.Context, hash, label, scope string) error 
 	})
 }
 
-// CountAPIKeys returns how many keys of a scope are stored.
-func (s *Store) CountAPIKeys(ctx context.Context, scope string) (int, error) {
+// CountAPIKeys returns how many keys named name (revoked and expired ones
+// included) are stored with scope.
+func (s *Store) CountAPIKeys(ctx context.Context, name, scope string) (int, error) {
 	var n int
-	err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM api_keys WHERE scope = ?`, scope).Scan(&n)
+	err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM api_keys WHERE label = ? AND scope = ?`, name, scope).Scan(&n)
 	return n, err
 }
 
-// APIKeys returns every stored key hash with its scope.
+// APIKeys returns every stored key (revoked and expired ones included), in
+// the order they were created.
 func (s *Store) APIKeys(ctx context.Context) ([]APIKey, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT hash, label, scope, expires_at FROM api_keys`)
+	rows, err := s.db.QueryContext(ctx, `SELECT hash, label, scope, app_id, created_at, expires_at, revoked_at FROM api_keys ORDER BY id`)
 	if err != nil {
 		return nil, err
 	}
@@ -128,7 +162,7 @@ func (s *Store) APIKeys(ctx context.Context) ([]APIKey, error) {
 	var out []APIKey
 	for rows.Next() {
 		var k APIKey
-		if err := rows.Scan(&k.Hash, &k.Label, &k.Scope, &k.ExpiresAt); err != nil {
+		if err := rows.Scan(&k.Hash, &k.Label, &k.Scope, &k.App, &k.CreatedAt, &k.ExpiresAt, &k.RevokedAt); err != nil {
 			return nil, err
 		}
 		out = append(out, k)

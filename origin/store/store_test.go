@@ -141,20 +141,27 @@ func TestAppsBundlesChannels(t *testing.T) {
 func TestAPIKeys(t *testing.T) {
 	ctx := context.Background()
 	s, _ := open(t)
-	if n, _ := s.CountAPIKeys(ctx, ScopeOperator); n != 0 {
+	if n, _ := s.CountAPIKeys(ctx, FileAdminKey, ScopeAdmin); n != 0 {
 		t.Fatal(n)
 	}
-	if err := s.AddAPIKey(ctx, "h1", "default", ScopeOperator); err != nil {
+	if err := s.AddAPIKey(ctx, "h1", FileAdminKey, ScopeAdmin); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.AddAPIKey(ctx, "h2", "edges", ScopeEdge); err != nil {
+	if err := s.AddAPIKey(ctx, "h2", FileEdgeKey, ScopeEdge); err != nil {
 		t.Fatal(err)
 	}
-	if n, _ := s.CountAPIKeys(ctx, ScopeEdge); n != 1 {
+	if n, _ := s.CountAPIKeys(ctx, FileEdgeKey, ScopeEdge); n != 1 {
+		t.Fatal(n)
+	}
+	if n, _ := s.CountAPIKeys(ctx, FileAdminKey, ScopeEdge); n != 0 {
 		t.Fatal(n)
 	}
 	ks, err := s.APIKeys(ctx)
-	if err != nil || len(ks) != 2 || ks[0] != (APIKey{Hash: "h1", Label: "default", Scope: ScopeOperator}) {
+	if err != nil || len(ks) != 2 || ks[0].CreatedAt == 0 {
+		t.Fatalf("%v %v", ks, err)
+	}
+	ks[0].CreatedAt = 0
+	if ks[0] != (APIKey{Hash: "h1", Label: FileAdminKey, Scope: ScopeAdmin}) {
 		t.Fatalf("%v %v", ks, err)
 	}
 }

@@ -164,6 +164,14 @@ var Meta = Schema{name: "meta", migrations: []string{
 	// Preview channels (issue 20, `updraft channel preview`): the Unix
 	// time a preview channel expires; 0 for every other channel.
 	`ALTER TABLE channels ADD COLUMN preview_expires BIGINT NOT NULL DEFAULT 0;`,
+	// Keys with scopes (issue 20): the all-powerful "operator" key (and the
+	// keys its rotations replaced) becomes the admin key named "admin", the
+	// edge key is named "edge"; a key may be limited to one app and
+	// revoked at once by name.
+	`UPDATE api_keys SET label = CASE WHEN scope = 'edge' THEN 'edge' ELSE 'admin' END,
+		scope = CASE WHEN scope = 'operator' THEN 'admin' ELSE scope END;
+	 ALTER TABLE api_keys ADD COLUMN app_id TEXTC NOT NULL DEFAULT '';
+	 ALTER TABLE api_keys ADD COLUMN revoked_at BIGINT NOT NULL DEFAULT 0;`,
 }}
 
 // Events is the event schema: ingested segments and the aggregates folded
