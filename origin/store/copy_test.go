@@ -81,12 +81,28 @@ func populateForCopy(t *testing.T, in copyInstallation) {
 	must(s.AddAPIKey(ctx, strings.Repeat("a1", 32), "generated", ScopeOperator))
 	must(s.AddAPIKey(ctx, strings.Repeat("e2", 32), "generated", ScopeEdge))
 	must(s.RotateAPIKey(ctx, strings.Repeat("b3", 32), "rotated", ScopeOperator, time.Now().Add(time.Hour).Unix()))
+	// A webhook with a delivery queued (the audit records below) and one
+	// removed afterwards (its audit record stays).
+	wh, werr := s.AddWebhook(ctx, Webhook{App: evApp, URL: "https://hooks.example/ü", Events: []string{"bundle.*", "key.created"},
+		Secret: "s3cret", Format: WebhookJSON, CreatedBy: "admin"}, AuditRecord{Actor: "admin", Addr: "192.0.2.9"})
+	must(werr)
+	gone, werr := s.AddWebhook(ctx, Webhook{URL: "https://hooks.example/gone", Events: []string{"*"}, Format: WebhookSlack}, AuditRecord{Actor: "admin"})
+	must(werr)
+	_, werr = s.RemoveWebhook(ctx, gone.ID, AuditRecord{Actor: "admin"})
+	must(werr)
 	for _, r := range []AuditRecord{
 		{App: evApp, Actor: "ci", Addr: "192.0.2.1", Action: "bundle.uploaded", Target: "1.0.0", After: []byte(`{"version":"1.0.0","ü":"é"}`)},
 		{Actor: "admin", Action: "key.created", Target: "ci"},
 	} {
 		_, err := s.AppendAudit(ctx, r)
 		must(err)
+	}
+	uid := 0
+	n, _, werr := s.EnqueueWebhookDeliveries(ctx, time.Now(), 100, func() string { uid++; return fmt.Sprintf("uid-%d", uid) },
+		func(w Webhook, rec AuditRecord, uid string) (string, error) { return `{"id":"` + uid + `","ü":1}`, nil })
+	must(werr)
+	if n != 1 {
+		t.Fatalf("%d deliveries queued for webhook %d, want 1 (bundle.uploaded of %s)", n, wh.ID, evApp)
 	}
 	for _, app := range []string{evApp, "com.example.zeta", "com.example.ümlaut"} {
 		_, err := s.CreateApp(ctx, app, "App "+app)
