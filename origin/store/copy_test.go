@@ -99,7 +99,9 @@ func populateForCopy(t *testing.T, in copyInstallation) {
 	}
 	uid := 0
 	n, _, werr := s.EnqueueWebhookDeliveries(ctx, time.Now(), 100, func() string { uid++; return fmt.Sprintf("uid-%d", uid) },
-		func(w Webhook, rec AuditRecord, uid string) (string, error) { return `{"id":"` + uid + `","ü":1}`, nil })
+		func(w Webhook, rec AuditRecord, uid string) (string, error) {
+			return `{"id":"` + uid + `","ü":1}`, nil
+		})
 	must(werr)
 	if n != 1 {
 		t.Fatalf("%d deliveries queued for webhook %d, want 1 (bundle.uploaded of %s)", n, wh.ID, evApp)
