@@ -80,6 +80,13 @@ func (s *Server) Handler() http.Handler {
 	api("DELETE /api/v1/apps/{app}", s.deleteApp)
 	api("POST /api/v1/gc", s.postGC)                 // gc.go
 	api("POST /api/v1/keys/rotate", s.postRotateKey) // keys.go
+	// Webhooks (webhooks.go). Scopes: admin for POST /webhooks, DELETE and
+	// POST …/test; read for GET /webhooks and …/deliveries.
+	api("GET /api/v1/webhooks", s.listWebhooks)
+	api("POST /api/v1/webhooks", s.addWebhook)
+	api("DELETE /api/v1/webhooks/{id}", s.removeWebhook)
+	api("GET /api/v1/webhooks/{id}/deliveries", s.webhookDeliveries)
+	api("POST /api/v1/webhooks/{id}/test", s.testWebhook)
 	s.routes = append(s.routes, "GET /api/v1/openapi.json")
 	mux.HandleFunc("GET /api/v1/openapi.json", serveOpenAPI) // openapi.go: no API key, it documents and exposes no data
 	mux.HandleFunc("GET /ui", s.ui)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/getkin/kin-openapi/openapi3"
 
+	"github.com/updraft-cdn/updraft/origin/api"
 	"github.com/updraft-cdn/updraft/origin/store"
 )
 
@@ -185,6 +186,7 @@ var requestTypes = map[string]func() any{
 	"putGuard":      func() any { return new(store.Guard) },
 	"resolve":       func() any { return new(DeviceRequest) },
 	"postRotateKey": func() any { return new(RotateKeyRequest) },
+	"addWebhook":    func() any { return new(api.WebhookRequest) },
 }
 
 func decodeStrict(raw []byte, v any) error {

@@ -410,6 +410,16 @@ func (s *Store) RecordWebhookAttempt(ctx context.Context, d WebhookDelivery, a W
 	return ok, err
 }
 
+// ReleaseWebhookDelivery gives claim d back without counting its attempt
+// (its origin is stopping): it is due again at once.
+func (s *Store) ReleaseWebhookDelivery(ctx context.Context, d WebhookDelivery) error {
+	return s.write(ctx, false, func(tx *Tx) error {
+		_, err := tx.ExecContext(ctx, `UPDATE webhook_deliveries SET attempts = attempts - 1, lease_until = 0, updated_at = ?
+			WHERE id = ? AND attempts = ? AND state = 'pending'`, time.Now().UnixMilli(), d.Seq, d.Attempts)
+		return err
+	})
+}
+
 // NextWebhookAttempt returns when the next pending delivery is due (its
 // lease's end when it is being sent); ok is false when none is pending.
 func (s *Store) NextWebhookAttempt(ctx context.Context) (at time.Time, ok bool, err error) {
