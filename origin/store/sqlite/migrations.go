@@ -162,9 +162,10 @@ var Meta = Schema{foreignKeys: true, migrations: []string{
 	// outbox: each webhook's audit_cursor is the last audit record it
 	// considered; one transaction turns the records after it into
 	// webhook_deliveries rows and advances it; deliveries are claimed with
-	// a lease (lease_until) and retried at next_attempt.
+	// a lease (lease_until) and retried at next_attempt. A removed
+	// webhook's id is never given again (AUTOINCREMENT).
 	`CREATE TABLE webhooks (
-		id INTEGER PRIMARY KEY,
+		id INTEGER PRIMARY KEY AUTOINCREMENT,
 		app_id TEXT NOT NULL,
 		url TEXT NOT NULL,
 		events TEXT NOT NULL,
