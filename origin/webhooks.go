@@ -60,6 +60,9 @@ const (
 	webhookBodyLimit      = 64 << 10 // of a receiver's answer read; the rest is dropped with the connection
 	webhookBatch          = 8        // deliveries sent at once
 	webhookEnqueueBatch   = 500      // audit records queued per transaction
+	// webhookLogRetention: settled deliveries (ok, failed) stay this long
+	// in the delivery log, pruned hourly.
+	webhookLogRetention = 30 * 24 * time.Hour
 )
 
 // webhookSender is an origin's webhook worker. Every origin sharing a
@@ -72,7 +75,8 @@ type webhookSender struct {
 	timeout time.Duration
 	backoff []time.Duration
 	// attempts counts attempts by outcome: ok, retry, failed.
-	attempts *prometheus.CounterVec
+	attempts   *prometheus.CounterVec
+	lastPruned time.Time
 }
 
 func newWebhookSender(s *Server) *webhookSender {
@@ -140,6 +144,14 @@ func (w *webhookSender) run(ctx context.Context) {
 
 // cycle queues the new audit records' deliveries, then sends every due one.
 func (w *webhookSender) cycle(ctx context.Context) {
+	if time.Since(w.lastPruned) > time.Hour {
+		w.lastPruned = time.Now()
+		if n, err := w.s.store.PruneWebhookDeliveries(ctx, time.Now().Add(-webhookLogRetention)); err != nil && ctx.Err() == nil {
+			w.s.log.Warn("origin: webhooks: prune the delivery log", "err", err)
+		} else if n > 0 {
+			w.s.log.Info("origin: webhooks: pruned the delivery log", "deliveries", n)
+		}
+	}
 	for ctx.Err() == nil {
 		_, more, err := w.s.store.EnqueueWebhookDeliveries(ctx, time.Now(), webhookEnqueueBatch, newDeliveryID, renderWebhook)
 		if err != nil {

@@ -420,6 +420,21 @@ func (s *Store) ReleaseWebhookDelivery(ctx context.Context, d WebhookDelivery) e
 	})
 }
 
+// PruneWebhookDeliveries deletes the settled deliveries (ok or failed)
+// queued before before, and returns how many.
+func (s *Store) PruneWebhookDeliveries(ctx context.Context, before time.Time) (int64, error) {
+	var n int64
+	err := s.write(ctx, false, func(tx *Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM webhook_deliveries WHERE state <> 'pending' AND created_at < ?`, before.UnixMilli())
+		if err != nil {
+			return err
+		}
+		n, _ = res.RowsAffected()
+		return nil
+	})
+	return n, err
+}
+
 // NextWebhookAttempt returns when the next pending delivery is due (its
 // lease's end when it is being sent); ok is false when none is pending.
 func (s *Store) NextWebhookAttempt(ctx context.Context) (at time.Time, ok bool, err error) {
