@@ -152,7 +152,7 @@ var docs = []cmdDoc{
 	{name: "webhook add", section: secOperator, args: "--url URL --events E1,E2 [--app ID] [--format json|slack] [--secret S]",
 		summary: "POST these audit events to a URL, signed (HMAC-SHA256); prints the secret once",
 		examples: []string{"updraft webhook add --url https://ci.example.com/updraft --events bundle.uploaded,channel.changed,rollout.paused,guard.acted",
-			"updraft webhook add --url https://hooks.slack.com/services/T000/B000/XXXX --events rollout.*,guard.acted --app com.example.app --format slack"},
+			"updraft webhook add --url https://hooks.slack.com/services/T000/B000/XXXX --events 'rollout.*,guard.acted' --app com.example.app --format slack"},
 		notes: "Events are audit actions (docs/cli.md, \"Webhooks\"); rollout.* takes a group, * every action. Failed deliveries are\n" +
 			"retried with backoff (8 attempts over about 17 hours); receivers verify Updraft-Signature with the secret."},
 	{name: "webhook list", section: secOperator, args: "[--json]", summary: "list webhooks (secrets are never shown again)",
