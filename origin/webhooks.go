@@ -104,8 +104,30 @@ func newWebhookSender(s *Server) *webhookSender {
 	for _, st := range []string{"ok", "retry", "failed"} {
 		w.attempts.WithLabelValues(st)
 	}
-	s.metrics.reg.MustRegister(w.attempts)
+	s.metrics.reg.MustRegister(w.attempts, deliveryStates{s})
 	return w
+}
+
+// deliveryStates is the gauge of the delivery log by state, read from the
+// store at each scrape (the log holds 30 days: a small GROUP BY).
+type deliveryStates struct{ s *Server }
+
+var deliveryStatesDesc = prometheus.NewDesc("updraft_origin_webhook_deliveries",
+	"Webhook deliveries in the delivery log (kept 30 days) by state: pending (queued or waiting to retry), ok, failed.", []string{"state"}, nil)
+
+func (d deliveryStates) Describe(ch chan<- *prometheus.Desc) { ch <- deliveryStatesDesc }
+
+func (d deliveryStates) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	n, err := d.s.store.CountWebhookDeliveries(ctx)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(deliveryStatesDesc, err)
+		return
+	}
+	for _, st := range []string{store.DeliveryPending, store.DeliveryOK, store.DeliveryFailed} {
+		ch <- prometheus.MustNewConstMetric(deliveryStatesDesc, prometheus.GaugeValue, float64(n[st]), st)
+	}
 }
 
 // wake makes the worker look for new audit records now.

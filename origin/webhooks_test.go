@@ -275,8 +275,11 @@ func TestWebhookDeliversMatchingEventsOnce(t *testing.T) {
 		t.Fatalf("receiver b got %d requests, want still 2", n)
 	}
 	metrics := fetchMetrics(t, o)
-	if !strings.Contains(metrics, `updraft_origin_webhook_deliveries_total{state="ok"} 5`) {
-		t.Errorf("metrics: want 5 ok deliveries:\n%s", grepLines(metrics, "webhook"))
+	for _, want := range []string{`updraft_origin_webhook_deliveries_total{state="ok"} 5`, `updraft_origin_webhook_deliveries{state="ok"} 5`,
+		`updraft_origin_webhook_deliveries{state="pending"} 0`, `updraft_origin_webhook_deliveries{state="failed"} 0`} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("metrics: want %s:\n%s", want, grepLines(metrics, "webhook"))
+		}
 	}
 }
 
@@ -361,8 +364,8 @@ func TestWebhookRetriesWithBackoff(t *testing.T) {
 		}
 	}
 	m := fetchMetrics(t, o)
-	for _, want := range []string{`{state="ok"} 1`, `{state="retry"} 6`, `{state="failed"} 2`} {
-		if !strings.Contains(m, "updraft_origin_webhook_deliveries_total"+want) {
+	for _, want := range []string{`_total{state="ok"} 1`, `_total{state="retry"} 6`, `_total{state="failed"} 2`, `{state="ok"} 1`, `{state="failed"} 2`} {
+		if !strings.Contains(m, "updraft_origin_webhook_deliveries"+want) {
 			t.Errorf("metrics: want %s:\n%s", want, grepLines(m, "webhook"))
 		}
 	}

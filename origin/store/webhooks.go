@@ -435,6 +435,25 @@ func (s *Store) PruneWebhookDeliveries(ctx context.Context, before time.Time) (i
 	return n, err
 }
 
+// CountWebhookDeliveries counts the deliveries in the log by state.
+func (s *Store) CountWebhookDeliveries(ctx context.Context) (map[string]int64, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT state, count(*) FROM webhook_deliveries GROUP BY state`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]int64{}
+	for rows.Next() {
+		var st string
+		var n int64
+		if err := rows.Scan(&st, &n); err != nil {
+			return nil, err
+		}
+		out[st] = n
+	}
+	return out, rows.Err()
+}
+
 // NextWebhookAttempt returns when the next pending delivery is due (its
 // lease's end when it is being sent); ok is false when none is pending.
 func (s *Store) NextWebhookAttempt(ctx context.Context) (at time.Time, ok bool, err error) {
