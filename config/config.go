@@ -49,6 +49,16 @@ type Origin struct {
 	// GCInterval: how often blob garbage collection runs; 0: only on demand.
 	GCInterval time.Duration
 
+	// Webhooks (origin/webhooks.go): WebhookPoll is how often the origin
+	// looks for new audit records to deliver (0: 1s; records this origin
+	// appends wake it at once); WebhookBackoff the waits before each retry
+	// of a failed delivery, whose count bounds the attempts (nil: the
+	// default schedule, 8 attempts over about 17 hours); WebhookTimeout
+	// bounds one attempt (0: 10s).
+	WebhookPoll    time.Duration
+	WebhookBackoff []time.Duration
+	WebhookTimeout time.Duration
+
 	// Upload limits (docs/design-notes.md, "Upload limits, streaming
 	// builds and durable jobs"), checked on the sizes a zip declares and
 	// on the bytes it actually decompresses to: at most MaxZipEntries
@@ -274,6 +284,9 @@ func (c Origin) Validate() error {
 	}
 	if c.GCGrace < 0 {
 		errs = append(errs, fmt.Errorf("config: origin.gc_grace %s: want 0 or more, like 1h", c.GCGrace))
+	}
+	if c.WebhookPoll < 0 || c.WebhookPoll > time.Hour {
+		errs = append(errs, fmt.Errorf("config: origin.webhook_poll %s: want 0 (the default, 1s) to 1h, like 1s", c.WebhookPoll))
 	}
 	if c.GCInterval != 0 && c.GCInterval < time.Second {
 		errs = append(errs, fmt.Errorf("config: origin.gc_interval %s: want 0 (on demand only) or at least 1s, like 1h", c.GCInterval))

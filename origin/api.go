@@ -107,6 +107,13 @@ func (s *Server) Handler() http.Handler {
 	api("POST /api/v1/apps/{app}/previews", scopeDeploy, s.createPreview)
 	api("GET /api/v1/apps/{app}/previews", scopeRead, s.listPreviews)
 	api("DELETE /api/v1/apps/{app}/previews/{name}", scopeDeploy, s.deletePreview)
+	// Webhooks (webhooks.go); a key limited to one app sees and manages
+	// only that app's webhooks.
+	api("GET /api/v1/webhooks", scopeRead.forAppKeys(), s.listWebhooks)
+	api("POST /api/v1/webhooks", scopeAdmin.forAppKeys(), s.addWebhook)
+	api("DELETE /api/v1/webhooks/{id}", scopeAdmin.forAppKeys(), s.removeWebhook)
+	api("GET /api/v1/webhooks/{id}/deliveries", scopeRead.forAppKeys(), s.webhookDeliveries)
+	api("POST /api/v1/webhooks/{id}/test", scopeAdmin.forAppKeys(), s.testWebhook)
 	s.routes = append(s.routes, "GET /api/v1/openapi.json")
 	s.routeAccess["GET /api/v1/openapi.json"] = scopePublic
 	mux.HandleFunc("GET /api/v1/openapi.json", serveOpenAPI) // openapi.go: no API key, it documents and exposes no data

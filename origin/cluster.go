@@ -69,6 +69,7 @@ func (s *Server) followStore(ctx context.Context) {
 	s.store.Listen(ctx, func() {
 		s.changedStore()
 		s.deltas.notify()
+		s.webhooks.wake() // another origin's audit records
 		if err := s.loadKeys(ctx); err != nil && ctx.Err() == nil {
 			s.log.Error("origin: reload API keys", "err", err)
 		}

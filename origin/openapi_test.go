@@ -16,6 +16,7 @@ import (
 
 	"github.com/getkin/kin-openapi/openapi3"
 
+	"github.com/updraft-cdn/updraft/origin/api"
 	"github.com/updraft-cdn/updraft/origin/store"
 )
 
@@ -186,6 +187,7 @@ var requestTypes = map[string]func() any{
 	"resolve":       func() any { return new(DeviceRequest) },
 	"postRotateKey": func() any { return new(RotateKeyRequest) },
 	"createKey":     func() any { return new(CreateKeyRequest) },
+	"addWebhook":    func() any { return new(api.WebhookRequest) },
 }
 
 func decodeStrict(raw []byte, v any) error {

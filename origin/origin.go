@@ -56,10 +56,11 @@ type Server struct {
 	// previewKick wakes the preview sweeper (previews.go).
 	previewKick chan struct{}
 
-	events  *store.EventStore // device events and aggregates (DATA/events.db)
-	guard   *rolloutGuard
-	metrics *originMetrics
-	bgDone  sync.WaitGroup // guard and pruning
+	events   *store.EventStore // device events and aggregates (DATA/events.db)
+	guard    *rolloutGuard
+	webhooks *webhookSender // webhooks.go
+	metrics  *originMetrics
+	bgDone   sync.WaitGroup // guard and pruning
 
 	publishMu   sync.Mutex
 	current     atomic.Pointer[Published]
@@ -112,6 +113,7 @@ func Open(ctx context.Context, cfg config.Origin, log *slog.Logger) (*Server, er
 	s.devicePub = newDevicePublisher(s)
 	s.guard = newRolloutGuard(s)
 	s.gc = newBlobGC(s)
+	s.webhooks = newWebhookSender(s)
 	fail := func(err error) (*Server, error) {
 		st.Close()
 		if s.events != nil {
@@ -147,9 +149,12 @@ func Open(ctx context.Context, cfg config.Origin, log *slog.Logger) (*Server, er
 	go s.publisher(pctx)
 	// The guard and retention run on one origin at a time (cluster.go);
 	// every origin builds bundles, claiming jobs from the store.
-	s.bgDone.Add(4)
+	s.bgDone.Add(5)
 	go func() { defer s.bgDone.Done(); s.exclusive(pctx, "guard", s.guard.run) }()
 	go func() { defer s.bgDone.Done(); s.exclusive(pctx, "preview-expiry", s.sweepPreviews) }()
+	// Every origin sends webhooks: each delivery is claimed by one (webhooks.go).
+	s.store.OnAudit(s.webhooks.wake)
+	go func() { defer s.bgDone.Done(); s.webhooks.run(pctx) }()
 	go func() { defer s.bgDone.Done(); s.exclusive(pctx, "retention", s.pruneEvents) }()
 	go func() { defer s.bgDone.Done(); s.followStore(pctx) }()
 	s.deltas.start(pctx) // deltas.go: resumes the builds a stop or crash left, then builds

@@ -44,6 +44,7 @@ var groups = map[string]string{
 	"device":  "pin devices to a channel (overrides)",
 	"keys":    "show, create, list, revoke and rotate keys",
 	"delta":   "build and apply binary deltas between bundles",
+	"webhook": "POST audit events (uploads, channel changes, rollout pauses, guard actions) to URLs, signed",
 	"config":  "check a configuration file",
 }
 
@@ -173,6 +174,21 @@ var docs = []cmdDoc{
 		examples: []string{"updraft device override 00009a6b-eefe-490a-9c60-8e965132ae51 --app com.example.app --channel beta"}},
 	{name: "device list", section: secOperator, args: "--app ID [--after DEVICE_ID] [--limit N] [--json]", summary: "list pinned devices",
 		examples: []string{"updraft device list --app com.example.app", "updraft device list --app com.example.app --json"}},
+
+	{name: "webhook add", section: secOperator, args: "--url URL --events E1,E2 [--app ID] [--format json|slack] [--secret S]",
+		summary: "POST these audit events to a URL, signed (HMAC-SHA256); prints the secret once",
+		examples: []string{"updraft webhook add --url https://ci.example.com/updraft --events bundle.uploaded,channel.changed,rollout.paused,guard.acted",
+			"updraft webhook add --url https://hooks.slack.com/services/T000/B000/XXXX --events 'rollout.*,guard.acted' --app com.example.app --format slack"},
+		notes: "Events are audit actions (docs/cli.md, \"Webhooks\"); rollout.* takes a group, * every action. Failed deliveries are\n" +
+			"retried with backoff (8 attempts over about 17 hours); receivers verify Updraft-Signature with the secret."},
+	{name: "webhook list", section: secOperator, args: "[--json]", summary: "list webhooks (secrets are never shown again)",
+		examples: []string{"updraft webhook list"}},
+	{name: "webhook remove", section: secOperator, args: "ID", summary: "remove a webhook and its delivery log",
+		examples: []string{"updraft webhook remove 3"}},
+	{name: "webhook deliveries", section: secOperator, args: "ID [--limit 20] [--json]", summary: "a webhook's latest deliveries: state, attempts, last status and error",
+		examples: []string{"updraft webhook deliveries 3"}},
+	{name: "webhook test", section: secOperator, args: "ID", summary: "send a webhook.test ping now and say how the receiver answered",
+		examples: []string{"updraft webhook test 3"}},
 
 	{name: "resolve", section: secOperator, args: "--app ID --device ID --platform P --version-build V [--version-name V] [--custom-id X] [flags]",
 		summary:  "what an edge answers a device now, and why",

@@ -151,6 +151,8 @@ func runSub(ctx context.Context, group, sub string, args []string, stdout, stder
 		return cmdKeys(sub, args, stdout, stderr)
 	case "delta":
 		return cmdDelta(ctx, sub, args, stdout, stderr)
+	case "webhook": // webhooks.go
+		return cmdWebhook(ctx, sub, args, stdout, stderr)
 	case "config":
 		return cmdConfigCheck(args, stdout, stderr)
 	}

@@ -147,6 +147,7 @@ func newServeFlags() (*roleFlags, *serveSetup) {
 	gcFlags(fs, &s.oc)          // lifecycle.go
 	uploadLimitFlags(fs, &s.oc) // rebuild.go
 	backendFlags(fs, &s.oc)     // backends.go
+	webhookFlags(fs, &s.oc)     // webhooks.go
 	fs.StringVar(&s.logLevel, "log-level", "info", "debug, info, warn or error")
 	r.withEnv(originEnv)
 	r.withEnv(edgeEnv)
@@ -213,6 +214,7 @@ func newOriginFlags() (*roleFlags, *originSetup) {
 	gcFlags(fs, &s.oc)          // lifecycle.go
 	uploadLimitFlags(fs, &s.oc) // rebuild.go
 	backendFlags(fs, &s.oc)     // backends.go
+	webhookFlags(fs, &s.oc)     // webhooks.go
 	fs.StringVar(&s.logLevel, "log-level", "info", "debug, info, warn or error")
 	r.withEnv(originEnv)
 	r.withEnv(map[string]string{"listen": "UPDRAFT_ORIGIN_LISTEN"})

@@ -36,6 +36,7 @@ func (tx *Tx) AppendAudit(ctx context.Context, rec AuditRecord) (int64, error) {
 	err := tx.QueryRowContext(ctx, `INSERT INTO audit_log (at, app_id, actor, addr, action, target, before, after)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
 		rec.At, rec.App, rec.Actor, rec.Addr, rec.Action, rec.Target, string(rec.Before), string(rec.After)).Scan(&id)
+	tx.audited = err == nil
 	return id, err
 }
 

@@ -114,6 +114,10 @@ var metaTables = initTables(
 		"created_at", "updated_at").withIdentity("id"),
 	tbl("secrets", []string{"name"}, "name", "value", "created_at"),
 	tbl("audit_log", []string{"id"}, "id", "at", "app_id", "actor", "addr", "action", "target", "before", "after").withIdentity("id"),
+	tbl("webhooks", []string{"id"}, "id", "app_id", "url", "events", "secret", "format", "created_at", "created_by",
+		"audit_cursor", "disabled").withIdentity("id"),
+	tbl("webhook_deliveries", []string{"id"}, "id", "webhook_id", "audit_id", "uid", "event", "body", "state", "attempts",
+		"next_attempt", "lease_until", "last_status", "last_error", "duration_ms", "created_at", "updated_at").withIdentity("id"),
 )
 
 // eventTables are the event tables (no foreign keys between them).

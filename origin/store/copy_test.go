@@ -86,12 +86,30 @@ func populateForCopy(t *testing.T, in copyInstallation) {
 	must(err)
 	_, err = s.RevokeAPIKey(ctx, "ci", nil)
 	must(err)
+	// A webhook with a delivery queued (the audit records below) and one
+	// removed afterwards (its audit record stays).
+	wh, werr := s.AddWebhook(ctx, Webhook{App: evApp, URL: "https://hooks.example/ü", Events: []string{"bundle.*", "key.created"},
+		Secret: "s3cret", Format: WebhookJSON, CreatedBy: "admin"}, AuditRecord{Actor: "admin", Addr: "192.0.2.9"})
+	must(werr)
+	gone, werr := s.AddWebhook(ctx, Webhook{URL: "https://hooks.example/gone", Events: []string{"*"}, Format: WebhookSlack}, AuditRecord{Actor: "admin"})
+	must(werr)
+	_, werr = s.RemoveWebhook(ctx, gone.ID, AuditRecord{Actor: "admin"})
+	must(werr)
 	for _, r := range []AuditRecord{
 		{App: evApp, Actor: "ci", Addr: "192.0.2.1", Action: "bundle.uploaded", Target: "1.0.0", After: []byte(`{"version":"1.0.0","ü":"é"}`)},
 		{Actor: "admin", Action: "key.created", Target: "ci"},
 	} {
 		_, err := s.AppendAudit(ctx, r)
 		must(err)
+	}
+	uid := 0
+	n, _, werr := s.EnqueueWebhookDeliveries(ctx, time.Now(), 100, func() string { uid++; return fmt.Sprintf("uid-%d", uid) },
+		func(w Webhook, rec AuditRecord, uid string) (string, error) {
+			return `{"id":"` + uid + `","ü":1}`, nil
+		})
+	must(werr)
+	if n != 1 {
+		t.Fatalf("%d deliveries queued for webhook %d, want 1 (bundle.uploaded of %s)", n, wh.ID, evApp)
 	}
 	for _, app := range []string{evApp, "com.example.zeta", "com.example.ümlaut"} {
 		_, err := s.CreateApp(ctx, app, "App "+app)
@@ -575,7 +593,7 @@ func TestMigrateTablesCoverSchemas(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		rows, err := e.DB().QueryContext(ctx, `SELECT m.name, p.name FROM sqlite_master m, pragma_table_info(m.name) p WHERE m.type = 'table' AND m.name <> 'schema_migrations'`)
+		rows, err := e.DB().QueryContext(ctx, `SELECT m.name, p.name FROM sqlite_master m, pragma_table_info(m.name) p WHERE m.type = 'table' AND m.name NOT IN ('schema_migrations', 'sqlite_sequence')`)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -138,6 +138,9 @@ func (d *db) Close() error { return d.eng.Close() }
 type Tx struct {
 	tx  *sql.Tx
 	eng Engine
+	// audited: AppendAudit ran in this transaction (the store's OnAudit
+	// hook runs after it commits).
+	audited bool
 }
 
 func (t *Tx) ExecContext(ctx context.Context, q string, a ...any) (sql.Result, error) {

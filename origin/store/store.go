@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/updraft-cdn/updraft/origin/store/postgres"
@@ -35,6 +36,9 @@ func (e *InvalidError) Error() string { return "store: " + e.Msg }
 // Store is the metadata store. It is safe for concurrent use.
 type Store struct {
 	db *db
+	// onAudit runs after a write transaction that appended an audit record
+	// commits (OnAudit; webhooks.go).
+	onAudit atomic.Pointer[func()]
 }
 
 // Open opens or creates the SQLite database at path and applies pending
@@ -74,7 +78,15 @@ func (s *Store) write(ctx context.Context, bump bool, fn func(tx *Tx) error) err
 			return err
 		}
 	}
-	return tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	if tx.audited {
+		if fn := s.onAudit.Load(); fn != nil {
+			(*fn)()
+		}
+	}
+	return nil
 }
 
 // Rev returns the current revision.

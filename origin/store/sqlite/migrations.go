@@ -169,6 +169,41 @@ var Meta = Schema{foreignKeys: true, migrations: []string{
 		scope = CASE WHEN scope = 'operator' THEN 'admin' ELSE scope END;
 	 ALTER TABLE api_keys ADD COLUMN app_id TEXT NOT NULL DEFAULT '';
 	 ALTER TABLE api_keys ADD COLUMN revoked_at INTEGER NOT NULL DEFAULT 0;`,
+	// Webhooks (issue 20), delivered from the audit trail through an
+	// outbox: each webhook's audit_cursor is the last audit record it
+	// considered; one transaction turns the records after it into
+	// webhook_deliveries rows and advances it; deliveries are claimed with
+	// a lease (lease_until) and retried at next_attempt. A removed
+	// webhook's id is never given again (AUTOINCREMENT).
+	`CREATE TABLE webhooks (
+		id INTEGER PRIMARY KEY AUTOINCREMENT,
+		app_id TEXT NOT NULL,
+		url TEXT NOT NULL,
+		events TEXT NOT NULL,
+		secret TEXT NOT NULL,
+		format TEXT NOT NULL,
+		created_at INTEGER NOT NULL,
+		created_by TEXT NOT NULL,
+		audit_cursor INTEGER NOT NULL,
+		disabled INTEGER NOT NULL);
+	 CREATE TABLE webhook_deliveries (
+		id INTEGER PRIMARY KEY,
+		webhook_id INTEGER NOT NULL REFERENCES webhooks(id) ON DELETE CASCADE,
+		audit_id INTEGER NOT NULL,
+		uid TEXT NOT NULL,
+		event TEXT NOT NULL,
+		body TEXT NOT NULL,
+		state TEXT NOT NULL,
+		attempts INTEGER NOT NULL,
+		next_attempt INTEGER NOT NULL,
+		lease_until INTEGER NOT NULL,
+		last_status INTEGER NOT NULL,
+		last_error TEXT NOT NULL,
+		duration_ms INTEGER NOT NULL,
+		created_at INTEGER NOT NULL,
+		updated_at INTEGER NOT NULL,
+		UNIQUE (webhook_id, audit_id));
+	 CREATE INDEX webhook_deliveries_due ON webhook_deliveries (state, next_attempt);`,
 }}
 
 // Events is the event database (DATA/events.db): ingested segments and the
