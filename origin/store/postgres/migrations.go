@@ -161,6 +161,12 @@ var Meta = Schema{name: "meta", migrations: []string{
 		before TEXTC NOT NULL,
 		after TEXTC NOT NULL);
 	 CREATE INDEX audit_log_app ON audit_log (app_id, id);`,
+	// Native compatibility (issue 20): a bundle's native packages as the
+	// CLI recorded them at upload (JSON [{name, version}]; NULL: not
+	// recorded), and a channel's native-build gate (snapshot.NativeGate as
+	// JSON; NULL: every device gets the channel's bundle).
+	`ALTER TABLE bundles ADD COLUMN native_packages TEXTC;
+	 ALTER TABLE channels ADD COLUMN native_gate TEXTC;`,
 }}
 
 // Events is the event schema: ingested segments and the aggregates folded

@@ -158,6 +158,12 @@ var Meta = Schema{foreignKeys: true, migrations: []string{
 		before TEXT NOT NULL,
 		after TEXT NOT NULL);
 	 CREATE INDEX audit_log_app ON audit_log (app_id, id);`,
+	// Native compatibility (issue 20): a bundle's native packages as the
+	// CLI recorded them at upload (JSON [{name, version}]; NULL: not
+	// recorded), and a channel's native-build gate (snapshot.NativeGate as
+	// JSON; NULL: every device gets the channel's bundle).
+	`ALTER TABLE bundles ADD COLUMN native_packages TEXT;
+	 ALTER TABLE channels ADD COLUMN native_gate TEXT;`,
 }}
 
 // Events is the event database (DATA/events.db): ingested segments and the
