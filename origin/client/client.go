@@ -44,6 +44,9 @@ type APIError struct {
 	Status  int
 	Code    string `json:"error"`
 	Message string `json:"message"`
+	// Details is the answer's structured details, when it has them (e.g.
+	// incompatible_native's compatibility report).
+	Details json.RawMessage `json:"details,omitempty"`
 }
 
 func (e *APIError) Error() string {

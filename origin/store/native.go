@@ -116,3 +116,35 @@ func saveGate(ctx context.Context, tx *Tx, appID, name string, g *snapshot.Nativ
 		gateJSON(g), time.Now().Unix(), appID, name)
 	return err
 }
+
+// GetBundle returns one bundle; an *InvalidError with CodeBundleNotFound
+// when the app has no such bundle, ErrNotFound when there is no app.
+func (s *Store) GetBundle(ctx context.Context, appID, version string) (Bundle, error) {
+	if _, err := s.GetApp(ctx, appID); err != nil {
+		return Bundle{}, err
+	}
+	bs, err := listBundles(ctx, s.db, `WHERE app_id = ? AND version = ?`, appID, version)
+	if err != nil {
+		return Bundle{}, err
+	}
+	if len(bs) == 0 {
+		return Bundle{}, invalid(CodeBundleNotFound, "app %s has no bundle %q", appID, version)
+	}
+	return bs[0], nil
+}
+
+// GetChannel returns one channel; an *InvalidError with
+// CodeUnknownChannel when the app has no such channel.
+func (s *Store) GetChannel(ctx context.Context, appID, name string) (Channel, error) {
+	if _, err := s.GetApp(ctx, appID); err != nil {
+		return Channel{}, err
+	}
+	chs, err := listChannels(ctx, s.db, `WHERE app_id = ? AND name = ?`, appID, name)
+	if err != nil {
+		return Channel{}, err
+	}
+	if len(chs) == 0 {
+		return Channel{}, invalid(CodeUnknownChannel, "app %s has no channel %q", appID, name)
+	}
+	return chs[0], nil
+}
