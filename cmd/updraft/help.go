@@ -119,7 +119,7 @@ var docs = []cmdDoc{
 	{name: "bundle rebuild", section: secOperator, args: "V --app ID [--force] [--wait]", summary: "queue a bundle's build (manifest, canonical archive, deltas) again",
 		examples: []string{"updraft bundle rebuild 1.0.1 --app com.example.app --force --wait"}},
 	{name: "bundle compatibility", section: secOperator, args: "V --app ID --channel C [--json]",
-		summary: "compare a bundle's native packages with the channel's bundle (exit 1 when incompatible)",
+		summary:  "compare a bundle's native packages with the channel's bundle (exit 1 when incompatible)",
 		examples: []string{"updraft bundle compatibility 1.1.0 --app com.example.app --channel production"}},
 
 	{name: "channel set", section: secOperator, args: "NAME --app ID [--bundle V|builtin [--min-native-build B | --force]] [--default] [option flags]",

@@ -64,7 +64,9 @@ func TestNativeGate(t *testing.T) {
 // share but below its min native build gets the channel's bundle.
 func TestNativeGateRolloutAndArm(t *testing.T) {
 	for _, mod := range []func(a *App){
-		func(a *App) { a.Channels[0].Rollout = &Rollout{ID: "r1", Bundle: "2.0.0", BPS: BucketCount, MinNativeBuild: "2.0.0"} },
+		func(a *App) {
+			a.Channels[0].Rollout = &Rollout{ID: "r1", Bundle: "2.0.0", BPS: BucketCount, MinNativeBuild: "2.0.0"}
+		},
 		func(a *App) {
 			a.Channels[0].AB = &ABSplit{ID: "ab1", Arms: []Arm{{Name: "new", Bundle: "2.0.0", BPS: BucketCount, MinNativeBuild: "2.0.0"}}}
 		},
