@@ -196,7 +196,7 @@ func cmdBundle(ctx context.Context, sub string, args []string, stdout, stderr io
 			if opt.Expo, err = client.ExpoFromExport(pos[0], runtimeVersion); err != nil {
 				return err
 			}
-		} else if opt.NativePackages, err = nf.scan(pos[0], cf.json, stderr); err != nil { // native.go
+		} else if opt.NativePackages, err = nf.scan(pos[0], progressTo(stderr, cf.json) == nil, stderr); err != nil { // native.go
 			return err
 		}
 		if (opt.MinNativeBuild != "" || opt.Force) && opt.Channel == "" {
@@ -237,6 +237,9 @@ func cmdBundle(ctx context.Context, sub string, args []string, stdout, stderr io
 			return printJSON(stdout, b)
 		}
 		fmt.Fprintf(stdout, "uploaded %s %s: %d bytes, sha256 %s\n", b.AppID, b.Version, b.Size, b.SHA256)
+		if nf.from != "" {
+			fmt.Fprintf(stdout, "native packages: %d recorded from %s\n", len(b.NativePackages), nf.from)
+		}
 		printExpo(stdout, b.Expo) // expo.go
 		if opt.Channel != "" {
 			fmt.Fprintf(stdout, "channel %s now serves %s\n", opt.Channel, b.Version)

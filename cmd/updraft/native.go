@@ -21,6 +21,7 @@ import (
 type nativeFlags struct {
 	packageJSON string
 	noCheck     bool
+	from        string // the package.json scanned
 }
 
 func (n *nativeFlags) register(fs *flag.FlagSet) {
@@ -29,7 +30,8 @@ func (n *nativeFlags) register(fs *flag.FlagSet) {
 }
 
 // scan returns the native packages to send with an upload of bundlePath
-// (nil: none recorded), telling stderr what it read.
+// (nil: none recorded), telling stderr what it read unless quiet (like the
+// upload's progress: only on a terminal, not with --json).
 func (n *nativeFlags) scan(bundlePath string, quiet bool, stderr io.Writer) ([]native.Package, error) {
 	if n.noCheck {
 		return nil, nil
@@ -48,9 +50,7 @@ func (n *nativeFlags) scan(bundlePath string, quiet bool, stderr io.Writer) ([]n
 	if err != nil {
 		return nil, fmt.Errorf("native packages: %w; or pass --no-native-check to upload without them", err)
 	}
-	if !quiet {
-		fmt.Fprintf(stderr, "native packages from %s: %d\n", path, len(pkgs))
-	}
+	n.from = path
 	return pkgs, nil
 }
 

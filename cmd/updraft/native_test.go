@@ -76,7 +76,9 @@ func TestNativeCompatibilityEndToEnd(t *testing.T) {
 
 	// The binary in the field, native build 1.0.0, has app_android_camera's
 	// native packages; so has bundle 1.0.1.
-	cli(t, r, data, "bundle", "upload", nativeApp(t, nativetest.AndroidCamera, "v1", nil), "--app", app, "--version", "1.0.1")
+	if out := cli(t, r, data, "bundle", "upload", nativeApp(t, nativetest.AndroidCamera, "v1", nil), "--app", app, "--version", "1.0.1"); !strings.Contains(out, "native packages: 7 recorded from ") {
+		t.Fatalf("upload output:\n%s", out)
+	}
 	cli(t, r, data, "channel", "set", "production", "--app", app, "--bundle", "1.0.1", "--default")
 	var bundles []api.BundleInfo
 	if err := json.Unmarshal([]byte(cli(t, r, data, "bundle", "list", "--app", app, "--json")), &bundles); err != nil {
