@@ -244,6 +244,8 @@ func (s *Server) uploadBundle(w http.ResponseWriter, r *http.Request) error {
 		if err := s.checkNative(ctx, appID, channel, b.Version, b.NativePackages, boolParam(q, "force"), minNative); err != nil {
 			return err
 		}
+	} else if minNative != nil || boolParam(q, "force") {
+		return errf(http.StatusBadRequest, "invalid_upload", "min_native_build and force go with channel")
 	}
 	if _, err := s.store.GetApp(ctx, appID); errors.Is(err, store.ErrNotFound) {
 		return notFoundApp(appID)
