@@ -131,6 +131,9 @@ func TestNativeCompatibilityEndToEnd(t *testing.T) {
 	if !strings.Contains(out, "1.6.0 goes to devices with native build 1.5.0 or later; below: 1.0.1") {
 		t.Fatalf("channel set output:\n%s", out)
 	}
+	if out := cli(t, r, data, "channel", "list", "--app", app); !strings.Contains(out, "native 1.5.0+ (below: 1.0.1)") {
+		t.Fatalf("channel list:\n%s", out)
+	}
 	if a := answer(t, r, nativeDevice(fresh, "1.0.1", "1.5.0")); a.Version != "1.6.0" {
 		t.Fatalf("device on native build 1.5.0: %+v", a)
 	}

@@ -50,11 +50,25 @@ func describeRolloutOnly(ch store.Channel) string {
 	return fmt.Sprintf("channel %s: bundle %s; no rollout", ch.Name, orDash(ch.Bundle))
 }
 
-// describeSplit is a channel's rollout or A/B split in one table cell.
+// describeSplit is a channel's rollout or A/B split, and its native-build
+// gate, in one table cell.
 func describeSplit(ch store.Channel) string {
+	s := describeSplitOnly(ch)
+	if g := ch.NativeGate; g != nil {
+		if s == "-" {
+			s = ""
+		} else {
+			s += "; "
+		}
+		s += "native " + g.MinBuild + "+ (below: " + describeBelow(g) + ")"
+	}
+	return s
+}
+
+func describeSplitOnly(ch store.Channel) string {
 	switch {
 	case ch.Rollout != nil:
-		s := fmt.Sprintf("rollout %s %.2f%%", ch.Rollout.Bundle, float64(ch.Rollout.BPS)/100)
+		s := fmt.Sprintf("rollout %s %.2f%%%s", ch.Rollout.Bundle, float64(ch.Rollout.BPS)/100, nativeSuffix(ch.Rollout.MinNativeBuild))
 		if ch.Rollout.Paused {
 			s += " paused"
 		}
