@@ -114,6 +114,8 @@ func (s *Server) Handler() http.Handler {
 	api("DELETE /api/v1/webhooks/{id}", scopeAdmin.forAppKeys(), s.removeWebhook)
 	api("GET /api/v1/webhooks/{id}/deliveries", scopeRead.forAppKeys(), s.webhookDeliveries)
 	api("POST /api/v1/webhooks/{id}/test", scopeAdmin.forAppKeys(), s.testWebhook)
+	// Native compatibility (native_api.go).
+	api("GET /api/v1/apps/{app}/bundles/{version}/compatibility", scopeRead, s.getCompatibility)
 	s.routes = append(s.routes, "GET /api/v1/openapi.json")
 	s.routeAccess["GET /api/v1/openapi.json"] = scopePublic
 	mux.HandleFunc("GET /api/v1/openapi.json", serveOpenAPI) // openapi.go: no API key, it documents and exposes no data
@@ -266,10 +268,25 @@ func (s *Server) uploadBundle(w http.ResponseWriter, r *http.Request) error {
 	if channel != "" && !snapshot.ValidChannelName(channel) {
 		return errf(http.StatusBadRequest, "invalid_channel_name", "channel %q: want 1-64 letters, digits, '.', '_' or '-'", channel)
 	}
+	// Native packages (native_api.go): recorded with the bundle, and
+	// checked against the channel it goes to before anything is stored.
+	_, hasNative := q["native_packages"]
+	if b.NativePackages, err = parseNativePackages(q.Get("native_packages"), hasNative); err != nil {
+		return err
+	}
+	minNative, err := minNativeParam(q)
+	if err != nil {
+		return err
+	}
 	if channel != "" {
 		if err := requireScope(r, scopeDeploy, "setting a channel at upload (channel="+channel+")"); err != nil {
 			return err
 		}
+		if err := s.checkNative(ctx, appID, channel, b.Version, b.NativePackages, boolParam(q, "force"), minNative); err != nil {
+			return err
+		}
+	} else if minNative != nil || boolParam(q, "force") {
+		return errf(http.StatusBadRequest, "invalid_upload", "min_native_build and force go with channel")
 	}
 	if _, err := s.store.GetApp(ctx, appID); errors.Is(err, store.ErrNotFound) {
 		return notFoundApp(appID)
@@ -330,7 +347,8 @@ func (s *Server) saveBundle(w http.ResponseWriter, r *http.Request, b store.Bund
 	s.deltas.enqueue(appID, b.Version)
 	if channel != "" {
 		v := b.Version
-		if _, _, _, err := s.store.PutChannel(ctx, appID, channel, store.ChannelPatch{Bundle: &v}, false); err != nil {
+		minNative, _ := minNativeParam(r.URL.Query()) // validated by uploadBundle
+		if _, _, _, err := s.store.PutChannel(ctx, appID, channel, store.ChannelPatch{Bundle: &v, MinNativeBuild: minNative}, false); err != nil {
 			return err
 		}
 	}
@@ -359,6 +377,8 @@ func (s *Server) listChannels(w http.ResponseWriter, r *http.Request) error {
 type channelBody struct {
 	Name string `json:"name"`
 	store.ChannelPatch
+	// Force skips the native compatibility check of a new bundle.
+	Force bool `json:"force,omitempty"`
 }
 
 func (s *Server) createChannel(w http.ResponseWriter, r *http.Request) error {
@@ -366,24 +386,32 @@ func (s *Server) createChannel(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeJSON(r, &in); err != nil {
 		return err
 	}
-	return s.saveChannel(w, r, in.Name, in.ChannelPatch, true)
+	return s.saveChannel(w, r, in.Name, in.ChannelPatch, true, in.Force)
 }
 
 func (s *Server) putChannel(w http.ResponseWriter, r *http.Request) error {
-	var p store.ChannelPatch
-	if err := decodeJSON(r, &p); err != nil {
+	var in struct {
+		store.ChannelPatch
+		Force bool `json:"force,omitempty"` // skip the native compatibility check
+	}
+	if err := decodeJSON(r, &in); err != nil {
 		return err
 	}
-	return s.saveChannel(w, r, r.PathValue("name"), p, false)
+	return s.saveChannel(w, r, r.PathValue("name"), in.ChannelPatch, false, in.Force)
 }
 
-func (s *Server) saveChannel(w http.ResponseWriter, r *http.Request, name string, p store.ChannelPatch, create bool) error {
+func (s *Server) saveChannel(w http.ResponseWriter, r *http.Request, name string, p store.ChannelPatch, create, force bool) error {
 	appID, err := s.appParam(r)
 	if err != nil {
 		return err
 	}
 	if !snapshot.ValidChannelName(name) {
 		return errf(http.StatusBadRequest, "invalid_channel_name", "channel %q: want 1-64 letters, digits, '.', '_' or '-'", name)
+	}
+	if p.Bundle != nil {
+		if err := s.checkNativeVersion(r.Context(), appID, name, *p.Bundle, force, p.MinNativeBuild); err != nil {
+			return err
+		}
 	}
 	ch, created, demoted, err := s.store.PutChannel(r.Context(), appID, name, p, create)
 	switch {

@@ -46,8 +46,21 @@ func (s *Server) rollout(w http.ResponseWriter, r *http.Request) error {
 			return errf(http.StatusBadRequest, "invalid_rollout", "a rollout needs bundle and bps (0..10000)")
 		}
 		bps = *in.BPS
+		// A rollout of another bundle than the one running is checked
+		// (native_api.go); re-weighting it keeps its min native build.
+		cur, err := s.store.GetChannel(r.Context(), appID, r.PathValue("name"))
+		if err != nil {
+			return storeErr(err, appID)
+		}
+		if cur.Rollout == nil || cur.Rollout.Bundle != in.Bundle || in.MinNativeBuild != nil {
+			if err := s.checkNativeVersion(r.Context(), appID, cur.Name, in.Bundle, in.Force, in.MinNativeBuild); err != nil {
+				return err
+			}
+		}
+	} else if in.MinNativeBuild != nil || in.Force {
+		return errf(http.StatusBadRequest, "invalid_rollout", "min_native_build and force go with action set")
 	}
-	ch, err := s.store.SetRollout(r.Context(), appID, r.PathValue("name"), in.Action, in.Bundle, bps)
+	ch, err := s.store.SetRolloutNative(r.Context(), appID, r.PathValue("name"), in.Action, in.Bundle, bps, in.MinNativeBuild)
 	if err != nil {
 		return storeErr(err, appID)
 	}
@@ -67,13 +80,26 @@ func (s *Server) putAB(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	var in struct {
-		Arms []snapshot.Arm `json:"arms"`
+		Arms  []snapshot.Arm `json:"arms"`
+		Force bool           `json:"force,omitempty"` // skip the native compatibility check of the arms
 	}
 	if err := decodeJSON(r, &in); err != nil {
 		return err
 	}
 	if len(in.Arms) == 0 {
 		return errf(http.StatusBadRequest, store.CodeInvalidAB, "an A/B split needs arms: [{name, bundle, bps}]; DELETE clears it")
+	}
+	// Each arm's bundle goes in front of its share of the channel's
+	// devices: checked like a channel's (native_api.go), unless the arm
+	// names its min native build.
+	for _, a := range in.Arms {
+		min := &a.MinNativeBuild
+		if a.MinNativeBuild == "" {
+			min = nil
+		}
+		if err := s.checkNativeVersion(r.Context(), appID, r.PathValue("name"), a.Bundle, in.Force, min); err != nil {
+			return err
+		}
 	}
 	return s.saveAB(w, r, appID, in.Arms)
 }
@@ -227,7 +253,7 @@ func (s *Server) resolve(w http.ResponseWriter, r *http.Request) error {
 	cur := s.Current()
 	d := snapshot.Resolve(cur.Snap, &req)
 	out := Resolution{Rev: cur.Snap.Rev, Update: d.OK(), Code: d.Code, Message: d.Message, Kind: d.Kind,
-		Rule: d.Rule, Segment: d.Segment, Variant: d.Variant, Arm: d.Arm, Bucket: d.Bucket}
+		Rule: d.Rule, Segment: d.Segment, Variant: d.Variant, Arm: d.Arm, Bucket: d.Bucket, MinNativeBuild: d.NativeMin}
 	if d.Channel != nil {
 		out.Channel = d.Channel.Name
 	}
@@ -235,6 +261,15 @@ func (s *Server) resolve(w http.ResponseWriter, r *http.Request) error {
 		out.Version = d.Bundle.Version
 		if d.Bundle.Builtin() {
 			out.RevertToBuiltin, out.Message = true, "revert to builtin: the device goes back to the store build"
+		}
+	}
+	if d.Variant == snapshot.VariantBelowNative {
+		// Why the device did not get the newer bundle.
+		why := "the device's native build " + req.VersionBuild + " is below the min native build " + d.NativeMin
+		if d.Bundle != nil {
+			out.Message = why + "; it gets the channel's earlier bundle " + d.Bundle.Version
+		} else {
+			out.Message = why + "; it keeps what it runs (" + d.Message + ")"
 		}
 	}
 	writeJSON(w, http.StatusOK, out)

@@ -144,6 +144,9 @@ func cmdApp(ctx context.Context, sub string, args []string, stdout, stderr io.Wr
 }
 
 func cmdBundle(ctx context.Context, sub string, args []string, stdout, stderr io.Writer) error {
+	if sub == "compatibility" { // native.go
+		return cmdBundleCompatibility(ctx, args, stdout)
+	}
 	fs := flag.NewFlagSet("bundle "+sub, flag.ContinueOnError)
 	var cf clientFlags
 	cf.register(fs)
@@ -151,6 +154,7 @@ func cmdBundle(ctx context.Context, sub string, args []string, stdout, stderr io
 	var version, encryptKey, runtimeVersion string
 	var force, wait, expo bool
 	var opt client.UploadOptions
+	var nf nativeFlags
 	switch sub {
 	case "upload", "rebuild":
 		fs.BoolVar(&wait, "wait", false, "wait for the origin's build (manifest, archive, deltas), with progress on a terminal; exit 1 if it fails")
@@ -165,6 +169,9 @@ func cmdBundle(ctx context.Context, sub string, args []string, stdout, stderr io
 		fs.StringVar(&encryptKey, "encrypt-key", "", "encrypt end to end with this RSA-2048 private key (Capgo's .capgo_key_v2; make one with: updraft keys create-bundle-key)")
 		fs.BoolVar(&expo, "expo", false, "PATH is the output folder of npx expo export: upload it as an Expo update (metadata.json, optional expoConfig.json)")
 		fs.StringVar(&runtimeVersion, "runtime-version", "", "--expo: the runtime version the app's build embeds (default: expoConfig.json's runtimeVersion when it is a string)")
+		nf.register(fs) // native.go
+		fs.StringVar(&opt.MinNativeBuild, "min-native-build", "", "with --channel: the bundle needs this native build (version_build) or later; devices below keep the channel's previous bundle")
+		fs.BoolVar(&opt.Force, "force", false, "with --channel: put the bundle on the channel even if its native packages are incompatible")
 	case "rebuild":
 		fs.BoolVar(&force, "force", false, "clear the bundle's manifest, canonical archive and deltas first")
 	}
@@ -190,6 +197,11 @@ func cmdBundle(ctx context.Context, sub string, args []string, stdout, stderr io
 			if opt.Expo, err = client.ExpoFromExport(pos[0], runtimeVersion); err != nil {
 				return err
 			}
+		} else if opt.NativePackages, err = nf.scan(pos[0], progressTo(stderr, cf.json) == nil, stderr); err != nil { // native.go
+			return err
+		}
+		if (opt.MinNativeBuild != "" || opt.Force) && opt.Channel == "" {
+			return usagef("", "bundle upload: --min-native-build and --force go with --channel")
 		}
 	case "list":
 		if err := want(0, pos, "no arguments"); err != nil {
@@ -226,9 +238,15 @@ func cmdBundle(ctx context.Context, sub string, args []string, stdout, stderr io
 			return printJSON(stdout, b)
 		}
 		fmt.Fprintf(stdout, "uploaded %s %s: %d bytes, sha256 %s\n", b.AppID, b.Version, b.Size, b.SHA256)
+		if nf.from != "" {
+			fmt.Fprintf(stdout, "native packages: %d recorded from %s\n", len(b.NativePackages), nf.from)
+		}
 		printExpo(stdout, b.Expo) // expo.go
 		if opt.Channel != "" {
 			fmt.Fprintf(stdout, "channel %s now serves %s\n", opt.Channel, b.Version)
+			if opt.MinNativeBuild != "" {
+				fmt.Fprintf(stdout, "to devices with native build %s or later; the others keep the channel's previous bundle\n", opt.MinNativeBuild)
+			}
 		}
 		if wait {
 			bi, err := followBuild(ctx, c, b.AppID, b.Version, progressTo(stderr, false))
@@ -278,9 +296,12 @@ func cmdChannel(ctx context.Context, sub string, args []string, stdout, stderr i
 	var cf clientFlags
 	cf.register(fs)
 	app := fs.String("app", "", "app id (required)")
-	bundle, def, disable := new(string), new(bool), new(string)
+	bundle, def, disable, minNative := new(string), new(bool), new(string), new(string)
+	force := new(bool)
 	bools := map[string]*bool{}
 	if sub == "set" {
+		fs.StringVar(minNative, "min-native-build", "", `with --bundle: it needs this native build (version_build) or later; devices below keep the channel's previous bundle ("none" removes the channel's restriction)`)
+		fs.BoolVar(force, "force", false, "put --bundle on the channel even if its native packages are incompatible with the channel's bundle")
 		fs.StringVar(bundle, "bundle", "", `bundle version the channel serves; "builtin" sends its devices back to the store build`)
 		fs.BoolVar(def, "default", false, "make it the default channel for its platforms (same as --public)")
 		for _, o := range []struct{ name, help string }{
@@ -349,9 +370,14 @@ func cmdChannel(ctx context.Context, sub string, args []string, stdout, stderr i
 				p.AllowDevice = &v
 			case "disable-auto-update-under-native":
 				p.DisableAutoUpdateUnderNative = &v
+			case "min-native-build":
+				if *minNative == "none" {
+					*minNative = ""
+				}
+				p.MinNativeBuild = minNative
 			}
 		})
-		ch, err := c.SetChannel(ctx, *app, pos[0], p)
+		ch, err := c.SetChannelForce(ctx, *app, pos[0], p, *force)
 		if err != nil {
 			return err
 		}
@@ -359,6 +385,9 @@ func cmdChannel(ctx context.Context, sub string, args []string, stdout, stderr i
 			return printJSON(stdout, ch)
 		}
 		fmt.Fprintf(stdout, "channel %s of %s: bundle=%s default=%v\n", ch.Name, *app, orDash(ch.Bundle), ch.Public)
+		if g := ch.NativeGate; g != nil {
+			fmt.Fprintf(stdout, "%s goes to devices with native build %s or later; below: %s\n", ch.Bundle, g.MinBuild, describeBelow(g))
+		}
 		for _, d := range ch.Demoted {
 			fmt.Fprintf(stdout, "channel %s is no longer a default channel\n", d)
 		}

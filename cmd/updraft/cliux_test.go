@@ -55,7 +55,7 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"channel", "set", "production", "--app", "a", "-bundel", "1.0.0"}, 2,
 			[]string{"unknown flag --bundel (did you mean --bundle?)", `"updraft channel set --help"`}, nil},
 		{[]string{"serv"}, 2, []string{`unknown command "serv" (did you mean serve?)`, `Run "updraft --help"`}, nil},
-		{[]string{"bundle"}, 2, []string{"bundle: want a subcommand: upload, list, delete or rebuild"}, nil},
+		{[]string{"bundle"}, 2, []string{"bundle: want a subcommand: upload, list, delete, rebuild or compatibility"}, nil},
 		{[]string{"chanel", "list"}, 2, []string{"did you mean channel?"}, nil},
 		{[]string{"segment", "lst", "--app", "a"}, 2, []string{`unknown subcommand "lst" (did you mean list?)`}, nil},
 		{[]string{"bundle", "upload", "x.zip", "--app", "a"}, 2, []string{"--version is required", "bundle upload --help"}, nil},

@@ -38,7 +38,7 @@ var sections = []string{secRoles, secKeys, secOperator, secMigrate, secDeltas, s
 // groups are the commands that only group subcommands, with a summary.
 var groups = map[string]string{
 	"app":     "create, list, configure and delete apps",
-	"bundle":  "upload, list, delete and rebuild an app's bundles",
+	"bundle":  "upload, list, delete and rebuild an app's bundles; check their native compatibility",
 	"channel": "route devices: channels, rollouts, A/B splits and rollout guards",
 	"segment": "attribute rules that send matching devices to a channel",
 	"device":  "pin devices to a channel (overrides)",
@@ -113,27 +113,35 @@ var docs = []cmdDoc{
 	{name: "app delete", section: secOperator, args: "ID --yes", summary: "delete an app with its bundles, channels and statistics",
 		examples: []string{"updraft app delete com.example.old --yes"}},
 
-	{name: "bundle upload", section: secOperator, args: "PATH --app ID --version V [--channel NAME] [--encrypt-key FILE | --expo [--runtime-version RV]] [--wait]",
+	{name: "bundle upload", section: secOperator, args: "PATH --app ID --version V [--channel NAME [--min-native-build B | --force]] [--package-json FILE | --no-native-check] [--encrypt-key FILE | --expo [--runtime-version RV]] [--wait]",
 		summary: "upload a bundle: a zip, or a folder the CLI zips",
 		examples: []string{"updraft bundle upload dist/ --app com.example.app --version 1.0.1",
 			"updraft bundle upload app.zip --app com.example.app --version 1.0.2 --channel production",
 			"updraft bundle upload dist/ --app com.example.app --version 1.0.3 --wait",
-			"updraft bundle upload dist/ --app com.example.rn --version 1.0.4 --expo --runtime-version 1.0.0 --wait"},
+			"updraft bundle upload dist/ --app com.example.rn --version 1.0.4 --expo --runtime-version 1.0.0 --wait",
+			"updraft bundle upload dist/ --app com.example.app --version 1.1.0 --channel production --min-native-build 2.0.0"},
 		notes: "On a terminal the upload shows its progress on stderr (not with --json, nor when stderr is not a terminal).\n" +
 			"--expo: PATH is the folder `npx expo export` wrote (metadata.json, optional expoConfig.json, whose app config\n" +
 			"becomes the manifest's extra.expoClient); the runtime version is --runtime-version, else expoConfig.json's\n" +
-			"runtimeVersion when it is a string (a policy is refused: pass --runtime-version)."},
+			"runtimeVersion when it is a string (a policy is refused: pass --runtime-version).\n" +
+			"Native packages: the CLI records the bundle's native Capacitor packages (name and installed version) from the\n" +
+			"app's package.json and node_modules; with --channel, a bundle that needs a native package (or version) the\n" +
+			"channel's bundle lacks is refused (incompatible_native) unless --min-native-build or --force."},
 	{name: "bundle list", section: secOperator, args: "--app ID [--json]", summary: "list an app's bundles with their deltas and build state",
 		examples: []string{"updraft bundle list --app com.example.app", "updraft bundle list --app com.example.app --json"}},
 	{name: "bundle delete", section: secOperator, args: "V --app ID", summary: "delete a bundle (refused while a channel, rollout or A/B arm points at it)",
 		examples: []string{"updraft bundle delete 1.0.0 --app com.example.app"}},
 	{name: "bundle rebuild", section: secOperator, args: "V --app ID [--force] [--wait]", summary: "queue a bundle's build (manifest, canonical archive, deltas) again",
 		examples: []string{"updraft bundle rebuild 1.0.1 --app com.example.app --force --wait"}},
+	{name: "bundle compatibility", section: secOperator, args: "V --app ID --channel C [--json]",
+		summary:  "compare a bundle's native packages with the channel's bundle (exit 1 when incompatible)",
+		examples: []string{"updraft bundle compatibility 1.1.0 --app com.example.app --channel production"}},
 
-	{name: "channel set", section: secOperator, args: "NAME --app ID [--bundle V|builtin] [--default] [option flags]",
+	{name: "channel set", section: secOperator, args: "NAME --app ID [--bundle V|builtin [--min-native-build B | --force]] [--default] [option flags]",
 		summary: "create or change a channel (builtin: back to the store build)",
 		examples: []string{"updraft channel set production --app com.example.app --bundle 1.0.1 --default",
-			"updraft channel set beta --app com.example.app --bundle 1.0.2 --allow-device-self-set --ios=false"}},
+			"updraft channel set beta --app com.example.app --bundle 1.0.2 --allow-device-self-set --ios=false",
+			"updraft channel set production --app com.example.app --bundle 1.1.0 --min-native-build 2.0.0"}},
 	{name: "channel list", section: secOperator, args: "--app ID [--json]", summary: "list channels with their bundle, rollout or A/B split",
 		examples: []string{"updraft channel list --app com.example.app", "updraft channel list --app com.example.app --json"}},
 	{name: "channel rollout", section: secOperator, args: "NAME --app ID --bundle V --percent P | --pause|--resume|--promote|--rollback",

@@ -292,7 +292,7 @@ func writeZip(t *testing.T, b []byte) string {
 func TestBundleWithoutSubcommand(t *testing.T) {
 	for _, args := range [][]string{{"bundle"}, {"bundle", "uplod", "--app", "x"}} {
 		err := run(t.Context(), args, io.Discard, io.Discard)
-		if err == nil || !strings.Contains(err.Error(), "upload, list, delete or rebuild") || strings.Contains(err.Error(), "--app") {
+		if err == nil || !strings.Contains(err.Error(), "upload, list, delete, rebuild or compatibility") || strings.Contains(err.Error(), "--app") {
 			t.Fatalf("%v: %v", args, err)
 		}
 	}

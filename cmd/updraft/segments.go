@@ -24,29 +24,51 @@ func parsePercent(s string) (int, error) {
 }
 
 func describeRollout(ch store.Channel) string {
+	s := describeRolloutOnly(ch)
+	if g := ch.NativeGate; g != nil {
+		s += fmt.Sprintf("; %s only for native build %s or later (below: %s)", ch.Bundle, g.MinBuild, describeBelow(g))
+	}
+	return s
+}
+
+func describeRolloutOnly(ch store.Channel) string {
 	switch {
 	case ch.Rollout != nil:
 		state := "running"
 		if ch.Rollout.Paused {
 			state = "paused"
 		}
-		return fmt.Sprintf("channel %s: bundle %s; rollout of %s to %.2f%% of devices (%d bps), %s, id %s",
-			ch.Name, orDash(ch.Bundle), ch.Rollout.Bundle, float64(ch.Rollout.BPS)/100, ch.Rollout.BPS, state, ch.Rollout.ID)
+		return fmt.Sprintf("channel %s: bundle %s; rollout of %s to %.2f%% of devices (%d bps)%s, %s, id %s",
+			ch.Name, orDash(ch.Bundle), ch.Rollout.Bundle, float64(ch.Rollout.BPS)/100, ch.Rollout.BPS, nativeSuffix(ch.Rollout.MinNativeBuild), state, ch.Rollout.ID)
 	case ch.AB != nil:
 		var arms []string
 		for _, a := range ch.AB.Arms {
-			arms = append(arms, fmt.Sprintf("%s=%s %.2f%%", a.Name, a.Bundle, float64(a.BPS)/100))
+			arms = append(arms, fmt.Sprintf("%s=%s %.2f%%%s", a.Name, a.Bundle, float64(a.BPS)/100, nativeSuffix(a.MinNativeBuild)))
 		}
 		return fmt.Sprintf("channel %s: bundle %s; A/B split %s, id %s", ch.Name, orDash(ch.Bundle), strings.Join(arms, ", "), ch.AB.ID)
 	}
 	return fmt.Sprintf("channel %s: bundle %s; no rollout", ch.Name, orDash(ch.Bundle))
 }
 
-// describeSplit is a channel's rollout or A/B split in one table cell.
+// describeSplit is a channel's rollout or A/B split, and its native-build
+// gate, in one table cell.
 func describeSplit(ch store.Channel) string {
+	s := describeSplitOnly(ch)
+	if g := ch.NativeGate; g != nil {
+		if s == "-" {
+			s = ""
+		} else {
+			s += "; "
+		}
+		s += "native " + g.MinBuild + "+ (below: " + describeBelow(g) + ")"
+	}
+	return s
+}
+
+func describeSplitOnly(ch store.Channel) string {
 	switch {
 	case ch.Rollout != nil:
-		s := fmt.Sprintf("rollout %s %.2f%%", ch.Rollout.Bundle, float64(ch.Rollout.BPS)/100)
+		s := fmt.Sprintf("rollout %s %.2f%%%s", ch.Rollout.Bundle, float64(ch.Rollout.BPS)/100, nativeSuffix(ch.Rollout.MinNativeBuild))
 		if ch.Rollout.Paused {
 			s += " paused"
 		}
@@ -69,6 +91,8 @@ func cmdRollout(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	bundle := fs.String("bundle", "", "bundle version to roll out")
 	percent := fs.String("percent", "", "share of the channel's devices, 0-100 (e.g. 5 or 12.5)")
 	bps := fs.Int("bps", -1, "share in basis points, 0-10000 (instead of --percent)")
+	minNative := fs.String("min-native-build", "", `the rolled-out bundle needs this native build (version_build) or later; devices below get the channel's bundle ("none": no restriction)`)
+	force := fs.Bool("force", false, "roll out even if the bundle's native packages are incompatible with the channel's bundle")
 	actions := map[string]*bool{}
 	for _, a := range []string{"pause", "resume", "promote", "rollback"} {
 		actions[a] = fs.Bool(a, false, a+" the rollout")
@@ -77,7 +101,16 @@ func cmdRollout(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	req := origin.RolloutRequest{Action: store.RolloutSet, Bundle: *bundle}
+	req := origin.RolloutRequest{Action: store.RolloutSet, Bundle: *bundle, Force: *force}
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "min-native-build" {
+			v := *minNative
+			if v == "none" {
+				v = ""
+			}
+			req.MinNativeBuild = &v
+		}
+	})
 	n := 0
 	for name, on := range actions {
 		if *on {
@@ -141,11 +174,12 @@ func (a *armsFlag) Set(v string) error {
 	if !ok1 || !ok2 {
 		return fmt.Errorf("--arm %q: want NAME=VERSION:PERCENT, e.g. b=1.3.0:50", v)
 	}
+	pct, min, _ := strings.Cut(pct, "@")
 	bps, err := parsePercent(pct)
 	if err != nil {
 		return err
 	}
-	*a = append(*a, snapshot.Arm{Name: name, Bundle: version, BPS: bps})
+	*a = append(*a, snapshot.Arm{Name: name, Bundle: version, BPS: bps, MinNativeBuild: min})
 	return nil
 }
 
@@ -155,7 +189,8 @@ func cmdAB(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cf.register(fs)
 	app := fs.String("app", "", "app id")
 	var arms armsFlag
-	fs.Var(&arms, "arm", "an arm NAME=VERSION:PERCENT (repeat); devices past the arms keep the channel's bundle")
+	fs.Var(&arms, "arm", "an arm NAME=VERSION:PERCENT[@MIN_NATIVE_BUILD] (repeat); devices past the arms, or below an arm's min native build, keep the channel's bundle")
+	force := fs.Bool("force", false, "set the arms even if their bundles' native packages are incompatible with the channel's bundle")
 	clear := fs.Bool("clear", false, "remove the A/B split")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
@@ -171,7 +206,7 @@ func cmdAB(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ch, err := c.SetAB(ctx, *app, pos[0], arms)
+	ch, err := c.SetABForce(ctx, *app, pos[0], arms, *force)
 	if err != nil {
 		return err
 	}
@@ -451,6 +486,11 @@ func cmdResolve(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		why += fmt.Sprintf("; rollout paused, device keeps its rollout bundle (bucket %d)", res.Bucket)
 	case snapshot.VariantAB:
 		why += fmt.Sprintf("; A/B arm %s (bucket %d)", res.Arm, res.Bucket)
+	case snapshot.VariantBelowNative:
+		why += fmt.Sprintf("; native build %s is below the min native build %s", d.VersionBuild, res.MinNativeBuild)
+		if res.Update {
+			why += ": the channel's earlier bundle"
+		}
 	default:
 		if res.Bucket >= 0 {
 			why += fmt.Sprintf("; not in the rollout (bucket %d)", res.Bucket)

@@ -38,6 +38,10 @@ type RolloutRequest struct {
 	Action store.RolloutAction `json:"action"`           // set (default), pause, resume, promote, rollback
 	Bundle string              `json:"bundle,omitempty"` // for set
 	BPS    *int                `json:"bps,omitempty"`    // for set: 0..10000
+	// For set: restrict the rollout to devices whose native build is at
+	// least this ("" clears); Force skips the native compatibility check.
+	MinNativeBuild *string `json:"min_native_build,omitempty"`
+	Force          bool    `json:"force,omitempty"`
 }
 
 // Resolution is what POST .../resolve answers: the decision an edge would
@@ -58,6 +62,10 @@ type Resolution struct {
 	// RevertToBuiltin: the device is sent back to the store build (its
 	// channel targets builtin); Version is "builtin".
 	RevertToBuiltin bool `json:"revert_to_builtin,omitempty"`
+	// MinNativeBuild, for variant below_native_build: the min native build
+	// the device's version_build is under, so it did not get the newer
+	// bundle (it got the channel's earlier one, or none).
+	MinNativeBuild string `json:"min_native_build,omitempty"`
 }
 
 // DeviceRequest is the device fields of an update check, as JSON.

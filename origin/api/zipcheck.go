@@ -18,6 +18,9 @@ type Error struct {
 	Status  int    `json:"-"`
 	Code    string `json:"error"`
 	Message string `json:"message"`
+	// Details, for some codes, is structured data about the refusal (e.g.
+	// incompatible_native: the compatibility report).
+	Details any `json:"details,omitempty"`
 }
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }

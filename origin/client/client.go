@@ -23,6 +23,7 @@ import (
 
 	"github.com/updraft-cdn/updraft/config"
 	"github.com/updraft-cdn/updraft/origin/api"
+	"github.com/updraft-cdn/updraft/origin/native"
 	"github.com/updraft-cdn/updraft/origin/snapshot"
 	"github.com/updraft-cdn/updraft/origin/store"
 )
@@ -44,6 +45,9 @@ type APIError struct {
 	Status  int
 	Code    string `json:"error"`
 	Message string `json:"message"`
+	// Details is the answer's structured details, when it has them (e.g.
+	// incompatible_native's compatibility report).
+	Details json.RawMessage `json:"details,omitempty"`
 }
 
 func (e *APIError) Error() string {
@@ -120,15 +124,42 @@ type UploadOptions struct {
 	// the folder `npx expo export` wrote): sent with the zip as the
 	// multipart parts expo and bundle.
 	Expo *snapshot.ExpoUpdate
+	// NativePackages are recorded with the bundle (origin/native; the CLI
+	// scans the app's package.json); nil: not sent, compatibility unknown.
+	NativePackages []native.Package
+	// With Channel: MinNativeBuild restricts the bundle to devices whose
+	// native build is at least this; Force skips the native compatibility
+	// check.
+	MinNativeBuild string
+	Force          bool
+}
+
+// uploadQuery is the query of an upload.
+func uploadQuery(version string, opt UploadOptions) (url.Values, error) {
+	q := url.Values{"version": {version}}
+	for k, v := range map[string]string{"channel": opt.Channel, "min_update_version": opt.MinUpdateVersion, "comment": opt.Comment, "link": opt.Link, "min_native_build": opt.MinNativeBuild} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	if opt.NativePackages != nil {
+		b, err := json.Marshal(opt.NativePackages)
+		if err != nil {
+			return nil, err
+		}
+		q.Set("native_packages", string(b))
+	}
+	if opt.Force {
+		q.Set("force", "true")
+	}
+	return q, nil
 }
 
 // UploadBundle uploads a zip stream as version of app.
 func (c *Client) UploadBundle(ctx context.Context, app, version string, zipData io.Reader, opt UploadOptions) (store.Bundle, error) {
-	q := url.Values{"version": {version}}
-	for k, v := range map[string]string{"channel": opt.Channel, "min_update_version": opt.MinUpdateVersion, "comment": opt.Comment, "link": opt.Link} {
-		if v != "" {
-			q.Set(k, v)
-		}
+	q, err := uploadQuery(version, opt)
+	if err != nil {
+		return store.Bundle{}, err
 	}
 	body, contentType := zipData, "application/zip"
 	if opt.Expo != nil {
@@ -160,7 +191,7 @@ func (c *Client) UploadBundle(ctx context.Context, app, version string, zipData 
 		body, contentType = pr, mw.FormDataContentType()
 	}
 	var b store.Bundle
-	err := c.Do(ctx, http.MethodPost, "/api/v1/apps/"+url.PathEscape(app)+"/bundles?"+q.Encode(), body, contentType, &b)
+	err = c.Do(ctx, http.MethodPost, "/api/v1/apps/"+url.PathEscape(app)+"/bundles?"+q.Encode(), body, contentType, &b)
 	return b, err
 }
 
@@ -193,8 +224,26 @@ func (c *Client) ListBundles(ctx context.Context, app string) ([]api.BundleInfo,
 
 // SetChannel creates or updates a channel with the given fields.
 func (c *Client) SetChannel(ctx context.Context, app, name string, p store.ChannelPatch) (api.ChannelResult, error) {
+	return c.SetChannelForce(ctx, app, name, p, false)
+}
+
+// SetChannelForce is SetChannel, with force skipping the native
+// compatibility check of a new bundle.
+func (c *Client) SetChannelForce(ctx context.Context, app, name string, p store.ChannelPatch, force bool) (api.ChannelResult, error) {
 	var out api.ChannelResult
-	err := c.DoJSON(ctx, http.MethodPut, "/api/v1/apps/"+url.PathEscape(app)+"/channels/"+url.PathEscape(name), p, &out)
+	body := struct {
+		store.ChannelPatch
+		Force bool `json:"force,omitempty"`
+	}{p, force}
+	err := c.DoJSON(ctx, http.MethodPut, "/api/v1/apps/"+url.PathEscape(app)+"/channels/"+url.PathEscape(name), body, &out)
+	return out, err
+}
+
+// Compatibility compares a bundle's native packages with those of the
+// bundle channel serves.
+func (c *Client) Compatibility(ctx context.Context, app, version, channel string) (api.Compatibility, error) {
+	var out api.Compatibility
+	err := c.DoJSON(ctx, http.MethodGet, "/api/v1/apps/"+url.PathEscape(app)+"/bundles/"+url.PathEscape(version)+"/compatibility?channel="+url.QueryEscape(channel), nil, &out)
 	return out, err
 }
 
@@ -266,12 +315,22 @@ func (c *Client) Rollout(ctx context.Context, app, channel string, req api.Rollo
 
 // SetAB sets a channel's A/B split; no arms clears it.
 func (c *Client) SetAB(ctx context.Context, app, channel string, arms []snapshot.Arm) (store.Channel, error) {
+	return c.SetABForce(ctx, app, channel, arms, false)
+}
+
+// SetABForce is SetAB, with force skipping the native compatibility check
+// of the arms.
+func (c *Client) SetABForce(ctx context.Context, app, channel string, arms []snapshot.Arm, force bool) (store.Channel, error) {
 	var out store.Channel
 	path := "/api/v1/apps/" + url.PathEscape(app) + "/channels/" + url.PathEscape(channel) + "/ab"
 	if len(arms) == 0 {
 		return out, c.DoJSON(ctx, http.MethodDelete, path, nil, &out)
 	}
-	return out, c.DoJSON(ctx, http.MethodPut, path, map[string]any{"arms": arms}, &out)
+	body := map[string]any{"arms": arms}
+	if force {
+		body["force"] = true
+	}
+	return out, c.DoJSON(ctx, http.MethodPut, path, body, &out)
 }
 
 // AddSegment adds an attribute rule at position (nil: last).

@@ -111,13 +111,11 @@ func (c *Client) UploadEncrypted(ctx context.Context, app, version string, eb *b
 		}())
 	}()
 	defer pr.Close()
-	q := url.Values{"version": {version}}
-	for k, v := range map[string]string{"channel": opt.Channel, "min_update_version": opt.MinUpdateVersion, "comment": opt.Comment, "link": opt.Link} {
-		if v != "" {
-			q.Set(k, v)
-		}
+	q, err := uploadQuery(version, opt)
+	if err != nil {
+		return store.Bundle{}, err
 	}
 	var b store.Bundle
-	err := c.Do(ctx, http.MethodPost, "/api/v1/apps/"+url.PathEscape(app)+"/bundles?"+q.Encode(), pr, mw.FormDataContentType(), &b)
+	err = c.Do(ctx, http.MethodPost, "/api/v1/apps/"+url.PathEscape(app)+"/bundles?"+q.Encode(), pr, mw.FormDataContentType(), &b)
 	return b, err
 }

@@ -291,6 +291,9 @@ type Channel struct {
 
 	Rollout *Rollout `json:"rollout,omitempty"`
 	AB      *ABSplit `json:"ab,omitempty"`
+	// NativeGate restricts Bundle to devices whose native build is at
+	// least its MinBuild (native.go); nil: every device.
+	NativeGate *NativeGate `json:"native_gate,omitempty"`
 
 	// PreviewExpires (Unix seconds) makes the channel a preview channel
 	// (`updraft channel preview`): unlisted, never a default, joined only
@@ -427,6 +430,11 @@ func (c *Channel) index(a *App) error {
 	if c.Rollout != nil && c.AB != nil {
 		return fmt.Errorf("has both a rollout and an A/B split")
 	}
+	if c.NativeGate != nil {
+		if err := c.NativeGate.index(a); err != nil {
+			return err
+		}
+	}
 	if ro := c.Rollout; ro != nil {
 		if err := validateBPS(ro.BPS); err != nil {
 			return fmt.Errorf("rollout: %w", err)
@@ -438,6 +446,10 @@ func (c *Channel) index(a *App) error {
 			return fmt.Errorf("rollout: unknown bundle %q", ro.Bundle)
 		}
 		ro.seed = seedOf(ro.ID)
+		var err error
+		if ro.minNative, ro.gated, err = parseMinNative("rollout", ro.MinNativeBuild); err != nil {
+			return err
+		}
 	}
 	if ab := c.AB; ab != nil {
 		if err := ab.Validate(); err != nil {
@@ -451,6 +463,10 @@ func (c *Channel) index(a *App) error {
 			arm := &ab.Arms[i]
 			if arm.bundle = a.bundles[arm.Bundle]; arm.bundle == nil {
 				return fmt.Errorf("A/B arm %s: unknown bundle %q", arm.Name, arm.Bundle)
+			}
+			var err error
+			if arm.minNative, arm.gated, err = parseMinNative("A/B arm "+arm.Name, arm.MinNativeBuild); err != nil {
+				return err
 			}
 		}
 	}

@@ -61,6 +61,9 @@ type Decision struct {
 	Variant string   // which of the channel's bundles was chosen
 	Arm     string   // the A/B arm, for VariantAB
 	Bucket  int      // the device's bucket in the rollout or split, -1 if none
+	// NativeMin is the min native build the device is below, for
+	// VariantBelowNative: why it did not get the newer bundle.
+	NativeMin string
 
 	Code    string // empty on success
 	Message string
@@ -103,9 +106,15 @@ func Resolve(s *Snapshot, r *Request) Decision {
 	if ch == nil {
 		return refuse(CodeNoChannel, KindFailed, "no default channel or override")
 	}
-	b, variant, arm, bkt := pickBundle(ch, r)
+	b, variant, arm, bkt, native := pickBundle(ch, r)
 	if b == nil {
 		d := refuse(CodeNoBundle, KindFailed, "Cannot get bundle")
+		if variant == VariantBelowNative {
+			// Under the channel's min native build, with no earlier bundle
+			// that suits the device: it keeps what it runs.
+			d = refuse(CodeNoNewVersion, KindUpToDate, "No new version available")
+			d.Variant, d.NativeMin = variant, native
+		}
 		d.Channel, d.Rule, d.Segment, d.Bucket = ch, rule, seg, bkt
 		return d
 	}
@@ -125,7 +134,7 @@ func Resolve(s *Snapshot, r *Request) Decision {
 			d = revertToBuiltin(r)
 		}
 	}
-	d.Channel, d.Rule, d.Segment, d.Variant, d.Arm, d.Bucket = ch, rule, seg, variant, arm, bkt
+	d.Channel, d.Rule, d.Segment, d.Variant, d.Arm, d.Bucket, d.NativeMin = ch, rule, seg, variant, arm, bkt, native
 	if d.Code == "" {
 		d.Bundle = b
 		d.Metadata = app.ExposeMetadata && r.SupportsMetadata()
@@ -202,18 +211,24 @@ func pickChannel(app *App, r *Request, dev [16]byte, devOK bool) (*Channel, stri
 }
 
 // pickBundle chooses between the channel's bundle and its rollout or A/B
-// arms by the device's bucket.
-func pickBundle(ch *Channel, r *Request) (b *Bundle, variant, arm string, bkt int) {
+// arms by the device's bucket, then applies the native-build gates: a
+// device below a rollout's or arm's min native build gets the channel's
+// bundle, and one below the channel's gate an earlier bundle (nil: none
+// suits it). native names the min native build that turned the device away.
+func pickBundle(ch *Channel, r *Request) (b *Bundle, variant, arm string, bkt int, native string) {
 	switch {
 	case ch.Rollout != nil:
 		ro := ch.Rollout
 		bkt = bucket(ro.seed, r.DeviceID)
 		if ro.Paused {
 			if r.VersionName == ro.Bundle {
-				return ro.bundle, VariantRolloutKept, "", bkt
+				return ro.bundle, VariantRolloutKept, "", bkt, ""
 			}
 		} else if bkt < ro.BPS {
-			return ro.bundle, VariantRollout, "", bkt
+			if !ro.gated || r.build.Compare(ro.minNative) >= 0 {
+				return ro.bundle, VariantRollout, "", bkt, ""
+			}
+			variant, native = VariantBelowNative, ro.MinNativeBuild
 		}
 	case ch.AB != nil:
 		bkt = bucket(ch.AB.seed, r.DeviceID)
@@ -221,14 +236,21 @@ func pickBundle(ch *Channel, r *Request) (b *Bundle, variant, arm string, bkt in
 		for i := range ch.AB.Arms {
 			a := &ch.AB.Arms[i]
 			if bkt < lo+a.BPS {
-				return a.bundle, VariantAB, a.Name, bkt
+				if !a.gated || r.build.Compare(a.minNative) >= 0 {
+					return a.bundle, VariantAB, a.Name, bkt, ""
+				}
+				variant, native = VariantBelowNative, a.MinNativeBuild
+				break
 			}
 			lo += a.BPS
 		}
 	default:
 		bkt = -1
 	}
-	return ch.bundle, VariantChannel, "", bkt
+	if g := ch.NativeGate; g != nil && r.build.Compare(g.min) < 0 {
+		return g.below(r.build), VariantBelowNative, "", bkt, g.MinBuild
+	}
+	return ch.bundle, variant, "", bkt, native
 }
 
 // guard applies Capgo's checks, in Capgo's order, to target bundle b on

@@ -47,9 +47,14 @@ type Rollout struct {
 	// rollouts made before it was recorded): the rollout guard counts only
 	// outcomes since then.
 	StartedAt int64 `json:"started_at,omitempty"`
+	// MinNativeBuild restricts the rollout to devices whose native build
+	// is at least this (native.go); the others get the channel's bundle.
+	MinNativeBuild string `json:"min_native_build,omitempty"`
 
-	seed   uint64
-	bundle *Bundle
+	seed      uint64
+	bundle    *Bundle
+	minNative Version
+	gated     bool
 }
 
 // ABSplit divides a channel's devices into named arms by bucket; devices past
@@ -66,8 +71,13 @@ type Arm struct {
 	Name   string `json:"name"`
 	Bundle string `json:"bundle"`
 	BPS    int    `json:"bps"`
+	// MinNativeBuild restricts the arm to devices whose native build is at
+	// least this (native.go); the others get the channel's bundle.
+	MinNativeBuild string `json:"min_native_build,omitempty"`
 
-	bundle *Bundle
+	bundle    *Bundle
+	minNative Version
+	gated     bool
 }
 
 // Bucket places a device in 0..BucketCount-1 for a rollout or split id.

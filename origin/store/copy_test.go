@@ -14,6 +14,7 @@ import (
 
 	"github.com/updraft-cdn/updraft/internal/testenv"
 	"github.com/updraft-cdn/updraft/origin/events"
+	"github.com/updraft-cdn/updraft/origin/native"
 	"github.com/updraft-cdn/updraft/origin/snapshot"
 	"github.com/updraft-cdn/updraft/origin/store/postgres"
 	"github.com/updraft-cdn/updraft/origin/store/sqlite"
@@ -121,6 +122,9 @@ func populateForCopy(t *testing.T, in copyInstallation) {
 		if v == "1.0.2" {
 			b.SessionKey, b.Checksum, b.KeyID = "iv:"+strings.Repeat("k", 40), "sum-of-plain", "keyid01"
 		}
+		if v == "1.0.1" {
+			b.NativePackages = []native.Package{{Name: "@capacitor/core", Version: "7.2.0"}, {Name: "@capacitor/camera", Version: "7.0.1"}}
+		}
 		_, err := s.CreateBundleWithManifest(ctx, b, []snapshot.ManifestEntry{{Name: "index.html", Hash: "h" + v, Blob: fmt.Sprintf("%064x", 100+i), Size: 12}})
 		must(err)
 	}
@@ -135,6 +139,8 @@ func populateForCopy(t *testing.T, in copyInstallation) {
 	_, _, _, err = s.PutChannel(ctx, "com.example.zeta", "production", ChannelPatch{Bundle: ptr("builtin")}, false)
 	must(err)
 	_, err = s.CreatePreview(ctx, evApp, "pv-copy", "1.0.2", time.Unix(4102444800, 0), AuditRecord{Actor: "ci"})
+	must(err)
+	_, _, _, err = s.PutChannel(ctx, evApp, "dev", ChannelPatch{Bundle: ptr("1.0.2"), MinNativeBuild: ptr("2.0.0")}, false)
 	must(err)
 	_, err = s.SetRollout(ctx, evApp, "production", RolloutSet, "1.0.1", 2500)
 	must(err)

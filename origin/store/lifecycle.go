@@ -49,7 +49,7 @@ type DeletedBundle struct {
 // referrers lists, per bundle version of the app, what routes devices to
 // it: channels, rollouts and A/B arms, in channel name order.
 func referrers(ctx context.Context, q querier, appID string) (map[string][]string, error) {
-	rows, err := q.QueryContext(ctx, `SELECT name, COALESCE(bundle_version, ''), rollout, ab FROM channels WHERE app_id = ? ORDER BY name`, appID)
+	rows, err := q.QueryContext(ctx, `SELECT name, COALESCE(bundle_version, ''), rollout, ab, native_gate FROM channels WHERE app_id = ? ORDER BY name`, appID)
 	if err != nil {
 		return nil, err
 	}
@@ -57,9 +57,18 @@ func referrers(ctx context.Context, q querier, appID string) (map[string][]strin
 	out := map[string][]string{}
 	for rows.Next() {
 		var name, bundle string
-		var rollout, ab sql.NullString
-		if err := rows.Scan(&name, &bundle, &rollout, &ab); err != nil {
+		var rollout, ab, gate sql.NullString
+		if err := rows.Scan(&name, &bundle, &rollout, &ab, &gate); err != nil {
 			return nil, err
+		}
+		if gate.Valid {
+			var g snapshot.NativeGate
+			if err := json.Unmarshal([]byte(gate.String), &g); err != nil {
+				return nil, fmt.Errorf("channel %s native gate: %w", name, err)
+			}
+			for _, st := range g.Below {
+				out[st.Bundle] = append(out[st.Bundle], fmt.Sprintf("channel %q (for devices below native build %s)", name, g.MinBuild))
+			}
 		}
 		if bundle != "" {
 			out[bundle] = append(out[bundle], fmt.Sprintf("channel %q", name))

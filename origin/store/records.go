@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/updraft-cdn/updraft/origin/native"
 	"github.com/updraft-cdn/updraft/origin/snapshot"
 )
 
@@ -44,6 +45,10 @@ type Bundle struct {
 	// Expo: the bundle is an Expo update (see snapshot.ExpoUpdate), stored
 	// as JSON in bundles.expo (NULL for every other bundle).
 	Expo *snapshot.ExpoUpdate `json:"expo,omitempty"`
+	// NativePackages are the native Capacitor packages the bundle was
+	// built against, as the CLI recorded them at upload (origin/native);
+	// nil (JSON null): not recorded, so its compatibility is unknown.
+	NativePackages []native.Package `json:"native_packages"`
 }
 
 // Channel is a channel record: the snapshot's channel plus bookkeeping.
@@ -69,6 +74,12 @@ type ChannelPatch struct {
 	AllowDevice                  *bool   `json:"allow_device"`
 	DisableAutoUpdate            *string `json:"disable_auto_update"`
 	DisableAutoUpdateUnderNative *bool   `json:"disable_auto_update_under_native"`
+	// MinNativeBuild restricts a new Bundle to devices whose native build
+	// is at least this; the others keep the channel's previous bundle
+	// (snapshot.NativeGate). "" removes the channel's gate. nil: a new
+	// bundle keeps the channel's gate (it was found compatible with the
+	// bundle it replaces, so it needs the same native build).
+	MinNativeBuild *string `json:"min_native_build,omitempty"`
 }
 
 // NewChannel returns a channel with Capgo's defaults for a new channel.
@@ -180,12 +191,20 @@ func (s *Store) CreateBundleWithManifest(ctx context.Context, b Bundle, files []
 		}
 		expo = sql.NullString{String: string(j), Valid: true}
 	}
+	var nat sql.NullString
+	if b.NativePackages != nil {
+		j, err := json.Marshal(b.NativePackages)
+		if err != nil {
+			return b, fmt.Errorf("store: bundle %s: native packages: %w", b.Version, err)
+		}
+		nat = sql.NullString{String: string(j), Valid: true}
+	}
 	err := s.write(ctx, true, func(tx *Tx) error {
 		if err := appExists(ctx, tx, b.AppID); err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO bundles (app_id, version, sha256, size, min_update_version, comment, link, created_at, session_key, checksum, key_id, expo) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			b.AppID, b.Version, b.SHA256, b.Size, b.MinUpdateVersion, b.Comment, b.Link, b.CreatedAt.Unix(), b.SessionKey, b.Checksum, b.KeyID, expo)
+		_, err := tx.ExecContext(ctx, `INSERT INTO bundles (app_id, version, sha256, size, min_update_version, comment, link, created_at, session_key, checksum, key_id, expo, native_packages) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			b.AppID, b.Version, b.SHA256, b.Size, b.MinUpdateVersion, b.Comment, b.Link, b.CreatedAt.Unix(), b.SessionKey, b.Checksum, b.KeyID, expo, nat)
 		if s.isUniqueViolation(err) {
 			return ErrExists
 		}
@@ -340,7 +359,7 @@ type querier interface {
 }
 
 func listBundles(ctx context.Context, q querier, where string, args ...any) ([]Bundle, error) {
-	rows, err := q.QueryContext(ctx, `SELECT app_id, version, sha256, size, min_update_version, comment, link, created_at, canonical_sha256, canonical_size, session_key, checksum, key_id, expo FROM bundles `+where, args...)
+	rows, err := q.QueryContext(ctx, `SELECT app_id, version, sha256, size, min_update_version, comment, link, created_at, canonical_sha256, canonical_size, session_key, checksum, key_id, expo, native_packages FROM bundles `+where, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -349,9 +368,15 @@ func listBundles(ctx context.Context, q querier, where string, args ...any) ([]B
 	for rows.Next() {
 		var b Bundle
 		var ts int64
-		var expo sql.NullString
-		if err := rows.Scan(&b.AppID, &b.Version, &b.SHA256, &b.Size, &b.MinUpdateVersion, &b.Comment, &b.Link, &ts, &b.Canonical, &b.CanonicalSize, &b.SessionKey, &b.Checksum, &b.KeyID, &expo); err != nil {
+		var expo, nat sql.NullString
+		if err := rows.Scan(&b.AppID, &b.Version, &b.SHA256, &b.Size, &b.MinUpdateVersion, &b.Comment, &b.Link, &ts, &b.Canonical, &b.CanonicalSize, &b.SessionKey, &b.Checksum, &b.KeyID, &expo, &nat); err != nil {
 			return nil, err
+		}
+		if nat.Valid {
+			b.NativePackages = []native.Package{}
+			if err := json.Unmarshal([]byte(nat.String), &b.NativePackages); err != nil {
+				return nil, fmt.Errorf("bundle %s of %s: native packages: %w", b.Version, b.AppID, err)
+			}
 		}
 		if expo.Valid {
 			b.Expo = new(snapshot.ExpoUpdate)
@@ -369,12 +394,12 @@ const channelCols = `app_id, name, bundle_version, public, ios, android, electro
 
 func scanChannel(rows *sql.Rows) (Channel, error) {
 	var c Channel
-	var bundle, rollout, ab sql.NullString
+	var bundle, rollout, ab, gate sql.NullString
 	var created, updated int64
 	var builtin bool
 	err := rows.Scan(&c.ID, &c.AppID, &c.Name, &bundle, &c.Public, &c.IOS, &c.Android, &c.Electron, &c.AllowDeviceSelfSet,
 		&c.AllowEmulator, &c.AllowDev, &c.AllowProd, &c.AllowDevice, &c.DisableAutoUpdate, &c.DisableAutoUpdateUnderNative, &created, &updated,
-		&rollout, &ab, &builtin, &c.PreviewExpires)
+		&rollout, &ab, &builtin, &c.PreviewExpires, &gate)
 	if err != nil {
 		return c, err
 	}
@@ -397,11 +422,17 @@ func scanChannel(rows *sql.Rows) (Channel, error) {
 			return c, fmt.Errorf("channel %s ab: %w", c.Name, err)
 		}
 	}
+	if gate.Valid {
+		c.NativeGate = new(snapshot.NativeGate)
+		if err := json.Unmarshal([]byte(gate.String), c.NativeGate); err != nil {
+			return c, fmt.Errorf("channel %s native gate: %w", c.Name, err)
+		}
+	}
 	return c, nil
 }
 
 func listChannels(ctx context.Context, q querier, where string, args ...any) ([]Channel, error) {
-	rows, err := q.QueryContext(ctx, `SELECT rowid, `+channelCols+`, rollout, ab, builtin, preview_expires FROM channels `+where, args...)
+	rows, err := q.QueryContext(ctx, `SELECT rowid, `+channelCols+`, rollout, ab, builtin, preview_expires, native_gate FROM channels `+where, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -452,7 +483,12 @@ func (s *Store) PutChannel(ctx context.Context, appID, name string, p ChannelPat
 			created = true
 			ch = Channel{Channel: NewChannel(name), AppID: appID, CreatedAt: now}
 		}
+		prevBundle, prevGate := ch.Bundle, ch.NativeGate
 		p.apply(&ch.Channel)
+		gate, err := nextGate(prevBundle, prevGate, ch.Bundle, p.MinNativeBuild)
+		if err != nil {
+			return err
+		}
 		ch.UpdatedAt = now
 		if ch.Preview() && (ch.Public || ch.AllowDeviceSelfSet) {
 			return invalid(CodePreviewChannel, "channel %q is a preview channel: devices join it with its token only, so it cannot be public or self-assignable", name)
@@ -481,6 +517,9 @@ func (s *Store) PutChannel(ctx context.Context, appID, name string, p ChannelPat
 			appID, name, bundle, ch.Public, ch.IOS, ch.Android, ch.Electron, ch.AllowDeviceSelfSet, ch.AllowEmulator, ch.AllowDev,
 			ch.AllowProd, ch.AllowDevice, ch.DisableAutoUpdate, ch.DisableAutoUpdateUnderNative, ch.CreatedAt.Unix(), ch.UpdatedAt.Unix(), builtin)
 		if err != nil {
+			return err
+		}
+		if err := saveGate(ctx, tx, appID, name, gate); err != nil {
 			return err
 		}
 		saved, err := listChannels(ctx, tx, `WHERE app_id = ? AND name = ?`, appID, name)

@@ -103,8 +103,8 @@ func saveSplit(ctx context.Context, tx *Tx, ch Channel) error {
 	if builtin {
 		bundle = nil
 	}
-	_, err := tx.ExecContext(ctx, `UPDATE channels SET rollout = ?, ab = ?, bundle_version = ?, builtin = ?, updated_at = ? WHERE app_id = ? AND name = ?`,
-		ro, ab, bundle, builtin, time.Now().Unix(), ch.AppID, ch.Name)
+	_, err := tx.ExecContext(ctx, `UPDATE channels SET rollout = ?, ab = ?, bundle_version = ?, builtin = ?, native_gate = ?, updated_at = ? WHERE app_id = ? AND name = ?`,
+		ro, ab, bundle, builtin, gateJSON(ch.NativeGate), time.Now().Unix(), ch.AppID, ch.Name)
 	return err
 }
 
@@ -128,16 +128,28 @@ func nullable(s string) any {
 // afresh); changing the share of the same bundle keeps the id, so raising it
 // only adds devices.
 func (s *Store) SetRollout(ctx context.Context, appID, channel string, action RolloutAction, bundle string, bps int) (Channel, error) {
+	return s.SetRolloutNative(ctx, appID, channel, action, bundle, bps, nil)
+}
+
+// SetRolloutNative is SetRollout with the rollout's min native build for
+// RolloutSet: nil keeps a rollout's own (same bundle) or takes the
+// channel's gate (a new bundle, found compatible with the channel's);
+// "" clears it. Promoting a gated rollout gates the channel.
+func (s *Store) SetRolloutNative(ctx context.Context, appID, channel string, action RolloutAction, bundle string, bps int, minNative *string) (Channel, error) {
 	var out Channel
 	err := s.write(ctx, true, func(tx *Tx) error {
 		var err error
-		out, err = setRollout(ctx, tx, appID, channel, action, bundle, bps)
+		out, err = setRolloutNative(ctx, tx, appID, channel, action, bundle, bps, minNative)
 		return err
 	})
 	return out, err
 }
 
 func setRollout(ctx context.Context, tx *Tx, appID, channel string, action RolloutAction, bundle string, bps int) (Channel, error) {
+	return setRolloutNative(ctx, tx, appID, channel, action, bundle, bps, nil)
+}
+
+func setRolloutNative(ctx context.Context, tx *Tx, appID, channel string, action RolloutAction, bundle string, bps int, minNative *string) (Channel, error) {
 	var out Channel
 	err := func() error {
 		ch, err := lockChannel(ctx, tx, appID, channel)
@@ -167,8 +179,17 @@ func setRollout(ctx context.Context, tx *Tx, appID, channel string, action Rollo
 			if err := bundleExists(ctx, tx, appID, bundle); err != nil {
 				return err
 			}
+			if err := checkMinNative(minNative); err != nil {
+				return err
+			}
 			if ch.Rollout == nil || ch.Rollout.Bundle != bundle {
 				ch.Rollout = &snapshot.Rollout{ID: newID(), Bundle: bundle, StartedAt: time.Now().UnixMilli()}
+				if ch.NativeGate != nil {
+					ch.Rollout.MinNativeBuild = ch.NativeGate.MinBuild
+				}
+			}
+			if minNative != nil {
+				ch.Rollout.MinNativeBuild = *minNative
 			}
 			ch.Rollout.BPS = bps
 		case RolloutPause:
@@ -176,7 +197,15 @@ func setRollout(ctx context.Context, tx *Tx, appID, channel string, action Rollo
 		case RolloutResume:
 			ch.Rollout.Paused = false
 		case RolloutPromote:
-			ch.Bundle = ch.Rollout.Bundle
+			ro := ch.Rollout
+			gate, err := nextGate(ch.Bundle, ch.NativeGate, ro.Bundle, &ro.MinNativeBuild)
+			if err != nil {
+				return err
+			}
+			if ch.NativeGate != nil && ro.MinNativeBuild == ch.NativeGate.MinBuild {
+				gate = ch.NativeGate // the rollout took the channel's gate: same native build
+			}
+			ch.Bundle, ch.NativeGate = ro.Bundle, gate
 			ch.Rollout = nil
 		case RolloutRollback:
 			ch.Rollout = nil
@@ -219,7 +248,14 @@ func (s *Store) SetAB(ctx context.Context, appID, channel string, arms []snapsho
 		if err := split.Validate(); err != nil {
 			return invalid(CodeInvalidAB, "%v", err)
 		}
-		for _, a := range arms {
+		for i := range arms {
+			a := &arms[i]
+			if err := checkMinNative(&a.MinNativeBuild); err != nil {
+				return err
+			}
+			if a.MinNativeBuild == "" && ch.NativeGate != nil {
+				a.MinNativeBuild = ch.NativeGate.MinBuild // as the channel's bundle, which it was compared with
+			}
 			if err := builtinTarget("A/B arm "+a.Name, a.Bundle); err != nil {
 				return err
 			}

@@ -206,6 +206,12 @@ var Meta = Schema{name: "meta", migrations: []string{
 		updated_at BIGINT NOT NULL,
 		UNIQUE (webhook_id, audit_id));
 	 CREATE INDEX webhook_deliveries_due ON webhook_deliveries (state, next_attempt);`,
+	// Native compatibility (issue 20): a bundle's native packages as the
+	// CLI recorded them at upload (JSON [{name, version}]; NULL: not
+	// recorded), and a channel's native-build gate (snapshot.NativeGate as
+	// JSON; NULL: every device gets the channel's bundle).
+	`ALTER TABLE bundles ADD COLUMN native_packages TEXTC;
+	 ALTER TABLE channels ADD COLUMN native_gate TEXTC;`,
 }}
 
 // Events is the event schema: ingested segments and the aggregates folded

@@ -204,6 +204,12 @@ var Meta = Schema{foreignKeys: true, migrations: []string{
 		updated_at INTEGER NOT NULL,
 		UNIQUE (webhook_id, audit_id));
 	 CREATE INDEX webhook_deliveries_due ON webhook_deliveries (state, next_attempt);`,
+	// Native compatibility (issue 20): a bundle's native packages as the
+	// CLI recorded them at upload (JSON [{name, version}]; NULL: not
+	// recorded), and a channel's native-build gate (snapshot.NativeGate as
+	// JSON; NULL: every device gets the channel's bundle).
+	`ALTER TABLE bundles ADD COLUMN native_packages TEXT;
+	 ALTER TABLE channels ADD COLUMN native_gate TEXT;`,
 }}
 
 // Events is the event database (DATA/events.db): ingested segments and the
