@@ -123,8 +123,8 @@ func (e *Edge) updates(body []byte, baseURL []byte, acceptEncoding string, out *
 		e.metrics.updates(codeNotReady)
 		return
 	}
-	e.recordCheckIn(snap, r) // reported to the origin (clients.go)
 	d := snapshot.Resolve(snap, r)
+	e.recordCheckIn(snap, r, &d) // reported to the origin (clients.go)
 	out.status = 200
 	out.contentType = contentTypeJSON
 	if d.OK() && d.Bundle.Builtin() {
