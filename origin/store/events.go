@@ -125,6 +125,9 @@ func (s *EventStore) IngestAll(ctx context.Context, edgeID string, seq uint64, s
 	if err != nil {
 		return res, err
 	}
+	if err := s.recordInventory(ctx, tx, edgeID, evs, cis); err != nil { // devices.go
+		return res, err
+	}
 	counts := map[countKey]int64{}
 	adoption := map[adoptKey]int64{}
 	type outcomeKey struct{ app, version, device string }
