@@ -80,6 +80,10 @@ func (s *Server) Handler() http.Handler {
 	api("DELETE /api/v1/apps/{app}", s.deleteApp)
 	api("POST /api/v1/gc", s.postGC)                 // gc.go
 	api("POST /api/v1/keys/rotate", s.postRotateKey) // keys.go
+	// The device inventory (devices.go); scope: read.
+	api("GET /api/v1/apps/{app}/devices", s.listDevices)
+	api("GET /api/v1/apps/{app}/devices/{id}", s.getDevice)
+	api("GET /api/v1/apps/{app}/devices/{id}/tail", s.tailDevice)
 	s.routes = append(s.routes, "GET /api/v1/openapi.json")
 	mux.HandleFunc("GET /api/v1/openapi.json", serveOpenAPI) // openapi.go: no API key, it documents and exposes no data
 	mux.HandleFunc("GET /ui", s.ui)

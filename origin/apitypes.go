@@ -9,6 +9,8 @@ type (
 	AppSettings      = api.AppSettings
 	BundleInfo       = api.BundleInfo
 	DeltaStatus      = api.DeltaStatus
+	DeviceDetail     = api.DeviceDetail
+	DeviceList       = api.DeviceList
 	DeviceRequest    = api.DeviceRequest
 	EncryptedMeta    = api.EncryptedMeta
 	GCResult         = api.GCResult

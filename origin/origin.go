@@ -55,6 +55,8 @@ type Server struct {
 	devicePub *devicePublisher
 
 	events  *store.EventStore // device events and aggregates (DATA/events.db)
+	// devCursorKey signs device list cursors (devices.go).
+	devCursorKey atomic.Pointer[[]byte]
 	guard   *rolloutGuard
 	metrics *originMetrics
 	bgDone  sync.WaitGroup // guard and pruning

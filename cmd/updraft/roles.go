@@ -143,6 +143,7 @@ func newServeFlags() (*roleFlags, *serveSetup) {
 	gcFlags(fs, &s.oc)          // lifecycle.go
 	uploadLimitFlags(fs, &s.oc) // rebuild.go
 	backendFlags(fs, &s.oc)     // backends.go
+	deviceFlags(fs, &s.oc)      // devices.go
 	fs.StringVar(&s.logLevel, "log-level", "info", "debug, info, warn or error")
 	r.withEnv(originEnv)
 	r.withEnv(edgeEnv)
@@ -209,6 +210,7 @@ func newOriginFlags() (*roleFlags, *originSetup) {
 	gcFlags(fs, &s.oc)          // lifecycle.go
 	uploadLimitFlags(fs, &s.oc) // rebuild.go
 	backendFlags(fs, &s.oc)     // backends.go
+	deviceFlags(fs, &s.oc)      // devices.go
 	fs.StringVar(&s.logLevel, "log-level", "info", "debug, info, warn or error")
 	r.withEnv(originEnv)
 	r.withEnv(map[string]string{"listen": "UPDRAFT_ORIGIN_LISTEN"})

@@ -333,6 +333,20 @@ func describeRule(r snapshot.Rule) string {
 }
 
 func cmdDevice(ctx context.Context, sub string, args []string, stdout, stderr io.Writer) error {
+	switch sub {
+	case "show", "tail":
+		return cmdDeviceInventory(ctx, sub, args, stdout, stderr) // devices.go
+	case "list":
+		// The device inventory, unless --overrides (or --after, the
+		// overrides listing's paging) asks for the pinned devices.
+		old, rest := overridesListing(args)
+		if !old {
+			return cmdDeviceInventory(ctx, sub, args, stdout, stderr)
+		}
+		args = rest
+	case "overrides":
+		sub = "list"
+	}
 	fs := flag.NewFlagSet("device "+sub, flag.ContinueOnError)
 	var cf clientFlags
 	cf.register(fs)

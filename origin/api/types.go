@@ -217,3 +217,17 @@ type RebuildRequest struct {
 	// broken builder); without it, the build only adds what is missing.
 	Force bool `json:"force,omitempty"`
 }
+
+// DeviceList is a page of GET /api/v1/apps/{app}/devices.
+type DeviceList struct {
+	Devices []store.Device `json:"devices"`
+	// NextCursor fetches the next page (same filters); "" on the last.
+	NextCursor string `json:"next_cursor"`
+}
+
+// DeviceDetail is GET /api/v1/apps/{app}/devices/{id}: the device's last
+// check-in and its recent check-ins and events, oldest first.
+type DeviceDetail struct {
+	Device store.Device           `json:"device"`
+	Events []store.DeviceLogEntry `json:"events"`
+}
