@@ -6,6 +6,7 @@ package origin
 // keeps them).
 
 import (
+	"cmp"
 	"context"
 	"crypto/hmac"
 	"crypto/rand"
@@ -14,6 +15,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -152,6 +154,9 @@ func (s *Server) deviceDetail(ctx context.Context, appID, devID string) (DeviceD
 	if err != nil {
 		return DeviceDetail{}, err
 	}
+	// Oldest first by edge time: seq is the order the origin recorded
+	// them in (an edge sends check-ins once a second, events at once).
+	slices.SortStableFunc(log, func(a, b store.DeviceLogEntry) int { return cmp.Compare(a.At, b.At) })
 	return DeviceDetail{Device: d, Events: log}, nil
 }
 

@@ -344,6 +344,8 @@ func (s *checkInSet) add(app string, dev [16]byte, r *snapshot.Request, d *snaps
 	}
 	if d.Bundle != nil {
 		v.bundle = d.Bundle.Version
+	} else {
+		v.bundle = d.Version // the bundle a blocked answer names (snapshot-owned)
 	}
 	strs := [4]string{r.VersionBuild, r.VersionName, r.PluginVersion, r.CustomID}
 	sh.mu.Lock()

@@ -7,6 +7,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -169,12 +170,13 @@ func cmdDeviceInventory(ctx context.Context, sub string, args []string, stdout, 
 	return unknownSub("device", sub, subcommands("device"))
 }
 
+// printJSONLine prints v as one line of JSON (a stream of JSON lines).
 func printJSONLine(w io.Writer, v any) error {
-	var b strings.Builder
-	if err := printJSON(&b, v); err != nil {
+	b, err := json.Marshal(v)
+	if err != nil {
 		return err
 	}
-	_, err := io.WriteString(w, strings.ReplaceAll(strings.TrimSpace(b.String()), "\n", "")+"\n")
+	_, err = w.Write(append(b, '\n'))
 	return err
 }
 
