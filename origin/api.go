@@ -89,6 +89,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /ui", s.ui)
 	mux.HandleFunc("POST /ui", s.ui)
 	mux.HandleFunc("GET /ui/apps/{app}", s.ui)
+	mux.HandleFunc("GET /ui/apps/{app}/device", s.ui) // a device's inventory record (ui.go)
 	mux.HandleFunc("POST /ui/apps/{app}", s.ui)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {

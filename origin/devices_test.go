@@ -6,8 +6,11 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -212,5 +215,67 @@ func TestDeviceRetention(t *testing.T) {
 	}
 	if d, err := o.client.Device(ctx, "com.example.app", recent); err != nil || d.Device.DeviceID != recent {
 		t.Fatalf("a device within the retention: %+v %v", d, err)
+	}
+}
+
+// The device page on /ui shows what `device show` does, escaped.
+func TestDeviceUIPage(t *testing.T) {
+	o := startOrigin(t)
+	ctx := context.Background()
+	const app, dev = "com.example.app", "00009a6b-eefe-490a-9c60-8e965132ae51"
+	if _, err := o.client.CreateApp(ctx, app, "App"); err != nil {
+		t.Fatal(err)
+	}
+	key, _ := os.ReadFile(filepath.Join(o.dir, "api-key"))
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noRedirect.PostForm(o.http.URL+"/ui", url.Values{"key": {strings.TrimSpace(string(key))}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	var session *http.Cookie
+	for _, c := range resp.Cookies() {
+		if c.Name == uiCookie {
+			session = c
+		}
+	}
+	get := func(path string) (int, string) {
+		req, _ := http.NewRequest("GET", o.http.URL+path, nil)
+		req.AddCookie(session)
+		resp, err := noRedirect.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	now := time.Now().UnixMilli()
+	if err := o.srv.IngestSegment(ctx, tailEdge, 1, checkInSegment(app, dev, events.CheckInDetail{At: now, Platform: "android",
+		VersionBuild: "3.1.0", VersionName: "1.0.4", PluginVersion: "8.51.14", CustomID: `<script>alert("x")</script>`,
+		Channel: "beta", Segment: "segment:testers", Arm: "rollout", Outcome: "update", Bundle: "1.0.5"})); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := get("/ui/apps/" + app); code != 200 || !strings.Contains(body, `action="/ui/apps/`+app+`/device"`) {
+		t.Fatalf("app page: HTTP %d, no device lookup form", code)
+	}
+	code, body := get("/ui/apps/" + app + "/device?id=" + strings.ToUpper(dev))
+	if code != 200 {
+		t.Fatalf("device page: HTTP %d %s", code, body)
+	}
+	for _, s := range []string{dev, "3.1.0", "1.0.4", "8.51.14", "beta", "segment:testers", "(arm rollout)", "1.0.5", tailEdge,
+		"&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;", "Recent check-ins and events", "checkin"} {
+		if !strings.Contains(body, s) {
+			t.Errorf("device page lacks %q", s)
+		}
+	}
+	if strings.Contains(body, "<script>") {
+		t.Fatal("device page holds an unescaped custom id")
+	}
+	if _, body := get("/ui/apps/" + app + "/device?id=ffffffff-0000-4000-8000-000000000000"); !strings.Contains(body, "no device ffffffff") {
+		t.Fatalf("unknown device: %.300s", body)
+	}
+	if _, body := get("/ui/apps/" + app + "/device?id=%22%3E%3Cb%3E"); !strings.Contains(body, "not a device id") || strings.Contains(body, `"><b>`) {
+		t.Fatalf("invalid id: %.600s", body)
 	}
 }
