@@ -331,22 +331,47 @@ type DeviceQuery struct {
 
 // Devices lists the app's devices in device id order, after q.After, at
 // most q.Limit. Each filter is served by an index on (app_id, filter,
-// device_id); combined filters walk the first one's index.
+// device_id), which also gives the order: a page reads about Limit / (the
+// share of the other filters' matches) index entries. With several
+// filters the most selective index is walked. PostgreSQL's planner picks
+// it from its statistics; SQLite's would walk the primary key for the
+// order whatever the filters, so the index is named (INDEXED BY), the
+// smallest of the filters' matches counted up to selectivityProbe.
 func (s *EventStore) Devices(ctx context.Context, q DeviceQuery) ([]Device, error) {
 	w := `app_id = ?`
 	args := []any{q.AppID}
-	for _, f := range []struct{ col, v string }{{"channel", q.Channel}, {"version_name", q.Version}, {"platform", q.Platform}} {
+	type filter struct{ col, index, v string }
+	var filters []filter
+	for _, f := range []filter{{"channel", "devices_channel", q.Channel}, {"version_name", "devices_version", q.Version}, {"platform", "devices_platform", q.Platform}} {
 		if f.v != "" {
 			w += ` AND ` + f.col + ` = ?`
 			args = append(args, f.v)
+			filters = append(filters, f)
 		}
+	}
+	from := `devices`
+	if s.db.eng.Name() == "sqlite" && len(filters) > 0 {
+		best, bestN := filters[0], int64(-1)
+		if len(filters) > 1 {
+			for _, f := range filters {
+				var n int64
+				if err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM (SELECT 1 FROM devices INDEXED BY `+f.index+
+					` WHERE app_id = ? AND `+f.col+` = ? LIMIT ?)`, q.AppID, f.v, selectivityProbe).Scan(&n); err != nil {
+					return nil, err
+				}
+				if bestN < 0 || n < bestN {
+					best, bestN = f, n
+				}
+			}
+		}
+		from += ` INDEXED BY ` + best.index
 	}
 	if q.After != "" {
 		w += ` AND device_id > ?`
 		args = append(args, strings.ToLower(q.After))
 	}
 	args = append(args, q.Limit)
-	rows, err := s.db.QueryContext(ctx, `SELECT `+deviceCols+` FROM devices WHERE `+w+` ORDER BY device_id LIMIT ?`, args...)
+	rows, err := s.db.QueryContext(ctx, `SELECT `+deviceCols+` FROM `+from+` WHERE `+w+` ORDER BY device_id LIMIT ?`, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -361,6 +386,10 @@ func (s *EventStore) Devices(ctx context.Context, q DeviceQuery) ([]Device, erro
 	}
 	return out, rows.Err()
 }
+
+// selectivityProbe bounds the index entries counted per filter to choose
+// SQLite's index (a few milliseconds at most).
+const selectivityProbe = 20000
 
 // InventoryDevices returns how many devices the inventory holds.
 func (s *EventStore) InventoryDevices(ctx context.Context) (int64, error) {
@@ -449,4 +478,55 @@ func (s *EventStore) BulkDevices(ctx context.Context, devs []Device) error {
 		return err
 	}
 	return tx.Commit()
+}
+
+// RelationSize is the disk space one table or index takes.
+type RelationSize struct {
+	Name  string `json:"name"`
+	Bytes int64  `json:"bytes"`
+}
+
+// InventorySize returns the space the device inventory's tables and
+// indexes take (SQLite: their pages, from dbstat; PostgreSQL:
+// pg_relation_size of each), for sizing notes and benchmarks.
+func (s *EventStore) InventorySize(ctx context.Context) ([]RelationSize, error) {
+	names := []string{"devices", "devices_channel", "devices_version", "devices_platform", "devices_last", "device_log"}
+	var out []RelationSize
+	for _, n := range names {
+		var b int64
+		var err error
+		if s.db.eng.Name() == "postgres" {
+			rel := n
+			if n == "devices" || n == "device_log" {
+				rel = n + "_pkey" // the table and its primary key, apart
+				var t int64
+				if err = s.db.QueryRowContext(ctx, `SELECT pg_relation_size(?::regclass) + coalesce(pg_relation_size((SELECT reltoastrelid FROM pg_class WHERE oid = ?::regclass)), 0)`, n, n).Scan(&t); err != nil {
+					return nil, err
+				}
+				out = append(out, RelationSize{n, t})
+			}
+			err = s.db.QueryRowContext(ctx, `SELECT pg_relation_size(?::regclass)`, rel).Scan(&b)
+			n = rel
+		} else {
+			// WITHOUT ROWID tables are their primary key's b-tree.
+			err = s.db.QueryRowContext(ctx, `SELECT coalesce(sum(pgsize), 0) FROM dbstat WHERE name = ?`, n).Scan(&b)
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, RelationSize{n, b})
+	}
+	return out, nil
+}
+
+// AnalyzeInventory refreshes the planner's statistics of the inventory
+// tables (PostgreSQL's autovacuum does it after large changes; a bulk
+// load calls it at once). A no-op on SQLite, whose index is chosen per
+// query (Devices).
+func (s *EventStore) AnalyzeInventory(ctx context.Context) error {
+	if s.db.eng.Name() != "postgres" {
+		return nil
+	}
+	_, err := s.db.ExecContext(ctx, `ANALYZE devices`)
+	return err
 }
