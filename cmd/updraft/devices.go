@@ -142,8 +142,11 @@ func cmdDeviceInventory(ctx context.Context, sub string, args []string, stdout, 
 		if err != nil {
 			return err
 		}
+		if page.NextCursor != "" {
+			fmt.Fprintf(stderr, "more: add --cursor %s\n", page.NextCursor)
+		}
 		if cf.json {
-			return printJSON(stdout, page)
+			return printList(stdout, page.Devices)
 		}
 		var rows [][]string
 		for _, d := range page.Devices {
@@ -151,9 +154,6 @@ func cmdDeviceInventory(ctx context.Context, sub string, args []string, stdout, 
 				orDash(d.Channel), orDash(d.Reason), orDash(d.Outcome)})
 		}
 		table(stdout, "DEVICE\tLAST_CHECK_IN\tPLATFORM\tNATIVE\tBUNDLE\tCHANNEL\tWHY\tANSWER", rows)
-		if page.NextCursor != "" {
-			fmt.Fprintf(stderr, "more: add --cursor %s\n", page.NextCursor)
-		}
 		return nil
 	case "tail":
 		if !cf.json {

@@ -144,12 +144,21 @@ func TestDeviceInventoryEndToEnd(t *testing.T) {
 	})
 
 	// Filters.
+	// list runs device list --json: the devices (a JSON array), and the
+	// next page's cursor (on stderr).
 	list := func(args ...string) origin.DeviceList {
 		t.Helper()
+		var out, errb bytes.Buffer
+		args = append([]string{"device", "list", "--app", app, "--json", "--origin", "http://" + r.OriginAddr, "--data", data}, args...)
+		if err := run(context.Background(), args, &out, &errb); err != nil {
+			t.Fatalf("updraft %v: %v", args, err)
+		}
 		var l origin.DeviceList
-		out := cli(t, r, data, append([]string{"device", "list", "--app", app, "--json"}, args...)...)
-		if err := json.Unmarshal([]byte(out), &l); err != nil {
-			t.Fatalf("%s: %v", out, err)
+		if err := json.Unmarshal(out.Bytes(), &l.Devices); err != nil {
+			t.Fatalf("%s: %v", out.String(), err)
+		}
+		if c, ok := strings.CutPrefix(strings.TrimSpace(errb.String()), "more: add --cursor "); ok {
+			l.NextCursor = c
 		}
 		return l
 	}

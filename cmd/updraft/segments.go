@@ -344,10 +344,11 @@ func cmdDevice(ctx context.Context, sub string, args []string, stdout, stderr io
 			return cmdDeviceInventory(ctx, sub, args, stdout, stderr)
 		}
 		args = rest
-	case "overrides":
-		sub = "list"
 	}
 	fs := flag.NewFlagSet("device "+sub, flag.ContinueOnError)
+	if sub == "overrides" {
+		sub = "list" // the overrides listing (named device list before the inventory)
+	}
 	var cf clientFlags
 	cf.register(fs)
 	app := fs.String("app", "", "app id (required)")
