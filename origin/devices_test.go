@@ -170,12 +170,12 @@ func TestDeviceListAPI(t *testing.T) {
 	c := first.NextCursor
 	after, mac, _ := strings.Cut(c, ".")
 	for name, bad := range map[string]string{
-		"edited mac":        after + "." + strings.Repeat("A", len(mac)),
-		"other device":      base64.RawURLEncoding.EncodeToString([]byte(devs[11].DeviceID)) + "." + mac,
-		"no mac":            after,
-		"garbage":           "%%%",
-		"other filters":     c + "&platform=android", // same cursor, other filter (see below)
-		"not a device":      base64.RawURLEncoding.EncodeToString([]byte("not-a-device")) + "." + mac,
+		"edited mac":    after + "." + strings.Repeat("A", len(mac)),
+		"other device":  base64.RawURLEncoding.EncodeToString([]byte(devs[11].DeviceID)) + "." + mac,
+		"no mac":        after,
+		"garbage":       "%%%",
+		"other filters": c + "&platform=android", // same cursor, other filter (see below)
+		"not a device":  base64.RawURLEncoding.EncodeToString([]byte("not-a-device")) + "." + mac,
 	} {
 		path := "/api/v1/apps/" + app + "/devices?platform=ios&cursor=" + url.QueryEscape(bad)
 		if name == "other filters" {
@@ -186,9 +186,9 @@ func TestDeviceListAPI(t *testing.T) {
 		}
 	}
 	for path, want := range map[string]string{
-		"/api/v1/apps/" + app + "/devices?limit=0":    "invalid_limit",
-		"/api/v1/apps/" + app + "/devices?limit=1001": "invalid_limit",
-		"/api/v1/apps/" + app + "/devices/not-a-uuid": "invalid_device_id",
+		"/api/v1/apps/" + app + "/devices?limit=0":                              "invalid_limit",
+		"/api/v1/apps/" + app + "/devices?limit=1001":                           "invalid_limit",
+		"/api/v1/apps/" + app + "/devices/not-a-uuid":                           "invalid_device_id",
 		"/api/v1/apps/" + app + "/devices/ffffffff-0000-4000-8000-000000000000": "device_not_found",
 	} {
 		if code, e := apiStatus(t, o, path); e != want || code/100 != 4 {

@@ -54,12 +54,12 @@ type Server struct {
 	// devicePub bounds and coalesces devices' own channel changes (devicechannel.go).
 	devicePub *devicePublisher
 
-	events  *store.EventStore // device events and aggregates (DATA/events.db)
+	events *store.EventStore // device events and aggregates (DATA/events.db)
 	// devCursorKey signs device list cursors (devices.go).
 	devCursorKey atomic.Pointer[[]byte]
-	guard   *rolloutGuard
-	metrics *originMetrics
-	bgDone  sync.WaitGroup // guard and pruning
+	guard        *rolloutGuard
+	metrics      *originMetrics
+	bgDone       sync.WaitGroup // guard and pruning
 
 	publishMu   sync.Mutex
 	current     atomic.Pointer[Published]

@@ -232,7 +232,7 @@ func chart(title string, rep *StatsReport, series []Series, yMax float64, yFmt f
 }
 
 var uiTemplate = template.Must(template.New("ui").Funcs(template.FuncMap{
-	"ms": func(ms int64) string { return time.UnixMilli(ms).UTC().Format("2006-01-02 15:04:05.000") },
+	"ms":  func(ms int64) string { return time.UnixMilli(ms).UTC().Format("2006-01-02 15:04:05.000") },
 	"pct": func(f float64) string { return strconv.FormatFloat(100*f, 'f', 1, 64) + "%" },
 	"q": func(app, channel, segment, since string) string {
 		v := url.Values{}

@@ -147,7 +147,7 @@ var docs = []cmdDoc{
 		examples: []string{"updraft device override 00009a6b-eefe-490a-9c60-8e965132ae51 --app com.example.app --channel beta"}},
 	{name: "device overrides", section: secOperator, args: "--app ID [--after DEVICE_ID] [--limit N] [--json]", summary: "list pinned devices",
 		examples: []string{"updraft device overrides --app com.example.app", "updraft device overrides --app com.example.app --json"},
-		notes: "Before the device inventory this was `device list`; `device list --overrides` (or `device list --after ID`) still lists them."},
+		notes:    "Before the device inventory this was `device list`; `device list --overrides` (or `device list --after ID`) still lists them."},
 	{name: "device show", section: secOperator, args: "DEVICE_ID --app ID [--json]",
 		summary:  "a device's last check-in (edge, platform, versions, channel and why) and recent events",
 		examples: []string{"updraft device show 00009a6b-eefe-490a-9c60-8e965132ae51 --app com.example.app"}},
