@@ -183,25 +183,32 @@ func (s *EventStore) recordInventory(ctx context.Context, tx *Tx, edgeID string,
 	}
 	// The upsert returns each device's log count after it: the new
 	// entries are numbered up to it (an origin sharing the store waits on
-	// the row, so numbers never collide).
-	rows := make([][]any, 0, len(list))
+	// the row, so numbers never collide). Devices with a check-in in the
+	// segment get the full row; the others (events only) only their times
+	// and counter, so that their indexed columns are not rewritten.
+	var withCheckIn, eventsOnly [][]any
 	for _, d := range list {
 		l := &d.last
-		rows = append(rows, []any{d.app, d.dev, d.lastSeen, l.CheckedIn, l.EdgeID, l.Platform, l.VersionBuild, l.VersionName,
-			l.PluginVersion, l.CustomID, l.Channel, l.Reason, l.Arm, l.Outcome, l.Bundle, len(d.log)})
+		row := []any{d.app, d.dev, d.lastSeen, l.CheckedIn, l.EdgeID, l.Platform, l.VersionBuild, l.VersionName,
+			l.PluginVersion, l.CustomID, l.Channel, l.Reason, l.Arm, l.Outcome, l.Bundle, len(d.log)}
+		if l.CheckedIn > 0 {
+			withCheckIn = append(withCheckIn, row)
+		} else {
+			eventsOnly = append(eventsOnly, row)
+		}
 	}
 	var set strings.Builder
 	set.WriteString(` ON CONFLICT (app_id, device_id) DO UPDATE SET
 		last_seen = CASE WHEN excluded.last_seen > devices.last_seen THEN excluded.last_seen ELSE devices.last_seen END,
 		log_n = devices.log_n + excluded.log_n`)
+	counters := set.String() + ` RETURNING app_id, device_id, log_n`
 	for _, c := range []string{"edge_id", "platform", "version_build", "version_name", "plugin_version", "custom_id", "channel",
 		"reason", "arm", "outcome", "bundle", "checked_in"} {
-		set.WriteString(",\n\t\t" + c + " = CASE WHEN excluded.checked_in >= devices.checked_in AND excluded.checked_in > 0 THEN excluded." + c + " ELSE devices." + c + " END")
+		set.WriteString(",\n\t\t" + c + " = CASE WHEN excluded.checked_in >= devices.checked_in THEN excluded." + c + " ELSE devices." + c + " END")
 	}
 	set.WriteString(` RETURNING app_id, device_id, log_n`)
 	logN := make(map[[2]string]int64, len(list))
-	err := upsertReturning(ctx, tx, `INSERT INTO devices (app_id, device_id, last_seen, checked_in, edge_id, platform, version_build, version_name,
-		plugin_version, custom_id, channel, reason, arm, outcome, bundle, log_n) VALUES `, rows, set.String(), func(r *sql.Rows) error {
+	returned := func(r *sql.Rows) error {
 		var app, dev string
 		var n int64
 		if err := r.Scan(&app, &dev, &n); err != nil {
@@ -209,12 +216,17 @@ func (s *EventStore) recordInventory(ctx context.Context, tx *Tx, edgeID string,
 		}
 		logN[[2]string{app, dev}] = n
 		return nil
-	})
-	if err != nil {
+	}
+	const head = `INSERT INTO devices (app_id, device_id, last_seen, checked_in, edge_id, platform, version_build, version_name,
+		plugin_version, custom_id, channel, reason, arm, outcome, bundle, log_n) VALUES `
+	if err := upsertReturning(ctx, tx, head, withCheckIn, set.String(), returned); err != nil {
 		return err
 	}
+	if err := upsertReturning(ctx, tx, head, eventsOnly, counters, returned); err != nil {
+		return err
+	}
+	rows := make([][]any, 0, len(list))
 	added := int64(0)
-	rows = rows[:0]
 	for _, d := range list {
 		n := logN[[2]string{d.app, d.dev}]
 		if n == int64(len(d.log)) {
