@@ -70,6 +70,10 @@ type Origin struct {
 	// events, by an hourly sweep; 0 keeps them (the inventory's own bound
 	// still applies).
 	DeviceRetention time.Duration
+	// NoDeviceLog: the device inventory keeps each device's last check-in
+	// only, not its recent check-ins and events (a write per device and
+	// segment at ingest).
+	NoDeviceLog bool
 	// BuildNice is the scheduling priority (nice, 1 to 19) of the thread
 	// that builds bundles, so that builds use only CPU the edge and the API
 	// leave idle; 0 builds at the process's own priority. Linux only.

@@ -182,11 +182,9 @@ func (s *Server) tailDevice(w http.ResponseWriter, r *http.Request) error {
 			return errf(http.StatusBadRequest, "invalid_after", "after: want a log sequence number")
 		}
 	} else {
-		d, _, err := s.events.Device(r.Context(), appID, devID)
-		if err != nil {
+		if after, err = s.events.DeviceLogSeq(r.Context(), appID, devID); err != nil { // 0 for a device not yet seen
 			return err
 		}
-		after = d.LogN // 0 for a device not yet seen
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), time.Duration(secs)*time.Second)
 	defer cancel()

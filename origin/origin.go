@@ -126,7 +126,9 @@ func Open(ctx context.Context, cfg config.Origin, log *slog.Logger) (*Server, er
 		}
 		return nil, err
 	}
-	if s.events, err = store.OpenEventsURL(ctx, cfg.Store, filepath.Join(cfg.DataDir, "events.db")); err != nil {
+	if s.events, err = store.OpenEventsURL(ctx, cfg.Store, filepath.Join(cfg.DataDir, "events.db")); err == nil {
+		s.events.SetDeviceLog(!cfg.NoDeviceLog)
+	} else {
 		return fail(fmt.Errorf("origin: %w", err))
 	}
 	if s.blobs, err = openBlobs(ctx, cfg); err != nil {

@@ -42,6 +42,27 @@ func (v retentionValue) Set(s string) error {
 	return nil
 }
 
+// notValue is a boolean flag (default true) setting *p to its negation.
+type notValue struct{ p *bool }
+
+func (v notValue) String() string {
+	if v.p == nil {
+		return "true"
+	}
+	return strconv.FormatBool(!*v.p)
+}
+
+func (v notValue) Set(s string) error {
+	b, err := strconv.ParseBool(s)
+	if err != nil {
+		return err
+	}
+	*v.p = !b
+	return nil
+}
+
+func (v notValue) IsBoolFlag() bool { return true }
+
 // parseDays parses a Go duration or a number of days ("90d").
 func parseDays(s string) (time.Duration, error) {
 	if n, ok := strings.CutSuffix(s, "d"); ok {
@@ -61,6 +82,7 @@ func parseDays(s string) (time.Duration, error) {
 // deviceFlags registers the origin's device inventory flags.
 func deviceFlags(fs *flag.FlagSet, oc *config.Origin) {
 	fs.Var(retentionValue{&oc.DeviceRetention}, "device-retention", "devices not seen (no check-in, no event) for this long leave the device inventory, with their recent events (0: kept)")
+	fs.Var(notValue{&oc.NoDeviceLog}, "device-log", "keep each device's last 50 check-ins and events in the device inventory (false: its last check-in only; saves a write per device and segment at ingest)")
 }
 
 // overridesListing reports whether a `device list` command line asks for

@@ -115,7 +115,7 @@ func TestDeviceInventoryEndToEnd(t *testing.T) {
 	}
 	got.CheckedIn, got.LastSeen = 0, 0
 	want := store.Device{AppID: app, DeviceID: tester, EdgeID: edge, Platform: "ios", VersionBuild: "1.0.0", VersionName: "1.0.1",
-		PluginVersion: "8.51.14", CustomID: "qa-7", Channel: "beta", Reason: "segment:testers", Outcome: "update", Bundle: "1.0.2", LogN: 2}
+		PluginVersion: "8.51.14", CustomID: "qa-7", Channel: "beta", Reason: "segment:testers", Outcome: "update", Bundle: "1.0.2"}
 	if got != want {
 		t.Fatalf("device show:\n got %+v\nwant %+v", got, want)
 	}

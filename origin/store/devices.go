@@ -36,7 +36,9 @@ const DefaultDeviceRetention = 90 * 24 * time.Hour
 type Device struct {
 	AppID    string `json:"app_id"`
 	DeviceID string `json:"device_id"`
-	// LastSeen: the latest check-in or event (edge time, Unix ms).
+	// LastSeen: when the device was last heard of, a check-in or an event
+	// (edge time, Unix ms); it drives the retention. An event moves it at
+	// most every deviceSeenRefresh (a check-in always does).
 	LastSeen int64 `json:"last_seen"`
 	// CheckedIn: the last check-in (edge time, Unix ms); 0: none seen (the
 	// device only sent events). The fields below are that check-in's.
@@ -58,8 +60,6 @@ type Device struct {
 	// offered or resolved.
 	Outcome string `json:"outcome"`
 	Bundle  string `json:"bundle"`
-	// LogN is the number of log entries ever recorded (the latest's seq).
-	LogN int64 `json:"log_n"`
 }
 
 // DeviceLogEntry is one check-in or event in a device's recent log.
@@ -83,12 +83,27 @@ const (
 	LogEvent   = "event"
 )
 
+// deviceSeenRefresh is how stale a device's last_seen may get before an
+// event rewrites it: events then cost no write to the devices table (a
+// page write per device is what the inventory costs at ingest).
+var deviceSeenRefresh = time.Hour
+
+// SetDeviceLog turns the recent check-ins and events of the device
+// inventory on (the default) or off (--device-log=false): each logged
+// entry costs a write to its device's ring at ingest, a random page per
+// device and segment; off, only the last check-in is kept.
+func (s *EventStore) SetDeviceLog(on bool) { s.noDeviceLog.Store(!on) }
+
 // inventoryDevice is what one segment says of one device.
 type inventoryDevice struct {
 	app, dev string
 	last     Device // the latest check-in (CheckedIn 0: none in the segment)
 	lastSeen int64
 	log      []DeviceLogEntry
+	// What the store holds (read first).
+	known  bool
+	stored Device
+	maxSeq int64
 }
 
 // reason joins a check-in's or event's rule and arm: "segment:beta",
@@ -100,16 +115,28 @@ func reason(rule, arm string) string {
 	return rule + "/" + arm
 }
 
+// The columns of devices a full upsert writes, in order.
+var deviceWriteCols = []string{"app_id", "device_id", "last_seen", "checked_in", "edge_id", "platform", "version_build", "version_name",
+	"plugin_version", "custom_id", "channel", "reason", "arm", "outcome", "bundle"}
+
 // recordInventory writes the segment's check-ins and events into the
-// device inventory (see the top of this file).
+// device inventory (see the top of this file). It reads what the store
+// holds of the segment's devices, then writes as little as it can: a row
+// is rewritten whole only for a new device or a check-in that moves an
+// indexed column (channel, version_name, platform); a check-in that does
+// not rewrites the other columns only; an event alone only refreshes a
+// stale last_seen. The log entries are numbered after the device's
+// latest and written into its ring.
 func (s *EventStore) recordInventory(ctx context.Context, tx *Tx, edgeID string, evs []events.Event, cis []events.CheckIns) error {
 	devs := map[[2]string]*inventoryDevice{}
+	byApp := map[string][]any{}
 	get := func(app, dev string) *inventoryDevice {
 		k := [2]string{app, dev}
 		d := devs[k]
 		if d == nil {
 			d = &inventoryDevice{app: app, dev: dev}
 			devs[k] = d
+			byApp[app] = append(byApp[app], dev)
 		}
 		return d
 	}
@@ -144,6 +171,42 @@ func (s *EventStore) recordInventory(ctx context.Context, tx *Tx, edgeID string,
 	if len(devs) == 0 {
 		return nil
 	}
+	// What the store holds of these devices: their row and latest log
+	// entry (reads: the pages are the ones about to be written).
+	for app, ids := range byApp {
+		err := queryIn(ctx, tx, `SELECT device_id, last_seen, checked_in, platform, version_name, channel FROM devices WHERE app_id = ? AND device_id IN `,
+			[]any{app}, ids, func(r *sql.Rows) error {
+				var st Device
+				if err := r.Scan(&st.DeviceID, &st.LastSeen, &st.CheckedIn, &st.Platform, &st.VersionName, &st.Channel); err != nil {
+					return err
+				}
+				if d := devs[[2]string{app, st.DeviceID}]; d != nil {
+					d.known, d.stored = true, st
+				}
+				return nil
+			})
+		if err != nil {
+			return err
+		}
+		if s.noDeviceLog.Load() {
+			continue
+		}
+		err = queryIn(ctx, tx, `SELECT device_id, max(seq) FROM device_log WHERE app_id = ? AND device_id IN `,
+			[]any{app}, ids, func(r *sql.Rows) error {
+				var dev string
+				var seq int64
+				if err := r.Scan(&dev, &seq); err != nil {
+					return err
+				}
+				if d := devs[[2]string{app, dev}]; d != nil {
+					d.maxSeq = seq
+				}
+				return nil
+			}, ` GROUP BY device_id`)
+		if err != nil {
+			return err
+		}
+	}
 	list := make([]*inventoryDevice, 0, len(devs))
 	for _, d := range devs {
 		slices.SortStableFunc(d.log, func(a, b DeviceLogEntry) int { return cmp.Compare(a.At, b.At) })
@@ -160,86 +223,81 @@ func (s *EventStore) recordInventory(ctx context.Context, tx *Tx, edgeID string,
 	if err := tx.QueryRowContext(ctx, `SELECT coalesce((SELECT value FROM event_meta WHERE key = 'devices'), 0)`).Scan(&count); err != nil {
 		return err
 	}
-	if count >= MaxInventoryDevices {
-		// Full: only the devices already recorded are updated.
-		known := map[[2]string]bool{}
-		byApp := map[string][]any{}
-		for _, d := range list {
-			byApp[d.app] = append(byApp[d.app], d.dev)
-		}
-		for app, ids := range byApp {
-			if err := queryIn(ctx, tx, `SELECT device_id FROM devices WHERE app_id = ? AND device_id IN `, []any{app}, ids, func(r *sql.Rows) error {
-				var dev string
-				if err := r.Scan(&dev); err != nil {
-					return err
-				}
-				known[[2]string{app, dev}] = true
-				return nil
-			}); err != nil {
-				return err
-			}
-		}
-		list = slices.DeleteFunc(list, func(d *inventoryDevice) bool { return !known[[2]string{d.app, d.dev}] })
-	}
-	// The upsert returns each device's log count after it: the new
-	// entries are numbered up to it (an origin sharing the store waits on
-	// the row, so numbers never collide). Devices with a check-in in the
-	// segment get the full row; the others (events only) only their times
-	// and counter, so that their indexed columns are not rewritten.
-	var withCheckIn, eventsOnly [][]any
-	for _, d := range list {
-		l := &d.last
-		row := []any{d.app, d.dev, d.lastSeen, l.CheckedIn, l.EdgeID, l.Platform, l.VersionBuild, l.VersionName,
-			l.PluginVersion, l.CustomID, l.Channel, l.Reason, l.Arm, l.Outcome, l.Bundle, len(d.log)}
-		if l.CheckedIn > 0 {
-			withCheckIn = append(withCheckIn, row)
-		} else {
-			eventsOnly = append(eventsOnly, row)
-		}
-	}
-	var set strings.Builder
-	set.WriteString(` ON CONFLICT (app_id, device_id) DO UPDATE SET
-		last_seen = CASE WHEN excluded.last_seen > devices.last_seen THEN excluded.last_seen ELSE devices.last_seen END,
-		log_n = devices.log_n + excluded.log_n`)
-	counters := set.String() + ` RETURNING app_id, device_id, log_n`
-	for _, c := range []string{"edge_id", "platform", "version_build", "version_name", "plugin_version", "custom_id", "channel",
-		"reason", "arm", "outcome", "bundle", "checked_in"} {
-		set.WriteString(",\n\t\t" + c + " = CASE WHEN excluded.checked_in >= devices.checked_in THEN excluded." + c + " ELSE devices." + c + " END")
-	}
-	set.WriteString(` RETURNING app_id, device_id, log_n`)
-	logN := make(map[[2]string]int64, len(list))
-	returned := func(r *sql.Rows) error {
-		var app, dev string
-		var n int64
-		if err := r.Scan(&app, &dev, &n); err != nil {
-			return err
-		}
-		logN[[2]string{app, dev}] = n
-		return nil
-	}
-	const head = `INSERT INTO devices (app_id, device_id, last_seen, checked_in, edge_id, platform, version_build, version_name,
-		plugin_version, custom_id, channel, reason, arm, outcome, bundle, log_n) VALUES `
-	if err := upsertReturning(ctx, tx, head, withCheckIn, set.String(), returned); err != nil {
-		return err
-	}
-	if err := upsertReturning(ctx, tx, head, eventsOnly, counters, returned); err != nil {
-		return err
-	}
-	rows := make([][]any, 0, len(list))
+	stale := time.Now().Add(-deviceSeenRefresh).UnixMilli()
+	var full, narrow, narrowSeen, touch, logRows [][]any
 	added := int64(0)
 	for _, d := range list {
-		n := logN[[2]string{d.app, d.dev}]
-		if n == int64(len(d.log)) {
-			added++ // a new row: its count is this segment's
+		if !d.known {
+			if count+added >= MaxInventoryDevices {
+				continue // full: only the devices recorded are updated
+			}
+			added++
+		}
+		l := &d.last
+		row := []any{d.app, d.dev, d.lastSeen, l.CheckedIn, l.EdgeID, l.Platform, l.VersionBuild, l.VersionName,
+			l.PluginVersion, l.CustomID, l.Channel, l.Reason, l.Arm, l.Outcome, l.Bundle}
+		seen := d.lastSeen > d.stored.LastSeen && (l.CheckedIn > 0 || d.stored.LastSeen < stale)
+		st := &d.stored
+		switch {
+		case !d.known:
+			full = append(full, row)
+		case l.CheckedIn > st.CheckedIn && (l.Channel != st.Channel || l.VersionName != st.VersionName || l.Platform != st.Platform):
+			full = append(full, row)
+		case l.CheckedIn > st.CheckedIn && seen:
+			narrowSeen = append(narrowSeen, row)
+		case l.CheckedIn > st.CheckedIn:
+			narrow = append(narrow, row)
+		case seen:
+			touch = append(touch, []any{d.app, d.dev, d.lastSeen, 0, "", "", "", "", "", "", "", "", "", "", ""})
 		}
 		for i := range d.log {
+			if s.noDeviceLog.Load() {
+				break
+			}
 			e := &d.log[i]
-			seq := n - int64(len(d.log)-1-i)
-			rows = append(rows, []any{d.app, d.dev, seq % DeviceLogSize, seq, e.At, e.EdgeID, e.Kind, e.Action, e.VersionName,
+			seq := d.maxSeq + int64(i) + 1
+			logRows = append(logRows, []any{d.app, d.dev, seq % DeviceLogSize, seq, e.At, e.EdgeID, e.Kind, e.Action, e.VersionName,
 				e.Target, e.Channel, e.Reason})
 		}
 	}
-	if err := insertRows(ctx, tx, `INSERT INTO device_log (app_id, device_id, slot, seq, at, edge_id, kind, action, version_name, target, channel, reason) VALUES `, rows,
+	head := `INSERT INTO devices (` + strings.Join(deviceWriteCols, ", ") + `) VALUES `
+	// A column is set only when the check-in is newer than the stored one
+	// (two origins may race on a device); a narrow write also only while
+	// the indexed columns still hold what was read.
+	setCols := func(cols []string, seen bool) string {
+		var b strings.Builder
+		b.WriteString(` ON CONFLICT (app_id, device_id) DO UPDATE SET `)
+		for i, c := range cols {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString(c + " = CASE WHEN excluded.checked_in > devices.checked_in THEN excluded." + c + " ELSE devices." + c + " END")
+		}
+		if seen {
+			b.WriteString(`, last_seen = CASE WHEN excluded.last_seen > devices.last_seen THEN excluded.last_seen ELSE devices.last_seen END`)
+		}
+		return b.String()
+	}
+	nonIndexed := []string{"edge_id", "version_build", "plugin_version", "custom_id", "reason", "arm", "outcome", "bundle", "checked_in"}
+	narrowWhere := ` WHERE devices.channel = excluded.channel AND devices.version_name = excluded.version_name AND devices.platform = excluded.platform`
+	for _, w := range []struct {
+		rows [][]any
+		tail string
+	}{
+		{full, setCols(append([]string{"platform", "version_name", "channel"}, nonIndexed...), true)},
+		{narrowSeen, setCols(nonIndexed, true) + narrowWhere},
+		{narrow, setCols(nonIndexed, false) + narrowWhere},
+	} {
+		if err := insertRows(ctx, tx, head, w.rows, w.tail); err != nil {
+			return err
+		}
+	}
+	// An event's device (known: the row exists) only moves its last_seen.
+	if err := insertRows(ctx, tx, head, touch, ` ON CONFLICT (app_id, device_id) DO UPDATE SET
+		last_seen = CASE WHEN excluded.last_seen > devices.last_seen THEN excluded.last_seen ELSE devices.last_seen END`); err != nil {
+		return err
+	}
+	if err := insertRows(ctx, tx, `INSERT INTO device_log (app_id, device_id, slot, seq, at, edge_id, kind, action, version_name, target, channel, reason) VALUES `, logRows,
 		` ON CONFLICT (app_id, device_id, slot) DO UPDATE SET seq = excluded.seq, at = excluded.at, edge_id = excluded.edge_id,
 		kind = excluded.kind, action = excluded.action, version_name = excluded.version_name, target = excluded.target,
 		channel = excluded.channel, reason = excluded.reason`); err != nil {
@@ -294,11 +352,11 @@ func upsertReturning(ctx context.Context, tx *Tx, head string, rows [][]any, tai
 }
 
 const deviceCols = `app_id, device_id, last_seen, checked_in, edge_id, platform, version_build, version_name,
-	plugin_version, custom_id, channel, reason, arm, outcome, bundle, log_n`
+	plugin_version, custom_id, channel, reason, arm, outcome, bundle`
 
 func scanDevice(r interface{ Scan(...any) error }, d *Device) error {
 	return r.Scan(&d.AppID, &d.DeviceID, &d.LastSeen, &d.CheckedIn, &d.EdgeID, &d.Platform, &d.VersionBuild, &d.VersionName,
-		&d.PluginVersion, &d.CustomID, &d.Channel, &d.Reason, &d.Arm, &d.Outcome, &d.Bundle, &d.LogN)
+		&d.PluginVersion, &d.CustomID, &d.Channel, &d.Reason, &d.Arm, &d.Outcome, &d.Bundle)
 }
 
 // Device returns a device's inventory record (ok false: not recorded).
@@ -477,7 +535,7 @@ func (s *EventStore) BulkDevices(ctx context.Context, devs []Device) error {
 	rows := make([][]any, 0, len(devs))
 	for _, d := range devs {
 		rows = append(rows, []any{d.AppID, strings.ToLower(d.DeviceID), d.LastSeen, d.CheckedIn, d.EdgeID, d.Platform, d.VersionBuild,
-			d.VersionName, d.PluginVersion, d.CustomID, d.Channel, d.Reason, d.Arm, d.Outcome, d.Bundle, d.LogN})
+			d.VersionName, d.PluginVersion, d.CustomID, d.Channel, d.Reason, d.Arm, d.Outcome, d.Bundle})
 	}
 	added := int64(0)
 	err = upsertReturning(ctx, tx, `INSERT INTO devices (`+deviceCols+`) VALUES `, rows, ` ON CONFLICT (app_id, device_id) DO NOTHING RETURNING device_id`,
@@ -541,4 +599,12 @@ func (s *EventStore) AnalyzeInventory(ctx context.Context) error {
 	}
 	_, err := s.db.ExecContext(ctx, `ANALYZE devices`)
 	return err
+}
+
+// DeviceLogSeq returns the seq of a device's latest log entry (0: none).
+func (s *EventStore) DeviceLogSeq(ctx context.Context, appID, deviceID string) (int64, error) {
+	var n int64
+	err := s.db.QueryRowContext(ctx, `SELECT coalesce(max(seq), 0) FROM device_log WHERE app_id = ? AND device_id = ?`,
+		appID, strings.ToLower(deviceID)).Scan(&n)
+	return n, err
 }

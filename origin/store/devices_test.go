@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/updraft-cdn/updraft/origin/events"
 )
@@ -20,6 +21,9 @@ func detailed(dev int, d events.CheckInDetail) events.CheckIns {
 // not move it back) and a bounded log of its check-ins and events, in
 // order; kind 2 check-ins (older edges) record the time only.
 func TestDeviceInventory(t *testing.T) {
+	saved := deviceSeenRefresh
+	deviceSeenRefresh = 24 * time.Hour // the test's times are an hour old
+	t.Cleanup(func() { deviceSeenRefresh = saved })
 	s := openEvents(t)
 	ctx := context.Background()
 	b := baseTime()
@@ -29,7 +33,7 @@ func TestDeviceInventory(t *testing.T) {
 	dev, ok, err := s.Device(ctx, evApp, devID(1))
 	want := Device{AppID: evApp, DeviceID: devID(1), LastSeen: b + 2000, CheckedIn: b + 1000, EdgeID: edgeA, Platform: "ios",
 		VersionBuild: "2.1.0", VersionName: "1.0.0", PluginVersion: "7.1.0", CustomID: "user-1", Channel: "production",
-		Reason: "segment:beta", Arm: "rollout", Outcome: "update", Bundle: "1.0.1", LogN: 2}
+		Reason: "segment:beta", Arm: "rollout", Outcome: "update", Bundle: "1.0.1"}
 	if err != nil || !ok || dev != want {
 		t.Fatalf("device: %+v %v %v\nwant %+v", dev, ok, err, want)
 	}
@@ -43,7 +47,7 @@ func TestDeviceInventory(t *testing.T) {
 	old := d1
 	old.At, old.VersionName = b+500, "0.9.0"
 	ingestAll(t, s, 2, nil, detailed(1, old))
-	if dev, _, _ := s.Device(ctx, evApp, devID(1)); dev.VersionName != "1.0.0" || dev.CheckedIn != b+1000 || dev.LogN != 3 {
+	if dev, _, _ := s.Device(ctx, evApp, devID(1)); dev.VersionName != "1.0.0" || dev.CheckedIn != b+1000 {
 		t.Fatalf("after an older check-in: %+v", dev)
 	}
 	// A newer one does.
@@ -54,6 +58,23 @@ func TestDeviceInventory(t *testing.T) {
 		dev.LastSeen != b+3000 || dev.Outcome != "no_new_version_available" {
 		t.Fatalf("after a newer check-in: %+v", dev)
 	}
+	// A newer check-in that keeps the indexed columns (channel, version,
+	// platform) rewrites the others only.
+	same := nw
+	same.At, same.Outcome, same.Bundle, same.CustomID, same.Segment, same.Arm = b+4000, "update", "1.0.2", "user-2", "override", ""
+	ingestAll(t, s, 30, nil, detailed(1, same))
+	if dev, _, _ := s.Device(ctx, evApp, devID(1)); dev.CheckedIn != b+4000 || dev.LastSeen != b+4000 || dev.Outcome != "update" ||
+		dev.Bundle != "1.0.2" || dev.CustomID != "user-2" || dev.Reason != "override" || dev.Arm != "" || dev.VersionName != "1.0.1" {
+		t.Fatalf("after a check-in moving no indexed column: %+v", dev)
+	}
+	if l, _ := s.Devices(ctx, DeviceQuery{AppID: evApp, Version: "1.0.1", Limit: 10}); len(l) != 1 || l[0].CustomID != "user-2" {
+		t.Fatalf("listed by version after it: %+v", l)
+	}
+	// An event moves last_seen only once it is an hour stale.
+	ingestAll(t, s, 31, []events.Event{ev(b+4500, 1, "get", "1.0.1", "production")})
+	if dev, _, _ := s.Device(ctx, evApp, devID(1)); dev.LastSeen != b+4000 {
+		t.Fatalf("an event moved a fresh last_seen: %+v", dev)
+	}
 	// The log is a ring of DeviceLogSize: a segment of 70 more events
 	// leaves the latest DeviceLogSize, in order (a segment's older ones
 	// are not even numbered).
@@ -63,7 +84,7 @@ func TestDeviceInventory(t *testing.T) {
 	}
 	ingestAll(t, s, 4, evs)
 	log, err = s.DeviceLog(ctx, evApp, devID(1), 0)
-	if err != nil || len(log) != DeviceLogSize || log[0].Seq != 5 || log[len(log)-1].Seq != 4+DeviceLogSize ||
+	if err != nil || len(log) != DeviceLogSize || log[0].Seq != 7 || log[len(log)-1].Seq != 6+DeviceLogSize ||
 		log[len(log)-1].At != b+10_069 {
 		t.Fatalf("ring: %d entries, first %+v, last %+v (%v)", len(log), log[0], log[len(log)-1], err)
 	}
@@ -72,13 +93,13 @@ func TestDeviceInventory(t *testing.T) {
 			t.Fatalf("ring out of order at %d: %+v", i, log[i-1:i+1])
 		}
 	}
-	if tail, _ := s.DeviceLog(ctx, evApp, devID(1), 52); len(tail) != 2 || tail[0].Seq != 53 {
-		t.Fatalf("after seq 52: %+v", tail)
+	if tail, _ := s.DeviceLog(ctx, evApp, devID(1), 54); len(tail) != 2 || tail[0].Seq != 55 {
+		t.Fatalf("after seq 54: %+v", tail)
 	}
 	// An older edge's check-in (no detail) records the time; a device
 	// known only from events has no check-in.
 	ingestAll(t, s, 5, []events.Event{ev(b+5000, 2, "set", "1.0.1", "production")}, checkInsOf(evApp, 3))
-	if dev, ok, _ := s.Device(ctx, evApp, devID(3)); !ok || dev.CheckedIn != 1_700_000_000_000 || dev.Platform != "" || dev.LogN != 1 {
+	if dev, ok, _ := s.Device(ctx, evApp, devID(3)); !ok || dev.CheckedIn != 1_700_000_000_000 || dev.Platform != "" {
 		t.Fatalf("kind 2 check-in: %+v", dev)
 	}
 	if dev, ok, _ := s.Device(ctx, evApp, devID(2)); !ok || dev.CheckedIn != 0 || dev.LastSeen != b+5000 {
@@ -90,9 +111,14 @@ func TestDeviceInventory(t *testing.T) {
 	if n, _ := s.InventoryDevices(ctx); n != 3 {
 		t.Fatalf("%d devices counted, want 3", n)
 	}
+	// ... and a stale one (device 3's check-in is from 2023) moves.
+	ingestAll(t, s, 32, []events.Event{ev(b+6000, 3, "get", "1.0.1", "production")})
+	if dev, _, _ := s.Device(ctx, evApp, devID(3)); dev.LastSeen != b+6000 || dev.CheckedIn != 1_700_000_000_000 {
+		t.Fatalf("an event did not move a stale last_seen: %+v", dev)
+	}
 	// A duplicate segment changes nothing.
 	ingestAll(t, s, 3, nil, detailed(1, nw))
-	if dev, _, _ := s.Device(ctx, evApp, devID(1)); dev.LogN != 4+DeviceLogSize {
+	if n, _ := s.DeviceLogSeq(ctx, evApp, devID(1)); n != 6+DeviceLogSize {
 		t.Fatalf("duplicate segment logged: %+v", dev)
 	}
 }
@@ -194,7 +220,23 @@ func TestDeviceInventoryBounded(t *testing.T) {
 	if _, ok, _ := s.Device(ctx, evApp, devID(3)); ok {
 		t.Fatal("a device past the bound was recorded")
 	}
-	if d, _, _ := s.Device(ctx, evApp, devID(1)); d.LogN != 2 {
-		t.Fatalf("a known device was not updated: %+v", d)
+	if n, _ := s.DeviceLogSeq(ctx, evApp, devID(1)); n != 2 {
+		t.Fatalf("a known device was not logged: seq %d", n)
+	}
+}
+
+// With the log off (--device-log=false), only the last check-in is kept.
+func TestDeviceInventoryWithoutLog(t *testing.T) {
+	s := openEvents(t)
+	s.SetDeviceLog(false)
+	ctx := context.Background()
+	b := baseTime()
+	ingestAll(t, s, 1, []events.Event{ev(b, 1, "set", "1.0.1", "production")},
+		detailed(1, events.CheckInDetail{At: b, Platform: "ios", VersionName: "1.0.0", Channel: "production", Segment: "default", Outcome: "update"}))
+	if d, ok, _ := s.Device(ctx, evApp, devID(1)); !ok || d.CheckedIn != b || d.Platform != "ios" {
+		t.Fatalf("device %+v", d)
+	}
+	if log, _ := s.DeviceLog(ctx, evApp, devID(1), 0); len(log) != 0 {
+		t.Fatalf("log kept: %+v", log)
 	}
 }

@@ -249,7 +249,6 @@ var Events = Schema{name: "events", migrations: []string{
 		arm TEXTC NOT NULL,
 		outcome TEXTC NOT NULL,
 		bundle TEXTC NOT NULL,
-		log_n BIGINT NOT NULL,
 		PRIMARY KEY (app_id, device_id));
 	 CREATE INDEX devices_channel ON devices (app_id, channel, device_id);
 	 CREATE INDEX devices_version ON devices (app_id, version_name, device_id);

@@ -255,7 +255,6 @@ var Events = Schema{migrations: []string{
 		arm TEXT NOT NULL,
 		outcome TEXT NOT NULL,
 		bundle TEXT NOT NULL,
-		log_n INTEGER NOT NULL,
 		PRIMARY KEY (app_id, device_id)) WITHOUT ROWID;
 	 CREATE INDEX devices_channel ON devices (app_id, channel, device_id);
 	 CREATE INDEX devices_version ON devices (app_id, version_name, device_id);
