@@ -260,3 +260,38 @@ func TestDeviceInventoryEndToEnd(t *testing.T) {
 		t.Fatalf("tail line %q: %+v %v", line, e, err)
 	}
 }
+
+// --device-retention takes days or a duration; --device-log=false turns
+// the log off; both from the command line or a config file; a retention
+// under an hour is refused.
+func TestDeviceFlags(t *testing.T) {
+	t.Setenv("UPDRAFT_DATA", "")
+	r, s := newOriginFlags()
+	if err := r.load(nil); err != nil {
+		t.Fatal(err)
+	}
+	if s.oc.DeviceRetention != 90*24*time.Hour || s.oc.NoDeviceLog {
+		t.Fatalf("defaults: %v, no log %v", s.oc.DeviceRetention, s.oc.NoDeviceLog)
+	}
+	r, s = newOriginFlags()
+	if err := r.load([]string{"--device-retention", "30d", "--device-log=false"}); err != nil {
+		t.Fatal(err)
+	}
+	if s.oc.DeviceRetention != 30*24*time.Hour || !s.oc.NoDeviceLog {
+		t.Fatalf("flags: %v, no log %v", s.oc.DeviceRetention, s.oc.NoDeviceLog)
+	}
+	path := writeConfig(t, "device-retention = \"720h\"\ndevice-log = false\n")
+	rs, ss := newServeFlags()
+	if err := rs.load([]string{"--config", path}); err != nil {
+		t.Fatal(err)
+	}
+	if ss.oc.DeviceRetention != 30*24*time.Hour || !ss.oc.NoDeviceLog {
+		t.Fatalf("config file: %v, no log %v", ss.oc.DeviceRetention, ss.oc.NoDeviceLog)
+	}
+	for _, bad := range []string{"30m", "x", "-1d"} {
+		r, _ := newOriginFlags()
+		if err := r.load([]string{"--device-retention", bad}); err == nil {
+			t.Errorf("--device-retention %s accepted", bad)
+		}
+	}
+}
