@@ -75,6 +75,15 @@ type Origin struct {
 	// served whole. The builder needs about this plus twice this (the
 	// zstd window) of memory. 0: no deltas.
 	MaxDeltaBundle Size
+	// DeviceRetention: devices of the device inventory not seen (no
+	// check-in, no event) for this long are removed, with their recent
+	// events, by an hourly sweep; 0 keeps them (the inventory's own bound
+	// still applies).
+	DeviceRetention time.Duration
+	// NoDeviceLog: the device inventory keeps each device's last check-in
+	// only, not its recent check-ins and events (a write per device and
+	// segment at ingest).
+	NoDeviceLog bool
 	// BuildNice is the scheduling priority (nice, 1 to 19) of the thread
 	// that builds bundles, so that builds use only CPU the edge and the API
 	// leave idle; 0 builds at the process's own priority. Linux only.
@@ -200,6 +209,7 @@ func NewOrigin(dataDir string) Origin {
 		MaxEntryRatio:   100,
 		MaxDeltaBundle:  64 * MiB, // the zstd matcher reaches ~32 MiB back into a base (design notes)
 		BuildNice:       19,
+		DeviceRetention: 90 * 24 * time.Hour,
 	}
 }
 
@@ -299,6 +309,9 @@ func (c Origin) Validate() error {
 	}
 	if c.MaxZipRatio < 0 || c.MaxZipRatio == 1 || c.MaxEntryRatio < 0 || c.MaxEntryRatio == 1 {
 		errs = append(errs, fmt.Errorf("config: origin.max_bundle_ratio %d, origin.max_entry_ratio %d: want 0 (unchecked) or at least 2, like 100", c.MaxZipRatio, c.MaxEntryRatio))
+	}
+	if c.DeviceRetention != 0 && c.DeviceRetention < time.Hour {
+		errs = append(errs, fmt.Errorf("config: origin.device_retention %s: want 0 (kept) or at least 1h, like 90d", c.DeviceRetention))
 	}
 	if c.BuildNice < 0 || c.BuildNice > 19 {
 		errs = append(errs, fmt.Errorf("config: origin.build_nice %d: want 0 (normal priority) to 19 (lowest)", c.BuildNice))

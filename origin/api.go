@@ -116,12 +116,17 @@ func (s *Server) Handler() http.Handler {
 	api("POST /api/v1/webhooks/{id}/test", scopeAdmin.forAppKeys(), s.testWebhook)
 	// Native compatibility (native_api.go).
 	api("GET /api/v1/apps/{app}/bundles/{version}/compatibility", scopeRead, s.getCompatibility)
+	// The device inventory (devices.go).
+	api("GET /api/v1/apps/{app}/devices", scopeRead, s.listDevices)
+	api("GET /api/v1/apps/{app}/devices/{id}", scopeRead, s.getDevice)
+	api("GET /api/v1/apps/{app}/devices/{id}/tail", scopeRead, s.tailDevice)
 	s.routes = append(s.routes, "GET /api/v1/openapi.json")
 	s.routeAccess["GET /api/v1/openapi.json"] = scopePublic
 	mux.HandleFunc("GET /api/v1/openapi.json", serveOpenAPI) // openapi.go: no API key, it documents and exposes no data
 	mux.HandleFunc("GET /ui", s.ui)
 	mux.HandleFunc("POST /ui", s.ui)
 	mux.HandleFunc("GET /ui/apps/{app}", s.ui)
+	mux.HandleFunc("GET /ui/apps/{app}/device", s.ui) // a device's inventory record (ui.go)
 	mux.HandleFunc("POST /ui/apps/{app}", s.ui)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {

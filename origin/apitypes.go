@@ -14,6 +14,8 @@ type (
 	KeyInfo          = api.KeyInfo
 	BundleInfo       = api.BundleInfo
 	DeltaStatus      = api.DeltaStatus
+	DeviceDetail     = api.DeviceDetail
+	DeviceList       = api.DeviceList
 	DeviceRequest    = api.DeviceRequest
 	EncryptedMeta    = api.EncryptedMeta
 	GCResult         = api.GCResult

@@ -56,11 +56,13 @@ type Server struct {
 	// previewKick wakes the preview sweeper (previews.go).
 	previewKick chan struct{}
 
-	events   *store.EventStore // device events and aggregates (DATA/events.db)
-	guard    *rolloutGuard
-	webhooks *webhookSender // webhooks.go
-	metrics  *originMetrics
-	bgDone   sync.WaitGroup // guard and pruning
+	events *store.EventStore // device events and aggregates (DATA/events.db)
+	// devCursorKey signs device list cursors (devices.go).
+	devCursorKey atomic.Pointer[[]byte]
+	guard        *rolloutGuard
+	webhooks     *webhookSender // webhooks.go
+	metrics      *originMetrics
+	bgDone       sync.WaitGroup // guard and pruning
 
 	publishMu   sync.Mutex
 	current     atomic.Pointer[Published]
@@ -121,7 +123,9 @@ func Open(ctx context.Context, cfg config.Origin, log *slog.Logger) (*Server, er
 		}
 		return nil, err
 	}
-	if s.events, err = store.OpenEventsURL(ctx, cfg.Store, filepath.Join(cfg.DataDir, "events.db")); err != nil {
+	if s.events, err = store.OpenEventsURL(ctx, cfg.Store, filepath.Join(cfg.DataDir, "events.db")); err == nil {
+		s.events.SetDeviceLog(!cfg.NoDeviceLog)
+	} else {
 		return fail(fmt.Errorf("origin: %w", err))
 	}
 	if s.blobs, err = openBlobs(ctx, cfg); err != nil {

@@ -174,6 +174,7 @@ func (s *Server) pruneEvents(ctx context.Context) {
 		} else if n > 0 {
 			s.log.Info("origin: forgot devices not seen within retention", "devices", n, "retention", store.SeenRetention)
 		}
+		s.pruneDevices(ctx) // devices.go
 		select {
 		case <-t.C:
 		case <-ctx.Done():

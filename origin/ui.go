@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"html/template"
 	"math"
@@ -16,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/updraft-cdn/updraft/origin/snapshot"
 	"github.com/updraft-cdn/updraft/origin/store"
 )
 
@@ -169,6 +171,13 @@ type uiPage struct {
 	History  []uiHistory
 	Colors   map[string]string
 	Windows  []string
+
+	// The device page (/ui/apps/{app}/device?id=ID): what `updraft device
+	// show` prints.
+	DeviceMode bool
+	DeviceID   string
+	Device     *DeviceDetail
+	DeviceErr  string
 }
 
 // uiHistory is a channel's deployment history: its last uiHistoryLen
@@ -278,6 +287,7 @@ func chart(title string, rep *StatsReport, series []Series, yMax float64, yFmt f
 }
 
 var uiTemplate = template.Must(template.New("ui").Funcs(template.FuncMap{
+	"ms":  func(ms int64) string { return time.UnixMilli(ms).UTC().Format("2006-01-02 15:04:05.000") },
 	"pct": func(f float64) string { return strconv.FormatFloat(100*f, 'f', 1, 64) + "%" },
 	"q": func(app, channel, segment, since string) string {
 		v := url.Values{}
@@ -306,7 +316,31 @@ h3{font-size:14px;margin:16px 0 4px} table.history td,table.history th{text-alig
 table.history code{font-size:12px;word-break:break-all}
 </style></head><body>
 <h1>Updraft analytics</h1>
-{{if not .App}}
+{{if .DeviceMode}}
+<p><a href="{{q .App "" "" ""}}">{{.App}}</a> · <a href="/ui">all apps</a></p>
+<form method="get" action="/ui/apps/{{.App}}/device"><label>Device id <input name="id" size="40" value="{{.DeviceID}}"></label> <button>Look up</button></form>
+{{if .DeviceErr}}<p class="muted">{{.DeviceErr}}</p>{{end}}
+{{with .Device}}{{with .Device}}
+<h2>Device {{.DeviceID}}</h2>
+<table class="device">
+<tr><td>last seen</td><td>{{ms .LastSeen}}</td></tr>
+<tr><td>last check-in</td><td>{{if .CheckedIn}}{{ms .CheckedIn}}{{else}}none (events only){{end}}</td></tr>
+<tr><td>edge</td><td>{{.EdgeID}}</td></tr>
+<tr><td>platform</td><td>{{.Platform}}</td></tr>
+<tr><td>native version</td><td>{{.VersionBuild}}</td></tr>
+<tr><td>bundle version</td><td>{{.VersionName}}</td></tr>
+<tr><td>plugin version</td><td>{{.PluginVersion}}</td></tr>
+<tr><td>custom id</td><td>{{.CustomID}}</td></tr>
+<tr><td>channel</td><td>{{.Channel}}</td></tr>
+<tr><td>why</td><td>{{.Reason}}{{if .Arm}} (arm {{.Arm}}){{end}}</td></tr>
+<tr><td>answer</td><td>{{.Outcome}}</td></tr>
+<tr><td>bundle offered</td><td>{{.Bundle}}</td></tr>
+</table>{{end}}
+<h2>Recent check-ins and events</h2>
+<table class="device-log"><tr><th>seq</th><th>time (UTC)</th><th>kind</th><th>action</th><th>version</th><th>target</th><th>channel</th><th>why</th><th>edge</th></tr>
+{{range .Events}}<tr><td>{{.Seq}}</td><td>{{ms .At}}</td><td>{{.Kind}}</td><td>{{.Action}}</td><td>{{.VersionName}}</td><td>{{.Target}}</td><td>{{.Channel}}</td><td>{{.Reason}}</td><td>{{.EdgeID}}</td></tr>{{end}}
+</table>{{end}}
+{{else if not .App}}
 <p>Apps:</p><ul>{{range .Apps}}<li><a href="{{q .ID "" "" ""}}">{{.ID}}</a></li>{{else}}<li class="muted">none yet</li>{{end}}</ul>
 {{else}}
 <p><b>{{.App}}</b>{{if .Channel}} · channel <b>{{.Channel}}</b>{{end}}{{if .Segment}} · segment <b>{{.Segment}}</b>{{end}}
@@ -314,6 +348,7 @@ table.history code{font-size:12px;word-break:break-all}
  · <a href="/ui">all apps</a></p>
 <p>Window: {{$p := .}}{{range $s := .Windows}}<a href="{{q $p.App $p.Channel $p.Segment $s}}">{{$s}}</a> {{end}}
  {{if or .Channel .Segment}}· <a href="{{q .App "" "" .Since}}">all devices</a>{{end}}</p>
+<form method="get" action="/ui/apps/{{.App}}/device"><label>Device id <input name="id" size="40"></label> <button>Look up</button></form>
 <p>Segments: {{range .Segments}}<a href="{{q $p.App $p.Channel . $p.Since}}">{{.}}</a> {{else}}<span class="muted">none</span>{{end}}</p>
 <p class="legend">{{range .Report.Bundles}}<span><i class="swatch" style="background:{{index $p.Colors .Version}}"></i>{{.Version}}</span>{{end}}</p>
 {{range .Charts}}
@@ -361,7 +396,31 @@ func (s *Server) ui(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), status)
 	}
 	appID := r.PathValue("app")
-	if appID == "" {
+	if strings.HasSuffix(r.URL.Path, "/device") {
+		// The device page: a lookup by id in the app's inventory.
+		if _, err := s.store.GetApp(ctx, appID); err != nil {
+			fail(http.StatusNotFound, fmt.Errorf("no app %q", appID))
+			return
+		}
+		page.App, page.DeviceMode, page.DeviceID = appID, true, r.URL.Query().Get("id")
+		switch id := strings.ToLower(strings.TrimSpace(page.DeviceID)); {
+		case id == "":
+		case !snapshot.ValidDeviceID(id):
+			page.DeviceErr = "not a device id: want a UUID"
+		default:
+			d, err := s.deviceDetail(ctx, appID, id)
+			var ae *apiError
+			switch {
+			case errors.As(err, &ae):
+				page.DeviceErr = ae.Message
+			case err != nil:
+				fail(http.StatusInternalServerError, err)
+				return
+			default:
+				page.Device = &d
+			}
+		}
+	} else if appID == "" {
 		apps, err := s.store.ListApps(ctx)
 		if err != nil {
 			fail(http.StatusInternalServerError, err)

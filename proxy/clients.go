@@ -228,7 +228,8 @@ func ProxyProtocolListener(ln net.Listener, cfg config.Edge) net.Listener {
 }
 
 // checkInSet collects, between two reports, the devices that checked for
-// updates (app, device id): at most maxCheckIns a second, in memory.
+// updates (app, device id) and what each sent and was served (the latest
+// check of the second): at most maxCheckIns devices a second, in memory.
 type checkInSet struct {
 	shards  [16]checkInShard
 	n       atomic.Int64
@@ -238,7 +239,12 @@ type checkInSet struct {
 
 type checkInShard struct {
 	mu sync.Mutex
-	m  map[checkInKey]struct{}
+	m  map[checkInKey]checkInVal
+	// arena holds the request strings of the shard's check-ins (the
+	// request's bytes are reused): appended to, emptied by drain, so that
+	// after warm-up recording a check-in allocates nothing. At most
+	// maxCheckInArena bytes; past it a check-in is reported without them.
+	arena []byte
 }
 
 type checkInKey struct {
@@ -246,10 +252,48 @@ type checkInKey struct {
 	dev [16]byte
 }
 
-// maxCheckIns bounds the devices held between two reports (about 64 bytes
-// each); a second with more drops the rest (counted): the devices are
-// reported when they check in again.
+// checkInVal is a check-in's detail: strings the snapshot or the resolver
+// owns (never a request's bytes), and the request's own strings as
+// lengths in the shard's arena from off (version_build, version_name,
+// plugin_version, custom_id, each cut at maxCheckInString bytes). Kept
+// under 128 bytes so that the map holds it inline.
+type checkInVal struct {
+	at                                                  int64
+	channel, rule, segment, arm, outcome, bundle, platf string
+	off                                                 uint32
+	lens                                                [4]uint8
+}
+
+// maxCheckIns bounds the devices held between two reports (about 200
+// bytes each with their detail); a second with more drops the rest
+// (counted): the devices are reported when they check in again.
 const maxCheckIns = 100_000
+
+// maxCheckInArena bounds one shard's request strings (16 shards: 16 MiB).
+const maxCheckInArena = 1 << 20
+
+// maxCheckInString cuts each request string of a check-in's detail.
+const maxCheckInString = 64
+
+// maxCheckInsRecordBytes bounds one check-in record with details (about
+// 100 bytes a device), under maxRecordBytes: a segment stays small enough
+// for a parent edge to relay.
+const maxCheckInsRecordBytes = 192 << 10
+
+// checkInsThatFit returns how many of details (from the first) fit one
+// record.
+func checkInsThatFit(details []events.CheckInDetail) int {
+	size := 0
+	for i := range details {
+		d := &details[i]
+		size += 16 + 10 + 11 + len(d.Platform) + len(d.VersionBuild) + len(d.VersionName) + len(d.PluginVersion) +
+			len(d.CustomID) + len(d.Channel) + len(d.Segment) + len(d.Arm) + len(d.Outcome) + len(d.Bundle)
+		if i == events.MaxCheckIns || i > 0 && size > maxCheckInsRecordBytes {
+			return i
+		}
+	}
+	return len(details)
+}
 
 // checkInInterval is how often check-ins are appended to the stats spool.
 var checkInInterval = time.Second
@@ -257,45 +301,138 @@ var checkInInterval = time.Second
 func newCheckInSet(max int64) *checkInSet {
 	s := &checkInSet{max: max}
 	for i := range s.shards {
-		s.shards[i].m = map[checkInKey]struct{}{}
+		s.shards[i].m = map[checkInKey]checkInVal{}
 	}
 	return s
 }
 
-func (s *checkInSet) add(app string, dev [16]byte) {
+// add records a device's check-in: r is the request, d its resolution.
+func (s *checkInSet) add(app string, dev [16]byte, r *snapshot.Request, d *snapshot.Decision, now int64) {
 	if s.n.Load() >= s.max {
 		s.dropped.Add(1)
 		return
 	}
 	sh := &s.shards[dev[0]&15]
 	k := checkInKey{app, dev}
+	v := checkInVal{at: now, rule: d.Rule, segment: d.Segment, arm: d.Arm, outcome: d.Code}
+	switch r.Platform { // a constant, not the request's bytes
+	case snapshot.PlatformIOS:
+		v.platf = snapshot.PlatformIOS
+	case snapshot.PlatformAndroid:
+		v.platf = snapshot.PlatformAndroid
+	case snapshot.PlatformElectron:
+		v.platf = snapshot.PlatformElectron
+	default:
+		v.platf = "other"
+	}
+	if ch := d.Channel; ch != nil {
+		v.channel = ch.Name
+		switch d.Variant {
+		case snapshot.VariantRollout, snapshot.VariantRolloutKept:
+			v.arm = "rollout"
+		case snapshot.VariantChannel:
+			if ch.Rollout != nil {
+				v.arm = "base"
+			}
+		}
+	}
+	if d.OK() && d.Bundle != nil {
+		v.outcome = "update"
+		if d.Bundle.Builtin() {
+			v.outcome = "revert_to_builtin"
+		}
+	}
+	if d.Bundle != nil {
+		v.bundle = d.Bundle.Version
+	} else {
+		v.bundle = d.Version // the bundle a blocked answer names (snapshot-owned)
+	}
+	strs := [4]string{r.VersionBuild, r.VersionName, r.PluginVersion, r.CustomID}
 	sh.mu.Lock()
-	if _, ok := sh.m[k]; !ok {
-		sh.m[k] = struct{}{}
+	old, ok := sh.m[k]
+	if ok && sameStrings(sh.arena, &old, &strs) {
+		v.off, v.lens = old.off, old.lens
+	} else if size := detailSize(&strs); len(sh.arena)+size <= maxCheckInArena {
+		v.off = uint32(len(sh.arena))
+		for i, str := range strs {
+			str = str[:min(len(str), maxCheckInString)]
+			v.lens[i] = uint8(len(str))
+			sh.arena = append(sh.arena, str...)
+		}
+	}
+	sh.m[k] = v
+	if !ok {
 		s.n.Add(1)
 	}
 	sh.mu.Unlock()
 }
 
+func detailSize(strs *[4]string) int {
+	n := 0
+	for _, s := range strs {
+		n += min(len(s), maxCheckInString)
+	}
+	return n
+}
+
+// sameStrings reports whether v's arena strings are strs (as cut).
+func sameStrings(arena []byte, v *checkInVal, strs *[4]string) bool {
+	off := int(v.off)
+	for i, s := range strs {
+		s = s[:min(len(s), maxCheckInString)]
+		n := int(v.lens[i])
+		if n != len(s) || string(arena[off:off+n]) != s {
+			return false
+		}
+		off += n
+	}
+	return true
+}
+
+// checkInBatch is one app's check-ins, drained.
+type checkInBatch struct {
+	devs    [][16]byte
+	details []events.CheckInDetail
+}
+
 // drain returns the devices collected, by app, and empties the set.
-func (s *checkInSet) drain() map[string][][16]byte {
-	out := map[string][][16]byte{}
+func (s *checkInSet) drain() map[string]*checkInBatch {
+	out := map[string]*checkInBatch{}
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.Lock()
-		for k := range sh.m {
-			out[k.app] = append(out[k.app], k.dev)
+		for k, v := range sh.m {
+			b := out[k.app]
+			if b == nil {
+				b = &checkInBatch{}
+				out[k.app] = b
+			}
+			d := events.CheckInDetail{At: v.at, Platform: v.platf, Channel: v.channel, Segment: v.rule,
+				Arm: v.arm, Outcome: v.outcome, Bundle: v.bundle}
+			if v.rule == snapshot.RuleSegment {
+				d.Segment = "segment:" + v.segment
+			}
+			off := int(v.off)
+			for j, p := range [...]*string{&d.VersionBuild, &d.VersionName, &d.PluginVersion, &d.CustomID} {
+				n := int(v.lens[j])
+				*p = string(sh.arena[off : off+n])
+				off += n
+			}
+			b.devs = append(b.devs, k.dev)
+			b.details = append(b.details, d)
 		}
 		s.n.Add(-int64(len(sh.m)))
 		clear(sh.m)
+		sh.arena = sh.arena[:0]
 		sh.mu.Unlock()
 	}
 	return out
 }
 
 // recordCheckIn notes that a device checked for updates (POST /updates
-// with a valid device id, for an app the snapshot has).
-func (e *Edge) recordCheckIn(snap *snapshot.Snapshot, r *snapshot.Request) {
+// with a valid device id, for an app the snapshot has) and how it was
+// resolved (d).
+func (e *Edge) recordCheckIn(snap *snapshot.Snapshot, r *snapshot.Request, d *snapshot.Decision) {
 	set := e.clients.checkIns.Load()
 	if set == nil {
 		return
@@ -305,7 +442,7 @@ func (e *Edge) recordCheckIn(snap *snapshot.Snapshot, r *snapshot.Request) {
 		return
 	}
 	if dev, ok := snapshot.ParseDeviceID(r.DeviceID); ok {
-		set.add(app.ID, dev)
+		set.add(app.ID, dev, r, d, e.clients.now().UnixMilli())
 	}
 }
 
@@ -345,13 +482,13 @@ func (e *Edge) flushCheckIns() {
 	}
 	now := time.Now().UnixMilli()
 	var rec []byte
-	for app, devs := range byApp {
-		// One append per record (at most 128 KiB): a segment stays small
-		// enough for a parent edge to relay.
+	for app, b := range byApp {
+		// One append per record (checkInsThatFit).
+		devs, details := b.devs, b.details
 		for len(devs) > 0 {
-			n := min(len(devs), events.MaxCheckIns)
-			rec = events.AppendCheckIns(rec[:0], &events.CheckIns{AppID: app, At: now, Devices: devs[:n]})
-			devs = devs[n:]
+			n := checkInsThatFit(details)
+			rec = events.AppendCheckIns(rec[:0], &events.CheckIns{AppID: app, At: now, Devices: devs[:n], Details: details[:n]})
+			devs, details = devs[n:], details[n:]
 			if err := e.spool.append(rec); err != nil {
 				if !errors.Is(err, errSpoolClosed) {
 					c.checkInsDropped.WithLabelValues("spool").Add(float64(n))

@@ -312,8 +312,15 @@ func TestCheckInsReported(t *testing.T) {
 	var got []string
 	for _, d := range sink.acked() {
 		if err := events.Decode(d.segment, events.Visitor{CheckIns: func(c *events.CheckIns) error {
-			if c.AppID != testAppID || c.At == 0 {
+			if c.AppID != testAppID || c.At == 0 || len(c.Details) != len(c.Devices) {
 				t.Errorf("check-ins %+v", c)
+			}
+			// What the device sent and how the edge resolved it.
+			for _, d := range c.Details {
+				if d.At == 0 || d.Platform != "android" || d.VersionName != "1.0.0" || d.VersionBuild != "1.0.0" || d.PluginVersion != "8.51.14" || d.CustomID != "user-42" ||
+					d.Channel != "production" || d.Segment != "default" || d.Outcome != "update" || d.Bundle == "" {
+					t.Errorf("check-in detail %+v", d)
+				}
 			}
 			for _, dev := range c.Devices {
 				got = append(got, fmt.Sprintf("%x", dev))
@@ -352,14 +359,40 @@ func sorted(s []string) []string {
 // counted.
 func TestCheckInSetBounded(t *testing.T) {
 	s := newCheckInSet(10)
+	var r snapshot.Request
+	var d snapshot.Decision
 	for i := 0; i < 25; i++ {
-		s.add("a.b", [16]byte{byte(i)})
+		s.add("a.b", [16]byte{byte(i)}, &r, &d, 1)
 	}
 	if s.n.Load() != 10 || s.dropped.Load() != 15 {
 		t.Fatalf("held %d, dropped %d; want 10 and 15", s.n.Load(), s.dropped.Load())
 	}
-	if got := s.drain(); len(got["a.b"]) != 10 || s.n.Load() != 0 {
-		t.Fatalf("drained %d, %d left", len(got["a.b"]), s.n.Load())
+	if got := s.drain(); len(got["a.b"].devs) != 10 || s.n.Load() != 0 {
+		t.Fatalf("drained %d, %d left", len(got["a.b"].devs), s.n.Load())
+	}
+	// The request strings are held in a bounded arena: past it, check-ins
+	// are reported without them.
+	r = snapshot.Request{VersionBuild: strings.Repeat("1", 100), VersionName: "1.0.0", CustomID: "user-7"}
+	s = newCheckInSet(1 << 20)
+	for i := 0; i < 2*maxCheckInArena/(maxCheckInString+11); i++ {
+		s.add("a.b", [16]byte{0, byte(i), byte(i >> 8), byte(i >> 16)}, &r, &d, 1)
+	}
+	if n := len(s.shards[0].arena); n > maxCheckInArena {
+		t.Fatalf("arena %d bytes, over %d", n, maxCheckInArena)
+	}
+	full, cut := 0, 0
+	for _, det := range s.drain()["a.b"].details {
+		switch {
+		case det.VersionBuild == strings.Repeat("1", maxCheckInString) && det.VersionName == "1.0.0" && det.CustomID == "user-7":
+			full++
+		case det.VersionBuild == "" && det.CustomID == "":
+			cut++
+		default:
+			t.Fatalf("detail %+v", det)
+		}
+	}
+	if full == 0 || cut == 0 {
+		t.Fatalf("%d check-ins with strings, %d without; want both", full, cut)
 	}
 }
 

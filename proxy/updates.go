@@ -123,9 +123,9 @@ func (e *Edge) updates(body []byte, baseURL []byte, acceptEncoding string, out *
 		e.metrics.updates(codeNotReady)
 		return
 	}
-	e.grantPreview(snap, r)  // a preview token as defaultChannel (preview.go)
-	e.recordCheckIn(snap, r) // reported to the origin (clients.go)
+	e.grantPreview(snap, r) // a preview token as defaultChannel (preview.go)
 	d := snapshot.Resolve(snap, r)
+	e.recordCheckIn(snap, r, &d) // reported to the origin (clients.go)
 	out.status = 200
 	out.contentType = contentTypeJSON
 	if d.OK() && d.Bundle.Builtin() {

@@ -220,7 +220,7 @@ func TestListJSON(t *testing.T) {
 		t.Fatalf("app list of a new origin: %v", apps)
 	}
 	cli(t, r, data, "app", "create", "com.example.app", "--name", "Example")
-	for _, args := range [][]string{{"bundle", "list"}, {"channel", "list"}, {"segment", "list"}, {"device", "list"}} {
+	for _, args := range [][]string{{"bundle", "list"}, {"channel", "list"}, {"segment", "list"}, {"device", "overrides"}, {"device", "list"}} {
 		if v := list(append(args, "--app", "com.example.app")...); len(v) != 0 {
 			t.Errorf("%v of a new app: %v", args, v)
 		}
@@ -261,9 +261,9 @@ func TestListJSON(t *testing.T) {
 	}
 	fields("segment list", segs[0], "name", "channel", "app_id", "position")
 
-	devs := list("device", "list", "--app", "com.example.app")
+	devs := list("device", "overrides", "--app", "com.example.app")
 	if len(devs) != 1 || devs[0]["device_id"] != "00009a6b-eefe-490a-9c60-8e965132ae51" || devs[0]["source"] != "operator" {
-		t.Fatalf("device list: %v", devs)
+		t.Fatalf("device overrides: %v", devs)
 	}
-	fields("device list", devs[0], "device_id", "channel", "source")
+	fields("device overrides", devs[0], "device_id", "channel", "source")
 }

@@ -172,8 +172,8 @@ func TestLegacySetChannelThroughEdges(t *testing.T) {
 	if a := answer(t, &running{EdgeAddr: child}, device(dev, "1.0.0", "")); a.Version != "1.0.2" {
 		t.Fatalf("next check at the child: %+v, want beta's 1.0.2", a)
 	}
-	if out := cli(t, r, data, "device", "list", "--app", "com.example.app"); !strings.Contains(out, dev+"  beta     device") {
-		t.Fatalf("device list:\n%s", out)
+	if out := cli(t, r, data, "device", "overrides", "--app", "com.example.app"); !strings.Contains(out, dev+"  beta     device") {
+		t.Fatalf("device overrides:\n%s", out)
 	}
 	if code, b := post(t, "http://"+child+"/channel_self?app_id=com.example.app&device_id="+dev+"&platform=android&plugin_version=7.1.0&version_name=1.0.2&version_build=1.0.0", "DELETE", ""); code != 200 || b != `{"status":"ok"}` {
 		t.Fatalf("legacy unsetChannel at the child: %d %s", code, b)
@@ -205,7 +205,7 @@ func TestLegacySetChannelThroughEdges(t *testing.T) {
 	if code, b := post(t, "http://"+child+"/channel_self?app_id=com.example.app&device_id="+pinned+"&platform=android&plugin_version=7.1.0&version_name=1.0.2&version_build=1.0.0", "DELETE", ""); code != 200 || b != cannot {
 		t.Fatalf("legacy unsetChannel of an operator pin: %d %s", code, b)
 	}
-	if out := cli(t, r, data, "device", "list", "--app", "com.example.app"); !strings.Contains(out, pinned+"  beta     operator") {
+	if out := cli(t, r, data, "device", "overrides", "--app", "com.example.app"); !strings.Contains(out, pinned+"  beta     operator") {
 		t.Fatalf("operator pin changed:\n%s", out)
 	}
 }

@@ -148,6 +148,7 @@ func newServeFlags() (*roleFlags, *serveSetup) {
 	uploadLimitFlags(fs, &s.oc) // rebuild.go
 	backendFlags(fs, &s.oc)     // backends.go
 	webhookFlags(fs, &s.oc)     // webhooks.go
+	deviceFlags(fs, &s.oc)      // devices.go
 	fs.StringVar(&s.logLevel, "log-level", "info", "debug, info, warn or error")
 	r.withEnv(originEnv)
 	r.withEnv(edgeEnv)
@@ -215,6 +216,7 @@ func newOriginFlags() (*roleFlags, *originSetup) {
 	uploadLimitFlags(fs, &s.oc) // rebuild.go
 	backendFlags(fs, &s.oc)     // backends.go
 	webhookFlags(fs, &s.oc)     // webhooks.go
+	deviceFlags(fs, &s.oc)      // devices.go
 	fs.StringVar(&s.logLevel, "log-level", "info", "debug, info, warn or error")
 	r.withEnv(originEnv)
 	r.withEnv(map[string]string{"listen": "UPDRAFT_ORIGIN_LISTEN"})

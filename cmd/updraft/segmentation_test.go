@@ -240,8 +240,8 @@ func TestSegmentationEndToEnd(t *testing.T) {
 	if a := answer(t, r, device(outside, "1.0.0", "")); a.Version != "1.0.2" {
 		t.Fatalf("legacy device after setChannel beta: %+v", a)
 	}
-	if out := cli(t, r, data, "device", "list", "--app", "com.example.app"); !strings.Contains(out, outside) || !strings.Contains(out, "beta") || !strings.Contains(out, "device") {
-		t.Fatalf("device list after a legacy setChannel:\n%s", out)
+	if out := cli(t, r, data, "device", "overrides", "--app", "com.example.app"); !strings.Contains(out, outside) || !strings.Contains(out, "beta") || !strings.Contains(out, "device") {
+		t.Fatalf("device overrides after a legacy setChannel:\n%s", out)
 	}
 	if _, b := post(t, edge, "PUT", device(outside, "1.0.0", "")); b != `{"channel":"beta","status":"override","allowSet":true}` {
 		t.Fatalf("legacy getChannel: %s", b)

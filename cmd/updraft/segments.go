@@ -368,7 +368,22 @@ func describeRule(r snapshot.Rule) string {
 }
 
 func cmdDevice(ctx context.Context, sub string, args []string, stdout, stderr io.Writer) error {
+	switch sub {
+	case "show", "tail":
+		return cmdDeviceInventory(ctx, sub, args, stdout, stderr) // devices.go
+	case "list":
+		// The device inventory, unless --overrides (or --after, the
+		// overrides listing's paging) asks for the pinned devices.
+		old, rest := overridesListing(args)
+		if !old {
+			return cmdDeviceInventory(ctx, sub, args, stdout, stderr)
+		}
+		args = rest
+	}
 	fs := flag.NewFlagSet("device "+sub, flag.ContinueOnError)
+	if sub == "overrides" {
+		sub = "list" // the overrides listing (named device list before the inventory)
+	}
 	var cf clientFlags
 	cf.register(fs)
 	app := fs.String("app", "", "app id (required)")

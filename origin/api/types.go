@@ -298,3 +298,17 @@ type Preview struct {
 	// page EDGE/preview/{token} shows it with a deep link.
 	Token string `json:"token"`
 }
+
+// DeviceList is a page of GET /api/v1/apps/{app}/devices.
+type DeviceList struct {
+	Devices []store.Device `json:"devices"`
+	// NextCursor fetches the next page (same filters); "" on the last.
+	NextCursor string `json:"next_cursor"`
+}
+
+// DeviceDetail is GET /api/v1/apps/{app}/devices/{id}: the device's last
+// check-in and its recent check-ins and events, oldest first.
+type DeviceDetail struct {
+	Device store.Device           `json:"device"`
+	Events []store.DeviceLogEntry `json:"events"`
+}

@@ -424,3 +424,76 @@ func (c *Client) ListPreviews(ctx context.Context, app string) ([]api.Preview, e
 func (c *Client) DeletePreview(ctx context.Context, app, name string) error {
 	return c.DoJSON(ctx, http.MethodDelete, "/api/v1/apps/"+url.PathEscape(app)+"/previews/"+url.PathEscape(name), nil, nil)
 }
+
+// DeviceQuery selects devices for ListDevices (empty fields: no filter).
+type DeviceQuery struct {
+	Channel, Version, Platform string
+	Limit                      int    // 0: the origin's default (100)
+	Cursor                     string // a previous page's NextCursor
+}
+
+// ListDevices returns one page of an app's device inventory.
+func (c *Client) ListDevices(ctx context.Context, app string, q DeviceQuery) (api.DeviceList, error) {
+	var out api.DeviceList
+	v := url.Values{}
+	for k, s := range map[string]string{"channel": q.Channel, "version": q.Version, "platform": q.Platform, "cursor": q.Cursor} {
+		if s != "" {
+			v.Set(k, s)
+		}
+	}
+	if q.Limit > 0 {
+		v.Set("limit", strconv.Itoa(q.Limit))
+	}
+	err := c.DoJSON(ctx, http.MethodGet, "/api/v1/apps/"+url.PathEscape(app)+"/devices?"+v.Encode(), nil, &out)
+	return out, err
+}
+
+// Device returns a device's last check-in and recent events.
+func (c *Client) Device(ctx context.Context, app, device string) (api.DeviceDetail, error) {
+	var out api.DeviceDetail
+	err := c.DoJSON(ctx, http.MethodGet, "/api/v1/apps/"+url.PathEscape(app)+"/devices/"+url.PathEscape(device), nil, &out)
+	return out, err
+}
+
+// TailDevice streams a device's check-ins and events as the origin records
+// them, for seconds (0: the origin's default), calling fn for each; it
+// returns when the origin ends the stream, ctx ends, or fn fails.
+func (c *Client) TailDevice(ctx context.Context, app, device string, seconds int, fn func(store.DeviceLogEntry) error) error {
+	p := "/api/v1/apps/" + url.PathEscape(app) + "/devices/" + url.PathEscape(device) + "/tail"
+	if seconds > 0 {
+		p += "?seconds=" + strconv.Itoa(seconds)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.BaseURL+p, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.APIKey)
+	hc := *c.HTTP
+	hc.Timeout = 0 // a stream: ctx and the origin bound it
+	resp, err := hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("origin %s: %w (is `updraft serve` running?)", c.BaseURL, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		e := &APIError{Status: resp.StatusCode}
+		if json.Unmarshal(data, e) != nil || e.Code == "" {
+			e.Code, e.Message = "http_error", strings.TrimSpace(string(data))
+		}
+		return e
+	}
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var e store.DeviceLogEntry
+		if err := dec.Decode(&e); err != nil {
+			if err == io.EOF || ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		if err := fn(e); err != nil {
+			return err
+		}
+	}
+}

@@ -65,7 +65,31 @@ type CheckIns struct {
 	AppID   string
 	At      int64 // edge time of the batch, Unix ms
 	Devices [][16]byte
+	// Details, when not nil, holds what each device of Devices (same
+	// index) sent and was served: the device inventory's last check-in.
+	// A record with details is of kind 3; older edges write kind 2
+	// (Details nil).
+	Details []CheckInDetail
 }
+
+// CheckInDetail is one device's update check as the edge saw and resolved
+// it. Request strings are truncated to MaxDetailString bytes.
+type CheckInDetail struct {
+	At            int64 // edge time of the check, Unix ms
+	Platform      string
+	VersionBuild  string // native app version
+	VersionName   string // the bundle the device runs
+	PluginVersion string
+	CustomID      string
+	Channel       string // "" when the device resolved to no channel
+	Segment       string // why that channel: override, self_assigned, segment:NAME or default
+	Arm           string // rollout or base on a channel with a rollout, the A/B arm, or ""
+	Outcome       string // "update" when a bundle was offered, else the refusal code
+	Bundle        string // the bundle offered ("" when none)
+}
+
+// MaxDetailString bounds each string of a CheckInDetail.
+const MaxDetailString = 128
 
 // Failure reports whether action is a failure: every "*_fail" action, as
 // Capgo's /stats counts them.
@@ -150,6 +174,13 @@ func WellFormedAction(a string) bool {
 //	           client prefix (uvarint length 0, 3 or 6 + the prefix's leading bytes) |
 //	           reserved string (empty)
 //	kind 2   = app id string | varint edge time | uvarint device count | count × 16-byte device ids
+//	kind 3   = app id string | varint edge time | uvarint device count | count × detailed check-in
+//	detailed check-in = 16-byte device id | varint check time | 10 strings (platform, version_build,
+//	           version_name, plugin_version, custom_id, channel, segment, arm, outcome, bundle) |
+//	           reserved string (empty)
+//
+// Kind 3 is written since the device inventory (origins before it refuse
+// such a segment: upgrade origins before edges).
 //
 // Format 1 (MagicV1, "UPDEVT1\n", older edges; still read):
 //
@@ -173,8 +204,9 @@ const (
 	// MaxRecord bounds one record's payload.
 	MaxRecord = 4 << 20
 
-	kindEvents   = 1
-	kindCheckIns = 2
+	kindEvents          = 1
+	kindCheckIns        = 2
+	kindCheckInsDetails = 3
 )
 
 // Version returns a segment's format (1 or 2), or 0 when seg does not start
@@ -222,19 +254,44 @@ func AppendRecordV1(dst []byte, evs []Event) []byte {
 }
 
 // AppendCheckIns appends one check-in record (current format) to dst. It
-// holds 1..MaxCheckIns devices (the caller splits larger batches).
+// holds 1..MaxCheckIns devices (the caller splits larger batches); with
+// Details (as many as Devices) it is a kind 3 record.
 func AppendCheckIns(dst []byte, c *CheckIns) []byte {
 	start := len(dst)
 	dst = append(dst, make([]byte, headerLen)...)
-	dst = append(dst, kindCheckIns)
+	if c.Details != nil {
+		dst = append(dst, kindCheckInsDetails)
+	} else {
+		dst = append(dst, kindCheckIns)
+	}
 	dst = binary.AppendUvarint(dst, uint64(len(c.AppID)))
 	dst = append(dst, c.AppID...)
 	dst = binary.AppendVarint(dst, c.At)
 	dst = binary.AppendUvarint(dst, uint64(len(c.Devices)))
 	for i := range c.Devices {
 		dst = append(dst, c.Devices[i][:]...)
+		if c.Details != nil {
+			d := &c.Details[i]
+			dst = binary.AppendVarint(dst, d.At)
+			for _, s := range d.strings() {
+				s = s[:min(len(s), MaxDetailString)]
+				dst = binary.AppendUvarint(dst, uint64(len(s)))
+				dst = append(dst, s...)
+			}
+			dst = append(dst, 0) // the reserved string, empty
+		}
 	}
 	return frameRecord(dst, start)
+}
+
+func (d *CheckInDetail) strings() [10]string {
+	return [...]string{d.Platform, d.VersionBuild, d.VersionName, d.PluginVersion, d.CustomID,
+		d.Channel, d.Segment, d.Arm, d.Outcome, d.Bundle}
+}
+
+func (d *CheckInDetail) fields() [10]*string {
+	return [...]*string{&d.Platform, &d.VersionBuild, &d.VersionName, &d.PluginVersion, &d.CustomID,
+		&d.Channel, &d.Segment, &d.Arm, &d.Outcome, &d.Bundle}
 }
 
 // frameRecord fills in the header of the record that starts at dst[start].
@@ -361,7 +418,9 @@ func decodeRecord(version int, payload []byte, v Visitor) error {
 		switch kind {
 		case kindEvents:
 		case kindCheckIns:
-			return decodeCheckIns(payload, v.CheckIns)
+			return decodeCheckIns(payload, false, v.CheckIns)
+		case kindCheckInsDetails:
+			return decodeCheckIns(payload, true, v.CheckIns)
 		default:
 			return fmt.Errorf("%w: unknown record kind %d", ErrCorrupt, kind)
 		}
@@ -389,7 +448,7 @@ func decodeRecord(version int, payload []byte, v Visitor) error {
 	return nil
 }
 
-func decodeCheckIns(b []byte, fn func(*CheckIns) error) error {
+func decodeCheckIns(b []byte, details bool, fn func(*CheckIns) error) error {
 	var c CheckIns
 	l, n := binary.Uvarint(b)
 	if n <= 0 || n != uvarintLen(l) || l > uint64(len(b)-n) {
@@ -402,16 +461,54 @@ func decodeCheckIns(b []byte, fn func(*CheckIns) error) error {
 	}
 	b = b[n:]
 	count, n := binary.Uvarint(b)
-	if n <= 0 || n != uvarintLen(count) || count == 0 || count > MaxCheckIns || uint64(len(b)-n) != 16*count {
+	if n <= 0 || n != uvarintLen(count) || count == 0 || count > MaxCheckIns || !details && uint64(len(b)-n) != 16*count {
 		return fmt.Errorf("%w: check-ins: bad device count", ErrCorrupt)
 	}
 	b = b[n:]
-	if fn == nil {
-		return nil
+	if !details {
+		if fn == nil {
+			return nil
+		}
+		c.Devices = make([][16]byte, count)
+		for i := range c.Devices {
+			copy(c.Devices[i][:], b[16*i:])
+		}
+		return fn(&c)
+	}
+	if uint64(len(b)) < 18*count { // at the least a device id, a time and the reserved string
+		return fmt.Errorf("%w: check-ins: bad device count", ErrCorrupt)
 	}
 	c.Devices = make([][16]byte, count)
+	c.Details = make([]CheckInDetail, count)
 	for i := range c.Devices {
-		copy(c.Devices[i][:], b[16*i:])
+		if len(b) < 16 {
+			return fmt.Errorf("%w: check-ins: truncated", ErrCorrupt)
+		}
+		copy(c.Devices[i][:], b)
+		b = b[16:]
+		d := &c.Details[i]
+		if d.At, n = binary.Varint(b); n <= 0 || n != varintLen(d.At) {
+			return fmt.Errorf("%w: check-ins: bad time", ErrCorrupt)
+		}
+		b = b[n:]
+		for _, p := range d.fields() {
+			l, n := binary.Uvarint(b)
+			if n <= 0 || n != uvarintLen(l) || l > MaxDetailString || l > uint64(len(b)-n) {
+				return fmt.Errorf("%w: check-ins: bad string", ErrCorrupt)
+			}
+			*p = string(b[n : n+int(l)])
+			b = b[n+int(l):]
+		}
+		if len(b) == 0 || b[0] != 0 {
+			return fmt.Errorf("%w: check-ins: reserved string", ErrCorrupt)
+		}
+		b = b[1:]
+	}
+	if len(b) != 0 {
+		return fmt.Errorf("%w: %d trailing bytes in check-ins", ErrCorrupt, len(b))
+	}
+	if fn == nil {
+		return nil
 	}
 	return fn(&c)
 }

@@ -282,6 +282,16 @@ func TestEventsDecodeRecordRefusesBadPayloads(t *testing.T) {
 		"check-ins short":     AppendCheckIns(nil, &CheckIns{AppID: "a.b", Devices: [][16]byte{{1}}})[headerLen : headerLen+20],
 		"check-ins trailing":  append(AppendCheckIns(nil, &CheckIns{AppID: "a.b", Devices: [][16]byte{{1}}})[headerLen:], 0),
 		"check-ins app overs": {kindCheckIns, 9, 'a'},
+		"details trailing":    append(AppendCheckIns(nil, detailedCheckIns())[headerLen:], 0),
+		"details truncated":   func() []byte { p := AppendCheckIns(nil, detailedCheckIns())[headerLen:]; return p[:len(p)-1] }(),
+		"details reserved":    func() []byte { p := AppendCheckIns(nil, detailedCheckIns())[headerLen:]; p[len(p)-1] = 1; return p }(),
+		"details long string": func() []byte {
+			c := detailedCheckIns()
+			c.Details[0].Bundle = ""
+			p := AppendCheckIns(nil, c)[headerLen:]
+			p[len(p)-2] = MaxDetailString + 1
+			return append(p[:len(p)-1], append(make([]byte, MaxDetailString+1), 0)...)
+		}(),
 	}
 	for name, p := range cases {
 		calls := 0
@@ -399,6 +409,34 @@ func TestEventsFormat1StillRead(t *testing.T) {
 	}
 	if RecordEvents(1, v1) != 1 || RecordEvents(2, v2) != 1 || RecordEvents(2, v1) != 0 {
 		t.Fatal("RecordEvents")
+	}
+	checkSegment(t, seg)
+}
+
+func detailedCheckIns() *CheckIns {
+	return &CheckIns{AppID: "a.b", At: 5, Devices: [][16]byte{{1}}, Details: []CheckInDetail{{At: 4, Platform: "ios", Bundle: "1.0.0"}}}
+}
+
+// Detailed check-in records (kind 3) round-trip, with their strings cut at
+// MaxDetailString.
+func TestEventsCheckInDetails(t *testing.T) {
+	long := strings.Repeat("x", MaxDetailString+10)
+	ci := CheckIns{AppID: "com.example.app", At: 1_700_000_000_500, Devices: [][16]byte{{1, 2}, {3}},
+		Details: []CheckInDetail{
+			{At: 1_700_000_000_100, Platform: "ios", VersionBuild: "1.2.0", VersionName: "1.0.1", PluginVersion: "7.0.0",
+				CustomID: long, Channel: "production", Segment: "segment:beta", Arm: "rollout", Outcome: "update", Bundle: "1.0.2"},
+			{At: 1_700_000_000_200, Platform: "android", Outcome: "no_channel"},
+		}}
+	seg := AppendCheckIns([]byte(Magic), &ci)
+	var got []CheckIns
+	if err := Decode(seg, Visitor{CheckIns: func(c *CheckIns) error { got = append(got, *c); return nil }}); err != nil {
+		t.Fatal(err)
+	}
+	want := ci
+	want.Details = append([]CheckInDetail(nil), ci.Details...)
+	want.Details[0].CustomID = long[:MaxDetailString]
+	if len(got) != 1 || !reflect.DeepEqual(got[0], want) {
+		t.Fatalf("decoded %+v\nwant %+v", got, want)
 	}
 	checkSegment(t, seg)
 }

@@ -131,6 +131,10 @@ var eventTables = initTables(
 	tbl("device_outcomes", []string{"app_id", "version_name", "device_id"}, "app_id", "version_name", "device_id", "channel",
 		"arm", "failed", "updated_at", "prefix", "first_seen"),
 	tbl("devices_seen", []string{"app_id", "device_id"}, "app_id", "device_id", "first_seen", "checked_in", "last_seen"),
+	tbl("devices", []string{"app_id", "device_id"}, "app_id", "device_id", "last_seen", "checked_in", "edge_id", "platform",
+		"version_build", "version_name", "plugin_version", "custom_id", "channel", "reason", "arm", "outcome", "bundle"),
+	tbl("device_log", []string{"app_id", "device_id", "slot"}, "app_id", "device_id", "slot", "seq", "at", "edge_id", "kind",
+		"action", "version_name", "target", "channel", "reason"),
 	tbl("event_meta", []string{"key"}, "key", "value").withSeeded(),
 )
 

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/updraft-cdn/updraft/origin/events"
@@ -31,6 +32,8 @@ import (
 // for the raw data, not one per event.
 type EventStore struct {
 	db *db
+	// noDeviceLog: the device inventory keeps no recent events (devices.go).
+	noDeviceLog atomic.Bool
 }
 
 // MaxSeenDevices bounds the devices_seen table (about 150 bytes a row with
@@ -123,6 +126,9 @@ func (s *EventStore) IngestAll(ctx context.Context, edgeID string, seq uint64, s
 	}
 	seen, err := s.recordSeen(ctx, tx, evs, cis, &res)
 	if err != nil {
+		return res, err
+	}
+	if err := s.recordInventory(ctx, tx, edgeID, evs, cis); err != nil { // devices.go
 		return res, err
 	}
 	counts := map[countKey]int64{}
@@ -296,12 +302,12 @@ func insertRows(ctx context.Context, tx *Tx, head string, rows [][]any, tail str
 	return nil
 }
 
-// queryIn runs head + "(?, …)" over keys, at most rowsPerStatement keys a
+// queryIn runs head + "(?, …)" + tail over keys, at most rowsPerStatement keys a
 // statement, with args before the keys, calling fn for every row.
-func queryIn(ctx context.Context, tx *Tx, head string, args []any, keys []any, fn func(*sql.Rows) error) error {
+func queryIn(ctx context.Context, tx *Tx, head string, args []any, keys []any, fn func(*sql.Rows) error, tail ...string) error {
 	for len(keys) > 0 {
 		n := min(len(keys), rowsPerStatement)
-		q := head + "(?" + strings.Repeat(", ?", n-1) + ")"
+		q := head + "(?" + strings.Repeat(", ?", n-1) + ")" + strings.Join(tail, "")
 		rows, err := tx.QueryContext(ctx, q, append(append([]any{}, args...), keys[:n]...)...)
 		if err != nil {
 			return err

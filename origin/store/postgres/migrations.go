@@ -280,4 +280,43 @@ var Events = Schema{name: "events", migrations: []string{
 	// (TOAST compression of each ~150 KB segment cost the ingest more than
 	// it saved; segments are pruned after 7 days anyway).
 	`ALTER TABLE event_segments ALTER COLUMN data SET STORAGE EXTERNAL;`,
+	// The device inventory (issue 20): each device's last check-in (what
+	// it sent, where it was served and why) and a ring of its recent
+	// check-ins and events (device_log, DeviceLogSize slots a device).
+	// Listing pages by device id within an app, per filter.
+	`CREATE TABLE devices (
+		app_id TEXTC NOT NULL,
+		device_id TEXTC NOT NULL,
+		last_seen BIGINT NOT NULL,
+		checked_in BIGINT NOT NULL,
+		edge_id TEXTC NOT NULL,
+		platform TEXTC NOT NULL,
+		version_build TEXTC NOT NULL,
+		version_name TEXTC NOT NULL,
+		plugin_version TEXTC NOT NULL,
+		custom_id TEXTC NOT NULL,
+		channel TEXTC NOT NULL,
+		reason TEXTC NOT NULL,
+		arm TEXTC NOT NULL,
+		outcome TEXTC NOT NULL,
+		bundle TEXTC NOT NULL,
+		PRIMARY KEY (app_id, device_id));
+	 CREATE INDEX devices_channel ON devices (app_id, channel, device_id);
+	 CREATE INDEX devices_version ON devices (app_id, version_name, device_id);
+	 CREATE INDEX devices_platform ON devices (app_id, platform, device_id);
+	 CREATE INDEX devices_last ON devices (last_seen);
+	 CREATE TABLE device_log (
+		app_id TEXTC NOT NULL,
+		device_id TEXTC NOT NULL,
+		slot BIGINT NOT NULL,
+		seq BIGINT NOT NULL,
+		at BIGINT NOT NULL,
+		edge_id TEXTC NOT NULL,
+		kind TEXTC NOT NULL,
+		action TEXTC NOT NULL,
+		version_name TEXTC NOT NULL,
+		target TEXTC NOT NULL,
+		channel TEXTC NOT NULL,
+		reason TEXTC NOT NULL,
+		PRIMARY KEY (app_id, device_id, slot));`,
 }}

@@ -287,4 +287,43 @@ var Events = Schema{migrations: []string{
 	 UPDATE device_outcomes SET first_seen = coalesce((SELECT s.first_seen FROM devices_seen s
 		WHERE s.app_id = device_outcomes.app_id AND s.device_id = lower(device_outcomes.device_id)), 0);
 	 INSERT INTO event_meta (key, value) SELECT 'devices_seen', count(*) FROM devices_seen;`,
+	// The device inventory (issue 20): each device's last check-in (what
+	// it sent, where it was served and why) and a ring of its recent
+	// check-ins and events (device_log, DeviceLogSize slots a device).
+	// Listing pages by device id within an app, per filter.
+	`CREATE TABLE devices (
+		app_id TEXT NOT NULL,
+		device_id TEXT NOT NULL,
+		last_seen INTEGER NOT NULL,
+		checked_in INTEGER NOT NULL,
+		edge_id TEXT NOT NULL,
+		platform TEXT NOT NULL,
+		version_build TEXT NOT NULL,
+		version_name TEXT NOT NULL,
+		plugin_version TEXT NOT NULL,
+		custom_id TEXT NOT NULL,
+		channel TEXT NOT NULL,
+		reason TEXT NOT NULL,
+		arm TEXT NOT NULL,
+		outcome TEXT NOT NULL,
+		bundle TEXT NOT NULL,
+		PRIMARY KEY (app_id, device_id)) WITHOUT ROWID;
+	 CREATE INDEX devices_channel ON devices (app_id, channel, device_id);
+	 CREATE INDEX devices_version ON devices (app_id, version_name, device_id);
+	 CREATE INDEX devices_platform ON devices (app_id, platform, device_id);
+	 CREATE INDEX devices_last ON devices (last_seen);
+	 CREATE TABLE device_log (
+		app_id TEXT NOT NULL,
+		device_id TEXT NOT NULL,
+		slot INTEGER NOT NULL,
+		seq INTEGER NOT NULL,
+		at INTEGER NOT NULL,
+		edge_id TEXT NOT NULL,
+		kind TEXT NOT NULL,
+		action TEXT NOT NULL,
+		version_name TEXT NOT NULL,
+		target TEXT NOT NULL,
+		channel TEXT NOT NULL,
+		reason TEXT NOT NULL,
+		PRIMARY KEY (app_id, device_id, slot)) WITHOUT ROWID;`,
 }}
