@@ -12,6 +12,7 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/updraft-cdn/updraft/origin/api"
 	"github.com/updraft-cdn/updraft/origin/native"
@@ -110,8 +111,45 @@ func (s *Server) getCompatibility(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return storeErr(err, appID)
 	}
+	gate := rep.MinNativeBuild
+	if v := r.URL.Query().Get("min_native_build"); v != "" {
+		if !snapshot.ValidMinNativeBuild(v) {
+			return errf(http.StatusBadRequest, "invalid_min_native_build", "min_native_build %q: want a semantic version like 1.5.0", v)
+		}
+		gate = v
+	}
+	if rep.Devices, err = s.deviceBuilds(ctx, appID, channel, gate); err != nil {
+		return err
+	}
 	writeJSON(w, http.StatusOK, rep)
 	return nil
+}
+
+// compatibilityWindow: the devices a compatibility report counts checked
+// in within it (the device inventory keeps them for --device-retention).
+const compatibilityWindow = 30 * 24 * time.Hour
+
+// deviceBuilds counts the native builds channel's devices run and how many
+// of them a bundle gated at gate would reach (the edge's comparison). Only
+// the 1,000 most common builds are judged (device ids and builds are
+// whatever devices send): the devices of rarer ones count in Total only.
+func (s *Server) deviceBuilds(ctx context.Context, appID, channel, gate string) (*api.DeviceBuilds, error) {
+	since := time.Now().Add(-compatibilityWindow)
+	builds, total, err := s.events.NativeBuilds(ctx, appID, channel, since.UnixMilli(), 1000)
+	if err != nil {
+		return nil, err
+	}
+	out := &api.DeviceBuilds{SinceDays: int(compatibilityWindow / (24 * time.Hour)), Total: total, MinNativeBuild: gate, Builds: []api.BuildShare{}}
+	for _, b := range builds {
+		reached := snapshot.MeetsNativeBuild(b.Build, gate)
+		if reached {
+			out.Reached += b.Devices
+		}
+		if len(out.Builds) < 20 {
+			out.Builds = append(out.Builds, api.BuildShare{Build: b.Build, Devices: b.Devices, Reached: reached})
+		}
+	}
+	return out, nil
 }
 
 // parseNativePackages reads an upload's native_packages query parameter:

@@ -64,13 +64,13 @@ func TestNativeAPI(t *testing.T) {
 	}
 
 	// The report and its errors.
-	rep, err := c.Compatibility(ctx, app, "1.1.0", "production")
+	rep, err := c.Compatibility(ctx, app, "1.1.0", "production", "")
 	if err != nil || rep.Verdict != native.Incompatible || rep.ChannelBundle != "1.0.0" || rep.Summary() != "@capacitor/camera 7.0.1 added" {
 		t.Fatalf("report: %v %+v", err, rep)
 	}
-	_, err = c.Compatibility(ctx, app, "7.7.7", "production")
+	_, err = c.Compatibility(ctx, app, "7.7.7", "production", "")
 	wantAPIErr(t, err, 404, store.CodeBundleNotFound)
-	_, err = c.Compatibility(ctx, app, "1.1.0", "nope")
+	_, err = c.Compatibility(ctx, app, "1.1.0", "nope", "")
 	wantAPIErr(t, err, 404, store.CodeUnknownChannel)
 	var out api.Compatibility
 	err = c.DoJSON(ctx, http.MethodGet, "/api/v1/apps/"+app+"/bundles/1.1.0/compatibility", nil, &out)

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/updraft-cdn/updraft/origin/api"
@@ -62,6 +63,7 @@ func cmdBundleCompatibility(ctx context.Context, args []string, stdout io.Writer
 	cf.register(fs)
 	app := fs.String("app", "", "app id (required)")
 	channel := fs.String("channel", "", "channel whose bundle to compare with (required)")
+	minNative := fs.String("min-native-build", "", "count the channel's devices a bundle restricted to this native build would reach (default: the channel's restriction)")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -76,7 +78,7 @@ func cmdBundleCompatibility(ctx context.Context, args []string, stdout io.Writer
 	if err != nil {
 		return err
 	}
-	rep, err := c.Compatibility(ctx, *app, pos[0], *channel)
+	rep, err := c.Compatibility(ctx, *app, pos[0], *channel, *minNative)
 	if err != nil {
 		return err
 	}
@@ -102,6 +104,7 @@ func printCompatibility(w io.Writer, rep api.Compatibility) {
 	if rep.Reason != "" {
 		fmt.Fprintf(w, "  %s\n", rep.Reason)
 	}
+	defer printDeviceBuilds(w, rep.Devices)
 	if len(rep.Diffs) == 0 {
 		return
 	}
@@ -118,6 +121,33 @@ func printCompatibility(w io.Writer, rep api.Compatibility) {
 		rows = append(rows, []string{d.Name, orDash(d.Current), orDash(d.New), change, ok})
 	}
 	table(w, "PACKAGE\tCHANNEL\tBUNDLE\tCHANGE\tCOMPATIBLE", rows)
+}
+
+// printDeviceBuilds prints the native builds the channel's devices run
+// and how many a gated bundle would reach.
+func printDeviceBuilds(w io.Writer, d *api.DeviceBuilds) {
+	if d == nil {
+		return
+	}
+	if d.Total == 0 {
+		fmt.Fprintf(w, "\nno device of the channel checked in within %d days (device inventory)\n", d.SinceDays)
+		return
+	}
+	gate := "no native-build restriction"
+	if d.MinNativeBuild != "" {
+		gate = "native build " + d.MinNativeBuild + " or later"
+	}
+	fmt.Fprintf(w, "\ndevices of the channel (checked in within %d days): %d; with %s: %d (%.1f%%)\n",
+		d.SinceDays, d.Total, gate, d.Reached, 100*float64(d.Reached)/float64(d.Total))
+	var rows [][]string
+	for _, b := range d.Builds {
+		reached := "yes"
+		if !b.Reached {
+			reached = "no"
+		}
+		rows = append(rows, []string{orDash(b.Build), strconv.FormatInt(b.Devices, 10), reached})
+	}
+	table(w, "NATIVE BUILD\tDEVICES\tREACHED", rows)
 }
 
 // describeBelow says what devices below a channel's native gate get.

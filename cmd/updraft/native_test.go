@@ -8,10 +8,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/updraft-cdn/updraft/internal/nativetest"
+	"github.com/updraft-cdn/updraft/internal/testenv"
 	"github.com/updraft-cdn/updraft/origin/api"
 	"github.com/updraft-cdn/updraft/origin/client"
 	"github.com/updraft-cdn/updraft/origin/native"
@@ -189,4 +192,58 @@ func TestNativeCompatibilityEndToEnd(t *testing.T) {
 		t.Fatal("a refused upload stored its bundle")
 	}
 	cli(t, r, data, "channel", "set", "production", "--app", app, "--bundle", "1.8.0")
+}
+
+// The compatibility report says what the channel's devices run: the
+// native builds they reported at their last check-in (the device
+// inventory, fed by the edge), and how many a bundle restricted to a
+// native build would reach, as the edge compares builds.
+func TestCompatibilityCountsDeviceBuilds(t *testing.T) {
+	const app = "com.example.app"
+	data := t.TempDir()
+	r := startTestServe(t, data)
+	cli(t, r, data, "app", "create", app)
+	cli(t, r, data, "bundle", "upload", nativeApp(t, nativetest.AndroidCamera, "v1", nil), "--app", app, "--version", "1.0.1")
+	cli(t, r, data, "channel", "set", "production", "--app", app, "--bundle", "1.0.1", "--default")
+	cli(t, r, data, "bundle", "upload", nativeApp(t, nativetest.Kapture, "v2", nil), "--app", app, "--version", "1.6.0")
+	builds := []string{"1.0.0", "1.0.0", "1.0.0", "1.5.0", "1.5.0", "2.0"}
+	for i, b := range builds {
+		if a := answer(t, r, nativeDevice(fmt.Sprintf("00000000-0000-4000-8000-%012d", i+1), "1.0.1", b)); a.Error != "no_new_version_available" {
+			t.Fatalf("device on %s: %+v", b, a)
+		}
+	}
+	c := client.New("http://"+r.OriginAddr, readKey(t, data))
+	deadline := time.Now().Add(testenv.Patience(30 * time.Second))
+	for {
+		page, err := c.ListDevices(context.Background(), app, client.DeviceQuery{Channel: "production"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page.Devices) == len(builds) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("inventory after 30s: %d devices, want %d", len(page.Devices), len(builds))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var rep api.Compatibility
+	out, _ := runErr(t, r, data, "bundle", "compatibility", "1.6.0", "--app", app, "--channel", "production", "--min-native-build", "1.5.0", "--json")
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || rep.Devices == nil {
+		t.Fatalf("compatibility --json: %v\n%s", err, out)
+	}
+	want := api.DeviceBuilds{SinceDays: 30, Total: 6, MinNativeBuild: "1.5.0", Reached: 3, Builds: []api.BuildShare{
+		{Build: "1.0.0", Devices: 3}, {Build: "1.5.0", Devices: 2, Reached: true}, {Build: "2.0.0", Devices: 1, Reached: true}}}
+	if got := *rep.Devices; got.Total != want.Total || got.Reached != want.Reached || got.MinNativeBuild != want.MinNativeBuild ||
+		!slices.Equal(got.Builds, want.Builds) {
+		t.Fatalf("devices %+v\nwant    %+v", got, want)
+	}
+	out, _ = runErr(t, r, data, "bundle", "compatibility", "1.6.0", "--app", app, "--channel", "production")
+	if !strings.Contains(out, "devices of the channel (checked in within 30 days): 6; with no native-build restriction: 6 (100.0%)") {
+		t.Fatalf("compatibility without a restriction:\n%s", out)
+	}
+	_, err := runErr(t, r, data, "bundle", "compatibility", "1.6.0", "--app", app, "--channel", "production", "--min-native-build", "one")
+	if ae := apiErr(t, err); ae.Code != "invalid_min_native_build" {
+		t.Fatalf("bad --min-native-build: %v", err)
+	}
 }

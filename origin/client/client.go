@@ -240,10 +240,16 @@ func (c *Client) SetChannelForce(ctx context.Context, app, name string, p store.
 }
 
 // Compatibility compares a bundle's native packages with those of the
-// bundle channel serves.
-func (c *Client) Compatibility(ctx context.Context, app, version, channel string) (api.Compatibility, error) {
+// bundle channel serves, and counts the native builds the channel's
+// devices run that a bundle gated at minNativeBuild ("": the channel's
+// gate) would reach.
+func (c *Client) Compatibility(ctx context.Context, app, version, channel, minNativeBuild string) (api.Compatibility, error) {
 	var out api.Compatibility
-	err := c.DoJSON(ctx, http.MethodGet, "/api/v1/apps/"+url.PathEscape(app)+"/bundles/"+url.PathEscape(version)+"/compatibility?channel="+url.QueryEscape(channel), nil, &out)
+	q := url.Values{"channel": {channel}}
+	if minNativeBuild != "" {
+		q.Set("min_native_build", minNativeBuild)
+	}
+	err := c.DoJSON(ctx, http.MethodGet, "/api/v1/apps/"+url.PathEscape(app)+"/bundles/"+url.PathEscape(version)+"/compatibility?"+q.Encode(), nil, &out)
 	return out, err
 }
 

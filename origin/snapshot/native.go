@@ -96,3 +96,18 @@ func parseMinNative(what, v string) (Version, bool, error) {
 	}
 	return m, true, nil
 }
+
+// MeetsNativeBuild reports whether a device reporting version_build build
+// gets a bundle gated at minBuild ("" : no gate), as the edge decides:
+// a build that does not parse is below every gate.
+func MeetsNativeBuild(build, minBuild string) bool {
+	if minBuild == "" {
+		return true
+	}
+	min, ok := ParseVersion(minBuild)
+	if !ok {
+		return false
+	}
+	v, ok := ParseVersion(coerceBuild(build))
+	return ok && v.Compare(min) >= 0
+}

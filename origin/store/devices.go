@@ -608,3 +608,35 @@ func (s *EventStore) DeviceLogSeq(ctx context.Context, appID, deviceID string) (
 		appID, strings.ToLower(deviceID)).Scan(&n)
 	return n, err
 }
+
+// BuildCount is how many of a channel's devices run one native build.
+type BuildCount struct {
+	Build   string `json:"build"`
+	Devices int64  `json:"devices"`
+}
+
+// NativeBuilds counts the native builds (version_build) that the devices
+// last served on channel report, among those whose last check-in is at or
+// after since (Unix ms), most common first, at most limit builds; total is
+// every such device, the builds beyond limit included.
+func (s *EventStore) NativeBuilds(ctx context.Context, appID, channel string, since int64, limit int) (builds []BuildCount, total int64, err error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT version_build, count(*) FROM devices
+		WHERE app_id = ? AND channel = ? AND checked_in >= ? GROUP BY version_build ORDER BY count(*) DESC, version_build`,
+		appID, channel, since)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer rows.Close()
+	builds = []BuildCount{}
+	for rows.Next() {
+		var b BuildCount
+		if err := rows.Scan(&b.Build, &b.Devices); err != nil {
+			return nil, 0, err
+		}
+		total += b.Devices
+		if len(builds) < limit {
+			builds = append(builds, b)
+		}
+	}
+	return builds, total, rows.Err()
+}
