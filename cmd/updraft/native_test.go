@@ -18,6 +18,7 @@ import (
 	"github.com/updraft-cdn/updraft/origin/api"
 	"github.com/updraft-cdn/updraft/origin/client"
 	"github.com/updraft-cdn/updraft/origin/native"
+	"github.com/updraft-cdn/updraft/origin/store"
 )
 
 // nativeApp lays out a real Capacitor app (its package.json and a
@@ -136,6 +137,15 @@ func TestNativeCompatibilityEndToEnd(t *testing.T) {
 	}
 	if out := cli(t, r, data, "channel", "list", "--app", app); !strings.Contains(out, "native 1.5.0+ (below: 1.0.1)") {
 		t.Fatalf("channel list:\n%s", out)
+	}
+	// The audit trail shows the restriction with the bundle it came with.
+	var recs []store.AuditRecord
+	if err := json.Unmarshal([]byte(cli(t, r, data, "audit", "--app", app, "--action", "channel.changed", "--json")), &recs); err != nil {
+		t.Fatal(err)
+	}
+	var after bytes.Buffer
+	if n := len(recs); n == 0 || json.Compact(&after, recs[n-1].After) != nil || after.String() != `{"bundle":"1.6.0","min_native_build":"1.5.0"}` {
+		t.Fatalf("audit of the restricted channel set: %+v", recs)
 	}
 	if a := answer(t, r, nativeDevice(fresh, "1.0.1", "1.5.0")); a.Version != "1.6.0" {
 		t.Fatalf("device on native build 1.5.0: %+v", a)

@@ -233,15 +233,17 @@ func diff(before, after obj) (obj, obj) {
 // auditRollout and auditArm are the parts of a rollout and an A/B arm an
 // audit record shows (not their bucket seeds or start times).
 type auditRollout struct {
-	Bundle string `json:"bundle"`
-	BPS    int    `json:"bps"`
-	Paused bool   `json:"paused"`
+	Bundle         string `json:"bundle"`
+	BPS            int    `json:"bps"`
+	Paused         bool   `json:"paused"`
+	MinNativeBuild string `json:"min_native_build,omitempty"`
 }
 
 type auditArm struct {
-	Name   string `json:"name"`
-	Bundle string `json:"bundle"`
-	BPS    int    `json:"bps"`
+	Name           string `json:"name"`
+	Bundle         string `json:"bundle"`
+	BPS            int    `json:"bps"`
+	MinNativeBuild string `json:"min_native_build,omitempty"`
 }
 
 // channelState is a channel's state as audit records show it: what it
@@ -249,16 +251,20 @@ type auditArm struct {
 func channelState(c snapshot.Channel) obj {
 	var ro *auditRollout
 	if c.Rollout != nil {
-		ro = &auditRollout{Bundle: c.Rollout.Bundle, BPS: c.Rollout.BPS, Paused: c.Rollout.Paused}
+		ro = &auditRollout{Bundle: c.Rollout.Bundle, BPS: c.Rollout.BPS, Paused: c.Rollout.Paused, MinNativeBuild: c.Rollout.MinNativeBuild}
 	}
 	var arms []auditArm
 	if c.AB != nil {
 		for _, a := range c.AB.Arms {
-			arms = append(arms, auditArm{Name: a.Name, Bundle: a.Bundle, BPS: a.BPS})
+			arms = append(arms, auditArm{Name: a.Name, Bundle: a.Bundle, BPS: a.BPS, MinNativeBuild: a.MinNativeBuild})
 		}
 	}
+	minNative := ""
+	if c.NativeGate != nil {
+		minNative = c.NativeGate.MinBuild
+	}
 	return obj{
-		{"bundle", c.Bundle}, {"rollout", ro}, {"ab", arms},
+		{"bundle", c.Bundle}, {"min_native_build", minNative}, {"rollout", ro}, {"ab", arms},
 		{"public", c.Public}, {"ios", c.IOS}, {"android", c.Android}, {"electron", c.Electron},
 		{"allow_device_self_set", c.AllowDeviceSelfSet}, {"allow_emulator", c.AllowEmulator},
 		{"allow_dev", c.AllowDev}, {"allow_prod", c.AllowProd}, {"allow_device", c.AllowDevice},
