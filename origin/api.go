@@ -89,6 +89,7 @@ func (s *Server) Handler() http.Handler {
 	api("PUT /api/v1/apps/{app}/overrides", scopeDeploy, s.putOverrides)
 	api("POST /api/v1/apps/{app}/resolve", scopeRead, s.resolve)
 	api("GET /api/v1/apps/{app}/stats", scopeRead, s.getStats)
+	api("GET /api/v1/apps/{app}/adoption", scopeRead, s.getAdoption)
 	api("POST /api/v1/gc", scopeAdmin, s.postGC)                 // gc.go
 	api("POST /api/v1/keys", scopeAdmin, s.postKey)              // apikeys.go
 	api("GET /api/v1/keys", scopeAdmin, s.listKeys)              // apikeys.go

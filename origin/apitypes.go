@@ -29,4 +29,8 @@ type (
 	Series           = api.Series
 	StatsReport      = api.StatsReport
 	VersionStats     = api.VersionStats
+	AdoptionReport   = api.AdoptionReport
+	ReleaseAdoption  = api.ReleaseAdoption
+	SegmentAdoption  = api.SegmentAdoption
+	SegmentTiming    = api.SegmentTiming
 )

@@ -24,16 +24,38 @@ func cmdStats(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	segment := fs.String("segment", "", "only this segment (override, self_assigned, segment:NAME, default)")
 	platform := fs.String("platform", "", "only this platform (ios, android, electron)")
 	since := fs.Duration("since", 24*time.Hour, "how far back to look")
+	adoption := fs.Bool("adoption", false, "adoption speed and install success per release and segment, and release timing")
+	version := fs.String("version", "", "with --adoption: only this bundle version")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
 	}
 	if *app == "" || len(pos) > 0 {
-		return usagef("", "stats: want `updraft stats --app ID [--channel NAME] [--segment S] [--platform P] [--since 24h]`")
+		return usagef("", "stats: want `updraft stats --app ID [--channel NAME] [--segment S] [--platform P] [--since 24h]` or `updraft stats --app ID --adoption [--channel NAME] [--version V] [--segment S]`")
+	}
+	if !*adoption && *version != "" {
+		return usagef("", "stats: --version goes with --adoption")
 	}
 	c, err := cf.client()
 	if err != nil {
 		return err
+	}
+	if *adoption {
+		q := url.Values{}
+		for k, v := range map[string]string{"channel": *channel, "segment": *segment, "version": *version} {
+			if v != "" {
+				q.Set(k, v)
+			}
+		}
+		rep, err := c.Adoption(ctx, *app, q)
+		if err != nil {
+			return err
+		}
+		if cf.json {
+			return printJSON(stdout, rep)
+		}
+		printAdoption(stdout, rep)
+		return nil
 	}
 	q := url.Values{"from": {strconv.FormatInt(time.Now().Add(-*since).Unix(), 10)}}
 	for k, v := range map[string]string{"channel": *channel, "segment": *segment, "platform": *platform} {
@@ -83,6 +105,59 @@ func cmdStats(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		table(stdout, "SEGMENT\tBUNDLE\tDEVICES\tDOWNLOADS\tINSTALLS\tFAILURES\tFAIL RATE\tLOWER 95%\tTOP FAILURES", rows)
 	}
 	return nil
+}
+
+// printAdoption prints an adoption report: a table of releases by
+// segment, then the release timing per segment.
+func printAdoption(w io.Writer, rep origin.AdoptionReport) {
+	fmt.Fprintf(w, "%s: adoption as of %s (active: seen within %s)\n\n", rep.AppID, rep.At.Format(time.RFC3339),
+		time.Duration(rep.ActiveWindowSeconds)*time.Second)
+	dur := func(s *int64) string {
+		if s == nil {
+			return "-"
+		}
+		return (time.Duration(*s) * time.Second).String()
+	}
+	var rows [][]string
+	for _, r := range rep.Releases {
+		for _, s := range r.Segments {
+			seg := s.Segment
+			if seg == "" {
+				seg = "(all)"
+			}
+			rate := "-"
+			if s.SuccessRate != nil {
+				rate = pct(*s.SuccessRate)
+			}
+			rows = append(rows, []string{r.Channel, r.Version, r.Start.Format(time.RFC3339), seg, strconv.FormatInt(s.Active, 10),
+				strconv.FormatInt(s.Devices, 10), pct(s.Share), dur(s.TimeTo50), dur(s.TimeTo90), dur(s.TimeTo95), pct(s.Share24h),
+				strconv.FormatInt(s.Installs, 10), strconv.FormatInt(s.Failures, 10), rate})
+		}
+	}
+	if len(rows) == 0 {
+		fmt.Fprintln(w, "no release")
+		return
+	}
+	table(w, "CHANNEL\tBUNDLE\tSTART\tSEGMENT\tACTIVE\tDEVICES\tSHARE\tTO 50%\tTO 90%\tTO 95%\tIN 24H\tINSTALLS\tFAILURES\tSUCCESS", rows)
+	if len(rep.Timing) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "\nRelease timing (UTC), installs/failures:")
+	days := []string{"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"}
+	for _, t := range rep.Timing {
+		var hours, wd []string
+		for h := range 24 {
+			if t.InstallsByHour[h]+t.FailuresByHour[h] > 0 {
+				hours = append(hours, fmt.Sprintf("%02dh %d/%d", h, t.InstallsByHour[h], t.FailuresByHour[h]))
+			}
+		}
+		for d := range 7 {
+			if t.InstallsByDay[d]+t.FailuresByDay[d] > 0 {
+				wd = append(wd, fmt.Sprintf("%s %d/%d", days[d], t.InstallsByDay[d], t.FailuresByDay[d]))
+			}
+		}
+		fmt.Fprintf(w, "  %s: by hour: %s; by weekday: %s\n", orDash(t.Segment), strings.Join(hours, ", "), strings.Join(wd, ", "))
+	}
 }
 
 func pct(f float64) string { return strconv.FormatFloat(100*f, 'f', 1, 64) + "%" }

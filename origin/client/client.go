@@ -392,6 +392,14 @@ func (c *Client) Stats(ctx context.Context, app string, query url.Values) (api.S
 	return out, err
 }
 
+// Adoption returns the adoption report of an app (query: channel,
+// segment, version).
+func (c *Client) Adoption(ctx context.Context, app string, query url.Values) (api.AdoptionReport, error) {
+	var out api.AdoptionReport
+	err := c.DoJSON(ctx, http.MethodGet, "/api/v1/apps/"+url.PathEscape(app)+"/adoption?"+query.Encode(), nil, &out)
+	return out, err
+}
+
 // Guard returns a channel's rollout guard with its status and actions.
 func (c *Client) Guard(ctx context.Context, app, channel string) (api.GuardInfo, error) {
 	var out api.GuardInfo

@@ -606,8 +606,10 @@ type EventFilter struct {
 	Segment string // "" for all
 	// Platform restricts to one platform ("" for all).
 	Platform string
-	From     int64
-	To       int64
+	// Version restricts to one bundle version ("" for all).
+	Version string
+	From    int64
+	To      int64
 }
 
 func (f EventFilter) where() (string, []any) {
@@ -628,6 +630,10 @@ func (f EventFilter) where() (string, []any) {
 	if f.Platform != "" {
 		w += ` AND platform = ?`
 		args = append(args, f.Platform)
+	}
+	if f.Version != "" {
+		w += ` AND version_name = ?`
+		args = append(args, f.Version)
 	}
 	return w, args
 }
