@@ -281,7 +281,7 @@ func adoptionFigures(chs []store.AdoptionChange, active, start, at int64) Segmen
 	stepMin := max((span/60000+adoptionCurvePoints-1)/adoptionCurvePoints, 1)
 	sa.CurveStepSeconds = stepMin * 60
 	points := int((span/60000 + stepMin - 1) / stepMin)
-	curve := make([]int64, points)
+	curve := make([]int64, points+1) // [0]: at start; [i]: at the end of step i
 	var running, at24 int64
 	thresholds := []struct {
 		pct int64
@@ -296,8 +296,8 @@ func adoptionFigures(chs []store.AdoptionChange, active, start, at int64) Segmen
 		if elapsed <= 24*60 {
 			at24 = running
 		}
-		if b := int(elapsed / stepMin); b < points {
-			for j := b; j < points; j++ {
+		if b := int(elapsed/stepMin) + 1; b <= points {
+			for j := b; j <= points; j++ {
 				curve[j] = running
 			}
 		}

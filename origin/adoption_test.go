@@ -3,9 +3,11 @@ package origin
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/url"
 	"reflect"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -83,7 +85,7 @@ func adoptionHistory(t *testing.T, o *testOrigin) time.Time {
 	return base
 }
 
-func secs(s int64) *int64     { return &s }
+func secs(s int64) *int64      { return &s }
 func ratio(f float64) *float64 { return &f }
 
 // Adoption-speed figures on a scripted history equal hand-computed ones:
@@ -173,10 +175,24 @@ func TestAdoptionScripted(t *testing.T) {
 	if s := one.Releases[0].Segments[0]; s.Segment != "segment:beta" || s.Active != 4 || s.Devices != 3 || *s.TimeTo50 != 1800 || s.TimeTo90 != nil {
 		t.Fatalf("one segment: %+v", s)
 	}
-	// The curve: 2 of 4 at the end of the first hour-long point (the step
+	// The curve: none at the start, 2 of 4 at the end of the first step (the step
 	// is about span/120: a little over an hour), the current share at the end.
-	if s := one.Releases[0].Segments[0]; len(s.Curve) == 0 || s.Curve[len(s.Curve)-1] != 0.75 || s.Curve[0] != 0.5 || s.CurveStepSeconds < 3600 || s.CurveStepSeconds >= 7200 {
+	if s := one.Releases[0].Segments[0]; len(s.Curve) == 0 || s.Curve[len(s.Curve)-1] != 0.75 || s.Curve[0] != 0 || s.Curve[1] != 0.5 || s.CurveStepSeconds < 3600 || s.CurveStepSeconds >= 7200 {
 		t.Fatalf("curve %v (step %ds)", s.Curve, s.CurveStepSeconds)
+	}
+
+	// /ui draws the newest release's cumulative adoption per segment.
+	resp, err := apiGet(t, o, "/ui/apps/"+guardApp+"?channel=production")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, s := range []string{"Adoption speed: 1.0.2 on production", `data-version="segment:beta"`, `data-version="default"`,
+		`data-version="all segments"`, "<td>segment:beta</td><td>4</td><td>0</td><td>0.0%</td>"} {
+		if !strings.Contains(string(page), s) {
+			t.Errorf("/ui lacks %q", s)
+		}
 	}
 
 	// Release timing: installs and failures by hour and weekday (UTC).

@@ -171,6 +171,9 @@ type uiPage struct {
 	History  []uiHistory
 	Colors   map[string]string
 	Windows  []string
+	// Adoption: the adoption speed of the newest release (of the selected
+	// channel), per segment.
+	Adoption *uiAdoption
 
 	// The device page (/ui/apps/{app}/device?id=ID): what `updraft device
 	// show` prints.
@@ -178,6 +181,69 @@ type uiPage struct {
 	DeviceID   string
 	Device     *DeviceDetail
 	DeviceErr  string
+}
+
+// uiSegmentPalette colours the adoption chart's segments: the whole
+// channel first, then each segment; none is in uiPalette (the Chromium
+// test tells them apart).
+var uiSegmentPalette = []string{"#444444", "#e6a100", "#00a087", "#c2185b", "#7a3fbf", "#6d8f00"}
+
+type uiAdoption struct {
+	Channel, Version, Start, Source, Window string
+	Chart                                   uiChart
+	Rows                                    []uiAdoptionRow
+}
+
+type uiAdoptionRow struct {
+	SegmentAdoption
+	Name, Color, To50, To90, To95, Success string
+}
+
+// uiAdoptionOf draws the cumulative adoption of rep's newest release (by
+// start) per segment.
+func uiAdoptionOf(rep *AdoptionReport) *uiAdoption {
+	if len(rep.Releases) == 0 {
+		return nil
+	}
+	r := rep.Releases[0]
+	for _, x := range rep.Releases[1:] {
+		if x.Start.After(r.Start) {
+			r = x
+		}
+	}
+	a := &uiAdoption{Channel: r.Channel, Version: r.Version, Start: r.Start.Format("2006-01-02 15:04"),
+		Source: map[string]string{"audit": "first offered on the channel", "first_event": "first reported by a device"}[r.StartSource],
+		Window: (time.Duration(rep.ActiveWindowSeconds) * time.Second).String()}
+	colors := map[string]string{}
+	var series []Series
+	step := int64(60)
+	dur := func(s *int64) string {
+		if s == nil {
+			return "-"
+		}
+		return (time.Duration(*s) * time.Second).String()
+	}
+	for i, s := range r.Segments {
+		name := s.Segment
+		if name == "" {
+			name = "all segments"
+		}
+		colors[name] = uiSegmentPalette[i%len(uiSegmentPalette)]
+		series = append(series, Series{Version: name, Points: s.Curve})
+		step = s.CurveStepSeconds
+		row := uiAdoptionRow{SegmentAdoption: s, Name: name, Color: colors[name], To50: dur(s.TimeTo50), To90: dur(s.TimeTo90), To95: dur(s.TimeTo95), Success: "-"}
+		if s.SuccessRate != nil {
+			row.Success = strconv.FormatFloat(100**s.SuccessRate, 'f', 1, 64) + "%"
+		}
+		a.Rows = append(a.Rows, row)
+	}
+	// The curve's first point is at the start: the chart's x ticks are
+	// From + (i+1) steps.
+	axis := &StatsReport{From: r.Start.Add(-time.Duration(step) * time.Second), StepSeconds: step}
+	a.Chart = chart("Cumulative adoption of "+r.Version+" per segment", axis, series, 1, func(v float64) string {
+		return strconv.FormatFloat(100*v, 'f', 0, 64) + "%"
+	}, colors)
+	return a
 }
 
 // uiHistory is a channel's deployment history: its last uiHistoryLen
@@ -353,14 +419,15 @@ table.history code{font-size:12px;word-break:break-all}
 <p class="legend">{{range .Report.Bundles}}<span><i class="swatch" style="background:{{index $p.Colors .Version}}"></i>{{.Version}}</span>{{end}}</p>
 {{range .Charts}}
 <h2>{{.Title}}</h2>
-<svg class="chart" width="{{.Width}}" height="{{.Height}}" viewBox="0 0 {{.Width}} {{.Height}}" role="img" aria-label="{{.Title}}">
-{{range .YTicks}}<line class="grid" x1="56" x2="708" y1="{{.Pos}}" y2="{{.Pos}}"/><text class="tick" x="50" y="{{.Pos}}" text-anchor="end" dominant-baseline="middle">{{.Label}}</text>{{end}}
-{{range .XTicks}}<text class="tick" x="{{.Pos}}" y="232" text-anchor="{{.Anchor}}">{{.Label}}</text>{{end}}
-<line class="axis" x1="56" x2="56" y1="12" y2="212"/><line class="axis" x1="56" x2="708" y1="212" y2="212"/>
-{{range .Lines}}<polyline class="series" data-version="{{.Version}}" stroke="{{.Color}}" points="{{.Points}}"/>{{$c := .Color}}{{range .Dots}}<circle cx="{{.X}}" cy="{{.Y}}" r="3" fill="{{$c}}"/>{{end}}{{end}}
-{{if .Empty}}<text class="tick" x="380" y="110" text-anchor="middle">no data in this window</text>{{end}}
-</svg>
+{{template "chart" .}}
 {{end}}
+{{with .Adoption}}<h2 id="adoption">Adoption speed: {{.Version}} on {{.Channel}}</h2>
+<p class="muted">Share of active devices (seen within {{.Window}}) running {{.Version}}, from its start {{.Start}} UTC ({{.Source}}), per segment.</p>
+<p class="legend">{{range .Rows}}<span><i class="swatch" style="background:{{.Color}}"></i>{{.Name}}</span>{{end}}</p>
+{{template "chart" .Chart}}
+<table class="adoption"><tr><th>segment</th><th>active</th><th>devices</th><th>share</th><th>to 50%</th><th>to 90%</th><th>to 95%</th><th>in 24 h</th><th>installs</th><th>failures</th><th>success</th></tr>
+{{range .Rows}}<tr><td>{{.Name}}</td><td>{{.Active}}</td><td>{{.Devices}}</td><td>{{pct .Share}}</td><td>{{.To50}}</td><td>{{.To90}}</td><td>{{.To95}}</td><td>{{pct .Share24h}}</td><td>{{.Installs}}</td><td>{{.Failures}}</td><td>{{.Success}}</td></tr>{{end}}
+</table>{{end}}
 <h2>Bundles</h2>
 <table><tr><th>bundle</th><th>devices</th><th>downloads</th><th>installs</th><th>failures</th><th>fail rate</th><th>lower 95%</th></tr>
 {{range .Report.Bundles}}<tr><td>{{.Version}}</td><td>{{.Devices}}</td><td>{{.Downloads}}</td><td>{{.Installs}}</td><td>{{.Failures}}</td><td>{{pct .FailureRate}}</td><td>{{pct .FailureRateLower}}</td></tr>{{end}}
@@ -382,6 +449,13 @@ table.history code{font-size:12px;word-break:break-all}
 </table>{{end}}{{end}}
 {{end}}
 </body></html>
+{{define "chart"}}<svg class="chart" width="{{.Width}}" height="{{.Height}}" viewBox="0 0 {{.Width}} {{.Height}}" role="img" aria-label="{{.Title}}">
+{{range .YTicks}}<line class="grid" x1="56" x2="708" y1="{{.Pos}}" y2="{{.Pos}}"/><text class="tick" x="50" y="{{.Pos}}" text-anchor="end" dominant-baseline="middle">{{.Label}}</text>{{end}}
+{{range .XTicks}}<text class="tick" x="{{.Pos}}" y="232" text-anchor="{{.Anchor}}">{{.Label}}</text>{{end}}
+<line class="axis" x1="56" x2="56" y1="12" y2="212"/><line class="axis" x1="56" x2="708" y1="212" y2="212"/>
+{{range .Lines}}<polyline class="series" data-version="{{.Version}}" stroke="{{.Color}}" points="{{.Points}}"/>{{$c := .Color}}{{range .Dots}}<circle cx="{{.X}}" cy="{{.Y}}" r="3" fill="{{$c}}"/>{{end}}{{end}}
+{{if .Empty}}<text class="tick" x="380" y="110" text-anchor="middle">no data in this window</text>{{end}}
+</svg>{{end}}
 `))
 
 // ui serves /ui (app list) and /ui/apps/{app}.
@@ -471,6 +545,12 @@ func (s *Server) ui(w http.ResponseWriter, r *http.Request) {
 				return strconv.FormatFloat(100*v, 'f', 0, 64) + "%"
 			}, page.Colors),
 		}
+		adoption, err := s.Adoption(ctx, AdoptionQuery{AppID: appID, Channel: page.Channel, Segment: page.Segment})
+		if err != nil {
+			fail(http.StatusInternalServerError, err)
+			return
+		}
+		page.Adoption = uiAdoptionOf(adoption)
 		guards, err := s.store.Guards(ctx, appID)
 		if err != nil {
 			fail(http.StatusInternalServerError, err)

@@ -60,8 +60,10 @@ type SegmentAdoption struct {
 	Installs    int64    `json:"installs"`
 	Failures    int64    `json:"failures"`
 	SuccessRate *float64 `json:"success_rate,omitempty"`
-	// Curve: cumulative adoption (share of active devices) at the end of
-	// each of its points, from Start, every CurveStepSeconds.
+	// Curve: cumulative adoption (share of active devices) at Start
+	// (Curve[0]: devices already on it), then at the end of every
+	// CurveStepSeconds after it (at most 120 steps, up to the report's
+	// time or the active window, whichever is shorter).
 	CurveStepSeconds int64     `json:"curve_step_seconds"`
 	Curve            []float64 `json:"curve"`
 }
