@@ -19,7 +19,8 @@ import (
 // denominator, the count of active devices (store.ActiveWindow) in the
 // device inventory. The release's start is its first offer on the channel
 // in the audit trail or the first minute a device reported about it,
-// whichever is earlier. See docs/architecture.md.
+// whichever is earlier (the offer when both fall in the same minute). See
+// docs/architecture.md.
 
 // AdoptionQuery selects the releases of an adoption report.
 type AdoptionQuery struct {
@@ -160,8 +161,10 @@ func (s *Server) Adoption(ctx context.Context, q AdoptionQuery) (*AdoptionReport
 		if skip(k[1]) || q.Version != "" && k[1] != q.Version {
 			continue
 		}
+		// The audit time is exact, event minutes are truncated: an offer
+		// in the minute of the first event is the start.
 		r := rel(relKey{k[0], k[1]})
-		if r.start < 0 || ms < r.start {
+		if r.start < 0 || ms/60000 <= r.start/60000 {
 			r.start, r.source = ms, "audit"
 		}
 	}

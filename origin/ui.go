@@ -213,7 +213,7 @@ func uiAdoptionOf(rep *AdoptionReport) *uiAdoption {
 	}
 	a := &uiAdoption{Channel: r.Channel, Version: r.Version, Start: r.Start.Format("2006-01-02 15:04"),
 		Source: map[string]string{"audit": "first offered on the channel", "first_event": "first reported by a device"}[r.StartSource],
-		Window: (time.Duration(rep.ActiveWindowSeconds) * time.Second).String()}
+		Window: fmt.Sprintf("%d days", rep.ActiveWindowSeconds/86400)}
 	colors := map[string]string{}
 	var series []Series
 	step := int64(60)
@@ -317,8 +317,13 @@ func chart(title string, rep *StatsReport, series []Series, yMax float64, yFmt f
 		v := max * float64(i) / 4
 		c.YTicks = append(c.YTicks, uiTick{y(v), yFmt(v), "end"})
 	}
+	prev := -1
 	for i := 0; i <= 4 && n > 0; i++ {
 		idx := (n - 1) * i / 4
+		if idx == prev {
+			continue // fewer than 5 points: one label each
+		}
+		prev = idx
 		t := rep.From.Add(time.Duration(idx+1) * time.Duration(rep.StepSeconds) * time.Second)
 		anchor := "middle"
 		switch i {

@@ -110,8 +110,8 @@ func cmdStats(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 // printAdoption prints an adoption report: a table of releases by
 // segment, then the release timing per segment.
 func printAdoption(w io.Writer, rep origin.AdoptionReport) {
-	fmt.Fprintf(w, "%s: adoption as of %s (active: seen within %s)\n\n", rep.AppID, rep.At.Format(time.RFC3339),
-		time.Duration(rep.ActiveWindowSeconds)*time.Second)
+	fmt.Fprintf(w, "%s: adoption as of %s (active: seen within %d days)\n\n", rep.AppID, rep.At.Format(time.RFC3339),
+		rep.ActiveWindowSeconds/86400)
 	dur := func(s *int64) string {
 		if s == nil {
 			return "-"

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"image/png"
 	"math/rand/v2"
@@ -9,9 +10,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/updraft-cdn/updraft/origin"
 )
 
 // TestChromiumStatsUI renders the origin's /ui page in headless Chromium and
@@ -109,4 +113,113 @@ func abs(x int) int {
 		return -x
 	}
 	return x
+}
+
+// TestChromiumAdoptionUI: devices check in at a real edge (two testers in
+// segment testers, four others in default) and report installs of 1.0.1;
+// `updraft stats --adoption` gives the shares, and headless Chromium
+// renders /ui's cumulative adoption chart per segment: the screenshot holds
+// the segments' colours (which only the adoption chart and its legend use).
+func TestChromiumAdoptionUI(t *testing.T) {
+	browser := chromiumPath(t)
+	data := t.TempDir()
+	r := startTestServe(t, data)
+	const app = "com.example.app"
+	cli(t, r, data, "app", "create", app)
+	cli(t, r, data, "bundle", "upload", writeZip(t, smallZip(t, "1.0.1")), "--app", app, "--version", "1.0.1")
+	cli(t, r, data, "channel", "set", "production", "--app", app, "--bundle", "1.0.1", "--default")
+	cli(t, r, data, "segment", "add", "testers", "--app", app, "--channel", "production", "--custom-id-prefix", "qa-")
+
+	dev := func(i int) string { return fmt.Sprintf("0000%04x-eefe-490a-9c60-8e965132ae51", i) }
+	custom := func(i int) string {
+		if i <= 2 {
+			return fmt.Sprintf(`,"custom_id":"qa-%d"`, i)
+		}
+		return ""
+	}
+	for i := 1; i <= 6; i++ {
+		if a := answer(t, r, device(dev(i), "builtin", custom(i))); a.Version != "1.0.1" {
+			t.Fatalf("device %d: %+v", i, a)
+		}
+	}
+	for _, i := range []int{1, 2, 3} { // both testers, one of the four others
+		body := fmt.Sprintf(`{"app_id":%q,"device_id":%q,"action":"set","version_name":"1.0.1","old_version_name":"builtin",
+			"version_build":"1.0.0","version_code":"1","version_os":"14","platform":"android","plugin_version":"7.1.0",
+			"is_emulator":false,"is_prod":true%s}`, app, dev(i), custom(i))
+		if code, b := post(t, "http://"+r.EdgeAddr+"/stats", "POST", body); code != 200 {
+			t.Fatalf("/stats: HTTP %d %s", code, b)
+		}
+	}
+	var rep origin.AdoptionReport
+	eventually(t, 30*time.Second, "the check-ins and installs in the adoption report", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		r.Edge.FlushStats(ctx)
+		rep = origin.AdoptionReport{}
+		if err := json.Unmarshal([]byte(cli(t, r, data, "stats", "--app", app, "--adoption", "--json")), &rep); err != nil {
+			t.Fatal(err)
+		}
+		return len(rep.Releases) == 1 && len(rep.Releases[0].Segments) == 3 && rep.Releases[0].Segments[0].Active == 6 &&
+			rep.Releases[0].Segments[0].Devices == 3
+	})
+	rel := rep.Releases[0]
+	if rel.Channel != "production" || rel.Version != "1.0.1" || rel.StartSource != "audit" {
+		t.Fatalf("release %+v", rel)
+	}
+	shares := map[string]float64{}
+	for _, s := range rel.Segments {
+		shares[s.Segment] = s.Share
+	}
+	if want := map[string]float64{"": 0.5, "default": 0.25, "segment:testers": 1}; !reflect.DeepEqual(shares, want) {
+		t.Fatalf("shares %v, want %v", shares, want)
+	}
+	if s := rel.Segments[2]; s.TimeTo95 == nil || *s.TimeTo95 > 120 || s.Installs != 2 || *s.SuccessRate != 1 {
+		t.Fatalf("testers: %+v", s)
+	}
+	if out := cli(t, r, data, "stats", "--app", app, "--adoption"); !strings.Contains(out, "segment:testers") || !strings.Contains(out, "TO 95%") {
+		t.Fatalf("stats --adoption:\n%s", out)
+	}
+
+	shot := filepath.Join(t.TempDir(), "adoption.png")
+	if d := os.Getenv("UPDRAFT_UI_SHOT"); d != "" {
+		shot = d
+	}
+	url := fmt.Sprintf("http://%s/ui/apps/%s?channel=production&key=%s", r.OriginAddr, app, readKey(t, data))
+	cctx, ccancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer ccancel()
+	cmd := exec.CommandContext(cctx, browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+		"--user-data-dir="+t.TempDir(), "--hide-scrollbars", "--window-size=900,1400", "--screenshot="+shot, url)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("chromium: %v\n%s", err, b)
+	}
+	f, err := os.Open(shot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// default (#e6a100) and segment:testers (#00a087): uiSegmentPalette[1:3].
+	colors := map[string][3]int{"default": {0xe6, 0xa1, 0x00}, "segment:testers": {0x00, 0xa0, 0x87}}
+	counts := map[string]int{}
+	b := img.Bounds()
+	for y := b.Min.Y; y < b.Max.Y; y++ {
+		for x := b.Min.X; x < b.Max.X; x++ {
+			r, g, bl, _ := img.At(x, y).RGBA()
+			for v, c := range colors {
+				if abs(int(r>>8)-c[0]) < 24 && abs(int(g>>8)-c[1]) < 24 && abs(int(bl>>8)-c[2]) < 24 {
+					counts[v]++
+				}
+			}
+		}
+	}
+	// A legend swatch is 144 pixels; a curve across the plot adds hundreds.
+	for _, v := range []string{"default", "segment:testers"} {
+		if counts[v] < 144+300 {
+			t.Errorf("segment %s: %d pixels of its colour in the screenshot; the adoption chart was not drawn", v, counts[v])
+		}
+	}
+	t.Logf("pixels per segment colour: %v", counts)
 }
