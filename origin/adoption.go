@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/updraft-cdn/updraft/origin/events"
@@ -84,6 +85,49 @@ func (s *Server) releaseOffers(ctx context.Context, appID, channel string) (map[
 	return out, nil
 }
 
+// activeSlow and activeTTL: a count of active devices that took longer
+// than activeSlow (about 150k devices on SQLite; 1M take about 1.8 s, see
+// store.BenchmarkActiveDevices) is reused for activeTTL, so that a large
+// fleet costs one inventory pass per app and channel every activeTTL
+// however often the report is asked for (the count over a 30-day window
+// barely moves in minutes). Faster counts are not kept: always exact.
+const (
+	activeSlow = 250 * time.Millisecond
+	activeTTL  = 5 * time.Minute
+)
+
+type activeCache struct {
+	mu sync.Mutex
+	m  map[[2]string]activeEntry
+}
+
+type activeEntry struct {
+	at     int64
+	counts []store.ActiveCount
+}
+
+func (c *activeCache) count(ctx context.Context, ev *store.EventStore, app, channel string, at int64) ([]store.ActiveCount, error) {
+	k := [2]string{app, channel}
+	c.mu.Lock()
+	e, ok := c.m[k]
+	c.mu.Unlock()
+	if ok && at >= e.at && at-e.at < activeTTL.Milliseconds() {
+		return e.counts, nil
+	}
+	start := time.Now()
+	counts, err := ev.ActiveDevices(ctx, app, channel, at)
+	if err != nil || time.Since(start) < activeSlow {
+		return counts, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) > 10000 {
+		c.m = map[[2]string]activeEntry{}
+	}
+	c.m[k] = activeEntry{at, counts}
+	return counts, nil
+}
+
 // Adoption builds the adoption report of q.
 func (s *Server) Adoption(ctx context.Context, q AdoptionQuery) (*AdoptionReport, error) {
 	if q.At.IsZero() {
@@ -101,7 +145,7 @@ func (s *Server) Adoption(ctx context.Context, q AdoptionQuery) (*AdoptionReport
 	if err != nil {
 		return nil, err
 	}
-	actives, err := s.events.ActiveDevices(ctx, q.AppID, q.Channel, at)
+	actives, err := s.activeCache.count(ctx, s.events, q.AppID, q.Channel, at)
 	if err != nil {
 		return nil, err
 	}

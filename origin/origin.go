@@ -35,10 +35,12 @@ const publishInterval = 50 * time.Millisecond
 
 // Server is the origin. Create it with Open, serve Handler, Close at the end.
 type Server struct {
-	cfg   config.Origin
-	log   *slog.Logger
-	store *store.Store
-	blobs blob.Store // files in DATA/blobs, or a bucket (--blobs, blobstore.go)
+	// activeCache keeps slow counts of active devices (adoption.go).
+	activeCache activeCache
+	cfg         config.Origin
+	log         *slog.Logger
+	store       *store.Store
+	blobs       blob.Store // files in DATA/blobs, or a bucket (--blobs, blobstore.go)
 	// signKey is the snapshot signing key; swapped by a rotation (keys.go).
 	signKey atomic.Pointer[ed25519.PrivateKey]
 	// routes are the patterns Handler registered behind the API key, and
