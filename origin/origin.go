@@ -35,12 +35,10 @@ const publishInterval = 50 * time.Millisecond
 
 // Server is the origin. Create it with Open, serve Handler, Close at the end.
 type Server struct {
-	// activeCache keeps slow counts of active devices (adoption.go).
-	activeCache activeCache
-	cfg         config.Origin
-	log         *slog.Logger
-	store       *store.Store
-	blobs       blob.Store // files in DATA/blobs, or a bucket (--blobs, blobstore.go)
+	cfg   config.Origin
+	log   *slog.Logger
+	store *store.Store
+	blobs blob.Store // files in DATA/blobs, or a bucket (--blobs, blobstore.go)
 	// signKey is the snapshot signing key; swapped by a rotation (keys.go).
 	signKey atomic.Pointer[ed25519.PrivateKey]
 	// routes are the patterns Handler registered behind the API key, and
@@ -80,6 +78,8 @@ type Server struct {
 	closingOnce sync.Once
 	lastIssued  int64                     // Unix ms of the last signed snapshot (under publishMu)
 	heartbeat   atomic.Pointer[heartbeat] // latest signed heartbeat (replicate.go)
+	// activeCache keeps slow counts of active devices (adoption.go).
+	activeCache activeCache
 }
 
 // Published is a snapshot as edges receive it.
