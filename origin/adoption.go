@@ -85,47 +85,60 @@ func (s *Server) releaseOffers(ctx context.Context, appID, channel string) (map[
 	return out, nil
 }
 
-// activeSlow and activeTTL: a count of active devices that took longer
-// than activeSlow (about 150k devices on SQLite; 1M take about 1.8 s, see
-// store.BenchmarkActiveDevices) is reused for activeTTL, so that a large
-// fleet costs one inventory pass per app and channel every activeTTL
-// however often the report is asked for (the count over a 30-day window
-// barely moves in minutes). Faster counts are not kept: always exact.
+// slowResult and slowTTL: a count of active devices, or a whole report,
+// that took longer than slowResult to compute (active devices: about 150k
+// on SQLite; 1M take about 1.8 s, see store.BenchmarkActiveDevices) is
+// reused for slowTTL, so that a large fleet or a long history costs one
+// pass per app and query every slowTTL however often the report is asked
+// for (adoption over a 30-day window barely moves in minutes). Faster
+// results are not kept: always exact.
 const (
-	activeSlow = 250 * time.Millisecond
-	activeTTL  = 5 * time.Minute
+	slowResult = 250 * time.Millisecond
+	slowTTL    = 5 * time.Minute
 )
 
-type activeCache struct {
+// slowCache keeps the results that were slow to compute (see slowResult).
+type slowCache[K comparable, V any] struct {
 	mu sync.Mutex
-	m  map[[2]string]activeEntry
+	m  map[K]slowEntry[V]
 }
 
-type activeEntry struct {
-	at     int64
-	counts []store.ActiveCount
+type slowEntry[V any] struct {
+	at time.Time
+	v  V
 }
 
-func (c *activeCache) count(ctx context.Context, ev *store.EventStore, app, channel string, at int64) ([]store.ActiveCount, error) {
-	k := [2]string{app, channel}
+func (c *slowCache[K, V]) get(k K, now time.Time, compute func() (V, error)) (V, error) {
 	c.mu.Lock()
 	e, ok := c.m[k]
 	c.mu.Unlock()
-	if ok && at >= e.at && at-e.at < activeTTL.Milliseconds() {
-		return e.counts, nil
+	if ok && !now.Before(e.at) && now.Sub(e.at) < slowTTL {
+		return e.v, nil
 	}
 	start := time.Now()
-	counts, err := ev.ActiveDevices(ctx, app, channel, at)
-	if err != nil || time.Since(start) < activeSlow {
-		return counts, err
+	v, err := compute()
+	if err != nil || time.Since(start) < slowResult {
+		return v, err
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.m == nil || len(c.m) > 10000 {
-		c.m = map[[2]string]activeEntry{}
+		c.m = map[K]slowEntry[V]{}
 	}
-	c.m[k] = activeEntry{at, counts}
-	return counts, nil
+	c.m[k] = slowEntry[V]{now, v}
+	return v, nil
+}
+
+// adoptionCaches are the server's slow results (Server.adoptionCache).
+type adoptionCaches struct {
+	active  slowCache[[2]string, []store.ActiveCount]
+	reports slowCache[AdoptionQuery, *AdoptionReport]
+}
+
+// adoptionReport is Adoption now, reusing a slow report (slowResult).
+func (s *Server) adoptionReport(ctx context.Context, q AdoptionQuery) (*AdoptionReport, error) {
+	q.At = time.Time{}
+	return s.adoptionCache.reports.get(q, time.Now(), func() (*AdoptionReport, error) { return s.Adoption(ctx, q) })
 }
 
 // Adoption builds the adoption report of q.
@@ -145,7 +158,9 @@ func (s *Server) Adoption(ctx context.Context, q AdoptionQuery) (*AdoptionReport
 	if err != nil {
 		return nil, err
 	}
-	actives, err := s.activeCache.count(ctx, s.events, q.AppID, q.Channel, at)
+	actives, err := s.adoptionCache.active.get([2]string{q.AppID, q.Channel}, q.At, func() ([]store.ActiveCount, error) {
+		return s.events.ActiveDevices(ctx, q.AppID, q.Channel, at)
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -377,7 +392,7 @@ func (s *Server) getAdoption(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	q := r.URL.Query()
-	rep, err := s.Adoption(r.Context(), AdoptionQuery{AppID: appID, Channel: q.Get("channel"), Segment: q.Get("segment"), Version: q.Get("version")})
+	rep, err := s.adoptionReport(r.Context(), AdoptionQuery{AppID: appID, Channel: q.Get("channel"), Segment: q.Get("segment"), Version: q.Get("version")})
 	if err != nil {
 		return err
 	}

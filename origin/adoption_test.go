@@ -253,3 +253,26 @@ func dump(fs any) string {
 	b, _ := json.Marshal(fs)
 	return string(b)
 }
+
+// Slow adoption results are reused for slowTTL; fast ones are always
+// computed afresh.
+func TestAdoptionSlowCache(t *testing.T) {
+	var c slowCache[string, int]
+	now := time.Now()
+	calls := 0
+	fast := func() (int, error) { calls++; return calls, nil }
+	slow := func() (int, error) { calls++; time.Sleep(slowResult + 10*time.Millisecond); return calls, nil }
+	a, _ := c.get("fast", now, fast)
+	b, _ := c.get("fast", now, fast)
+	if a != 1 || b != 2 {
+		t.Fatalf("fast results kept: %d %d", a, b)
+	}
+	a, _ = c.get("slow", now, slow)
+	b, _ = c.get("slow", now.Add(slowTTL-time.Second), slow)
+	if a != 3 || b != 3 {
+		t.Fatalf("slow result not reused: %d %d", a, b)
+	}
+	if x, _ := c.get("slow", now.Add(slowTTL), fast); x != 4 {
+		t.Fatalf("slow result reused past its TTL: %d", x)
+	}
+}

@@ -78,8 +78,8 @@ type Server struct {
 	closingOnce sync.Once
 	lastIssued  int64                     // Unix ms of the last signed snapshot (under publishMu)
 	heartbeat   atomic.Pointer[heartbeat] // latest signed heartbeat (replicate.go)
-	// activeCache keeps slow counts of active devices (adoption.go).
-	activeCache activeCache
+	// adoptionCache keeps slow adoption results (adoption.go).
+	adoptionCache adoptionCaches
 }
 
 // Published is a snapshot as edges receive it.

@@ -550,7 +550,7 @@ func (s *Server) ui(w http.ResponseWriter, r *http.Request) {
 				return strconv.FormatFloat(100*v, 'f', 0, 64) + "%"
 			}, page.Colors),
 		}
-		adoption, err := s.Adoption(ctx, AdoptionQuery{AppID: appID, Channel: page.Channel, Segment: page.Segment})
+		adoption, err := s.adoptionReport(ctx, AdoptionQuery{AppID: appID, Channel: page.Channel, Segment: page.Segment})
 		if err != nil {
 			fail(http.StatusInternalServerError, err)
 			return
