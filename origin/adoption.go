@@ -258,6 +258,9 @@ func (s *Server) Adoption(ctx context.Context, q AdoptionQuery) (*AdoptionReport
 			segs = append(segs, seg)
 		}
 		slices.Sort(segs)
+		if q.Segment != "" && len(segs) == 0 {
+			continue // the segment has no device nor event on this channel
+		}
 		if q.Segment == "" {
 			segs = append([]string{""}, segs...)
 		}

@@ -54,6 +54,13 @@ func adoptionHistory(t *testing.T, o *testOrigin) time.Time {
 	checkIn(base.Add(-time.Hour), "segment:beta", 1, 2, 3, 4)
 	checkIn(base.Add(-time.Hour), "default", 11, 12, 13, 14, 15, 16, 17, 18, 19, 20)
 	checkIn(time.Now().Add(-40*24*time.Hour), "default", 30)
+	// Device 40 is on another channel, beta: its own release there.
+	beta := events.CheckIns{AppID: guardApp, At: base.Add(-time.Hour).UnixMilli()}
+	id, _ := snapshot.ParseDeviceID(devUUID(40))
+	beta.Devices = [][16]byte{id}
+	beta.Details = []events.CheckInDetail{{At: beta.At, Platform: "ios", VersionName: "builtin", Channel: "beta", Segment: "default"}}
+	post(events.AppendCheckIns([]byte(events.Magic), &beta))
+	post(segmentOf([]events.Event{statsEvent(base.Add(5*time.Minute).UnixMilli(), 40, "set", "1.0.1", "beta")}))
 	ev := func(minutes int, dev int, action, version, segment string) events.Event {
 		e := statsEvent(base.Add(time.Duration(minutes)*time.Minute).UnixMilli(), dev, action, version, "production")
 		e.Segment = segment
@@ -162,6 +169,23 @@ func TestAdoptionScripted(t *testing.T) {
 		if !starts[v].Equal(start) {
 			t.Errorf("%s: start %s, want %s", v, starts[v], start)
 		}
+	}
+
+	// Every channel: beta's release of 1.0.1 is its own (one active device,
+	// installed 5 minutes after the first event there).
+	all, err := o.client.Adoption(ctx, guardApp, url.Values{"version": {"1.0.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all.Releases) != 2 || all.Releases[0].Channel != "beta" || all.Releases[1].Channel != "production" {
+		t.Fatalf("releases of 1.0.1: %+v", all.Releases)
+	}
+	if b := all.Releases[0]; !b.Start.Equal(base.Add(5*time.Minute)) || len(b.Segments) != 2 || b.Segments[0].Active != 1 ||
+		b.Segments[0].Devices != 1 || *b.Segments[0].TimeTo95 != 0 || b.Segments[1].Segment != "default" {
+		t.Fatalf("beta: %+v", b)
+	}
+	if p := all.Releases[1].Segments[0]; p.Active != 14 || p.Devices != 13 {
+		t.Fatalf("production with every channel asked: %+v", p)
 	}
 
 	// One segment, one version: the same figures, without the others.
