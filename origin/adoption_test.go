@@ -213,7 +213,8 @@ func TestAdoptionScripted(t *testing.T) {
 	page, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	for _, s := range []string{"Adoption speed: 1.0.2 on production", `data-version="segment:beta"`, `data-version="default"`,
-		`data-version="all segments"`, "<td>segment:beta</td><td>4</td><td>0</td><td>0.0%</td>"} {
+		`data-version="all segments"`, "<td>segment:beta</td><td>4</td><td>0</td><td>0.0%</td>",
+		"<td>segment:beta</td><td>09h 2/1 · 11h 1/0 · 18h 0/1</td>"} {
 		if !strings.Contains(string(page), s) {
 			t.Errorf("/ui lacks %q", s)
 		}

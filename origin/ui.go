@@ -192,7 +192,11 @@ type uiAdoption struct {
 	Channel, Version, Start, Source, Window string
 	Chart                                   uiChart
 	Rows                                    []uiAdoptionRow
+	Timing                                  []uiTiming
 }
+
+// uiTiming is a segment's release timing, as text: "09h 2/1 · 11h 1/0".
+type uiTiming struct{ Segment, Hours, Days string }
 
 type uiAdoptionRow struct {
 	SegmentAdoption
@@ -236,6 +240,21 @@ func uiAdoptionOf(rep *AdoptionReport) *uiAdoption {
 			row.Success = strconv.FormatFloat(100**s.SuccessRate, 'f', 1, 64) + "%"
 		}
 		a.Rows = append(a.Rows, row)
+	}
+	days := []string{"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"}
+	for _, t := range rep.Timing {
+		var hours, wd []string
+		for h := range 24 {
+			if t.InstallsByHour[h]+t.FailuresByHour[h] > 0 {
+				hours = append(hours, fmt.Sprintf("%02dh %d/%d", h, t.InstallsByHour[h], t.FailuresByHour[h]))
+			}
+		}
+		for d := range 7 {
+			if t.InstallsByDay[d]+t.FailuresByDay[d] > 0 {
+				wd = append(wd, fmt.Sprintf("%s %d/%d", days[d], t.InstallsByDay[d], t.FailuresByDay[d]))
+			}
+		}
+		a.Timing = append(a.Timing, uiTiming{t.Segment, strings.Join(hours, " · "), strings.Join(wd, " · ")})
 	}
 	// The curve's first point is at the start: the chart's x ticks are
 	// From + (i+1) steps.
@@ -432,7 +451,11 @@ table.history code{font-size:12px;word-break:break-all}
 {{template "chart" .Chart}}
 <table class="adoption"><tr><th>segment</th><th>active</th><th>devices</th><th>share</th><th>to 50%</th><th>to 90%</th><th>to 95%</th><th>in 24 h</th><th>installs</th><th>failures</th><th>success</th></tr>
 {{range .Rows}}<tr><td>{{.Name}}</td><td>{{.Active}}</td><td>{{.Devices}}</td><td>{{pct .Share}}</td><td>{{.To50}}</td><td>{{.To90}}</td><td>{{.To95}}</td><td>{{pct .Share24h}}</td><td>{{.Installs}}</td><td>{{.Failures}}</td><td>{{.Success}}</td></tr>{{end}}
-</table>{{end}}
+</table>
+{{if .Timing}}<h3>Release timing (UTC): installs / failures</h3>
+<table class="timing"><tr><th>segment</th><th>by hour of day</th><th>by day of week</th></tr>
+{{range .Timing}}<tr><td>{{.Segment}}</td><td>{{.Hours}}</td><td>{{.Days}}</td></tr>{{end}}
+</table>{{end}}{{end}}
 <h2>Bundles</h2>
 <table><tr><th>bundle</th><th>devices</th><th>downloads</th><th>installs</th><th>failures</th><th>fail rate</th><th>lower 95%</th></tr>
 {{range .Report.Bundles}}<tr><td>{{.Version}}</td><td>{{.Devices}}</td><td>{{.Downloads}}</td><td>{{.Installs}}</td><td>{{.Failures}}</td><td>{{pct .FailureRate}}</td><td>{{pct .FailureRateLower}}</td></tr>{{end}}
