@@ -36,6 +36,17 @@ func cmdStats(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if !*adoption && *version != "" {
 		return usagef("", "stats: --version goes with --adoption")
 	}
+	if *adoption {
+		var bad string
+		fs.Visit(func(f *flag.Flag) {
+			if f.Name == "platform" || f.Name == "since" {
+				bad = f.Name
+			}
+		})
+		if bad != "" {
+			return usagef("", "stats: --%s does not go with --adoption (a release is followed from its start; filter by --channel, --segment, --version)", bad)
+		}
+	}
 	c, err := cf.client()
 	if err != nil {
 		return err
