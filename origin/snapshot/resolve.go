@@ -76,6 +76,12 @@ type Decision struct {
 	// "deviceKeyId" and "bundleKeyId" of a key_id_mismatch.
 	DeviceKeyID, BundleKeyID string
 
+	// Held, with Code no_new_version_available: the device would have
+	// got HeldBundle (an update or the store build) but its channel's
+	// maintenance windows hold it (HeldOutsideWindow, HeldBlackout).
+	Held       string
+	HeldBundle *Bundle
+
 	// Metadata: the answer carries the bundle's link and comment (the app
 	// exposes them and the plugin reads them).
 	Metadata bool
@@ -135,6 +141,15 @@ func Resolve(s *Snapshot, r *Request) Decision {
 		}
 	}
 	d.Channel, d.Rule, d.Segment, d.Variant, d.Arm, d.Bucket, d.NativeMin = ch, rule, seg, variant, arm, bkt, native
+	if d.Code == "" && ch.Windows != nil {
+		// Last: only an answer that changes what the device runs waits for
+		// the channel's maintenance window; it is Capgo's "nothing to do".
+		if held := ch.Windows.Held(r.Now); held != "" {
+			d.Code, d.Kind, d.Message = CodeNoNewVersion, KindUpToDate, "No new version available"
+			d.Held, d.HeldBundle = held, b
+			return d
+		}
+	}
 	if d.Code == "" {
 		d.Bundle = b
 		d.Metadata = app.ExposeMetadata && r.SupportsMetadata()
