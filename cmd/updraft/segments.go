@@ -8,6 +8,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/updraft-cdn/updraft/origin"
 	"github.com/updraft-cdn/updraft/origin/snapshot"
@@ -465,8 +466,16 @@ func cmdResolve(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.StringVar(&d.DefaultChannel, "default-channel", "", "the device's self-assigned channel")
 	fs.BoolVar(&d.IsEmulator, "emulator", false, "the device is an emulator")
 	dev := fs.Bool("dev", false, "a dev build (is_prod false)")
+	at := fs.String("at", "", "evaluate the channel's maintenance windows at this instant (RFC 3339, e.g. 2026-12-05T01:30:00+01:00; default: now)")
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if *at != "" {
+		t, err := time.Parse(time.RFC3339, *at)
+		if err != nil {
+			return usagef("", "resolve: --at %q: want an RFC 3339 time such as 2026-12-05T01:30:00Z", *at)
+		}
+		d.At = &t
 	}
 	if *app == "" || d.DeviceID == "" || d.Platform == "" || d.VersionBuild == "" {
 		return usagef("", "resolve: --app, --device, --platform and --version-build are required")
@@ -487,6 +496,13 @@ func cmdResolve(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		fmt.Fprintln(stdout, "revert to builtin (the store build)")
 	} else if res.Update {
 		fmt.Fprintf(stdout, "update to %s\n", res.Version)
+	} else if res.Held != "" {
+		fmt.Fprintf(stdout, "no update: %s (%s): %s held by the channel's maintenance windows (%s)\n", res.Code, res.Kind, res.HeldVersion, res.Held)
+		if res.NextWindow != nil {
+			fmt.Fprintf(stdout, "next window: %s\n", res.NextWindow.UTC().Format(time.RFC3339))
+		} else {
+			fmt.Fprintln(stdout, "next window: none within a year")
+		}
 	} else {
 		fmt.Fprintf(stdout, "no update: %s (%s): %s\n", res.Code, res.Kind, res.Message)
 	}
