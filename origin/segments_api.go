@@ -279,12 +279,20 @@ func (s *Server) resolve(w http.ResponseWriter, r *http.Request) error {
 	}
 	if d.Held != "" {
 		out.Held, out.HeldVersion = d.Held, d.HeldBundle.Version
-		why := "outside the channel's maintenance windows"
+		why := "outside the maintenance windows"
 		if d.Held == snapshot.HeldBlackout {
-			why = "a blackout date of the channel"
+			why = "a blackout date"
 		}
 		out.Message = "held: " + d.HeldBundle.Version + " waits (" + why + ")"
-		if next, ok := d.Channel.Windows.NextOpen(req.Now); ok {
+		var segWindows *snapshot.Windows
+		if d.Rule == snapshot.RuleSegment {
+			for _, rule := range cur.Snap.App(appID).Rules {
+				if rule.Name == d.Segment {
+					segWindows = rule.Windows
+				}
+			}
+		}
+		if next, ok := snapshot.NextOpenAll(req.Now, d.Channel.Windows, segWindows); ok {
 			out.NextWindow = &next
 			out.Message += "; the next window opens at " + next.UTC().Format(time.RFC3339)
 		} else {

@@ -389,22 +389,10 @@ func cmdChannel(ctx context.Context, sub string, args []string, stdout, stderr i
 		if *noWindows {
 			p.Windows = &snapshot.Windows{}
 		}
-		if len(windows) > 0 || len(blackouts) > 0 {
-			p.Windows = &snapshot.Windows{}
-			for _, w := range windows {
-				win, err := snapshot.ParseWindow(w)
-				if err != nil {
-					return usagef("", "channel set: --window: %v", err)
-				}
-				p.Windows.Weekly = append(p.Windows.Weekly, win)
-			}
-			for _, b := range blackouts {
-				bo, err := snapshot.ParseBlackout(b)
-				if err != nil {
-					return usagef("", "channel set: --blackout: %v", err)
-				}
-				p.Windows.Blackouts = append(p.Windows.Blackouts, bo)
-			}
+		if ws, err := parseSchedule(windows, blackouts); err != nil {
+			return usagef("", "channel set: %v", err)
+		} else if ws != nil {
+			p.Windows = ws
 		}
 		ch, err := c.SetChannelForce(ctx, *app, pos[0], p, *force)
 		if err != nil {
@@ -468,6 +456,29 @@ func orDash(s string) string {
 func mustAtoi(s string) int64 {
 	n, _ := strconv.ParseInt(s, 10, 64)
 	return n
+}
+
+// parseSchedule reads --window and --blackout values; nil when there are none.
+func parseSchedule(windows, blackouts []string) (*snapshot.Windows, error) {
+	if len(windows) == 0 && len(blackouts) == 0 {
+		return nil, nil
+	}
+	ws := &snapshot.Windows{}
+	for _, w := range windows {
+		win, err := snapshot.ParseWindow(w)
+		if err != nil {
+			return nil, fmt.Errorf("--window: %w", err)
+		}
+		ws.Weekly = append(ws.Weekly, win)
+	}
+	for _, b := range blackouts {
+		bo, err := snapshot.ParseBlackout(b)
+		if err != nil {
+			return nil, fmt.Errorf("--blackout: %w", err)
+		}
+		ws.Blackouts = append(ws.Blackouts, bo)
+	}
+	return ws, nil
 }
 
 // listFlag is a repeatable string flag.

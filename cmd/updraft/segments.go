@@ -264,6 +264,7 @@ func cmdSegment(ctx context.Context, sub string, args []string, stdout, stderr i
 	var rule snapshot.Rule
 	platforms, customIDs, deviceIDs := new(string), new(string), new(string)
 	var emu, prod optBool
+	var segWindows, segBlackouts listFlag
 	position := new(int)
 	*position = -1
 	if sub == "add" {
@@ -277,6 +278,8 @@ func cmdSegment(ctx context.Context, sub string, args []string, stdout, stderr i
 		fs.Var(&emu, "emulator", "only emulators (true) or only physical devices (false)")
 		fs.Var(&prod, "prod", "only prod builds (true) or only dev builds (false)")
 		fs.IntVar(position, "position", -1, "0-based place in the evaluation order (default: last)")
+		fs.Var(&segWindows, "window", `maintenance window "DAY HH:MM-HH:MM ZONE" (repeatable): the devices this segment routes take updates only inside one (on top of the channel's windows)`)
+		fs.Var(&segBlackouts, "blackout", `a date without updates for these devices, "YYYY-MM-DD" in the windows' zone or "YYYY-MM-DD ZONE" (repeatable)`)
 	}
 	pos, err := parseFlags(fs, args)
 	if err != nil {
@@ -304,6 +307,11 @@ func cmdSegment(ctx context.Context, sub string, args []string, stdout, stderr i
 		rule.Name = pos[0]
 		rule.Platforms, rule.CustomIDs, rule.DeviceIDs = splitList(*platforms), splitList(*customIDs), splitList(*deviceIDs)
 		rule.IsEmulator, rule.IsProd = emu.v, prod.v
+		ws, err := parseSchedule(segWindows, segBlackouts)
+		if err != nil {
+			return usagef("", "segment add: %v", err)
+		}
+		rule.Windows = ws
 		var p *int
 		if *position >= 0 {
 			p = position
@@ -327,7 +335,11 @@ func cmdSegment(ctx context.Context, sub string, args []string, stdout, stderr i
 		}
 		var rows [][]string
 		for _, s := range segs {
-			rows = append(rows, []string{strconv.Itoa(s.Position), s.Name, s.Channel, describeRule(s.Rule)})
+			m := describeRule(s.Rule)
+			if s.Windows != nil {
+				m += " (updates only in: " + describeWindows(s.Windows) + ")"
+			}
+			rows = append(rows, []string{strconv.Itoa(s.Position), s.Name, s.Channel, m})
 		}
 		table(stdout, "POS\tNAME\tCHANNEL\tMATCHES", rows)
 		return nil
@@ -497,7 +509,7 @@ func cmdResolve(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	} else if res.Update {
 		fmt.Fprintf(stdout, "update to %s\n", res.Version)
 	} else if res.Held != "" {
-		fmt.Fprintf(stdout, "no update: %s (%s): %s held by the channel's maintenance windows (%s)\n", res.Code, res.Kind, res.HeldVersion, res.Held)
+		fmt.Fprintf(stdout, "no update: %s (%s): %s held by maintenance windows (%s)\n", res.Code, res.Kind, res.HeldVersion, res.Held)
 		if res.NextWindow != nil {
 			fmt.Fprintf(stdout, "next window: %s\n", res.NextWindow.UTC().Format(time.RFC3339))
 		} else {

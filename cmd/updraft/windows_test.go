@@ -86,6 +86,22 @@ func TestMaintenanceWindowsEndToEnd(t *testing.T) {
 		t.Fatalf("windows removed: %+v", a)
 	}
 
+	// A segment's windows hold the devices it routes, not the channel's others.
+	cli(t, r, data, "segment", "add", "enterprise", "--app", app, "--channel", "production", "--custom-id-prefix", "corp-", "--window", later)
+	if a := answer(t, r, device(dev, "1.0.0", `,"custom_id":"corp-1"`)); a.Error != "no_new_version_available" {
+		t.Fatalf("segment device outside its window: %+v", a)
+	}
+	if a := answer(t, r, device(dev, "1.0.0", `,"custom_id":"home-1"`)); a.Version != "1.0.1" {
+		t.Fatalf("other device of the channel: %+v", a)
+	}
+	if out := cli(t, r, data, "segment", "list", "--app", app); !strings.Contains(out, "updates only in: "+later) {
+		t.Fatalf("segment list:\n%s", out)
+	}
+	if res := cli(t, r, data, "resolve", "--app", app, "--device", dev, "--platform", "android", "--version-build", "1.0.0", "--version-name", "1.0.0", "--custom-id", "corp-1"); !strings.Contains(res, "outside_maintenance_window") || !strings.Contains(res, "next window: "+wantNext.Format(time.RFC3339)) {
+		t.Fatalf("resolve of a segment device:\n%s", res)
+	}
+	cli(t, r, data, "segment", "remove", "enterprise", "--app", app)
+
 	// The CLI checks the syntax; the API refuses what gets past it.
 	if msg := cliErr(t, r, data, "channel", "set", "production", "--app", app, "--window", "Sat 01:00-05:00 Europe/Atlantis"); !strings.Contains(msg, `unknown time zone "Europe/Atlantis"`) {
 		t.Errorf("unknown zone: %s", msg)

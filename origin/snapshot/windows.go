@@ -362,3 +362,28 @@ func (ws *Windows) NextOpen(t time.Time) (next time.Time, ok bool) {
 	}
 	return next, true
 }
+
+// NextOpenAll returns the first instant at or after t at which every one
+// of the schedules (nil ones are always open) is open, searching a year
+// ahead of each; ok is false when there is none.
+func NextOpenAll(t time.Time, schedules ...*Windows) (time.Time, bool) {
+	for range 64 {
+		moved := false
+		for _, ws := range schedules {
+			if ws == nil {
+				continue
+			}
+			next, ok := ws.NextOpen(t)
+			if !ok {
+				return time.Time{}, false
+			}
+			if !next.Equal(t) {
+				t, moved = next, true
+			}
+		}
+		if !moved {
+			return t, true
+		}
+	}
+	return time.Time{}, false
+}

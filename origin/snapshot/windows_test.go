@@ -447,3 +447,47 @@ func BenchmarkWindowHeld(b *testing.B) {
 		_ = ws.Held(now)
 	}
 }
+
+// TestWindowSegment: a segment's windows hold the devices it routes, on
+// top of the channel's; the channel's other devices are not held by them.
+func TestWindowSegment(t *testing.T) {
+	s := testSnapshot(t, func(a *App) {
+		a.Rules = []*Rule{{Name: "enterprise", Channel: "production", CustomIDPrefix: "corp-",
+			Windows: &Windows{Weekly: []Window{{Day: "sat", Start: "01:00", End: "05:00", TZ: "Europe/Rome"}}}}}
+	})
+	inside, outside := utc("2026-12-05T01:00:00Z"), utc("2026-12-05T10:00:00Z")
+	r := baseReq()
+	r.CustomID, r.Now = "corp-42", outside
+	if d := Resolve(s, &r); d.Code != CodeNoNewVersion || d.Held != HeldOutsideWindow || d.Rule != RuleSegment || d.Segment != "enterprise" {
+		t.Errorf("segment device outside its window: %+v", d)
+	}
+	r.Now = inside
+	if d := Resolve(s, &r); !d.OK() || d.Bundle.Version != "1.2.0" {
+		t.Errorf("segment device inside its window: %+v", d)
+	}
+	r.CustomID, r.Now = "home-1", outside // the default rule, same channel: not held
+	if d := Resolve(s, &r); !d.OK() || d.Rule != RuleDefault {
+		t.Errorf("other device of the channel: %+v", d)
+	}
+	// Both schedules must be open: the channel's blackout holds the segment's devices too.
+	s = testSnapshot(t, func(a *App) {
+		a.Channels[0].Windows = &Windows{Blackouts: []Blackout{{Date: "2026-12-05", TZ: "UTC"}}}
+		a.Rules = []*Rule{{Name: "enterprise", Channel: "production", CustomIDPrefix: "corp-",
+			Windows: &Windows{Weekly: []Window{{Day: "sat", Start: "01:00", End: "05:00", TZ: "Europe/Rome"}}}}}
+	})
+	r.CustomID, r.Now = "corp-42", inside
+	if d := Resolve(s, &r); d.Held != HeldBlackout {
+		t.Errorf("channel blackout inside the segment's window: %+v", d)
+	}
+	// NextOpenAll: the first instant both are open.
+	ch, seg := s.App("com.example.app").Channel("production").Windows, s.App("com.example.app").Rules[0].Windows
+	if got, ok := NextOpenAll(inside, ch, seg); !ok || !got.Equal(utc("2026-12-12T00:00:00Z")) {
+		t.Errorf("NextOpenAll = %s %v, want 2026-12-12T00:00:00Z", got, ok)
+	}
+	// An invalid schedule makes the rule invalid, as a WindowError.
+	bad := &Rule{Name: "x", Channel: "production", Windows: &Windows{Weekly: []Window{{Day: "sat", Start: "01:00", End: "02:00", TZ: "Nowhere/City"}}}}
+	var we *WindowError
+	if err := bad.Validate(); !errors.As(err, &we) || !strings.Contains(err.Error(), "unknown time zone") {
+		t.Errorf("rule with a bad window: %v", err)
+	}
+}

@@ -88,3 +88,36 @@ func mustJSON(t *testing.T, v any) string {
 	}
 	return string(j)
 }
+
+// TestSegmentWindows: a segment's windows are stored in its rule
+// (normalized), published, and a malformed one is invalid_window.
+func TestSegmentWindows(t *testing.T) {
+	ctx := context.Background()
+	s, _ := open(t)
+	const app = "com.example.segwindows"
+	if _, err := s.CreateApp(ctx, app, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, err := s.PutChannel(ctx, app, "production", ChannelPatch{}, false); err != nil {
+		t.Fatal(err)
+	}
+	bad := snapshot.Rule{Name: "corp", Channel: "production", Windows: &snapshot.Windows{Weekly: []snapshot.Window{{Day: "sat", Start: "01:00", End: "99:00", TZ: "UTC"}}}}
+	_, err := s.AddSegment(ctx, app, bad, -1)
+	var ie *InvalidError
+	if !errors.As(err, &ie) || ie.Code != snapshot.CodeInvalidWindow || !strings.Contains(ie.Msg, `end "99:00"`) {
+		t.Fatalf("bad segment window: %v", err)
+	}
+	good := snapshot.Rule{Name: "corp", Channel: "production", CustomIDPrefix: "corp-",
+		Windows: &snapshot.Windows{Weekly: []snapshot.Window{{Day: "Saturday", Start: "1:00", End: "05:00", TZ: "UTC"}}, Blackouts: []snapshot.Blackout{{Date: "2026-12-24"}}}}
+	if _, err := s.AddSegment(ctx, app, good, -1); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := s.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"weekly":[{"day":"sat","start":"01:00","end":"05:00","tz":"UTC"}],"blackouts":[{"date":"2026-12-24","tz":"UTC"}]}`
+	if got := mustJSON(t, snap.Apps[0].Rules[0].Windows); got != want {
+		t.Fatalf("published segment windows %s, want %s", got, want)
+	}
+}
