@@ -491,3 +491,26 @@ func TestWindowSegment(t *testing.T) {
 		t.Errorf("rule with a bad window: %v", err)
 	}
 }
+
+// FuzzParseWindow: any text either fails with a WindowError or gives a
+// window whose canonical form parses back to itself.
+func FuzzParseWindow(f *testing.F) {
+	for _, s := range []string{"Sat 01:00-05:00 Europe/Rome", "sun 23:00-02:00 UTC", "Mon 00:00-24:00 America/New_York", "x 1:1-2:2 Y", "Tue 9:05-9:06 Asia/Tokyo"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		w, err := ParseWindow(s)
+		if err != nil {
+			var we *WindowError
+			if !errors.As(err, &we) {
+				t.Fatalf("ParseWindow(%q): %T %v, want a WindowError", s, err, err)
+			}
+			return
+		}
+		back, err := ParseWindow(w.String())
+		if err != nil || back.String() != w.String() {
+			t.Fatalf("ParseWindow(%q) = %q, which parses as %q, %v", s, w.String(), back.String(), err)
+		}
+		_ = w.loc.String()
+	})
+}
