@@ -171,7 +171,7 @@ var docs = []cmdDoc{
 			"The preview channel and its token stop working after --ttl (at most 30d); the origin then deletes it."},
 
 	{name: "segment add", section: secOperator, args: "NAME --app ID --channel C [--platform P] [--version-build RANGE] [--custom-id-prefix X] [flags]",
-		summary:  "add an attribute rule sending matching devices to a channel",
+		summary: "add an attribute rule sending matching devices to a channel",
 		examples: []string{"updraft segment add testers --app com.example.app --channel beta --custom-id-prefix qa-",
 			`updraft segment add enterprise --app com.example.app --channel production --custom-id-prefix corp- --window "Sat 01:00-05:00 Europe/Rome"`}},
 	{name: "segment list", section: secOperator, args: "--app ID [--json]", summary: "list an app's rules in evaluation order",
