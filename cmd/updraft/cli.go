@@ -437,10 +437,14 @@ func cmdChannel(ctx context.Context, sub string, args []string, stdout, stderr i
 			if ch.Preview() {
 				preview = "until " + time.Unix(ch.PreviewExpires, 0).UTC().Format(time.RFC3339)
 			}
+			windows := "-"
+			if ch.Windows != nil {
+				windows = describeWindows(ch.Windows)
+			}
 			rows = append(rows, []string{ch.Name, orDash(ch.Bundle), strconv.FormatBool(ch.Public), strings.Join(plats, ","),
-				strconv.FormatBool(ch.AllowDeviceSelfSet), ch.DisableAutoUpdate, describeSplit(ch), preview})
+				strconv.FormatBool(ch.AllowDeviceSelfSet), ch.DisableAutoUpdate, describeSplit(ch), preview, windows})
 		}
-		table(stdout, "NAME\tBUNDLE\tDEFAULT\tPLATFORMS\tSELF_SET\tDISABLE_AUTO_UPDATE\tSPLIT\tPREVIEW", rows)
+		table(stdout, "NAME\tBUNDLE\tDEFAULT\tPLATFORMS\tSELF_SET\tDISABLE_AUTO_UPDATE\tSPLIT\tPREVIEW\tWINDOWS", rows)
 		return nil
 	}
 	return unknownSub("channel", sub, subcommands("channel"))

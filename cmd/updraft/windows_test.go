@@ -75,6 +75,9 @@ func TestMaintenanceWindowsEndToEnd(t *testing.T) {
 	if a := answer(t, r, device(dev, "1.0.0", "")); a.Error != "no_new_version_available" {
 		t.Fatalf("blackout: %+v", a)
 	}
+	if out := cli(t, r, data, "channel", "list", "--app", app); !strings.Contains(out, window(now, -time.Hour, time.Hour)+"; never on "+today+" UTC") {
+		t.Fatalf("channel list does not show the windows:\n%s", out)
+	}
 	if res := cli(t, r, data, "resolve", "--app", app, "--device", dev, "--platform", "android", "--version-build", "1.0.0", "--version-name", "1.0.0"); !strings.Contains(res, "maintenance_blackout") {
 		t.Fatalf("resolve on a blackout date:\n%s", res)
 	}
