@@ -77,8 +77,9 @@ type Decision struct {
 	DeviceKeyID, BundleKeyID string
 
 	// Held, with Code no_new_version_available: the device would have
-	// got HeldBundle (an update or the store build) but its channel's
-	// maintenance windows hold it (HeldOutsideWindow, HeldBlackout).
+	// got HeldBundle (an update or the store build) but the maintenance
+	// windows of its channel or segment hold it (HeldOutsideWindow,
+	// HeldBlackout).
 	Held       string
 	HeldBundle *Bundle
 
