@@ -21,6 +21,10 @@ RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/updraft ./cmd/updr
 # new named volume is created root-owned and the origin cannot write its keys.
 RUN mkdir -p /out/data && chown 65532:65532 /out/data && chmod 0700 /out/data
 
+# Channel maintenance windows name IANA time zones. distroless/static ships
+# /usr/share/zoneinfo, which Go reads first; the binary also embeds the time
+# zone database (time/tzdata, origin/snapshot/windows.go), so an image
+# without one (FROM scratch) works too.
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/updraft /out/updraft-probe /usr/local/bin/
 COPY --from=build --chown=65532:65532 /out/data /data

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/updraft-cdn/updraft/origin/snapshot"
 	"github.com/updraft-cdn/updraft/origin/store"
@@ -250,10 +251,14 @@ func (s *Server) resolve(w http.ResponseWriter, r *http.Request) error {
 		}
 		return errf(http.StatusBadRequest, rerr.Code, "%s", msg)
 	}
+	req.Now = time.Now().UTC().Truncate(time.Second)
+	if in.At != nil {
+		req.Now = in.At.UTC()
+	}
 	cur := s.Current()
 	d := snapshot.Resolve(cur.Snap, &req)
 	out := Resolution{Rev: cur.Snap.Rev, Update: d.OK(), Code: d.Code, Message: d.Message, Kind: d.Kind,
-		Rule: d.Rule, Segment: d.Segment, Variant: d.Variant, Arm: d.Arm, Bucket: d.Bucket, MinNativeBuild: d.NativeMin}
+		Rule: d.Rule, Segment: d.Segment, Variant: d.Variant, Arm: d.Arm, Bucket: d.Bucket, MinNativeBuild: d.NativeMin, At: req.Now}
 	if d.Channel != nil {
 		out.Channel = d.Channel.Name
 	}
@@ -270,6 +275,28 @@ func (s *Server) resolve(w http.ResponseWriter, r *http.Request) error {
 			out.Message = why + "; it gets the channel's earlier bundle " + d.Bundle.Version
 		} else {
 			out.Message = why + "; it keeps what it runs (" + d.Message + ")"
+		}
+	}
+	if d.Held != "" {
+		out.Held, out.HeldVersion = d.Held, d.HeldBundle.Version
+		why := "outside the maintenance windows"
+		if d.Held == snapshot.HeldBlackout {
+			why = "a blackout date"
+		}
+		out.Message = "held: " + d.HeldBundle.Version + " waits (" + why + ")"
+		var segWindows *snapshot.Windows
+		if d.Rule == snapshot.RuleSegment {
+			for _, rule := range cur.Snap.App(appID).Rules {
+				if rule.Name == d.Segment {
+					segWindows = rule.Windows
+				}
+			}
+		}
+		if next, ok := snapshot.NextOpenAll(req.Now, d.Channel.Windows, segWindows); ok {
+			out.NextWindow = &next
+			out.Message += "; the next window opens at " + next.UTC().Format(time.RFC3339)
+		} else {
+			out.Message += "; no window opens within a year"
 		}
 	}
 	writeJSON(w, http.StatusOK, out)

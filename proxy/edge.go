@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
@@ -44,6 +45,9 @@ type Edge struct {
 	prefetchQ    chan string
 	stopPrefetch func()
 	limiter      *deviceLimiter // nil: no per-device limit
+	// clock, when set (tests), replaces time.Now for the maintenance
+	// windows of update checks (now).
+	clock func() time.Time
 	// baseURL is cfg.PublicURL without a trailing slash; empty: from Host.
 	baseURL []byte
 	// spool holds accepted device events until the origin has them; nil
@@ -315,4 +319,14 @@ func (out *reply) eachHeader(set func(k, v string)) {
 			set("expo-signature", out.expoSig)
 		}
 	}
+}
+
+// now is the instant an update check is resolved at: the edge's clock, so
+// that maintenance windows (snapshot.Windows) are a pure function of the
+// snapshot and the time, the same at every edge.
+func (e *Edge) now() time.Time {
+	if e.clock != nil {
+		return e.clock()
+	}
+	return time.Now()
 }

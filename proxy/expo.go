@@ -260,6 +260,7 @@ func (e *Edge) expoManifestAnswer(r *request, app string, out *reply) string {
 		out.requestError(rerr)
 		return rerr.Code
 	}
+	rq.Now = e.now() // maintenance windows, at the edge's clock
 	d := snapshot.Resolve(snap, rq)
 	e.recordCheckIn(snap, rq, &d) // the guard's established devices, the device inventory (clients.go)
 	e.expoEvents(snap, t, a, rq, dev, cur, runtimeSemver, h.get("expo-recent-failed-update-ids"), h.get("expo-fatal-error"),

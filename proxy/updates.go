@@ -124,6 +124,7 @@ func (e *Edge) updates(body []byte, baseURL []byte, acceptEncoding string, out *
 		return
 	}
 	e.grantPreview(snap, r) // a preview token as defaultChannel (preview.go)
+	r.Now = e.now()         // the channel's maintenance windows are evaluated at the edge's clock
 	d := snapshot.Resolve(snap, r)
 	e.recordCheckIn(snap, r, &d) // reported to the origin (clients.go)
 	out.status = 200

@@ -14,6 +14,7 @@ import (
 
 	"github.com/updraft-cdn/updraft/config"
 	"github.com/updraft-cdn/updraft/origin/client"
+	"github.com/updraft-cdn/updraft/origin/snapshot"
 	"github.com/updraft-cdn/updraft/origin/store"
 )
 
@@ -299,7 +300,12 @@ func cmdChannel(ctx context.Context, sub string, args []string, stdout, stderr i
 	bundle, def, disable, minNative := new(string), new(bool), new(string), new(string)
 	force := new(bool)
 	bools := map[string]*bool{}
+	var windows, blackouts listFlag
+	noWindows := new(bool)
 	if sub == "set" {
+		fs.Var(&windows, "window", `maintenance window "DAY HH:MM-HH:MM ZONE" (e.g. "Sat 01:00-05:00 Europe/Rome"; repeat for several): the channel's devices take updates only inside one; with --blackout, replaces the channel's schedule`)
+		fs.Var(&blackouts, "blackout", `a date without updates, "YYYY-MM-DD" in the windows' zone or "YYYY-MM-DD ZONE" (repeatable)`)
+		fs.BoolVar(noWindows, "no-windows", false, "remove the channel's maintenance windows and blackout dates: updates at any time")
 		fs.StringVar(minNative, "min-native-build", "", `with --bundle: it needs this native build (version_build) or later; devices below keep the channel's previous bundle ("none" removes the channel's restriction)`)
 		fs.BoolVar(force, "force", false, "put --bundle on the channel even if its native packages are incompatible with the channel's bundle")
 		fs.StringVar(bundle, "bundle", "", `bundle version the channel serves; "builtin" sends its devices back to the store build`)
@@ -377,6 +383,17 @@ func cmdChannel(ctx context.Context, sub string, args []string, stdout, stderr i
 				p.MinNativeBuild = minNative
 			}
 		})
+		if *noWindows && (len(windows) > 0 || len(blackouts) > 0) {
+			return usagef("", "channel set: --no-windows goes without --window and --blackout")
+		}
+		if *noWindows {
+			p.Windows = &snapshot.Windows{}
+		}
+		if ws, err := parseSchedule(windows, blackouts); err != nil {
+			return usagef("", "channel set: %v", err)
+		} else if ws != nil {
+			p.Windows = ws
+		}
 		ch, err := c.SetChannelForce(ctx, *app, pos[0], p, *force)
 		if err != nil {
 			return err
@@ -387,6 +404,11 @@ func cmdChannel(ctx context.Context, sub string, args []string, stdout, stderr i
 		fmt.Fprintf(stdout, "channel %s of %s: bundle=%s default=%v\n", ch.Name, *app, orDash(ch.Bundle), ch.Public)
 		if g := ch.NativeGate; g != nil {
 			fmt.Fprintf(stdout, "%s goes to devices with native build %s or later; below: %s\n", ch.Bundle, g.MinBuild, describeBelow(g))
+		}
+		if ws := ch.Windows; ws != nil {
+			fmt.Fprintf(stdout, "updates only in maintenance windows: %s\n", describeWindows(ws))
+		} else if *noWindows {
+			fmt.Fprintln(stdout, "no maintenance windows: updates at any time")
 		}
 		for _, d := range ch.Demoted {
 			fmt.Fprintf(stdout, "channel %s is no longer a default channel\n", d)
@@ -415,10 +437,14 @@ func cmdChannel(ctx context.Context, sub string, args []string, stdout, stderr i
 			if ch.Preview() {
 				preview = "until " + time.Unix(ch.PreviewExpires, 0).UTC().Format(time.RFC3339)
 			}
+			windows := "-"
+			if ch.Windows != nil {
+				windows = describeWindows(ch.Windows)
+			}
 			rows = append(rows, []string{ch.Name, orDash(ch.Bundle), strconv.FormatBool(ch.Public), strings.Join(plats, ","),
-				strconv.FormatBool(ch.AllowDeviceSelfSet), ch.DisableAutoUpdate, describeSplit(ch), preview})
+				strconv.FormatBool(ch.AllowDeviceSelfSet), ch.DisableAutoUpdate, describeSplit(ch), preview, windows})
 		}
-		table(stdout, "NAME\tBUNDLE\tDEFAULT\tPLATFORMS\tSELF_SET\tDISABLE_AUTO_UPDATE\tSPLIT\tPREVIEW", rows)
+		table(stdout, "NAME\tBUNDLE\tDEFAULT\tPLATFORMS\tSELF_SET\tDISABLE_AUTO_UPDATE\tSPLIT\tPREVIEW\tWINDOWS", rows)
 		return nil
 	}
 	return unknownSub("channel", sub, subcommands("channel"))
@@ -434,4 +460,56 @@ func orDash(s string) string {
 func mustAtoi(s string) int64 {
 	n, _ := strconv.ParseInt(s, 10, 64)
 	return n
+}
+
+// parseSchedule reads --window and --blackout values; nil when there are none.
+func parseSchedule(windows, blackouts []string) (*snapshot.Windows, error) {
+	if len(windows) == 0 && len(blackouts) == 0 {
+		return nil, nil
+	}
+	ws := &snapshot.Windows{}
+	for _, w := range windows {
+		win, err := snapshot.ParseWindow(w)
+		if err != nil {
+			return nil, fmt.Errorf("--window: %w", err)
+		}
+		ws.Weekly = append(ws.Weekly, win)
+	}
+	for _, b := range blackouts {
+		bo, err := snapshot.ParseBlackout(b)
+		if err != nil {
+			return nil, fmt.Errorf("--blackout: %w", err)
+		}
+		ws.Blackouts = append(ws.Blackouts, bo)
+	}
+	return ws, nil
+}
+
+// listFlag is a repeatable string flag.
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ", ") }
+func (l *listFlag) Set(s string) error {
+	*l = append(*l, s)
+	return nil
+}
+
+// describeWindows is a channel's maintenance schedule on one line.
+func describeWindows(ws *snapshot.Windows) string {
+	var parts []string
+	for _, w := range ws.Weekly {
+		parts = append(parts, w.String())
+	}
+	if len(parts) == 0 {
+		parts = append(parts, "any day")
+	}
+	s := strings.Join(parts, "; ")
+	if len(ws.Blackouts) > 0 {
+		var bs []string
+		for _, b := range ws.Blackouts {
+			bs = append(bs, b.String())
+		}
+		s += "; never on " + strings.Join(bs, ", ")
+	}
+	return s
 }

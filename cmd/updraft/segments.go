@@ -8,6 +8,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/updraft-cdn/updraft/origin"
 	"github.com/updraft-cdn/updraft/origin/snapshot"
@@ -263,6 +264,7 @@ func cmdSegment(ctx context.Context, sub string, args []string, stdout, stderr i
 	var rule snapshot.Rule
 	platforms, customIDs, deviceIDs := new(string), new(string), new(string)
 	var emu, prod optBool
+	var segWindows, segBlackouts listFlag
 	position := new(int)
 	*position = -1
 	if sub == "add" {
@@ -276,6 +278,8 @@ func cmdSegment(ctx context.Context, sub string, args []string, stdout, stderr i
 		fs.Var(&emu, "emulator", "only emulators (true) or only physical devices (false)")
 		fs.Var(&prod, "prod", "only prod builds (true) or only dev builds (false)")
 		fs.IntVar(position, "position", -1, "0-based place in the evaluation order (default: last)")
+		fs.Var(&segWindows, "window", `maintenance window "DAY HH:MM-HH:MM ZONE" (repeatable): the devices this segment routes take updates only inside one (on top of the channel's windows)`)
+		fs.Var(&segBlackouts, "blackout", `a date without updates for these devices, "YYYY-MM-DD" in the windows' zone or "YYYY-MM-DD ZONE" (repeatable)`)
 	}
 	pos, err := parseFlags(fs, args)
 	if err != nil {
@@ -303,6 +307,11 @@ func cmdSegment(ctx context.Context, sub string, args []string, stdout, stderr i
 		rule.Name = pos[0]
 		rule.Platforms, rule.CustomIDs, rule.DeviceIDs = splitList(*platforms), splitList(*customIDs), splitList(*deviceIDs)
 		rule.IsEmulator, rule.IsProd = emu.v, prod.v
+		ws, err := parseSchedule(segWindows, segBlackouts)
+		if err != nil {
+			return usagef("", "segment add: %v", err)
+		}
+		rule.Windows = ws
 		var p *int
 		if *position >= 0 {
 			p = position
@@ -326,7 +335,11 @@ func cmdSegment(ctx context.Context, sub string, args []string, stdout, stderr i
 		}
 		var rows [][]string
 		for _, s := range segs {
-			rows = append(rows, []string{strconv.Itoa(s.Position), s.Name, s.Channel, describeRule(s.Rule)})
+			m := describeRule(s.Rule)
+			if s.Windows != nil {
+				m += " (updates only in: " + describeWindows(s.Windows) + ")"
+			}
+			rows = append(rows, []string{strconv.Itoa(s.Position), s.Name, s.Channel, m})
 		}
 		table(stdout, "POS\tNAME\tCHANNEL\tMATCHES", rows)
 		return nil
@@ -465,8 +478,16 @@ func cmdResolve(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.StringVar(&d.DefaultChannel, "default-channel", "", "the device's self-assigned channel")
 	fs.BoolVar(&d.IsEmulator, "emulator", false, "the device is an emulator")
 	dev := fs.Bool("dev", false, "a dev build (is_prod false)")
+	at := fs.String("at", "", "evaluate the channel's maintenance windows at this instant (RFC 3339, e.g. 2026-12-05T01:30:00+01:00; default: now)")
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if *at != "" {
+		t, err := time.Parse(time.RFC3339, *at)
+		if err != nil {
+			return usagef("", "resolve: --at %q: want an RFC 3339 time such as 2026-12-05T01:30:00Z", *at)
+		}
+		d.At = &t
 	}
 	if *app == "" || d.DeviceID == "" || d.Platform == "" || d.VersionBuild == "" {
 		return usagef("", "resolve: --app, --device, --platform and --version-build are required")
@@ -487,6 +508,13 @@ func cmdResolve(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		fmt.Fprintln(stdout, "revert to builtin (the store build)")
 	} else if res.Update {
 		fmt.Fprintf(stdout, "update to %s\n", res.Version)
+	} else if res.Held != "" {
+		fmt.Fprintf(stdout, "no update: %s (%s): %s held by maintenance windows (%s)\n", res.Code, res.Kind, res.HeldVersion, res.Held)
+		if res.NextWindow != nil {
+			fmt.Fprintf(stdout, "next window: %s\n", res.NextWindow.UTC().Format(time.RFC3339))
+		} else {
+			fmt.Fprintln(stdout, "next window: none within a year")
+		}
 	} else {
 		fmt.Fprintf(stdout, "no update: %s (%s): %s\n", res.Code, res.Kind, res.Message)
 	}

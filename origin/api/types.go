@@ -66,6 +66,15 @@ type Resolution struct {
 	// the device's version_build is under, so it did not get the newer
 	// bundle (it got the channel's earlier one, or none).
 	MinNativeBuild string `json:"min_native_build,omitempty"`
+	// Held: the device would get HeldVersion but its channel's maintenance
+	// windows hold it (outside_maintenance_window, maintenance_blackout);
+	// it is answered no_new_version_available until NextWindow (absent:
+	// no opening within a year).
+	Held        string     `json:"held,omitempty"`
+	HeldVersion string     `json:"held_version,omitempty"`
+	NextWindow  *time.Time `json:"next_window,omitempty"`
+	// At is the instant the windows were evaluated at.
+	At time.Time `json:"at"`
 }
 
 // DeviceRequest is the device fields of an update check, as JSON.
@@ -81,6 +90,9 @@ type DeviceRequest struct {
 	KeyID          string `json:"key_id,omitempty"`
 	IsEmulator     bool   `json:"is_emulator"`
 	IsProd         bool   `json:"is_prod"`
+	// At evaluates maintenance windows at this instant instead of now
+	// (resolve only; an edge always uses its clock).
+	At *time.Time `json:"at,omitempty"`
 }
 
 // StatsReport is an app's update analytics over a time range: totals per

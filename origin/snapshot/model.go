@@ -302,6 +302,11 @@ type Channel struct {
 	// does not allow self-assignment, which nobody can join either.
 	PreviewExpires int64 `json:"preview_expires,omitempty"`
 
+	// Windows, when set, holds the channel's updates outside its weekly
+	// maintenance windows and on its blackout dates (windows.go). Edges
+	// that predate the field ignore it and serve updates at any time.
+	Windows *Windows `json:"windows,omitempty"`
+
 	bundle *Bundle
 }
 
@@ -433,6 +438,15 @@ func (c *Channel) index(a *App) error {
 	if c.NativeGate != nil {
 		if err := c.NativeGate.index(a); err != nil {
 			return err
+		}
+	}
+	if c.Windows != nil {
+		// Zones are loaded here, once per snapshot: Held does not allocate.
+		if err := c.Windows.Normalize(); err != nil {
+			return err
+		}
+		if c.Windows.Empty() {
+			c.Windows = nil
 		}
 	}
 	if ro := c.Rollout; ro != nil {

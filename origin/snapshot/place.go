@@ -23,7 +23,7 @@ func Place(s *Snapshot, r *Request) Placement {
 		r.plugin = v
 	}
 	dev, devOK := ParseDeviceID(r.DeviceID)
-	ch, rule, seg := pickChannel(app, r, dev, devOK)
+	ch, rule, seg, _ := pickChannel(app, r, dev, devOK)
 	if ch == nil {
 		return Placement{}
 	}

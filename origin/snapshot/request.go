@@ -1,6 +1,9 @@
 package snapshot
 
-import "strings"
+import (
+	"strings"
+	"time"
+)
 
 // Request is a device's update check, as sent by @capgo/capacitor-updater.
 //
@@ -30,6 +33,10 @@ type Request struct {
 	InstallSource  string
 	IsEmulator     bool
 	IsProd         bool
+
+	// Now is the instant of the check, against which the channel's
+	// maintenance windows are evaluated (the edge's clock; windows.go).
+	Now time.Time
 
 	// OnBuiltin is set by Validate when the device reported "builtin".
 	OnBuiltin bool

@@ -76,6 +76,13 @@ type Decision struct {
 	// "deviceKeyId" and "bundleKeyId" of a key_id_mismatch.
 	DeviceKeyID, BundleKeyID string
 
+	// Held, with Code no_new_version_available: the device would have
+	// got HeldBundle (an update or the store build) but the maintenance
+	// windows of its channel or segment hold it (HeldOutsideWindow,
+	// HeldBlackout).
+	Held       string
+	HeldBundle *Bundle
+
 	// Metadata: the answer carries the bundle's link and comment (the app
 	// exposes them and the plugin reads them).
 	Metadata bool
@@ -102,7 +109,7 @@ func Resolve(s *Snapshot, r *Request) Decision {
 			"Plugin version "+r.PluginVersion+" (v4) is no longer supported. Please upgrade to v5.10.0 or later.")
 	}
 	dev, devOK := ParseDeviceID(r.DeviceID)
-	ch, rule, seg := pickChannel(app, r, dev, devOK)
+	ch, rule, seg, segWindows := pickChannel(app, r, dev, devOK)
 	if ch == nil {
 		return refuse(CodeNoChannel, KindFailed, "no default channel or override")
 	}
@@ -135,6 +142,20 @@ func Resolve(s *Snapshot, r *Request) Decision {
 		}
 	}
 	d.Channel, d.Rule, d.Segment, d.Variant, d.Arm, d.Bucket, d.NativeMin = ch, rule, seg, variant, arm, bkt, native
+	if d.Code == "" && (ch.Windows != nil || segWindows != nil) {
+		// Last: only an answer that changes what the device runs waits for
+		// the channel's maintenance windows (and those of the segment that
+		// routed the device); it is Capgo's "nothing to do".
+		held := ch.Windows.Held(r.Now)
+		if held == "" {
+			held = segWindows.Held(r.Now)
+		}
+		if held != "" {
+			d.Code, d.Kind, d.Message = CodeNoNewVersion, KindUpToDate, "No new version available"
+			d.Held, d.HeldBundle = held, b
+			return d
+		}
+	}
 	if d.Code == "" {
 		d.Bundle = b
 		d.Metadata = app.ExposeMetadata && r.SupportsMetadata()
@@ -171,10 +192,10 @@ func revertToBuiltin(r *Request) Decision {
 // self-assigned channel must serve the platform and be public or allow
 // self-assignment; unlike Capgo, a device whose defaultChannel does not
 // qualify falls through to the next rule instead of getting no_channel.
-func pickChannel(app *App, r *Request, dev [16]byte, devOK bool) (*Channel, string, string) {
+func pickChannel(app *App, r *Request, dev [16]byte, devOK bool) (*Channel, string, string, *Windows) {
 	if devOK {
 		if c := app.override(dev); c != nil {
-			return c, RuleOverride, ""
+			return c, RuleOverride, "", nil
 		}
 	}
 	// A defaultChannel naming the platform's default channel is no choice:
@@ -186,10 +207,10 @@ func pickChannel(app *App, r *Request, dev [16]byte, devOK bool) (*Channel, stri
 		if c := app.Channel(r.DefaultChannel); c != nil && c.Platform(r.Platform) && c != app.DefaultChannel(r.Platform) {
 			if c.Preview() {
 				if r.PreviewGranted {
-					return c, RuleSelfAssigned, ""
+					return c, RuleSelfAssigned, "", nil
 				}
 			} else if c.Public || c.AllowDeviceSelfSet || r.BuildChannel {
-				return c, RuleSelfAssigned, ""
+				return c, RuleSelfAssigned, "", nil
 			}
 		}
 	}
@@ -201,13 +222,13 @@ func pickChannel(app *App, r *Request, dev [16]byte, devOK bool) (*Channel, stri
 	}
 	for _, rule := range app.Rules {
 		if rule.matches(r, customID, dev, devOK) {
-			return rule.channel, RuleSegment, rule.Name
+			return rule.channel, RuleSegment, rule.Name, rule.Windows
 		}
 	}
 	if c := app.DefaultChannel(r.Platform); c != nil {
-		return c, RuleDefault, ""
+		return c, RuleDefault, "", nil
 	}
-	return nil, "", ""
+	return nil, "", "", nil
 }
 
 // pickBundle chooses between the channel's bundle and its rollout or A/B

@@ -26,6 +26,11 @@ type Rule struct {
 	IsEmulator     *bool    `json:"is_emulator,omitempty"`
 	IsProd         *bool    `json:"is_prod,omitempty"`
 	DeviceIDs      []string `json:"device_ids,omitempty"`
+	// Windows, when set, holds the updates of the devices this rule routes
+	// outside its maintenance windows and on its blackout dates, on top
+	// of the channel's own (windows.go). It is not a predicate: a device
+	// matches the rule at any time.
+	Windows *Windows `json:"windows,omitempty"`
 
 	channel      *Channel
 	platforms    uint8 // bit per platformIndex; 0: any
@@ -175,6 +180,14 @@ func (r *Rule) Validate() error {
 				return fmt.Errorf("segment %s: device id %q is not a UUID", r.Name, id)
 			}
 			r.devices[u] = struct{}{}
+		}
+	}
+	if r.Windows != nil {
+		if err := r.Windows.Normalize(); err != nil {
+			return fmt.Errorf("segment %s: %w", r.Name, err)
+		}
+		if r.Windows.Empty() {
+			r.Windows = nil
 		}
 	}
 	return nil

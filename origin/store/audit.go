@@ -263,12 +263,23 @@ func channelState(c snapshot.Channel) obj {
 	if c.NativeGate != nil {
 		minNative = c.NativeGate.MinBuild
 	}
+	// Maintenance windows as `channel set --window/--blackout` reads them.
+	var windows, blackouts []string
+	if c.Windows != nil {
+		for _, w := range c.Windows.Weekly {
+			windows = append(windows, w.String())
+		}
+		for _, b := range c.Windows.Blackouts {
+			blackouts = append(blackouts, b.String())
+		}
+	}
 	return obj{
 		{"bundle", c.Bundle}, {"min_native_build", minNative}, {"rollout", ro}, {"ab", arms},
 		{"public", c.Public}, {"ios", c.IOS}, {"android", c.Android}, {"electron", c.Electron},
 		{"allow_device_self_set", c.AllowDeviceSelfSet}, {"allow_emulator", c.AllowEmulator},
 		{"allow_dev", c.AllowDev}, {"allow_prod", c.AllowProd}, {"allow_device", c.AllowDevice},
 		{"disable_auto_update", c.DisableAutoUpdate}, {"disable_auto_update_under_native", c.DisableAutoUpdateUnderNative},
+		{"windows", windows}, {"blackouts", blackouts},
 	}
 }
 

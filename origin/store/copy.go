@@ -101,7 +101,7 @@ var metaTables = initTables(
 		"comment", "link", "created_at", "canonical_sha256", "canonical_size", "session_key", "checksum", "key_id", "expo", "native_packages").withIdentity("rowid"),
 	tbl("channels", []string{"app_id", "name"}, "rowid", "app_id", "name", "bundle_version", "public", "ios", "android",
 		"electron", "allow_device_self_set", "allow_emulator", "allow_dev", "allow_prod", "allow_device", "disable_auto_update",
-		"disable_auto_update_under_native", "created_at", "updated_at", "rollout", "ab", "builtin", "preview_expires", "native_gate").withIdentity("rowid"),
+		"disable_auto_update_under_native", "created_at", "updated_at", "rollout", "ab", "builtin", "preview_expires", "native_gate", "windows").withIdentity("rowid"),
 	tbl("segments", []string{"app_id", "name"}, "app_id", "name", "position", "rule", "created_at"),
 	tbl("device_overrides", []string{"app_id", "device_id"}, "app_id", "device_id", "channel", "updated_at", "source").withBlobs("device_id"),
 	tbl("deltas", []string{"app_id", "from_version", "to_version", "encoding"}, "app_id", "from_version", "to_version",

@@ -140,7 +140,9 @@ func populateForCopy(t *testing.T, in copyInstallation) {
 	must(err)
 	_, err = s.CreatePreview(ctx, evApp, "pv-copy", "1.0.2", time.Unix(4102444800, 0), AuditRecord{Actor: "ci"})
 	must(err)
-	_, _, _, err = s.PutChannel(ctx, evApp, "dev", ChannelPatch{Bundle: ptr("1.0.2"), MinNativeBuild: ptr("2.0.0")}, false)
+	_, _, _, err = s.PutChannel(ctx, evApp, "dev", ChannelPatch{Bundle: ptr("1.0.2"), MinNativeBuild: ptr("2.0.0"),
+		Windows: &snapshot.Windows{Weekly: []snapshot.Window{{Day: "sat", Start: "01:00", End: "05:00", TZ: "Europe/Rome"}},
+			Blackouts: []snapshot.Blackout{{Date: "2026-12-24"}}}}, false)
 	must(err)
 	_, err = s.SetRollout(ctx, evApp, "production", RolloutSet, "1.0.1", 2500)
 	must(err)

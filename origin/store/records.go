@@ -80,6 +80,10 @@ type ChannelPatch struct {
 	// bundle keeps the channel's gate (it was found compatible with the
 	// bundle it replaces, so it needs the same native build).
 	MinNativeBuild *string `json:"min_native_build,omitempty"`
+	// Windows replaces the channel's maintenance schedule (weekly windows
+	// and blackout dates, snapshot.Windows); an empty one removes it. nil:
+	// unchanged.
+	Windows *snapshot.Windows `json:"windows,omitempty"`
 }
 
 // NewChannel returns a channel with Capgo's defaults for a new channel.
@@ -114,6 +118,12 @@ func (p ChannelPatch) apply(c *snapshot.Channel) {
 		c.DisableAutoUpdate = *p.DisableAutoUpdate
 	}
 	set(&c.DisableAutoUpdateUnderNative, p.DisableAutoUpdateUnderNative)
+	if p.Windows != nil {
+		c.Windows = p.Windows
+		if p.Windows.Empty() {
+			c.Windows = nil
+		}
+	}
 }
 
 // CreateApp stores a new app; ErrExists when the id is taken.
@@ -394,12 +404,12 @@ const channelCols = `app_id, name, bundle_version, public, ios, android, electro
 
 func scanChannel(rows *sql.Rows) (Channel, error) {
 	var c Channel
-	var bundle, rollout, ab, gate sql.NullString
+	var bundle, rollout, ab, gate, windows sql.NullString
 	var created, updated int64
 	var builtin bool
 	err := rows.Scan(&c.ID, &c.AppID, &c.Name, &bundle, &c.Public, &c.IOS, &c.Android, &c.Electron, &c.AllowDeviceSelfSet,
 		&c.AllowEmulator, &c.AllowDev, &c.AllowProd, &c.AllowDevice, &c.DisableAutoUpdate, &c.DisableAutoUpdateUnderNative, &created, &updated,
-		&rollout, &ab, &builtin, &c.PreviewExpires, &gate)
+		&rollout, &ab, &builtin, &c.PreviewExpires, &gate, &windows)
 	if err != nil {
 		return c, err
 	}
@@ -428,11 +438,17 @@ func scanChannel(rows *sql.Rows) (Channel, error) {
 			return c, fmt.Errorf("channel %s native gate: %w", c.Name, err)
 		}
 	}
+	if windows.Valid {
+		c.Windows = new(snapshot.Windows)
+		if err := json.Unmarshal([]byte(windows.String), c.Windows); err != nil {
+			return c, fmt.Errorf("channel %s windows: %w", c.Name, err)
+		}
+	}
 	return c, nil
 }
 
 func listChannels(ctx context.Context, q querier, where string, args ...any) ([]Channel, error) {
-	rows, err := q.QueryContext(ctx, `SELECT rowid, `+channelCols+`, rollout, ab, builtin, preview_expires, native_gate FROM channels `+where, args...)
+	rows, err := q.QueryContext(ctx, `SELECT rowid, `+channelCols+`, rollout, ab, builtin, preview_expires, native_gate, windows FROM channels `+where, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -493,6 +509,11 @@ func (s *Store) PutChannel(ctx context.Context, appID, name string, p ChannelPat
 		if ch.Preview() && (ch.Public || ch.AllowDeviceSelfSet) {
 			return invalid(CodePreviewChannel, "channel %q is a preview channel: devices join it with its token only, so it cannot be public or self-assignable", name)
 		}
+		if ch.Windows != nil && p.Windows != nil {
+			if err := ch.Windows.Normalize(); err != nil {
+				return &InvalidError{Code: snapshot.CodeInvalidWindow, Msg: err.Error()}
+			}
+		}
 		if !snapshot.ValidDisableAutoUpdate(ch.DisableAutoUpdate) {
 			return &InvalidError{Code: "invalid_disable_auto_update", Msg: fmt.Sprintf("disable_auto_update %q: want major, minor, patch, metadata or none", ch.DisableAutoUpdate)}
 		}
@@ -521,6 +542,19 @@ func (s *Store) PutChannel(ctx context.Context, appID, name string, p ChannelPat
 		}
 		if err := saveGate(ctx, tx, appID, name, gate); err != nil {
 			return err
+		}
+		if p.Windows != nil {
+			var windows any
+			if ch.Windows != nil {
+				j, err := json.Marshal(ch.Windows)
+				if err != nil {
+					return err
+				}
+				windows = string(j)
+			}
+			if _, err := tx.ExecContext(ctx, `UPDATE channels SET windows = ? WHERE app_id = ? AND name = ?`, windows, appID, name); err != nil {
+				return err
+			}
 		}
 		saved, err := listChannels(ctx, tx, `WHERE app_id = ? AND name = ?`, appID, name)
 		if err != nil || len(saved) != 1 {

@@ -334,6 +334,9 @@ func (s *Store) AddSegment(ctx context.Context, appID string, rule snapshot.Rule
 			return err
 		}
 		if err := rule.Validate(); err != nil {
+			if we := (*snapshot.WindowError)(nil); errors.As(err, &we) {
+				return invalid(snapshot.CodeInvalidWindow, "%v", err)
+			}
 			return invalid(CodeInvalidSegment, "%v", err)
 		}
 		if _, err := lockChannel(ctx, tx, appID, rule.Channel); err != nil {

@@ -212,6 +212,9 @@ var Meta = Schema{name: "meta", migrations: []string{
 	// JSON; NULL: every device gets the channel's bundle).
 	`ALTER TABLE bundles ADD COLUMN native_packages TEXTC;
 	 ALTER TABLE channels ADD COLUMN native_gate TEXTC;`,
+	// Maintenance windows (issue 19): a channel's weekly windows and
+	// blackout dates (snapshot.Windows as JSON; NULL: updates at any time).
+	`ALTER TABLE channels ADD COLUMN windows TEXTC;`,
 }}
 
 // Events is the event schema: ingested segments and the aggregates folded

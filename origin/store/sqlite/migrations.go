@@ -210,6 +210,9 @@ var Meta = Schema{foreignKeys: true, migrations: []string{
 	// JSON; NULL: every device gets the channel's bundle).
 	`ALTER TABLE bundles ADD COLUMN native_packages TEXT;
 	 ALTER TABLE channels ADD COLUMN native_gate TEXT;`,
+	// Maintenance windows (issue 19): a channel's weekly windows and
+	// blackout dates (snapshot.Windows as JSON; NULL: updates at any time).
+	`ALTER TABLE channels ADD COLUMN windows TEXT;`,
 }}
 
 // Events is the event database (DATA/events.db): ingested segments and the
