@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"image"
 	"image/png"
 	"math/rand/v2"
 	"net/http"
@@ -64,36 +65,10 @@ func TestChromiumStatsUI(t *testing.T) {
 		shot = d
 	}
 	url := fmt.Sprintf("http://%s/ui/apps/com.example.app?since=1h&key=%s", r.OriginAddr, readKey(t, data))
-	cctx, ccancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer ccancel()
-	cmd := exec.CommandContext(cctx, browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-		"--user-data-dir="+t.TempDir(), "--hide-scrollbars", "--window-size=900,1000", "--screenshot="+shot, url)
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("chromium: %v\n%s", err, b)
-	}
-	f, err := os.Open(shot)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	img, err := png.Decode(f)
-	if err != nil {
-		t.Fatal(err)
-	}
+	img := chromiumShot(t, browser, url, shot, "900,1000")
 	// Count pixels close to each series colour.
 	colors := map[string][3]int{"1.0.0": {0x1f, 0x77, 0xb4}, "1.0.1": {0xd6, 0x27, 0x28}}
-	counts := map[string]int{}
-	b := img.Bounds()
-	for y := b.Min.Y; y < b.Max.Y; y++ {
-		for x := b.Min.X; x < b.Max.X; x++ {
-			r, g, bl, _ := img.At(x, y).RGBA()
-			for v, c := range colors {
-				if abs(int(r>>8)-c[0]) < 24 && abs(int(g>>8)-c[1]) < 24 && abs(int(bl>>8)-c[2]) < 24 {
-					counts[v]++
-				}
-			}
-		}
-	}
+	counts := countColours(img, colors)
 	// A legend swatch is 12×12 = 144 pixels; the series' lines and dots
 	// must add at least 100 more (the lines may overlap where two bundles
 	// have the same adoption, so each colour is not fully visible).
@@ -185,10 +160,27 @@ func TestChromiumAdoptionUI(t *testing.T) {
 		shot = d
 	}
 	url := fmt.Sprintf("http://%s/ui/apps/%s?channel=production&key=%s", r.OriginAddr, app, readKey(t, data))
+	img := chromiumShot(t, browser, url, shot, "900,1400")
+	// default (#e6a100) and segment:testers (#00a087): uiSegmentPalette[1:3].
+	colors := map[string][3]int{"default": {0xe6, 0xa1, 0x00}, "segment:testers": {0x00, 0xa0, 0x87}}
+	counts := countColours(img, colors)
+	// A legend swatch is 144 pixels; a curve across the plot adds hundreds.
+	for _, v := range []string{"default", "segment:testers"} {
+		if counts[v] < 144+300 {
+			t.Errorf("segment %s: %d pixels of its colour in the screenshot; the adoption chart was not drawn", v, counts[v])
+		}
+	}
+	t.Logf("pixels per segment colour: %v", counts)
+}
+
+// chromiumShot has headless Chromium render url at size ("W,H") into the
+// PNG file shot and returns the decoded image.
+func chromiumShot(t *testing.T, browser, url, shot, size string) image.Image {
+	t.Helper()
 	cctx, ccancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer ccancel()
 	cmd := exec.CommandContext(cctx, browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-		"--user-data-dir="+t.TempDir(), "--hide-scrollbars", "--window-size=900,1400", "--screenshot="+shot, url)
+		"--user-data-dir="+t.TempDir(), "--hide-scrollbars", "--window-size="+size, "--screenshot="+shot, url)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("chromium: %v\n%s", err, b)
 	}
@@ -201,8 +193,12 @@ func TestChromiumAdoptionUI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// default (#e6a100) and segment:testers (#00a087): uiSegmentPalette[1:3].
-	colors := map[string][3]int{"default": {0xe6, 0xa1, 0x00}, "segment:testers": {0x00, 0xa0, 0x87}}
+	return img
+}
+
+// countColours counts, per name, the pixels of img within 24 of its RGB
+// colour in every channel.
+func countColours(img image.Image, colors map[string][3]int) map[string]int {
 	counts := map[string]int{}
 	b := img.Bounds()
 	for y := b.Min.Y; y < b.Max.Y; y++ {
@@ -215,11 +211,5 @@ func TestChromiumAdoptionUI(t *testing.T) {
 			}
 		}
 	}
-	// A legend swatch is 144 pixels; a curve across the plot adds hundreds.
-	for _, v := range []string{"default", "segment:testers"} {
-		if counts[v] < 144+300 {
-			t.Errorf("segment %s: %d pixels of its colour in the screenshot; the adoption chart was not drawn", v, counts[v])
-		}
-	}
-	t.Logf("pixels per segment colour: %v", counts)
+	return counts
 }
