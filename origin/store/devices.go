@@ -336,14 +336,7 @@ func upsertReturning(ctx context.Context, tx *Tx, head string, rows [][]any, tai
 		if err != nil {
 			return err
 		}
-		for res.Next() {
-			if err := fn(res); err != nil {
-				res.Close()
-				return err
-			}
-		}
-		res.Close()
-		if err := res.Err(); err != nil {
+		if err := eachRow(res, fn); err != nil {
 			return err
 		}
 		rows = rows[n:]

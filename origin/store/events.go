@@ -302,6 +302,17 @@ func insertRows(ctx context.Context, tx *Tx, head string, rows [][]any, tail str
 	return nil
 }
 
+// eachRow calls fn for every row of rows, then closes them.
+func eachRow(rows *sql.Rows, fn func(*sql.Rows) error) error {
+	defer rows.Close()
+	for rows.Next() {
+		if err := fn(rows); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
 // queryIn runs head + "(?, …)" + tail over keys, at most rowsPerStatement keys a
 // statement, with args before the keys, calling fn for every row.
 func queryIn(ctx context.Context, tx *Tx, head string, args []any, keys []any, fn func(*sql.Rows) error, tail ...string) error {
@@ -312,14 +323,7 @@ func queryIn(ctx context.Context, tx *Tx, head string, args []any, keys []any, f
 		if err != nil {
 			return err
 		}
-		for rows.Next() {
-			if err := fn(rows); err != nil {
-				rows.Close()
-				return err
-			}
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
+		if err := eachRow(rows, fn); err != nil {
 			return err
 		}
 		keys = keys[n:]
