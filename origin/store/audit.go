@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"strings"
 	"time"
@@ -102,18 +103,25 @@ func (s *Store) Audit(ctx context.Context, q AuditQuery) ([]AuditRecord, error) 
 	if q.Newest {
 		order = "id DESC"
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT id, at, app_id, actor, addr, action, target, before, after FROM audit_log
+	rows, err := s.db.QueryContext(ctx, `SELECT `+auditCols+` FROM audit_log
 		WHERE `+strings.Join(where, " AND ")+` ORDER BY `+order+` LIMIT ?`, args...)
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
+	return scanAudit(rows)
+}
+
+// auditCols are the columns scanAudit reads.
+const auditCols = `id, at, app_id, actor, addr, action, target, before, after`
+
+// scanAudit reads audit records (auditCols) and closes rows.
+func scanAudit(rows *sql.Rows) ([]AuditRecord, error) {
 	var out []AuditRecord
-	for rows.Next() {
+	err := eachRow(rows, func(rows *sql.Rows) error {
 		var r AuditRecord
 		var before, after string
 		if err := rows.Scan(&r.ID, &r.At, &r.App, &r.Actor, &r.Addr, &r.Action, &r.Target, &before, &after); err != nil {
-			return nil, err
+			return err
 		}
 		if before != "" {
 			r.Before = json.RawMessage(before)
@@ -122,8 +130,9 @@ func (s *Store) Audit(ctx context.Context, q AuditQuery) ([]AuditRecord, error) 
 			r.After = json.RawMessage(after)
 		}
 		out = append(out, r)
-	}
-	return out, rows.Err()
+		return nil
+	})
+	return out, err
 }
 
 // Who names who makes a change: the API key's name (or the origin itself:

@@ -311,28 +311,11 @@ func (s *Store) EnqueueWebhookDeliveries(ctx context.Context, now time.Time, lim
 
 // auditAfter reads up to limit audit records after id, in tx.
 func auditAfter(ctx context.Context, tx *Tx, id int64, limit int) ([]AuditRecord, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT id, at, app_id, actor, addr, action, target, before, after FROM audit_log
-		WHERE id > ? ORDER BY id LIMIT ?`, id, limit)
+	rows, err := tx.QueryContext(ctx, `SELECT `+auditCols+` FROM audit_log WHERE id > ? ORDER BY id LIMIT ?`, id, limit)
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	var out []AuditRecord
-	for rows.Next() {
-		var r AuditRecord
-		var before, after string
-		if err := rows.Scan(&r.ID, &r.At, &r.App, &r.Actor, &r.Addr, &r.Action, &r.Target, &before, &after); err != nil {
-			return nil, err
-		}
-		if before != "" {
-			r.Before = json.RawMessage(before)
-		}
-		if after != "" {
-			r.After = json.RawMessage(after)
-		}
-		out = append(out, r)
-	}
-	return out, rows.Err()
+	return scanAudit(rows)
 }
 
 // ClaimWebhookDeliveries claims up to n pending deliveries due at now whose
