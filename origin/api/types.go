@@ -56,6 +56,11 @@ type Resolution struct {
 	Channel string `json:"channel,omitempty"`
 	Rule    string `json:"rule,omitempty"`
 	Segment string `json:"segment,omitempty"`
+	// Cohort is the cohort the matching segment routes (when it names one).
+	Cohort string `json:"cohort,omitempty"`
+	// Cohorts lists the app's cohorts the device belongs to (by device id
+	// or custom id).
+	Cohorts []string `json:"cohorts,omitempty"`
 	Variant string `json:"variant,omitempty"`
 	Arm     string `json:"arm,omitempty"`
 	Bucket  int    `json:"bucket"`
