@@ -86,6 +86,7 @@ func (s *Server) Handler() http.Handler {
 	api("POST /api/v1/apps/{app}/segments", scopeDeploy, s.addSegment)
 	api("DELETE /api/v1/apps/{app}/segments/{name}", scopeDeploy, s.removeSegment)
 	api("GET /api/v1/apps/{app}/cohorts", scopeRead, s.listCohorts)
+	api("POST /api/v1/apps/{app}/cohorts", scopeDeploy, s.addCohort)
 	api("PUT /api/v1/apps/{app}/cohorts/{name}", scopeDeploy, s.importCohort)
 	api("DELETE /api/v1/apps/{app}/cohorts/{name}", scopeDeploy, s.removeCohort)
 	api("GET /api/v1/apps/{app}/overrides", scopeRead, s.listOverrides)

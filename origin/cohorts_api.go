@@ -3,6 +3,7 @@ package origin
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/updraft-cdn/updraft/origin/snapshot"
 	"github.com/updraft-cdn/updraft/origin/store"
@@ -34,8 +36,8 @@ func (e *CohortFileError) Error() string { return fmt.Sprintf("line %d: %s", e.L
 // ({"device_id": …} or {"custom_id": …} per line; the first non-blank
 // character '{' says which). An id without a header is a device id when it
 // is a UUID and a custom id otherwise. It returns the member keys, sorted
-// and without duplicates, and refuses more than max distinct ones... as it
-// reads (at most max+max/4 before deduplicating).
+// and without duplicates; past max distinct ones it stops reading
+// (errTooMany), holding at most max+max/4 keys before deduplicating.
 func ReadCohortFile(r io.Reader, max int) ([][16]byte, error) {
 	br := bufio.NewReaderSize(r, 64<<10)
 	first, err := peekNonBlank(br)
@@ -254,4 +256,105 @@ func (s *Server) removeCohort(w http.ResponseWriter, r *http.Request) error {
 	s.awaitPublished(r.Context())
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	return nil
+}
+
+// CohortRecomputeEvery is how often the origin holding the "cohorts" lease
+// recomputes the behaviour cohorts.
+var CohortRecomputeEvery = time.Hour
+
+// AddCohortRequest is the body of POST /api/v1/apps/{app}/cohorts.
+type AddCohortRequest struct {
+	Name string `json:"name"`
+	Rule string `json:"rule"`
+}
+
+// addCohort is POST /api/v1/apps/{app}/cohorts: a behaviour cohort,
+// computed now and then on the origin's schedule.
+func (s *Server) addCohort(w http.ResponseWriter, r *http.Request) error {
+	appID, err := s.appParam(r)
+	if err != nil {
+		return err
+	}
+	var in AddCohortRequest
+	if err := decodeJSON(r, &in); err != nil {
+		return err
+	}
+	rule, err := store.ParseCohortRule(in.Rule)
+	if err != nil {
+		return storeErr(err, appID)
+	}
+	out, err := s.computeCohort(r.Context(), appID, in.Name, rule)
+	if err != nil {
+		return storeErr(err, appID)
+	}
+	s.log.Info("origin: cohort computed", "app", appID, "cohort", in.Name, "rule", rule.String(), "members", out.Members)
+	s.awaitPublished(r.Context())
+	status := http.StatusOK
+	if out.Created {
+		status = http.StatusCreated
+	}
+	writeJSON(w, status, out)
+	return nil
+}
+
+// computeCohort recomputes one behaviour cohort at the current time.
+func (s *Server) computeCohort(ctx context.Context, appID, name string, rule store.CohortRule) (store.CohortChange, error) {
+	if !store.ValidCohortName(name) {
+		return store.CohortChange{}, errf(http.StatusBadRequest, store.CodeInvalidCohort, "cohort name %q: want 1-64 letters, digits, '.', '_' or '-'", name)
+	}
+	keys, err := s.events.CohortMembers(ctx, appID, rule, time.Now().UnixMilli())
+	if err != nil {
+		return store.CohortChange{}, err
+	}
+	var out store.CohortChange
+	err = s.shards.writeApps([]string{appID}, func() error {
+		var err error
+		out, err = s.store.SetCohort(ctx, appID, name, rule.String(), keys)
+		return err
+	})
+	return out, err
+}
+
+// recomputeCohorts recomputes every behaviour cohort now and then every
+// CohortRecomputeEvery, while this origin holds the "cohorts" lease.
+func (s *Server) recomputeCohorts(ctx context.Context) {
+	t := time.NewTicker(CohortRecomputeEvery)
+	defer t.Stop()
+	for {
+		s.recomputeCohortsOnce(store.WithWho(ctx, store.Who{Actor: "cohorts"}))
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+func (s *Server) recomputeCohortsOnce(ctx context.Context) {
+	all, err := s.store.Cohorts(ctx, "")
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Error("origin: list cohorts", "err", err)
+		}
+		return
+	}
+	for _, c := range all {
+		if c.Rule == "" {
+			continue
+		}
+		rule, err := store.ParseCohortRule(c.Rule)
+		if err != nil {
+			continue
+		}
+		out, err := s.computeCohort(ctx, c.AppID, c.Name, rule)
+		if err != nil {
+			if ctx.Err() == nil {
+				s.log.Error("origin: recompute cohort", "app", c.AppID, "cohort", c.Name, "err", err)
+			}
+			continue
+		}
+		if out.Added+out.Removed > 0 {
+			s.log.Info("origin: cohort recomputed", "app", c.AppID, "cohort", c.Name, "members", out.Members, "added", out.Added, "removed", out.Removed)
+		}
+	}
 }
