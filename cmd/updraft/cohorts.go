@@ -11,20 +11,24 @@ import (
 	"time"
 )
 
-// cmdCohort is `updraft cohort import|list|remove`.
+// cmdCohort is `updraft cohort add|import|list|remove`.
 func cmdCohort(ctx context.Context, sub string, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("cohort "+sub, flag.ContinueOnError)
 	var cf clientFlags
 	cf.register(fs)
 	app := fs.String("app", "", "app id (required)")
+	rule := new(string)
+	if sub == "add" {
+		fs.StringVar(rule, "rule", "", `behaviour rule (required): "new:7d", "active:5/7d", "power:10%" or "failing:7d"`)
+	}
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
 	}
 	switch sub {
-	case "import", "remove", "list":
+	case "add", "import", "remove", "list":
 	default:
-		return usagef("", "cohort: unknown subcommand %q (want import, list or remove)", sub)
+		return usagef("", "cohort: unknown subcommand %q (want add, import, list or remove)", sub)
 	}
 	if *app == "" {
 		return usagef("", "cohort %s: --app is required", sub)
@@ -34,9 +38,12 @@ func cmdCohort(ctx context.Context, sub string, args []string, stdout, stderr io
 		if err := want(2, pos, "a cohort NAME and a FILE (- for standard input)"); err != nil {
 			return err
 		}
-	case "remove":
+	case "add", "remove":
 		if err := want(1, pos, "one cohort NAME"); err != nil {
 			return err
+		}
+		if sub == "add" && *rule == "" {
+			return usagef("", "cohort add: --rule is required")
 		}
 	case "list":
 		if err := want(0, pos, "no arguments"); err != nil {
@@ -48,6 +55,20 @@ func cmdCohort(ctx context.Context, sub string, args []string, stdout, stderr io
 		return err
 	}
 	switch sub {
+	case "add":
+		res, err := c.AddCohort(ctx, *app, pos[0], *rule)
+		if err != nil {
+			return err
+		}
+		if cf.json {
+			return printJSON(stdout, res)
+		}
+		verb := "recomputed"
+		if res.Created {
+			verb = "created"
+		}
+		fmt.Fprintf(stdout, "cohort %s (%s) %s: %d members (+%d, -%d); recomputed every hour\n", res.Name, res.Rule, verb, res.Members, res.Added, res.Removed)
+		return nil
 	case "import":
 		var in io.Reader = os.Stdin
 		if pos[1] != "-" {

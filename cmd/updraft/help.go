@@ -41,7 +41,7 @@ var groups = map[string]string{
 	"bundle":  "upload, list, delete and rebuild an app's bundles; check their native compatibility",
 	"channel": "route devices: channels, rollouts, A/B splits and rollout guards",
 	"segment": "attribute rules that send matching devices to a channel",
-	"cohort":  "named sets of devices (imported from a file) that segments route with --cohort",
+	"cohort":  "named sets of devices (imported, or computed from behaviour) that segments route with --cohort",
 	"device":  "the device inventory (last check-in, recent events, live tail) and overrides",
 	"keys":    "show, create, list, revoke and rotate keys",
 	"delta":   "build and apply binary deltas between bundles",
@@ -181,6 +181,13 @@ var docs = []cmdDoc{
 	{name: "segment remove", section: secOperator, args: "NAME --app ID", summary: "remove a rule",
 		examples: []string{"updraft segment remove testers --app com.example.app"}},
 
+	{name: "cohort add", section: secOperator, args: "NAME --app ID --rule RULE [--json]",
+		summary: "a behaviour cohort the origin computes now and every hour: new:Nd, active:K/Nd, power:P% or failing:Nd",
+		examples: []string{`updraft cohort add power --app com.example.app --rule "power:10%"`,
+			`updraft cohort add regulars --app com.example.app --rule "active:5/7d"`},
+		notes: "new:Nd first seen within N days; active:K/Nd checked in on at least K distinct UTC days of the last N;\n" +
+			"power:P% the top P% of active devices (heard of within 30 days) by check-ins within 30 days;\n" +
+			"failing:Nd an install failure (*_fail) within N days. N is 1 to 90."},
 	{name: "cohort import", section: secOperator, args: "NAME --app ID FILE|- [--json]",
 		summary: "make a cohort exactly the set of device ids or custom ids in a CSV or JSON-lines file (streamed, diffed: re-importing changes nothing)",
 		examples: []string{"updraft cohort import power --app com.example.app power-users.csv",

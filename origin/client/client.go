@@ -531,3 +531,10 @@ func (c *Client) ListCohorts(ctx context.Context, app string) ([]store.Cohort, e
 func (c *Client) RemoveCohort(ctx context.Context, app, name string) error {
 	return c.DoJSON(ctx, http.MethodDelete, "/api/v1/apps/"+url.PathEscape(app)+"/cohorts/"+url.PathEscape(name), nil, nil)
 }
+
+// AddCohort adds (or recomputes) a behaviour cohort computed by the origin.
+func (c *Client) AddCohort(ctx context.Context, app, name, rule string) (store.CohortChange, error) {
+	var out store.CohortChange
+	err := c.DoJSON(ctx, http.MethodPost, "/api/v1/apps/"+url.PathEscape(app)+"/cohorts", map[string]string{"name": name, "rule": rule}, &out)
+	return out, err
+}
