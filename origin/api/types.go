@@ -61,9 +61,9 @@ type Resolution struct {
 	// Cohorts lists the app's cohorts the device belongs to (by device id
 	// or custom id).
 	Cohorts []string `json:"cohorts,omitempty"`
-	Variant string `json:"variant,omitempty"`
-	Arm     string `json:"arm,omitempty"`
-	Bucket  int    `json:"bucket"`
+	Variant string   `json:"variant,omitempty"`
+	Arm     string   `json:"arm,omitempty"`
+	Bucket  int      `json:"bucket"`
 	// RevertToBuiltin: the device is sent back to the store build (its
 	// channel targets builtin); Version is "builtin".
 	RevertToBuiltin bool `json:"revert_to_builtin,omitempty"`
