@@ -565,8 +565,8 @@ func (a *App) override(dev [16]byte) *Channel {
 	if sh == nil {
 		return nil
 	}
-	if e, ok := sh.m[dev]; ok && e.ch != noChannel {
-		return a.shardChannels[i][e.ch]
+	if j, ok := sh.m[dev]; ok {
+		return a.shardChannels[i][j]
 	}
 	return nil
 }
@@ -578,7 +578,7 @@ func (a *App) cohortsOf(key [16]byte) uint64 {
 		return 0
 	}
 	if sh := a.shards[ShardOf(key)]; sh != nil {
-		return sh.m[key].cohorts
+		return sh.cohorts[key]
 	}
 	return 0
 }

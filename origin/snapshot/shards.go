@@ -28,20 +28,16 @@ func ShardOf(dev [16]byte) int { return int(dev[0]) }
 // OverrideShard is one decoded shard: device id → channel name. It is
 // immutable and shared between snapshots that list the same hash.
 type OverrideShard struct {
-	channels []string                // distinct channel names, sorted
-	m        map[[16]byte]shardEntry // device (or custom id key) → entry
-	pinned   int                     // entries with a channel
+	channels []string            // distinct channel names, sorted
+	m        map[[16]byte]uint16 // device → index in channels
+	// cohorts holds the bits of the app's cohorts each key belongs to (bit
+	// i: the cohort whose App.Cohorts entry has Bit i); keys are device ids
+	// or CohortKeyOfCustomID. A map apart, so overrides cost no more memory
+	// than before cohorts existed.
+	cohorts map[[16]byte]uint64
 }
 
-// shardEntry is what a shard knows of one key: the channel it is pinned to
-// (noChannel: none) and the bits of the app's cohorts it belongs to (bit i:
-// the cohort whose App.Cohorts entry has Bit i). One map lookup per request
-// answers both.
-type shardEntry struct {
-	cohorts uint64
-	ch      uint16
-}
-
+// noChannel is a format-2 entry's channel index for a key only in cohorts.
 const noChannel = 0xFFFF
 
 // CohortKeyOfCustomID is the shard key of a custom id in cohorts: custom ids
@@ -80,11 +76,10 @@ func NewOverrideShard(entries map[[16]byte]string) *OverrideShard {
 	for i, n := range list {
 		names[n] = uint16(i)
 	}
-	sh := &OverrideShard{channels: list, m: make(map[[16]byte]shardEntry, len(entries))}
+	sh := &OverrideShard{channels: list, m: make(map[[16]byte]uint16, len(entries))}
 	for d, ch := range entries {
-		sh.m[d] = shardEntry{ch: names[ch]}
+		sh.m[d] = names[ch]
 	}
-	sh.pinned = len(entries)
 	return sh
 }
 
@@ -96,39 +91,30 @@ func NewShard(overrides map[[16]byte]string, cohorts map[[16]byte]uint64) *Overr
 		if bits == 0 {
 			continue
 		}
-		e, ok := sh.m[k]
-		if !ok {
-			e.ch = noChannel
+		if sh.cohorts == nil {
+			sh.cohorts = make(map[[16]byte]uint64, len(cohorts))
 		}
-		e.cohorts = bits
-		sh.m[k] = e
+		sh.cohorts[k] = bits
 	}
 	return sh
 }
 
 // Len is the number of devices pinned to a channel in the shard.
-func (s *OverrideShard) Len() int { return s.pinned }
+func (s *OverrideShard) Len() int { return len(s.m) }
 
 // Channel returns the channel name a device is pinned to in this shard.
 func (s *OverrideShard) Channel(dev [16]byte) (string, bool) {
-	e, ok := s.m[dev]
-	if !ok || e.ch == noChannel {
+	i, ok := s.m[dev]
+	if !ok {
 		return "", false
 	}
-	return s.channels[e.ch], true
+	return s.channels[i], true
 }
 
 // Cohorts returns the cohort bits of a key in this shard.
-func (s *OverrideShard) Cohorts(key [16]byte) uint64 { return s.m[key].cohorts }
+func (s *OverrideShard) Cohorts(key [16]byte) uint64 { return s.cohorts[key] }
 
-func (s *OverrideShard) hasCohorts() bool {
-	for _, e := range s.m {
-		if e.cohorts != 0 {
-			return true
-		}
-	}
-	return false
-}
+func (s *OverrideShard) hasCohorts() bool { return len(s.cohorts) > 0 }
 
 const (
 	shardMagic  = "UPDOVR1\x00"
@@ -152,9 +138,14 @@ func (s *OverrideShard) Encode() []byte {
 }
 
 func (s *OverrideShard) encode(magic string, entry int) []byte {
-	devs := make([][16]byte, 0, len(s.m))
+	devs := make([][16]byte, 0, len(s.m)+len(s.cohorts))
 	for d := range s.m {
 		devs = append(devs, d)
+	}
+	for k := range s.cohorts {
+		if _, pinned := s.m[k]; !pinned {
+			devs = append(devs, k)
+		}
 	}
 	sort.Slice(devs, func(i, j int) bool { return bytes.Compare(devs[i][:], devs[j][:]) < 0 })
 	out := make([]byte, 0, len(magic)+2+len(s.channels)*16+4+len(devs)*entry)
@@ -167,10 +158,13 @@ func (s *OverrideShard) encode(magic string, entry int) []byte {
 	out = binary.BigEndian.AppendUint32(out, uint32(len(devs)))
 	for _, d := range devs {
 		out = append(out, d[:]...)
-		e := s.m[d]
-		out = binary.BigEndian.AppendUint16(out, e.ch)
+		ch, pinned := s.m[d]
+		if !pinned {
+			ch = noChannel
+		}
+		out = binary.BigEndian.AppendUint16(out, ch)
 		if entry == 26 {
-			out = binary.BigEndian.AppendUint64(out, e.cohorts)
+			out = binary.BigEndian.AppendUint64(out, s.cohorts[d])
 		}
 	}
 	return out
@@ -215,24 +209,31 @@ func DecodeOverrideShard(b []byte) (*OverrideShard, error) {
 	if len(p) != n*entry {
 		return bad("device table length")
 	}
-	s.m = make(map[[16]byte]shardEntry, n)
+	s.m = make(map[[16]byte]uint16, n)
+	if entry == 26 {
+		s.cohorts = make(map[[16]byte]uint64, n)
+	}
 	for i := 0; i < n; i++ {
 		e := p[i*entry:]
-		se := shardEntry{ch: binary.BigEndian.Uint16(e[16:])}
+		key := [16]byte(e[:16])
+		ch := binary.BigEndian.Uint16(e[16:])
+		var bits uint64
 		if entry == 26 {
-			se.cohorts = binary.BigEndian.Uint64(e[18:])
+			bits = binary.BigEndian.Uint64(e[18:])
 		}
 		switch {
-		case se.ch == noChannel && entry == 26:
-			if se.cohorts == 0 {
+		case ch == noChannel && entry == 26:
+			if bits == 0 {
 				return bad("entry with neither channel nor cohort")
 			}
-		case int(se.ch) >= nch:
+		case int(ch) >= nch:
 			return bad("channel index out of range")
 		default:
-			s.pinned++
+			s.m[key] = ch
 		}
-		s.m[[16]byte(e[:16])] = se
+		if bits != 0 {
+			s.cohorts[key] = bits
+		}
 	}
 	return s, nil
 }
