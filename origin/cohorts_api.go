@@ -45,21 +45,21 @@ func ReadCohortFile(r io.Reader, max int) ([][16]byte, error) {
 		return nil, err
 	}
 	var keys [][16]byte
+	// add adds a row's device id and custom id (either may be empty; a row
+	// naming both adds both: the device matches by either).
 	add := func(line int, dev, custom string) error {
-		switch {
-		case dev != "":
+		if dev != "" {
 			u, ok := snapshot.ParseDeviceID(dev)
 			if !ok {
 				return &CohortFileError{line, fmt.Sprintf("device id %q is not a UUID", dev)}
 			}
 			keys = append(keys, u)
-		case custom != "":
+		}
+		if custom != "" {
 			if len(custom) > maxCustomIDLen {
 				return &CohortFileError{line, fmt.Sprintf("custom id of %d bytes: at most %d", len(custom), maxCustomIDLen)}
 			}
 			keys = append(keys, snapshot.CohortKeyOfCustomID(custom))
-		default:
-			return nil
 		}
 		if len(keys) > max+max/4 {
 			keys = store.SortKeys(keys)
