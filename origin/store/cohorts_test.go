@@ -130,4 +130,15 @@ func TestCohortImportDiff(t *testing.T) {
 	if c, err := s.SetCohort(ctx, app, "again", "", keysOf(1)); err != nil || c.Bit != 0 {
 		t.Errorf("reuse bit: %+v %v", c, err)
 	}
+
+	// Deleting the app deletes its cohorts and members.
+	if _, err := s.DeleteApp(ctx, app); err != nil {
+		t.Fatal(err)
+	}
+	if list, err := s.Cohorts(ctx, app); err != nil || len(list) != 0 {
+		t.Errorf("after app delete: %+v %v", list, err)
+	}
+	if bits, err := s.CohortBitsInShard(ctx, app, -1); err != nil || len(bits) != 0 {
+		t.Errorf("members after app delete: %d %v", len(bits), err)
+	}
 }
