@@ -188,6 +188,7 @@ var requestTypes = map[string]func() any{
 	"postRotateKey": func() any { return new(RotateKeyRequest) },
 	"createKey":     func() any { return new(CreateKeyRequest) },
 	"addWebhook":    func() any { return new(api.WebhookRequest) },
+	"addCohort":     func() any { return new(AddCohortRequest) },
 }
 
 func decodeStrict(raw []byte, v any) error {

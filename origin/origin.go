@@ -155,13 +155,14 @@ func Open(ctx context.Context, cfg config.Origin, log *slog.Logger) (*Server, er
 	go s.publisher(pctx)
 	// The guard and retention run on one origin at a time (cluster.go);
 	// every origin builds bundles, claiming jobs from the store.
-	s.bgDone.Add(5)
+	s.bgDone.Add(6)
 	go func() { defer s.bgDone.Done(); s.exclusive(pctx, "guard", s.guard.run) }()
 	go func() { defer s.bgDone.Done(); s.exclusive(pctx, "preview-expiry", s.sweepPreviews) }()
 	// Every origin sends webhooks: each delivery is claimed by one (webhooks.go).
 	s.store.OnAudit(s.webhooks.wake)
 	go func() { defer s.bgDone.Done(); s.webhooks.run(pctx) }()
 	go func() { defer s.bgDone.Done(); s.exclusive(pctx, "retention", s.pruneEvents) }()
+	go func() { defer s.bgDone.Done(); s.exclusive(pctx, "cohorts", s.recomputeCohorts) }() // cohorts_api.go
 	go func() { defer s.bgDone.Done(); s.followStore(pctx) }()
 	s.deltas.start(pctx) // deltas.go: resumes the builds a stop or crash left, then builds
 	s.gc.start(pctx)

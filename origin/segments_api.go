@@ -19,9 +19,11 @@ func storeErr(err error, appID string) error {
 	case errors.As(err, &inv):
 		status := http.StatusBadRequest
 		switch inv.Code {
-		case store.CodeUnknownChannel, store.CodeUnknownSegment:
+		case store.CodeUnknownChannel, store.CodeUnknownSegment, store.CodeCohortNotFound:
 			status = http.StatusNotFound
-		case store.CodeABActive, store.CodeRolloutActive, store.CodeCannotOverride, store.CodeSelfSetNotAllowed, store.CodeOverrideNotAllowed:
+		case store.CodeCohortTooLarge:
+			status = http.StatusRequestEntityTooLarge
+		case store.CodeCohortInUse, store.CodeABActive, store.CodeRolloutActive, store.CodeCannotOverride, store.CodeSelfSetNotAllowed, store.CodeOverrideNotAllowed:
 			status = http.StatusConflict
 		}
 		return errf(status, inv.Code, "%s", inv.Msg)
@@ -261,6 +263,22 @@ func (s *Server) resolve(w http.ResponseWriter, r *http.Request) error {
 		Rule: d.Rule, Segment: d.Segment, Variant: d.Variant, Arm: d.Arm, Bucket: d.Bucket, MinNativeBuild: d.NativeMin, At: req.Now}
 	if d.Channel != nil {
 		out.Channel = d.Channel.Name
+	}
+	if app := cur.Snap.App(appID); app != nil {
+		for _, rule := range app.Rules {
+			if d.Rule == snapshot.RuleSegment && rule.Name == d.Segment {
+				out.Cohort = rule.Cohort
+			}
+		}
+		customID := req.CustomID
+		if app.IgnoreCustomID {
+			customID = ""
+		}
+		for _, c := range app.Cohorts {
+			if app.InCohort(c.Name, req.DeviceID, customID) {
+				out.Cohorts = append(out.Cohorts, c.Name)
+			}
+		}
 	}
 	if d.Bundle != nil {
 		out.Version = d.Bundle.Version

@@ -10,7 +10,8 @@ import (
 	"github.com/updraft-cdn/updraft/origin/snapshot"
 )
 
-// overrideShards keeps each app's override shards between publications and
+// overrideShards keeps each app's override shards (which also carry the
+// app's cohort membership bits, see snapshot.CohortRef) between publications and
 // rebuilds only the shards that changes touched, so that a change to one
 // device override costs one shard (≈1/256 of the overrides), not a scan of
 // all of them. Encoded shards are stored as blobs, which edges fetch by hash.
@@ -128,8 +129,12 @@ func (o *overrideShards) appShards(ctx context.Context, appID string) (*appShard
 		if err != nil {
 			return nil, err
 		}
+		cohorts, err := o.s.store.CohortBitsInShard(ctx, appID, -1)
+		if err != nil {
+			return nil, err
+		}
 		as = &appShards{}
-		hashes, shards, encoded := snapshot.ShardOverrides(all)
+		hashes, shards, encoded := snapshot.ShardEntries(all, cohorts)
 		for i, h := range hashes {
 			if h == "" {
 				continue
@@ -149,15 +154,19 @@ func (o *overrideShards) appShards(ctx context.Context, appID string) (*appShard
 		if err != nil {
 			return nil, err
 		}
+		cohorts, err := o.s.store.CohortBitsInShard(ctx, appID, i)
+		if err != nil {
+			return nil, err
+		}
 		if old := as.hashes[i]; old != "" {
 			delete(o.byHash, old)
 			o.retired = append(o.retired, retiredShard{hash: old, at: time.Now()})
 		}
 		as.hashes[i], as.shards[i] = "", nil
-		if len(entries) == 0 {
+		if len(entries) == 0 && len(cohorts) == 0 {
 			continue
 		}
-		sh := snapshot.NewOverrideShard(entries)
+		sh := snapshot.NewShard(entries, cohorts)
 		b := sh.Encode()
 		info, err := o.s.blobs.Put(bytes.NewReader(b), 0)
 		if err != nil {

@@ -44,6 +44,7 @@ var WebhookEvents = []string{
 	"channel.created", "channel.changed", "channel.deleted", "channel.preview_created",
 	"rollout.set", "rollout.paused", "rollout.resumed", "rollout.promoted", "rollout.rolled_back",
 	"ab.set", "ab.deleted", "segment.added", "segment.removed", "overrides.changed",
+	"cohort.imported", "cohort.computed", "cohort.removed",
 	"guard.set", "guard.deleted", "guard.acted",
 	"key.created", "key.revoked", "key.rotated", "gc.run",
 	"webhook.added", "webhook.removed", "webhook.test",

@@ -322,7 +322,7 @@ func TestTwoOriginsKillOne(t *testing.T) {
 		t.Fatalf("the store counts %d events; the edges accepted %d", rep.Events, total)
 	}
 	// The cluster-wide work runs on the survivor.
-	for _, lease := range []string{"guard", "retention", "blob-gc", "preview-expiry"} {
+	for _, lease := range []string{"guard", "retention", "blob-gc", "preview-expiry", "cohorts"} {
 		eventually(t, 30*time.Second, "B holds the "+lease+" lease", func() bool {
 			v, err := metricValue("http://"+c.addrB+"/metrics", `updraft_origin_lease_held{lease="`+lease+`"}`)
 			return err == nil && v == 1

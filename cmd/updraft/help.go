@@ -41,6 +41,7 @@ var groups = map[string]string{
 	"bundle":  "upload, list, delete and rebuild an app's bundles; check their native compatibility",
 	"channel": "route devices: channels, rollouts, A/B splits and rollout guards",
 	"segment": "attribute rules that send matching devices to a channel",
+	"cohort":  "named sets of devices (imported, or computed from behaviour) that segments route with --cohort",
 	"device":  "the device inventory (last check-in, recent events, live tail) and overrides",
 	"keys":    "show, create, list, revoke and rotate keys",
 	"delta":   "build and apply binary deltas between bundles",
@@ -170,14 +171,34 @@ var docs = []cmdDoc{
 			"default the app id); the app passes the token to CapacitorUpdater.setChannel (docs/cli.md has the snippet).\n" +
 			"The preview channel and its token stop working after --ttl (at most 30d); the origin then deletes it."},
 
-	{name: "segment add", section: secOperator, args: "NAME --app ID --channel C [--platform P] [--version-build RANGE] [--custom-id-prefix X] [flags]",
+	{name: "segment add", section: secOperator, args: "NAME --app ID --channel C [--platform P] [--version-build RANGE] [--custom-id-prefix X] [--cohort NAME] [flags]",
 		summary: "add an attribute rule sending matching devices to a channel",
 		examples: []string{"updraft segment add testers --app com.example.app --channel beta --custom-id-prefix qa-",
+			"updraft segment add power-users --app com.example.app --channel beta --cohort power",
 			`updraft segment add enterprise --app com.example.app --channel production --custom-id-prefix corp- --window "Sat 01:00-05:00 Europe/Rome"`}},
 	{name: "segment list", section: secOperator, args: "--app ID [--json]", summary: "list an app's rules in evaluation order",
 		examples: []string{"updraft segment list --app com.example.app --json"}},
 	{name: "segment remove", section: secOperator, args: "NAME --app ID", summary: "remove a rule",
 		examples: []string{"updraft segment remove testers --app com.example.app"}},
+
+	{name: "cohort add", section: secOperator, args: "NAME --app ID --rule RULE [--json]",
+		summary: "a behaviour cohort the origin computes now and every hour: new:Nd, active:K/Nd, power:P% or failing:Nd",
+		examples: []string{`updraft cohort add power --app com.example.app --rule "power:10%"`,
+			`updraft cohort add regulars --app com.example.app --rule "active:5/7d"`},
+		notes: "new:Nd first seen within N days; active:K/Nd checked in on at least K distinct UTC days of the last N;\n" +
+			"power:P% the top P% of active devices (heard of within 30 days) by check-ins within 30 days;\n" +
+			"failing:Nd an install failure (*_fail) within N days. N is 1 to 90."},
+	{name: "cohort import", section: secOperator, args: "NAME --app ID FILE|- [--json]",
+		summary: "make a cohort exactly the set of device ids or custom ids in a CSV or JSON-lines file (streamed, diffed: re-importing changes nothing)",
+		examples: []string{"updraft cohort import power --app com.example.app power-users.csv",
+			"updraft cohort import vip --app com.example.app vip.jsonl --json"},
+		notes: "CSV: one id per line (a UUID is a device id, anything else a custom id), or a header row naming\n" +
+			"device_id and/or custom_id columns. JSON lines: {\"device_id\": …} or {\"custom_id\": …} per line.\n" +
+			"At most 64 cohorts and 5,000,000 members (all cohorts together) per app."},
+	{name: "cohort list", section: secOperator, args: "--app ID [--json]", summary: "list an app's cohorts: members and the last import's churn",
+		examples: []string{"updraft cohort list --app com.example.app"}},
+	{name: "cohort remove", section: secOperator, args: "NAME --app ID", summary: "remove a cohort (no segment may route it)",
+		examples: []string{"updraft cohort remove power --app com.example.app"}},
 
 	{name: "device override", section: secOperator, args: "DEVICE_ID... --app ID --channel NAME | --clear",
 		summary:  "pin devices to a channel, or unpin them",

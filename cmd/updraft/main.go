@@ -133,6 +133,8 @@ func runSub(ctx context.Context, group, sub string, args []string, stdout, stder
 		return cmdChannel(ctx, sub, args, stdout, stderr)
 	case "segment":
 		return cmdSegment(ctx, sub, args, stdout, stderr)
+	case "cohort": // cohorts.go
+		return cmdCohort(ctx, sub, args, stdout, stderr)
 	case "device":
 		return cmdDevice(ctx, sub, args, stdout, stderr)
 	case "keys":

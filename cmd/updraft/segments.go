@@ -275,6 +275,7 @@ func cmdSegment(ctx context.Context, sub string, args []string, stdout, stderr i
 		fs.StringVar(customIDs, "custom-id", "", "custom ids (comma-separated)")
 		fs.StringVar(&rule.CustomIDPrefix, "custom-id-prefix", "", "custom id prefix")
 		fs.StringVar(deviceIDs, "device-id", "", "device ids (comma-separated)")
+		fs.StringVar(&rule.Cohort, "cohort", "", "only members of this cohort (updraft cohort import)")
 		fs.Var(&emu, "emulator", "only emulators (true) or only physical devices (false)")
 		fs.Var(&prod, "prod", "only prod builds (true) or only dev builds (false)")
 		fs.IntVar(position, "position", -1, "0-based place in the evaluation order (default: last)")
@@ -368,6 +369,7 @@ func describeRule(r snapshot.Rule) string {
 	if len(r.DeviceIDs) > 0 {
 		add("device ids", strconv.Itoa(len(r.DeviceIDs)))
 	}
+	add("cohort", r.Cohort)
 	if r.IsEmulator != nil {
 		add("emulator", strconv.FormatBool(*r.IsEmulator))
 	}
@@ -519,7 +521,10 @@ func cmdResolve(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		fmt.Fprintf(stdout, "no update: %s (%s): %s\n", res.Code, res.Kind, res.Message)
 	}
 	why := "channel " + orDash(res.Channel) + " by rule " + orDash(res.Rule)
-	if res.Segment != "" {
+	switch {
+	case res.Segment != "" && res.Cohort != "":
+		why += " (segment " + res.Segment + ", cohort " + res.Cohort + ")"
+	case res.Segment != "":
 		why += " (segment " + res.Segment + ")"
 	}
 	switch res.Variant {
@@ -540,6 +545,9 @@ func cmdResolve(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 	}
 	fmt.Fprintf(stdout, "why: %s; snapshot rev %d\n", why, res.Rev)
+	if len(res.Cohorts) > 0 {
+		fmt.Fprintf(stdout, "cohorts: %s\n", strings.Join(res.Cohorts, ", "))
+	}
 	return nil
 }
 

@@ -56,9 +56,14 @@ type Resolution struct {
 	Channel string `json:"channel,omitempty"`
 	Rule    string `json:"rule,omitempty"`
 	Segment string `json:"segment,omitempty"`
-	Variant string `json:"variant,omitempty"`
-	Arm     string `json:"arm,omitempty"`
-	Bucket  int    `json:"bucket"`
+	// Cohort is the cohort the matching segment routes (when it names one).
+	Cohort string `json:"cohort,omitempty"`
+	// Cohorts lists the app's cohorts the device belongs to (by device id
+	// or custom id).
+	Cohorts []string `json:"cohorts,omitempty"`
+	Variant string   `json:"variant,omitempty"`
+	Arm     string   `json:"arm,omitempty"`
+	Bucket  int      `json:"bucket"`
 	// RevertToBuiltin: the device is sent back to the store build (its
 	// channel targets builtin); Version is "builtin".
 	RevertToBuiltin bool `json:"revert_to_builtin,omitempty"`

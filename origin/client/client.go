@@ -511,3 +511,30 @@ func (c *Client) TailDevice(ctx context.Context, app, device string, seconds int
 		}
 	}
 }
+
+// ImportCohort streams a cohort file (CSV or JSON lines) to the origin; the
+// cohort becomes exactly the file's set of members.
+func (c *Client) ImportCohort(ctx context.Context, app, name string, file io.Reader, contentType string) (store.CohortChange, error) {
+	var out store.CohortChange
+	err := c.Do(ctx, http.MethodPut, "/api/v1/apps/"+url.PathEscape(app)+"/cohorts/"+url.PathEscape(name), file, contentType, &out)
+	return out, err
+}
+
+// ListCohorts lists an app's cohorts.
+func (c *Client) ListCohorts(ctx context.Context, app string) ([]store.Cohort, error) {
+	var out []store.Cohort
+	err := c.DoJSON(ctx, http.MethodGet, "/api/v1/apps/"+url.PathEscape(app)+"/cohorts", nil, &out)
+	return out, err
+}
+
+// RemoveCohort deletes a cohort.
+func (c *Client) RemoveCohort(ctx context.Context, app, name string) error {
+	return c.DoJSON(ctx, http.MethodDelete, "/api/v1/apps/"+url.PathEscape(app)+"/cohorts/"+url.PathEscape(name), nil, nil)
+}
+
+// AddCohort adds (or recomputes) a behaviour cohort computed by the origin.
+func (c *Client) AddCohort(ctx context.Context, app, name, rule string) (store.CohortChange, error) {
+	var out store.CohortChange
+	err := c.DoJSON(ctx, http.MethodPost, "/api/v1/apps/"+url.PathEscape(app)+"/cohorts", map[string]string{"name": name, "rule": rule}, &out)
+	return out, err
+}

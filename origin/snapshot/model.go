@@ -86,6 +86,10 @@ type App struct {
 	// OverrideShards lists the SHA-256 of the app's ShardCount override
 	// shards ("" for an empty shard); empty when the app has no overrides.
 	OverrideShards []string `json:"override_shards,omitempty"`
+	// Cohorts names the app's cohorts and the bit each has in the shards'
+	// entries (cohort membership travels in the override shards, keyed by
+	// device id or CohortKeyOfCustomID).
+	Cohorts []CohortRef `json:"cohorts,omitempty"`
 
 	bundles  map[string]*Bundle
 	channels map[string]*Channel
@@ -96,6 +100,13 @@ type App struct {
 	shards        *[ShardCount]*OverrideShard
 	shardChannels *[ShardCount][]*Channel
 	overrideCount int
+	cohortBits    map[string]uint64 // cohort name → its bit
+}
+
+// CohortRef is one cohort of an app in the snapshot.
+type CohortRef struct {
+	Name string `json:"name"`
+	Bit  int    `json:"bit"`
 }
 
 // Bundle is an uploaded, immutable release of an app's web content.
@@ -412,12 +423,30 @@ func (a *App) index(src ShardSource) error {
 	if err := a.indexOverrides(src); err != nil {
 		return err
 	}
+	a.cohortBits = nil
+	if len(a.Cohorts) > 0 {
+		a.cohortBits = make(map[string]uint64, len(a.Cohorts))
+		var used uint64
+		for _, c := range a.Cohorts {
+			if c.Bit < 0 || c.Bit >= MaxCohorts || used&(1<<c.Bit) != 0 || !ValidChannelName(c.Name) || a.cohortBits[c.Name] != 0 {
+				return fmt.Errorf("app %q: cohort %q: bad name or bit %d", a.ID, c.Name, c.Bit)
+			}
+			used |= 1 << c.Bit
+			a.cohortBits[c.Name] = 1 << c.Bit
+		}
+	}
 	for _, r := range a.Rules {
 		if err := r.Validate(); err != nil {
 			return fmt.Errorf("app %q: %w", a.ID, err)
 		}
 		if r.channel = a.channels[r.Channel]; r.channel == nil {
 			return fmt.Errorf("app %q: segment %s: unknown channel %q", a.ID, r.Name, r.Channel)
+		}
+		r.cohort = 0
+		if r.Cohort != "" {
+			if r.cohort = a.cohortBits[r.Cohort]; r.cohort == 0 {
+				return fmt.Errorf("app %q: segment %s: unknown cohort %q", a.ID, r.Name, r.Cohort)
+			}
 		}
 	}
 	return nil
@@ -510,6 +539,10 @@ func (a *App) indexOverrides(src ShardSource) error {
 		if err != nil {
 			return fmt.Errorf("app %q: override shard %d: %w", a.ID, i, err)
 		}
+		if sh.Len() == 0 {
+			a.shards[i] = sh // cohort membership only
+			continue
+		}
 		chans := make([]*Channel, len(sh.channels))
 		for j, name := range sh.channels {
 			if chans[j] = a.channels[name]; chans[j] == nil {
@@ -536,6 +569,31 @@ func (a *App) override(dev [16]byte) *Channel {
 		return a.shardChannels[i][j]
 	}
 	return nil
+}
+
+// cohortsOf returns the cohort bits of a shard key (a device id or
+// CohortKeyOfCustomID of a custom id).
+func (a *App) cohortsOf(key [16]byte) uint64 {
+	if a.shards == nil {
+		return 0
+	}
+	if sh := a.shards[ShardOf(key)]; sh != nil {
+		return sh.cohorts[key]
+	}
+	return 0
+}
+
+// InCohort reports whether a device (by id, or by custom id) is a member of
+// the app's cohort name.
+func (a *App) InCohort(name, deviceID, customID string) bool {
+	bit := a.cohortBits[name]
+	if bit == 0 {
+		return false
+	}
+	if u, ok := ParseDeviceID(deviceID); ok && a.cohortsOf(u)&bit != 0 {
+		return true
+	}
+	return customID != "" && a.cohortsOf(CohortKeyOfCustomID(customID))&bit != 0
 }
 
 // Override returns the channel a device is pinned to, or nil.

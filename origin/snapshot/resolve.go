@@ -220,8 +220,9 @@ func pickChannel(app *App, r *Request, dev [16]byte, devOK bool) (*Channel, stri
 	if app.IgnoreCustomID {
 		customID = ""
 	}
+	var cs cohortSet
 	for _, rule := range app.Rules {
-		if rule.matches(r, customID, dev, devOK) {
+		if rule.matches(app, &cs, r, customID, dev, devOK) {
 			return rule.channel, RuleSegment, rule.Name, rule.Windows
 		}
 	}

@@ -26,6 +26,9 @@ type Rule struct {
 	IsEmulator     *bool    `json:"is_emulator,omitempty"`
 	IsProd         *bool    `json:"is_prod,omitempty"`
 	DeviceIDs      []string `json:"device_ids,omitempty"`
+	// Cohort, when set, restricts the rule to the members of the app's
+	// cohort of that name (by device id or custom id; see App.Cohorts).
+	Cohort string `json:"cohort,omitempty"`
 	// Windows, when set, holds the updates of the devices this rule routes
 	// outside its maintenance windows and on its blackout dates, on top
 	// of the channel's own (windows.go). It is not a predicate: a device
@@ -38,6 +41,7 @@ type Rule struct {
 	plugin       *Constraint
 	customIDs    map[string]struct{}
 	devices      map[[16]byte]struct{}
+	cohort       uint64 // the cohort's bit, set by Index
 }
 
 // Rollout serves Bundle instead of the channel's bundle to the devices whose
@@ -182,6 +186,9 @@ func (r *Rule) Validate() error {
 			r.devices[u] = struct{}{}
 		}
 	}
+	if r.Cohort != "" && (len(r.Cohort) > 64 || !ValidChannelName(r.Cohort)) {
+		return fmt.Errorf("segment %s: cohort %q: want a cohort name", r.Name, r.Cohort)
+	}
 	if r.Windows != nil {
 		if err := r.Windows.Normalize(); err != nil {
 			return fmt.Errorf("segment %s: %w", r.Name, err)
@@ -193,9 +200,29 @@ func (r *Rule) Validate() error {
 	return nil
 }
 
+// cohortSet is a request's cohort bits, looked up once, when the first rule
+// naming a cohort is evaluated.
+type cohortSet struct {
+	bits   uint64
+	looked bool
+}
+
+func (c *cohortSet) get(app *App, customID string, dev [16]byte, devOK bool) uint64 {
+	if !c.looked {
+		c.looked = true
+		if devOK {
+			c.bits = app.cohortsOf(dev)
+		}
+		if customID != "" {
+			c.bits |= app.cohortsOf(CohortKeyOfCustomID(customID))
+		}
+	}
+	return c.bits
+}
+
 // matches reports whether every predicate of the rule holds for r, whose
 // custom id counts as customID.
-func (rule *Rule) matches(r *Request, customID string, dev [16]byte, devOK bool) bool {
+func (rule *Rule) matches(app *App, cs *cohortSet, r *Request, customID string, dev [16]byte, devOK bool) bool {
 	if rule.platforms != 0 && rule.platforms&(1<<platformIndex(r.Platform)) == 0 {
 		return false
 	}
@@ -226,6 +253,9 @@ func (rule *Rule) matches(r *Request, customID string, dev [16]byte, devOK bool)
 		if _, ok := rule.devices[dev]; !ok {
 			return false
 		}
+	}
+	if rule.cohort != 0 && cs.get(app, customID, dev, devOK)&rule.cohort == 0 {
+		return false
 	}
 	return true
 }

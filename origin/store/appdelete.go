@@ -16,7 +16,7 @@ type DeletedApp struct {
 
 // appTables are the store's tables holding an app's rows, children first
 // (foreign keys point from later to earlier entries of this list's reverse).
-var appTables = []string{"device_overrides", "channel_guards", "guard_actions", "jobs", "segments", "channels", "deltas", "manifest_files", "bundles", "apps"}
+var appTables = []string{"cohort_members", "cohorts", "device_overrides", "channel_guards", "guard_actions", "jobs", "segments", "channels", "deltas", "manifest_files", "bundles", "apps"}
 
 // DeleteApp deletes the app and everything it owns (bundles and their
 // manifests and deltas, channels, rollouts, A/B splits, segments, overrides,

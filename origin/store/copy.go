@@ -104,6 +104,8 @@ var metaTables = initTables(
 		"disable_auto_update_under_native", "created_at", "updated_at", "rollout", "ab", "builtin", "preview_expires", "native_gate", "windows").withIdentity("rowid"),
 	tbl("segments", []string{"app_id", "name"}, "app_id", "name", "position", "rule", "created_at"),
 	tbl("device_overrides", []string{"app_id", "device_id"}, "app_id", "device_id", "channel", "updated_at", "source").withBlobs("device_id"),
+	tbl("cohorts", []string{"app_id", "name"}, "app_id", "name", "bit", "rule", "members", "added", "removed", "created_at", "updated_at"),
+	tbl("cohort_members", []string{"app_id", "cohort", "member"}, "app_id", "cohort", "member").withBlobs("member"),
 	tbl("deltas", []string{"app_id", "from_version", "to_version", "encoding"}, "app_id", "from_version", "to_version",
 		"encoding", "base_sha256", "sha256", "size", "created_at", "decode_ns"),
 	tbl("manifest_files", []string{"app_id", "version", "file_name"}, "app_id", "version", "file_name", "file_hash", "blob_sha256", "size"),

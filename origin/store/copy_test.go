@@ -151,6 +151,13 @@ func populateForCopy(t *testing.T, in copyInstallation) {
 	_, err = s.AddSegment(ctx, evApp, snapshot.Rule{Name: "testers", Channel: "beta", Platforms: []string{"ios"}, CustomIDPrefix: "qa-"}, 0)
 	must(err)
 	must(s.SetOverrides(ctx, evApp, "dev", copyDevices))
+	{
+		k, _ := snapshot.ParseDeviceID(copyDevices[0])
+		_, err = s.SetCohort(ctx, evApp, "power", "", SortKeys([][16]byte{k, snapshot.CohortKeyOfCustomID("acme-1")}))
+		must(err)
+		_, err = s.AddSegment(ctx, evApp, snapshot.Rule{Name: "power-users", Channel: "beta", Cohort: "power"}, -1)
+		must(err)
+	}
 	_, err = s.SetDeviceChannel(ctx, evApp, "12345678-1234-4234-8234-123456789abc", "beta")
 	must(err)
 	g := DefaultGuard(Guard{})

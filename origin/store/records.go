@@ -673,5 +673,14 @@ func (s *Store) Snapshot(ctx context.Context) (*snapshot.Snapshot, error) {
 	for _, r := range rules {
 		apps[r.AppID].Rules = append(apps[r.AppID].Rules, &r.Rule)
 	}
+	cohorts, err := listCohortRefs(ctx, tx)
+	if err != nil {
+		return nil, fmt.Errorf("store: snapshot: %w", err)
+	}
+	for app, refs := range cohorts {
+		if a := apps[app]; a != nil {
+			a.Cohorts = refs
+		}
+	}
 	return snap, nil
 }

@@ -342,6 +342,13 @@ func (s *Store) AddSegment(ctx context.Context, appID string, rule snapshot.Rule
 		if _, err := lockChannel(ctx, tx, appID, rule.Channel); err != nil {
 			return err
 		}
+		if rule.Cohort != "" {
+			if _, err := getCohort(ctx, tx, appID, rule.Cohort); errors.Is(err, sql.ErrNoRows) {
+				return invalid(CodeCohortNotFound, "app %s has no cohort %q", appID, rule.Cohort)
+			} else if err != nil {
+				return err
+			}
+		}
 		var n int
 		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM segments WHERE app_id = ?`, appID).Scan(&n); err != nil {
 			return err

@@ -215,6 +215,29 @@ var Meta = Schema{name: "meta", migrations: []string{
 	// Maintenance windows (issue 19): a channel's weekly windows and
 	// blackout dates (snapshot.Windows as JSON; NULL: updates at any time).
 	`ALTER TABLE channels ADD COLUMN windows TEXTC;`,
+	// Cohorts (issue 19): named sets of devices of an app, imported or
+	// computed by the origin (rule: "" for imported), each with its bit in
+	// the snapshot's shard entries; members are 16-byte keys (a device id,
+	// or snapshot.CohortKeyOfCustomID of a custom id).
+	`CREATE TABLE cohorts (
+		app_id TEXTC NOT NULL REFERENCES apps(id),
+		name TEXTC NOT NULL,
+		bit BIGINT NOT NULL,
+		rule TEXTC NOT NULL,
+		members BIGINT NOT NULL,
+		added BIGINT NOT NULL,
+		removed BIGINT NOT NULL,
+		created_at BIGINT NOT NULL,
+		updated_at BIGINT NOT NULL,
+		PRIMARY KEY (app_id, name),
+		UNIQUE (app_id, bit));
+	 CREATE TABLE cohort_members (
+		app_id TEXTC NOT NULL,
+		cohort TEXTC NOT NULL,
+		member BYTEA NOT NULL,
+		PRIMARY KEY (app_id, cohort, member),
+		FOREIGN KEY (app_id, cohort) REFERENCES cohorts(app_id, name));
+	 CREATE INDEX cohort_members_member ON cohort_members (app_id, member);`,
 }}
 
 // Events is the event schema: ingested segments and the aggregates folded

@@ -213,6 +213,29 @@ var Meta = Schema{foreignKeys: true, migrations: []string{
 	// Maintenance windows (issue 19): a channel's weekly windows and
 	// blackout dates (snapshot.Windows as JSON; NULL: updates at any time).
 	`ALTER TABLE channels ADD COLUMN windows TEXT;`,
+	// Cohorts (issue 19): named sets of devices of an app, imported or
+	// computed by the origin (rule: "" for imported), each with its bit in
+	// the snapshot's shard entries; members are 16-byte keys (a device id,
+	// or snapshot.CohortKeyOfCustomID of a custom id).
+	`CREATE TABLE cohorts (
+		app_id TEXT NOT NULL REFERENCES apps(id),
+		name TEXT NOT NULL,
+		bit INTEGER NOT NULL,
+		rule TEXT NOT NULL,
+		members INTEGER NOT NULL,
+		added INTEGER NOT NULL,
+		removed INTEGER NOT NULL,
+		created_at INTEGER NOT NULL,
+		updated_at INTEGER NOT NULL,
+		PRIMARY KEY (app_id, name),
+		UNIQUE (app_id, bit));
+	 CREATE TABLE cohort_members (
+		app_id TEXT NOT NULL,
+		cohort TEXT NOT NULL,
+		member BLOB NOT NULL,
+		PRIMARY KEY (app_id, cohort, member),
+		FOREIGN KEY (app_id, cohort) REFERENCES cohorts(app_id, name));
+	 CREATE INDEX cohort_members_member ON cohort_members (app_id, member);`,
 }}
 
 // Events is the event database (DATA/events.db): ingested segments and the
