@@ -2,6 +2,7 @@ package snapshot
 
 import (
 	"crypto/rand"
+	"fmt"
 	"testing"
 )
 
@@ -120,4 +121,51 @@ func BenchmarkResolveCohort(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestCohortRoutesFleet: in a fleet of 100,000 devices, a segment on a
+// cohort of 4,500 of them (the heavy users of store's
+// TestCohortRulesFleet) routes exactly its members, through the signed
+// override shards the edge fetches, and nobody else.
+func TestCohortRoutesFleet(t *testing.T) {
+	const fleet = 100_000
+	id := func(i int) string { return fmt.Sprintf("%08x-0000-4000-8000-%012x", i, i) }
+	heavy := func(i int) bool { return i%20 == 0 && i < 90_000 }
+	members := map[[16]byte]uint64{}
+	for i := 0; i < fleet; i++ {
+		if heavy(i) {
+			u, ok := ParseDeviceID(id(i))
+			if !ok {
+				t.Fatal(id(i))
+			}
+			members[u] = 1 << 3
+		}
+	}
+	s := segmented(t, func(a *App) {
+		hashes, shards, _ := ShardEntries(nil, members)
+		for h, sh := range shards {
+			testShards[h] = sh
+		}
+		a.OverrideShards = hashes
+		a.Cohorts = []CohortRef{{Name: "power", Bit: 3}}
+		a.Rules = append(a.Rules, &Rule{Name: "power-users", Channel: "beta", Cohort: "power"})
+	})
+	routed := 0
+	for i := 0; i < fleet; i++ {
+		r := Request{AppID: "com.example.app", DeviceID: id(i), VersionName: "1.0.0", VersionBuild: "1.0.0",
+			Platform: "android", PluginVersion: "7.1.0", IsProd: true}
+		if err := r.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		d := Resolve(s, &r)
+		if got := d.Segment == "power-users"; got != heavy(i) {
+			t.Fatalf("device %d (%s): segment %q, rule %s; member %v", i, id(i), d.Segment, d.Rule, heavy(i))
+		}
+		if d.Segment == "power-users" {
+			routed++
+		}
+	}
+	if routed != len(members) {
+		t.Fatalf("%d devices routed by the cohort, want %d", routed, len(members))
+	}
 }
