@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/updraft-cdn/updraft/internal/testenv"
 	"github.com/updraft-cdn/updraft/origin"
 	"github.com/updraft-cdn/updraft/origin/store"
 )
@@ -242,7 +243,7 @@ func TestDeviceInventoryEndToEnd(t *testing.T) {
 	go func() {
 		done <- run(ctx, []string{"device", "tail", tester, "--app", app, "--json", "--seconds", "60", "--origin", "http://" + r.OriginAddr, "--data", data}, &tailOut, io.Discard)
 	}()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(testenv.Patience(30 * time.Second))
 	for !strings.Contains(tailOut.String(), `"kind":"checkin"`) {
 		if time.Now().After(deadline) {
 			t.Fatalf("the tail saw no check-in: %q", tailOut.String())

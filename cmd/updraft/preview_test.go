@@ -19,6 +19,7 @@ import (
 	qrcode "github.com/skip2/go-qrcode"
 
 	"github.com/updraft-cdn/updraft/config"
+	"github.com/updraft-cdn/updraft/internal/testenv"
 	"github.com/updraft-cdn/updraft/origin"
 	"github.com/updraft-cdn/updraft/origin/snapshot"
 )
@@ -68,7 +69,7 @@ func startFollowingEdge(t *testing.T, data, upstream, name string) string {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(15 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(testenv.Patience(15 * time.Second)); !cond(); time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
 		}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 )
@@ -72,12 +71,8 @@ func TestCohortRulesFleet(t *testing.T) {
 		const per = 400
 		for len(rows) > 0 {
 			n := min(len(rows), per)
-			ph := "(?" + strings.Repeat(", ?", len(rows[0])-1) + ")"
-			var args []any
-			for _, r := range rows[:n] {
-				args = append(args, r...)
-			}
-			if _, err := e.db.ExecContext(ctx, head+strings.TrimSuffix(strings.Repeat(ph+", ", n), ", "), args...); err != nil {
+			q, args := valuesQuery(head, rows[:n], "")
+			if _, err := e.db.ExecContext(ctx, q, args...); err != nil {
 				t.Fatal(err)
 			}
 			rows = rows[n:]

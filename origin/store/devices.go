@@ -319,20 +319,8 @@ func upsertReturning(ctx context.Context, tx *Tx, head string, rows [][]any, tai
 	const per = 250
 	for len(rows) > 0 {
 		n := min(len(rows), per)
-		var q strings.Builder
-		q.WriteString(head)
-		args := make([]any, 0, n*len(rows[0]))
-		for i, r := range rows[:n] {
-			if i > 0 {
-				q.WriteString(", ")
-			}
-			q.WriteString("(?")
-			q.WriteString(strings.Repeat(", ?", len(r)-1))
-			q.WriteByte(')')
-			args = append(args, r...)
-		}
-		q.WriteString(tail)
-		res, err := tx.QueryContext(ctx, q.String(), args...)
+		q, args := valuesQuery(head, rows[:n], tail)
+		res, err := tx.QueryContext(ctx, q, args...)
 		if err != nil {
 			return err
 		}

@@ -281,25 +281,32 @@ const rowsPerStatement = 500
 func insertRows(ctx context.Context, tx *Tx, head string, rows [][]any, tail string) error {
 	for len(rows) > 0 {
 		n := min(len(rows), rowsPerStatement)
-		var q strings.Builder
-		q.WriteString(head)
-		args := make([]any, 0, n*len(rows[0]))
-		for i, r := range rows[:n] {
-			if i > 0 {
-				q.WriteString(", ")
-			}
-			q.WriteString("(?")
-			q.WriteString(strings.Repeat(", ?", len(r)-1))
-			q.WriteByte(')')
-			args = append(args, r...)
-		}
-		q.WriteString(tail)
-		if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
+		q, args := valuesQuery(head, rows[:n], tail)
+		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
 			return err
 		}
 		rows = rows[n:]
 	}
 	return nil
+}
+
+// valuesQuery is head + "(?, …), (?, …)" (one group per row) + tail and
+// the rows' values in order: one multi-row statement.
+func valuesQuery(head string, rows [][]any, tail string) (string, []any) {
+	var q strings.Builder
+	q.WriteString(head)
+	args := make([]any, 0, len(rows)*len(rows[0]))
+	for i, r := range rows {
+		if i > 0 {
+			q.WriteString(", ")
+		}
+		q.WriteString("(?")
+		q.WriteString(strings.Repeat(", ?", len(r)-1))
+		q.WriteByte(')')
+		args = append(args, r...)
+	}
+	q.WriteString(tail)
+	return q.String(), args
 }
 
 // eachRow calls fn for every row of rows, then closes them.
