@@ -92,6 +92,10 @@ const (
 const (
 	PathManifest = "manifest" // the manifest's files the device did not hold
 	PathZip      = "zip"      // the whole bundle
+	// The updraft client with Deltas: the delta from delta_url, or inside
+	// the update answer (InlineDeltas).
+	PathDelta       = "delta"
+	PathDeltaInline = "delta-inline"
 )
 
 // DefaultManifestConcurrency is the number of manifest files the plugin

@@ -18,6 +18,11 @@ import (
 	"github.com/valyala/fastjson"
 )
 
+// InlineDeltaMax is the largest delta an updraft client with InlineDeltas
+// takes inside an update answer; the edge's --inline-delta-max bounds it
+// too.
+const InlineDeltaMax = 16 << 20
+
 // Options configure a run.
 type Options struct {
 	Target       string // edge base URL, e.g. http://127.0.0.1:8080
@@ -30,6 +35,10 @@ type Options struct {
 	// Deltas: devices that are offered a delta (delta_url) download and apply
 	// it instead of the zip, like an Updraft-aware client.
 	Deltas bool
+	// InlineDeltas: with Deltas, the update check asks for the delta inside
+	// the answer (Updraft-Inline-Delta, up to InlineDeltaMax bytes), one
+	// round trip fewer; the edge inlines deltas it holds in memory.
+	InlineDeltas bool
 	// Proto is the HTTP version: h1 (default; http:// or https://) or h3.
 	Proto string
 	// Insecure skips certificate verification (development certificates).
@@ -446,7 +455,14 @@ func (r *runner) device(ctx context.Context, dev *device, due time.Time, downloa
 	defer r.inFlight.Add(-1)
 	bufp := bufs.Get().(*[]byte)
 	defer bufs.Put(bufp)
-	status, body, err := r.t.do(ctx, "POST", r.o.Target+"/updates", dev.body, *bufp)
+	var status, off int
+	var body []byte
+	var err error
+	if r.o.Deltas && r.o.InlineDeltas {
+		status, body, off, err = r.t.check(ctx, r.o.Target+"/updates", dev.body, InlineDeltaMax, *bufp)
+	} else {
+		status, body, err = r.t.do(ctx, "POST", r.o.Target+"/updates", dev.body, *bufp)
+	}
 	*bufp = body
 	done := time.Now()
 	if err != nil {
@@ -458,17 +474,22 @@ func (r *runner) device(ctx context.Context, dev *device, due time.Time, downloa
 		return
 	}
 	var url, checksum, deltaURL, deltaBase, deltaSum string
-	if !r.checkAnswer(due, done, body, rec, func(v *fastjson.Value) {
+	answer, inline := body, []byte(nil)
+	if off > 0 { // the delta follows the answer
+		answer, inline = body[:off], body[off:]
+	}
+	if !r.checkAnswer(due, done, answer, rec, func(v *fastjson.Value) {
 		url, checksum = string(v.GetStringBytes("url")), string(v.GetStringBytes("checksum"))
 		deltaURL, deltaBase, deltaSum = string(v.GetStringBytes("delta_url")), string(v.GetStringBytes("delta_base_checksum")), string(v.GetStringBytes("delta_checksum"))
 	}) {
 		return
 	}
 	var base []byte
+	path := PathZip
 	if r.o.Deltas && deltaURL != "" {
 		if b, ok := r.bases.Load(deltaBase); ok {
 			base = b.([]byte)
-			url, checksum = deltaURL, deltaSum
+			url, checksum, path = deltaURL, deltaSum, PathDelta
 		}
 	}
 	rec.checked(due, done, "update", false)
@@ -476,15 +497,18 @@ func (r *runner) device(ctx context.Context, dev *device, due time.Time, downloa
 		return
 	}
 	started := time.Now()
-	status, body, err = r.t.do(ctx, "GET", url, nil, *bufp)
-	*bufp = body
-	if err != nil {
-		rec.failed("download_transport_error")
-		return
-	}
-	if status != 200 {
-		rec.failed(fmt.Sprintf("download_http_%d", status))
-		return
+	if base != nil && inline != nil {
+		body, path = inline, PathDeltaInline // no second request
+	} else {
+		if status, body, err = r.t.do(ctx, "GET", url, nil, *bufp); err != nil {
+			rec.failed("download_transport_error")
+			return
+		}
+		*bufp = body
+		if status != 200 {
+			rec.failed(fmt.Sprintf("download_http_%d", status))
+			return
+		}
 	}
 	n := int64(len(body))
 	if base != nil {
@@ -495,6 +519,10 @@ func (r *runner) device(ctx context.Context, dev *device, due time.Time, downloa
 	}
 	if sum := sha256.Sum256(body); hex.EncodeToString(sum[:]) != checksum {
 		rec.failed("checksum_mismatch")
+		return
+	}
+	if r.o.Deltas { // by path: the zip, the delta from delta_url, or inline
+		rec.updated(path, due, started, time.Now(), n, 0, 0)
 		return
 	}
 	rec.downloaded(due, started, time.Now(), n)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/quic-go/quic-go/http3"
@@ -17,7 +18,27 @@ import (
 // appended to buf (reused by the caller across requests).
 type transport interface {
 	do(ctx context.Context, method, url string, body []byte, buf []byte) (int, []byte, error)
+	// check POSTs an update check asking for the offered delta inline, up
+	// to inlineMax bytes (Updraft-Inline-Delta); deltaOffset is where the
+	// delta starts in the body (Updraft-Delta-Offset), 0 when the answer
+	// is JSON alone.
+	check(ctx context.Context, url string, body []byte, inlineMax int64, buf []byte) (status int, out []byte, deltaOffset int, err error)
 	close()
+}
+
+// Request and answer headers of an inline delta (docs/protocol.md, "Inline delta").
+const (
+	inlineDeltaHeader = "Updraft-Inline-Delta"
+	deltaOffsetHeader = "Updraft-Delta-Offset"
+)
+
+// deltaOffset reads Updraft-Delta-Offset: 0 when absent or outside the body.
+func deltaOffset(h string, bodyLen int) int {
+	n, err := strconv.Atoi(h)
+	if err != nil || n <= 0 || n > bodyLen {
+		return 0
+	}
+	return n
 }
 
 // newTransport returns the client for a protocol: "h1" (fasthttp, plain
@@ -61,6 +82,26 @@ func (t fastTransport) do(ctx context.Context, method, url string, body []byte, 
 	return resp.StatusCode(), append(buf[:0], resp.Body()...), nil
 }
 
+func (t fastTransport) check(ctx context.Context, url string, body []byte, inlineMax int64, buf []byte) (int, []byte, int, error) {
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.SetRequestURI(url)
+	req.Header.SetMethod("POST")
+	req.Header.SetContentType("application/json")
+	req.Header.Set(inlineDeltaHeader, strconv.FormatInt(inlineMax, 10))
+	req.SetBodyRaw(body)
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(2 * time.Minute)
+	}
+	if err := t.c.DoDeadline(req, resp, deadline); err != nil {
+		return 0, buf, 0, err
+	}
+	buf = append(buf[:0], resp.Body()...)
+	return resp.StatusCode(), buf, deltaOffset(string(resp.Header.Peek(deltaOffsetHeader)), len(buf)), nil
+}
+
 func (t fastTransport) close() { t.c.CloseIdleConnections() }
 
 type httpTransport struct {
@@ -88,6 +129,23 @@ func (t httpTransport) do(ctx context.Context, method, url string, body []byte, 
 	b := bytes.NewBuffer(buf[:0])
 	_, err = b.ReadFrom(resp.Body)
 	return resp.StatusCode, b.Bytes(), err
+}
+
+func (t httpTransport) check(ctx context.Context, url string, body []byte, inlineMax int64, buf []byte) (int, []byte, int, error) {
+	req, err := http.NewRequestWithContext(ctx, "POST", url, bytes.NewReader(body))
+	if err != nil {
+		return 0, buf, 0, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(inlineDeltaHeader, strconv.FormatInt(inlineMax, 10))
+	resp, err := t.c.Do(req)
+	if err != nil {
+		return 0, buf, 0, err
+	}
+	defer resp.Body.Close()
+	b := bytes.NewBuffer(buf[:0])
+	_, err = b.ReadFrom(resp.Body)
+	return resp.StatusCode, b.Bytes(), deltaOffset(resp.Header.Get(deltaOffsetHeader), b.Len()), err
 }
 
 func (t httpTransport) close() { t.closeFn() }

@@ -178,6 +178,17 @@ func (c *Tiered) Get(ctx context.Context, sha string) (Blob, error) {
 	return b, err
 }
 
+// Memory returns the blob's bytes when the memory tier holds it (shared,
+// never modified), counted as a memory hit; it never reads the disk or
+// fetches upstream.
+func (c *Tiered) Memory(sha string) ([]byte, bool) {
+	data, ok := c.mem.get(sha)
+	if ok {
+		c.memHits.Add(1)
+	}
+	return data, ok
+}
+
 // Has reports whether the blob is in memory or on disk, without touching
 // recency.
 func (c *Tiered) Has(sha string) bool {

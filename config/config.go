@@ -182,6 +182,12 @@ type Edge struct {
 	// or zip per device"). 0, or DeltaLink 0: the manifest whenever the
 	// plugin takes one.
 	DeviceRTT time.Duration
+	// InlineDeltaMax is the largest delta the edge sends inside an update
+	// answer to a client that asks for it (docs/protocol.md, "Inline
+	// delta"): the answer and the delta in one response, one round trip
+	// fewer than answer then delta_url. Only deltas in the memory tier
+	// are inlined. 0: never.
+	InlineDeltaMax Size
 
 	// Expo Updates code signing (docs/protocol.md, "Expo Updates"): the
 	// PEM RSA private key the edge signs manifests and directives with
@@ -237,6 +243,7 @@ func NewEdge(dataDir string) Edge {
 		DeltaLink:              DefaultDeltaLink,
 		DeltaDecodeFactor:      DefaultDeltaDecodeFactor,
 		DeviceRTT:              DefaultDeviceRTT,
+		InlineDeltaMax:         DefaultInlineDeltaMax,
 		ExpoSigningKeyID:       DefaultExpoSigningKeyID,
 		HTTP2:                  true,
 	}
@@ -251,6 +258,9 @@ const (
 	// DefaultDeviceRTT: a mobile round trip (4G to a nearby edge is 40 to
 	// 100 ms, 3G and congested cells more).
 	DefaultDeviceRTT = 100 * time.Millisecond
+	// DefaultInlineDeltaMax: the deltas of web bundles are tens of KB
+	// (bench/RESULTS.md); a larger one is fetched from delta_url.
+	DefaultInlineDeltaMax = 512 * KiB
 )
 
 // Defaults of the per-client-network limits (docs/design-notes.md).
@@ -378,6 +388,9 @@ func (c Edge) Validate() error {
 	}
 	if !(c.DeltaDecodeFactor >= 0 && c.DeltaDecodeFactor <= 1000) {
 		errs = append(errs, fmt.Errorf("config: edge.delta_decode_factor %g: want 0 (the smaller delta) to 1000, like 4 (a device decodes 4 times slower than the origin)", c.DeltaDecodeFactor))
+	}
+	if c.InlineDeltaMax < 0 || c.InlineDeltaMax > 16*MiB {
+		errs = append(errs, fmt.Errorf("config: edge.inline_delta_max %s: want 0 (never) to 16MiB, like 512KiB", c.InlineDeltaMax))
 	}
 	if c.DeviceRTT != 0 && (c.DeviceRTT < time.Millisecond || c.DeviceRTT > 10*time.Second) {
 		errs = append(errs, fmt.Errorf("config: edge.device_rtt %s: want 0 (the manifest whenever the plugin takes one) or 1ms to 10s, like 100ms", c.DeviceRTT))

@@ -74,6 +74,9 @@ type Edge struct {
 	// bundle's manifest and its zip for (cfg.DeviceRTT, cfg.DeltaLink;
 	// manifestchoice.go).
 	manifestCost manifestCost
+	// inlineMax is --inline-delta-max: the largest delta sent inside an
+	// update answer (updates.go, inlineDelta).
+	inlineMax int64
 	// previews: the preview tokens verified (preview.go).
 	previews previewCache
 }
@@ -149,6 +152,7 @@ func New(cfg config.Edge, c *cache.Tiered, log *slog.Logger) *Edge {
 	e.limiter = newDeviceLimiter(cfg.UpdatesPerDeviceMinute)
 	e.deltaCost = snapshot.DeltaCost{LinkBitsPerSecond: float64(cfg.DeltaLink), DecodeFactor: cfg.DeltaDecodeFactor}
 	e.manifestCost = newManifestCost(int64(cfg.DeviceRTT), float64(cfg.DeltaLink))
+	e.inlineMax = int64(cfg.InlineDeltaMax)
 	e.clients = newClients(cfg, log, e.metrics.reg)
 	e.expo = newExpoState(cfg, log, e.metrics.reg)
 	if cfg.LegacyChannelWrites > 0 {
@@ -233,6 +237,12 @@ type reply struct {
 	// the answer without its last chunk, so the client sees it fail.
 	stream io.ReadCloser
 
+	// tail follows data in the body: the delta of an update answer sent
+	// inline (shared, never modified); deltaOffset, the length of data, is
+	// sent as Updraft-Delta-Offset.
+	tail        []byte
+	deltaOffset int
+
 	contentEncoding string // dcz or dcb for a delta answer
 	useAsDictionary bool   // Use-As-Dictionary on canonical archives
 	vary            bool   // Vary: accept-encoding, available-dictionary
@@ -302,6 +312,9 @@ func (out *reply) eachHeader(set func(k, v string)) {
 	}
 	if out.cacheStatus != "" {
 		set("Cache-Status", out.cacheStatus)
+	}
+	if out.tail != nil {
+		set(DeltaOffsetHeader, strconv.Itoa(out.deltaOffset))
 	}
 	if out.expoProto != 0 {
 		proto := "0"

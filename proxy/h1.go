@@ -181,6 +181,9 @@ func (h *HTTP1) write(ctx *fasthttp.RequestCtx, out *reply) {
 	// The names are written as eachHeader spells them: no normalization.
 	out.eachHeader(func(k, v string) { resp.Header.SetCanonical(sbytes(k), sbytes(v)) })
 	switch {
+	case out.tail != nil: // an update answer and its delta (updates.go, inlineDelta)
+		resp.AppendBody(out.data)
+		resp.AppendBody(out.tail)
 	case out.data != nil:
 		resp.SetBodyRaw(out.data) // the cache's bytes, never modified: no copy
 	case out.file != nil:

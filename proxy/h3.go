@@ -152,6 +152,11 @@ func (h *netHTTP) write(w http.ResponseWriter, r *http.Request, out *reply) {
 		hdr.Set("Content-Type", out.contentType)
 	}
 	switch {
+	case out.tail != nil: // an update answer and its delta (updates.go, inlineDelta)
+		hdr.Set("Content-Length", strconv.Itoa(len(out.data)+len(out.tail)))
+		w.WriteHeader(out.status)
+		w.Write(out.data)
+		w.Write(out.tail)
 	case out.data != nil:
 		hdr.Set("Content-Length", strconv.Itoa(len(out.data)))
 		w.WriteHeader(out.status)

@@ -35,6 +35,8 @@ type edgeMetrics struct {
 	// manifestOmitted: update answers to plugins that take a manifest
 	// sent without it, the zip being expected faster (manifestchoice.go).
 	manifestOmitted prometheus.Counter
+	// inlineDeltas: update answers that carried their delta inline.
+	inlineDeltas prometheus.Counter
 
 	// Counters of the hot path, resolved once: update answers, requests
 	// by protocol.
@@ -111,7 +113,11 @@ func newEdgeMetrics(c *cache.Tiered) *edgeMetrics {
 		Name: "updraft_edge_update_manifest_omitted_total",
 		Help: "Update answers sent without the bundle's manifest to a plugin that takes one: for the bundle the device runs, the device profile (--device-rtt, --delta-link) expects the zip to finish first.",
 	})
-	m.reg.MustRegister(answersVec, answerBytesVec, m.answerCompressions, m.manifestOmitted)
+	m.inlineDeltas = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "updraft_edge_update_inline_deltas_total",
+		Help: "Update answers that carried the offered delta inline, to a client asking with Updraft-Inline-Delta (the delta's bytes count in updraft_edge_bytes_served_total).",
+	})
+	m.reg.MustRegister(answersVec, answerBytesVec, m.answerCompressions, m.manifestOmitted, m.inlineDeltas)
 	m.updatesUpdate = m.updatesVec.WithLabelValues("update")
 	m.requestsH1, m.requestsH3 = m.protoVec.WithLabelValues("h1"), m.protoVec.WithLabelValues("h3")
 	m.reg.MustRegister(m.statsEvents, m.statsRequests, m.statsDropped, m.statsFsyncs, m.statsForwardErrors, m.statsForwardSeconds, m.statsForwardedBytes)

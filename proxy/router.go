@@ -69,7 +69,7 @@ func (e *Edge) route(r *request, out *reply) {
 			if !ok {
 				return
 			}
-			e.updates(r.body, base, r.header.get("Accept-Encoding"), out)
+			e.updatesInline(r.body, base, r.header.get("Accept-Encoding"), inlineMax(r.header.get(InlineDeltaHeader)), out)
 		case "GET", "HEAD":
 			out.ok()
 		default:
@@ -174,4 +174,17 @@ func (e *Edge) childRequest(r *request, method string, out *reply) bool {
 		return false
 	}
 	return true
+}
+
+// inlineMax reads Updraft-Inline-Delta: the largest delta, in bytes, the
+// client takes inside an update answer; 0 when absent or not a number.
+func inlineMax(h string) int64 {
+	if h == "" {
+		return 0
+	}
+	n, ok := parseDigits(h)
+	if !ok {
+		return 0
+	}
+	return n
 }

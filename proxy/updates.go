@@ -97,6 +97,23 @@ func checkUpdateRequest(st *updateState, body []byte, out *reply) (*fastjson.Val
 // an update answer from the answer cache (answers.go), encoded as
 // acceptEncoding prefers, or a refusal encoded here.
 func (e *Edge) updates(body []byte, baseURL []byte, acceptEncoding string, out *reply) {
+	e.updatesInline(body, baseURL, acceptEncoding, 0, out)
+}
+
+// InlineDeltaHeader is the request header by which an Updraft-aware client
+// asks for the delta inside the update answer, giving the largest it takes
+// in bytes; DeltaOffsetHeader, on such an answer, is where the delta
+// starts in the body (docs/protocol.md, "Inline delta").
+const (
+	InlineDeltaHeader  = "Updraft-Inline-Delta"
+	DeltaOffsetHeader  = "Updraft-Delta-Offset"
+	contentTypeInlined = "application/vnd.updraft.update+delta"
+)
+
+// updatesInline answers an update check; a client taking deltas of up to
+// inlineMax bytes inline (0: none) gets the offered delta appended to the
+// answer when it is in the memory tier and within --inline-delta-max.
+func (e *Edge) updatesInline(body []byte, baseURL []byte, acceptEncoding string, inlineMax int64, out *reply) {
 	st := updateStates.Get().(*updateState)
 	defer updateStates.Put(st)
 	if _, code := checkUpdateRequest(st, body, out); code != "" {
@@ -166,6 +183,10 @@ func (e *Edge) updates(body []byte, baseURL []byte, acceptEncoding string, out *
 		if k.manifest && e.manifestCost.on() && !e.answers.manifestFirst(snap, e.manifestCost, from, b) {
 			k.manifest = false
 			e.metrics.manifestOmitted.Inc()
+		}
+		if k.delta != nil && inlineMax > 0 && e.inlineDelta(&k, inlineMax, snap, out) {
+			e.metrics.updates("update")
+			return
 		}
 		if !e.answers.answer(snap, &k, acceptEncoding, out) {
 			out.body = appendAnswer(out.body[:0], &k)
@@ -386,6 +407,38 @@ func appendDeltaOffer(dst []byte, dl *snapshot.Delta, to *snapshot.Bundle, base 
 	dst = appendField(dst, false, "delta_base_checksum", dl.Base)
 	dst = appendField(dst, false, "delta_checksum", to.Canonical)
 	return append(dst, '}')
+}
+
+// inlineDelta answers k with its delta appended, for a client taking up to
+// max bytes inline: the plain answer (without the manifest, which a client
+// applying the delta does not read; url stays its fallback) and the delta
+// from the memory tier, with the offset of the delta in a header. It
+// reports false, leaving out untouched, when the delta is larger than the
+// client or --inline-delta-max allows or is not in memory (the client then
+// fetches delta_url, which also brings it into memory).
+func (e *Edge) inlineDelta(k *answerKey, max int64, snap *snapshot.Snapshot, out *reply) bool {
+	if k.delta.Size > max || k.delta.Size > e.inlineMax || e.cache == nil {
+		return false
+	}
+	data, ok := e.cache.Memory(k.delta.SHA256)
+	if !ok || int64(len(data)) != k.delta.Size {
+		return false
+	}
+	k.manifest = false
+	if !e.answers.answer(snap, k, encIdentity, out) {
+		out.body = appendAnswer(out.body[:0], k)
+		out.data = nil
+	}
+	if out.data == nil {
+		out.data = out.body
+	}
+	out.contentEncoding, out.varyEncoding = "", false
+	out.contentType = contentTypeInlined
+	out.deltaOffset = len(out.data)
+	out.tail = data
+	e.metrics.inlineDeltas.Inc()
+	e.metrics.bytesServed.Add(float64(len(data)))
+	return true
 }
 
 // appendRefusal encodes {"error","message",[extras],"kind"} as Capgo does.

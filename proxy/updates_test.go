@@ -93,11 +93,18 @@ func (discardLogger) Printf(string, ...any) {}
 
 func startEdge(t testing.TB, mod func(*config.Edge)) *testEdge {
 	t.Helper()
+	return startEdgeMemory(t, 0, mod)
+}
+
+// startEdgeMemory is startEdge with a memory tier of memory bytes (0: none,
+// every blob served from disk).
+func startEdgeMemory(t testing.TB, memory int64, mod func(*config.Edge)) *testEdge {
+	t.Helper()
 	fs, err := blobfs.Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := cache.New(cache.Options{Dir: t.TempDir(), Upstream: LocalUpstream{Blobs: fs}, Log: quiet})
+	c, err := cache.New(cache.Options{Dir: t.TempDir(), Upstream: LocalUpstream{Blobs: fs}, Log: quiet, MemoryBudget: memory})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 
 	brrr "github.com/molecule-man/go-brrr"
 
+	"github.com/updraft-cdn/updraft/bench"
 	"github.com/updraft-cdn/updraft/config"
 	"github.com/updraft-cdn/updraft/internal/testenv"
 	"github.com/updraft-cdn/updraft/origin"
@@ -144,6 +145,27 @@ func TestDeltaDelivery(t *testing.T) {
 		resp, b := get(t, "http://"+r.EdgeAddr+"/b/"+v2.Canonical, h...)
 		if resp.Header.Get("Content-Encoding") != "" || hexSHA(b) != v2.Canonical {
 			t.Fatalf("%v: Content-Encoding %q", h, resp.Header.Get("Content-Encoding"))
+		}
+	}
+
+	// An Updraft-aware client (updraft bench --deltas): the delta, now in
+	// the edge's memory tier, comes inside the update answer, applied and
+	// verified by every device; with --inline-deltas=false from delta_url.
+	for _, c := range []struct {
+		flag, path string
+	}{{"--inline-deltas=true", bench.PathDeltaInline}, {"--inline-deltas=false", bench.PathDelta}} {
+		var out, errb bytes.Buffer
+		if err := run(context.Background(), []string{"bench", "--target", "http://" + r.EdgeAddr, "--devices", "20", "--duration", "1s",
+			"--version-name", "1.0.1", "--deltas", c.flag, "--json", "--app", "com.example.app", "--i-know-this-is-production"}, &out, &errb); err != nil {
+			t.Fatalf("bench %s: %v\n%s", c.flag, err, errb.String())
+		}
+		var rep bench.Report
+		if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+			t.Fatal(err)
+		}
+		p := rep.Phases[0]
+		if p.Failures != 0 || len(p.Paths) != 1 || p.Paths[0].Path != c.path || p.Paths[0].TimeToUpdate.Count != 20 || p.Paths[0].BytesDown != 20*offer.DeltaSize {
+			t.Fatalf("bench %s: failures %d, paths %+v (want 20 updates by %s of %d bytes each)", c.flag, p.Failures, p.Paths, c.path, offer.DeltaSize)
 		}
 	}
 }

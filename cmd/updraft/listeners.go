@@ -45,9 +45,9 @@ func startEdgeListeners(ec config.Edge, edge *proxy.Edge, log *slog.Logger) (*ed
 	if ec.TLS == "" || ec.TLS == proxy.TLSOff {
 		return l, nil
 	}
-	tln, err := net.Listen("tcp", ec.TLSListen)
+	tln, udp, err := listenTCPAndUDP(ec.TLSListen)
 	if err != nil {
-		return fail(fmt.Errorf("edge tls listen %s: %w", ec.TLSListen, err))
+		return fail(err)
 	}
 	port := tln.Addr().(*net.TCPAddr).Port
 	var certs *proxy.Certificates
@@ -61,14 +61,10 @@ func startEdgeListeners(ec config.Edge, edge *proxy.Edge, log *slog.Logger) (*ed
 	}
 	if err != nil {
 		tln.Close()
+		udp.Close()
 		return fail(err)
 	}
 	l.Certs, l.SPKIHash = certs, certs.SPKIHash
-	udp, err := net.ListenPacket("udp", net.JoinHostPort(tln.Addr().(*net.TCPAddr).IP.String(), fmt.Sprint(port)))
-	if err != nil {
-		tln.Close()
-		return fail(fmt.Errorf("edge http/3 listen udp %s: %w", ec.TLSListen, err))
-	}
 	reportUDPBuffers(udp, log)
 	secure := proxy.NewHTTP1(edge)
 	secure.AdvertiseHTTP3(port)
@@ -132,6 +128,7 @@ func edgeFlags(fs *flag.FlagSet, ec *config.Edge, mode, listen string) *string {
 	fs.Var(&ec.DeltaLink, "delta-link", "device link the edge chooses between a bundle pair's dcz and dcb deltas for: the one whose download at this rate plus its decode (--delta-decode-factor) is shortest, e.g. 20mbit, 100mbit, 1gbit (0: the smaller)")
 	fs.Float64Var(&ec.DeltaDecodeFactor, "delta-decode-factor", ec.DeltaDecodeFactor, "how many times longer a device takes to decode a delta than the origin, which measures each delta's decode (0: the smaller delta)")
 	fs.DurationVar(&ec.DeviceRTT, "device-rtt", ec.DeviceRTT, "device round trip the edge chooses between a bundle's manifest and its zip for: the manifest is left out (the stock plugin then downloads the zip) when the files the device lacks, 16 at a time, take longer at this round trip and --delta-link than the zip (0: the manifest whenever the plugin takes one)")
+	fs.Var(&ec.InlineDeltaMax, "inline-delta-max", "largest delta sent inside an update answer to a client that asks for it with Updraft-Inline-Delta (one round trip fewer than fetching delta_url; only deltas in the memory tier; 0: never)")
 	fs.StringVar(&ec.ExpoSigningKey, "expo-signing-key", "", "PEM RSA private key (PKCS#1 or PKCS#8) that signs Expo Updates manifests and directives for clients sending expo-expect-signature (without it they get 400 code_signing_unavailable)")
 	fs.StringVar(&ec.ExpoSigningKeyID, "expo-signing-keyid", config.DefaultExpoSigningKeyID, "keyid named in expo-signature: the app's updates.codeSigningMetadata.keyid")
 	fs.BoolVar(&ec.HTTP2, "http2", ec.HTTP2, "offer HTTP/2 (ALPN h2) beside HTTP/1.1 on --tls-listen: the stock plugin then fetches a manifest's files over one connection (--http2=false: HTTP/1.1 only)")
@@ -161,4 +158,26 @@ func warnHostURLs(ec config.Edge, addr net.Addr, log *slog.Logger) {
 	}
 	log.Warn("edge: --public-url is not set: download URLs in update answers are built from each request's Host header, "+
 		"which any client can set; set --public-url to the edge's public base URL", "listen", addr.String())
+}
+
+// listenTCPAndUDP opens the TLS listener's TCP socket and the HTTP/3 UDP
+// socket on the same port. With port 0 the kernel picks the TCP port,
+// which another process may hold in UDP: then another port is tried.
+func listenTCPAndUDP(addr string) (net.Listener, net.PacketConn, error) {
+	_, p, _ := net.SplitHostPort(addr)
+	for attempt := 0; ; attempt++ {
+		tln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return nil, nil, fmt.Errorf("edge tls listen %s: %w", addr, err)
+		}
+		ta := tln.Addr().(*net.TCPAddr)
+		udp, err := net.ListenPacket("udp", net.JoinHostPort(ta.IP.String(), fmt.Sprint(ta.Port)))
+		if err == nil {
+			return tln, udp, nil
+		}
+		tln.Close()
+		if p != "0" || attempt == 20 || !errors.Is(err, syscall.EADDRINUSE) {
+			return nil, nil, fmt.Errorf("edge http/3 listen udp %s: %w", addr, err)
+		}
+	}
 }
