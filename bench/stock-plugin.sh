@@ -9,6 +9,8 @@
 #   LINK=150ms/10mbit bench/stock-plugin.sh ionic          (default link 40ms/100mbit)
 #   HTTP2=false bench/stock-plugin.sh                      (the edge's TLS listener without HTTP/2)
 #   SCHEMES=https bench/stock-plugin.sh                    (only the HTTPS rows)
+#   CLIENTS=updraft bench/stock-plugin.sh                  (only the Updraft-aware client's rows:
+#                                                           zip, delta from delta_url, inline delta)
 #
 # PAIR: swagger (swagger-ui 5.34.1 → 5.35.0), monaco (0.55.0 → 0.55.1) or ionic (9.0.4 → 9.0.5),
 # zips from ../shared/fixtures/bundles (FIXTURES=DIR to point elsewhere). Devices run the older
@@ -50,13 +52,15 @@ timeout 900 "$U" bundle upload "$FIX/$OLD" --app com.bench.app --version 1.0.1 -
 "$U" channel set production --app com.bench.app --default $C >/dev/null
 timeout 900 "$U" bundle upload "$FIX/$NEW" --app com.bench.app --version 1.0.2 --channel production --wait $C >&2
 
-# One run → one table row. $1 scheme, $2 client, $3 conn, $4 path (manifest, zip, delta).
+# One run → one table row. $1 scheme, $2 client, $3 conn, $4 path (manifest, zip, delta,
+# delta-inline).
 row() {
   local scheme=$1 client=$2 conn=$3 path=$4 target extra=()
   case $scheme in https) target=https://127.0.0.1:18443 ;; http) target=http://127.0.0.1:18080 ;; esac
   case $client/$path in
     capgo/zip) extra=(--capgo-zip) ;;
-    updraft/delta) extra=(--deltas) ;;
+    updraft/delta) extra=(--deltas --inline-deltas=false) ;;
+    updraft/delta-inline) extra=(--deltas) ;;
   esac
   [ "$client" = capgo ] && extra+=(--conn "$conn")
   echo "== $scheme $client $conn $path" >&2
@@ -78,10 +82,15 @@ echo
 echo "| scheme | client | conn | path | check p50 ms | time to update p50 ms | p90 | p99 | updates | bytes per update | files per update (downloaded / held) | connections per update | failures |"
 echo "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 for scheme in ${SCHEMES:-https http}; do
-  for conn in warm cold; do
-    row "$scheme" capgo "$conn" manifest
-    row "$scheme" capgo "$conn" zip
-  done
-  row "$scheme" updraft warm zip
-  row "$scheme" updraft warm delta
+  if [[ " ${CLIENTS:-capgo updraft} " == *" capgo "* ]]; then
+    for conn in warm cold; do
+      row "$scheme" capgo "$conn" manifest
+      row "$scheme" capgo "$conn" zip
+    done
+  fi
+  if [[ " ${CLIENTS:-capgo updraft} " == *" updraft "* ]]; then
+    row "$scheme" updraft warm zip
+    row "$scheme" updraft warm delta
+    row "$scheme" updraft warm delta-inline
+  fi
 done

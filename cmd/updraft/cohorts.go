@@ -19,7 +19,7 @@ func cmdCohort(ctx context.Context, sub string, args []string, stdout, stderr io
 	app := fs.String("app", "", "app id (required)")
 	rule := new(string)
 	if sub == "add" {
-		fs.StringVar(rule, "rule", "", `behaviour rule (required): "new:7d", "active:5/7d", "power:10%" or "failing:7d"`)
+		fs.StringVar(rule, "rule", "", `behaviour rule (required): "new:7d", "active:5/7d", "power:10%", "power:10%/app_moved_to_foreground" or "failing:7d"`)
 	}
 	pos, err := parseFlags(fs, args)
 	if err != nil {

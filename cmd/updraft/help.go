@@ -182,11 +182,13 @@ var docs = []cmdDoc{
 		examples: []string{"updraft segment remove testers --app com.example.app"}},
 
 	{name: "cohort add", section: secOperator, args: "NAME --app ID --rule RULE [--json]",
-		summary: "a behaviour cohort the origin computes now and every hour: new:Nd, active:K/Nd, power:P% or failing:Nd",
+		summary: "a behaviour cohort the origin computes now and every hour: new:Nd, active:K/Nd, power:P%[/EVENT] or failing:Nd",
 		examples: []string{`updraft cohort add power --app com.example.app --rule "power:10%"`,
-			`updraft cohort add regulars --app com.example.app --rule "active:5/7d"`},
+			`updraft cohort add regulars --app com.example.app --rule "active:5/7d"`,
+			`updraft cohort add foreground --app com.example.app --rule "power:5%/app_moved_to_foreground"`},
 		notes: "new:Nd first seen within N days; active:K/Nd checked in on at least K distinct UTC days of the last N;\n" +
-			"power:P% the top P% of active devices (heard of within 30 days) by check-ins within 30 days;\n" +
+			"power:P% the top P% of active devices (heard of within 30 days) by check-ins within 30 days,\n" +
+			"power:P%/EVENT by reports of that /stats action instead (devices with none are never members);\n" +
 			"failing:Nd an install failure (*_fail) within N days. N is 1 to 90."},
 	{name: "cohort import", section: secOperator, args: "NAME --app ID FILE|- [--json]",
 		summary: "make a cohort exactly the set of device ids or custom ids in a CSV or JSON-lines file (streamed, diffed: re-importing changes nothing)",

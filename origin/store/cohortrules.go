@@ -20,7 +20,10 @@ import (
 //	new:Nd      first seen by the origin within the last N days
 //	active:K/Nd checked in on at least K distinct UTC days of the last N
 //	power:P%    the top P% of the active devices (store.Active) by check-ins
-//	            within ActiveWindow (ties: lower device id first)
+//	            within ActiveWindow (ties: lower device id first); a device
+//	            with none is never a member
+//	power:P%/E  the same, ranked by how often the device reported the event
+//	            E (a /stats action, e.g. app_moved_to_foreground)
 //	failing:Nd  an install failure reported within the last N days
 //
 // Check-ins are counted from the device log, which keeps a device's last
@@ -31,12 +34,28 @@ type CohortRule struct {
 	Days int    // N
 	K    int    // active: days
 	BPS  int    // power: share in basis points
+	// Event: power ranks by this /stats action instead of check-ins.
+	Event string
+}
+
+// validEventName: a /stats action as the plugin names them (snake case).
+func validEventName(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '_' {
+			return false
+		}
+	}
+	return true
 }
 
 // ParseCohortRule reads a rule.
 func ParseCohortRule(s string) (CohortRule, error) {
 	bad := func() (CohortRule, error) {
-		return CohortRule{}, invalid(CodeInvalidCohort, "rule %q: want new:Nd, active:K/Nd, power:P%% or failing:Nd", s)
+		return CohortRule{}, invalid(CodeInvalidCohort, "rule %q: want new:Nd, active:K/Nd, power:P%%, power:P%%/EVENT or failing:Nd", s)
 	}
 	kind, arg, ok := strings.Cut(s, ":")
 	if !ok {
@@ -60,6 +79,12 @@ func ParseCohortRule(s string) (CohortRule, error) {
 		}
 		r.K = n
 	case "power":
+		if share, event, found := strings.Cut(arg, "/"); found {
+			if !validEventName(event) {
+				return bad()
+			}
+			arg, r.Event = share, event
+		}
 		p, err := strconv.ParseFloat(strings.TrimSuffix(arg, "%"), 64)
 		if err != nil || !strings.HasSuffix(arg, "%") || p <= 0 || p > 100 || math.IsNaN(p) {
 			return bad()
@@ -76,7 +101,11 @@ func (r CohortRule) String() string {
 	case "active":
 		return fmt.Sprintf("active:%d/%dd", r.K, r.Days)
 	case "power":
-		return "power:" + strconv.FormatFloat(float64(r.BPS)/100, 'f', -1, 64) + "%"
+		p := "power:" + strconv.FormatFloat(float64(r.BPS)/100, 'f', -1, 64) + "%"
+		if r.Event != "" {
+			p += "/" + r.Event
+		}
+		return p
 	}
 	return fmt.Sprintf("%s:%dd", r.Kind, r.Days)
 }
@@ -98,7 +127,7 @@ func (e *EventStore) CohortMembers(ctx context.Context, appID string, r CohortRu
 			WHERE app_id = ? AND kind = '` + LogCheckIn + `' AND at > ? AND at <= ?) days GROUP BY device_id HAVING count(*) >= ?`
 		args = []any{appID, now - int64(r.Days)*day, now, r.K}
 	case "power":
-		return e.powerMembers(ctx, appID, r.BPS, now)
+		return e.powerMembers(ctx, appID, r.BPS, r.Event, now)
 	default:
 		return nil, fmt.Errorf("cohort rule kind %q", r.Kind)
 	}
@@ -123,17 +152,27 @@ func (e *EventStore) CohortMembers(ctx context.Context, appID string, r CohortRu
 	return SortKeys(out), nil
 }
 
-// powerMembers ranks the active devices by their check-ins within
-// ActiveWindow and keeps the top share (rounded up).
-func (e *EventStore) powerMembers(ctx context.Context, appID string, bps int, now int64) ([][16]byte, error) {
+// powerMembers ranks the active devices by their check-ins (event "") or
+// reports of event within ActiveWindow and keeps the top share of the
+// active devices (rounded up) among those with at least one.
+func (e *EventStore) powerMembers(ctx context.Context, appID string, bps int, event string, now int64) ([][16]byte, error) {
 	type dev struct {
 		id string
 		n  int64
 	}
 	var devs []dev
+	kind, action := LogCheckIn, ""
+	match := `l.kind = ?`
+	if event != "" {
+		kind, action, match = LogEvent, event, `l.kind = ? AND l.action = ?`
+	}
+	args := []any{kind}
+	if event != "" {
+		args = append(args, action)
+	}
+	args = append(args, activeSince(now), now, appID, activeSince(now))
 	rows, err := e.db.QueryContext(ctx, `SELECT d.device_id, (SELECT count(*) FROM device_log l WHERE l.app_id = d.app_id AND l.device_id = d.device_id
-		AND l.kind = '`+LogCheckIn+`' AND l.at > ? AND l.at <= ?) FROM devices d WHERE d.app_id = ? AND d.last_seen > ?`,
-		activeSince(now), now, appID, activeSince(now))
+		AND `+match+` AND l.at > ? AND l.at <= ?) FROM devices d WHERE d.app_id = ? AND d.last_seen > ?`, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -158,6 +197,9 @@ func (e *EventStore) powerMembers(ctx context.Context, appID string, bps int, no
 	keep := (len(devs)*bps + snapshot.BucketCount - 1) / snapshot.BucketCount
 	var out [][16]byte
 	for _, d := range devs[:keep] {
+		if d.n == 0 {
+			break // sorted: none left with a check-in or the event
+		}
 		if u, ok := snapshot.ParseDeviceID(d.id); ok {
 			out = append(out, u)
 		}

@@ -52,6 +52,22 @@ func TestCohortRulesHistory(t *testing.T) {
 	for k := 0; k < 10; k++ {
 		checkIn(8, now-5000-int64(k))
 	}
+	// Events: device 11 reports app_moved_to_foreground 4 times, 19 three
+	// times, 2 twice (and 13 once, 40 days ago); device 16 (inactive) 9
+	// times and device 4 another event 9 times: neither counts.
+	event := func(dev int, action string, n int, at int64) {
+		for k := 0; k < n; k++ {
+			exec(`INSERT INTO device_log (app_id, device_id, slot, seq, at, edge_id, kind, action, version_name, target, channel, reason)
+				VALUES (?, ?, ?, ?, ?, 'e', ?, ?, '1.0.0', '', '', '')`, evApp, devID(dev), slot[dev], slot[dev]+1, at-int64(k), LogEvent, action)
+			slot[dev]++
+		}
+	}
+	event(11, "app_moved_to_foreground", 4, now-3000)
+	event(19, "app_moved_to_foreground", 3, now-day)
+	event(2, "app_moved_to_foreground", 2, now-5*day)
+	event(13, "app_moved_to_foreground", 1, now-40*day)
+	event(16, "app_moved_to_foreground", 9, now-3000)
+	event(4, "app_moved_to_background", 9, now-3000)
 	outcome := func(dev int, failed int, at int64) {
 		exec(`INSERT INTO device_outcomes (app_id, version_name, device_id, channel, arm, failed, updated_at, prefix, first_seen)
 			VALUES (?, '1.0.0', ?, 'production', '', ?, ?, '', 0)`, evApp, devID(dev), failed, at)
@@ -92,10 +108,16 @@ func TestCohortRulesHistory(t *testing.T) {
 	// 7 and 14 have 8, 5 and 15 have 7.
 	check("power:20%", 5, 7, 14, 15)
 	check("power:10%", 7, 14)
+	// By a named event: 17 active devices, 10% → 2, 20% → 4 but only three
+	// report it within the window.
+	check("power:10%/app_moved_to_foreground", 11, 19)
+	check("power:20%/app_moved_to_foreground", 2, 11, 19)
+	check("power:5%/app_moved_to_background", 4)
+	check("power:50%/never_reported")
 	check("failing:7d", 3, 9)
 	check("failing:9d", 3, 4, 9)
 
-	for _, bad := range []string{"new", "new:0d", "new:7", "active:8/7d", "active:5", "power:0%", "power:101%", "power:10", "old:7d", "failing:91d"} {
+	for _, bad := range []string{"new", "new:0d", "new:7", "active:8/7d", "active:5", "power:0%", "power:101%", "power:10", "power:10%/", "power:10%/App", "power:10%/a b", "power:/x", "old:7d", "failing:91d"} {
 		if _, err := ParseCohortRule(bad); err == nil {
 			t.Errorf("rule %q accepted", bad)
 		}
