@@ -29,6 +29,7 @@ type (
 	Series           = api.Series
 	StatsReport      = api.StatsReport
 	VersionStats     = api.VersionStats
+	CohortStats      = api.CohortStats
 	AdoptionReport   = api.AdoptionReport
 	ReleaseAdoption  = api.ReleaseAdoption
 	SegmentAdoption  = api.SegmentAdoption

@@ -160,7 +160,56 @@ func (s *Server) Report(ctx context.Context, f store.EventFilter, step time.Dura
 			rep.FailureRate = append(rep.FailureRate, Series{Version: vs.Version, Points: pts})
 		}
 	}
+	if f.AppID != "" {
+		if rep.Cohorts, err = s.cohortStats(ctx, f.AppID, f.From, f.To); err != nil {
+			return nil, err
+		}
+	}
 	return rep, nil
+}
+
+// cohortStats returns the app's cohorts with their churn after from and
+// up to to (Unix ms), and over the 7 days up to to.
+func (s *Server) cohortStats(ctx context.Context, appID string, from, to int64) ([]CohortStats, error) {
+	cohorts, err := s.store.Cohorts(ctx, appID)
+	if err != nil || len(cohorts) == 0 {
+		return []CohortStats{}, err
+	}
+	churn, err := s.store.CohortChurn(ctx, appID, from, to)
+	if err != nil {
+		return nil, err
+	}
+	week, err := s.store.CohortChurn(ctx, appID, to-7*24*time.Hour.Milliseconds(), to)
+	if err != nil {
+		return nil, err
+	}
+	changed, err := s.store.CohortsChangedAt(ctx, appID)
+	if err != nil {
+		return nil, err
+	}
+	segs, err := s.store.ListSegments(ctx, appID)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]CohortStats, 0, len(cohorts))
+	for _, c := range cohorts {
+		cs := CohortStats{Name: c.Name, Kind: "imported", Rule: c.Rule, Members: c.Members, Churn: churn[c.Name], Churn7d: week[c.Name],
+			UpdatedAt: c.UpdatedAt.UTC()}
+		if c.Rule != "" {
+			cs.Kind = "computed"
+		}
+		if at, ok := changed[c.Name]; ok {
+			t := time.UnixMilli(at).UTC()
+			cs.ChangedAt = &t
+		}
+		for _, sg := range segs {
+			if sg.Rule.Cohort == c.Name {
+				cs.Segments = append(cs.Segments, sg.Rule.Name)
+			}
+		}
+		out = append(out, cs)
+	}
+	return out, nil
 }
 
 // getStats is GET /api/v1/apps/{app}/stats?channel=&segment=&platform=&from=&to=&step= (times

@@ -171,6 +171,13 @@ type uiPage struct {
 	History  []uiHistory
 	Colors   map[string]string
 	Windows  []string
+	// Cohorts: the app's cohorts, their members and churn (Report.Cohorts);
+	// ChurnWindow names the report's window.
+	Cohorts     []uiCohort
+	ChurnWindow string
+	// Schedules: each channel's maintenance windows (and those of the
+	// segments that have their own), held or open now.
+	Schedules []uiSchedule
 	// Adoption: the adoption speed of the newest release (of the selected
 	// channel), per segment.
 	Adoption *uiAdoption
@@ -263,6 +270,105 @@ func uiAdoptionOf(rep *AdoptionReport) *uiAdoption {
 		return strconv.FormatFloat(100*v, 'f', 0, 64) + "%"
 	}, colors)
 	return a
+}
+
+// uiCohort is a cohort's row: kind (imported or the rule), members now,
+// churn over the page's window and over 7 days, last change.
+type uiCohort struct {
+	CohortStats
+	KindText, Changed, Segments string
+}
+
+func uiCohortsOf(cs []CohortStats) []uiCohort {
+	var out []uiCohort
+	for _, c := range cs {
+		row := uiCohort{CohortStats: c, KindText: "imported", Changed: "-", Segments: strings.Join(c.Segments, ", ")}
+		if c.Rule != "" {
+			row.KindText = "computed: " + c.Rule
+		}
+		if c.ChangedAt != nil {
+			row.Changed = c.ChangedAt.UTC().Format("2006-01-02 15:04:05")
+		}
+		out = append(out, row)
+	}
+	return out
+}
+
+// uiSchedule is a channel's (or a segment's) maintenance schedule as
+// `channel set --window/--blackout` reads it, and whether it holds updates
+// at the page's time: Held is snapshot.Windows.Held's reason, Next the
+// next opening (with the channel's schedule, for a segment), as resolve
+// reports them.
+type uiSchedule struct {
+	Channel, Segment   string
+	Windows, Blackouts string
+	Held, State, Next  string
+}
+
+// uiSchedulesOf reads the schedules of the app's channels (of channel
+// only, when one is selected) and of its segments with their own, from
+// the published snapshot (whose schedules are indexed), at now.
+func uiSchedulesOf(app *snapshot.App, channel string, now time.Time) []uiSchedule {
+	if app == nil {
+		return nil
+	}
+	row := func(ch *snapshot.Channel, seg *snapshot.Rule) uiSchedule {
+		own := ch.Windows
+		sc := uiSchedule{Channel: ch.Name, State: "open"}
+		if seg != nil {
+			sc.Segment, own = seg.Name, seg.Windows
+		}
+		var ws, bs []string
+		if own != nil {
+			for _, w := range own.Weekly {
+				ws = append(ws, w.String())
+			}
+			for _, b := range own.Blackouts {
+				bs = append(bs, b.String())
+			}
+		}
+		sc.Windows, sc.Blackouts = strings.Join(ws, ", "), strings.Join(bs, ", ")
+		if len(ws) == 0 {
+			sc.Windows = "any time"
+		}
+		if len(bs) == 0 {
+			sc.Blackouts = "none"
+		}
+		held := ch.Windows.Held(now)
+		if seg != nil && held == "" {
+			held = seg.Windows.Held(now)
+		}
+		if held == "" {
+			return sc
+		}
+		sc.Held, sc.State = held, "held: outside the maintenance windows"
+		if held == snapshot.HeldBlackout {
+			sc.State = "held: a blackout date"
+		}
+		var segWindows *snapshot.Windows
+		if seg != nil {
+			segWindows = seg.Windows
+		}
+		if next, ok := snapshot.NextOpenAll(now, ch.Windows, segWindows); ok {
+			sc.Next = next.UTC().Format("2006-01-02 15:04")
+		} else {
+			sc.Next = "none within a year"
+		}
+		return sc
+	}
+	var out []uiSchedule
+	for _, ch := range app.Channels {
+		if channel != "" && ch.Name != channel {
+			continue
+		}
+		out = append(out, row(ch, nil))
+		for _, r := range app.Rules {
+			if r.Channel == ch.Name && !r.Windows.Empty() {
+				out = append(out, row(ch, r))
+			}
+		}
+	}
+	return out
 }
 
 // uiHistory is a channel's deployment history: its last uiHistoryLen
@@ -403,7 +509,7 @@ svg{display:block;border:1px solid #ddd;background:#fcfcfc} .axis{stroke:#999;st
 .series{fill:none;stroke-width:2.5} .tick{font-size:11px;fill:#555} .legend span{display:inline-block;margin-right:14px}
 .swatch{display:inline-block;width:12px;height:12px;margin-right:4px;vertical-align:-1px}
 h3{font-size:14px;margin:16px 0 4px} table.history td,table.history th{text-align:left;vertical-align:top}
-table.history code{font-size:12px;word-break:break-all}
+table.history code{font-size:12px;word-break:break-all} table.windows td,table.windows th{text-align:left}
 </style></head><body>
 <h1>Updraft analytics</h1>
 {{if .DeviceMode}}
@@ -464,6 +570,15 @@ table.history code{font-size:12px;word-break:break-all}
 <table><tr><th>segment</th><th>bundle</th><th>devices</th><th>installs</th><th>failures</th><th>fail rate</th></tr>
 {{range .Report.Segments}}<tr><td>{{.Segment}}</td><td>{{.Version}}</td><td>{{.Devices}}</td><td>{{.Installs}}</td><td>{{.Failures}}</td><td>{{pct .FailureRate}}</td></tr>{{end}}
 </table>
+{{if .Cohorts}}<h2 id="cohorts">Cohorts</h2>
+<table class="cohorts"><tr><th>cohort</th><th>kind</th><th>members</th><th>churn {{.ChurnWindow}}</th><th>churn 7 d</th><th>last change (UTC)</th><th>segments</th></tr>
+{{range .Cohorts}}<tr><td>{{.Name}}</td><td>{{.KindText}}</td><td>{{.Members}}</td><td>{{template "churn" .Churn}}</td><td>{{template "churn" .Churn7d}}</td><td>{{.Changed}}</td><td>{{.Segments}}</td></tr>{{end}}
+</table>
+<p class="muted">Churn: members added and removed by imports and recomputations (how many changed the cohort).</p>{{end}}
+{{if .Schedules}}<h2 id="windows">Maintenance windows</h2>
+<table class="windows"><tr><th>channel</th><th>segment</th><th>weekly windows</th><th>blackout dates</th><th>now</th><th>next opening (UTC)</th></tr>
+{{range .Schedules}}<tr><td>{{.Channel}}</td><td>{{.Segment}}</td><td>{{.Windows}}</td><td>{{.Blackouts}}</td><td{{if .Held}} title="{{.Held}}"{{end}}>{{.State}}</td><td>{{.Next}}</td></tr>{{end}}
+</table>{{end}}
 {{if .Guards}}<h2>Rollout guards</h2>
 <table><tr><th>channel</th><th>action</th><th>threshold</th><th>state</th><th>devices</th><th>failed</th><th>last action</th></tr>
 {{range .Guards}}<tr><td>{{.Channel}}</td><td>{{.Guard.Action}}</td><td>{{.Guard.ThresholdBPS}} bps</td><td>{{with .Status}}{{.State}}{{end}}</td>
@@ -477,6 +592,7 @@ table.history code{font-size:12px;word-break:break-all}
 </table>{{end}}{{end}}
 {{end}}
 </body></html>
+{{define "churn"}}+{{.Added}} -{{.Removed}} ({{.Changes}}){{end}}
 {{define "chart"}}<svg class="chart" width="{{.Width}}" height="{{.Height}}" viewBox="0 0 {{.Width}} {{.Height}}" role="img" aria-label="{{.Title}}">
 {{range .YTicks}}<line class="grid" x1="56" x2="708" y1="{{.Pos}}" y2="{{.Pos}}"/><text class="tick" x="50" y="{{.Pos}}" text-anchor="end" dominant-baseline="middle">{{.Label}}</text>{{end}}
 {{range .XTicks}}<text class="tick" x="{{.Pos}}" y="232" text-anchor="{{.Anchor}}">{{.Label}}</text>{{end}}
@@ -556,6 +672,13 @@ func (s *Server) ui(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		page.Report = rep
+		page.Cohorts, page.ChurnWindow = uiCohortsOf(rep.Cohorts), "24h"
+		if page.Since != "" {
+			page.ChurnWindow = page.Since
+		}
+		if cur := s.Current(); cur != nil && cur.Snap != nil {
+			page.Schedules = uiSchedulesOf(cur.Snap.App(appID), page.Channel, now)
+		}
 		page.Colors = map[string]string{}
 		for i, b := range rep.Bundles {
 			page.Colors[b.Version] = uiPalette[i%len(uiPalette)]

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -8,6 +9,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/updraft-cdn/updraft/origin"
+	"github.com/updraft-cdn/updraft/origin/events"
+	"github.com/updraft-cdn/updraft/origin/store"
 )
 
 // waitAnswer polls the edge until the device gets version (the edge follows
@@ -139,4 +144,95 @@ func TestCohortSegmentEndToEnd(t *testing.T) {
 	cli(t, r, data, "segment", "remove", "power-users", "--app", app)
 	cli(t, r, data, "cohort", "remove", "power", "--app", app)
 	waitAnswer(t, r, device(dev(200), "1.0.0", ""), "1.0.1")
+}
+
+// TestCohortStatsCLI: `stats --app` shows each cohort's kind, members now
+// and churn (the window's and 7 days'), counted from its imports and
+// recomputations: an import and a changed re-import, a behaviour cohort
+// computed twice with different results; --json carries the same figures.
+func TestCohortStatsCLI(t *testing.T) {
+	data := t.TempDir()
+	r := startTestServe(t, data)
+	const app = "com.example.app"
+	cli(t, r, data, "app", "create", app)
+	cli(t, r, data, "channel", "set", "production", "--app", app, "--default")
+	cli(t, r, data, "channel", "set", "beta", "--app", app)
+	dev := func(i int) string { return fmt.Sprintf("%08x-0000-4000-8000-%012x", i*2654435761%(1<<32), i) }
+	file := filepath.Join(t.TempDir(), "power.csv")
+	write := func(from, to int) {
+		var b strings.Builder
+		for i := from; i < to; i++ {
+			b.WriteString(dev(i) + "\n")
+		}
+		if err := os.WriteFile(file, []byte(b.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(0, 300)
+	cli(t, r, data, "cohort", "import", "power", "--app", app, file)
+	cli(t, r, data, "cohort", "import", "power", "--app", app, file) // the same: no change
+	write(100, 350)
+	if out := cli(t, r, data, "cohort", "import", "power", "--app", app, file); !strings.Contains(out, "250 members (+50, -100)") {
+		t.Fatalf("changed import: %s", out)
+	}
+	cli(t, r, data, "segment", "add", "power-users", "--app", app, "--channel", "beta", "--cohort", "power")
+
+	// Devices 400-402 fail an install; then 400 installs fine and 403 fails.
+	seq := uint64(0)
+	ingest := func(at int64, fails []int, ok ...int) {
+		t.Helper()
+		var evs []events.Event
+		for _, i := range fails {
+			evs = append(evs, events.Event{Timestamp: at, Received: at, AppID: app, DeviceID: dev(i), Action: "download_fail",
+				VersionName: "1.0.1", Platform: "android", Channel: "production"})
+		}
+		for _, i := range ok {
+			evs = append(evs, events.Event{Timestamp: at, Received: at, AppID: app, DeviceID: dev(i), Action: "set",
+				VersionName: "1.0.1", Platform: "android", Channel: "production"})
+		}
+		seq++
+		if err := r.Origin.IngestSegment(context.Background(), "0123456789abcdef0123456789abcdef", seq, events.AppendRecord([]byte(events.Magic), evs)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now := time.Now().UnixMilli()
+	ingest(now, []int{400, 401, 402})
+	if out := cli(t, r, data, "cohort", "add", "failing", "--app", app, "--rule", "failing:7d"); !strings.Contains(out, "3 members") {
+		t.Fatalf("add: %s", out)
+	}
+	ingest(now+1, []int{403}, 400)
+	if out := cli(t, r, data, "cohort", "add", "failing", "--app", app, "--rule", "failing:7d"); !strings.Contains(out, "3 members (+1, -1)") {
+		t.Fatalf("recompute: %s", out)
+	}
+
+	out := cli(t, r, data, "stats", "--app", app)
+	rows := map[string]string{}
+	header := ""
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) > 0 && f[0] == "COHORT" {
+			header = strings.Join(f, " ")
+		}
+		if len(f) > 0 && (f[0] == "power" || f[0] == "failing") {
+			rows[f[0]] = strings.Join(f, " ")
+		}
+	}
+	if header != "COHORT KIND MEMBERS CHURN 24H CHURN 7D LAST CHANGE SEGMENTS" ||
+		!strings.HasPrefix(rows["power"], "power imported 250 +350 -100 (2) +350 -100 (2) ") || !strings.HasSuffix(rows["power"], " power-users") ||
+		!strings.HasPrefix(rows["failing"], "failing failing:7d 3 +4 -1 (2) +4 -1 (2) ") || !strings.HasSuffix(rows["failing"], " -") {
+		t.Fatalf("stats:\n%s", out)
+	}
+	var rep origin.StatsReport
+	if err := json.Unmarshal([]byte(cli(t, r, data, "stats", "--app", app, "--since", "1h", "--json")), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Cohorts) != 2 {
+		t.Fatalf("json cohorts %+v", rep.Cohorts)
+	}
+	f, p := rep.Cohorts[0], rep.Cohorts[1]
+	if f.Name != "failing" || f.Kind != "computed" || f.Rule != "failing:7d" || f.Members != 3 || f.Churn != (store.CohortChurn{Added: 4, Removed: 1, Changes: 2}) ||
+		p.Name != "power" || p.Kind != "imported" || p.Members != 250 || p.Churn != (store.CohortChurn{Added: 350, Removed: 100, Changes: 2}) ||
+		p.Churn7d != p.Churn || len(p.Segments) != 1 || p.Segments[0] != "power-users" || p.ChangedAt == nil {
+		t.Fatalf("json cohorts %+v", rep.Cohorts)
+	}
 }

@@ -239,7 +239,7 @@ var docs = []cmdDoc{
 		summary:  "what an edge answers a device now, and why",
 		examples: []string{"updraft resolve --app com.example.app --device 00009a6b-eefe-490a-9c60-8e965132ae51 --platform ios --version-build 1.0.0"}},
 	{name: "stats", section: secOperator, args: "--app ID [--channel NAME] [--segment S] [--platform P] [--since 24h] [--adoption [--version V]] [--json]",
-		summary: "adoption, downloads, installs and failures per bundle and segment; --adoption: adoption speed and success per release",
+		summary: "adoption, downloads, installs and failures per bundle and segment, cohort members and churn; --adoption: adoption speed and success per release",
 		examples: []string{"updraft stats --app com.example.app", "updraft stats --app com.example.app --channel production --since 1h --json",
 			"updraft stats --app com.example.app --adoption --version 1.0.1"}},
 	{name: "gc", section: secOperator, args: "[--grace 1h]", summary: "delete blobs no bundle references now (older than the grace)",

@@ -115,7 +115,45 @@ func cmdStats(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintln(stdout)
 		table(stdout, "SEGMENT\tBUNDLE\tDEVICES\tDOWNLOADS\tINSTALLS\tFAILURES\tFAIL RATE\tLOWER 95%\tTOP FAILURES", rows)
 	}
+	if len(rep.Cohorts) > 0 {
+		fmt.Fprintln(stdout)
+		printCohortStats(stdout, rep.Cohorts, shortDuration(*since))
+	}
 	return nil
+}
+
+// printCohortStats prints the cohorts of a stats report: members now, and
+// the members added and removed (and by how many changes) over the report's
+// window and over 7 days.
+func printCohortStats(w io.Writer, cohorts []origin.CohortStats, window string) {
+	churn := func(c store.CohortChurn) string {
+		return fmt.Sprintf("+%d -%d (%d)", c.Added, c.Removed, c.Changes)
+	}
+	var rows [][]string
+	for _, c := range cohorts {
+		kind, changed := "imported", "-"
+		if c.Rule != "" {
+			kind = c.Rule
+		}
+		if c.ChangedAt != nil {
+			changed = c.ChangedAt.UTC().Format(time.RFC3339)
+		}
+		rows = append(rows, []string{c.Name, kind, strconv.FormatInt(c.Members, 10), churn(c.Churn), churn(c.Churn7d), changed,
+			orDash(strings.Join(c.Segments, ","))})
+	}
+	table(w, "COHORT\tKIND\tMEMBERS\tCHURN "+strings.ToUpper(window)+"\tCHURN 7D\tLAST CHANGE\tSEGMENTS", rows)
+}
+
+// shortDuration writes d without trailing zero units: 24h, 90m, 1h30m.
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }
 
 // printAdoption prints an adoption report: a table of releases by

@@ -116,6 +116,29 @@ type StatsReport struct {
 	Segments    []VersionStats `json:"segments"`
 	Adoption    []Series       `json:"adoption"`
 	FailureRate []Series       `json:"failure_rate"`
+	// Cohorts are the app's cohorts (whatever the channel, segment and
+	// platform filters): members now and churn, by name.
+	Cohorts []CohortStats `json:"cohorts"`
+}
+
+// CohortStats is a cohort's membership and churn in a stats report. The
+// churn sums the cohort's imports and recomputations (their audit records,
+// each holding the members it added and removed): Churn over the report's
+// range (after From, up to To), Churn7d over the 7 days up to To.
+type CohortStats struct {
+	Name string `json:"name"`
+	Kind string `json:"kind"` // imported or computed
+	// Rule is the behaviour rule of a computed cohort.
+	Rule    string            `json:"rule,omitempty"`
+	Members int64             `json:"members"` // now
+	Churn   store.CohortChurn `json:"churn"`
+	Churn7d store.CohortChurn `json:"churn_7d"`
+	// ChangedAt is when an import or recomputation last changed the
+	// members; UpdatedAt when one last ran (changing them or not).
+	ChangedAt *time.Time `json:"changed_at,omitempty"`
+	UpdatedAt time.Time  `json:"updated_at"`
+	// Segments are the segments that route the cohort.
+	Segments []string `json:"segments,omitempty"`
 }
 
 // VersionStats are one bundle's figures (in one segment, for

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"time"
 
@@ -172,7 +174,13 @@ func (s *Store) SetCohort(ctx context.Context, appID, name, rule string, keys []
 		if rule != "" {
 			action = "cohort.computed"
 		}
-		if err := audit(ctx, tx, appID, action, name, nil, obj{{"added", c.Added}, {"removed", c.Removed}, {"members", c.Members}}); err != nil {
+		// The audit trail is the cohort's history (CohortChurn sums it): a
+		// change is recorded whoever makes it, the origin's own by default.
+		actx := ctx
+		if _, ok := WhoFrom(ctx); !ok {
+			actx = WithWho(ctx, Who{Actor: "origin"})
+		}
+		if err := audit(actx, tx, appID, action, name, nil, obj{{"added", c.Added}, {"removed", c.Removed}, {"members", c.Members}}); err != nil {
 			return err
 		}
 		return bumpRev(ctx, tx)
@@ -334,4 +342,69 @@ func listCohortRefs(ctx context.Context, tx *Tx) (map[string][]snapshot.CohortRe
 		out[app] = append(out[app], c)
 	}
 	return out, rows.Err()
+}
+
+// CohortChurn is how a cohort's membership changed over a time range: the
+// members its imports and recomputations added and removed, and how many
+// of them changed it.
+type CohortChurn struct {
+	Added   int64 `json:"added"`
+	Removed int64 `json:"removed"`
+	Changes int64 `json:"changes"`
+}
+
+// cohortChangeActions are the audit actions of a membership change; their
+// after state holds the change's added and removed counts.
+var cohortChangeActions = `('cohort.imported', 'cohort.computed')`
+
+// CohortChurn sums, per cohort of the app, the membership changes recorded
+// after from and up to to (Unix ms): the cohort's audit records, written
+// in the transaction of each change. Records of an earlier cohort of the
+// same name (removed, then made again) do not count.
+func (s *Store) CohortChurn(ctx context.Context, appID string, from, to int64) (map[string]CohortChurn, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT a.target, a.after FROM audit_log a
+		JOIN cohorts c ON c.app_id = a.app_id AND c.name = a.target
+		WHERE a.app_id = ? AND a.action IN `+cohortChangeActions+` AND a.at > ? AND a.at <= ? AND a.at >= c.created_at * 1000`,
+		appID, from, to)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]CohortChurn{}
+	err = eachRow(rows, func(rows *sql.Rows) error {
+		var name, after string
+		if err := rows.Scan(&name, &after); err != nil {
+			return err
+		}
+		var ch struct{ Added, Removed int64 }
+		if err := json.Unmarshal([]byte(after), &ch); err != nil {
+			return fmt.Errorf("audit record of cohort %s: %w", name, err)
+		}
+		c := out[name]
+		c.Added, c.Removed, c.Changes = c.Added+ch.Added, c.Removed+ch.Removed, c.Changes+1
+		out[name] = c
+		return nil
+	})
+	return out, err
+}
+
+// CohortsChangedAt returns, per cohort of the app, when its membership
+// last changed (Unix ms; absent: never recorded).
+func (s *Store) CohortsChangedAt(ctx context.Context, appID string) (map[string]int64, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT a.target, max(a.at) FROM audit_log a
+		JOIN cohorts c ON c.app_id = a.app_id AND c.name = a.target
+		WHERE a.app_id = ? AND a.action IN `+cohortChangeActions+` AND a.at >= c.created_at * 1000 GROUP BY a.target`, appID)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]int64{}
+	err = eachRow(rows, func(rows *sql.Rows) error {
+		var name string
+		var at int64
+		if err := rows.Scan(&name, &at); err != nil {
+			return err
+		}
+		out[name] = at
+		return nil
+	})
+	return out, err
 }

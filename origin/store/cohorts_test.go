@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/updraft-cdn/updraft/origin/snapshot"
 )
@@ -140,5 +141,98 @@ func TestCohortImportDiff(t *testing.T) {
 	}
 	if bits, err := s.CohortBitsInShard(ctx, app, -1); err != nil || len(bits) != 0 {
 		t.Errorf("members after app delete: %d %v", len(bits), err)
+	}
+}
+
+// TestCohortChurn: the churn of a cohort over a range is the sum of the
+// added and removed counts of its audit records in the range (after from,
+// up to to), at fixed times: an imported cohort re-imported with a changed
+// file, a computed one recomputed with another result, a change after the
+// range and one exactly at its start left out, and a cohort removed and
+// made again counts only its new records.
+func TestCohortChurn(t *testing.T) {
+	ctx := WithWho(context.Background(), Who{Actor: "alice"})
+	s, _ := open(t)
+	const app = "com.example.app"
+	if _, err := s.CreateApp(ctx, app, ""); err != nil {
+		t.Fatal(err)
+	}
+	to := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC).UnixMilli()
+	hour, day := time.Hour.Milliseconds(), 24*time.Hour.Milliseconds()
+	// set changes a cohort and moves the audit record it wrote to at.
+	set := func(c context.Context, name, rule string, at int64, keys [][16]byte) {
+		t.Helper()
+		if _, err := s.SetCohort(c, app, name, rule, keys); err != nil {
+			t.Fatal(err)
+		}
+		recs, err := s.Audit(ctx, AuditQuery{App: app, Target: name, Newest: true, Limit: 1})
+		if err != nil || len(recs) != 1 || recs[0].Action == "cohort.removed" {
+			t.Fatalf("audit of %s: %+v %v", name, recs, err)
+		}
+		if _, err := s.db.ExecContext(ctx, `UPDATE audit_log SET at = ? WHERE id = ?`, at, recs[0].ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	created := func(name string, at int64) {
+		t.Helper()
+		if _, err := s.db.ExecContext(ctx, `UPDATE cohorts SET created_at = ? WHERE app_id = ? AND name = ?`, at/1000, app, name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Imported: 4 members 8 days before to, then +3 -2 exactly a day
+	// before, the same file again (no record), and -3 after to.
+	set(ctx, "vip", "", to-8*day, keysOf(1, 2, 3, 4))
+	created("vip", to-30*day)
+	set(ctx, "vip", "", to-day, keysOf(2, 3, 5, 6, 7))
+	if _, err := s.SetCohort(ctx, app, "vip", "", keysOf(2, 3, 5, 6, 7)); err != nil {
+		t.Fatal(err)
+	}
+	set(ctx, "vip", "", to+1, keysOf(2, 3))
+	// Computed (by the origin: no Who, recorded all the same): +2 just
+	// inside the day, then +2 -1 at to.
+	set(context.Background(), "new", "new:7d", to-day+1, keysOf(1, 2))
+	created("new", to-30*day)
+	set(context.Background(), "new", "new:7d", to, keysOf(2, 3, 4))
+	// Removed and made again: only the new cohort's record counts.
+	set(ctx, "old", "", to-3*hour, keysOf(1, 2, 3))
+	created("old", to-30*day)
+	if err := s.RemoveCohort(ctx, app, "old"); err != nil {
+		t.Fatal(err)
+	}
+	set(ctx, "old", "", to-hour, keysOf(9))
+	created("old", to-2*hour)
+
+	recs, err := s.Audit(ctx, AuditQuery{App: app, Target: "new"})
+	if err != nil || len(recs) != 2 || recs[0].Actor != "origin" || recs[0].Action != "cohort.computed" ||
+		string(recs[1].After) != `{"added":2,"removed":1,"members":3}` {
+		t.Fatalf("computed cohort's records: %+v %v", recs, err)
+	}
+	check := func(from, to int64, want map[string]CohortChurn) {
+		t.Helper()
+		got, err := s.CohortChurn(ctx, app, from, to)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(want) {
+			t.Errorf("(%d, %d]: churn %+v, want %+v", from, to, got, want)
+		}
+		for name, w := range want {
+			if got[name] != w {
+				t.Errorf("(%d, %d]: cohort %s churn %+v, want %+v", from, to, name, got[name], w)
+			}
+		}
+	}
+	check(to-day, to, map[string]CohortChurn{"new": {Added: 4, Removed: 1, Changes: 2}, "old": {Added: 1, Changes: 1}})
+	check(to-7*day, to, map[string]CohortChurn{"vip": {Added: 3, Removed: 2, Changes: 1}, "new": {Added: 4, Removed: 1, Changes: 2}, "old": {Added: 1, Changes: 1}})
+	check(to-30*day, to+1, map[string]CohortChurn{"vip": {Added: 7, Removed: 5, Changes: 3}, "new": {Added: 4, Removed: 1, Changes: 2}, "old": {Added: 1, Changes: 1}})
+	check(to, to+day, map[string]CohortChurn{"vip": {Removed: 3, Changes: 1}})
+
+	at, err := s.CohortsChangedAt(ctx, app)
+	if err != nil || len(at) != 3 || at["vip"] != to+1 || at["new"] != to || at["old"] != to-hour {
+		t.Errorf("changed at %v %v", at, err)
+	}
+	list, err := s.Cohorts(ctx, app)
+	if err != nil || len(list) != 3 || list[0].Name != "new" || list[0].Members != 3 || list[2].Name != "vip" || list[2].Members != 2 {
+		t.Errorf("cohorts %+v %v", list, err)
 	}
 }
