@@ -242,6 +242,7 @@ type reply struct {
 	// sent as Updraft-Delta-Offset.
 	tail        []byte
 	deltaOffset int
+	offsetText  [20]byte // deltaOffset in decimal, for the header without allocating
 
 	contentEncoding string // dcz or dcb for a delta answer
 	useAsDictionary bool   // Use-As-Dictionary on canonical archives
@@ -314,7 +315,7 @@ func (out *reply) eachHeader(set func(k, v string)) {
 		set("Cache-Status", out.cacheStatus)
 	}
 	if out.tail != nil {
-		set(DeltaOffsetHeader, strconv.Itoa(out.deltaOffset))
+		set(DeltaOffsetHeader, bstr(strconv.AppendInt(out.offsetText[:0], int64(out.deltaOffset), 10)))
 	}
 	if out.expoProto != 0 {
 		proto := "0"

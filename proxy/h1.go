@@ -3,12 +3,14 @@ package proxy
 import (
 	"context"
 	"errors"
-	"github.com/updraft-cdn/updraft/config"
+	"io"
 	"net"
 	"net/netip"
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/updraft-cdn/updraft/config"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/valyala/fasthttp"
@@ -182,8 +184,12 @@ func (h *HTTP1) write(ctx *fasthttp.RequestCtx, out *reply) {
 	out.eachHeader(func(k, v string) { resp.Header.SetCanonical(sbytes(k), sbytes(v)) })
 	switch {
 	case out.tail != nil: // an update answer and its delta (updates.go, inlineDelta)
-		resp.AppendBody(out.data)
-		resp.AppendBody(out.tail)
+		// Streamed from the shared bytes, not copied into the response's
+		// buffer: fasthttp pools those per connection, and a connection
+		// would keep a delta-sized one.
+		b := twoPartPool.Get().(*twoPart)
+		b.parts = [2][]byte{out.data, out.tail}
+		ctx.SetBodyStream(b, len(out.data)+len(out.tail)) // fasthttp closes it: back to the pool
 	case out.data != nil:
 		resp.SetBodyRaw(out.data) // the cache's bytes, never modified: no copy
 	case out.file != nil:
@@ -196,4 +202,42 @@ func (h *HTTP1) write(ctx *fasthttp.RequestCtx, out *reply) {
 	default:
 		resp.AppendBody(out.body) // copied: out returns to its pool before fasthttp writes
 	}
+}
+
+// twoPart is a body of two shared byte slices, read in order.
+type twoPart struct{ parts [2][]byte }
+
+var twoPartPool = sync.Pool{New: func() any { return new(twoPart) }}
+
+func (b *twoPart) Read(p []byte) (int, error) {
+	for i := range b.parts {
+		if len(b.parts[i]) > 0 {
+			n := copy(p, b.parts[i])
+			b.parts[i] = b.parts[i][n:]
+			return n, nil
+		}
+	}
+	return 0, io.EOF
+}
+
+// WriteTo writes both parts as they are (fasthttp prefers it to Read: no
+// copy through a buffer).
+func (b *twoPart) WriteTo(w io.Writer) (int64, error) {
+	var total int64
+	for i := range b.parts {
+		n, err := w.Write(b.parts[i])
+		total += int64(n)
+		b.parts[i] = b.parts[i][n:]
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+// Close returns the body to its pool; fasthttp calls it once sent.
+func (b *twoPart) Close() error {
+	b.parts = [2][]byte{}
+	twoPartPool.Put(b)
+	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/updraft-cdn/updraft/config"
+	"github.com/valyala/fasthttp"
 )
 
 // splitInline splits an inline-delta answer at its Updraft-Delta-Offset:
@@ -134,5 +135,38 @@ func BenchmarkUpdatesInlineDelta(b *testing.B) {
 	for b.Loop() {
 		out.reset()
 		te.edge.updatesInline(body, base, "gzip", 1<<20, out)
+	}
+}
+
+// The same over HTTP/1.1 (fasthttp, in-memory listener): the answer and
+// the delta are streamed from the shared bytes, without allocating.
+func BenchmarkUpdatesInlineDeltaHTTP1(b *testing.B) {
+	te := startEdgeMemory(b, 64<<20, func(e *config.Edge) { e.NoPrefetch = true })
+	dcz := bytes.Repeat([]byte("z"), 44_000)
+	s := deltaPairSnapshot(b, te.put(b, bytes.Repeat([]byte("b"), 40_000)), te.put(b, dcz))
+	te.edge.SetSnapshot(s)
+	if g, err := te.edge.cache.Get(b.Context(), s.Apps[0].Bundles[1].Deltas[1].SHA256); err != nil {
+		b.Fatal(err)
+	} else {
+		g.Close()
+	}
+	client := inMemoryHTTP1(b, te.edge)
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.SetRequestURI("http://edge.example.com/updates")
+	req.Header.SetMethod(fasthttp.MethodPost)
+	req.Header.SetContentType("application/json")
+	req.Header.Set(InlineDeltaHeader, "1048576")
+	req.SetBodyString(pluginBody)
+	if err := client.Do(req, resp); err != nil || resp.StatusCode() != 200 || !bytes.HasSuffix(resp.Body(), dcz) {
+		b.Fatalf("POST /updates: %v: HTTP %d, %d bytes", err, resp.StatusCode(), len(resp.Body()))
+	}
+	b.ReportAllocs()
+	b.SetBytes(int64(len(resp.Body())))
+	for b.Loop() {
+		if err := client.Do(req, resp); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
