@@ -16,6 +16,10 @@
 # when given. nginx answers the POST through `error_page 405 =200` (its static
 # module refuses POST), as `updraft bench compare` configures it; a GET of the
 # same file is also measured as nginx's ceiling. UPDRAFT_FLAGS adds serve flags.
+# FLOOR=1 also loads, in the same rounds, the floor of any Go server on this machine
+# (bench/gofloor: no JSON, no resolution, no framework; the same bytes, headers and body in one
+# writev, or headers then sendfile from memory as nginx does).
+
 #
 # Needs: go, nginx (with gzip_static: Debian's nginx-light has it), wrk, curl,
 # bc. Everything runs on 127.0.0.1; nothing is left running afterwards.
@@ -40,6 +44,10 @@ done
 
 echo "== build"
 (cd "$ROOT" && go build -o "$WORK/updraft" ./cmd/updraft)
+FLOOR=${FLOOR:-0}
+[ "$FLOOR" = 1 ] && (cd "$ROOT" && go build -o "$WORK/gofloor" ./bench/gofloor)
+FLOOR_W=127.0.0.1:18383
+FLOOR_S=127.0.0.1:18384
 U="$WORK/updraft"
 
 echo "== updraft serve, uploads"
@@ -162,13 +170,34 @@ declare -A R
 for f in "${FIXTURES[@]}"; do
   for enc in identity gzip; do
     echo "== $f, Accept-Encoding: $enc (req/s p99: updraft, nginx POST, nginx GET)"
-    : > "$WORK/u"; : > "$WORK/n"; : > "$WORK/g"
+    : > "$WORK/u"; : > "$WORK/n"; : > "$WORK/g"; : > "$WORK/fw"; : > "$WORK/fs"
+    if [ "$FLOOR" = 1 ]; then
+      file="$WORK/$f.json"; fenc=()
+      [ "$enc" = gzip ] && { file="$WORK/$f.json.gz"; fenc=(-encoding gzip); }
+      "$WORK/gofloor" -mode writev -body "$file" -listen "$FLOOR_W" "${fenc[@]}" & FW=$!
+      "$WORK/gofloor" -mode sendfile -body "$file" -listen "$FLOOR_S" "${fenc[@]}" & FS=$!
+      for _ in $(seq 50); do curl -sf -o /dev/null "http://$FLOOR_W/" && curl -sf -o /dev/null "http://$FLOOR_S/" && break; sleep 0.1; done
+      for a in "$FLOOR_W" "$FLOOR_S"; do
+        curl -sf -X POST "http://$a/updates" --data-binary "$(body "$f")" -o "$WORK/fl.out"
+        cmp "$WORK/fl.out" "$file" || { echo "gofloor at $a does not serve the captured answer" >&2; exit 1; }
+      done
+    fi
     for r in $(seq "$ROUNDS"); do
       u=$(load "http://$EDGE/updates" "$f" "$enc" POST); echo "$u" >> "$WORK/u"
       n=$(load "http://$NGINX/$f/updates" "$f" "$enc" POST); echo "$n" >> "$WORK/n"
       g=$(load "http://$NGINX/$f/updates.json" "$f" "$enc" GET); echo "$g" >> "$WORK/g"
-      echo "   round $r: $u | $n | $g"
+      if [ "$FLOOR" = 1 ]; then
+        fw=$(load "http://$FLOOR_W/updates" "$f" "$enc" POST); echo "$fw" >> "$WORK/fw"
+        fs=$(load "http://$FLOOR_S/updates" "$f" "$enc" POST); echo "$fs" >> "$WORK/fs"
+        echo "   round $r: $u | $n | $g | floor writev $fw | floor sendfile $fs"
+      else
+        echo "   round $r: $u | $n | $g"
+      fi
     done
+    if [ "$FLOOR" = 1 ]; then
+      kill "$FW" "$FS"; wait "$FW" "$FS" 2>/dev/null || true
+      R[$f.$enc.fw]=$(median < "$WORK/fw"); R[$f.$enc.fs]=$(median < "$WORK/fs")
+    fi
     R[$f.$enc.u]=$(median < "$WORK/u"); R[$f.$enc.n]=$(median < "$WORK/n"); R[$f.$enc.g]=$(median < "$WORK/g")
     R[$f.$enc.uw]=$(wire "http://$EDGE/updates" "$f" "$enc" POST)
     R[$f.$enc.nw]=$(wire "http://$NGINX/$f/updates" "$f" "$enc" POST)
@@ -188,3 +217,17 @@ for f in "${FIXTURES[@]}"; do
       "$ur" "$up" "$nr" "$np" "$(echo "$ur / $nr" | bc -l)" "$(echo "$ub_ / $nb_" | bc -l)" "$gr"
   done
 done
+if [ "$FLOOR" = 1 ]; then
+  echo
+  echo "The Go floor (bench/gofloor, the same bytes; median req/s, and its ratio to nginx's POST median):"
+  echo "| fixture | Accept-Encoding | updraft / nginx | floor writev | / nginx | floor sendfile | / nginx |"
+  echo "|---|---|---:|---:|---:|---:|---:|"
+  for f in "${FIXTURES[@]}"; do
+    for enc in identity gzip; do
+      read -r ur _ _ <<<"${R[$f.$enc.u]}"; read -r nr _ _ <<<"${R[$f.$enc.n]}"
+      read -r wr _ _ <<<"${R[$f.$enc.fw]}"; read -r sr _ _ <<<"${R[$f.$enc.fs]}"
+      printf "| %s | %s | %.2f× | %.0f | %.2f× | %.0f | %.2f× |\n" "$f" "$enc" "$(echo "$ur / $nr" | bc -l)" \
+        "$wr" "$(echo "$wr / $nr" | bc -l)" "$sr" "$(echo "$sr / $nr" | bc -l)"
+    done
+  done
+fi
