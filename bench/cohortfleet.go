@@ -52,8 +52,12 @@ type CohortFleetReport struct {
 	// accepted by the edge: failures and installs).
 	CheckIns       int64   `json:"check_ins"`
 	CheckInsPerSec float64 `json:"check_ins_per_sec"`
-	Events         int64   `json:"events"`
-	EventsAccepted int64   `json:"events_accepted"`
+	// The last round, where every device checks in, at most the phase's
+	// rate a second: how long it took and its check-ins a second.
+	LastRoundSeconds float64 `json:"last_round_seconds"`
+	LastRoundPerSec  float64 `json:"last_round_per_sec"`
+	Events           int64   `json:"events"`
+	EventsAccepted   int64   `json:"events_accepted"`
 	// Steps are the scenario's steps in order with their time.
 	Steps []CohortStep `json:"steps"`
 	// IngestComplete: the origin held every device's last check-in and
@@ -256,13 +260,18 @@ func (r *runner) cohortsPhase(ctx context.Context, p Phase, rec *recorder) (*Coh
 		rs := time.Now()
 		d := max(round, time.Duration(float64(len(devs))/p.Rate*float64(time.Second)))
 		c.activityRound(ctx, i, devs, rs, d)
+		if i == len(c.pl.rounds)-1 {
+			rep.LastRoundSeconds = time.Since(rs).Seconds()
+			rep.LastRoundPerSec = float64(len(devs)) / rep.LastRoundSeconds
+		}
 		if wait := time.Until(rs.Add(d)); wait > 0 && i < len(c.pl.rounds)-1 {
 			time.Sleep(wait)
 		}
 	}
 	rep.CheckIns, rep.Events, rep.EventsAccepted = c.checkIns.Load(), c.events.Load(), c.accepted.Load()
 	rep.CheckInsPerSec = float64(rep.CheckIns) / time.Since(t0).Seconds()
-	step("activity", t0, fmt.Sprintf("%d check-ins (%.0f/s) in %d rounds, %d events", rep.CheckIns, rep.CheckInsPerSec, len(c.pl.rounds), rep.EventsAccepted))
+	step("activity", t0, fmt.Sprintf("%d check-ins (%.0f/s) in %d rounds, %d events; the last round (every device) in %.2fs, %.0f/s",
+		rep.CheckIns, rep.CheckInsPerSec, len(c.pl.rounds), rep.EventsAccepted, rep.LastRoundSeconds, rep.LastRoundPerSec))
 	if ctx.Err() != nil {
 		return rep, c.attempts.Load()
 	}

@@ -147,6 +147,9 @@ func (s Scenario) Validate() error {
 				errs = append(errs, fmt.Errorf("%s: switch needs the channel devices move to", where))
 			}
 		case KindCohorts:
+			if p.Duration < Duration(5*time.Second) {
+				errs = append(errs, fmt.Errorf("%s: cohorts duration: at least 5s (the edge reports a device's check-ins once a second; the heavy devices' must span several reports)", where))
+			}
 			if p.Power < 0 || p.Power > 50 || math.IsNaN(p.Power) {
 				errs = append(errs, fmt.Errorf("%s: cohorts power %v%%: want a share of the fleet above 0 and at most 50%%", where, p.Power))
 			}

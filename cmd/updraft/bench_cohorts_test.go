@@ -72,3 +72,22 @@ func TestBenchCohortFleet(t *testing.T) {
 		t.Fatalf("the bench app was not deleted:\n%s", errb.String())
 	}
 }
+
+// TestBenchCohortFleetUsage: --power belongs to cohort-fleet, and
+// cohort-fleet runs on its own throwaway app only.
+func TestBenchCohortFleetUsage(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--scenario", "steady", "--power", "5%"}, "add --scenario cohort-fleet"},
+		{[]string{"--scenario", "cohort-fleet", "--power", "80%"}, "at most 50%"},
+		{[]string{"--scenario", "cohort-fleet", "--app", "com.example.app", "--i-know-this-is-production"}, "its own throwaway app"},
+		{[]string{"--scenario", "cohort-fleet", "--link", "40ms/100mbit"}, "drop --app, --link"},
+	} {
+		err := run(context.Background(), append([]string{"bench", "--target", "http://127.0.0.1:1"}, c.args...), &bytes.Buffer{}, &bytes.Buffer{})
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("bench %v: %v, want %q", c.args, err, c.want)
+		}
+	}
+}
