@@ -333,10 +333,11 @@ func (r *runner) cohortsPhase(ctx context.Context, p Phase, rec *recorder) (*Coh
 	return rep, c.attempts.Load()
 }
 
-// check sends one update check of dev and returns the answer's outcome,
-// the version it offers ("" when none) and whether the edge answered it
-// (HTTP 200: it recorded the check-in).
-func (c *cohortRun) check(ctx context.Context, dev *device, due time.Time, record bool) (outcome, version string, answered bool) {
+// check sends one update check of dev, recorded in rec (the phase's, or a
+// probe's), and returns the answer's outcome, the version it offers (""
+// when none) and whether the edge answered it (HTTP 200: it recorded the
+// check-in).
+func (c *cohortRun) check(ctx context.Context, dev *device, due time.Time, rec *recorder) (outcome, version string, answered bool) {
 	r := c.r
 	r.inFlight.Add(1)
 	defer r.inFlight.Add(-1)
@@ -345,11 +346,8 @@ func (c *cohortRun) check(ctx context.Context, dev *device, due time.Time, recor
 	status, body, err := r.t.do(ctx, "POST", r.o.Target+"/updates", dev.body, *bufp)
 	*bufp = body
 	done := time.Now()
-	rec := c.rec
-	if record {
+	if rec == c.rec {
 		c.attempts.Add(1)
-	} else {
-		rec = newRecorder(done)
 	}
 	switch {
 	case err != nil:
@@ -391,7 +389,7 @@ func (c *cohortRun) activityRound(ctx context.Context, round int, devs []int32, 
 		go func() {
 			defer func() { <-sem; wg.Done() }()
 			dev := &r.devices[i]
-			_, version, ok := c.check(ctx, dev, due, true)
+			_, version, ok := c.check(ctx, dev, due, c.rec)
 			if !ok {
 				return
 			}
@@ -542,11 +540,12 @@ func (c *cohortRun) addSegment(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
+	probe := newRecorder(time.Now()) // not the phase's figures
 	for {
-		_, mv, _ := c.check(ctx, &r.devices[member], time.Now(), false)
+		_, mv, _ := c.check(ctx, &r.devices[member], time.Now(), probe)
 		ov := rt.DefaultBundle
 		if other >= 0 {
-			_, ov, _ = c.check(ctx, &r.devices[other], time.Now(), false)
+			_, ov, _ = c.check(ctx, &r.devices[other], time.Now(), probe)
 		}
 		if mv == rt.SegmentBundle && ov == rt.DefaultBundle {
 			return nil
@@ -579,7 +578,7 @@ func (c *cohortRun) route(ctx context.Context) {
 		go func() {
 			defer func() { <-sem; wg.Done() }()
 			dev := &r.devices[i]
-			outcome, v, _ := c.check(ctx, dev, due, true)
+			outcome, v, _ := c.check(ctx, dev, due, c.rec)
 			want := rt.DefaultBundle
 			if c.pl.heavy[i] {
 				want = rt.SegmentBundle
