@@ -71,3 +71,13 @@ func equal(a, b []bool) bool {
 	}
 	return true
 }
+
+// TestReportMismatches: a report's mismatches are its cohorts phases'
+// (the command exits 1 on any).
+func TestReportMismatches(t *testing.T) {
+	rep := &Report{Phases: []PhaseReport{{Kind: KindStorm}, {Kind: KindCohorts, Cohorts: &CohortFleetReport{Mismatches: 3}},
+		{Kind: KindCohorts, Cohorts: &CohortFleetReport{}}}}
+	if n := rep.Mismatches(); n != 3 {
+		t.Fatalf("mismatches %d, want 3", n)
+	}
+}
