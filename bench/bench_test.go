@@ -253,6 +253,9 @@ func TestScenarioErrors(t *testing.T) {
 		`{"name":"x","phases":[{"name":"a","kind":"storm","duration":"10s","colour":"red"}]}`: "unknown field",
 		`{"name":"x","phases":[{"name":"a","kind":"storm"}]}`:                                 "duration must be positive",
 		`not json`: "scenario:",
+		`{"name":"x","phases":[{"name":"a","kind":"cohorts","duration":"2s"}]}`:                   "at least 5s",
+		`{"name":"x","phases":[{"name":"a","kind":"cohorts","duration":"10s","power":60}]}`:       "power 60%",
+		`{"name":"x","phases":[{"name":"a","kind":"cohorts","duration":"10s","heavy_checks":3}]}`: "heavy_checks 3",
 	}
 	for doc, want := range cases {
 		if _, err := ParseScenario([]byte(doc)); err == nil || !strings.Contains(err.Error(), want) {
@@ -263,6 +266,9 @@ func TestScenarioErrors(t *testing.T) {
 		{"name":"storm","kind":"storm","duration":"30s"},{"name":"pings","kind":"rate","duration":"1m","rate":200}]}`))
 	if err != nil || len(s.Phases) != 3 || time.Duration(s.Phases[2].Duration) != time.Minute {
 		t.Fatalf("%+v %v", s, err)
+	}
+	if c, err := Builtin("cohort-fleet", 30*time.Second, 1); err != nil || c.Validate() != nil || c.Phases[0].Kind != KindCohorts {
+		t.Fatalf("cohort-fleet: %+v %v", c, err)
 	}
 	if _, err := Builtin("nope", time.Second, 1); err == nil {
 		t.Fatal("unknown builtin accepted")

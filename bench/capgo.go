@@ -484,20 +484,26 @@ func heldFiles(archive []byte) (map[string]struct{}, int, error) {
 // capgoFile is one manifest entry.
 type capgoFile struct{ name, hash, url string }
 
+// deviceStack returns the connections a capgo or expo device uses for one
+// update: a warm lane (released for the next device), or with cold
+// connections a stack of its own from its own address (closed), and the
+// function that gives it back.
+func (r *runner) deviceStack(dev *device) (*capgoStack, func()) {
+	if r.capgo.lanes != nil {
+		st := r.lane()
+		return st, func() { r.freeLane(st) }
+	}
+	st := r.newClientStack(deviceAddr(dev.seq))
+	return st, st.close
+}
+
 // capgoDevice runs one device's update as the stock plugin: check, then
 // the manifest's missing files or the zip.
 func (r *runner) capgoDevice(ctx context.Context, dev *device, due time.Time, download bool, rec *recorder) {
 	r.inFlight.Add(1)
 	defer r.inFlight.Add(-1)
-	c := r.capgo
-	var st *capgoStack
-	if c.lanes != nil {
-		st = r.lane()
-		defer r.freeLane(st)
-	} else {
-		st = r.newClientStack(deviceAddr(dev.seq))
-		defer st.close()
-	}
+	st, release := r.deviceStack(dev)
+	defer release()
 	bufp := bufs.Get().(*[]byte)
 	defer bufs.Put(bufp)
 	status, body, err := r.capgoCheck(ctx, st.plugin, dev, *bufp)

@@ -7,6 +7,10 @@
 // errors by code and time-to-update per device. A user-space link emulator
 // (TCP relay with delay and bandwidth) stands in for real networks.
 //
+// The cohort-fleet scenario (cohortfleet.go) also drives the origin's
+// operator API (origin/client): behaviour cohorts computed from the fleet's
+// check-ins and events must hold exactly the devices its pattern defines.
+//
 // bench imports only the published formats and clients; it never reaches
 // into the server's internals.
 package bench

@@ -174,15 +174,8 @@ func (r *runner) expoSetup(ctx context.Context) error {
 func (r *runner) expoDevice(ctx context.Context, dev *device, due time.Time, download bool, rec *recorder) {
 	r.inFlight.Add(1)
 	defer r.inFlight.Add(-1)
-	c := r.capgo
-	var st *capgoStack
-	if c.lanes != nil {
-		st = r.lane()
-		defer r.freeLane(st)
-	} else {
-		st = r.newClientStack(deviceAddr(dev.seq))
-		defer st.close()
-	}
+	st, release := r.deviceStack(dev)
+	defer release()
 	m, outcome, failed := r.expoCheck(ctx, st.plugin, dev, r.expo.launched(dev))
 	done := time.Now()
 	rec.checked(due, done, outcome, failed)

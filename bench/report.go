@@ -72,6 +72,9 @@ type PhaseReport struct {
 	// ConnectionsOpened (capgo and expo clients): connections the devices
 	// opened during the phase (TCP, or QUIC with h3).
 	ConnectionsOpened int64 `json:"connections_opened,omitempty"`
+	// Cohorts (cohorts phases): the steps, the cohorts against the
+	// pattern, the routing.
+	Cohorts *CohortFleetReport `json:"cohort_fleet,omitempty"`
 }
 
 func (r *recorder) report(p Phase, started int64, elapsed time.Duration) PhaseReport {
@@ -156,6 +159,9 @@ func (rep *Report) WriteText(w io.Writer) {
 		fmt.Fprintf(w, "outcomes: %s\n", strings.Join(parts, ", "))
 		if p.Failures > 0 || p.Unfinished > 0 {
 			fmt.Fprintf(w, "failures: %d, unfinished at the deadline: %d\n", p.Failures, p.Unfinished)
+		}
+		if p.Cohorts != nil {
+			p.Cohorts.writeText(w)
 		}
 	}
 }

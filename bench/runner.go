@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/updraft-cdn/updraft/origin/client"
 	"github.com/updraft-cdn/updraft/origin/delta"
 	"github.com/valyala/fastjson"
 )
@@ -69,6 +70,9 @@ type Options struct {
 	ExpoConcurrency int
 	Seed            uint64
 	Progress        io.Writer // live progress line; nil: none
+	// Operator is the origin's operator API, for cohorts phases (their
+	// cohorts, segment and waits); the app must be a throwaway one.
+	Operator *client.Client
 }
 
 func (o *Options) defaults() error {
@@ -217,6 +221,19 @@ func Run(ctx context.Context, sc Scenario, o Options) (*Report, error) {
 			return nil, err
 		}
 	}
+	for _, p := range sc.Phases {
+		if p.Kind != KindCohorts {
+			continue
+		}
+		switch {
+		case o.Operator == nil:
+			return nil, fmt.Errorf("bench: scenario %q phase %s: cohorts phases need the operator API (--origin)", sc.Name, p.Name)
+		case o.Client != ClientUpdraft || o.Deltas || o.VersionName != "builtin":
+			return nil, fmt.Errorf("bench: scenario %q phase %s: cohorts phases run the updraft client on the store build", sc.Name, p.Name)
+		case o.Devices < 2:
+			return nil, fmt.Errorf("bench: scenario %q phase %s: cohorts phases need at least 2 devices", sc.Name, p.Name)
+		}
+	}
 	rep := &Report{Scenario: sc.Name, Target: o.Target, Devices: o.Devices, Connections: o.Connections, Client: o.Client, Conn: o.Conn}
 	switch o.Client {
 	case ClientCapgo:
@@ -258,12 +275,19 @@ func (r *runner) phase(ctx context.Context, p Phase) (PhaseReport, error) {
 	d := time.Duration(p.Duration)
 	start := time.Now()
 	rec := newRecorder(start)
-	ctx, cancel := context.WithDeadline(ctx, start.Add(d+grace(d)))
+	deadline := start.Add(d + grace(d))
+	if p.Kind == KindCohorts { // then the ingest, the cohorts, the segment and a check per device
+		deadline = deadline.Add(ingestDeadline(len(r.devices)) + 2*time.Duration(float64(len(r.devices))/cohortDefaults(p).Rate*float64(time.Second)) + 5*time.Minute)
+	}
+	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	stopProgress := r.progress(p, start, rec)
 	dials := r.dials()
 	var started int64
+	var cohorts *CohortFleetReport
 	switch p.Kind {
+	case KindCohorts:
+		cohorts, started = r.cohortsPhase(ctx, p, rec)
 	case KindStorm:
 		started = r.openLoop(ctx, start, d, len(r.devices), true, rec)
 	case KindRate:
@@ -278,6 +302,7 @@ func (r *runner) phase(ctx context.Context, p Phase) (PhaseReport, error) {
 	stopProgress()
 	pr := rec.report(p, started, time.Since(start))
 	pr.ConnectionsOpened = r.dials() - dials
+	pr.Cohorts = cohorts
 	if p.Kind == KindStats {
 		for _, o := range pr.Outcomes {
 			if o.Outcome == "events_accepted" {

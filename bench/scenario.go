@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"strings"
 	"time"
@@ -29,6 +30,16 @@ const (
 	// the plugin flushes its queue, cycling through the fleet and a mix of
 	// actions (installs, downloads, failures).
 	KindStats = "stats"
+	// KindCohorts: the cohort-fleet scenario (cohortfleet.go), through the
+	// edge and the operator API (Options.Operator): HeavyChecks rounds of
+	// check-ins over the phase (Power percent of the fleet in every round,
+	// the others in 1 to 3, every device in the last; some devices report
+	// an install failure or an install), at most Rate check-ins a second;
+	// once the origin has ingested them, the behaviour cohorts power:P%,
+	// failing:7d and active:1/1d must hold exactly the devices the
+	// pattern puts in them; then a segment routes the power cohort to
+	// Channel, and every device checks once.
+	KindCohorts = "cohorts"
 )
 
 // Phase is one stage of a scenario.
@@ -36,11 +47,13 @@ type Phase struct {
 	Name        string   `json:"name"`
 	Kind        string   `json:"kind"`
 	Duration    Duration `json:"duration"`
-	Rate        float64  `json:"rate,omitempty"`        // KindRate: checks per second
-	Connections int      `json:"connections,omitempty"` // KindSteady: workers
-	Download    bool     `json:"download,omitempty"`    // KindRate: download offered updates
-	Channel     string   `json:"channel,omitempty"`     // KindSwitch: channel devices assign themselves to
-	Batch       int      `json:"batch,omitempty"`       // KindStats: events per request (default 50)
+	Rate        float64  `json:"rate,omitempty"`         // KindRate: checks per second
+	Connections int      `json:"connections,omitempty"`  // KindSteady: workers
+	Download    bool     `json:"download,omitempty"`     // KindRate: download offered updates
+	Channel     string   `json:"channel,omitempty"`      // KindSwitch: channel devices assign themselves to
+	Batch       int      `json:"batch,omitempty"`        // KindStats: events per request (default 50)
+	Power       float64  `json:"power,omitempty"`        // KindCohorts: percent of the fleet in the heavy set (default 5)
+	HeavyChecks int      `json:"heavy_checks,omitempty"` // KindCohorts: check-ins of a heavy device (default 20)
 }
 
 // Scenario is a named list of phases run in order.
@@ -78,8 +91,11 @@ func Builtin(name string, duration time.Duration, connections int) (Scenario, er
 		return Scenario{Name: name, Phases: []Phase{{Name: "checks", Kind: KindSteady, Duration: Duration(duration), Connections: connections}}}, nil
 	case "stats":
 		return Scenario{Name: name, Phases: []Phase{{Name: "events", Kind: KindStats, Duration: Duration(duration), Connections: connections, Batch: 50}}}, nil
+	case "cohort-fleet":
+		return Scenario{Name: name, Phases: []Phase{{Name: "cohorts", Kind: KindCohorts, Duration: Duration(duration), Power: DefaultPower,
+			HeavyChecks: DefaultHeavyChecks, Rate: DefaultCohortRate, Channel: DefaultCohortRoute}}}, nil
 	}
-	return Scenario{}, fmt.Errorf("scenario %q: want release-storm, steady, stats, or a scenario file (.json)", name)
+	return Scenario{}, fmt.Errorf("scenario %q: want release-storm, steady, stats, cohort-fleet, or a scenario file (.json)", name)
 }
 
 // LoadScenario reads a scenario file (JSON) and validates it.
@@ -130,12 +146,25 @@ func (s Scenario) Validate() error {
 			if p.Channel == "" {
 				errs = append(errs, fmt.Errorf("%s: switch needs the channel devices move to", where))
 			}
+		case KindCohorts:
+			if p.Duration < Duration(5*time.Second) {
+				errs = append(errs, fmt.Errorf("%s: cohorts duration: at least 5s (the edge reports a device's check-ins once a second; the heavy devices' must span several reports)", where))
+			}
+			if p.Power < 0 || p.Power > 50 || math.IsNaN(p.Power) {
+				errs = append(errs, fmt.Errorf("%s: cohorts power %v%%: want a share of the fleet above 0 and at most 50%%", where, p.Power))
+			}
+			if p.HeavyChecks != 0 && (p.HeavyChecks < maxLightChecks+2 || p.HeavyChecks > 40) {
+				errs = append(errs, fmt.Errorf("%s: cohorts heavy_checks %d: want %d..40 (light devices check in up to %d times)", where, p.HeavyChecks, maxLightChecks+2, maxLightChecks))
+			}
+			if p.Rate < 0 || p.Rate > 1e6 {
+				errs = append(errs, fmt.Errorf("%s: cohorts rate: want check-ins per second between 0 and 1000000", where))
+			}
 		case KindRate:
 			if p.Rate <= 0 || p.Rate > 1e6 {
 				errs = append(errs, fmt.Errorf("%s: rate needs a rate between 0 and 1000000 per second", where))
 			}
 		default:
-			errs = append(errs, fmt.Errorf("%s: kind %q: want storm, steady, rate, switch or stats", where, p.Kind))
+			errs = append(errs, fmt.Errorf("%s: kind %q: want storm, steady, rate, switch, stats or cohorts", where, p.Kind))
 		}
 	}
 	return errors.Join(errs...)

@@ -89,6 +89,7 @@ func (s *Server) Handler() http.Handler {
 	api("POST /api/v1/apps/{app}/cohorts", scopeDeploy, s.addCohort)
 	api("PUT /api/v1/apps/{app}/cohorts/{name}", scopeDeploy, s.importCohort)
 	api("DELETE /api/v1/apps/{app}/cohorts/{name}", scopeDeploy, s.removeCohort)
+	api("GET /api/v1/apps/{app}/cohorts/{name}/members", scopeRead, s.cohortMembers)
 	api("GET /api/v1/apps/{app}/overrides", scopeRead, s.listOverrides)
 	api("PUT /api/v1/apps/{app}/overrides", scopeDeploy, s.putOverrides)
 	api("POST /api/v1/apps/{app}/resolve", scopeRead, s.resolve)
@@ -123,6 +124,7 @@ func (s *Server) Handler() http.Handler {
 	api("GET /api/v1/apps/{app}/bundles/{version}/compatibility", scopeRead, s.getCompatibility)
 	// The device inventory (devices.go).
 	api("GET /api/v1/apps/{app}/devices", scopeRead, s.listDevices)
+	api("GET /api/v1/apps/{app}/devices/count", scopeRead, s.countDevices)
 	api("GET /api/v1/apps/{app}/devices/{id}", scopeRead, s.getDevice)
 	api("GET /api/v1/apps/{app}/devices/{id}/tail", scopeRead, s.tailDevice)
 	s.routes = append(s.routes, "GET /api/v1/openapi.json")

@@ -14,6 +14,8 @@ type (
 	KeyInfo          = api.KeyInfo
 	BundleInfo       = api.BundleInfo
 	DeltaStatus      = api.DeltaStatus
+	CohortMemberList = api.CohortMemberList
+	DeviceCount      = api.DeviceCount
 	DeviceDetail     = api.DeviceDetail
 	DeviceList       = api.DeviceList
 	DeviceRequest    = api.DeviceRequest

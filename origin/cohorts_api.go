@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -255,6 +256,36 @@ func (s *Server) removeCohort(w http.ResponseWriter, r *http.Request) error {
 	s.log.Info("origin: cohort removed", "app", appID, "cohort", name)
 	s.awaitPublished(r.Context())
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	return nil
+}
+
+// cohortMembers is GET /api/v1/apps/{app}/cohorts/{name}/members.
+func (s *Server) cohortMembers(w http.ResponseWriter, r *http.Request) error {
+	appID, err := s.appParam(r)
+	if err != nil {
+		return err
+	}
+	name := r.PathValue("name")
+	all, err := s.store.Cohorts(r.Context(), appID)
+	if err != nil {
+		return err
+	}
+	i := slices.IndexFunc(all, func(c store.Cohort) bool { return c.Name == name })
+	if i < 0 {
+		if _, err := s.store.GetApp(r.Context(), appID); err != nil {
+			return storeErr(err, appID)
+		}
+		return errf(http.StatusNotFound, store.CodeCohortNotFound, "app %s has no cohort %q", appID, name)
+	}
+	keys, err := s.store.CohortMembers(r.Context(), appID, name)
+	if err != nil {
+		return err
+	}
+	out := CohortMemberList{Cohort: all[i], Keys: make([]string, len(keys))}
+	for j, k := range keys {
+		out.Keys[j] = store.DeviceIDString(k)
+	}
+	writeJSON(w, http.StatusOK, out)
 	return nil
 }
 

@@ -102,6 +102,18 @@ func TestComputedCohortRecompute(t *testing.T) {
 	if got := routed(12); !slices.Equal(got, []int{0, 6, 9, 11}) {
 		t.Fatalf("routed %v after recompute, want 0 6 9 11", got)
 	}
+	// The members, as the API lists them: exactly those device ids, sorted.
+	m, err := o.client.CohortMembers(ctx, app, "failing")
+	if err != nil || m.Name != "failing" || m.Rule != "failing:7d" || m.Members != 4 ||
+		!slices.Equal(m.Keys, []string{dev(0), dev(6), dev(9), dev(11)}) {
+		t.Fatalf("members %+v %v", m, err)
+	}
+	if code, e := apiStatus(t, o, "/api/v1/apps/"+app+"/cohorts/nope/members"); code != 404 || e != store.CodeCohortNotFound {
+		t.Fatalf("unknown cohort's members: HTTP %d %s", code, e)
+	}
+	if code, e := apiStatus(t, o, "/api/v1/apps/com.example.other/cohorts/failing/members"); code != 404 || e != "app_not_found" {
+		t.Fatalf("unknown app's cohort members: HTTP %d %s", code, e)
+	}
 	recs, err := o.srv.store.Audit(ctx, store.AuditQuery{App: app, Actions: []string{"cohort.computed"}})
 	if err != nil || len(recs) != 2 || recs[1].Actor != "cohorts" {
 		t.Fatalf("audit %+v %v", recs, err)

@@ -14,6 +14,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"math"
 	"net/http"
 	"slices"
 	"strconv"
@@ -125,6 +126,35 @@ func (s *Server) listDevices(w http.ResponseWriter, r *http.Request) error {
 		out.NextCursor = encodeCursor(key, q, devs[len(devs)-1].DeviceID)
 	}
 	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// countDevices is GET /api/v1/apps/{app}/devices/count: how many devices
+// of the inventory match the list's filters and, with ?since=, last checked
+// in at or after it (RFC 3339, fractions allowed, or Unix seconds; edge
+// time): what the origin has ingested so far.
+func (s *Server) countDevices(w http.ResponseWriter, r *http.Request) error {
+	appID, err := s.appParam(r)
+	if err != nil {
+		return err
+	}
+	v := r.URL.Query()
+	q := store.DeviceQuery{AppID: appID, Channel: v.Get("channel"), Version: v.Get("version"), Platform: strings.ToLower(v.Get("platform"))}
+	var since int64
+	if t := v.Get("since"); t != "" {
+		if n, err := strconv.ParseInt(t, 10, 64); err == nil && n >= 0 && n < math.MaxInt64/1000 {
+			since = n * 1000
+		} else if at, err := time.Parse(time.RFC3339Nano, t); err == nil {
+			since = at.UnixMilli()
+		} else {
+			return errf(http.StatusBadRequest, "invalid_time", "since=%q: want RFC 3339 (2026-11-28T12:00:00.250Z) or Unix seconds", t)
+		}
+	}
+	n, err := s.events.CountDevices(r.Context(), q, since)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, DeviceCount{AppID: appID, Devices: n})
 	return nil
 }
 

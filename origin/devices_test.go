@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/updraft-cdn/updraft/config"
+	"github.com/updraft-cdn/updraft/origin/api"
 	"github.com/updraft-cdn/updraft/origin/client"
 	"github.com/updraft-cdn/updraft/origin/events"
 	"github.com/updraft-cdn/updraft/origin/snapshot"
@@ -129,7 +130,7 @@ func TestDeviceListAPI(t *testing.T) {
 	const app = "com.example.app"
 	var devs []store.Device
 	for i := range 30 {
-		devs = append(devs, store.Device{AppID: app, DeviceID: fmt.Sprintf("%08x-0000-4000-8000-%012x", i, i), LastSeen: time.Now().UnixMilli(), CheckedIn: 1,
+		devs = append(devs, store.Device{AppID: app, DeviceID: fmt.Sprintf("%08x-0000-4000-8000-%012x", i, i), LastSeen: time.Now().UnixMilli(), CheckedIn: int64(i+1) * 1000,
 			Platform: []string{"ios", "android"}[i%2], Channel: "production", VersionName: "1.0.0"})
 	}
 	if err := o.srv.events.BulkDevices(ctx, devs); err != nil {
@@ -185,7 +186,36 @@ func TestDeviceListAPI(t *testing.T) {
 			t.Errorf("%s: HTTP %d %s, want 400 invalid_cursor", name, code, e)
 		}
 	}
+	// Counts: the filters, and since (Unix seconds or RFC 3339) on the
+	// last check-in: devices 19..29 checked in at 20 s and later.
+	for _, c := range []struct {
+		q     client.DeviceQuery
+		since time.Time
+		want  int64
+	}{
+		{client.DeviceQuery{}, time.Time{}, 30},
+		{client.DeviceQuery{Platform: "ios"}, time.Time{}, 15},
+		{client.DeviceQuery{}, time.UnixMilli(20_000), 11},
+		{client.DeviceQuery{Platform: "ios"}, time.UnixMilli(20_000), 5},
+		{client.DeviceQuery{}, time.UnixMilli(20_001), 10},
+		{client.DeviceQuery{Version: "9.9.9"}, time.Time{}, 0},
+	} {
+		if n, err := o.client.CountDevices(ctx, app, c.q, c.since); err != nil || n != c.want {
+			t.Errorf("count %+v since %v: %d %v, want %d", c.q, c.since, n, err, c.want)
+		}
+	}
+	if resp, err := apiGet(t, o, "/api/v1/apps/"+app+"/devices/count?since=20"); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("count since=20: %v %v", resp, err)
+	} else {
+		var dc api.DeviceCount
+		json.NewDecoder(resp.Body).Decode(&dc)
+		resp.Body.Close()
+		if dc.Devices != 11 || dc.AppID != app {
+			t.Fatalf("count since=20: %+v", dc)
+		}
+	}
 	for path, want := range map[string]string{
+		"/api/v1/apps/" + app + "/devices/count?since=yesterday":                "invalid_time",
 		"/api/v1/apps/" + app + "/devices?limit=0":                              "invalid_limit",
 		"/api/v1/apps/" + app + "/devices?limit=1001":                           "invalid_limit",
 		"/api/v1/apps/" + app + "/devices/not-a-uuid":                           "invalid_device_id",

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -40,7 +41,8 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&cf.origin, "origin", config.Env("UPDRAFT_ORIGIN", config.DefaultOriginURL), "origin URL (operator API) for the bench app; env UPDRAFT_ORIGIN")
 	fs.StringVar(&cf.apiKey, "api-key", os.Getenv("UPDRAFT_API_KEY"), "operator API key; env UPDRAFT_API_KEY (default: read DATA/api-key)")
 	fs.StringVar(&cf.data, "data", config.DataDir(), "data folder whose api-key file is used when no key is given")
-	scenario := fs.String("scenario", "release-storm", "release-storm, steady, stats (device events), or a scenario file (.json)")
+	scenario := fs.String("scenario", "release-storm", "release-storm, steady, stats (device events), cohort-fleet (behaviour cohorts and a segment on them, checked exactly), or a scenario file (.json)")
+	power := fs.String("power", "", "cohort-fleet: the share of the fleet that checks in heavily, the power cohort's rule (default 5%)")
 	fs.IntVar(&o.Devices, "devices", 1000, "fleet size")
 	duration := fs.Duration("duration", 30*time.Second, "duration of a built-in scenario")
 	fs.IntVar(&o.Connections, "connections", 64, "HTTP connections to the target (steady: closed-loop workers; --client capgo --conn warm: opened before the clock starts, in lanes of --manifest-concurrency + 1 per updating device)")
@@ -108,6 +110,25 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	cohorts := false
+	for i := range sc.Phases {
+		if sc.Phases[i].Kind == bench.KindCohorts {
+			cohorts = true
+			if *power != "" {
+				v, perr := strconv.ParseFloat(strings.TrimSuffix(*power, "%"), 64)
+				if perr != nil || v <= 0 || v > 50 {
+					return usagef("", "bench --power %q: want a share of the fleet like 5%% (above 0, at most 50%%)", *power)
+				}
+				sc.Phases[i].Power = v
+			}
+		}
+	}
+	if *power != "" && !cohorts {
+		return usagef("", "bench --power is the cohort-fleet scenario's: add --scenario cohort-fleet")
+	}
+	if cohorts && (o.AppID != "" || compare || *link != "") {
+		return usagef("", "bench --scenario cohort-fleet adds cohorts and a segment to its own throwaway app, directly against the edge: drop --app, --link and compare")
+	}
 	if *link != "" {
 		p, err := bench.ParseLink(*link)
 		if err != nil {
@@ -166,6 +187,9 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return err
 		}
 		o.AppID = app
+		if cohorts {
+			o.Operator = c
+		}
 	}
 	if compare {
 		return benchCompare(ctx, sc, o, stdout, stderr)
@@ -196,10 +220,14 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 	if *jsonOut {
-		return rep.WriteJSON(stdout)
+		err = rep.WriteJSON(stdout)
+	} else {
+		rep.WriteText(stdout)
 	}
-	rep.WriteText(stdout)
-	return nil
+	if n := rep.Mismatches(); n > 0 && err == nil {
+		err = fmt.Errorf("bench: %d cohort or routing mismatches (see the report)", n)
+	}
+	return err
 }
 
 func cmdBenchLink(ctx context.Context, args []string, stdout, stderr io.Writer) error {

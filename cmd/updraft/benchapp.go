@@ -3,6 +3,7 @@ package main
 import (
 	"archive/zip"
 	"bytes"
+	"cmp"
 	"context"
 	crand "crypto/rand"
 	"crypto/tls"
@@ -12,6 +13,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -26,8 +28,12 @@ import (
 // dot: bench.<time>-<random>).
 const benchAppPrefix = "bench."
 
-// benchAppVersion is the bundle the bench app's default channel offers.
-const benchAppVersion = "1.0.1"
+// benchAppVersion is the bundle the bench app's default channel offers;
+// benchSegmentVersion the one a cohorts phase's channel offers.
+const (
+	benchAppVersion     = "1.0.1"
+	benchSegmentVersion = "1.0.2"
+)
 
 // newBenchAppID returns a fresh app id for one bench run.
 func newBenchAppID() string {
@@ -76,16 +82,28 @@ func setupBenchApp(ctx context.Context, c *client.Client, o bench.Options, sc be
 		return id, cleanup, fmt.Errorf("bench: default channel: %w", err)
 	}
 	version := benchAppVersion
+	cohorts := false
 	for _, p := range sc.Phases {
 		if p.Kind == bench.KindSwitch && p.Channel != "production" {
 			if _, err := c.SetChannel(ctx, id, p.Channel, store.ChannelPatch{Bundle: &version, AllowDeviceSelfSet: &yes}); err != nil {
 				return id, cleanup, fmt.Errorf("bench: channel %s: %w", p.Channel, err)
 			}
 		}
+		if p.Kind == bench.KindCohorts && !cohorts {
+			// The bundle the segment on the power cohort routes to.
+			cohorts = true
+			ch := cmp.Or(p.Channel, bench.DefaultCohortRoute)
+			if _, err := c.UploadBundle(ctx, id, benchSegmentVersion, bytes.NewReader(benchBundleSeed(2)), client.UploadOptions{Channel: ch, Comment: "updraft bench"}); err != nil {
+				return id, cleanup, fmt.Errorf("bench: upload the bundle of channel %s: %w", ch, err)
+			}
+		}
 	}
-	if o.Client == bench.ClientExpo {
+	switch {
+	case o.Client == bench.ClientExpo:
 		err = waitServedExpo(ctx, o, id)
-	} else {
+	case cohorts:
+		err = waitListed(ctx, o, id)
+	default:
 		err = waitServed(ctx, o, id)
 	}
 	if err != nil {
@@ -234,15 +252,61 @@ func waitServed(ctx context.Context, o bench.Options, app string) error {
 	}
 }
 
+// waitListed waits until the target lists the app's default channel to a
+// device (GET /channel_self, the plugin's listChannels): the edge has the
+// app's snapshot. Unlike an update check it records no check-in, so the
+// device inventory holds only the run's devices (the cohorts phases count
+// on it).
+func waitListed(ctx context.Context, o bench.Options, app string) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if o.Proto == "h3" {
+		return nil // the target may listen on UDP only; the run reports what it answers
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if o.Insecure {
+		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true}
+	}
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Timeout: 5 * time.Second, Transport: tr}
+	u := strings.TrimRight(o.Target, "/") + "/channel_self?" + url.Values{"app_id": {app}, "platform": {"android"}, "is_prod": {"true"},
+		"version_build": {strings.Split(o.VersionBuild, ",")[0]}}.Encode()
+	var last string
+	for {
+		req, _ := http.NewRequestWithContext(ctx, "GET", u, nil)
+		if resp, err := hc.Do(req); err == nil {
+			b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+			resp.Body.Close()
+			if resp.StatusCode == 200 && bytes.Contains(b, []byte(`"name":"production"`)) {
+				return nil
+			}
+			last = fmt.Sprintf("HTTP %d %s", resp.StatusCode, b)
+		} else {
+			last = err.Error()
+		}
+		select {
+		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return fmt.Errorf("bench: %s does not list the bench app %s's channels after 30s: %s", o.Target, app, last)
+			}
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
 // benchBundle is the bench app's default bundle: an index.html and 1 MiB
 // of incompressible bytes (deterministic), like a small web app's assets.
-func benchBundle() []byte {
+func benchBundle() []byte { return benchBundleSeed(1) }
+
+// benchBundleSeed is benchBundle with other bytes for another seed.
+func benchBundleSeed(seed uint64) []byte {
 	var buf bytes.Buffer
 	zw := zip.NewWriter(&buf)
 	w, _ := zw.Create("index.html")
 	io.WriteString(w, "<!doctype html><title>updraft bench</title><script src=\"app.js\"></script>\n")
 	w, _ = zw.CreateHeader(&zip.FileHeader{Name: "app.bin", Method: zip.Store})
-	rng := rand.New(rand.NewPCG(1, 2))
+	rng := rand.New(rand.NewPCG(seed, 2))
 	chunk := make([]byte, 64<<10)
 	for i := 0; i < 16; i++ {
 		for j := range chunk {

@@ -187,7 +187,7 @@ func TestHelpEveryCommand(t *testing.T) {
 			t.Errorf("updraft --help: %d lines for %s", n, d.name)
 		}
 	}
-	for _, w := range []string{"--scenario release-storm|steady|stats|FILE.json", "--html FILE", "--proto h1|h3", "Exit status"} {
+	for _, w := range []string{"--scenario release-storm|steady|stats|cohort-fleet|FILE.json", "--html FILE", "--proto h1|h3", "Exit status"} {
 		if !strings.Contains(out.String(), w) {
 			t.Errorf("updraft --help lacks %q", w)
 		}

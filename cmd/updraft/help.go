@@ -264,15 +264,18 @@ var docs = []cmdDoc{
 	{name: "delta canonical", section: secDeltas, args: "--from BUNDLE -o OUT", summary: "a bundle's canonical archive (what deltas are built between)",
 		examples: []string{"updraft delta canonical --from app.zip -o app.tar"}},
 
-	{name: "bench", section: secBench, args: "[--target URL] [--scenario release-storm|steady|stats|FILE.json] [--devices N] [--duration D] [--connections C] [--link 40ms/100mbit] [--proto h1|h3] [--client updraft|capgo|expo] [--conn warm|cold] [--json] [--out FILE] [--html FILE]",
+	{name: "bench", section: secBench, args: "[--target URL] [--scenario release-storm|steady|stats|cohort-fleet|FILE.json] [--power 5%] [--devices N] [--duration D] [--connections C] [--link 40ms/100mbit] [--proto h1|h3] [--client updraft|capgo|expo] [--conn warm|cold] [--json] [--out FILE] [--html FILE]",
 		summary: "load an edge like a fleet of devices, on a throwaway bench.* app it creates and deletes",
 		examples: []string{"updraft bench --scenario release-storm --devices 10000 --duration 30s",
 			"updraft bench --scenario stats --duration 10s", "updraft bench --proto h3 --insecure --target https://127.0.0.1:8443 --html report.html",
 			"updraft bench --client capgo --conn cold --link 40ms/100mbit --app com.example.app --i-know-this-is-production --version-name 1.0.1 --devices 20 --duration 4s",
 			"updraft bench --client expo --conn cold --link 40ms/100mbit --devices 40 --duration 8s",
-			"updraft bench --client expo --version-name offered --scenario steady --duration 10s"},
+			"updraft bench --client expo --version-name offered --scenario steady --duration 10s",
+			"updraft bench --scenario cohort-fleet --devices 100000 --power 5%"},
 		notes: "Scenarios: release-storm (every device checks once and downloads), steady (closed-loop update checks),\n" +
-			"stats (device events), or a scenario file. --app ID --i-know-this-is-production loads an existing app instead.\n\n" +
+			"stats (device events), cohort-fleet (behaviour cohorts checked exactly, then a segment on the power cohort;\n" +
+			"exits 1 on a mismatch: docs/cli.md, \"Cohorts on a simulated fleet\"), or a scenario file.\n" +
+			"--app ID --i-know-this-is-production loads an existing app instead.\n\n" +
 			"--client capgo behaves like the unmodified @capgo/capacitor-updater 8.x: update check with the plugin's headers\n" +
 			"(Accept-Encoding gzip on Android, gzip, deflate, br on iOS), then, when the answer has a manifest, the files the\n" +
 			"device does not hold (--manifest-concurrency at once, .br decoded, each SHA-256-checked), else the zip; never\n" +

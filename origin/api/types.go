@@ -346,6 +346,22 @@ type DeviceList struct {
 	NextCursor string `json:"next_cursor"`
 }
 
+// DeviceCount is GET /api/v1/apps/{app}/devices/count.
+type DeviceCount struct {
+	AppID   string `json:"app_id"`
+	Devices int64  `json:"devices"`
+}
+
+// CohortMemberList is GET /api/v1/apps/{app}/cohorts/{name}/members: the
+// cohort and its member keys, sorted. A device id member's key is its
+// device id; a custom id member's is the 128-bit hash of the custom id the
+// edges match (snapshot.CohortKeyOfCustomID), written the same way: the
+// origin keeps no custom ids in cohorts.
+type CohortMemberList struct {
+	store.Cohort
+	Keys []string `json:"member_keys"`
+}
+
 // DeviceDetail is GET /api/v1/apps/{app}/devices/{id}: the device's last
 // check-in and its recent check-ins and events, oldest first.
 type DeviceDetail struct {

@@ -462,6 +462,23 @@ func (c *Client) ListDevices(ctx context.Context, app string, q DeviceQuery) (ap
 	return out, err
 }
 
+// CountDevices counts an app's devices matching q's filters (Limit and
+// Cursor unused) whose last check-in is at or after since (zero: any).
+func (c *Client) CountDevices(ctx context.Context, app string, q DeviceQuery, since time.Time) (int64, error) {
+	var out api.DeviceCount
+	v := url.Values{}
+	for k, s := range map[string]string{"channel": q.Channel, "version": q.Version, "platform": q.Platform} {
+		if s != "" {
+			v.Set(k, s)
+		}
+	}
+	if !since.IsZero() {
+		v.Set("since", since.UTC().Format(time.RFC3339Nano))
+	}
+	err := c.DoJSON(ctx, http.MethodGet, "/api/v1/apps/"+url.PathEscape(app)+"/devices/count?"+v.Encode(), nil, &out)
+	return out.Devices, err
+}
+
 // Device returns a device's last check-in and recent events.
 func (c *Client) Device(ctx context.Context, app, device string) (api.DeviceDetail, error) {
 	var out api.DeviceDetail
@@ -530,6 +547,14 @@ func (c *Client) ListCohorts(ctx context.Context, app string) ([]store.Cohort, e
 // RemoveCohort deletes a cohort.
 func (c *Client) RemoveCohort(ctx context.Context, app, name string) error {
 	return c.DoJSON(ctx, http.MethodDelete, "/api/v1/apps/"+url.PathEscape(app)+"/cohorts/"+url.PathEscape(name), nil, nil)
+}
+
+// CohortMembers returns a cohort and its member keys (device ids, and the
+// keys of custom ids), sorted.
+func (c *Client) CohortMembers(ctx context.Context, app, name string) (api.CohortMemberList, error) {
+	var out api.CohortMemberList
+	err := c.DoJSON(ctx, http.MethodGet, "/api/v1/apps/"+url.PathEscape(app)+"/cohorts/"+url.PathEscape(name)+"/members", nil, &out)
+	return out, err
 }
 
 // AddCohort adds (or recomputes) a behaviour cohort computed by the origin.

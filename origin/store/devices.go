@@ -438,6 +438,28 @@ func (s *EventStore) Devices(ctx context.Context, q DeviceQuery) ([]Device, erro
 	return out, rows.Err()
 }
 
+// CountDevices counts the app's devices that match q's filters (channel,
+// version, platform; After and Limit are not used) and whose last check-in
+// is at or after since (Unix ms, edge time; 0: any, devices that only sent
+// events included).
+func (s *EventStore) CountDevices(ctx context.Context, q DeviceQuery, since int64) (int64, error) {
+	w := `app_id = ?`
+	args := []any{q.AppID}
+	for _, f := range [][2]string{{"channel", q.Channel}, {"version_name", q.Version}, {"platform", q.Platform}} {
+		if f[1] != "" {
+			w += ` AND ` + f[0] + ` = ?`
+			args = append(args, f[1])
+		}
+	}
+	if since > 0 {
+		w += ` AND checked_in >= ?`
+		args = append(args, since)
+	}
+	var n int64
+	err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM devices WHERE `+w, args...).Scan(&n)
+	return n, err
+}
+
 // selectivityProbe bounds the index entries counted per filter to choose
 // SQLite's index (a few milliseconds at most).
 const selectivityProbe = 20000
