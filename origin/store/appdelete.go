@@ -100,11 +100,13 @@ func (s *Store) DeleteApp(ctx context.Context, appID string) (DeletedApp, error)
 }
 
 // eventAppTables are the event database's tables keyed by app.
-var eventAppTables = []string{"event_counts", "device_versions", "adoption_changes", "device_outcomes", "devices_seen"}
+var eventAppTables = []string{"event_counts", "device_versions", "adoption_changes", "device_outcomes", "devices_seen", "device_log", "devices"}
 
-// DeleteApp deletes the app's aggregates, adoption and outcomes and the
-// devices seen for it, in one transaction. Raw event segments (kept per
-// edge, not per app) are left to their retention.
+// DeleteApp deletes the app's aggregates, adoption and outcomes, the
+// devices seen for it and its device inventory with their logs, in one
+// transaction (the inventory's device count, which MaxInventoryDevices
+// bounds, drops with it). Raw event segments (kept per edge, not per app)
+// are left to their retention.
 func (e *EventStore) DeleteApp(ctx context.Context, appID string) (map[string]int64, error) {
 	tx, err := e.db.beginWrite(ctx)
 	if err != nil {
@@ -119,9 +121,11 @@ func (e *EventStore) DeleteApp(ctx context.Context, appID string) (map[string]in
 		}
 		out[table], _ = res.RowsAffected()
 	}
-	if n := out["devices_seen"]; n > 0 {
-		if _, err := tx.ExecContext(ctx, `UPDATE event_meta SET value = CASE WHEN value > ? THEN value - ? ELSE 0 END WHERE key = 'devices_seen'`, n, n); err != nil {
-			return nil, err
+	for _, counter := range []string{"devices_seen", "devices"} {
+		if n := out[counter]; n > 0 {
+			if _, err := tx.ExecContext(ctx, `UPDATE event_meta SET value = CASE WHEN value > ? THEN value - ? ELSE 0 END WHERE key = ?`, n, n, counter); err != nil {
+				return nil, err
+			}
 		}
 	}
 	return out, tx.Commit()

@@ -207,6 +207,38 @@ func TestDeviceInventoryPrune(t *testing.T) {
 	}
 }
 
+// Deleting an app deletes its device inventory and logs, and the count
+// MaxInventoryDevices bounds drops with them; another app's devices stay.
+func TestDeviceInventoryDeleteApp(t *testing.T) {
+	s := openEvents(t)
+	ctx := context.Background()
+	b := baseTime()
+	other := ev(b+10, 9, "set", "1.0.1", "production")
+	other.AppID = "com.example.other"
+	ingestAll(t, s, 1, []events.Event{ev(b, 1, "set", "1.0.1", "production"), ev(b, 2, "set", "1.0.1", "production"), other})
+	if c, _ := s.InventoryDevices(ctx); c != 3 {
+		t.Fatalf("%d devices counted, want 3", c)
+	}
+	rows, err := s.DeleteApp(ctx, evApp)
+	if err != nil || rows["devices"] != 2 || rows["device_log"] != 2 {
+		t.Fatalf("deleted %v (%v), want 2 devices and 2 log entries", rows, err)
+	}
+	for i := 1; i <= 2; i++ {
+		if _, ok, _ := s.Device(ctx, evApp, devID(i)); ok {
+			t.Fatalf("device %d kept after its app was deleted", i)
+		}
+		if log, _ := s.DeviceLog(ctx, evApp, devID(i), 0); len(log) > 0 {
+			t.Fatalf("device %d: %d log entries kept", i, len(log))
+		}
+	}
+	if _, ok, _ := s.Device(ctx, "com.example.other", devID(9)); !ok {
+		t.Fatal("the other app's device was deleted")
+	}
+	if c, _ := s.InventoryDevices(ctx); c != 1 {
+		t.Fatalf("%d devices counted after the deletion, want 1", c)
+	}
+}
+
 // A full inventory records no new device but keeps updating the known ones.
 func TestDeviceInventoryBounded(t *testing.T) {
 	s := openEvents(t)
