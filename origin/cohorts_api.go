@@ -281,12 +281,31 @@ func (s *Server) cohortMembers(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := CohortMemberList{Cohort: all[i], Keys: make([]string, len(keys))}
-	for j, k := range keys {
-		out.Keys[j] = store.DeviceIDString(k)
+	// A CohortMemberList, streamed: a cohort may hold millions of members
+	// (store.MaxCohortMembers), which as one encoded document would cost
+	// several times the keys' 16 bytes each in memory.
+	head, err := json.Marshal(all[i])
+	if err != nil {
+		return err
 	}
-	writeJSON(w, http.StatusOK, out)
-	return nil
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	bw := bufio.NewWriterSize(w, 64<<10)
+	bw.Write(head[:len(head)-1])
+	if len(head) > 2 {
+		bw.WriteByte(',')
+	}
+	bw.WriteString(`"member_keys":[`)
+	for j, k := range keys {
+		if j > 0 {
+			bw.WriteByte(',')
+		}
+		bw.WriteByte('"')
+		bw.WriteString(store.DeviceIDString(k))
+		bw.WriteByte('"')
+	}
+	bw.WriteString("]}\n")
+	return bw.Flush()
 }
 
 // CohortRecomputeEvery is how often the origin holding the "cohorts" lease
