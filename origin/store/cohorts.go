@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/updraft-cdn/updraft/origin/snapshot"
@@ -135,29 +136,27 @@ func (s *Store) SetCohort(ctx context.Context, appID, name, rule string, keys []
 				j++
 			}
 		}
-		if len(del) > 0 {
-			stmt, err := tx.PrepareContext(ctx, `DELETE FROM cohort_members WHERE app_id = ? AND cohort = ? AND member = ?`)
-			if err != nil {
+		// Many rows a statement: an import of a million ids holds the write
+		// lock (and the publications waiting on it) for the least time.
+		for rest := del; len(rest) > 0; {
+			n := min(len(rest), rowsPerStatement)
+			args := make([]any, 0, n+2)
+			args = append(args, appID, name)
+			for _, k := range rest[:n] {
+				args = append(args, k[:])
+			}
+			if _, err := tx.ExecContext(ctx, `DELETE FROM cohort_members WHERE app_id = ? AND cohort = ? AND member IN (?`+
+				strings.Repeat(", ?", n-1)+`)`, args...); err != nil {
 				return err
 			}
-			defer stmt.Close()
-			for _, k := range del {
-				if _, err := stmt.ExecContext(ctx, appID, name, k[:]); err != nil {
-					return err
-				}
-			}
+			rest = rest[n:]
 		}
-		if len(add) > 0 {
-			stmt, err := tx.PrepareContext(ctx, `INSERT INTO cohort_members (app_id, cohort, member) VALUES (?, ?, ?)`)
-			if err != nil {
-				return err
-			}
-			defer stmt.Close()
-			for _, k := range add {
-				if _, err := stmt.ExecContext(ctx, appID, name, k[:]); err != nil {
-					return err
-				}
-			}
+		rows := make([][]any, len(add))
+		for i := range add {
+			rows[i] = []any{appID, name, add[i][:]}
+		}
+		if err := insertRows(ctx, tx, `INSERT INTO cohort_members (app_id, cohort, member) VALUES `, rows, ``); err != nil {
+			return err
 		}
 		now := time.Now()
 		c.Members, c.Added, c.Removed = int64(len(keys)), int64(len(add)), int64(len(del))

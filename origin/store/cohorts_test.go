@@ -236,3 +236,40 @@ func TestCohortChurn(t *testing.T) {
 		t.Errorf("cohorts %+v %v", list, err)
 	}
 }
+
+// BenchmarkSetCohort imports 100,000 new members, then replaces a tenth of
+// them: the writes an import holds the store's write lock for.
+func BenchmarkSetCohort(b *testing.B) {
+	ctx := WithWho(context.Background(), Who{Actor: "bench"})
+	s, _ := open(b)
+	const app = "com.example.app"
+	if _, err := s.CreateApp(ctx, app, ""); err != nil {
+		b.Fatal(err)
+	}
+	first := make([][16]byte, 100_000)
+	for i := range first {
+		first[i] = cohortKey(i)
+		first[i][2], first[i][3] = byte(i>>16), byte(i>>24)
+	}
+	first = SortKeys(first)
+	second := append([][16]byte{}, first[10_000:]...)
+	for i := range 10_000 {
+		k := cohortKey(i)
+		k[4] = 0xff
+		second = append(second, k)
+	}
+	second = SortKeys(second)
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		name := "c" + string(rune('a'+i%26))
+		if _, err := s.SetCohort(ctx, app, name, "", first); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := s.SetCohort(ctx, app, name, "", second); err != nil {
+			b.Fatal(err)
+		}
+		if err := s.RemoveCohort(ctx, app, name); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

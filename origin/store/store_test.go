@@ -18,7 +18,7 @@ var testURLs sync.Map
 
 // open opens a fresh store for a test on the engine under test
 // (testenv.StoreEngine); it returns a path that reopen reopens.
-func open(t *testing.T) (*Store, string) {
+func open(t testing.TB) (*Store, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "meta.db")
 	testURLs.Store(path, testenv.StoreURL(t))
