@@ -255,6 +255,8 @@ func TestScenarioErrors(t *testing.T) {
 		`not json`: "scenario:",
 		`{"name":"x","phases":[{"name":"a","kind":"cohorts","duration":"2s"}]}`:                   "at least 5s",
 		`{"name":"x","phases":[{"name":"a","kind":"cohorts","duration":"10s","power":60}]}`:       "power 60%",
+		`{"name":"x","phases":[{"name":"a","kind":"cohorts","duration":"10s","power":0.004}]}`:    "power 0.004%",
+		`{"name":"x","phases":[{"name":"a","kind":"cohorts","duration":"10s","rate":0.5}]}`:       "cohorts rate",
 		`{"name":"x","phases":[{"name":"a","kind":"cohorts","duration":"10s","heavy_checks":3}]}`: "heavy_checks 3",
 	}
 	for doc, want := range cases {

@@ -254,8 +254,8 @@ func (r *runner) cohortsPhase(ctx context.Context, p Phase, rec *recorder) (*Coh
 			// Every check-in so far was stamped by the edge before since,
 			// every later one after (same clock: the bench runs on loopback
 			// or a synchronised host).
-			since = time.Now().Add(2 * time.Millisecond)
-			time.Sleep(5 * time.Millisecond)
+			since = time.Now().Add(clockSkew)
+			sleepCtx(ctx, 2*clockSkew)
 		}
 		rs := time.Now()
 		d := max(round, time.Duration(float64(len(devs))/p.Rate*float64(time.Second)))
@@ -265,14 +265,16 @@ func (r *runner) cohortsPhase(ctx context.Context, p Phase, rec *recorder) (*Coh
 			rep.LastRoundPerSec = float64(len(devs)) / rep.LastRoundSeconds
 		}
 		if wait := time.Until(rs.Add(d)); wait > 0 && i < len(c.pl.rounds)-1 {
-			time.Sleep(wait)
+			sleepCtx(ctx, wait)
 		}
 	}
 	rep.CheckIns, rep.Events, rep.EventsAccepted = c.checkIns.Load(), c.events.Load(), c.accepted.Load()
 	rep.CheckInsPerSec = float64(rep.CheckIns) / time.Since(t0).Seconds()
 	step("activity", t0, fmt.Sprintf("%d check-ins (%.0f/s) in %d rounds, %d events; the last round (every device) in %.2fs, %.0f/s",
 		rep.CheckIns, rep.CheckInsPerSec, len(c.pl.rounds), rep.EventsAccepted, rep.LastRoundSeconds, rep.LastRoundPerSec))
-	if ctx.Err() != nil {
+	if ctx.Err() != nil { // cut short: nothing was checked, which is a failure
+		rep.Mismatches += int64(len(r.devices))
+		step("cut short", t0, "by the phase's deadline or an interrupt: no cohort or routing checked")
 		return rep, c.attempts.Load()
 	}
 	// 2. The origin has ingested everything: every device's last check-in
@@ -304,7 +306,7 @@ func (r *runner) cohortsPhase(ctx context.Context, p Phase, rec *recorder) (*Coh
 		chk, err := c.cohort(ctx, cc.name, cc.rule, cc.want)
 		if err != nil {
 			step("cohort "+cc.name, t0, "error: "+err.Error())
-			rep.Mismatches += int64(chk.Expected)
+			rep.Mismatches += int64(max(1, chk.Expected))
 			rep.Cohorts = append(rep.Cohorts, chk)
 			continue
 		}
@@ -313,7 +315,8 @@ func (r *runner) cohortsPhase(ctx context.Context, p Phase, rec *recorder) (*Coh
 		step("cohort "+cc.name, t0, fmt.Sprintf("%d members, computed in %.2fs", chk.Got, chk.ComputeSeconds))
 		powerDone = powerDone || cc.name == "power"
 	}
-	if !powerDone || ctx.Err() != nil {
+	if !powerDone || ctx.Err() != nil { // the routing was not checked: a failure
+		rep.Mismatches += int64(len(r.devices))
 		return rep, c.attempts.Load()
 	}
 	// 4. A segment on the power cohort; wait until the edge routes by it.
@@ -571,7 +574,7 @@ func (c *cohortRun) route(ctx context.Context) {
 	for i := 0; i < n && ctx.Err() == nil; i++ {
 		due := start.Add(time.Duration(float64(d) * float64(i) / float64(n)))
 		if wait := time.Until(due); wait > 0 {
-			time.Sleep(wait)
+			sleepCtx(ctx, wait)
 		}
 		sem <- struct{}{}
 		wg.Add(1)
@@ -638,5 +641,20 @@ func (c *CohortFleetReport) writeText(w io.Writer) {
 		fmt.Fprintln(w, "cohorts and routing: exact (0 mismatches)")
 	} else {
 		fmt.Fprintf(w, "MISMATCHES: %d\n", c.Mismatches)
+	}
+}
+
+// clockSkew is how far the bench host's clock and the edge's may differ:
+// the activity's last round starts 2·clockSkew after the instant since
+// which the origin must hold every device's check-in.
+const clockSkew = 250 * time.Millisecond
+
+// sleepCtx waits d, or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
 	}
 }

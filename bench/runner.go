@@ -276,8 +276,13 @@ func (r *runner) phase(ctx context.Context, p Phase) (PhaseReport, error) {
 	start := time.Now()
 	rec := newRecorder(start)
 	deadline := start.Add(d + grace(d))
-	if p.Kind == KindCohorts { // then the ingest, the cohorts, the segment and a check per device
-		deadline = deadline.Add(ingestDeadline(len(r.devices)) + 2*time.Duration(float64(len(r.devices))/cohortDefaults(p).Rate*float64(time.Second)) + 5*time.Minute)
+	if p.Kind == KindCohorts {
+		// The activity's rounds (at most HeavyChecks check-ins per device,
+		// at the phase's rate), then the ingest, the cohorts, the segment
+		// and a check per device: a bound, never what cuts a run short.
+		cp := cohortDefaults(p)
+		checks := float64(len(r.devices)) * float64(cp.HeavyChecks+1)
+		deadline = deadline.Add(ingestDeadline(len(r.devices)) + time.Duration(checks/cp.Rate*float64(time.Second)) + 5*time.Minute)
 	}
 	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()

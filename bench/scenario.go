@@ -150,14 +150,14 @@ func (s Scenario) Validate() error {
 			if p.Duration < Duration(5*time.Second) {
 				errs = append(errs, fmt.Errorf("%s: cohorts duration: at least 5s (the edge reports a device's check-ins once a second; the heavy devices' must span several reports)", where))
 			}
-			if p.Power < 0 || p.Power > 50 || math.IsNaN(p.Power) {
-				errs = append(errs, fmt.Errorf("%s: cohorts power %v%%: want a share of the fleet above 0 and at most 50%%", where, p.Power))
+			if p.Power != 0 && (p.Power < 0.01 || p.Power > 50) || math.IsNaN(p.Power) {
+				errs = append(errs, fmt.Errorf("%s: cohorts power %v%%: want a share of the fleet from 0.01%% to 50%%", where, p.Power))
 			}
 			if p.HeavyChecks != 0 && (p.HeavyChecks < maxLightChecks+2 || p.HeavyChecks > 40) {
 				errs = append(errs, fmt.Errorf("%s: cohorts heavy_checks %d: want %d..40 (light devices check in up to %d times)", where, p.HeavyChecks, maxLightChecks+2, maxLightChecks))
 			}
-			if p.Rate < 0 || p.Rate > 1e6 {
-				errs = append(errs, fmt.Errorf("%s: cohorts rate: want check-ins per second between 0 and 1000000", where))
+			if p.Rate != 0 && (p.Rate < 1 || p.Rate > 1e6) || math.IsNaN(p.Rate) {
+				errs = append(errs, fmt.Errorf("%s: cohorts rate: want check-ins per second from 1 to 1000000", where))
 			}
 		case KindRate:
 			if p.Rate <= 0 || p.Rate > 1e6 {

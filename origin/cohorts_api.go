@@ -305,7 +305,11 @@ func (s *Server) cohortMembers(w http.ResponseWriter, r *http.Request) error {
 		bw.WriteByte('"')
 	}
 	bw.WriteString("]}\n")
-	return bw.Flush()
+	if err := bw.Flush(); err != nil {
+		// The answer has begun: nothing else can be sent (the client left).
+		s.log.Debug("origin: cohort members: answer cut", "app", appID, "cohort", name, "err", err)
+	}
+	return nil
 }
 
 // CohortRecomputeEvery is how often the origin holding the "cohorts" lease

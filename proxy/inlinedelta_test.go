@@ -105,10 +105,47 @@ func TestInlineDelta(t *testing.T) {
 	small := startEdgeMemory(t, 64<<20, func(e *config.Edge) { e.NoPrefetch, e.InlineDeltaMax = true, 43_999 })
 	s2 := deltaPairSnapshot(t, small.put(t, dcbBytes), small.put(t, dczBytes))
 	small.edge.SetSnapshot(s2)
-	small.do(t, http.MethodGet, "/b/"+s2.Apps[0].Bundles[1].Deltas[1].SHA256, nil)
+	sha := s2.Apps[0].Bundles[1].Deltas[1].SHA256
+	if d := small.do(t, http.MethodGet, "/b/"+sha, nil); d.status != 200 {
+		t.Fatalf("GET the delta: HTTP %d", d.status)
+	}
+	if _, ok := small.edge.cache.Memory(sha); !ok {
+		t.Fatal("the delta is not in the memory tier")
+	}
 	a = small.do(t, http.MethodPost, "/updates", []byte(pluginBody), InlineDeltaHeader, "1048576")
 	if a.header.Get(DeltaOffsetHeader) != "" || !bytes.Contains(a.body, []byte(`"delta_url"`)) {
 		t.Fatalf("--inline-delta-max 43999: HTTP %d %s %q", a.status, DeltaOffsetHeader, a.header.Get(DeltaOffsetHeader))
+	}
+}
+
+// While the answer cache is not the resolving snapshot's (a swap under
+// way), the answer is encoded into the pooled reply, whose buffer the next
+// request reuses before fasthttp has streamed this one's body: no inline
+// delta then (the usual JSON, with delta_url), never the reply's buffer
+// as the inline answer.
+func TestInlineDeltaAnswerCacheMiss(t *testing.T) {
+	te := startEdgeMemory(t, 64<<20, func(e *config.Edge) { e.NoPrefetch = true })
+	dcz := bytes.Repeat([]byte("z"), 44_000)
+	s := deltaPairSnapshot(t, te.put(t, bytes.Repeat([]byte("b"), 40_000)), te.put(t, dcz))
+	te.edge.SetSnapshot(s)
+	if g, err := te.edge.cache.Get(t.Context(), s.Apps[0].Bundles[1].Deltas[1].SHA256); err != nil {
+		t.Fatal(err)
+	} else {
+		g.Close()
+	}
+	body, base := []byte(pluginBody), []byte("https://edge.example.com")
+	out := &reply{body: make([]byte, 0, 512)}
+	te.edge.updatesInline(body, base, "", 1<<20, out)
+	if !bytes.Equal(out.tail, dcz) {
+		t.Fatalf("cached answer: %d inline bytes, want the dcz's %d", len(out.tail), len(dcz))
+	}
+	// The answer cache moves to another snapshot; the edge still resolves
+	// against s.
+	te.edge.answers.swap(deltaPairSnapshot(t, fakeSHA("x"), fakeSHA("y")))
+	out.reset()
+	te.edge.updatesInline(body, base, "", 1<<20, out)
+	if out.tail != nil || out.status != 200 || !bytes.Contains(out.body, []byte(`"delta_url"`)) {
+		t.Fatalf("answer cache miss: %d inline bytes, HTTP %d %s", len(out.tail), out.status, out.body)
 	}
 }
 

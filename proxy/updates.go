@@ -415,7 +415,8 @@ func appendDeltaOffer(dst []byte, dl *snapshot.Delta, to *snapshot.Bundle, base 
 // from the memory tier, with the offset of the delta in a header. It
 // reports false, leaving out untouched, when the delta is larger than the
 // client or --inline-delta-max allows or is not in memory (the client then
-// fetches delta_url, which also brings it into memory).
+// fetches delta_url, which also brings it into memory), or when the answer
+// cache cannot hold the answer (a snapshot swap under way).
 func (e *Edge) inlineDelta(k *answerKey, max int64, snap *snapshot.Snapshot, out *reply) bool {
 	if k.delta.Size > max || k.delta.Size > e.inlineMax || e.cache == nil {
 		return false
@@ -424,13 +425,14 @@ func (e *Edge) inlineDelta(k *answerKey, max int64, snap *snapshot.Snapshot, out
 	if !ok || int64(len(data)) != k.delta.Size {
 		return false
 	}
+	// Only a cached answer: its bytes outlive the reply, which goes back to
+	// its pool before fasthttp streams the body (an answer encoded into
+	// out.body would be overwritten by the next request using the reply).
+	manifest := k.manifest
 	k.manifest = false
 	if !e.answers.answer(snap, k, encIdentity, out) {
-		out.body = appendAnswer(out.body[:0], k)
-		out.data = nil
-	}
-	if out.data == nil {
-		out.data = out.body
+		k.manifest = manifest
+		return false
 	}
 	out.contentEncoding, out.varyEncoding = "", false
 	out.contentType = contentTypeInlined

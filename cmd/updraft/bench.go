@@ -116,8 +116,8 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			cohorts = true
 			if *power != "" {
 				v, perr := strconv.ParseFloat(strings.TrimSuffix(*power, "%"), 64)
-				if perr != nil || v <= 0 || v > 50 {
-					return usagef("", "bench --power %q: want a share of the fleet like 5%% (above 0, at most 50%%)", *power)
+				if perr != nil || v < 0.01 || v > 50 {
+					return usagef("", "bench --power %q: want a share of the fleet like 5%% (0.01%% to 50%%)", *power)
 				}
 				sc.Phases[i].Power = v
 			}

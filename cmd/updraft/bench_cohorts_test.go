@@ -81,7 +81,8 @@ func TestBenchCohortFleetUsage(t *testing.T) {
 		want string
 	}{
 		{[]string{"--scenario", "steady", "--power", "5%"}, "add --scenario cohort-fleet"},
-		{[]string{"--scenario", "cohort-fleet", "--power", "80%"}, "at most 50%"},
+		{[]string{"--scenario", "cohort-fleet", "--power", "80%"}, "0.01% to 50%"},
+		{[]string{"--scenario", "cohort-fleet", "--power", "0.004%"}, "0.01% to 50%"},
 		{[]string{"--scenario", "cohort-fleet", "--app", "com.example.app", "--i-know-this-is-production"}, "its own throwaway app"},
 		{[]string{"--scenario", "cohort-fleet", "--link", "40ms/100mbit"}, "drop --app, --link"},
 	} {

@@ -100,13 +100,16 @@ func (s *Store) DeleteApp(ctx context.Context, appID string) (DeletedApp, error)
 }
 
 // eventAppTables are the event database's tables keyed by app.
-var eventAppTables = []string{"event_counts", "device_versions", "adoption_changes", "device_outcomes", "devices_seen", "device_log", "devices"}
+var eventAppTables = []string{"event_counts", "device_versions", "adoption_changes", "device_outcomes", "devices_seen"}
 
-// DeleteApp deletes the app's aggregates, adoption and outcomes, the
-// devices seen for it and its device inventory with their logs, in one
-// transaction (the inventory's device count, which MaxInventoryDevices
-// bounds, drops with it). Raw event segments (kept per edge, not per app)
-// are left to their retention.
+// DeleteApp deletes the app's aggregates, adoption and outcomes and the
+// devices seen for it in one transaction, then its device inventory with
+// the devices' logs in transactions of pruneDevicesBatch devices (an app
+// may have millions, with up to DeviceLogSize log rows each: one
+// transaction would hold the write lock ingestion needs for minutes); the
+// inventory's device count, which MaxInventoryDevices bounds, drops with
+// them. Raw event segments (kept per edge, not per app) are left to their
+// retention.
 func (e *EventStore) DeleteApp(ctx context.Context, appID string) (map[string]int64, error) {
 	tx, err := e.db.beginWrite(ctx)
 	if err != nil {
@@ -121,12 +124,36 @@ func (e *EventStore) DeleteApp(ctx context.Context, appID string) (map[string]in
 		}
 		out[table], _ = res.RowsAffected()
 	}
-	for _, counter := range []string{"devices_seen", "devices"} {
-		if n := out[counter]; n > 0 {
-			if _, err := tx.ExecContext(ctx, `UPDATE event_meta SET value = CASE WHEN value > ? THEN value - ? ELSE 0 END WHERE key = ?`, n, n, counter); err != nil {
-				return nil, err
-			}
+	if n := out["devices_seen"]; n > 0 {
+		if _, err := tx.ExecContext(ctx, `UPDATE event_meta SET value = CASE WHEN value > ? THEN value - ? ELSE 0 END WHERE key = 'devices_seen'`, n, n); err != nil {
+			return nil, err
 		}
 	}
-	return out, tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return nil, err
+	}
+	n, err := e.removeDevices(ctx, `SELECT app_id, device_id FROM devices WHERE app_id = ? LIMIT ?`, appID)
+	out["devices"] = n
+	if err != nil {
+		return out, err
+	}
+	// Log rows of devices the inventory no longer holds (none normally).
+	for {
+		tx, err := e.db.beginWrite(ctx)
+		if err != nil {
+			return out, err
+		}
+		res, err := tx.ExecContext(ctx, `DELETE FROM device_log WHERE app_id = ? AND device_id IN
+			(SELECT DISTINCT device_id FROM device_log WHERE app_id = ? LIMIT ?)`, appID, appID, pruneDevicesBatch)
+		if err == nil {
+			err = tx.Commit()
+		}
+		tx.Rollback()
+		if err != nil {
+			return out, err
+		}
+		if k, _ := res.RowsAffected(); k == 0 {
+			return out, nil
+		}
+	}
 }

@@ -356,6 +356,12 @@ type CohortChurn struct {
 // after state holds the change's added and removed counts.
 var cohortChangeActions = `('cohort.imported', 'cohort.computed')`
 
+// sinceLastRemoval keeps the audit records a of the cohort now of that
+// name: those after its last removal (by record id, which orders records
+// even within one second).
+const sinceLastRemoval = `a.id > coalesce((SELECT max(r.id) FROM audit_log r
+	WHERE r.app_id = a.app_id AND r.action = 'cohort.removed' AND r.target = a.target), 0)`
+
 // CohortChurn sums, per cohort of the app, the membership changes recorded
 // after from and up to to (Unix ms): the cohort's audit records, written
 // in the transaction of each change. Records of an earlier cohort of the
@@ -363,7 +369,7 @@ var cohortChangeActions = `('cohort.imported', 'cohort.computed')`
 func (s *Store) CohortChurn(ctx context.Context, appID string, from, to int64) (map[string]CohortChurn, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT a.target, a.after FROM audit_log a
 		JOIN cohorts c ON c.app_id = a.app_id AND c.name = a.target
-		WHERE a.app_id = ? AND a.action IN `+cohortChangeActions+` AND a.at > ? AND a.at <= ? AND a.at >= c.created_at * 1000`,
+		WHERE a.app_id = ? AND a.action IN `+cohortChangeActions+` AND a.at > ? AND a.at <= ? AND `+sinceLastRemoval,
 		appID, from, to)
 	if err != nil {
 		return nil, err
@@ -391,7 +397,7 @@ func (s *Store) CohortChurn(ctx context.Context, appID string, from, to int64) (
 func (s *Store) CohortsChangedAt(ctx context.Context, appID string) (map[string]int64, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT a.target, max(a.at) FROM audit_log a
 		JOIN cohorts c ON c.app_id = a.app_id AND c.name = a.target
-		WHERE a.app_id = ? AND a.action IN `+cohortChangeActions+` AND a.at >= c.created_at * 1000 GROUP BY a.target`, appID)
+		WHERE a.app_id = ? AND a.action IN `+cohortChangeActions+` AND `+sinceLastRemoval+` GROUP BY a.target`, appID)
 	if err != nil {
 		return nil, err
 	}

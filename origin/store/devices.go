@@ -479,9 +479,17 @@ var pruneDevicesBatch = 1000
 // before (Unix ms, edge time), with their logs, in transactions of
 // pruneDevicesBatch devices, and returns how many.
 func (s *EventStore) PruneDevices(ctx context.Context, before int64) (int64, error) {
+	return s.removeDevices(ctx, `SELECT app_id, device_id FROM devices WHERE last_seen < ? ORDER BY last_seen LIMIT ?`, before)
+}
+
+// removeDevices removes the devices selectQuery names (app_id, device_id;
+// its last parameter is the batch size) with their logs, pruneDevicesBatch
+// devices a transaction, so ingestion never waits long on the write lock,
+// and returns how many.
+func (s *EventStore) removeDevices(ctx context.Context, selectQuery string, args ...any) (int64, error) {
 	var total int64
 	for {
-		n, err := s.pruneDevicesOnce(ctx, before)
+		n, err := s.removeDevicesOnce(ctx, selectQuery, args...)
 		total += n
 		if err != nil || n < int64(pruneDevicesBatch) {
 			return total, err
@@ -489,13 +497,13 @@ func (s *EventStore) PruneDevices(ctx context.Context, before int64) (int64, err
 	}
 }
 
-func (s *EventStore) pruneDevicesOnce(ctx context.Context, before int64) (int64, error) {
+func (s *EventStore) removeDevicesOnce(ctx context.Context, selectQuery string, args ...any) (int64, error) {
 	tx, err := s.db.beginWrite(ctx)
 	if err != nil {
 		return 0, err
 	}
 	defer tx.Rollback()
-	rows, err := tx.QueryContext(ctx, `SELECT app_id, device_id FROM devices WHERE last_seen < ? ORDER BY last_seen LIMIT ?`, before, pruneDevicesBatch)
+	rows, err := tx.QueryContext(ctx, selectQuery, append(args, pruneDevicesBatch)...)
 	if err != nil {
 		return 0, err
 	}

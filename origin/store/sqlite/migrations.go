@@ -236,6 +236,8 @@ var Meta = Schema{foreignKeys: true, migrations: []string{
 		PRIMARY KEY (app_id, cohort, member),
 		FOREIGN KEY (app_id, cohort) REFERENCES cohorts(app_id, name));
 	 CREATE INDEX cohort_members_member ON cohort_members (app_id, member);`,
+	// The audit records of one kind in a time range (cohort churn in stats).
+	`CREATE INDEX audit_log_action ON audit_log (app_id, action, at);`,
 }}
 
 // Events is the event database (DATA/events.db): ingested segments and the
