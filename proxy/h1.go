@@ -74,6 +74,9 @@ func (h *HTTP1) Serve(ln net.Listener) error {
 	}
 	h.serving = true
 	h.mu.Unlock()
+	if _, tls := ln.(*connQueue); !tls { // the TLS server wraps its TCP connections itself
+		ln = lazyListener{ln}
+	}
 	return h.srv.Serve(ln)
 }
 

@@ -98,7 +98,7 @@ func (t *TLSServer) Serve(ln net.Listener) error {
 			return err
 		}
 		backoff = 0
-		go t.handshake(c)
+		go t.handshake(newLazyConn(c)) // below TLS (lazydeadline.go)
 	}
 }
 
