@@ -264,8 +264,8 @@ func (r *runner) cohortsPhase(ctx context.Context, p Phase, rec *recorder) (*Coh
 			rep.LastRoundSeconds = time.Since(rs).Seconds()
 			rep.LastRoundPerSec = float64(len(devs)) / rep.LastRoundSeconds
 		}
-		if wait := time.Until(rs.Add(d)); wait > 0 && i < len(c.pl.rounds)-1 {
-			sleepCtx(ctx, wait)
+		if i < len(c.pl.rounds)-1 {
+			sleepCtx(ctx, time.Until(rs.Add(d)))
 		}
 	}
 	rep.CheckIns, rep.Events, rep.EventsAccepted = c.checkIns.Load(), c.events.Load(), c.accepted.Load()
@@ -378,12 +378,7 @@ func (c *cohortRun) activityRound(ctx context.Context, round int, devs []int32, 
 	var wg sync.WaitGroup
 	for _, i := range devs {
 		due := start.Add(time.Duration(c.pl.at[i] * float64(d)))
-		if wait := time.Until(due); wait > 0 {
-			select {
-			case <-ctx.Done():
-			case <-time.After(wait):
-			}
-		}
+		sleepCtx(ctx, time.Until(due))
 		if ctx.Err() != nil {
 			break
 		}
@@ -573,9 +568,7 @@ func (c *cohortRun) route(ctx context.Context) {
 	var mu sync.Mutex
 	for i := 0; i < n && ctx.Err() == nil; i++ {
 		due := start.Add(time.Duration(float64(d) * float64(i) / float64(n)))
-		if wait := time.Until(due); wait > 0 {
-			sleepCtx(ctx, wait)
-		}
+		sleepCtx(ctx, time.Until(due))
 		sem <- struct{}{}
 		wg.Add(1)
 		go func() {
@@ -648,13 +641,3 @@ func (c *CohortFleetReport) writeText(w io.Writer) {
 // the activity's last round starts 2·clockSkew after the instant since
 // which the origin must hold every device's check-in.
 const clockSkew = 250 * time.Millisecond
-
-// sleepCtx waits d, or until ctx ends.
-func sleepCtx(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
-}

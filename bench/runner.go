@@ -327,12 +327,7 @@ func (r *runner) openLoop(ctx context.Context, start time.Time, d time.Duration,
 	var started int64
 	for i := 0; i < n; i++ {
 		due := start.Add(time.Duration(float64(d) * float64(i) / float64(n)))
-		if wait := time.Until(due); wait > 0 {
-			select {
-			case <-ctx.Done():
-			case <-time.After(wait):
-			}
-		}
+		sleepCtx(ctx, time.Until(due))
 		if ctx.Err() != nil {
 			break
 		}
@@ -365,9 +360,7 @@ func (r *runner) switchLoop(ctx context.Context, start time.Time, d time.Duratio
 	n := len(r.devices)
 	for i := 0; i < n && ctx.Err() == nil; i++ {
 		due := start.Add(time.Duration(float64(d) * float64(i) / float64(n)))
-		if wait := time.Until(due); wait > 0 {
-			time.Sleep(wait)
-		}
+		sleepCtx(ctx, time.Until(due))
 		sem <- struct{}{}
 		started++
 		wg.Add(1)
@@ -654,4 +647,17 @@ func (r *runner) loadBases() error {
 	}
 	r.bases.Store(base, data)
 	return nil
+}
+
+// sleepCtx waits d (nothing when d ≤ 0), or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
 }

@@ -248,19 +248,8 @@ func uiAdoptionOf(rep *AdoptionReport) *uiAdoption {
 		}
 		a.Rows = append(a.Rows, row)
 	}
-	days := []string{"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"}
 	for _, t := range rep.Timing {
-		var hours, wd []string
-		for h := range 24 {
-			if t.InstallsByHour[h]+t.FailuresByHour[h] > 0 {
-				hours = append(hours, fmt.Sprintf("%02dh %d/%d", h, t.InstallsByHour[h], t.FailuresByHour[h]))
-			}
-		}
-		for d := range 7 {
-			if t.InstallsByDay[d]+t.FailuresByDay[d] > 0 {
-				wd = append(wd, fmt.Sprintf("%s %d/%d", days[d], t.InstallsByDay[d], t.FailuresByDay[d]))
-			}
-		}
+		hours, wd := t.Cells()
 		a.Timing = append(a.Timing, uiTiming{t.Segment, strings.Join(hours, " · "), strings.Join(wd, " · ")})
 	}
 	// The curve's first point is at the start: the chart's x ticks are

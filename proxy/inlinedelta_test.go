@@ -12,6 +12,22 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
+// warmInlineEdge is an edge with a memory tier serving deltaPairSnapshot,
+// whose offered dcz (44,000 bytes, returned) is already in memory.
+func warmInlineEdge(tb testing.TB) (*testEdge, []byte) {
+	tb.Helper()
+	te := startEdgeMemory(tb, 64<<20, func(e *config.Edge) { e.NoPrefetch = true })
+	dcz := bytes.Repeat([]byte("z"), 44_000)
+	s := deltaPairSnapshot(tb, te.put(tb, bytes.Repeat([]byte("b"), 40_000)), te.put(tb, dcz))
+	te.edge.SetSnapshot(s)
+	g, err := te.edge.cache.Get(tb.Context(), s.Apps[0].Bundles[1].Deltas[1].SHA256)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	g.Close()
+	return te, dcz
+}
+
 // splitInline splits an inline-delta answer at its Updraft-Delta-Offset:
 // the JSON answer and the delta's bytes.
 func splitInline(t *testing.T, a answer) (offer map[string]any, delta []byte) {
@@ -124,15 +140,7 @@ func TestInlineDelta(t *testing.T) {
 // delta then (the usual JSON, with delta_url), never the reply's buffer
 // as the inline answer.
 func TestInlineDeltaAnswerCacheMiss(t *testing.T) {
-	te := startEdgeMemory(t, 64<<20, func(e *config.Edge) { e.NoPrefetch = true })
-	dcz := bytes.Repeat([]byte("z"), 44_000)
-	s := deltaPairSnapshot(t, te.put(t, bytes.Repeat([]byte("b"), 40_000)), te.put(t, dcz))
-	te.edge.SetSnapshot(s)
-	if g, err := te.edge.cache.Get(t.Context(), s.Apps[0].Bundles[1].Deltas[1].SHA256); err != nil {
-		t.Fatal(err)
-	} else {
-		g.Close()
-	}
+	te, dcz := warmInlineEdge(t)
 	body, base := []byte(pluginBody), []byte("https://edge.example.com")
 	out := &reply{body: make([]byte, 0, 512)}
 	te.edge.updatesInline(body, base, "", 1<<20, out)
@@ -153,15 +161,7 @@ func TestInlineDeltaAnswerCacheMiss(t *testing.T) {
 // memory tier): no allocation beyond the cached answer and the shared
 // delta bytes.
 func BenchmarkUpdatesInlineDelta(b *testing.B) {
-	te := startEdgeMemory(b, 64<<20, func(e *config.Edge) { e.NoPrefetch = true })
-	dcz := bytes.Repeat([]byte("z"), 44_000)
-	s := deltaPairSnapshot(b, te.put(b, bytes.Repeat([]byte("b"), 40_000)), te.put(b, dcz))
-	te.edge.SetSnapshot(s)
-	if g, err := te.edge.cache.Get(b.Context(), s.Apps[0].Bundles[1].Deltas[1].SHA256); err != nil {
-		b.Fatal(err)
-	} else {
-		g.Close()
-	}
+	te, dcz := warmInlineEdge(b)
 	body, base := []byte(pluginBody), []byte("https://edge.example.com")
 	out := &reply{body: make([]byte, 0, 512)}
 	te.edge.updatesInline(body, base, "gzip", 1<<20, out)
@@ -178,15 +178,7 @@ func BenchmarkUpdatesInlineDelta(b *testing.B) {
 // The same over HTTP/1.1 (fasthttp, in-memory listener): the answer and
 // the delta are streamed from the shared bytes, without allocating.
 func BenchmarkUpdatesInlineDeltaHTTP1(b *testing.B) {
-	te := startEdgeMemory(b, 64<<20, func(e *config.Edge) { e.NoPrefetch = true })
-	dcz := bytes.Repeat([]byte("z"), 44_000)
-	s := deltaPairSnapshot(b, te.put(b, bytes.Repeat([]byte("b"), 40_000)), te.put(b, dcz))
-	te.edge.SetSnapshot(s)
-	if g, err := te.edge.cache.Get(b.Context(), s.Apps[0].Bundles[1].Deltas[1].SHA256); err != nil {
-		b.Fatal(err)
-	} else {
-		g.Close()
-	}
+	te, dcz := warmInlineEdge(b)
 	client := inMemoryHTTP1(b, te.edge)
 	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)

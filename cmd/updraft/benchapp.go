@@ -171,6 +171,51 @@ func benchExpoExport(dir, runtime string) error {
 // waitServedExpo waits until the target offers the app's Expo update to a
 // fresh Android install (a manifest part in the answer).
 func waitServedExpo(ctx context.Context, o bench.Options, app string) error {
+	u := strings.TrimRight(o.Target, "/") + "/expo/" + app + "/manifest"
+	return pollTarget(ctx, o, "offer the bench app's Expo update ("+app+")", 1<<20, func(ctx context.Context) *http.Request {
+		req, _ := http.NewRequestWithContext(ctx, "GET", u, nil)
+		for k, v := range map[string]string{"Accept": "multipart/mixed,application/expo+json,application/json", "Expo-Platform": "android",
+			"Expo-Protocol-Version": "1", "EAS-Client-ID": "00000000-0000-4000-8000-000000000000",
+			"Expo-Runtime-Version": strings.Split(o.VersionBuild, ",")[0], "Expo-Channel-Name": bench.ExpoChannel} {
+			req.Header.Set(k, v)
+		}
+		return req
+	}, func(b []byte) bool { return bytes.Contains(b, []byte(`name="manifest"`)) })
+}
+
+// waitServed waits until the target offers the app's bundle to a device on
+// the store build (edges pick up the new snapshot shortly).
+func waitServed(ctx context.Context, o bench.Options, app string) error {
+	body := fmt.Sprintf(`{"app_id":%q,"device_id":"00000000-0000-4000-8000-000000000000","version_name":"builtin","version_build":%q,"version_code":"1","version_os":"14","platform":"android","plugin_version":"8.51.14","is_emulator":false,"is_prod":true}`,
+		app, strings.Split(o.VersionBuild, ",")[0])
+	u := strings.TrimRight(o.Target, "/") + "/updates"
+	return pollTarget(ctx, o, "serve the bench app "+app, 64<<10, func(ctx context.Context) *http.Request {
+		req, _ := http.NewRequestWithContext(ctx, "POST", u, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		return req
+	}, func(b []byte) bool { return bytes.Contains(b, []byte(`"url"`)) })
+}
+
+// waitListed waits until the target lists the app's default channel to a
+// device (GET /channel_self, the plugin's listChannels): the edge has the
+// app's snapshot. Unlike an update check it records no check-in, so the
+// device inventory holds only the run's devices (the cohorts phases count
+// on it).
+func waitListed(ctx context.Context, o bench.Options, app string) error {
+	u := strings.TrimRight(o.Target, "/") + "/channel_self?" + url.Values{"app_id": {app}, "platform": {"android"}, "is_prod": {"true"},
+		"version_build": {strings.Split(o.VersionBuild, ",")[0]}}.Encode()
+	return pollTarget(ctx, o, "list the bench app "+app+"'s channels", 64<<10, func(ctx context.Context) *http.Request {
+		req, _ := http.NewRequestWithContext(ctx, "GET", u, nil)
+		return req
+	}, func(b []byte) bool { return bytes.Contains(b, []byte(`"name":"production"`)) })
+}
+
+// pollTarget sends the request newReq makes every 50 ms until the target
+// answers it 200 with a body (up to limit bytes read) that ready accepts,
+// for at most 30 s; the error then says what the target does not do
+// (what) and its last answer. An h3 target is not polled: it may listen
+// on UDP only, and the run reports what it answers.
+func pollTarget(ctx context.Context, o bench.Options, what string, limit int64, newReq func(context.Context) *http.Request, ready func([]byte) bool) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if o.Proto == "h3" {
@@ -184,16 +229,10 @@ func waitServedExpo(ctx context.Context, o bench.Options, app string) error {
 	hc := &http.Client{Timeout: 5 * time.Second, Transport: tr}
 	var last string
 	for {
-		req, _ := http.NewRequestWithContext(ctx, "GET", strings.TrimRight(o.Target, "/")+"/expo/"+app+"/manifest", nil)
-		for k, v := range map[string]string{"Accept": "multipart/mixed,application/expo+json,application/json", "Expo-Platform": "android",
-			"Expo-Protocol-Version": "1", "EAS-Client-ID": "00000000-0000-4000-8000-000000000000",
-			"Expo-Runtime-Version": strings.Split(o.VersionBuild, ",")[0], "Expo-Channel-Name": bench.ExpoChannel} {
-			req.Header.Set(k, v)
-		}
-		if resp, err := hc.Do(req); err == nil {
-			b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		if resp, err := hc.Do(newReq(ctx)); err == nil {
+			b, _ := io.ReadAll(io.LimitReader(resp.Body, limit))
 			resp.Body.Close()
-			if resp.StatusCode == 200 && bytes.Contains(b, []byte(`name="manifest"`)) {
+			if resp.StatusCode == 200 && ready(b) {
 				return nil
 			}
 			last = fmt.Sprintf("HTTP %d %.300s", resp.StatusCode, b)
@@ -203,91 +242,7 @@ func waitServedExpo(ctx context.Context, o bench.Options, app string) error {
 		select {
 		case <-ctx.Done():
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return fmt.Errorf("bench: %s does not offer the bench app's Expo update (%s) after 30s: %s", o.Target, app, last)
-			}
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-}
-
-// waitServed waits until the target offers the app's bundle to a device on
-// the store build (edges pick up the new snapshot shortly).
-func waitServed(ctx context.Context, o bench.Options, app string) error {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if o.Proto == "h3" {
-		return nil // the target may listen on UDP only; the run reports what it answers
-	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	if o.Insecure {
-		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true}
-	}
-	defer tr.CloseIdleConnections()
-	hc := &http.Client{Timeout: 5 * time.Second, Transport: tr}
-	body := fmt.Sprintf(`{"app_id":%q,"device_id":"00000000-0000-4000-8000-000000000000","version_name":"builtin","version_build":%q,"version_code":"1","version_os":"14","platform":"android","plugin_version":"8.51.14","is_emulator":false,"is_prod":true}`,
-		app, strings.Split(o.VersionBuild, ",")[0])
-	var last string
-	for {
-		req, _ := http.NewRequestWithContext(ctx, "POST", strings.TrimRight(o.Target, "/")+"/updates", strings.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		if resp, err := hc.Do(req); err == nil {
-			b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-			resp.Body.Close()
-			if resp.StatusCode == 200 && bytes.Contains(b, []byte(`"url"`)) {
-				return nil
-			}
-			last = fmt.Sprintf("HTTP %d %s", resp.StatusCode, b)
-		} else {
-			last = err.Error()
-		}
-		select {
-		case <-ctx.Done():
-			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return fmt.Errorf("bench: %s does not serve the bench app %s after 30s: %s", o.Target, app, last)
-			}
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-}
-
-// waitListed waits until the target lists the app's default channel to a
-// device (GET /channel_self, the plugin's listChannels): the edge has the
-// app's snapshot. Unlike an update check it records no check-in, so the
-// device inventory holds only the run's devices (the cohorts phases count
-// on it).
-func waitListed(ctx context.Context, o bench.Options, app string) error {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if o.Proto == "h3" {
-		return nil // the target may listen on UDP only; the run reports what it answers
-	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	if o.Insecure {
-		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true}
-	}
-	defer tr.CloseIdleConnections()
-	hc := &http.Client{Timeout: 5 * time.Second, Transport: tr}
-	u := strings.TrimRight(o.Target, "/") + "/channel_self?" + url.Values{"app_id": {app}, "platform": {"android"}, "is_prod": {"true"},
-		"version_build": {strings.Split(o.VersionBuild, ",")[0]}}.Encode()
-	var last string
-	for {
-		req, _ := http.NewRequestWithContext(ctx, "GET", u, nil)
-		if resp, err := hc.Do(req); err == nil {
-			b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-			resp.Body.Close()
-			if resp.StatusCode == 200 && bytes.Contains(b, []byte(`"name":"production"`)) {
-				return nil
-			}
-			last = fmt.Sprintf("HTTP %d %s", resp.StatusCode, b)
-		} else {
-			last = err.Error()
-		}
-		select {
-		case <-ctx.Done():
-			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return fmt.Errorf("bench: %s does not list the bench app %s's channels after 30s: %s", o.Target, app, last)
+				return fmt.Errorf("bench: %s does not %s after 30s: %s", o.Target, what, last)
 			}
 			return ctx.Err()
 		case <-time.After(50 * time.Millisecond):

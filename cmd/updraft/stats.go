@@ -192,19 +192,8 @@ func printAdoption(w io.Writer, rep origin.AdoptionReport) {
 		return
 	}
 	fmt.Fprintln(w, "\nRelease timing (UTC), installs/failures:")
-	days := []string{"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"}
 	for _, t := range rep.Timing {
-		var hours, wd []string
-		for h := range 24 {
-			if t.InstallsByHour[h]+t.FailuresByHour[h] > 0 {
-				hours = append(hours, fmt.Sprintf("%02dh %d/%d", h, t.InstallsByHour[h], t.FailuresByHour[h]))
-			}
-		}
-		for d := range 7 {
-			if t.InstallsByDay[d]+t.FailuresByDay[d] > 0 {
-				wd = append(wd, fmt.Sprintf("%s %d/%d", days[d], t.InstallsByDay[d], t.FailuresByDay[d]))
-			}
-		}
+		hours, wd := t.Cells()
 		fmt.Fprintf(w, "  %s: by hour: %s; by weekday: %s\n", orDash(t.Segment), strings.Join(hours, ", "), strings.Join(wd, ", "))
 	}
 }

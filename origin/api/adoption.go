@@ -1,6 +1,9 @@
 package api
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // AdoptionReport is how fast and how well an app's releases were taken:
 // per release (bundle on a channel) and per segment, the time until 50%,
@@ -76,4 +79,22 @@ type SegmentTiming struct {
 	FailuresByHour [24]int64 `json:"failures_by_hour"`
 	InstallsByDay  [7]int64  `json:"installs_by_weekday"`
 	FailuresByDay  [7]int64  `json:"failures_by_weekday"`
+}
+
+// Cells lists the hours and weekdays with installs or failures, each as
+// "07h 12/1" or "Mon 40/3" (installs/failures), in order: how the CLI and
+// /ui print release timing.
+func (t SegmentTiming) Cells() (hours, weekdays []string) {
+	days := [7]string{"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"}
+	for h := range 24 {
+		if t.InstallsByHour[h]+t.FailuresByHour[h] > 0 {
+			hours = append(hours, fmt.Sprintf("%02dh %d/%d", h, t.InstallsByHour[h], t.FailuresByHour[h]))
+		}
+	}
+	for d := range 7 {
+		if t.InstallsByDay[d]+t.FailuresByDay[d] > 0 {
+			weekdays = append(weekdays, fmt.Sprintf("%s %d/%d", days[d], t.InstallsByDay[d], t.FailuresByDay[d]))
+		}
+	}
+	return hours, weekdays
 }
