@@ -147,10 +147,13 @@ type Edge struct {
 	// HTTP2 offers HTTP/2 (ALPN h2) on the TLS listener beside HTTP/1.1:
 	// the stock plugin's stacks (OkHttp, URLSession) then fetch a
 	// manifest's files over one connection instead of one each.
-	HTTP2             bool
+	HTTP2 bool
+	// DeviceFront serves the devices' POST requests (update checks, stats,
+	// channel_self) on HTTP/1.1 with the edge's own strict parser before
+	// fasthttp (proxy/h1fast.go); false: fasthttp serves every request.
+	DeviceFront       bool
 	ReadTimeout       time.Duration // per request header/body read
 	WriteTimeout      time.Duration // per response write
-	MaxConnsPerIP     int
 	ShutdownGraceTime time.Duration
 
 	// Client addresses and per-client limits (docs/design-notes.md, "Guard
@@ -232,9 +235,9 @@ func NewEdge(dataDir string) Edge {
 		// a user action); the origin adds its own bound across edges (10/s)
 		// and publishes device changes at most once a second.
 		LegacyChannelWrites: 5,
+		DeviceFront:         true,
 		ReadTimeout:         30 * time.Second,
 		WriteTimeout:        5 * time.Minute,
-		MaxConnsPerIP:       0,
 		ShutdownGraceTime:   10 * time.Second,
 		// Far above what the devices behind one /24 send, even behind a
 		// carrier-grade NAT (design notes); far below a forging client.

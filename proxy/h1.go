@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/updraft-cdn/updraft/config"
@@ -29,6 +30,20 @@ type HTTP1 struct {
 	mu      sync.Mutex
 	serving bool
 	closed  bool
+	lns     []net.Listener // served by the front (h1fast.go)
+
+	// The device front (h1fast.go): its connections, coarse clock (Unix
+	// nanoseconds) and Date header line; the connections it hands to
+	// fasthttp; down once Shutdown begins.
+	front      fastConns
+	frontOnce  sync.Once
+	clock      atomic.Int64
+	date       atomic.Pointer[httpDate]
+	sweepDone  chan struct{}
+	handoffs   *connQueue
+	down       atomic.Bool
+	noFront    bool // serve everything with fasthttp (tests compare both)
+	handoffErr chan error
 
 	// altSvc advertises HTTP/3 on TCP answers (set when h3 is served).
 	altSvc string
@@ -41,7 +56,9 @@ func (h *HTTP1) AdvertiseHTTP3(udpPort int) {
 
 // NewHTTP1 returns the fasthttp adapter for e.
 func NewHTTP1(e *Edge) *HTTP1 {
-	h := &HTTP1{e: e}
+	h := &HTTP1{e: e, sweepDone: make(chan struct{}), handoffs: newConnQueue(nil), handoffErr: make(chan error, 1)}
+	h.front.m = make(map[*fastConn]struct{})
+	h.noFront = !e.cfg.DeviceFront
 	h.ctx, h.cancel = context.WithCancel(context.Background())
 	h.replies.New = func() any { return &reply{body: make([]byte, 0, 512)} }
 	h.metrics = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(e.metrics.reg, promhttp.HandlerOpts{}))
@@ -53,7 +70,6 @@ func NewHTTP1(e *Edge) *HTTP1 {
 		IdleTimeout:                  2 * time.Minute,
 		MaxRequestBodySize:           int(e.maxBody()),
 		ReadBufferSize:               8 << 10, // also the header size limit
-		MaxConnsPerIP:                e.cfg.MaxConnsPerIP,
 		NoDefaultContentType:         true,
 		NoDefaultDate:                false,
 		CloseOnShutdown:              true,
@@ -64,7 +80,8 @@ func NewHTTP1(e *Edge) *HTTP1 {
 	return h
 }
 
-// Serve accepts connections on ln until Shutdown.
+// Serve accepts connections on ln until Shutdown: the device front
+// (h1fast.go) serves them, and hands fasthttp what it does not serve.
 func (h *HTTP1) Serve(ln net.Listener) error {
 	h.mu.Lock()
 	if h.closed {
@@ -72,27 +89,50 @@ func (h *HTTP1) Serve(ln net.Listener) error {
 		ln.Close()
 		return nil
 	}
+	first := !h.serving
 	h.serving = true
+	h.lns = append(h.lns, ln)
 	h.mu.Unlock()
-	if _, tls := ln.(*connQueue); !tls { // the TLS server wraps its TCP connections itself
-		ln = lazyListener{ln}
+	if h.noFront {
+		if _, tls := ln.(*connQueue); !tls { // the TLS server wraps its TCP connections itself
+			ln = lazyListener{ln}
+		}
+		return h.srv.Serve(ln)
 	}
-	return h.srv.Serve(ln)
+	if first {
+		go func() { h.handoffErr <- h.srv.Serve(h.handoffs) }()
+	}
+	return h.serveFast(ln)
 }
+
+func (h *HTTP1) isClosed() bool { return h.down.Load() }
 
 // Shutdown stops accepting, lets in-flight requests finish until ctx ends.
 // Called before Serve, it makes a later Serve return at once (fasthttp alone
 // would ignore a shutdown that precedes Serve).
 func (h *HTTP1) Shutdown(ctx context.Context) error {
 	h.cancel()
+	h.down.Store(true)
 	h.mu.Lock()
+	already := h.closed
 	h.closed = true
-	serving := h.serving
+	serving, lns := h.serving, h.lns
 	h.mu.Unlock()
 	if !serving {
 		return nil
 	}
-	return h.srv.ShutdownWithContext(ctx)
+	if h.noFront {
+		return h.srv.ShutdownWithContext(ctx)
+	}
+	if !already {
+		for _, ln := range lns {
+			ln.Close()
+		}
+		close(h.sweepDone)
+	}
+	err := h.front.shutdown(ctx)
+	h.handoffs.Close()
+	return errors.Join(err, h.srv.ShutdownWithContext(ctx))
 }
 
 // Handler returns the fasthttp handler (for tests and embedding).

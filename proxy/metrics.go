@@ -37,6 +37,9 @@ type edgeMetrics struct {
 	manifestOmitted prometheus.Counter
 	// inlineDeltas: update answers that carried their delta inline.
 	inlineDeltas prometheus.Counter
+	// h1HandOffs: HTTP/1.1 connections the device front handed to
+	// fasthttp (h1fast.go).
+	h1HandOffs prometheus.Counter
 
 	// Counters of the hot path, resolved once: update answers, requests
 	// by protocol.
@@ -117,7 +120,11 @@ func newEdgeMetrics(c *cache.Tiered) *edgeMetrics {
 		Name: "updraft_edge_update_inline_deltas_total",
 		Help: "Update answers that carried the offered delta inline, to a client asking with Updraft-Inline-Delta (the delta's bytes count in updraft_edge_bytes_served_total).",
 	})
-	m.reg.MustRegister(answersVec, answerBytesVec, m.answerCompressions, m.manifestOmitted, m.inlineDeltas)
+	m.h1HandOffs = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "updraft_edge_h1_handoffs_total",
+		Help: "HTTP/1.1 connections the edge's device front handed to fasthttp (a request other than a device's POST, or one it does not parse strictly).",
+	})
+	m.reg.MustRegister(answersVec, answerBytesVec, m.answerCompressions, m.manifestOmitted, m.inlineDeltas, m.h1HandOffs)
 	m.updatesUpdate = m.updatesVec.WithLabelValues("update")
 	m.requestsH1, m.requestsH3 = m.protoVec.WithLabelValues("h1"), m.protoVec.WithLabelValues("h3")
 	m.reg.MustRegister(m.statsEvents, m.statsRequests, m.statsDropped, m.statsFsyncs, m.statsForwardErrors, m.statsForwardSeconds, m.statsForwardedBytes)

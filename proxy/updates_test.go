@@ -113,32 +113,10 @@ func startEdgeMemory(t testing.TB, memory int64, mod func(*config.Edge)) *testEd
 		mod(&cfg)
 	}
 	e := New(cfg, c, nil)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := NewHTTP1(e)
-	h.srv.Logger = discardLogger{} // fasthttp logs refused requests (413) itself
-	served := make(chan error, 1)
-	go func() { served <- h.Serve(ln) }()
+	addr, _ := serveH1(t, e, !cfg.DeviceFront)
 	tr := &http.Transport{DisableCompression: true}
-	t.Cleanup(func() {
-		tr.CloseIdleConnections()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := h.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-		select {
-		case err := <-served:
-			if err != nil {
-				t.Errorf("serve: %v", err)
-			}
-		case <-ctx.Done():
-			t.Errorf("Serve still running after Shutdown")
-		}
-	})
-	te := &testEdge{edge: e, base: "http://" + ln.Addr().String(), blobs: fs,
+	t.Cleanup(tr.CloseIdleConnections) // before the server's Shutdown (cleanups run last first)
+	te := &testEdge{edge: e, base: "http://" + addr, blobs: fs,
 		client: &http.Client{Transport: tr, Timeout: 10 * time.Second}}
 	// A Shutdown that runs before Serve has registered the listener leaves
 	// Serve accepting forever; one answered request proves it is serving.

@@ -132,6 +132,7 @@ func edgeFlags(fs *flag.FlagSet, ec *config.Edge, mode, listen string) *string {
 	fs.StringVar(&ec.ExpoSigningKey, "expo-signing-key", "", "PEM RSA private key (PKCS#1 or PKCS#8) that signs Expo Updates manifests and directives for clients sending expo-expect-signature (without it they get 400 code_signing_unavailable)")
 	fs.StringVar(&ec.ExpoSigningKeyID, "expo-signing-keyid", config.DefaultExpoSigningKeyID, "keyid named in expo-signature: the app's updates.codeSigningMetadata.keyid")
 	fs.BoolVar(&ec.HTTP2, "http2", ec.HTTP2, "offer HTTP/2 (ALPN h2) beside HTTP/1.1 on --tls-listen: the stock plugin then fetches a manifest's files over one connection (--http2=false: HTTP/1.1 only)")
+	fs.BoolVar(&ec.DeviceFront, "device-front", ec.DeviceFront, "serve the devices' POST requests on HTTP/1.1 (update checks, /stats, /channel_self) with the edge's own strict parser, in front of fasthttp, which serves every other request (--device-front=false: fasthttp serves all)")
 	fs.Var(&ec.TCPSendBuffer, "tcp-send-buffer", "kernel send buffer per TCP connection, e.g. 128KiB (0: autotuned). Evens out many concurrent large downloads on short paths; caps each connection's rate on long ones")
 	ec.TLS, ec.TLSListen = mode, listen
 	fs.StringVar(&ec.TLS, "tls", ec.TLS, "HTTPS + HTTP/3 on --tls-listen: off, self-signed (development), files or acme")

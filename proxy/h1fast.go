@@ -1,0 +1,713 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// The device port's HTTP/1.1 front: a narrow server of its own for the
+// requests devices send by the million (POST /updates, POST /stats, POST
+// and PUT /channel_self), in front of fasthttp, which serves everything
+// else.
+//
+// Why not fasthttp for these too: measured on this machine
+// (bench/answers-vs-nginx.sh, bench/RESULTS.md), an update check through
+// fasthttp cost about 9.7 µs of CPU against 5.0 µs for a bare Go server
+// writing the same bytes, with the handler itself about 1.5 µs: fasthttp's
+// per-request machinery (its header and URI parsing into normalized maps,
+// three deadline moves, the response header object, its state callbacks)
+// was most of the rest, and kept the edge at 0.84–0.86× nginx on the
+// swagger answer. This front parses only a strict subset of HTTP/1.1 in
+// place, times connections out with a coarse sweep instead of per-request
+// timers, and writes each answer with one write.
+//
+// It takes no risk with what it does not understand: a request that is not
+// exactly one of those request lines, or has a Transfer-Encoding, an
+// Expect, an Upgrade, a Connection other than keep-alive or close, no
+// Content-Length or two, no Host or two, a folded or malformed header line,
+// a control byte in a value, more than fastMaxHeaders headers, or does not
+// fit the read buffer, is handed to fasthttp with every byte read so far,
+// and fasthttp serves that connection from then on: its answers (400, 413,
+// 431…) and limits stay the reference. FuzzDeviceFrontParse checks the
+// parser against net/http's and fasthttp's reading of the same bytes.
+
+// fastMaxHeaders bounds the header lines of a request served by the front.
+const fastMaxHeaders = 48
+
+// fastRoute is a request line the front serves.
+type fastRoute struct {
+	line         string // "POST /updates HTTP/1.1\r\n"
+	method, path string
+}
+
+var fastRoutes = [...]fastRoute{
+	{"POST /updates HTTP/1.1\r\n", "POST", "/updates"},
+	{"POST /stats HTTP/1.1\r\n", "POST", "/stats"},
+	{"POST /channel_self HTTP/1.1\r\n", "POST", "/channel_self"},
+	{"PUT /channel_self HTTP/1.1\r\n", "PUT", "/channel_self"},
+}
+
+// fastRequest is one request parsed in place: its strings view the
+// connection's read buffer.
+type fastRequest struct {
+	route  *fastRoute
+	host   string
+	length int  // Content-Length
+	close  bool // Connection: close
+	n      int
+	kv     [fastMaxHeaders][2]string // names as sent, values trimmed
+}
+
+// get returns the first value of a header (names compare case-insensitively).
+func (r *fastRequest) get(name string) string {
+	for i := 0; i < r.n; i++ {
+		if equalFoldASCII(r.kv[i][0], name) {
+			return r.kv[i][1]
+		}
+	}
+	return ""
+}
+
+// noQuery is the query of a request without one.
+type noQuery struct{}
+
+func (noQuery) get(string) string { return "" }
+func (noQuery) empty() bool       { return true }
+
+// parseState is what parse makes of the bytes read so far.
+type parseState int
+
+const (
+	parseMore    parseState = iota // a request may follow: read more
+	parseDone                      // one whole request, header and body
+	parseHandOff                   // for fasthttp
+)
+
+// parse reads one request at the head of b; on parseDone, end is where it
+// ends (header and body).
+func (r *fastRequest) parse(b []byte, maxBody int) (state parseState, end int) {
+	r.route, r.host, r.length, r.close, r.n = nil, "", -1, false, 0
+	eol := bytes.IndexByte(b, '\n')
+	if eol < 0 {
+		if len(b) >= len(fastRoutes[0].line) && !fastLinePrefix(b) {
+			return parseHandOff, 0 // not a line served here: no need to wait for the rest
+		}
+		return parseMore, 0
+	}
+	line := b[:eol+1]
+	for i := range fastRoutes {
+		if string(line) == fastRoutes[i].line {
+			r.route = &fastRoutes[i]
+			break
+		}
+	}
+	if r.route == nil {
+		return parseHandOff, 0
+	}
+	pos := eol + 1
+	for {
+		eol = bytes.IndexByte(b[pos:], '\n')
+		if eol < 0 {
+			return parseMore, 0
+		}
+		line := b[pos : pos+eol+1]
+		pos += eol + 1
+		if len(line) < 2 || line[len(line)-2] != '\r' {
+			return parseHandOff, 0 // a bare LF
+		}
+		line = line[:len(line)-2]
+		if len(line) == 0 {
+			break // the end of the header
+		}
+		colon := bytes.IndexByte(line, ':')
+		if colon <= 0 || r.n == fastMaxHeaders {
+			return parseHandOff, 0
+		}
+		name, value := line[:colon], line[colon+1:]
+		for _, c := range name {
+			if !isTokenByte(c) {
+				return parseHandOff, 0 // obs-fold, space before the colon, …
+			}
+		}
+		for len(value) > 0 && (value[0] == ' ' || value[0] == '\t') {
+			value = value[1:]
+		}
+		for len(value) > 0 && (value[len(value)-1] == ' ' || value[len(value)-1] == '\t') {
+			value = value[:len(value)-1]
+		}
+		for _, c := range value {
+			if c < 0x20 && c != '\t' || c == 0x7f {
+				return parseHandOff, 0
+			}
+		}
+		n, v := bstr(name), bstr(value)
+		switch {
+		case equalFoldASCII(n, "Content-Length"):
+			if r.length >= 0 || len(v) == 0 || len(v) > 9 {
+				return parseHandOff, 0
+			}
+			length := 0
+			for i := 0; i < len(v); i++ {
+				if v[i] < '0' || v[i] > '9' {
+					return parseHandOff, 0
+				}
+				length = length*10 + int(v[i]-'0')
+			}
+			r.length = length
+		case equalFoldASCII(n, "Host"):
+			if r.host != "" || !plainHost(v) {
+				return parseHandOff, 0
+			}
+			r.host = v
+		case equalFoldASCII(n, "Connection"):
+			switch {
+			case equalFoldASCII(v, "close"):
+				r.close = true
+			case equalFoldASCII(v, "keep-alive"):
+			default:
+				return parseHandOff, 0
+			}
+		case equalFoldASCII(n, "Transfer-Encoding"), equalFoldASCII(n, "Expect"), equalFoldASCII(n, "Upgrade"):
+			return parseHandOff, 0
+		}
+		r.kv[r.n] = [2]string{n, v}
+		r.n++
+	}
+	if r.host == "" || r.length < 0 || r.length > maxBody {
+		return parseHandOff, 0
+	}
+	if end = pos + r.length; end > len(b) {
+		return parseMore, 0
+	}
+	return parseDone, end
+}
+
+// plainHost reports whether a Host value has only the bytes of a
+// lower-case name, an IP address and a port (anything else is fasthttp's
+// to judge; it lower-cases names).
+func plainHost(v string) bool {
+	if v == "" {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '.' || c == '-' || c == ':' || c == '[' || c == ']' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// fastLinePrefix reports whether b starts like a request line served here.
+func fastLinePrefix(b []byte) bool {
+	for i := range fastRoutes {
+		l := fastRoutes[i].line
+		if len(b) >= len(l) {
+			if string(b[:len(l)]) == l {
+				return true
+			}
+		} else if string(b) == l[:len(b)] {
+			return true
+		}
+	}
+	return false
+}
+
+// isTokenByte reports whether c may appear in a header name (RFC 9110 tchar).
+func isTokenByte(c byte) bool {
+	switch {
+	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return true
+	}
+	switch c {
+	case '!', '#', '$', '%', '&', '\'', '*', '+', '-', '.', '^', '_', '`', '|', '~':
+		return true
+	}
+	return false
+}
+
+func equalFoldASCII(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if x == y {
+			continue
+		}
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+// fastConns is the set of connections the front serves, swept for timeouts.
+type fastConns struct {
+	mu     sync.Mutex
+	m      map[*fastConn]struct{}
+	closed bool
+	wg     sync.WaitGroup
+}
+
+// fastConn is one connection served by the front.
+type fastConn struct {
+	h    *HTTP1
+	c    net.Conn
+	tls  bool
+	buf  []byte // the read buffer (ReadBufferSize: also the header limit)
+	n    int    // bytes in buf
+	wbuf []byte
+	req  fastRequest
+	peer netip.Addr
+
+	// deadline is when the sweep closes the connection (Unix nanoseconds on
+	// the front's coarse clock; 0: none); idle marks a connection waiting
+	// for a request with nothing read (closed at once at shutdown).
+	deadline atomic.Int64
+	idle     atomic.Bool
+	closing  atomic.Bool
+}
+
+// fastBuffers pools the read and write buffers of the front's connections.
+var fastBuffers = sync.Pool{New: func() any { return new(fastBuf) }}
+
+type fastBuf struct{ r, w []byte }
+
+// serveFast accepts connections on ln and serves them, until ln is closed.
+func (h *HTTP1) serveFast(ln net.Listener) error {
+	h.startFront()
+	var delay time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if temporaryAccept(err) {
+				// Out of file descriptors and the like: back off, as net/http does.
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				h.e.log.Warn("edge: accept failed; retrying", "err", err, "in", delay)
+				time.Sleep(delay)
+				continue
+			}
+			if h.isClosed() {
+				return nil
+			}
+			return err
+		}
+		delay = 0
+		if tc, ok := c.(*net.TCPConn); ok {
+			tc.SetKeepAlive(true)
+		}
+		fc := &fastConn{h: h, c: c}
+		_, fc.tls = c.(*tls.Conn)
+		if !h.front.add(fc) {
+			c.Close()
+			return nil
+		}
+		go fc.serve()
+	}
+}
+
+// add registers fc unless the front is shut down.
+func (s *fastConns) add(fc *fastConn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.m[fc] = struct{}{}
+	s.wg.Add(1)
+	return true
+}
+
+func (s *fastConns) remove(fc *fastConn) {
+	s.mu.Lock()
+	delete(s.m, fc)
+	s.mu.Unlock()
+	s.wg.Done()
+}
+
+// shutdown closes the idle connections, and each busy one after its
+// answer, until none is left or ctx ends (then it closes them all).
+func (s *fastConns) shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		s.mu.Lock()
+		for fc := range s.m {
+			if fc.idle.Load() || ctx.Err() != nil {
+				fc.shut()
+			}
+		}
+		s.mu.Unlock()
+		select {
+		case <-done:
+			return nil
+		case <-ctx.Done():
+			s.mu.Lock()
+			for fc := range s.m {
+				fc.shut()
+			}
+			s.mu.Unlock()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// startFront starts the sweep (once): the coarse clock, the Date header,
+// and the timeouts of the front's connections.
+func (h *HTTP1) startFront() {
+	h.frontOnce.Do(func() {
+		h.tickClock(time.Now())
+		go h.sweep()
+	})
+}
+
+// sweepEvery is how often the front's clock ticks: fine enough for the
+// shortest timeout, at most twice a second (the Date header's resolution).
+func (h *HTTP1) sweepEvery() time.Duration {
+	d := min(h.e.cfg.ReadTimeout, h.e.cfg.WriteTimeout, h.srv.IdleTimeout) / 10
+	return min(max(d, 10*time.Millisecond), 500*time.Millisecond)
+}
+
+func (h *HTTP1) tickClock(now time.Time) {
+	h.clock.Store(now.UnixNano())
+	sec := now.Unix()
+	if d := h.date.Load(); d != nil && d.sec == sec {
+		return
+	}
+	d := &httpDate{sec: sec}
+	d.line = now.UTC().AppendFormat(append(d.line, "Date: "...), http.TimeFormat)
+	d.line = append(d.line, "\r\n"...)
+	h.date.Store(d)
+}
+
+type httpDate struct {
+	sec  int64
+	line []byte // "Date: …\r\n"
+}
+
+func (h *HTTP1) sweep() {
+	t := time.NewTicker(h.sweepEvery())
+	defer t.Stop()
+	for {
+		select {
+		case <-h.sweepDone:
+			return
+		case now := <-t.C:
+			h.tickClock(now)
+			n := now.UnixNano()
+			h.front.mu.Lock()
+			for fc := range h.front.m {
+				if d := fc.deadline.Load(); d != 0 && d <= n {
+					fc.shut()
+				}
+			}
+			h.front.mu.Unlock()
+		}
+	}
+}
+
+// shut closes the connection from outside its goroutine (once). A TLS
+// connection's close may write an alert: not on the sweep's goroutine.
+func (fc *fastConn) shut() {
+	if fc.closing.Swap(true) {
+		return
+	}
+	if fc.tls {
+		go fc.c.Close()
+		return
+	}
+	fc.c.Close()
+}
+
+func (fc *fastConn) setDeadline(d time.Duration) {
+	fc.deadline.Store(fc.h.clock.Load() + int64(d))
+}
+
+// serve serves the connection's requests until it closes, or hands it to
+// fasthttp.
+func (fc *fastConn) serve() {
+	h := fc.h
+	bufs := fastBuffers.Get().(*fastBuf)
+	if len(bufs.r) != h.srv.ReadBufferSize {
+		bufs.r = make([]byte, h.srv.ReadBufferSize)
+	}
+	fc.buf, fc.wbuf = bufs.r, bufs.w[:0]
+	handedOff := false
+	defer func() {
+		fc.deadline.Store(0)
+		h.front.remove(fc)
+		if !handedOff {
+			fc.closing.Store(true)
+			fc.c.Close()
+		}
+		if cap(fc.wbuf) <= 64<<10 {
+			bufs.w = fc.wbuf[:0]
+		} else {
+			bufs.w = nil
+		}
+		fastBuffers.Put(bufs)
+	}()
+	fc.setDeadline(h.e.cfg.ReadTimeout)
+	maxBody := int(h.e.maxBody())
+	for {
+		state, end := fc.req.parse(fc.buf[:fc.n], maxBody)
+		switch state {
+		case parseHandOff:
+			handedOff = h.handOff(fc)
+			return
+		case parseMore:
+			if fc.n == len(fc.buf) {
+				handedOff = h.handOff(fc) // fasthttp answers 431 or 413
+				return
+			}
+			if fc.n == 0 {
+				fc.idle.Store(true)
+				if h.isClosed() {
+					return
+				}
+			}
+			m, err := fc.c.Read(fc.buf[fc.n:])
+			if fc.n == 0 && m > 0 {
+				fc.idle.Store(false)
+				fc.setDeadline(h.e.cfg.ReadTimeout) // the header and body, from their first byte
+			}
+			fc.n += m
+			if err != nil {
+				return
+			}
+			continue
+		}
+		fc.setDeadline(h.e.cfg.WriteTimeout)
+		keep := fc.answer(fc.buf[end-fc.req.length : end])
+		if !keep || h.isClosed() {
+			return
+		}
+		fc.n = copy(fc.buf, fc.buf[end:fc.n]) // a pipelined request, if any
+		if fc.n == 0 {
+			fc.setDeadline(h.srv.IdleTimeout)
+		} else {
+			fc.setDeadline(h.e.cfg.ReadTimeout)
+		}
+	}
+}
+
+// handOff gives the connection, with what was read of it, to fasthttp.
+func (h *HTTP1) handOff(fc *fastConn) bool {
+	h.e.metrics.h1HandOffs.Inc()
+	var c net.Conn
+	prefix := bytes.Clone(fc.buf[:fc.n])
+	if fc.tls {
+		c = &prefixTLSConn{fc.c.(*tls.Conn), prefix}
+	} else {
+		c = newLazyConn(&prefixConn{fc.c, prefix})
+	}
+	h.handoffs.push(c) // or closed, at shutdown
+	return true
+}
+
+// answer routes the request and writes the reply; false when the
+// connection must close.
+func (fc *fastConn) answer(body []byte) bool {
+	h := fc.h
+	out := h.replies.Get().(*reply)
+	defer h.replies.Put(out)
+	out.reset()
+	if !fc.peer.IsValid() {
+		fc.peer = peerOf(fc.c)
+	}
+	r := &out.req
+	*r = request{ctx: h.ctx, method: fc.req.route.method, path: fc.req.route.path, host: fc.req.host, tls: fc.tls,
+		proto: "h1", body: body, header: &fc.req, query: noQuery{}, client: h.fastClient(fc.peer, &fc.req)}
+	h.e.route(r, out)
+	keep := !fc.req.close && !h.isClosed()
+	err := fc.write(out, keep)
+	if cap(out.body) > 64<<10 {
+		out.body = make([]byte, 0, 512) // do not pool huge buffers
+	}
+	return err == nil && keep
+}
+
+// write puts the reply on the wire: the header and, when it fits, the
+// body in one write; a larger body from its shared bytes (writev on TCP).
+func (fc *fastConn) write(out *reply, keep bool) error {
+	h := fc.h
+	if out.status == -1 || out.stream != nil || out.headLength > 0 {
+		// The routes served here never answer so (the metrics, an Expo
+		// asset stream, a HEAD): refuse rather than guess.
+		if out.stream != nil {
+			out.stream.Close()
+		}
+		out.reset()
+		out.jsonError(500, "internal_error", "Unexpected answer")
+		keep = false
+	}
+	body := out.data
+	if body == nil && out.file == nil {
+		body = out.body
+	}
+	length := len(body) + len(out.tail)
+	if out.file != nil {
+		length = int(out.length)
+	}
+	w := append(fc.wbuf[:0], "HTTP/1.1 "...)
+	w = strconv.AppendInt(w, int64(out.status), 10)
+	w = append(w, ' ')
+	w = append(w, statusText(out.status)...)
+	w = append(w, "\r\nServer: updraft\r\n"...)
+	w = append(w, h.date.Load().line...)
+	if out.contentType != "" {
+		w = append(append(append(w, "Content-Type: "...), out.contentType...), "\r\n"...)
+	}
+	w = strconv.AppendInt(append(w, "Content-Length: "...), int64(length), 10)
+	w = append(w, "\r\n"...)
+	if !keep {
+		w = append(w, "Connection: close\r\n"...)
+	}
+	if h.altSvc != "" {
+		w = append(append(append(w, "Alt-Svc: "...), h.altSvc...), "\r\n"...)
+	}
+	fc.wbuf = w
+	out.eachHeader(fc.header)
+	w = append(fc.wbuf, "\r\n"...)
+	var err error
+	switch {
+	case out.file != nil:
+		fc.wbuf = w
+		if _, err = fc.c.Write(w); err == nil {
+			_, err = io.CopyN(fc.c, out.file, out.length) // sendfile on TCP
+		}
+		out.file.Close()
+		out.file = nil
+	case len(w)+length <= fastCopyMax:
+		w = append(append(w, body...), out.tail...)
+		fc.wbuf = w
+		_, err = fc.c.Write(w)
+	default:
+		fc.wbuf = w
+		bufs := net.Buffers{w, body, out.tail}
+		_, err = bufs.WriteTo(fc.c)
+	}
+	return err
+}
+
+// fastCopyMax is the largest answer written with one copy into the
+// connection's buffer; larger ones go out from their own bytes.
+const fastCopyMax = 16 << 10
+
+func (fc *fastConn) header(k, v string) {
+	fc.wbuf = append(append(append(append(fc.wbuf, k...), ": "...), v...), "\r\n"...)
+}
+
+// statusText is the reason phrase of a status code.
+func statusText(code int) string {
+	if code == 200 {
+		return "OK"
+	}
+	if t := http.StatusText(code); t != "" {
+		return t
+	}
+	return "Unknown"
+}
+
+// peerOf is the connection's peer address (the PROXY protocol's source
+// with --proxy-protocol).
+func peerOf(c net.Conn) netip.Addr {
+	switch a := c.RemoteAddr().(type) {
+	case *net.TCPAddr:
+		return a.AddrPort().Addr().Unmap()
+	case nil:
+		return netip.Addr{}
+	default:
+		ap, err := netip.ParseAddrPort(a.String())
+		if err != nil {
+			return netip.Addr{}
+		}
+		return ap.Addr().Unmap()
+	}
+}
+
+// fastClient is HTTP1.client for the front's requests.
+func (h *HTTP1) fastClient(peer netip.Addr, r *fastRequest) netip.Addr {
+	c := h.e.clients
+	if !c.trustedPeer(peer) {
+		if !c.warnedForwarded.Load() && !limited(peer) {
+			c.noteForwarded(peer, r.get("X-Forwarded-For"))
+		}
+		return peer
+	}
+	s := forwardedScan{c: c, client: peer}
+	for i := r.n - 1; i >= 0 && !s.done; i-- {
+		if equalFoldASCII(r.kv[i][0], "X-Forwarded-For") {
+			s.line(r.kv[i][1])
+		}
+	}
+	return s.client
+}
+
+// prefixConn replays the bytes the front read before handing a connection
+// to fasthttp.
+type prefixConn struct {
+	net.Conn
+	prefix []byte
+}
+
+// prefixTLSConn is prefixConn over TLS: fasthttp still sees a TLS
+// connection (IsTLS, the connection state).
+type prefixTLSConn struct {
+	*tls.Conn
+	prefix []byte
+}
+
+func (c *prefixTLSConn) Read(p []byte) (int, error) {
+	if n, ok := replay(&c.prefix, p); ok {
+		return n, nil
+	}
+	return c.Conn.Read(p)
+}
+
+// replay reads from the bytes read before the hand-over while any are left.
+func replay(prefix *[]byte, p []byte) (int, bool) {
+	if len(*prefix) == 0 {
+		return 0, false
+	}
+	n := copy(p, *prefix)
+	*prefix = (*prefix)[n:]
+	return n, true
+}
+
+func (c *prefixConn) Read(p []byte) (int, error) {
+	if n, ok := replay(&c.prefix, p); ok {
+		return n, nil
+	}
+	return c.Conn.Read(p)
+}
+
+// ReadFrom keeps sendfile for fasthttp's file answers.
+func (c *prefixConn) ReadFrom(r io.Reader) (int64, error) {
+	if rf, ok := c.Conn.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(writerOnly{c.Conn}, r)
+}
