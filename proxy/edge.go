@@ -217,7 +217,11 @@ type reply struct {
 	body        []byte // small answers; reused between requests
 	scratch     []byte // reused scratch (base URL)
 
-	data         []byte   // blob body from the memory tier (shared, never modified)
+	data []byte // blob body from the memory tier (shared, never modified)
+	// sendfile: the transport sends large data by sendfile (the device
+	// front on plain TCP), and dataFile, when set, holds data for it.
+	sendfile     bool
+	dataFile     *memFile
 	file         *os.File // blob body, positioned at the first byte; the adapter closes it
 	length       int64    // bytes of file to send
 	headLength   int64    // Content-Length of a HEAD answer

@@ -534,6 +534,7 @@ func (fc *fastConn) answer(body []byte) bool {
 	out := h.replies.Get().(*reply)
 	defer h.replies.Put(out)
 	out.reset()
+	out.sendfile = !fc.tls
 	if !fc.peer.IsValid() {
 		fc.peer = peerOf(fc.c)
 	}
@@ -600,6 +601,13 @@ func (fc *fastConn) write(out *reply, keep bool) error {
 		}
 		out.file.Close()
 		out.file = nil
+	case out.dataFile != nil && out.tail == nil:
+		fc.wbuf = w
+		var handled bool
+		if handled, err = sendFile(fc.c, w, out.dataFile); !handled {
+			bufs := net.Buffers{w, body}
+			_, err = bufs.WriteTo(fc.c)
+		}
 	case len(w)+length <= fastCopyMax:
 		w = append(append(w, body...), out.tail...)
 		fc.wbuf = w

@@ -9,11 +9,13 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/updraft-cdn/updraft/config"
@@ -485,4 +487,109 @@ func FuzzDeviceFrontParse(f *testing.F) {
 				fr.Host(), fr.Body(), r.route.method, r.route.path, r.host, body)
 		}
 	})
+}
+
+// BenchmarkDeviceFrontUpdates is an update check with a manifest answer
+// through the front on a loopback TCP connection, keep-alive: parse,
+// handler, answer write, and the kernel's loopback both ways.
+func BenchmarkDeviceFrontUpdates(b *testing.B) {
+	for _, ae := range []string{"identity", "gzip"} {
+		b.Run(ae, func(b *testing.B) {
+			e := newCoreEdge(b, manifestSnapshot(b, 1, 60, "a"))
+			addr, _ := serveH1(b, e, false)
+			raw := []byte(post("/updates", pluginBody, "Accept-Encoding", ae))
+			for range 3 {
+				settle(e)
+				rawExchange(b, addr, string(raw), 0, 1)
+			}
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			// One answer's length, header included, then the same bytes each time.
+			c.Write(raw)
+			buf := make([]byte, 64<<10)
+			n, err := c.Read(buf)
+			if err != nil || !bytes.HasPrefix(buf[:n], []byte("HTTP/1.1 200 OK\r\n")) {
+				b.Fatalf("first answer: %v %q", err, buf[:min(n, 80)])
+			}
+			hdr := bytes.Index(buf[:n], []byte("\r\n\r\n")) + 4
+			cl := bytes.Index(buf[:hdr], []byte("Content-Length: ")) + len("Content-Length: ")
+			length, _ := strconv.Atoi(string(buf[cl : cl+bytes.IndexByte(buf[cl:], '\r')]))
+			size := hdr + length
+			if _, err := io.ReadFull(c, buf[n:size]); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			b.SetBytes(int64(size))
+			for b.Loop() {
+				if _, err := c.Write(raw); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := io.ReadFull(c, buf[:size]); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// Answers of sendfileMin and more go out of a memory file by sendfile on
+// plain TCP: the same bytes as fasthttp sends, under concurrent requests,
+// identity and gzip; a variant replaced since gets a new file.
+func TestDeviceFrontSendfile(t *testing.T) {
+	e := newCoreEdge(t, manifestSnapshot(t, 1, 1200, "a"))
+	front, _ := serveH1(t, e, false)
+	plain, _ := serveH1(t, e, true)
+	before := memFilesMade.Load()
+	for range 3 {
+		settle(e)
+		rawExchange(t, front, post("/updates", pluginBody, "Accept-Encoding", "gzip"), 0, 1)
+	}
+	for _, ae := range []string{"identity", "gzip"} {
+		raw := post("/updates", pluginBody, "Accept-Encoding", ae)
+		want := rawExchange(t, plain, raw, 0, 1)
+		if len(want) != 1 || len(want[0].body) < sendfileMin {
+			t.Fatalf("%s: fasthttp answer %s, want one of %d bytes or more", ae, brief(want), sendfileMin)
+		}
+		errs := make(chan error, 8)
+		for range 8 {
+			go func() {
+				got := rawExchange(t, front, strings.Repeat(raw, 20), 0, 20)
+				for i, a := range got {
+					if a.status != 200 || a.body != want[0].body || a.header.Get("Content-Encoding") != want[0].header.Get("Content-Encoding") {
+						errs <- fmt.Errorf("%s: answer %d differs from fasthttp's: %s", ae, i, brief(got[i:i+1]))
+						return
+					}
+				}
+				if len(got) != 20 {
+					errs <- fmt.Errorf("%s: %d answers of 20", ae, len(got))
+					return
+				}
+				errs <- nil
+			}()
+		}
+		for range 8 {
+			if err := <-errs; err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	if made := memFilesMade.Load() - before; runtime.GOOS == "linux" && made != 2 {
+		t.Errorf("%d memory files made, want 2 (identity and gzip)", made)
+	}
+
+	a := &encodedAnswer{plain: bytes.Repeat([]byte("x"), sendfileMin)}
+	f := a.file(0, a.plain)
+	if runtime.GOOS != "linux" {
+		return
+	}
+	if f == nil || a.file(0, a.plain) != f {
+		t.Fatal("the memory file of a variant is not kept")
+	}
+	other := bytes.Clone(a.plain)
+	if g := a.file(0, other); g == nil || g == f || unsafe.SliceData(g.src) != unsafe.SliceData(other) {
+		t.Fatal("a replaced variant kept the old memory file")
+	}
 }
