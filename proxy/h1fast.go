@@ -308,10 +308,7 @@ func (h *HTTP1) serveFast(ln net.Listener) error {
 			}
 			return err
 		}
-		delay = 0
-		if tc, ok := c.(*net.TCPConn); ok {
-			tc.SetKeepAlive(true)
-		}
+		delay = 0 // (TCP keep-alive: on by default on Go's accepted connections)
 		fc := &fastConn{h: h, c: c}
 		_, fc.tls = c.(*tls.Conn)
 		if !h.front.add(fc) {
@@ -386,7 +383,12 @@ func (h *HTTP1) startFront() {
 // sweepEvery is how often the front's clock ticks: fine enough for the
 // shortest timeout, at most twice a second (the Date header's resolution).
 func (h *HTTP1) sweepEvery() time.Duration {
-	d := min(h.e.cfg.ReadTimeout, h.e.cfg.WriteTimeout, h.srv.IdleTimeout) / 10
+	d := 5 * time.Second
+	for _, t := range []time.Duration{h.e.cfg.ReadTimeout, h.e.cfg.WriteTimeout, h.srv.IdleTimeout} {
+		if t > 0 {
+			d = min(d, t/10)
+		}
+	}
 	return min(max(d, 10*time.Millisecond), 500*time.Millisecond)
 }
 
@@ -441,7 +443,12 @@ func (fc *fastConn) shut() {
 	fc.c.Close()
 }
 
+// setDeadline gives the connection d from now (0: no limit).
 func (fc *fastConn) setDeadline(d time.Duration) {
+	if d <= 0 {
+		fc.deadline.Store(0)
+		return
+	}
 	fc.deadline.Store(fc.h.clock.Load() + int64(d))
 }
 
