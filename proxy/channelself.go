@@ -142,17 +142,12 @@ func (e *Edge) channelSelfApp(appID string, out *reply) (*snapshot.App, bool) {
 // regardless, and its tests send none). It returns false after writing an
 // error answer.
 func (e *Edge) channelSelfBody(body []byte, st *updateState, out *reply) (*snapshot.App, *fastjson.Value, bool) {
-	v, err := st.parser.ParseBytes(body)
-	if err != nil {
-		out.badRequest(codeInvalidJSON, "Invalid JSON body", nil)
+	v, code := parseBody(st, body, out)
+	if code != "" {
 		return nil, nil, false
 	}
-	if v.Type() != fastjson.TypeObject {
-		out.badRequest(snapshot.CodeInvalidBody, "Cannot parse body", nil)
-		return nil, nil, false
-	}
-	typeErr := fillRequest(st, v)
-	if !channelSelfValidate(&st.req, v.GetObject().Len() == 0, snapshot.CodeInvalidBody, true, out) {
+	typeErr := fillRequest(st, &st.fields)
+	if !channelSelfValidate(&st.req, st.fields.members == 0, snapshot.CodeInvalidBody, true, out) {
 		return nil, nil, false
 	}
 	// The rest of Capgo's channelSelfRequestSchema (plugin_validation.ts):

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -142,6 +143,52 @@ func FuzzAcceptEncoding(f *testing.F) {
 			}
 		default:
 			t.Fatalf("pickEncoding(%q) = %q", ae, got)
+		}
+	})
+}
+
+// FuzzScanFlat: whatever scanFlat reads, fastjson reads as a JSON object
+// with the same known fields (kinds and bytes) and member count; the update
+// check gives the same answer either way.
+func FuzzScanFlat(f *testing.F) {
+	for _, s := range []string{
+		pluginBody, statsBody, `{}`, ` { } `, `{"app_id":null,"is_prod":false,"x":true}`,
+		`{"app_id":"a","app_id":"b"}`, `{"app_id":"a\"b"}`, `{"app_id":1}`, `{"a":{}}`, `{"a":[]}`,
+		`{"app_id":"x"} x`, `{"app_id":"x",}`, `{"app_id" "x"}`, `{"is_prod":truex}`, "{\"a\":\"\x01\"}",
+		`{"device_id":"00009A6B-EEFE-490A-9C60-8E965132AE51","app_id":"com.example.app"}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var scanned bodyFields
+		if !scanFlat(body, &scanned) {
+			return
+		}
+		var st updateState
+		var out reply
+		if _, code := parseBody(&st, body, &out); code != "" {
+			t.Fatalf("fastjson refuses what scanFlat reads (%s): %q", code, body)
+		}
+		if st.fields.members != scanned.members {
+			t.Fatalf("members: fastjson %d, scanFlat %d", st.fields.members, scanned.members)
+		}
+		for i := range scanned.f {
+			a, b := st.fields.f[i], scanned.f[i]
+			if a.kind != b.kind || !bytes.Equal(a.s, b.s) {
+				t.Fatalf("%s: fastjson %c %q, scanFlat %c %q", fieldKeys[i], a.kind, a.s, b.kind, b.s)
+			}
+		}
+		// The whole check, by both readers: the same request, or the same refusal.
+		var stScan, stTree updateState
+		var outScan, outTree reply
+		codeScan := checkUpdate(&stScan, body, &outScan)
+		_, codeTree := checkUpdateRequest(&stTree, body, &outTree)
+		if codeScan != codeTree || outScan.status != outTree.status || !bytes.Equal(outScan.body, outTree.body) {
+			t.Fatalf("check: scanFlat %q HTTP %d %.200s, fastjson %q HTTP %d %.200s", codeScan, outScan.status, outScan.body,
+				codeTree, outTree.status, outTree.body)
+		}
+		if !reflect.DeepEqual(stScan.req, stTree.req) {
+			t.Fatalf("request: scanFlat %+v, fastjson %+v", stScan.req, stTree.req)
 		}
 	})
 }

@@ -31,6 +31,7 @@ const (
 // the hot path does not allocate.
 type updateState struct {
 	parser fastjson.Parser
+	fields bodyFields
 	req    snapshot.Request
 	lower  [36]byte
 }
@@ -60,6 +61,30 @@ var typeIssues = map[string]string{
 // and /updates/manifest_size). It returns the parsed object, or nil and the
 // error code after writing the 400 answer.
 func checkUpdateRequest(st *updateState, body []byte, out *reply) (*fastjson.Value, string) {
+	v, code := parseBody(st, body, out)
+	if code != "" {
+		return nil, code
+	}
+	return v, checkFields(st, out)
+}
+
+// checkUpdate is checkUpdateRequest for a caller that needs no more of the
+// body than the request's fields: a flat object of strings, booleans and
+// nulls without escapes (every plugin's body) is read by scanFlat, in one
+// pass without fastjson's tree; anything else by fastjson, to the same
+// result (FuzzScanFlat).
+func checkUpdate(st *updateState, body []byte, out *reply) string {
+	if !scanFlat(body, &st.fields) {
+		if _, code := parseBody(st, body, out); code != "" {
+			return code
+		}
+	}
+	return checkFields(st, out)
+}
+
+// parseBody parses body with fastjson into st.fields; it answers the
+// refusal of a body that is not a JSON object.
+func parseBody(st *updateState, body []byte, out *reply) (*fastjson.Value, string) {
 	v, err := st.parser.ParseBytes(body)
 	if err != nil {
 		out.badRequest(codeInvalidJSON, "Invalid JSON body", nil)
@@ -69,28 +94,34 @@ func checkUpdateRequest(st *updateState, body []byte, out *reply) (*fastjson.Val
 		out.badRequest(snapshot.CodeInvalidBody, "Cannot parse body", nil)
 		return nil, snapshot.CodeInvalidBody
 	}
+	fieldsOf(v, &st.fields)
+	return v, ""
+}
+
+// checkFields fills st.req from st.fields and validates it as Capgo does.
+func checkFields(st *updateState, out *reply) string {
 	r := &st.req
-	typeErr := fillRequest(st, v)
+	typeErr := fillRequest(st, &st.fields)
 	// Capgo checks presence before types: a non-string app_id or device_id
 	// is present, so it fails the schema, not the presence check; so does {}.
-	if v.GetObject().Len() == 0 || typeErr != nil && (typeErr.path == "app_id" || typeErr.path == "device_id") {
+	if st.fields.members == 0 || typeErr != nil && (typeErr.path == "app_id" || typeErr.path == "device_id") {
 		is := []snapshot.Issue{{Path: "app_id", Message: "App ID is required"}}
 		if typeErr != nil {
 			is[0] = snapshot.Issue{Path: typeErr.path, Message: typeErr.msg}
 		}
 		out.requestError(&snapshot.RequestError{Code: snapshot.CodeInvalidBody, Message: "Cannot parse body", Issues: is})
-		return nil, snapshot.CodeInvalidBody
+		return snapshot.CodeInvalidBody
 	}
 	if rerr := r.Validate(); rerr != nil {
 		out.requestError(rerr)
-		return nil, rerr.Code
+		return rerr.Code
 	}
 	if typeErr != nil {
 		out.requestError(&snapshot.RequestError{Code: snapshot.CodeInvalidBody, Message: "Cannot parse body",
 			Issues: []snapshot.Issue{{Path: typeErr.path, Message: typeErr.msg}}})
-		return nil, snapshot.CodeInvalidBody
+		return snapshot.CodeInvalidBody
 	}
-	return v, ""
+	return ""
 }
 
 // updates answers POST /updates: parse, validate, resolve, then the answer:
@@ -116,7 +147,7 @@ const (
 func (e *Edge) updatesInline(body []byte, baseURL []byte, acceptEncoding string, inlineMax int64, out *reply) {
 	st := updateStates.Get().(*updateState)
 	defer updateStates.Put(st)
-	if _, code := checkUpdateRequest(st, body, out); code != "" {
+	if code := checkUpdate(st, body, out); code != "" {
 		e.metrics.updates(code)
 		return
 	}
@@ -255,36 +286,35 @@ func fieldOf(key []byte) int {
 // parser's buffer. It reports the first field of the wrong JSON type. The
 // object is walked once; a key given twice counts by its first value, as
 // a lookup by name would find it.
-func fillRequest(st *updateState, v *fastjson.Value) *fieldIssue {
+func fillRequest(st *updateState, bf *bodyFields) *fieldIssue {
 	r := &st.req
 	*r = snapshot.Request{}
-	var fields [numFields]*fastjson.Value
-	v.GetObject().Visit(func(key []byte, f *fastjson.Value) {
-		if i := fieldOf(key); i >= 0 && fields[i] == nil {
-			fields[i] = f
-		}
-	})
 	var typeErr *fieldIssue
 	str := func(i int) string {
-		f := fields[i]
-		if f == nil || f.Type() == fastjson.TypeNull {
+		switch bf.f[i].kind {
+		case 0, 'n':
 			return ""
+		case '"':
+			return bstr(bf.f[i].s)
 		}
-		if f.Type() != fastjson.TypeString {
-			if typeErr == nil {
-				typeErr = &fieldIssue{fieldKeys[i], typeIssues[fieldKeys[i]]}
-			}
-			return ""
-		}
-		b, _ := f.StringBytes()
-		return bstr(b)
-	}
-	boolean := func(i int, def bool) bool {
-		b, ok := jsonBool(fields[i], def)
-		if !ok && typeErr == nil {
+		if typeErr == nil {
 			typeErr = &fieldIssue{fieldKeys[i], typeIssues[fieldKeys[i]]}
 		}
-		return b
+		return ""
+	}
+	boolean := func(i int, def bool) bool {
+		switch bf.f[i].kind {
+		case 0, 'n':
+			return def
+		case 't':
+			return true
+		case 'f':
+			return false
+		}
+		if typeErr == nil {
+			typeErr = &fieldIssue{fieldKeys[i], typeIssues[fieldKeys[i]]}
+		}
+		return def
 	}
 	r.AppID = str(fieldAppID)
 	r.DeviceID = lowerDeviceID(st, str(fieldDeviceID))
@@ -295,13 +325,142 @@ func fillRequest(st *updateState, v *fastjson.Value) *fieldIssue {
 	r.DefaultChannel = str(fieldDefaultChannel)
 	r.KeyID = str(fieldKeyID)
 	r.InstallSource = str(fieldInstallSource)
-	if f := fields[fieldCustomID]; f != nil && f.Type() == fastjson.TypeString {
-		b, _ := f.StringBytes()
-		r.CustomID = bstr(b)
+	if f := bf.f[fieldCustomID]; f.kind == '"' {
+		r.CustomID = bstr(f.s)
 	}
 	r.IsEmulator = boolean(fieldIsEmulator, false)
 	r.IsProd = boolean(fieldIsProd, true)
 	return typeErr
+}
+
+// bodyFields is what fillRequest reads of a device's info object: its
+// known members (the first of each name) and how many members it has.
+type bodyFields struct {
+	f       [numFields]jsonField
+	members int
+}
+
+// jsonField is one member's value: kind 0 when absent, '"' a string (s,
+// unescaped), 't' true, 'f' false, 'n' null, '?' any other type.
+type jsonField struct {
+	kind byte
+	s    []byte
+}
+
+// fieldsOf reads the fields of the JSON object v.
+func fieldsOf(v *fastjson.Value, bf *bodyFields) {
+	*bf = bodyFields{}
+	o := v.GetObject()
+	bf.members = o.Len()
+	o.Visit(func(key []byte, f *fastjson.Value) {
+		i := fieldOf(key)
+		if i < 0 || bf.f[i].kind != 0 {
+			return
+		}
+		switch f.Type() {
+		case fastjson.TypeString:
+			s, _ := f.StringBytes()
+			bf.f[i] = jsonField{'"', s}
+		case fastjson.TypeNull:
+			bf.f[i].kind = 'n'
+		case fastjson.TypeTrue:
+			bf.f[i].kind = 't'
+		case fastjson.TypeFalse:
+			bf.f[i].kind = 'f'
+		default:
+			bf.f[i].kind = '?'
+		}
+	})
+}
+
+// scanFlat reads body into bf when it is a flat JSON object whose values
+// are strings without escapes, booleans or nulls (what every plugin sends),
+// in one pass; false (bf undefined) for anything else, valid JSON or not,
+// which fastjson then reads. Its strings view body.
+func scanFlat(body []byte, bf *bodyFields) bool {
+	*bf = bodyFields{}
+	i := skipJSONSpace(body, 0)
+	if i >= len(body) || body[i] != '{' {
+		return false
+	}
+	i = skipJSONSpace(body, i+1)
+	if i < len(body) && body[i] == '}' {
+		return skipJSONSpace(body, i+1) == len(body)
+	}
+	for {
+		if i >= len(body) || body[i] != '"' {
+			return false
+		}
+		key, j, ok := scanJSONString(body, i+1)
+		if !ok {
+			return false
+		}
+		if i = skipJSONSpace(body, j); i >= len(body) || body[i] != ':' {
+			return false
+		}
+		if i = skipJSONSpace(body, i+1); i >= len(body) {
+			return false
+		}
+		var v jsonField
+		switch body[i] {
+		case '"':
+			if v.s, i, ok = scanJSONString(body, i+1); !ok {
+				return false
+			}
+			v.kind = '"'
+		case 't', 'f', 'n':
+			lit := "null"
+			switch body[i] {
+			case 't':
+				lit = "true"
+			case 'f':
+				lit = "false"
+			}
+			if len(body)-i < len(lit) || string(body[i:i+len(lit)]) != lit {
+				return false
+			}
+			v.kind, i = body[i], i+len(lit)
+		default:
+			return false // numbers, objects, arrays: fastjson's
+		}
+		bf.members++
+		if k := fieldOf(key); k >= 0 && bf.f[k].kind == 0 {
+			bf.f[k] = v
+		}
+		if i = skipJSONSpace(body, i); i >= len(body) {
+			return false
+		}
+		switch body[i] {
+		case ',':
+			i = skipJSONSpace(body, i+1)
+		case '}':
+			return skipJSONSpace(body, i+1) == len(body)
+		default:
+			return false
+		}
+	}
+}
+
+func skipJSONSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\n' || b[i] == '\t' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// scanJSONString reads a string's bytes from b[i:] up to its closing
+// quote (and returns what follows it); false on an escape or a control
+// byte.
+func scanJSONString(b []byte, i int) (s []byte, next int, ok bool) {
+	for j := i; j < len(b); j++ {
+		switch c := b[j]; {
+		case c == '"':
+			return b[i:j], j + 1, true
+		case c == '\\' || c < 0x20:
+			return nil, 0, false
+		}
+	}
+	return nil, 0, false
 }
 
 // jsonBool reads an optional boolean: def when absent or null; ok is false
