@@ -101,18 +101,23 @@ const sendfileMin = 32 << 10
 
 // file returns the memory file holding data, the variant i of a; nil when
 // it cannot be made. A variant replaced since (a final compression) gets
-// a new file.
+// a new file; of requests racing to make one, one file is kept (the
+// others' closed at once).
 func (a *encodedAnswer) file(i int, data []byte) *memFile {
-	f := a.files[i].Load()
-	if f != nil && len(f.src) == len(data) && unsafe.SliceData(f.src) == unsafe.SliceData(data) {
-		return f
+	for {
+		f := a.files[i].Load()
+		if f != nil && len(f.src) == len(data) && unsafe.SliceData(f.src) == unsafe.SliceData(data) {
+			return f
+		}
+		nf := newMemFile(data)
+		if nf == nil {
+			return nil
+		}
+		if a.files[i].CompareAndSwap(f, nf) {
+			return nf
+		}
+		nf.close() // another request made it first
 	}
-	nf := newMemFile(data)
-	if nf == nil {
-		return nil
-	}
-	a.files[i].Store(nf)
-	return nf
 }
 
 // answerVariants holds the compressed encodings worth sending (nil: not
@@ -129,12 +134,7 @@ func (a *encodedAnswer) size() int64 {
 	if v := a.variants.Load(); v != nil {
 		n += int64(len(v.gzip) + len(v.br))
 	}
-	for i := range a.files {
-		if f := a.files[i].Load(); f != nil {
-			n += int64(len(f.src))
-		}
-	}
-	return n
+	return n // (memory files are bounded apart: maxMemFiles)
 }
 
 // answerTable holds the answers of one snapshot (a cowTable: lookups

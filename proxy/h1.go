@@ -38,6 +38,7 @@ type HTTP1 struct {
 	front      fastConns
 	frontOnce  sync.Once
 	clock      atomic.Int64
+	started    time.Time
 	date       atomic.Pointer[httpDate]
 	sweepDone  chan struct{}
 	handoffs   *connQueue
@@ -128,9 +129,11 @@ func (h *HTTP1) Shutdown(ctx context.Context) error {
 		for _, ln := range lns {
 			ln.Close()
 		}
+	}
+	err := h.front.shutdown(ctx) // the sweep still times out requests being read or answered
+	if !already {
 		close(h.sweepDone)
 	}
-	err := h.front.shutdown(ctx)
 	h.handoffs.Close()
 	return errors.Join(err, h.srv.ShutdownWithContext(ctx))
 }

@@ -114,6 +114,12 @@ func (r *fastRequest) parse(b []byte, maxBody int) (state parseState, end int) {
 		return parseHandOff, 0
 	}
 	pos := eol + 1
+	// Not a line further until the header has ended (CRLF CRLF, or a bare
+	// LF's blank line, handed over below): a header trickled in is not
+	// re-read from its first line at every read.
+	if bytes.Index(b[pos-2:], crlf2) < 0 && bytes.Index(b[pos-1:], lf2) < 0 {
+		return parseMore, 0
+	}
 	for {
 		eol = bytes.IndexByte(b[pos:], '\n')
 		if eol < 0 {
@@ -207,6 +213,8 @@ func plainHost(v string) bool {
 	return true
 }
 
+var crlf2, lf2 = []byte("\r\n\r\n"), []byte("\n\n")
+
 // fastLinePrefix reports whether b starts like a request line served here.
 func fastLinePrefix(b []byte) bool {
 	for i := range fastRoutes {
@@ -270,14 +278,15 @@ type fastConn struct {
 	h    *HTTP1
 	c    net.Conn
 	tls  bool
+	tcp  bool
 	buf  []byte // the read buffer (ReadBufferSize: also the header limit)
 	n    int    // bytes in buf
 	wbuf []byte
 	req  fastRequest
 	peer netip.Addr
 
-	// deadline is when the sweep closes the connection (Unix nanoseconds on
-	// the front's coarse clock; 0: none); idle marks a connection waiting
+	// deadline is when the sweep closes the connection (on the front's
+	// coarse clock; 0: none); idle marks a connection waiting
 	// for a request with nothing read (closed at once at shutdown).
 	deadline atomic.Int64
 	idle     atomic.Bool
@@ -311,6 +320,7 @@ func (h *HTTP1) serveFast(ln net.Listener) error {
 		delay = 0 // (TCP keep-alive: on by default on Go's accepted connections)
 		fc := &fastConn{h: h, c: c}
 		_, fc.tls = c.(*tls.Conn)
+		_, fc.tcp = c.(*net.TCPConn) // sendfile reaches only a plain TCP socket
 		if !h.front.add(fc) {
 			c.Close()
 			return nil
@@ -375,7 +385,8 @@ func (s *fastConns) shutdown(ctx context.Context) error {
 // and the timeouts of the front's connections.
 func (h *HTTP1) startFront() {
 	h.frontOnce.Do(func() {
-		h.tickClock(time.Now())
+		h.started = time.Now()
+		h.tickClock(h.started)
 		go h.sweep()
 	})
 }
@@ -392,8 +403,11 @@ func (h *HTTP1) sweepEvery() time.Duration {
 	return min(max(d, 10*time.Millisecond), 500*time.Millisecond)
 }
 
+// tickClock advances the coarse clock (monotonic: nanoseconds since the
+// front started, so a step of the wall clock moves no deadline) and the
+// Date line (wall time).
 func (h *HTTP1) tickClock(now time.Time) {
-	h.clock.Store(now.UnixNano())
+	h.clock.Store(int64(now.Sub(h.started)))
 	sec := now.Unix()
 	if d := h.date.Load(); d != nil && d.sec == sec {
 		return
@@ -418,7 +432,7 @@ func (h *HTTP1) sweep() {
 			return
 		case now := <-t.C:
 			h.tickClock(now)
-			n := now.UnixNano()
+			n := h.clock.Load()
 			h.front.mu.Lock()
 			for fc := range h.front.m {
 				if d := fc.deadline.Load(); d != 0 && d <= n {
@@ -478,13 +492,17 @@ func (fc *fastConn) serve() {
 	}()
 	fc.setDeadline(h.e.cfg.ReadTimeout)
 	maxBody := int(h.e.maxBody())
+	var readErr error // the read ended (EOF, or a TLS close_notify with the request): answer what came, then close
 	for {
 		state, end := fc.req.parse(fc.buf[:fc.n], maxBody)
 		switch state {
 		case parseHandOff:
-			handedOff = h.handOff(fc)
+			handedOff = h.handOff(fc) // after the bytes read, fasthttp reads the same end
 			return
 		case parseMore:
+			if readErr != nil {
+				return
+			}
 			if fc.n == len(fc.buf) {
 				handedOff = h.handOff(fc) // fasthttp answers 431 or 413
 				return
@@ -501,12 +519,13 @@ func (fc *fastConn) serve() {
 				fc.setDeadline(h.e.cfg.ReadTimeout) // the header and body, from their first byte
 			}
 			fc.n += m
-			if err != nil {
-				return
-			}
+			readErr = err
 			continue
 		}
 		fc.setDeadline(h.e.cfg.WriteTimeout)
+		if readErr != nil {
+			fc.req.close = true
+		}
 		keep := fc.answer(fc.buf[end-fc.req.length : end])
 		if !keep || h.isClosed() {
 			return
@@ -541,7 +560,7 @@ func (fc *fastConn) answer(body []byte) bool {
 	out := h.replies.Get().(*reply)
 	defer h.replies.Put(out)
 	out.reset()
-	out.sendfile = !fc.tls
+	out.sendfile = fc.tcp
 	if !fc.peer.IsValid() {
 		fc.peer = peerOf(fc.c)
 	}
@@ -551,6 +570,7 @@ func (fc *fastConn) answer(body []byte) bool {
 	h.e.route(r, out)
 	keep := !fc.req.close && !h.isClosed()
 	err := fc.write(out, keep)
+	out.dataFile, out.req.header = nil, nil // nothing pinned while pooled
 	if cap(out.body) > 64<<10 {
 		out.body = make([]byte, 0, 512) // do not pool huge buffers
 	}
@@ -643,7 +663,7 @@ func statusText(code int) string {
 	if t := http.StatusText(code); t != "" {
 		return t
 	}
-	return "Unknown"
+	return "Unknown Status Code" // as fasthttp
 }
 
 // peerOf is the connection's peer address (the PROXY protocol's source

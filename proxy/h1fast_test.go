@@ -593,3 +593,138 @@ func TestDeviceFrontSendfile(t *testing.T) {
 		t.Fatal("a replaced variant kept the old memory file")
 	}
 }
+
+// Requests racing to send one large answer first make one memory file.
+func TestDeviceFrontMemFileOnce(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("sendfile from memory files is Linux only")
+	}
+	for range 20 {
+		a := &encodedAnswer{plain: make([]byte, 4<<20)}
+		before := memFilesMade.Load()
+		files := make(chan *memFile, 8)
+		start := make(chan struct{})
+		for range 8 {
+			go func() { <-start; files <- a.file(0, a.plain) }()
+		}
+		close(start)
+		first := <-files
+		for range 7 {
+			if f := <-files; f != first {
+				t.Fatal("racing requests got different memory files")
+			}
+		}
+		if made := memFilesMade.Load() - before; made < 1 || a.files[0].Load() != first {
+			t.Fatalf("%d made, the kept one differs", made)
+		}
+	}
+}
+
+// Shutdown keeps timing requests out: a request whose header never ends
+// is cut at the read timeout, and Shutdown returns then, not at its own
+// deadline.
+func TestDeviceFrontShutdownKeepsTimeouts(t *testing.T) {
+	e := newCoreEdge(t, manifestSnapshot(t, 1, 60, "a"))
+	e.cfg.ReadTimeout = 100 * time.Millisecond
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := NewHTTP1(e)
+	go h.Serve(ln)
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "POST /updates HTTP/1.1\r\nHost: x\r\n") // never finished
+	waitFor(t, testenv.Patience(10*time.Second), "a connection reading a request", func() bool {
+		h.front.mu.Lock()
+		defer h.front.mu.Unlock()
+		for fc := range h.front.m {
+			if !fc.idle.Load() {
+				return true
+			}
+		}
+		return false
+	})
+	// A grace far beyond the read timeout: the cut must come from the timeout.
+	ctx, cancel := context.WithTimeout(context.Background(), testenv.Patience(time.Minute))
+	defer cancel()
+	if err := h.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v (the read timeout did not end the request)", err)
+	}
+}
+
+// holdConn buffers writes while hold is set, to put several TLS records
+// in one TCP segment.
+type holdConn struct {
+	net.Conn
+	hold bool
+	buf  []byte
+}
+
+func (c *holdConn) Write(p []byte) (int, error) {
+	if c.hold {
+		c.buf = append(c.buf, p...)
+		return len(p), nil
+	}
+	return c.Conn.Write(p)
+}
+
+// A TLS 1.2 client sending its request and close_notify in one segment
+// (tls.Conn.Read returns the request with io.EOF) is answered, by the
+// front as by fasthttp.
+func TestDeviceFrontRequestWithCloseNotify(t *testing.T) {
+	for _, front := range []bool{true, false} {
+		e := newCoreEdge(t, manifestSnapshot(t, 1, 60, "a"))
+		e.cfg.DeviceFront = front
+		addr, roots, _ := startTLSServer(t, e)
+		raw, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer raw.Close()
+		hc := &holdConn{Conn: raw}
+		c := tls.Client(hc, &tls.Config{RootCAs: roots, ServerName: "localhost", NextProtos: []string{"http/1.1"}, MaxVersion: tls.VersionTLS12})
+		c.SetDeadline(time.Now().Add(testenv.Patience(20 * time.Second)))
+		if err := c.Handshake(); err != nil {
+			t.Fatal(err)
+		}
+		hc.hold = true
+		io.WriteString(c, post("/updates", pluginBody))
+		if err := c.CloseWrite(); err != nil {
+			t.Fatal(err)
+		}
+		hc.hold = false
+		raw.SetWriteDeadline(time.Time{}) // CloseWrite leaves it expired
+		if _, err := raw.Write(hc.buf); err != nil {
+			t.Fatal(err)
+		}
+		if got := readAnswers(t, bufio.NewReader(c), 1); len(got) != 1 || got[0].status != 200 {
+			t.Errorf("front %v: %s", front, brief(got))
+		}
+	}
+}
+
+// BenchmarkDeviceFrontParsePartial: an unfinished header of 40 bytes and
+// of 8 KB; what a read of a trickled header costs.
+func BenchmarkDeviceFrontParsePartial(b *testing.B) {
+	for _, n := range []int{40, 8000} {
+		b.Run(strconv.Itoa(n), func(b *testing.B) {
+			var sb strings.Builder
+			sb.WriteString("POST /updates HTTP/1.1\r\nHost: x\r\n")
+			for sb.Len() < n-170 {
+				sb.WriteString("X-Aaaaaaaaaa: " + strings.Repeat("b", 150) + "\r\n")
+			}
+			raw := []byte(sb.String())
+			var r fastRequest
+			b.ReportAllocs()
+			for b.Loop() {
+				if st, _ := r.parse(raw, 1<<20); st != parseMore {
+					b.Fatal(st)
+				}
+			}
+		})
+	}
+}

@@ -21,8 +21,9 @@ import (
 // The file closes when the memFile becomes unreachable (the answer left
 // the cache and no request is sending it).
 type memFile struct {
-	fd  int
-	src []byte // the bytes copied (the variant it stands for)
+	fd      int
+	src     []byte // the bytes copied (the variant it stands for)
+	cleanup runtime.Cleanup
 }
 
 // memFiles counts open memFiles; beyond maxMemFiles answers are written
@@ -57,11 +58,19 @@ func newMemFile(b []byte) *memFile {
 	}
 	m := &memFile{fd: fd, src: b}
 	memFilesMade.Add(1)
-	runtime.AddCleanup(m, func(fd int) {
-		unix.Close(fd)
-		memFiles.Add(-1)
-	}, fd)
+	m.cleanup = runtime.AddCleanup(m, closeMemFile, fd)
 	return m
+}
+
+func closeMemFile(fd int) {
+	unix.Close(fd)
+	memFiles.Add(-1)
+}
+
+// close closes a memFile nothing else has seen.
+func (m *memFile) close() {
+	m.cleanup.Stop()
+	closeMemFile(m.fd)
 }
 
 // sendFile writes hdr, then m's bytes by sendfile, to c; handled is false
