@@ -453,15 +453,25 @@ func skipJSONSpace(b []byte, i int) int {
 // byte.
 func scanJSONString(b []byte, i int) (s []byte, next int, ok bool) {
 	for j := i; j < len(b); j++ {
-		switch c := b[j]; {
-		case c == '"':
-			return b[i:j], j + 1, true
-		case c == '\\' || c < 0x20:
+		if jsonStringStop[b[j]] {
+			if b[j] == '"' {
+				return b[i:j], j + 1, true
+			}
 			return nil, 0, false
 		}
 	}
 	return nil, 0, false
 }
+
+// jsonStringStop: the bytes that end a string's plain run (its quote, an
+// escape, a control byte).
+var jsonStringStop = func() (t [256]bool) {
+	for c := range 0x20 {
+		t[c] = true
+	}
+	t['"'], t['\\'] = true, true
+	return t
+}()
 
 // jsonBool reads an optional boolean: def when absent or null; ok is false
 // (and the result def) for a value of another type.

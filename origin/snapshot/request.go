@@ -109,23 +109,8 @@ func ValidAppID(id string) bool {
 
 // ValidDeviceID reports whether id is a UUID in its 36-character form.
 func ValidDeviceID(id string) bool {
-	if len(id) != 36 {
-		return false
-	}
-	for i := 0; i < 36; i++ {
-		c := id[i]
-		switch i {
-		case 8, 13, 18, 23:
-			if c != '-' {
-				return false
-			}
-		default:
-			if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
-				return false
-			}
-		}
-	}
-	return true
+	_, ok := ParseDeviceID(id)
+	return ok
 }
 
 // coerceBuild applies Capgo's fixSemver: "builtin" and "unknown" mean 0.0.0.

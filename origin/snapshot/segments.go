@@ -102,33 +102,39 @@ func bucket(seed uint64, deviceID string) int {
 	return int(xxh3.HashStringSeed(deviceID, seed) % BucketCount)
 }
 
-// ParseDeviceID reads a UUID device id (either case) into 16 bytes.
+// ParseDeviceID reads a UUID device id (either case) into 16 bytes, in one
+// pass (validation included: ValidDeviceID is the same test).
 func ParseDeviceID(s string) ([16]byte, bool) {
 	var u [16]byte
-	if !ValidDeviceID(s) {
+	if len(s) != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-' {
 		return u, false
 	}
-	j := 0
-	for i := 0; i < 36; i += 2 {
-		if s[i] == '-' {
-			i--
-			continue
-		}
-		u[j] = unhex(s[i])<<4 | unhex(s[i+1])
-		j++
+	var bad byte
+	for j, i := range uuidHexAt {
+		hi, lo := hexValue[s[i]], hexValue[s[i+1]]
+		bad |= hi | lo
+		u[j] = hi<<4 | lo
 	}
-	return u, true
+	return u, bad < 16
 }
 
-func unhex(c byte) byte {
-	switch {
-	case c >= '0' && c <= '9':
-		return c - '0'
-	case c >= 'a' && c <= 'f':
-		return c - 'a' + 10
+// uuidHexAt: where each byte's two hex digits start in a UUID's text.
+var uuidHexAt = [16]int{0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34}
+
+// hexValue is a hex digit's value (either case), 0xff for any other byte.
+var hexValue = func() (t [256]byte) {
+	for i := range t {
+		t[i] = 0xff
 	}
-	return c - 'A' + 10
-}
+	for c := '0'; c <= '9'; c++ {
+		t[c] = byte(c - '0')
+	}
+	for c := 'a'; c <= 'f'; c++ {
+		t[c] = byte(c-'a') + 10
+		t[c-'a'+'A'] = byte(c-'a') + 10
+	}
+	return t
+}()
 
 // FormatDeviceID is the canonical lower-case text form of a binary device id.
 func FormatDeviceID(u [16]byte) string {

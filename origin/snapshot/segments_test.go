@@ -1,10 +1,13 @@
 package snapshot
 
 import (
+	"bytes"
 	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"math"
 	"runtime"
+	"strings"
 	"testing"
 )
 
@@ -412,6 +415,40 @@ func FuzzDecodeOverrideShard(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if sh, err := DecodeOverrideShard(b); err == nil {
 			sh.Encode()
+		}
+	})
+}
+
+// FuzzParseDeviceID: the one-pass parse agrees with the plain reading of a
+// UUID: 36 bytes, dashes at 8, 13, 18 and 23, hex digits (either case)
+// elsewhere, decoded.
+func FuzzParseDeviceID(f *testing.F) {
+	for _, s := range []string{"00009a6b-eefe-490a-9c60-8e965132ae51", "00009A6B-EEFE-490A-9C60-8E965132AE51",
+		"00009a6b-eefe-490a-9c60-8e965132ae5g", "00009a6beefe-490a-9c60-8e965132ae51-", "", "-"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		u, ok := ParseDeviceID(s)
+		want := len(s) == 36
+		var hexText strings.Builder
+		for i := 0; want && i < 36; i++ {
+			c := s[i]
+			if i == 8 || i == 13 || i == 18 || i == 23 {
+				want = c == '-'
+				continue
+			}
+			want = strings.IndexByte("0123456789abcdefABCDEF", c) >= 0
+			hexText.WriteByte(c)
+		}
+		if ok != want || ValidDeviceID(s) != want {
+			t.Fatalf("%q: ok %v, want %v", s, ok, want)
+		}
+		if !ok {
+			return
+		}
+		ref, err := hex.DecodeString(hexText.String())
+		if err != nil || !bytes.Equal(u[:], ref) {
+			t.Fatalf("%q: %x, want %x (%v)", s, u, ref, err)
 		}
 	})
 }
