@@ -154,6 +154,27 @@ func (c *clients) noteForwarded(peer netip.Addr, xff string) {
 		"peer", peer.String(), "x_forwarded_for", xff)
 }
 
+// forwardedHeader reads a request's X-Forwarded-For for clientOf: its
+// first line, and the client behind a trusted peer (a forwardedScan fed
+// every line from the last to the first).
+type forwardedHeader interface {
+	first() string
+	behind(c *clients, peer netip.Addr) netip.Addr
+}
+
+// clientOf is the client address of a request from peer (the TCP peer, or
+// the PROXY protocol's source): the peer itself, or, when the peer is a
+// trusted proxy, what X-Forwarded-For says. Both HTTP/1.1 servers call it.
+func (c *clients) clientOf(peer netip.Addr, xff forwardedHeader) netip.Addr {
+	if !c.trustedPeer(peer) {
+		if !c.warnedForwarded.Load() && !limited(peer) {
+			c.noteForwarded(peer, xff.first())
+		}
+		return peer
+	}
+	return xff.behind(c, peer)
+}
+
 // limited reports whether per-network limits apply to a client: public
 // addresses only. Loopback, private (RFC 1918, ULA) and link-local peers
 // are the operator's own network or its proxies (an untrusted proxy would

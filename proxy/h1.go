@@ -35,16 +35,15 @@ type HTTP1 struct {
 	// The device front (h1fast.go): its connections, coarse clock (Unix
 	// nanoseconds) and Date header line; the connections it hands to
 	// fasthttp; down once Shutdown begins.
-	front      fastConns
-	frontOnce  sync.Once
-	clock      atomic.Int64
-	started    time.Time
-	date       atomic.Pointer[httpDate]
-	sweepDone  chan struct{}
-	handoffs   *connQueue
-	down       atomic.Bool
-	noFront    bool // serve everything with fasthttp (tests compare both)
-	handoffErr chan error
+	front     fastConns
+	frontOnce sync.Once
+	clock     atomic.Int64
+	started   time.Time
+	date      atomic.Pointer[httpDate]
+	sweepDone chan struct{}
+	handoffs  *connQueue
+	down      atomic.Bool
+	noFront   bool // serve everything with fasthttp (tests compare both)
 
 	// altSvc advertises HTTP/3 on TCP answers (set when h3 is served).
 	altSvc string
@@ -57,7 +56,7 @@ func (h *HTTP1) AdvertiseHTTP3(udpPort int) {
 
 // NewHTTP1 returns the fasthttp adapter for e.
 func NewHTTP1(e *Edge) *HTTP1 {
-	h := &HTTP1{e: e, sweepDone: make(chan struct{}), handoffs: newConnQueue(nil), handoffErr: make(chan error, 1)}
+	h := &HTTP1{e: e, sweepDone: make(chan struct{}), handoffs: newConnQueue(nil)}
 	h.front.m = make(map[*fastConn]struct{})
 	h.noFront = !e.cfg.DeviceFront
 	h.ctx, h.cancel = context.WithCancel(context.Background())
@@ -101,7 +100,7 @@ func (h *HTTP1) Serve(ln net.Listener) error {
 		return h.srv.Serve(ln)
 	}
 	if first {
-		go func() { h.handoffErr <- h.srv.Serve(h.handoffs) }()
+		go h.srv.Serve(h.handoffs) // ends when Shutdown closes the queue
 	}
 	return h.serveFast(ln)
 }
@@ -200,16 +199,17 @@ func (h *HTTP1) request(ctx *fasthttp.RequestCtx, r *request) {
 // protocol's source with --proxy-protocol), or, when the peer is a trusted
 // proxy, what its X-Forwarded-For says (clients.go).
 func (h *HTTP1) client(ctx *fasthttp.RequestCtx) netip.Addr {
-	c := h.e.clients
-	peer := addrOf(ctx.RemoteIP())
-	if !c.trustedPeer(peer) {
-		if !c.warnedForwarded.Load() && !limited(peer) {
-			c.noteForwarded(peer, bstr(ctx.Request.Header.Peek("X-Forwarded-For")))
-		}
-		return peer
-	}
+	return h.e.clients.clientOf(addrOf(ctx.RemoteIP()), fasthttpForwarded{&ctx.Request.Header})
+}
+
+// fasthttpForwarded reads X-Forwarded-For from fasthttp's request header.
+type fasthttpForwarded struct{ h *fasthttp.RequestHeader }
+
+func (f fasthttpForwarded) first() string { return bstr(f.h.Peek("X-Forwarded-For")) }
+
+func (f fasthttpForwarded) behind(c *clients, peer netip.Addr) netip.Addr {
 	s := forwardedScan{c: c, client: peer}
-	lines := ctx.Request.Header.PeekAll("X-Forwarded-For")
+	lines := f.h.PeekAll("X-Forwarded-For")
 	for i := len(lines) - 1; i >= 0 && !s.done; i-- {
 		s.line(bstr(lines[i]))
 	}

@@ -284,6 +284,8 @@ type fastConn struct {
 	wbuf []byte
 	req  fastRequest
 	peer netip.Addr
+	// peerKnown: peer was read (it may be invalid: an in-memory pipe)
+	peerKnown bool
 
 	// deadline is when the sweep closes the connection (on the front's
 	// coarse clock; 0: none); idle marks a connection waiting
@@ -359,24 +361,25 @@ func (s *fastConns) shutdown(ctx context.Context) error {
 	t := time.NewTicker(10 * time.Millisecond)
 	defer t.Stop()
 	for {
-		s.mu.Lock()
-		for fc := range s.m {
-			if fc.idle.Load() || ctx.Err() != nil {
-				fc.shut()
-			}
-		}
-		s.mu.Unlock()
+		s.shutWhere(func(fc *fastConn) bool { return fc.idle.Load() })
 		select {
 		case <-done:
 			return nil
 		case <-ctx.Done():
-			s.mu.Lock()
-			for fc := range s.m {
-				fc.shut()
-			}
-			s.mu.Unlock()
+			s.shutWhere(func(*fastConn) bool { return true })
 			return ctx.Err()
 		case <-t.C:
+		}
+	}
+}
+
+// shutWhere closes the connections for which cond holds.
+func (s *fastConns) shutWhere(cond func(*fastConn) bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for fc := range s.m {
+		if cond(fc) {
+			fc.shut()
 		}
 	}
 }
@@ -433,13 +436,7 @@ func (h *HTTP1) sweep() {
 		case now := <-t.C:
 			h.tickClock(now)
 			n := h.clock.Load()
-			h.front.mu.Lock()
-			for fc := range h.front.m {
-				if d := fc.deadline.Load(); d != 0 && d <= n {
-					fc.shut()
-				}
-			}
-			h.front.mu.Unlock()
+			h.front.shutWhere(func(fc *fastConn) bool { d := fc.deadline.Load(); return d != 0 && d <= n })
 		}
 	}
 }
@@ -497,14 +494,16 @@ func (fc *fastConn) serve() {
 		state, end := fc.req.parse(fc.buf[:fc.n], maxBody)
 		switch state {
 		case parseHandOff:
-			handedOff = h.handOff(fc) // after the bytes read, fasthttp reads the same end
+			h.handOff(fc) // after the bytes read, fasthttp reads the same end
+			handedOff = true
 			return
 		case parseMore:
 			if readErr != nil {
 				return
 			}
 			if fc.n == len(fc.buf) {
-				handedOff = h.handOff(fc) // fasthttp answers 431 or 413
+				h.handOff(fc) // fasthttp answers 431 or 413
+				handedOff = true
 				return
 			}
 			if fc.n == 0 {
@@ -539,8 +538,9 @@ func (fc *fastConn) serve() {
 	}
 }
 
-// handOff gives the connection, with what was read of it, to fasthttp.
-func (h *HTTP1) handOff(fc *fastConn) bool {
+// handOff gives the connection, with what was read of it, to fasthttp
+// (which closes it, as push does at shutdown).
+func (h *HTTP1) handOff(fc *fastConn) {
 	h.e.metrics.h1HandOffs.Inc()
 	var c net.Conn
 	prefix := bytes.Clone(fc.buf[:fc.n])
@@ -549,8 +549,7 @@ func (h *HTTP1) handOff(fc *fastConn) bool {
 	} else {
 		c = newLazyConn(&prefixConn{fc.c, prefix})
 	}
-	h.handoffs.push(c) // or closed, at shutdown
-	return true
+	h.handoffs.push(c)
 }
 
 // answer routes the request and writes the reply; false when the
@@ -561,12 +560,12 @@ func (fc *fastConn) answer(body []byte) bool {
 	defer h.replies.Put(out)
 	out.reset()
 	out.sendfile = fc.tcp
-	if !fc.peer.IsValid() {
-		fc.peer = peerOf(fc.c)
+	if !fc.peerKnown { // after the first read: a PROXY protocol header is read by then
+		fc.peer, fc.peerKnown = peerOf(fc.c), true
 	}
 	r := &out.req
 	*r = request{ctx: h.ctx, method: fc.req.route.method, path: fc.req.route.path, host: fc.req.host, tls: fc.tls,
-		proto: "h1", body: body, header: &fc.req, query: noQuery{}, client: h.fastClient(fc.peer, &fc.req)}
+		proto: "h1", body: body, header: &fc.req, query: noQuery{}, client: h.e.clients.clientOf(fc.peer, frontForwarded{&fc.req})}
 	h.e.route(r, out)
 	keep := !fc.req.close && !h.isClosed()
 	err := fc.write(out, keep)
@@ -683,19 +682,16 @@ func peerOf(c net.Conn) netip.Addr {
 	}
 }
 
-// fastClient is HTTP1.client for the front's requests.
-func (h *HTTP1) fastClient(peer netip.Addr, r *fastRequest) netip.Addr {
-	c := h.e.clients
-	if !c.trustedPeer(peer) {
-		if !c.warnedForwarded.Load() && !limited(peer) {
-			c.noteForwarded(peer, r.get("X-Forwarded-For"))
-		}
-		return peer
-	}
+// frontForwarded reads X-Forwarded-For from a request parsed by the front.
+type frontForwarded struct{ r *fastRequest }
+
+func (f frontForwarded) first() string { return f.r.get("X-Forwarded-For") }
+
+func (f frontForwarded) behind(c *clients, peer netip.Addr) netip.Addr {
 	s := forwardedScan{c: c, client: peer}
-	for i := r.n - 1; i >= 0 && !s.done; i-- {
-		if equalFoldASCII(r.kv[i][0], "X-Forwarded-For") {
-			s.line(r.kv[i][1])
+	for i := f.r.n - 1; i >= 0 && !s.done; i-- {
+		if equalFoldASCII(f.r.kv[i][0], "X-Forwarded-For") {
+			s.line(f.r.kv[i][1])
 		}
 	}
 	return s.client

@@ -286,7 +286,8 @@ func TestDeviceFrontTimeouts(t *testing.T) {
 			t.Errorf("keep-alive %v: cut after %v, before the read timeout", keepAlive, el)
 		}
 	}
-	// Idle between requests: still open after several read timeouts.
+	// Idle between requests: the connection then waits the idle timeout,
+	// not the read timeout (its deadline, read off the front once idle).
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -295,10 +296,24 @@ func TestDeviceFrontTimeouts(t *testing.T) {
 	br := bufio.NewReader(c)
 	io.WriteString(c, post("/updates", `{}`))
 	readAnswers(t, br, 1)
-	time.Sleep(time.Second) // the condition is that nothing happens for > 3 read timeouts
+	var left time.Duration
+	waitFor(t, testenv.Patience(20*time.Second), "the connection idle", func() bool {
+		te.h1.front.mu.Lock()
+		defer te.h1.front.mu.Unlock()
+		for fc := range te.h1.front.m {
+			if fc.idle.Load() {
+				left = time.Duration(fc.deadline.Load() - te.h1.clock.Load())
+				return true
+			}
+		}
+		return false
+	})
+	if left <= 300*time.Millisecond {
+		t.Fatalf("an idle connection is given %v, no more than the read timeout", left)
+	}
 	io.WriteString(c, post("/updates", `{}`))
 	if got := readAnswers(t, br, 1); len(got) != 1 || got[0].status != 400 {
-		t.Fatalf("after an idle second: %s", brief(got))
+		t.Fatalf("after idling: %s", brief(got))
 	}
 }
 

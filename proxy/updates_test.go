@@ -80,6 +80,7 @@ func testSnapshot(t testing.TB, rev int64, prodSHA string) *snapshot.Snapshot {
 // cache from a blob store the test writes to.
 type testEdge struct {
 	edge   *Edge
+	h1     *HTTP1
 	base   string // http://127.0.0.1:PORT
 	blobs  *blobfs.Store
 	client *http.Client
@@ -113,10 +114,10 @@ func startEdgeMemory(t testing.TB, memory int64, mod func(*config.Edge)) *testEd
 		mod(&cfg)
 	}
 	e := New(cfg, c, nil)
-	addr, _ := serveH1(t, e, !cfg.DeviceFront)
+	addr, h1 := serveH1(t, e, !cfg.DeviceFront)
 	tr := &http.Transport{DisableCompression: true}
 	t.Cleanup(tr.CloseIdleConnections) // before the server's Shutdown (cleanups run last first)
-	te := &testEdge{edge: e, base: "http://" + addr, blobs: fs,
+	te := &testEdge{edge: e, h1: h1, base: "http://" + addr, blobs: fs,
 		client: &http.Client{Transport: tr, Timeout: 10 * time.Second}}
 	// A Shutdown that runs before Serve has registered the listener leaves
 	// Serve accepting forever; one answered request proves it is serving.
@@ -699,6 +700,7 @@ func TestUpdatesBodyOverDeviceLimit(t *testing.T) {
 func inMemoryHTTP1(b *testing.B, e *Edge) *fasthttp.Client {
 	ln := fasthttputil.NewInmemoryListener()
 	h := NewHTTP1(e)
+	h.noFront = true // fasthttp's adapter (the front has BenchmarkDeviceFrontUpdates, on TCP)
 	served := make(chan error, 1)
 	go func() { served <- h.Serve(ln) }()
 	b.Cleanup(func() {
