@@ -98,10 +98,11 @@ func (b *deltaBuilder) start(ctx context.Context) {
 		b.wg.Add(1)
 		go func() {
 			defer b.wg.Done()
-			if err := lowPriority(b.s.cfg.BuildNice); err != nil {
+			niced, err := lowPriority(b.s.cfg.BuildNice)
+			if err != nil {
 				b.s.log.Warn("origin: bundle builds at normal priority", "nice", b.s.cfg.BuildNice, "err", err)
 			}
-			b.work(ctx)
+			b.work(ctx, niced)
 		}()
 	}
 }
@@ -118,7 +119,7 @@ func (b *deltaBuilder) notify() {
 
 // work claims and runs jobs until ctx is done, sleeping until the next
 // job is due (or a minute, or a wake-up) when none is runnable.
-func (b *deltaBuilder) work(ctx context.Context) {
+func (b *deltaBuilder) work(ctx context.Context, niced bool) {
 	for ctx.Err() == nil {
 		j, ok, err := b.s.store.ClaimJob(ctx, store.JobBuild, time.Now())
 		if err != nil {
@@ -129,7 +130,12 @@ func (b *deltaBuilder) work(ctx context.Context) {
 			continue
 		}
 		if ok {
+			giveBack := func() {}
+			if niced {
+				giveBack = lendProc() // while the job runs (lowprio_linux.go)
+			}
 			b.runJob(ctx, j)
+			giveBack()
 			continue
 		}
 		wait := time.Minute

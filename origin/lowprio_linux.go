@@ -2,6 +2,7 @@ package origin
 
 import (
 	"runtime"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -9,22 +10,50 @@ import (
 // lowPriority pins the calling goroutine to its OS thread and gives that
 // thread the scheduling priority nice (Linux priorities are per thread), so
 // the kernel runs the bundle builder only on CPU that the edge, the API and
-// everything else on the machine leave idle. The goroutine must not unlock
-// the thread: when it returns, the Go runtime ends the thread instead of
-// reusing it at this priority. nice <= 0 leaves the thread as it is.
-//
-// A running goroutine holds one of the runtime's GOMAXPROCS processors
-// even while the kernel leaves its thread waiting, so a niced builder would
-// take one of the edge's processors and give its CPU to nobody. Each call
-// therefore adds a processor: the edge keeps as many as there are cores.
-func lowPriority(nice int) error {
+// everything else on the machine leave idle; it reports whether it did. The
+// goroutine must not unlock the thread: when it returns, the Go runtime
+// ends the thread instead of reusing it at this priority. nice <= 0 leaves
+// the thread as it is.
+func lowPriority(nice int) (bool, error) {
 	if nice <= 0 {
-		return nil
+		return false, nil
 	}
 	runtime.LockOSThread()
 	if err := unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), min(nice, 19)); err != nil {
-		return err
+		return false, err
 	}
+	return true, nil
+}
+
+// lentProcs counts the processors lent to niced builders' running jobs.
+var lentProcs struct {
+	sync.Mutex
+	n int
+}
+
+// lendProc adds one of the runtime's GOMAXPROCS processors while a niced
+// builder runs a job, and returns the function that takes it back.
+//
+// A running goroutine holds a processor even while the kernel leaves its
+// niced thread waiting, so without one more the builder would take one of
+// the edge's processors and give its CPU to nobody. The processor is lent
+// only for the job: with a processor more than the machine has cores for
+// good, the edge's goroutines spread over more threads than cores, and the
+// runtime wakes and parks threads between them (futex wake-ups, context
+// switches): measured on 2 cores, update checks at 103-107k/s with 3
+// processors, 111k/s with 2 (bench/RESULTS.md, "The device front").
+func lendProc() (giveBack func()) {
+	lentProcs.Lock()
+	lentProcs.n++
 	runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + 1)
-	return nil
+	lentProcs.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			lentProcs.Lock()
+			lentProcs.n--
+			runtime.GOMAXPROCS(max(1, runtime.GOMAXPROCS(0)-1))
+			lentProcs.Unlock()
+		})
+	}
 }
