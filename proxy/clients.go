@@ -462,7 +462,7 @@ func (e *Edge) recordCheckIn(snap *snapshot.Snapshot, r *snapshot.Request, d *sn
 	if app == nil {
 		return
 	}
-	if dev, ok := snapshot.ParseDeviceID(r.DeviceID); ok {
+	if dev, ok := r.Device(); ok {
 		set.add(app.ID, dev, r, d, e.clients.now().UnixMilli())
 	}
 }

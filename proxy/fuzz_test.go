@@ -192,3 +192,46 @@ func FuzzScanFlat(f *testing.F) {
 		}
 	})
 }
+
+// scanJSONString reads eight bytes at a time: every stop byte (quote,
+// backslash, each control byte) and a sample of plain ones (space, a letter,
+// 0x7f, UTF-8 lead and continuation bytes, 0xff), at every offset of runs
+// of 0 to 24 bytes, with plain bytes after it that would match in a later
+// lane, give what a byte-by-byte scan gives.
+func TestScanJSONStringWords(t *testing.T) {
+	ref := func(b []byte, i int) ([]byte, int, bool) {
+		for j := i; j < len(b); j++ {
+			switch c := b[j]; {
+			case c == '"':
+				return b[i:j], j + 1, true
+			case c == '\\' || c < 0x20:
+				return nil, 0, false
+			}
+		}
+		return nil, 0, false
+	}
+	var probes []byte
+	for c := range 0x20 {
+		probes = append(probes, byte(c))
+	}
+	probes = append(probes, '"', '\\', ' ', '!', '#', 'a', '[', ']', 0x7f, 0x80, 0xc3, 0xa9, 0xff)
+	for n := 0; n <= 24; n++ {
+		for at := 0; at <= n; at++ {
+			for _, p := range probes {
+				for _, after := range []byte{'"', '\\', 0x01, 'z'} {
+					b := bytes.Repeat([]byte{'x'}, n+2)
+					b[0] = '{' // the scan starts after it
+					if at < n {
+						b[1+at] = p
+					}
+					b[n+1] = after
+					gs, gn, gok := scanJSONString(b, 1)
+					ws, wn, wok := ref(b, 1)
+					if !bytes.Equal(gs, ws) || gn != wn || gok != wok {
+						t.Fatalf("%q: got %q %d %v, want %q %d %v", b, gs, gn, gok, ws, wn, wok)
+					}
+				}
+			}
+		}
+	}
+}

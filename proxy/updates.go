@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"encoding/binary"
+	"math/bits"
 	"strconv"
 	"strings"
 	"sync"
@@ -153,7 +155,7 @@ func (e *Edge) updatesInline(body []byte, baseURL []byte, acceptEncoding string,
 	}
 	r := &st.req
 	if e.limiter != nil {
-		if dev, ok := snapshot.ParseDeviceID(r.DeviceID); ok {
+		if dev, ok := r.Device(); ok {
 			if ok, wait := e.limiter.allow(dev, time.Now()); !ok {
 				secs := int(wait/time.Second) + 1
 				out.status, out.contentType, out.retryAfter = 429, contentTypeJSON, secs
@@ -452,7 +454,22 @@ func skipJSONSpace(b []byte, i int) int {
 // quote (and returns what follows it); false on an escape or a control
 // byte.
 func scanJSONString(b []byte, i int) (s []byte, next int, ok bool) {
-	for j := i; j < len(b); j++ {
+	j := i
+	// Eight bytes at a time: the lowest byte that is a quote, a backslash
+	// or below 0x20 (the classic zero-byte tests on a word; the lowest flag
+	// of each is exact, and so the lowest of their union) ends the run.
+	for ; j+8 <= len(b); j += 8 {
+		x := binary.LittleEndian.Uint64(b[j:])
+		q, bs := x^(swarOnes*'"'), x^(swarOnes*'\\')
+		if m := ((q-swarOnes)&^q | (bs-swarOnes)&^bs | (x-swarOnes*0x20)&^x) & swarHigh; m != 0 {
+			j += bits.TrailingZeros64(m) / 8
+			if b[j] == '"' {
+				return b[i:j], j + 1, true
+			}
+			return nil, 0, false
+		}
+	}
+	for ; j < len(b); j++ {
 		if jsonStringStop[b[j]] {
 			if b[j] == '"' {
 				return b[i:j], j + 1, true
@@ -462,6 +479,11 @@ func scanJSONString(b []byte, i int) (s []byte, next int, ok bool) {
 	}
 	return nil, 0, false
 }
+
+const (
+	swarOnes = 0x0101010101010101
+	swarHigh = 0x8080808080808080
+)
 
 // jsonStringStop: the bytes that end a string's plain run (its quote, an
 // escape, a control byte).

@@ -22,7 +22,7 @@ func Place(s *Snapshot, r *Request) Placement {
 	if v, ok := ParseVersion(r.PluginVersion); ok {
 		r.plugin = v
 	}
-	dev, devOK := ParseDeviceID(r.DeviceID)
+	dev, devOK := r.Device()
 	ch, rule, seg, _ := pickChannel(app, r, dev, devOK)
 	if ch == nil {
 		return Placement{}

@@ -43,6 +43,35 @@ type Request struct {
 
 	build  Version
 	plugin Version
+	// dev is DeviceID parsed (devOf: the string it was parsed from), kept
+	// by Validate so that resolution and the edge's check-in record do not
+	// parse it again (Device).
+	dev   [16]byte
+	devOK bool
+	devOf string
+}
+
+// hasUpper reports whether s holds an ASCII upper-case letter (a plain
+// loop, on every check: strings.ContainsAny showed in the edge's profile).
+// Only a UUID passes Validate, so lowering other letters changes nothing
+// served.
+func hasUpper(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i]-'A' < 26 {
+			return true
+		}
+	}
+	return false
+}
+
+// Device returns the device id's 16 bytes, and whether it is a UUID: as
+// Validate parsed it, unless DeviceID changed since.
+func (r *Request) Device() ([16]byte, bool) {
+	if r.devOf != r.DeviceID || r.devOf == "" {
+		r.dev, r.devOK = ParseDeviceID(r.DeviceID)
+		r.devOf = r.DeviceID
+	}
+	return r.dev, r.devOK
 }
 
 // Issue is one reason a request is invalid: the field and a message.
@@ -132,7 +161,7 @@ func (r *Request) Validate() *RequestError {
 	if r.AppID == "" {
 		return &RequestError{Code: CodeMissingAppID, Message: "Cannot find app_id"}
 	}
-	if strings.ContainsAny(r.DeviceID, "ABCDEF") {
+	if hasUpper(r.DeviceID) {
 		r.DeviceID = strings.ToLower(r.DeviceID) // rollout buckets hash the canonical form
 	}
 	if r.VersionBuild != "" {
@@ -158,7 +187,7 @@ func (r *Request) Validate() *RequestError {
 	}
 	if len(r.DeviceID) > 36 {
 		add("device_id", "String must contain at most 36 character(s)")
-	} else if !ValidDeviceID(r.DeviceID) {
+	} else if _, ok := r.Device(); !ok {
 		add("device_id", "Device ID must be a valid UUID string")
 	}
 	if r.VersionName == "" {

@@ -108,7 +108,7 @@ func Resolve(s *Snapshot, r *Request) Decision {
 		return refuse(CodeUnsupportedPlugin, KindFailed,
 			"Plugin version "+r.PluginVersion+" (v4) is no longer supported. Please upgrade to v5.10.0 or later.")
 	}
-	dev, devOK := ParseDeviceID(r.DeviceID)
+	dev, devOK := r.Device()
 	ch, rule, seg, segWindows := pickChannel(app, r, dev, devOK)
 	if ch == nil {
 		return refuse(CodeNoChannel, KindFailed, "no default channel or override")
