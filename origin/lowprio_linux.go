@@ -37,11 +37,8 @@ var lentProcs struct {
 // A running goroutine holds a processor even while the kernel leaves its
 // niced thread waiting, so without one more the builder would take one of
 // the edge's processors and give its CPU to nobody. The processor is lent
-// only for the job: with a processor more than the machine has cores for
-// good, the edge's goroutines spread over more threads than cores, and the
-// runtime wakes and parks threads between them (futex wake-ups, context
-// switches): measured on 2 cores, update checks at 103-107k/s with 3
-// processors, 111k/s with 2 (bench/RESULTS.md, "The device front").
+// only for the job: an idle origin leaves the edge exactly one processor
+// per core (docs/design-notes.md, "The device front").
 func lendProc() (giveBack func()) {
 	lentProcs.Lock()
 	lentProcs.n++

@@ -654,9 +654,10 @@ func (fc *fastConn) write(out *reply, keep bool) error {
 // fastCopyMax is the largest answer written with one copy into the
 // connection's buffer; larger ones go out from their own bytes. On plain
 // TCP a body of fastWritevMin bytes or more goes out from its own bytes
-// too, header and body in one writev: copying the 6 KB swagger answer cost
-// 0.3 µs of a 10 µs update check (perf, bench/RESULTS.md, "The device
-// front"). Over TLS the copy stays: one record instead of two.
+// too, header and body in one writev: copying the 6 KB swagger answer was
+// 0.3 µs of a 10 µs update check in perf's profile of the edge under wrk
+// (docs/design-notes.md, "The device front"). Over TLS the copy stays:
+// one record instead of two.
 const (
 	fastCopyMax   = 16 << 10
 	fastWritevMin = 2 << 10
