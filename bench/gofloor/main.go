@@ -5,6 +5,7 @@
 //
 //	gofloor -mode writev   -body FILE -listen ADDR [-encoding gzip]   headers and body in one writev
 //	gofloor -mode sendfile -body FILE -listen ADDR [-encoding gzip]   headers, then sendfile from a memfd (TCP_CORK), as nginx does
+//	gofloor -mode epoll    -body FILE -listen ADDR [-encoding gzip]   as writev, from epoll loops instead of a goroutine per connection (Linux)
 //
 // It is a measuring tool, not a server for devices: it answers every
 // request on every path with the same bytes.
@@ -26,7 +27,7 @@ import (
 )
 
 func main() {
-	mode := flag.String("mode", "writev", "writev or sendfile")
+	mode := flag.String("mode", "writev", "writev, sendfile or epoll")
 	bodyPath := flag.String("body", "", "file whose bytes are every answer's body")
 	listen := flag.String("listen", "127.0.0.1:18483", "address")
 	encoding := flag.String("encoding", "", "Content-Encoding to declare (e.g. gzip)")
@@ -42,7 +43,7 @@ func main() {
 	hdr += "Content-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n"
 	a := &answer{hdr: []byte(hdr), body: body}
 	switch *mode {
-	case "writev":
+	case "writev", "epoll":
 	case "sendfile":
 		if a.memfd, err = unix.MemfdCreate("answer", 0); err != nil {
 			log.Fatal(err)
@@ -52,11 +53,14 @@ func main() {
 		}
 		a.sendfile = true
 	default:
-		log.Fatalf("mode %q: want writev or sendfile", *mode)
+		log.Fatalf("mode %q: want writev, sendfile or epoll", *mode)
 	}
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		log.Fatal(err)
+	}
+	if *mode == "epoll" {
+		a.serveEpoll(ln)
 	}
 	for {
 		c, err := ln.Accept()
