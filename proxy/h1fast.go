@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -282,7 +283,9 @@ type fastConn struct {
 	buf  []byte // the read buffer (ReadBufferSize: also the header limit)
 	n    int    // bytes in buf
 	wbuf []byte
-	iov  net.Buffers // header and body, written by writev (its array: iova)
+	bufs *fastBuf        // where buf and wbuf come from (nil: none held, idle)
+	rc   syscall.RawConn // a plain TCP connection's socket (nil: another conn)
+	iov  net.Buffers     // header and body, written by writev (its array: iova)
 	iova [3][]byte
 	req  fastRequest
 	peer netip.Addr
@@ -469,11 +472,10 @@ func (fc *fastConn) setDeadline(d time.Duration) {
 // fasthttp.
 func (fc *fastConn) serve() {
 	h := fc.h
-	bufs := fastBuffers.Get().(*fastBuf)
-	if len(bufs.r) != h.srv.ReadBufferSize {
-		bufs.r = make([]byte, h.srv.ReadBufferSize)
+	if tc, ok := fc.c.(*net.TCPConn); ok {
+		fc.rc, _ = tc.SyscallConn()
 	}
-	fc.buf, fc.wbuf = bufs.r, bufs.w[:0]
+	fc.takeBufs()
 	handedOff := false
 	defer func() {
 		fc.deadline.Store(0)
@@ -482,12 +484,7 @@ func (fc *fastConn) serve() {
 			fc.closing.Store(true)
 			fc.c.Close()
 		}
-		if cap(fc.wbuf) <= 64<<10 {
-			bufs.w = fc.wbuf[:0]
-		} else {
-			bufs.w = nil
-		}
-		fastBuffers.Put(bufs)
+		fc.releaseBufs()
 	}()
 	fc.setDeadline(h.e.cfg.ReadTimeout)
 	maxBody := int(h.e.maxBody())
@@ -514,7 +511,13 @@ func (fc *fastConn) serve() {
 					return
 				}
 			}
-			m, err := fc.c.Read(fc.buf[fc.n:])
+			var m int
+			var err error
+			if fc.n == 0 && fc.rc != nil {
+				m, err = fc.readIdle()
+			} else {
+				m, err = fc.c.Read(fc.buf[fc.n:])
+			}
 			if fc.n == 0 && m > 0 {
 				fc.idle.Store(false)
 				fc.setDeadline(h.e.cfg.ReadTimeout) // the header and body, from their first byte
@@ -538,6 +541,82 @@ func (fc *fastConn) serve() {
 			fc.setDeadline(h.e.cfg.ReadTimeout)
 		}
 	}
+}
+
+// fastBufsHeld, when set (by tests, before the front starts), is told of
+// each take (+1) and release (-1) of a connection's buffers.
+var fastBufsHeld func(delta int)
+
+// takeBufs gives the connection its read and write buffers (from a pool
+// shared by all connections).
+func (fc *fastConn) takeBufs() {
+	if fc.bufs != nil {
+		return
+	}
+	if fastBufsHeld != nil {
+		fastBufsHeld(1)
+	}
+	b := fastBuffers.Get().(*fastBuf)
+	if len(b.r) != fc.h.srv.ReadBufferSize {
+		b.r = make([]byte, fc.h.srv.ReadBufferSize)
+	}
+	fc.bufs, fc.buf, fc.wbuf = b, b.r, b.w[:0]
+}
+
+// releaseBufs puts the connection's buffers back in the pool (a write
+// buffer grown past 64 KiB is dropped).
+func (fc *fastConn) releaseBufs() {
+	b := fc.bufs
+	if b == nil {
+		return
+	}
+	if cap(fc.wbuf) <= 64<<10 {
+		b.w = fc.wbuf[:0]
+	} else {
+		b.w = nil
+	}
+	fc.bufs, fc.buf, fc.wbuf = nil, nil, nil
+	fastBuffers.Put(b)
+	if fastBufsHeld != nil {
+		fastBufsHeld(-1)
+	}
+}
+
+// readIdle waits for a request on a plain TCP connection holding nothing
+// read, without holding buffers while it waits: the read buffer is taken
+// for each attempt to read and given back when there is nothing yet, so an
+// idle keep-alive connection (a device between two checks) costs no read
+// or write buffer (8 KiB + up to 17 KiB). The socket is read where it
+// would be anyway (the read that finds it empty before the goroutine
+// parks, then the one after it wakes), so no system call is added: two
+// pool operations are.
+func (fc *fastConn) readIdle() (int, error) {
+	var m int
+	var rerr error
+	err := fc.rc.Read(func(fd uintptr) bool {
+		fc.takeBufs()
+		for {
+			n, err := syscall.Read(int(fd), fc.buf)
+			switch {
+			case err == syscall.EINTR:
+				continue
+			case err == syscall.EAGAIN:
+				fc.releaseBufs()
+				return false // wait until readable
+			case err != nil:
+				rerr = err
+			case n == 0:
+				rerr = io.EOF
+			default:
+				m = n
+			}
+			return true
+		}
+	})
+	if err != nil { // closed by the sweep or at shutdown
+		return 0, err
+	}
+	return m, rerr
 }
 
 // handOff gives the connection, with what was read of it, to fasthttp

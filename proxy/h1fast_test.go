@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unsafe"
@@ -741,5 +742,56 @@ func BenchmarkDeviceFrontParsePartial(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// An idle keep-alive connection on plain TCP holds no read or write buffer:
+// after one answer each, 40 connections wait for their next request
+// holding none, and each still answers a second request on the same
+// connection.
+func TestDeviceFrontIdleBuffers(t *testing.T) {
+	var held atomic.Int64
+	fastBufsHeld = func(d int) { held.Add(int64(d)) }
+	t.Cleanup(func() { fastBufsHeld = nil }) // after the front's shutdown (cleanups run last first)
+	e := newCoreEdge(t, manifestSnapshot(t, 1, 60, "a"))
+	addr, h := serveH1(t, e, false)
+	raw := post("/updates", pluginBody)
+	const n = 40
+	conns := make([]net.Conn, n)
+	readers := make([]*bufio.Reader, n)
+	exchange := func(i int) {
+		t.Helper()
+		if _, err := io.WriteString(conns[i], raw); err != nil {
+			t.Fatal(err)
+		}
+		if as := readAnswers(t, readers[i], 1); len(as) != 1 || as[0].status != 200 || !strings.Contains(as[0].body, `"manifest"`) {
+			t.Fatalf("connection %d: %s", i, brief(as))
+		}
+	}
+	for i := range conns {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		c.SetDeadline(time.Now().Add(testenv.Patience(30 * time.Second)))
+		conns[i], readers[i] = c, bufio.NewReader(c)
+		exchange(i)
+	}
+	waitFor(t, testenv.Patience(20*time.Second), "every connection idle, holding no buffer", func() bool {
+		h.front.mu.Lock()
+		defer h.front.mu.Unlock()
+		if len(h.front.m) != n {
+			return false
+		}
+		for fc := range h.front.m {
+			if !fc.idle.Load() {
+				return false
+			}
+		}
+		return held.Load() == 0
+	})
+	for i := range conns {
+		exchange(i)
 	}
 }
