@@ -597,8 +597,8 @@ func (fc *fastConn) releaseBufs() {
 // for each attempt to read and given back when there is nothing yet, so an
 // idle keep-alive connection (a device between two checks) costs no read
 // or write buffer (8 KiB + up to 17 KiB) and no parsed request (1.6 KB):
-// about 3.5 KB of heap and its goroutine's 4 KB stack instead of 12
-// (BenchmarkDeviceFrontIdleConns). The socket is read where it
+// about 2 KB of heap and its goroutine's 4 KB stack, where the heap part
+// was about 12 KB (BenchmarkDeviceFrontIdleConns). The socket is read where it
 // would be anyway (the read that finds it empty before the goroutine
 // parks, then the one after it wakes), so no system call is added: two
 // pool operations are.
