@@ -25,11 +25,9 @@ func lowPriority(nice int) (bool, error) {
 	return true, nil
 }
 
-// lentProcs counts the processors lent to niced builders' running jobs.
-var lentProcs struct {
-	sync.Mutex
-	n int
-}
+// lentProcs serializes the read-and-set of GOMAXPROCS by lendProc and
+// its giveBack.
+var lentProcs sync.Mutex
 
 // lendProc adds one of the runtime's GOMAXPROCS processors while a niced
 // builder runs a job, and returns the function that takes it back.
@@ -41,14 +39,12 @@ var lentProcs struct {
 // per core (docs/design-notes.md, "The device front").
 func lendProc() (giveBack func()) {
 	lentProcs.Lock()
-	lentProcs.n++
 	runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + 1)
 	lentProcs.Unlock()
 	var once sync.Once
 	return func() {
 		once.Do(func() {
 			lentProcs.Lock()
-			lentProcs.n--
 			runtime.GOMAXPROCS(max(1, runtime.GOMAXPROCS(0)-1))
 			lentProcs.Unlock()
 		})

@@ -3,12 +3,12 @@ package origin
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"runtime"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -116,10 +116,8 @@ func TestNicedBuildLendsProc(t *testing.T) {
 	}
 	waitStatus(t, o.client, lcApp, "ready", "1.0.0")
 	// The processor is given back right after the job's outcome is recorded.
-	for deadline := time.Now().Add(30 * time.Second); runtime.GOMAXPROCS(0) != procs; time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("GOMAXPROCS %d after the build, want %d", runtime.GOMAXPROCS(0), procs)
-		}
-	}
+	waitUntil(t, fmt.Sprintf("GOMAXPROCS back to %d after the build", procs),
+		func() bool { return runtime.GOMAXPROCS(0) == procs },
+		func() string { return fmt.Sprintf("GOMAXPROCS %d", runtime.GOMAXPROCS(0)) })
 	logs.assertNoErrors(t)
 }

@@ -279,12 +279,11 @@ type fastConn struct {
 	h    *HTTP1
 	c    net.Conn
 	tls  bool
-	tcp  bool
 	buf  []byte // the read buffer (ReadBufferSize: also the header limit)
 	n    int    // bytes in buf
 	wbuf []byte
 	bufs *fastBuf        // where buf and wbuf come from (nil: none held, idle)
-	rc   syscall.RawConn // a plain TCP connection's socket (nil: another conn)
+	rc   syscall.RawConn // a plain TCP connection's socket (nil: TLS, or another wrapper; no sendfile or writev then)
 	// readIdle's attempt (tryRead, bound once) and its outcome
 	readOnce func(uintptr) bool
 	readN    int
@@ -334,7 +333,9 @@ func (h *HTTP1) serveFast(ln net.Listener) error {
 		delay = 0 // (TCP keep-alive: on by default on Go's accepted connections)
 		fc := &fastConn{h: h, c: c}
 		_, fc.tls = c.(*tls.Conn)
-		_, fc.tcp = c.(*net.TCPConn) // sendfile reaches only a plain TCP socket
+		if tc, ok := c.(*net.TCPConn); ok {
+			fc.rc, _ = tc.SyscallConn()
+		}
 		if !h.front.add(fc) {
 			c.Close()
 			return nil
@@ -479,9 +480,6 @@ func (fc *fastConn) setDeadline(d time.Duration) {
 // fasthttp.
 func (fc *fastConn) serve() {
 	h := fc.h
-	if tc, ok := fc.c.(*net.TCPConn); ok {
-		fc.rc, _ = tc.SyscallConn()
-	}
 	fc.takeBufs()
 	handedOff := false
 	defer func() {
@@ -657,7 +655,7 @@ func (fc *fastConn) answer(body []byte) bool {
 	out := h.replies.Get().(*reply)
 	defer h.replies.Put(out)
 	out.reset()
-	out.sendfile = fc.tcp
+	out.sendfile = fc.rc != nil
 	if !fc.peerKnown { // after the first read: a PROXY protocol header is read by then
 		fc.peer, fc.peerKnown = peerOf(fc.c), true
 	}
@@ -729,21 +727,27 @@ func (fc *fastConn) write(out *reply, keep bool) error {
 		fc.wbuf = w
 		var handled bool
 		if handled, err = sendFile(fc.c, w, out.dataFile); !handled {
-			bufs := net.Buffers{w, body}
-			_, err = bufs.WriteTo(fc.c)
+			err = fc.writev(w, body, nil)
 		}
-	case len(w)+length <= fastCopyMax && (!fc.tcp || length < fastWritevMin):
+	case len(w)+length <= fastCopyMax && (fc.rc == nil || length < fastWritevMin):
 		w = append(append(w, body...), out.tail...)
 		fc.wbuf = w
 		_, err = fc.c.Write(w)
 	default:
 		fc.wbuf = w
-		fc.iov = append(fc.iova[:0], w, body)
-		if len(out.tail) > 0 {
-			fc.iov = append(fc.iov, out.tail)
-		}
-		_, err = fc.iov.WriteTo(fc.c) // writev on TCP; it clears what it wrote
+		err = fc.writev(w, body, out.tail)
 	}
+	return err
+}
+
+// writev writes header, body and tail (if any) from their own bytes: one
+// writev on TCP, through the connection's own iovec array.
+func (fc *fastConn) writev(header, body, tail []byte) error {
+	fc.iov = append(fc.iova[:0], header, body)
+	if len(tail) > 0 {
+		fc.iov = append(fc.iov, tail)
+	}
+	_, err := fc.iov.WriteTo(fc.c) // it clears what it wrote: nothing pinned
 	return err
 }
 

@@ -55,6 +55,19 @@ func serveH1(t testing.TB, e *Edge, noFront bool) (string, *HTTP1) {
 	return ln.Addr().String(), h
 }
 
+// frontIdle counts the front's connections: those waiting for a request
+// with nothing read, and all.
+func frontIdle(h *HTTP1) (idle, all int) {
+	h.front.mu.Lock()
+	defer h.front.mu.Unlock()
+	for fc := range h.front.m {
+		if fc.idle.Load() {
+			idle++
+		}
+	}
+	return idle, len(h.front.m)
+}
+
 // rawAnswer is one answer read off a connection.
 type rawAnswer struct {
 	status int
@@ -349,19 +362,15 @@ func TestDeviceFrontShutdown(t *testing.T) {
 	// Both answered and waiting; then one starts a request: it alone can
 	// leave the idle state (a connection just accepted, or just answered,
 	// is not yet idle, so it could be taken for the busy one).
-	nonIdle := func() (n int) {
-		h.front.mu.Lock()
-		defer h.front.mu.Unlock()
-		for fc := range h.front.m {
-			if !fc.idle.Load() {
-				n++
-			}
-		}
-		return n - (2 - len(h.front.m))
-	}
-	waitFor(t, testenv.Patience(20*time.Second), "both connections idle", func() bool { return nonIdle() == 0 })
+	waitFor(t, testenv.Patience(20*time.Second), "both connections idle", func() bool {
+		idle, all := frontIdle(h)
+		return all == 2 && idle == 2
+	})
 	io.WriteString(busy, check[:len(check)-5])
-	waitFor(t, testenv.Patience(20*time.Second), "the request begun", func() bool { return nonIdle() == 1 })
+	waitFor(t, testenv.Patience(20*time.Second), "the request begun", func() bool {
+		idle, all := frontIdle(h)
+		return all == 2 && idle == 1
+	})
 	done := make(chan error, 1)
 	go func() { done <- h.Shutdown(context.Background()) }()
 	if _, err := idle.Read(make([]byte, 1)); err == nil {
@@ -662,14 +671,8 @@ func TestDeviceFrontShutdownKeepsTimeouts(t *testing.T) {
 	defer c.Close()
 	io.WriteString(c, "POST /updates HTTP/1.1\r\nHost: x\r\n") // never finished
 	waitFor(t, testenv.Patience(10*time.Second), "a connection reading a request", func() bool {
-		h.front.mu.Lock()
-		defer h.front.mu.Unlock()
-		for fc := range h.front.m {
-			if !fc.idle.Load() {
-				return true
-			}
-		}
-		return false
+		idle, all := frontIdle(h)
+		return all > idle
 	})
 	// A grace far beyond the read timeout: the cut must come from the timeout.
 	ctx, cancel := context.WithTimeout(context.Background(), testenv.Patience(time.Minute))
@@ -786,17 +789,8 @@ func TestDeviceFrontIdleBuffers(t *testing.T) {
 		exchange(i)
 	}
 	waitFor(t, testenv.Patience(20*time.Second), "every connection idle, holding no buffer", func() bool {
-		h.front.mu.Lock()
-		defer h.front.mu.Unlock()
-		if len(h.front.m) != n {
-			return false
-		}
-		for fc := range h.front.m {
-			if !fc.idle.Load() {
-				return false
-			}
-		}
-		return held.Load() == 0
+		idle, all := frontIdle(h)
+		return all == n && idle == n && held.Load() == 0
 	})
 	for i := range conns {
 		exchange(i)
@@ -839,14 +833,7 @@ func BenchmarkDeviceFrontIdleConns(b *testing.B) {
 	}
 	b.StopTimer()
 	waitFor(b, testenv.Patience(20*time.Second), "every connection idle", func() bool {
-		h.front.mu.Lock()
-		defer h.front.mu.Unlock()
-		idle := 0
-		for fc := range h.front.m {
-			if fc.idle.Load() {
-				idle++
-			}
-		}
+		idle, _ := frontIdle(h)
 		return idle == n
 	})
 	runtime.GC()
