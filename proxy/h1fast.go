@@ -284,10 +284,11 @@ type fastConn struct {
 	wbuf []byte
 	bufs *fastBuf        // where buf and wbuf come from (nil: none held, idle)
 	rc   syscall.RawConn // a plain TCP connection's socket (nil: TLS, or another wrapper; no sendfile or writev then)
-	// readIdle's attempt (tryRead, bound once) and its outcome
-	readOnce func(uintptr) bool
-	readN    int
-	readErr  error
+	stepFn    func(uintptr) bool // step, bound once (rc.Read's callback)
+	readErr   error              // the read ended (EOF, or a TLS close_notify with the request): answer what came, then close
+	drained   bool               // the last read came back short: the socket had nothing more then
+	handedOff bool               // for fasthttp, with what was read
+	maxBody   int
 	iov      net.Buffers // header and body, written by writev (its array: iova)
 	iova     [3][]byte
 	req      *fastRequest // the request being read or answered (in bufs; nil with them)
@@ -455,12 +456,15 @@ func (h *HTTP1) sweep() {
 }
 
 // shut closes the connection from outside its goroutine (once). A TLS
-// connection's close may write an alert: not on the sweep's goroutine.
+// connection's close may write an alert, and a busy plain one's waits
+// until its goroutine leaves the socket (serve's loop runs inside
+// RawConn.Read: a POST /stats waiting for its fsync, a channel change for
+// the origin): neither on the sweep's goroutine.
 func (fc *fastConn) shut() {
 	if fc.closing.Swap(true) {
 		return
 	}
-	if fc.tls {
+	if fc.tls || !fc.idle.Load() {
 		go fc.c.Close()
 		return
 	}
@@ -478,13 +482,23 @@ func (fc *fastConn) setDeadline(d time.Duration) {
 
 // serve serves the connection's requests until it closes, or hands it to
 // fasthttp.
+//
+// On a plain TCP connection the whole loop runs inside one RawConn.Read
+// (step): Go's poller forgets a readiness only when a read begins
+// (RawConn.Read's reset, before its first call of step), so within one
+// RawConn.Read a byte that arrives after a read marks the socket readable
+// until step is called again. A read that comes back short therefore
+// means the socket was drained then, and once its requests are answered
+// step parks without reading again, as nginx does with edge-triggered
+// epoll: one read per update check instead of two (the second always
+// found nothing: the device sends its next check only after reading this
+// answer).
 func (fc *fastConn) serve() {
 	h := fc.h
 	fc.takeBufs()
-	handedOff := false
 	defer func() {
 		fc.deadline.Store(0)
-		if !handedOff {
+		if !fc.handedOff {
 			fc.closing.Store(true)
 			fc.c.Close()
 		}
@@ -492,37 +506,65 @@ func (fc *fastConn) serve() {
 		h.front.remove(fc) // last: Shutdown returns once every connection is done with all of it
 	}()
 	fc.setDeadline(h.e.cfg.ReadTimeout)
-	maxBody := int(h.e.maxBody())
-	var readErr error // the read ended (EOF, or a TLS close_notify with the request): answer what came, then close
+	fc.maxBody = int(h.e.maxBody())
+	if fc.rc != nil {
+		fc.stepFn = fc.step // one method value per connection
+		if err := fc.rc.Read(fc.stepFn); err != nil {
+			return // closed (by the sweep, or at shutdown) while it waited
+		}
+	} else {
+		for !fc.loop(-1) {
+		}
+	}
+	if fc.handedOff {
+		h.handOff(fc) // after the bytes read, fasthttp reads the same end
+	}
+}
+
+// step is serve's loop on a plain TCP socket, called by RawConn.Read:
+// false parks it until the socket is readable.
+func (fc *fastConn) step(fd uintptr) bool { return fc.loop(int(fd)) }
+
+// loop answers the whole requests read and reads more, until the
+// connection ends or is handed over (true) or, on a socket read by fd (not
+// -1), until it has nothing more to read (false). Without fd it reads
+// through the connection (TLS, or a wrapper), blocking.
+func (fc *fastConn) loop(fd int) bool {
+	h := fc.h
 	for {
-		state, end := fc.req.parse(fc.buf[:fc.n], maxBody)
+		fc.takeBufs() // none while parked with nothing read
+		state, end := fc.req.parse(fc.buf[:fc.n], fc.maxBody)
 		switch state {
 		case parseHandOff:
-			h.handOff(fc) // after the bytes read, fasthttp reads the same end
-			handedOff = true
-			return
+			fc.handedOff = true
+			return true
 		case parseMore:
-			if readErr != nil {
-				return
+			if fc.readErr != nil {
+				return true
 			}
 			if fc.n == len(fc.buf) {
-				h.handOff(fc) // fasthttp answers 431 or 413
-				handedOff = true
-				return
+				fc.handedOff = true // fasthttp answers 431 or 413
+				return true
 			}
 			if fc.n == 0 {
 				fc.idle.Store(true)
 				if h.isClosed() {
-					return
+					return true
 				}
 			}
 			var m int
 			var err error
-			if fc.n == 0 && fc.rc != nil {
-				m, err = fc.readIdle()
-				if fc.bufs == nil {
-					return // closed while it waited
+			if fd >= 0 {
+				if fc.drained {
+					fc.drained = false
+					fc.park()
+					return false
 				}
+				if m, err = readFD(fd, fc.buf[fc.n:]); err == syscall.EAGAIN {
+					fc.park()
+					return false
+				}
+				fc.drained = err == nil && m < len(fc.buf)-fc.n
 			} else {
 				m, err = fc.c.Read(fc.buf[fc.n:])
 			}
@@ -531,16 +573,16 @@ func (fc *fastConn) serve() {
 				fc.setDeadline(h.e.cfg.ReadTimeout) // the header and body, from their first byte
 			}
 			fc.n += m
-			readErr = err
+			fc.readErr = err
 			continue
 		}
 		fc.setDeadline(h.e.cfg.WriteTimeout)
-		if readErr != nil {
+		if fc.readErr != nil {
 			fc.req.close = true
 		}
 		keep := fc.answer(fc.buf[end-fc.req.length : end])
 		if !keep || h.isClosed() {
-			return
+			return true
 		}
 		fc.n = copy(fc.buf, fc.buf[end:fc.n]) // a pipelined request, if any
 		if fc.n == 0 {
@@ -548,6 +590,34 @@ func (fc *fastConn) serve() {
 		} else {
 			fc.setDeadline(h.e.cfg.ReadTimeout)
 		}
+	}
+}
+
+// park readies the connection to wait for its socket: with nothing read,
+// it holds no buffers while it waits (an idle keep-alive connection, a
+// device between two checks, costs about 2 KB of heap and its goroutine's
+// stack instead of 8 KiB + up to 17 KiB of buffers and the 1.6 KB parsed
+// request: BenchmarkDeviceFrontIdleConns).
+func (fc *fastConn) park() {
+	if fc.n == 0 {
+		fc.releaseBufs()
+	}
+}
+
+// readFD reads a non-blocking socket once: io.EOF at its end,
+// syscall.EAGAIN when it has nothing yet.
+func readFD(fd int, p []byte) (int, error) {
+	for {
+		n, err := syscall.Read(fd, p)
+		switch {
+		case err == syscall.EINTR:
+			continue
+		case err != nil:
+			return 0, err
+		case n == 0:
+			return 0, io.EOF
+		}
+		return n, nil
 	}
 }
 
@@ -587,50 +657,6 @@ func (fc *fastConn) releaseBufs() {
 	fastBuffers.Put(b)
 	if fastBufsHeld != nil {
 		fastBufsHeld(-1)
-	}
-}
-
-// readIdle waits for a request on a plain TCP connection holding nothing
-// read, without holding buffers while it waits: the read buffer is taken
-// for each attempt to read and given back when there is nothing yet, so an
-// idle keep-alive connection (a device between two checks) costs no read
-// or write buffer (8 KiB + up to 17 KiB) and no parsed request (1.6 KB):
-// about 2 KB of heap and its goroutine's 4 KB stack, where the heap part
-// was about 12 KB (BenchmarkDeviceFrontIdleConns). The socket is read where it
-// would be anyway (the read that finds it empty before the goroutine
-// parks, then the one after it wakes), so no system call is added: two
-// pool operations are.
-func (fc *fastConn) readIdle() (int, error) {
-	if fc.readOnce == nil {
-		fc.readOnce = fc.tryRead // one method value per connection, not one closure per wait
-	}
-	fc.readN, fc.readErr = 0, nil
-	if err := fc.rc.Read(fc.readOnce); err != nil { // closed by the sweep or at shutdown
-		return 0, err
-	}
-	return fc.readN, fc.readErr
-}
-
-// tryRead is readIdle's attempt to read: false (buffers given back) while
-// there is nothing to read.
-func (fc *fastConn) tryRead(fd uintptr) bool {
-	fc.takeBufs()
-	for {
-		n, err := syscall.Read(int(fd), fc.buf)
-		switch {
-		case err == syscall.EINTR:
-			continue
-		case err == syscall.EAGAIN:
-			fc.releaseBufs()
-			return false // wait until readable
-		case err != nil:
-			fc.readErr = err
-		case n == 0:
-			fc.readErr = io.EOF
-		default:
-			fc.readN = n
-		}
-		return true
 	}
 }
 
