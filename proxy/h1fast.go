@@ -115,33 +115,40 @@ func (r *fastRequest) parse(b []byte, maxBody int) (state parseState, end int) {
 		return parseHandOff, 0
 	}
 	pos := eol + 1
-	// Not a line further until the header has ended (CRLF CRLF, or a bare
-	// LF's blank line, handed over below): a header trickled in is not
-	// re-read from its first line at every read.
-	if bytes.Index(b[pos-2:], crlf2) < 0 && bytes.Index(b[pos-1:], lf2) < 0 {
-		return parseMore, 0
-	}
-	for {
-		eol = bytes.IndexByte(b[pos:], '\n')
+	// First where each header line ends, until the blank line that ends
+	// the header: nothing more is looked at until it has come (a header
+	// trickled in is not parsed again from its first line at every read,
+	// only searched for line ends), and each line is found once.
+	var ends [fastMaxHeaders + 1]int32
+	lines := 0
+	for p := pos; ; {
+		eol := bytes.IndexByte(b[p:], '\n')
 		if eol < 0 {
 			return parseMore, 0
 		}
-		line := b[pos : pos+eol+1]
-		pos += eol + 1
-		if len(line) < 2 || line[len(line)-2] != '\r' {
+		p += eol + 1
+		if eol == 0 || b[p-2] != '\r' {
 			return parseHandOff, 0 // a bare LF
 		}
-		line = line[:len(line)-2]
-		if len(line) == 0 {
-			break // the end of the header
+		ends[lines] = int32(p)
+		lines++
+		if eol == 1 {
+			break // CRLF: the end of the header
 		}
+		if lines == len(ends) {
+			return parseHandOff, 0 // more than fastMaxHeaders lines
+		}
+	}
+	for _, e := range ends[:lines-1] {
+		line := b[pos : e-2] // without its CRLF
+		pos = int(e)
 		colon := bytes.IndexByte(line, ':')
-		if colon <= 0 || r.n == fastMaxHeaders {
+		if colon <= 0 {
 			return parseHandOff, 0
 		}
 		name, value := line[:colon], line[colon+1:]
 		for _, c := range name {
-			if !isTokenByte(c) {
+			if headerBytes[c]&tokenByte == 0 {
 				return parseHandOff, 0 // obs-fold, space before the colon, …
 			}
 		}
@@ -152,7 +159,7 @@ func (r *fastRequest) parse(b []byte, maxBody int) (state parseState, end int) {
 			value = value[:len(value)-1]
 		}
 		for _, c := range value {
-			if c < 0x20 && c != '\t' || c == 0x7f {
+			if headerBytes[c]&controlByte != 0 {
 				return parseHandOff, 0
 			}
 		}
@@ -189,6 +196,7 @@ func (r *fastRequest) parse(b []byte, maxBody int) (state parseState, end int) {
 		r.kv[r.n] = [2]string{n, v}
 		r.n++
 	}
+	pos = int(ends[lines-1]) // past the blank line
 	if r.host == "" || r.length < 0 || r.length > maxBody {
 		return parseHandOff, 0
 	}
@@ -214,8 +222,6 @@ func plainHost(v string) bool {
 	return true
 }
 
-var crlf2, lf2 = []byte("\r\n\r\n"), []byte("\n\n")
-
 // fastLinePrefix reports whether b starts like a request line served here.
 func fastLinePrefix(b []byte) bool {
 	for i := range fastRoutes {
@@ -230,6 +236,25 @@ func fastLinePrefix(b []byte) bool {
 	}
 	return false
 }
+
+// headerBytes classes every byte for parse's loops over header names and
+// values (a table lookup per byte instead of isTokenByte's comparisons).
+var headerBytes = func() (t [256]uint8) {
+	for c := range 256 {
+		if isTokenByte(byte(c)) {
+			t[c] |= tokenByte
+		}
+		if c < 0x20 && c != '\t' || c == 0x7f {
+			t[c] |= controlByte
+		}
+	}
+	return t
+}()
+
+const (
+	tokenByte   = 1 << iota // may appear in a header name (RFC 9110 tchar)
+	controlByte             // may not appear in a header value
+)
 
 // isTokenByte reports whether c may appear in a header name (RFC 9110 tchar).
 func isTokenByte(c byte) bool {
