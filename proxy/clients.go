@@ -452,7 +452,7 @@ func (s *checkInSet) drain() map[string]*checkInBatch {
 
 // recordCheckIn notes that a device checked for updates (POST /updates
 // with a valid device id, for an app the snapshot has) and how it was
-// resolved (d).
+// resolved (d), at r.Now.
 func (e *Edge) recordCheckIn(snap *snapshot.Snapshot, r *snapshot.Request, d *snapshot.Decision) {
 	set := e.clients.checkIns.Load()
 	if set == nil {
@@ -463,7 +463,7 @@ func (e *Edge) recordCheckIn(snap *snapshot.Snapshot, r *snapshot.Request, d *sn
 		return
 	}
 	if dev, ok := r.Device(); ok {
-		set.add(app.ID, dev, r, d, e.clients.now().UnixMilli())
+		set.add(app.ID, dev, r, d, r.Now.UnixMilli()) // the clock is read once per check (time.Now: 90 ns on this VM)
 	}
 }
 
