@@ -3,7 +3,10 @@
 # (`updraft serve`) against nginx serving the very same answer bytes from a
 # static file (gzip_static on, with the pre-gzipped file beside it), with the
 # same POST, identity and gzip, one run. Prints req/s, p99, the bytes of one
-# answer on the wire and the ratio Updraft/nginx.
+# answer on the wire and the ratio Updraft/nginx, and the CPU time each server
+# spent per answer (utime + stime of its processes over the round, from
+# /proc): on a virtual machine whose host takes CPU away (steal time) the
+# req/s of a round moves with it, the CPU per answer much less.
 #
 #   bench/answers-vs-nginx.sh [IONIC_ZIP] [DURATION] [CONNECTIONS] [ROUNDS]   (defaults: none 6s 64 5)
 #
@@ -138,6 +141,7 @@ http {
 NGX
 nginx -c "$WORK/nginx.conf" -p "$WORK/ngx"
 for _ in $(seq 50); do curl -sf -o /dev/null -X POST "http://$NGINX/swagger/updates" && break; sleep 0.1; done
+NPIDS=("$(cat "$WORK/nginx.pid")"); NPIDS+=($(pgrep -P "${NPIDS[0]}"))   # master and workers
 
 # Both servers answer the same bytes, plain and gzip.
 for f in "${FIXTURES[@]}"; do
@@ -153,7 +157,9 @@ wire() {
   [ "$4" = POST ] && args+=(-X POST --data-binary "$(body "$2")")
   curl "${args[@]}" "$1"
 }
-# load URL APP ENCODING METHOD → "req/s p99"
+# ticks PID... → CPU clock ticks (user + system) the processes have used
+ticks() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$t"; }
+# load URL APP ENCODING METHOD PID... → "req/s p99 cpu_µs_per_answer" (the CPU of the server's processes PID...)
 load() {
   local script="$WORK/load.lua"
   {
@@ -162,13 +168,20 @@ load() {
     echo 'wrk.headers["Content-Type"] = "application/json"'
     echo "wrk.headers[\"Accept-Encoding\"] = \"$3\""
   } > "$script"
+  local t0; t0=$(ticks "${@:5}")
   wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -s "$script" "$1" > "$WORK/wrk.out"
+  local t1; t1=$(ticks "${@:5}")
   if grep -q "Non-2xx" "$WORK/wrk.out"; then echo "non-2xx answers from $1" >&2; cat "$WORK/wrk.out" >&2; exit 1; fi
-  printf '%s %s\n' "$(awk '/Requests\/sec/ {print $2}' "$WORK/wrk.out")" "$(awk '/ 99%/ {print $2}' "$WORK/wrk.out")"
+  printf '%s %s %.2f\n' "$(awk '/Requests\/sec/ {print $2}' "$WORK/wrk.out")" "$(awk '/ 99%/ {print $2}' "$WORK/wrk.out")" \
+    "$(awk -v t=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" '/requests in/ {print t * 1e6 / hz / $1}' "$WORK/wrk.out")"
 }
 
-# median and best of the rounds: "req/s p99" lines on stdin → "median_req/s p99_of_that_round best_req/s"
-median() { sort -n | awk '{l[NR]=$0; b=$1} END {print l[int((NR+1)/2)], b}'; }
+# median and best of the rounds: "req/s p99 cpu" lines on stdin → "median_req/s p99_of_that_round best_req/s median_cpu"
+median() {
+  local in; in=$(cat)
+  echo "$(sort -n <<<"$in" | awk '{l[NR]=$1" "$2; b=$1} END {print l[int((NR+1)/2)], b}')" \
+    "$(awk '{print $3}' <<<"$in" | sort -n | awk '{c[NR]=$1} END {print c[int((NR+1)/2)]}')"
+}
 declare -A R
 for f in "${FIXTURES[@]}"; do
   for enc in identity gzip; do
@@ -186,12 +199,12 @@ for f in "${FIXTURES[@]}"; do
       done
     fi
     for r in $(seq "$ROUNDS"); do
-      u=$(load "http://$EDGE/updates" "$f" "$enc" POST); echo "$u" >> "$WORK/u"
-      n=$(load "http://$NGINX/$f/updates" "$f" "$enc" POST); echo "$n" >> "$WORK/n"
-      g=$(load "http://$NGINX/$f/updates.json" "$f" "$enc" GET); echo "$g" >> "$WORK/g"
+      u=$(load "http://$EDGE/updates" "$f" "$enc" POST "$UPID"); echo "$u" >> "$WORK/u"
+      n=$(load "http://$NGINX/$f/updates" "$f" "$enc" POST "${NPIDS[@]}"); echo "$n" >> "$WORK/n"
+      g=$(load "http://$NGINX/$f/updates.json" "$f" "$enc" GET "${NPIDS[@]}"); echo "$g" >> "$WORK/g"
       if [ "$FLOOR" = 1 ]; then
-        fw=$(load "http://$FLOOR_W/updates" "$f" "$enc" POST); echo "$fw" >> "$WORK/fw"
-        fs=$(load "http://$FLOOR_S/updates" "$f" "$enc" POST); echo "$fs" >> "$WORK/fs"
+        fw=$(load "http://$FLOOR_W/updates" "$f" "$enc" POST "$FW"); echo "$fw" >> "$WORK/fw"
+        fs=$(load "http://$FLOOR_S/updates" "$f" "$enc" POST "$FS"); echo "$fs" >> "$WORK/fs"
         echo "   round $r: $u | $n | $g | floor writev $fw | floor sendfile $fs"
       else
         echo "   round $r: $u | $n | $g"
@@ -210,27 +223,28 @@ kill "$(cat "$WORK/nginx.pid")"
 
 echo
 echo "wrk -t$THREADS -c$CONNS -d$DURATION, POST /updates (same body), median of $ROUNDS alternating rounds, on $(nproc) cores, $(date -u +%F)"
-echo "| fixture | Accept-Encoding | answer on the wire (headers + body), updraft / nginx | updraft req/s | p99 | nginx req/s | p99 | ratio (medians) | ratio (best rounds) | nginx GET req/s |"
-echo "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"
+echo "CPU: the server's CPU time per answer (median of the rounds); its ratio is nginx's over updraft's (above 1: updraft spends less)."
+echo "| fixture | Accept-Encoding | answer on the wire (headers + body), updraft / nginx | updraft req/s | p99 | nginx req/s | p99 | ratio (medians) | ratio (best rounds) | nginx GET req/s | CPU µs/answer updraft / nginx | CPU ratio |"
+echo "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 for f in "${FIXTURES[@]}"; do
   for enc in identity gzip; do
-    read -r ur up ub_ <<<"${R[$f.$enc.u]}"; read -r nr np nb_ <<<"${R[$f.$enc.n]}"; read -r gr _ _ <<<"${R[$f.$enc.g]}"
+    read -r ur up ub_ uc <<<"${R[$f.$enc.u]}"; read -r nr np nb_ nc <<<"${R[$f.$enc.n]}"; read -r gr _ _ _ <<<"${R[$f.$enc.g]}"
     read -r uh ub <<<"${R[$f.$enc.uw]}"; read -r nh nb <<<"${R[$f.$enc.nw]}"
-    printf "| %s | %s | %d + %d / %d + %d | %.0f | %s | %.0f | %s | %.2f× | %.2f× | %.0f |\n" "$f" "$enc" "$uh" "$ub" "$nh" "$nb" \
-      "$ur" "$up" "$nr" "$np" "$(echo "$ur / $nr" | bc -l)" "$(echo "$ub_ / $nb_" | bc -l)" "$gr"
+    printf "| %s | %s | %d + %d / %d + %d | %.0f | %s | %.0f | %s | %.2f× | %.2f× | %.0f | %.1f / %.1f | %.2f× |\n" "$f" "$enc" "$uh" "$ub" "$nh" "$nb" \
+      "$ur" "$up" "$nr" "$np" "$(echo "$ur / $nr" | bc -l)" "$(echo "$ub_ / $nb_" | bc -l)" "$gr" "$uc" "$nc" "$(echo "$nc / $uc" | bc -l)"
   done
 done
 if [ "$FLOOR" = 1 ]; then
   echo
   echo "The Go floor (bench/gofloor, the same bytes; median req/s, and its ratio to nginx's POST median):"
-  echo "| fixture | Accept-Encoding | updraft / nginx | floor writev | / nginx | floor sendfile | / nginx |"
-  echo "|---|---|---:|---:|---:|---:|---:|"
+  echo "| fixture | Accept-Encoding | updraft / nginx | floor writev | / nginx | floor sendfile | / nginx | CPU µs/answer: updraft, writev, sendfile |"
+  echo "|---|---|---:|---:|---:|---:|---:|---:|"
   for f in "${FIXTURES[@]}"; do
     for enc in identity gzip; do
-      read -r ur _ _ <<<"${R[$f.$enc.u]}"; read -r nr _ _ <<<"${R[$f.$enc.n]}"
-      read -r wr _ _ <<<"${R[$f.$enc.fw]}"; read -r sr _ _ <<<"${R[$f.$enc.fs]}"
-      printf "| %s | %s | %.2f× | %.0f | %.2f× | %.0f | %.2f× |\n" "$f" "$enc" "$(echo "$ur / $nr" | bc -l)" \
-        "$wr" "$(echo "$wr / $nr" | bc -l)" "$sr" "$(echo "$sr / $nr" | bc -l)"
+      read -r ur _ _ uc <<<"${R[$f.$enc.u]}"; read -r nr _ _ _ <<<"${R[$f.$enc.n]}"
+      read -r wr _ _ wc <<<"${R[$f.$enc.fw]}"; read -r sr _ _ sc <<<"${R[$f.$enc.fs]}"
+      printf "| %s | %s | %.2f× | %.0f | %.2f× | %.0f | %.2f× | %.1f, %.1f, %.1f |\n" "$f" "$enc" "$(echo "$ur / $nr" | bc -l)" \
+        "$wr" "$(echo "$wr / $nr" | bc -l)" "$sr" "$(echo "$sr / $nr" | bc -l)" "$uc" "$wc" "$sc"
     done
   done
 fi
