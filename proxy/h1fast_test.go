@@ -525,9 +525,17 @@ func FuzzDeviceFrontParse(f *testing.F) {
 // through the front on a loopback TCP connection, keep-alive: parse,
 // handler, answer write, and the kernel's loopback both ways.
 func BenchmarkDeviceFrontUpdates(b *testing.B) {
-	for _, ae := range []string{"identity", "gzip"} {
-		b.Run(ae, func(b *testing.B) {
-			e := newCoreEdge(b, manifestSnapshot(b, 1, 60, "a"))
+	for _, x := range []struct {
+		name, ae string
+		files    int
+	}{
+		{"identity", "identity", 60},
+		{"gzip", "gzip", 60},
+		{"sendfile", "identity", 1200}, // an answer of sendfileMin and more
+	} {
+		ae := x.ae
+		b.Run(x.name, func(b *testing.B) {
+			e := newCoreEdge(b, manifestSnapshot(b, 1, x.files, "a"))
 			addr, _ := serveH1(b, e, false)
 			raw := []byte(post("/updates", pluginBody, "Accept-Encoding", ae))
 			for range 3 {
@@ -541,7 +549,7 @@ func BenchmarkDeviceFrontUpdates(b *testing.B) {
 			defer c.Close()
 			// One answer's length, header included, then the same bytes each time.
 			c.Write(raw)
-			buf := make([]byte, 64<<10)
+			buf := make([]byte, 1<<20)
 			n, err := c.Read(buf)
 			if err != nil || !bytes.HasPrefix(buf[:n], []byte("HTTP/1.1 200 OK\r\n")) {
 				b.Fatalf("first answer: %v %q", err, buf[:min(n, 80)])
