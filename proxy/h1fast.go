@@ -301,23 +301,24 @@ type fastConns struct {
 
 // fastConn is one connection served by the front.
 type fastConn struct {
-	h    *HTTP1
-	c    net.Conn
-	tls  bool
-	buf  []byte // the read buffer (ReadBufferSize: also the header limit)
-	n    int    // bytes in buf
-	wbuf []byte
-	bufs *fastBuf        // where buf and wbuf come from (nil: none held, idle)
-	rc   syscall.RawConn // a plain TCP connection's socket (nil: TLS, or another wrapper; no sendfile or writev then)
+	h         *HTTP1
+	c         net.Conn
+	tls       bool
+	buf       []byte // the read buffer (ReadBufferSize: also the header limit)
+	n         int    // bytes in buf
+	wbuf      []byte
+	bufs      *fastBuf           // where buf and wbuf come from (nil: none held, idle)
+	rc        syscall.RawConn    // a plain TCP connection's socket (nil: TLS, or another wrapper; no sendfile or writev then)
 	stepFn    func(uintptr) bool // step, bound once (rc.Read's callback)
 	readErr   error              // the read ended (EOF, or a TLS close_notify with the request): answer what came, then close
 	drained   bool               // the last read came back short: the socket had nothing more then
 	handedOff bool               // for fasthttp, with what was read
 	maxBody   int
-	iov      net.Buffers // header and body, written by writev (its array: iova)
-	iova     [3][]byte
-	req      *fastRequest // the request being read or answered (in bufs; nil with them)
-	peer     netip.Addr
+	first     [64]byte    // the first bytes of a request over TLS, read while idle (readIdleTLS)
+	iov       net.Buffers // header and body, written by writev (its array: iova)
+	iova      [3][]byte
+	req       *fastRequest // the request being read or answered (in bufs; nil with them)
+	peer      netip.Addr
 	// peerKnown: peer was read (it may be invalid: an in-memory pipe)
 	peerKnown bool
 
@@ -590,6 +591,8 @@ func (fc *fastConn) loop(fd int) bool {
 					return false
 				}
 				fc.drained = err == nil && m < len(fc.buf)-fc.n
+			} else if fc.n == 0 && fc.tls {
+				m, err = fc.readIdleTLS()
 			} else {
 				m, err = fc.c.Read(fc.buf[fc.n:])
 			}
@@ -627,6 +630,21 @@ func (fc *fastConn) park() {
 	if fc.n == 0 {
 		fc.releaseBufs()
 	}
+}
+
+// readIdleTLS waits for a request over TLS without holding the pooled
+// buffers: its first bytes are read into the connection's own small
+// array (crypto/tls decrypts the whole record into a buffer of its own and
+// keeps the rest for the next read), then the buffers are taken again and
+// those bytes put at the head of the read buffer. An idle TLS connection
+// so holds crypto/tls's buffers but not the front's 8 KiB read buffer,
+// write buffer of up to 17 KiB (the copy of each answer: one record) and
+// parsed request.
+func (fc *fastConn) readIdleTLS() (int, error) {
+	fc.releaseBufs()
+	m, err := fc.c.Read(fc.first[:])
+	fc.takeBufs()
+	return copy(fc.buf, fc.first[:m]), err
 }
 
 // readFD reads a non-blocking socket once: io.EOF at its end,

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"net"
@@ -768,26 +769,54 @@ func BenchmarkDeviceFrontParsePartial(b *testing.B) {
 // holding none, and each still answers a second request on the same
 // connection.
 func TestDeviceFrontIdleBuffers(t *testing.T) {
+	for _, overTLS := range []bool{false, true} {
+		t.Run(map[bool]string{false: "tcp", true: "tls"}[overTLS], func(t *testing.T) { testFrontIdleBuffers(t, overTLS) })
+	}
+}
+
+func testFrontIdleBuffers(t *testing.T, overTLS bool) {
 	var held atomic.Int64
 	fastBufsHeld = func(d int) { held.Add(int64(d)) }
 	t.Cleanup(func() { fastBufsHeld = nil }) // after the front's shutdown (cleanups run last first)
 	e := newCoreEdge(t, manifestSnapshot(t, 1, 60, "a"))
-	addr, h := serveH1(t, e, false)
+	var addr string
+	var h *HTTP1
+	var dial func() (net.Conn, error)
+	if overTLS {
+		var roots *x509.CertPool
+		var ts *TLSServer
+		addr, roots, ts = startTLSServer(t, e)
+		h = ts.h1
+		dial = func() (net.Conn, error) {
+			return tls.Dial("tcp", addr, &tls.Config{RootCAs: roots, ServerName: "localhost"})
+		}
+	} else {
+		addr, h = serveH1(t, e, false)
+		dial = func() (net.Conn, error) { return net.Dial("tcp", addr) }
+	}
 	raw := post("/updates", pluginBody)
 	const n = 40
 	conns := make([]net.Conn, n)
 	readers := make([]*bufio.Reader, n)
 	exchange := func(i int) {
 		t.Helper()
-		if _, err := io.WriteString(conns[i], raw); err != nil {
+		// Twice back to back, then the two answers: the second request
+		// waits in the socket (or in crypto/tls's buffer) behind the first.
+		if _, err := io.WriteString(conns[i], raw+raw); err != nil {
 			t.Fatal(err)
 		}
-		if as := readAnswers(t, readers[i], 1); len(as) != 1 || as[0].status != 200 || !strings.Contains(as[0].body, `"manifest"`) {
+		as := readAnswers(t, readers[i], 2)
+		for _, a := range as {
+			if a.status != 200 || !strings.Contains(a.body, `"manifest"`) {
+				t.Fatalf("connection %d: %s", i, brief(as))
+			}
+		}
+		if len(as) != 2 {
 			t.Fatalf("connection %d: %s", i, brief(as))
 		}
 	}
 	for i := range conns {
-		c, err := net.Dial("tcp", addr)
+		c, err := dial()
 		if err != nil {
 			t.Fatal(err)
 		}
