@@ -9,6 +9,7 @@
 #   bench/idle-conns.sh [N] [REV...]   (defaults: 10000 HEAD)
 #   bench/idle-conns.sh 10000 HEAD~1 HEAD
 #   FLAGS=--device-front=false bench/idle-conns.sh 10000 HEAD   # fasthttp serving them
+#   OVER_TLS=1 bench/idle-conns.sh 5000 HEAD                     # over the HTTPS listener
 #
 # Each revision is built from `git archive`. Needs: go, git, curl; N file
 # descriptors on each side (ulimit -n). Everything runs on 127.0.0.1.
@@ -47,7 +48,8 @@ for rev in "${REVS[@]}"; do
   for _ in $(seq 60); do a=$(cpu); sleep 1; b=$(cpu); [ $((b - a)) -le 2 ] && break; done
   before=$(rss "$pid")
   mkfifo "$dir/hold"
-  "$WORK/idleconns" -addr "$EDGE" -n "$N" -body "$WORK/body.json" < "$dir/hold" > "$dir/idle.out" &
+  target=(-addr "$EDGE"); [ "${OVER_TLS:-0}" = 1 ] && target=(-addr "$TLS" -tls)
+  "$WORK/idleconns" "${target[@]}" -n "$N" -body "$WORK/body.json" < "$dir/hold" > "$dir/idle.out" &
   cpid=$!
   exec 3>"$dir/hold" # keeps the connections open until closed
   for _ in $(seq 600); do grep -q '^held' "$dir/idle.out" && break; kill -0 "$cpid" 2>/dev/null || break; sleep 0.1; done
@@ -57,6 +59,6 @@ for rev in "${REVS[@]}"; do
   exec 3>&-
   wait "$cpid" || true
   kill "$pid"; wait "$pid" 2>/dev/null || true
-  printf '%-10s %s: %d idle connections: serve RSS %d MiB -> %d MiB, %.1f KiB per connection\n' "$rev" "${FLAGS:-}" "$N" \
+  printf '%-10s %s%s: %d idle connections: serve RSS %d MiB -> %d MiB, %.1f KiB per connection\n' "$rev" "${FLAGS:-}" "$([ "${OVER_TLS:-0}" = 1 ] && echo '(TLS)')" "$N" \
     $((before / 1024)) $((during / 1024)) "$(echo "($during - $before) / $N" | bc -l)"
 done

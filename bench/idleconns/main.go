@@ -4,11 +4,15 @@
 // prints "held N" once they are. bench/idle-conns.sh reads the edge's
 // memory around it.
 //
-//	idleconns -addr 127.0.0.1:18380 -n 10000 -body BODY_FILE
+//	idleconns -addr 127.0.0.1:18380 -n 10000 -body BODY_FILE [-tls]
+//
+// With -tls it connects over TLS (the edge's HTTPS listener, whose
+// self-signed certificate it does not verify: loopback only).
 package main
 
 import (
 	"bufio"
+	"crypto/tls"
 	"flag"
 	"fmt"
 	"io"
@@ -23,6 +27,7 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:18380", "the edge's HTTP/1.1 address")
 	n := flag.Int("n", 10000, "connections")
 	bodyPath := flag.String("body", "", "file holding the update check's JSON body")
+	overTLS := flag.Bool("tls", false, "connect over TLS (certificate not verified)")
 	flag.Parse()
 	body, err := os.ReadFile(*bodyPath)
 	if err != nil {
@@ -32,7 +37,14 @@ func main() {
 		*addr, len(body), body)
 	conns := make([]net.Conn, 0, *n)
 	for i := 0; i < *n; i++ {
-		c, err := net.DialTimeout("tcp", *addr, 10*time.Second)
+		var c net.Conn
+		var err error
+		if *overTLS {
+			d := &net.Dialer{Timeout: 10 * time.Second}
+			c, err = tls.DialWithDialer(d, "tcp", *addr, &tls.Config{InsecureSkipVerify: true})
+		} else {
+			c, err = net.DialTimeout("tcp", *addr, 10*time.Second)
+		}
 		if err != nil {
 			log.Fatalf("connection %d: %v", i, err)
 		}
