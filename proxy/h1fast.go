@@ -591,6 +591,9 @@ func (fc *fastConn) loop(fd int) bool {
 					return false
 				}
 				fc.drained = err == nil && m < len(fc.buf)-fc.n
+				if fc.closing.Load() {
+					return true // shut (the sweep or shutdown) as it read: not served, and its Close not kept waiting
+				}
 			} else if fc.n == 0 && fc.tls {
 				m, err = fc.readIdleTLS()
 			} else {
