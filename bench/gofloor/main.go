@@ -1,10 +1,10 @@
 // Command gofloor is the floor of a Go HTTP/1.1 server answering update
 // checks with a fixed answer: no JSON, no resolution, no check-in, no
 // framework; the request's headers and body are read and skipped, and the
-// answer written as bench/go-floor-vs-nginx.sh compares it with nginx:
+// answer written as bench/answers-vs-nginx.sh (FLOOR=1) compares it with nginx:
 //
 //	gofloor -mode writev   -body FILE -listen ADDR [-encoding gzip]   headers and body in one writev
-//	gofloor -mode sendfile -body FILE -listen ADDR [-encoding gzip]   headers, then sendfile from a memfd (TCP_CORK), as nginx does
+//	gofloor -mode sendfile -body FILE -listen ADDR [-encoding gzip] [-raw]   headers, then sendfile from a memfd (TCP_CORK), as nginx does (-raw: a raw system call)
 //	gofloor -mode epoll    -body FILE -listen ADDR [-encoding gzip]   as writev, from epoll loops instead of a goroutine per connection (Linux)
 //
 // It is a measuring tool, not a server for devices: it answers every
@@ -22,12 +22,14 @@ import (
 	"os"
 	"strconv"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
 
 func main() {
 	mode := flag.String("mode", "writev", "writev, sendfile or epoll")
+	flag.BoolVar(&rawSendfile, "raw", false, "sendfile mode: a raw system call (the runtime keeps the processor)")
 	bodyPath := flag.String("body", "", "file whose bytes are every answer's body")
 	listen := flag.String("listen", "127.0.0.1:18483", "address")
 	encoding := flag.String("encoding", "", "Content-Encoding to declare (e.g. gzip)")
@@ -117,6 +119,18 @@ func (a *answer) serve(c *net.TCPConn) {
 	}
 }
 
+// rawSendfile: sendfile without telling the runtime of the system call
+// (-raw), so the processor is not handed to another thread while it runs.
+var rawSendfile bool
+
+func sendfileRaw(out, in int, off *int64, count int) error {
+	_, _, e := unix.RawSyscall6(unix.SYS_SENDFILE, uintptr(out), uintptr(in), uintptr(unsafe.Pointer(off)), uintptr(count), 0, 0)
+	if e != 0 {
+		return e
+	}
+	return nil
+}
+
 // send writes the headers, then the body with sendfile from the memfd at
 // an explicit offset (the connections share the file), corked into full
 // segments; EAGAIN waits for the socket through the netpoller.
@@ -141,7 +155,12 @@ func (a *answer) send(rc syscall.RawConn) error {
 			hdrDone += n
 		}
 		for off < int64(len(a.body)) {
-			_, err := unix.Sendfile(s, a.memfd, &off, len(a.body)-int(off))
+			var err error
+			if rawSendfile {
+				err = sendfileRaw(s, a.memfd, &off, len(a.body)-int(off))
+			} else {
+				_, err = unix.Sendfile(s, a.memfd, &off, len(a.body)-int(off))
+			}
 			if errors.Is(err, unix.EAGAIN) {
 				return false
 			}
