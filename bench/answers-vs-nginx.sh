@@ -77,7 +77,9 @@ for f in "${FIXTURES[@]}"; do
     "$U" bundle list --app "com.bench.$f" --json $C | grep -q '"state": "ready"' && break; sleep 0.25
   done
 done
-cpu() { awk '{print $14 + $15}' "/proc/$UPID/stat"; }
+# ticks PID... → CPU clock ticks (user + system) the processes have used
+ticks() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$t"; }
+cpu() { ticks "$UPID"; }
 for _ in $(seq 120); do
   a=$(cpu); sleep 1; b=$(cpu)
   [ $((b - a)) -le 2 ] && break
@@ -157,8 +159,6 @@ wire() {
   [ "$4" = POST ] && args+=(-X POST --data-binary "$(body "$2")")
   curl "${args[@]}" "$1"
 }
-# ticks PID... → CPU clock ticks (user + system) the processes have used
-ticks() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$t"; }
 # load URL APP ENCODING METHOD PID... → "req/s p99 cpu_µs_per_answer" (the CPU of the server's processes PID...)
 load() {
   local script="$WORK/load.lua"

@@ -463,7 +463,7 @@ func (e *Edge) recordCheckIn(snap *snapshot.Snapshot, r *snapshot.Request, d *sn
 		return
 	}
 	if dev, ok := r.Device(); ok {
-		set.add(app.ID, dev, r, d, r.Now.UnixMilli()) // the clock is read once per check (time.Now: 90 ns on this VM)
+		set.add(app.ID, dev, r, d, r.Now.UnixMilli()) // the check's own time: the clock is read once per check
 	}
 }
 

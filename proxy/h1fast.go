@@ -307,15 +307,13 @@ type fastConn struct {
 	buf       []byte // the read buffer (ReadBufferSize: also the header limit)
 	n         int    // bytes in buf
 	wbuf      []byte
-	bufs      *fastBuf           // where buf and wbuf come from (nil: none held, idle)
-	rc        syscall.RawConn    // a plain TCP connection's socket (nil: TLS, or another wrapper; no sendfile or writev then)
-	stepFn    func(uintptr) bool // step, bound once (rc.Read's callback)
-	readErr   error              // the read ended (EOF, or a TLS close_notify with the request): answer what came, then close
-	drained   bool               // the last read came back short: the socket had nothing more then
-	handedOff bool               // for fasthttp, with what was read
-	maxBody   int
-	first     [64]byte    // the first bytes of a request over TLS, read while idle (readIdleTLS)
-	iov       net.Buffers // header and body, written by writev (its array: iova)
+	bufs      *fastBuf        // where buf and wbuf come from (nil: none held, idle)
+	rc        syscall.RawConn // a plain TCP connection's socket (nil: TLS, or another wrapper; no sendfile or writev then)
+	readErr   error           // the read ended (EOF, or a TLS close_notify with the request): answer what came, then close
+	drained   bool            // the last read came back short: the socket had nothing more then
+	handedOff bool            // for fasthttp, with what was read
+	first     [64]byte        // the first bytes of a request over TLS, read while idle (readIdleTLS)
+	iov       net.Buffers     // header and body, written by writev (its array: iova)
 	iova      [3][]byte
 	req       *fastRequest // the request being read or answered (in bufs; nil with them)
 	peer      netip.Addr
@@ -532,10 +530,8 @@ func (fc *fastConn) serve() {
 		h.front.remove(fc) // last: Shutdown returns once every connection is done with all of it
 	}()
 	fc.setDeadline(h.e.cfg.ReadTimeout)
-	fc.maxBody = int(h.e.maxBody())
 	if fc.rc != nil {
-		fc.stepFn = fc.step // one method value per connection
-		if err := fc.rc.Read(fc.stepFn); err != nil {
+		if err := fc.rc.Read(fc.step); err != nil {
 			return // closed (by the sweep, or at shutdown) while it waited
 		}
 	} else {
@@ -557,9 +553,10 @@ func (fc *fastConn) step(fd uintptr) bool { return fc.loop(int(fd)) }
 // through the connection (TLS, or a wrapper), blocking.
 func (fc *fastConn) loop(fd int) bool {
 	h := fc.h
+	maxBody := int(h.e.maxBody())
 	for {
 		fc.takeBufs() // none while parked with nothing read
-		state, end := fc.req.parse(fc.buf[:fc.n], fc.maxBody)
+		state, end := fc.req.parse(fc.buf[:fc.n], maxBody)
 		switch state {
 		case parseHandOff:
 			fc.handedOff = true
