@@ -90,7 +90,7 @@ type encodedAnswer struct {
 	variants atomic.Pointer[answerVariants]
 	// files: memory-file copies of the plain, gzip and br bytes for the
 	// device front's sendfile, made at the first such request (memfile_linux.go).
-	files [3]atomic.Pointer[memFile]
+	files [3]atomic.Pointer[answerFile]
 }
 
 // sendfileMin: answers from this size are sent by sendfile where the
@@ -99,17 +99,17 @@ type encodedAnswer struct {
 // 1.22–1.29× nginx on the 6 KB swagger answer, sendfile 1.05–1.12×).
 const sendfileMin = 32 << 10
 
-// file returns the memory file holding data, the variant i of a; nil when
+// file returns the answer file holding data, the variant i of a; nil when
 // it cannot be made. A variant replaced since (a final compression) gets
 // a new file; of requests racing to make one, one file is kept (the
 // others' closed at once).
-func (a *encodedAnswer) file(i int, data []byte) *memFile {
+func (a *encodedAnswer) file(i int, data []byte, dir string) *answerFile {
 	for {
 		f := a.files[i].Load()
 		if f != nil && len(f.src) == len(data) && unsafe.SliceData(f.src) == unsafe.SliceData(data) {
 			return f
 		}
-		nf := newMemFile(data)
+		nf := newAnswerFile(dir, data)
 		if nf == nil {
 			return nil
 		}
@@ -134,7 +134,7 @@ func (a *encodedAnswer) size() int64 {
 	if v := a.variants.Load(); v != nil {
 		n += int64(len(v.gzip) + len(v.br))
 	}
-	return n // (memory files are bounded apart: maxMemFiles)
+	return n // (answer files are bounded apart: maxAnswerFiles)
 }
 
 // answerTable holds the answers of one snapshot (a cowTable: lookups
@@ -167,6 +167,9 @@ type answerCache struct {
 	next atomic.Int64
 
 	metrics *edgeMetrics
+	// fileDir holds the answer files sent by sendfile (unnamed files:
+	// answerfile_linux.go); empty: memory files.
+	fileDir string
 }
 
 // swap starts the table of snapshot s, carrying over the compressed
@@ -244,7 +247,7 @@ func (c *answerCache) write(a *encodedAnswer, acceptEncoding string, out *reply)
 		c.metrics.answer(encIdentity, len(a.plain))
 	}
 	if out.sendfile && len(out.data) >= sendfileMin {
-		out.dataFile = a.file(i, out.data)
+		out.dataFile = a.file(i, out.data, c.fileDir)
 	}
 }
 

@@ -141,7 +141,7 @@ func New(cfg config.Edge, c *cache.Tiered, log *slog.Logger) *Edge {
 		log = slog.Default()
 	}
 	e := &Edge{cfg: cfg, cache: c, log: log, metrics: newEdgeMetrics(c), changed: make(chan struct{})}
-	e.answers.metrics = e.metrics
+	e.answers.metrics, e.answers.fileDir = e.metrics, cfg.DataDir
 	e.metrics.reg.MustRegister(answerCollector{&e.answers})
 	if cfg.EdgeKey != "" {
 		e.childKey = []byte(cfg.EdgeKey)
@@ -221,7 +221,7 @@ type reply struct {
 	// sendfile: the transport sends large data by sendfile (the device
 	// front on plain TCP), and dataFile, when set, holds data for it.
 	sendfile     bool
-	dataFile     *memFile
+	dataFile     *answerFile
 	file         *os.File // blob body, positioned at the first byte; the adapter closes it
 	length       int64    // bytes of file to send
 	headLength   int64    // Content-Length of a HEAD answer

@@ -10,6 +10,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -576,14 +578,15 @@ func BenchmarkDeviceFrontUpdates(b *testing.B) {
 	}
 }
 
-// Answers of sendfileMin and more go out of a memory file by sendfile on
+// Answers of sendfileMin and more go out of an answer file by sendfile on
 // plain TCP: the same bytes as fasthttp sends, under concurrent requests,
-// identity and gzip; a variant replaced since gets a new file.
+// identity and gzip; the files are unnamed ones in the data directory
+// (nothing left in it); a variant replaced since gets a new file.
 func TestDeviceFrontSendfile(t *testing.T) {
 	e := newCoreEdge(t, manifestSnapshot(t, 1, 1200, "a"))
 	front, _ := serveH1(t, e, false)
 	plain, _ := serveH1(t, e, true)
-	before := memFilesMade.Load()
+	before, beforeTmp := answerFilesMade.Load(), answerFilesTmp.Load()
 	for range 3 {
 		settle(e)
 		rawExchange(t, front, post("/updates", pluginBody, "Accept-Encoding", "gzip"), 0, 1)
@@ -617,45 +620,55 @@ func TestDeviceFrontSendfile(t *testing.T) {
 			}
 		}
 	}
-	if made := memFilesMade.Load() - before; runtime.GOOS == "linux" && made != 2 {
-		t.Errorf("%d memory files made, want 2 (identity and gzip)", made)
-	}
-
-	a := &encodedAnswer{plain: bytes.Repeat([]byte("x"), sendfileMin)}
-	f := a.file(0, a.plain)
 	if runtime.GOOS != "linux" {
 		return
 	}
-	if f == nil || a.file(0, a.plain) != f {
-		t.Fatal("the memory file of a variant is not kept")
+	if made := answerFilesMade.Load() - before; made != 2 {
+		t.Errorf("%d answer files made, want 2 (identity and gzip)", made)
+	}
+	if tmp := answerFilesTmp.Load() - beforeTmp; tmp != 2 {
+		t.Errorf("%d of the answer files are unnamed files in %s, want 2", tmp, e.cfg.DataDir)
+	}
+	if left, _ := filepath.Glob(filepath.Join(e.cfg.DataDir, "*")); slices.ContainsFunc(left, func(p string) bool {
+		fi, err := os.Stat(p)
+		return err == nil && !fi.IsDir() && fi.Size() >= sendfileMin
+	}) {
+		t.Errorf("an answer-sized file was left in the data directory: %q", left)
+	}
+
+	a := &encodedAnswer{plain: bytes.Repeat([]byte("x"), sendfileMin)}
+	f := a.file(0, a.plain, e.cfg.DataDir)
+	if f == nil || a.file(0, a.plain, e.cfg.DataDir) != f {
+		t.Fatal("the answer file of a variant is not kept")
 	}
 	other := bytes.Clone(a.plain)
-	if g := a.file(0, other); g == nil || g == f || unsafe.SliceData(g.src) != unsafe.SliceData(other) {
-		t.Fatal("a replaced variant kept the old memory file")
+	if g := a.file(0, other, e.cfg.DataDir); g == nil || g == f || unsafe.SliceData(g.src) != unsafe.SliceData(other) {
+		t.Fatal("a replaced variant kept the old answer file")
 	}
 }
 
-// Requests racing to send one large answer first make one memory file.
-func TestDeviceFrontMemFileOnce(t *testing.T) {
+// Requests racing to send one large answer first make one answer file.
+func TestDeviceFrontAnswerFileOnce(t *testing.T) {
 	if runtime.GOOS != "linux" {
-		t.Skip("sendfile from memory files is Linux only")
+		t.Skip("sendfile from answer files is Linux only")
 	}
+	dir := t.TempDir()
 	for range 20 {
 		a := &encodedAnswer{plain: make([]byte, 4<<20)}
-		before := memFilesMade.Load()
-		files := make(chan *memFile, 8)
+		before := answerFilesMade.Load()
+		files := make(chan *answerFile, 8)
 		start := make(chan struct{})
 		for range 8 {
-			go func() { <-start; files <- a.file(0, a.plain) }()
+			go func() { <-start; files <- a.file(0, a.plain, dir) }()
 		}
 		close(start)
 		first := <-files
 		for range 7 {
 			if f := <-files; f != first {
-				t.Fatal("racing requests got different memory files")
+				t.Fatal("racing requests got different answer files")
 			}
 		}
-		if made := memFilesMade.Load() - before; made < 1 || a.files[0].Load() != first {
+		if made := answerFilesMade.Load() - before; made < 1 || a.files[0].Load() != first {
 			t.Fatalf("%d made, the kept one differs", made)
 		}
 	}

@@ -30,6 +30,7 @@ import (
 func main() {
 	mode := flag.String("mode", "writev", "writev, sendfile or epoll")
 	flag.BoolVar(&rawSendfile, "raw", false, "sendfile mode: a raw system call (the runtime keeps the processor)")
+	fromFile := flag.Bool("file", false, "sendfile mode: from the body's own file (page cache) instead of a memfd (shmem)")
 	bodyPath := flag.String("body", "", "file whose bytes are every answer's body")
 	listen := flag.String("listen", "127.0.0.1:18483", "address")
 	encoding := flag.String("encoding", "", "Content-Encoding to declare (e.g. gzip)")
@@ -47,11 +48,18 @@ func main() {
 	switch *mode {
 	case "writev", "epoll":
 	case "sendfile":
-		if a.memfd, err = unix.MemfdCreate("answer", 0); err != nil {
-			log.Fatal(err)
-		}
-		if _, err := unix.Write(a.memfd, body); err != nil {
-			log.Fatal(err)
+		switch {
+		case *fromFile:
+			if a.memfd, err = unix.Open(*bodyPath, unix.O_RDONLY|unix.O_CLOEXEC, 0); err != nil {
+				log.Fatal(err)
+			}
+		default:
+			if a.memfd, err = unix.MemfdCreate("answer", 0); err != nil {
+				log.Fatal(err)
+			}
+			if _, err := unix.Write(a.memfd, body); err != nil {
+				log.Fatal(err)
+			}
 		}
 		a.sendfile = true
 	default:
