@@ -59,6 +59,11 @@ type econn struct {
 	n   int
 	out [][]byte // pending writev (its array: iov)
 	iov [2][]byte
+	// With -mode epoll -sendfile: an answer being sent is the header from
+	// hdrOff (MSG_MORE), then the body's file from fileOff.
+	sending bool
+	hdrOff  int
+	fileOff int64
 }
 
 func (l *eloop) add(fd int) {
@@ -110,7 +115,7 @@ func (l *eloop) serve(c *econn) bool {
 		if !l.answerAll(c) {
 			return false
 		}
-		if len(c.out) > 0 {
+		if len(c.out) > 0 || c.sending {
 			return true // the socket is full: the next edge says when it has room
 		}
 		if c.n == len(c.buf) {
@@ -135,20 +140,53 @@ func (l *eloop) serve(c *econn) bool {
 // answerAll writes what is pending, then answers the whole requests in the
 // buffer; it stops when the socket is full (c.out left pending).
 func (l *eloop) answerAll(c *econn) bool {
-	if !c.flush() {
+	if !l.flush(c) {
 		return false
 	}
-	for len(c.out) == 0 {
+	for len(c.out) == 0 && !c.sending {
 		total, ok := requestEnd(c.buf[:c.n])
 		if !ok {
 			return true
 		}
 		c.n = copy(c.buf, c.buf[total:c.n])
-		c.out = append(c.iov[:0], l.a.hdr, l.a.body)
-		if !c.flush() {
+		if l.a.sendfile {
+			c.sending, c.hdrOff, c.fileOff = true, 0, 0
+		} else {
+			c.out = append(c.iov[:0], l.a.hdr, l.a.body)
+		}
+		if !l.flush(c) {
 			return false
 		}
 	}
+	return true
+}
+
+// flush sends what is pending: an answer by sendfile, or buffers.
+func (l *eloop) flush(c *econn) bool {
+	if !c.sending {
+		return c.flush()
+	}
+	a := l.a
+	for c.hdrOff < len(a.hdr) {
+		m, err := unix.SendmsgN(c.fd, a.hdr[c.hdrOff:], nil, nil, unix.MSG_MORE)
+		if errors.Is(err, unix.EAGAIN) {
+			return true
+		}
+		if err != nil {
+			return false
+		}
+		c.hdrOff += m
+	}
+	for c.fileOff < int64(len(a.body)) {
+		_, err := unix.Sendfile(c.fd, a.memfd, &c.fileOff, len(a.body)-int(c.fileOff))
+		if errors.Is(err, unix.EAGAIN) {
+			return true
+		}
+		if err != nil {
+			return false
+		}
+	}
+	c.sending = false
 	return true
 }
 

@@ -28,7 +28,7 @@ import (
 )
 
 func main() {
-	mode := flag.String("mode", "writev", "writev, sendfile or epoll")
+	mode := flag.String("mode", "writev", "writev, sendfile, epoll or epoll-sendfile")
 	flag.BoolVar(&rawSendfile, "raw", false, "sendfile mode: a raw system call (the runtime keeps the processor)")
 	fromFile := flag.Bool("file", false, "sendfile mode: from the body's own file (page cache) instead of a memfd (shmem)")
 	bodyPath := flag.String("body", "", "file whose bytes are every answer's body")
@@ -47,7 +47,7 @@ func main() {
 	a := &answer{hdr: []byte(hdr), body: body}
 	switch *mode {
 	case "writev", "epoll":
-	case "sendfile":
+	case "sendfile", "epoll-sendfile":
 		switch {
 		case *fromFile:
 			if a.memfd, err = unix.Open(*bodyPath, unix.O_RDONLY|unix.O_CLOEXEC, 0); err != nil {
@@ -63,13 +63,13 @@ func main() {
 		}
 		a.sendfile = true
 	default:
-		log.Fatalf("mode %q: want writev, sendfile or epoll", *mode)
+		log.Fatalf("mode %q: want writev, sendfile, epoll or epoll-sendfile", *mode)
 	}
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		log.Fatal(err)
 	}
-	if *mode == "epoll" {
+	if *mode == "epoll" || *mode == "epoll-sendfile" {
 		a.serveEpoll(ln)
 	}
 	for {
