@@ -151,7 +151,11 @@ type Edge struct {
 	// DeviceFront serves the devices' POST requests (update checks, stats,
 	// channel_self) on HTTP/1.1 with the edge's own strict parser before
 	// fasthttp (proxy/h1fast.go); false: fasthttp serves every request.
-	DeviceFront       bool
+	DeviceFront bool
+	// FrontLoops is how many event loops serve the device front's plain
+	// HTTP/1.1 connections on Linux (proxy/h1loop_linux.go): 0, one per
+	// processor (GOMAXPROCS); negative, none (a goroutine per connection).
+	FrontLoops        int
 	ReadTimeout       time.Duration // per request header/body read
 	WriteTimeout      time.Duration // per response write
 	ShutdownGraceTime time.Duration

@@ -101,6 +101,11 @@ func (m *answerFile) close() {
 // sendFile writes hdr, then m's bytes by sendfile, to c; handled is false
 // (nothing written) when c is not a TCP connection.
 func sendFile(c net.Conn, hdr []byte, m *answerFile) (handled bool, err error) {
+	return sendFileFrom(c, hdr, m, 0)
+}
+
+// sendFileFrom is sendFile from pos in m.
+func sendFileFrom(c net.Conn, hdr []byte, m *answerFile, pos int64) (handled bool, err error) {
 	tc, ok := c.(*net.TCPConn)
 	if !ok {
 		return false, nil
@@ -127,7 +132,6 @@ func sendFile(c net.Conn, hdr []byte, m *answerFile) (handled bool, err error) {
 		}
 		return true
 	})
-	var pos int64
 	for err == nil && opErr == nil && pos < int64(len(m.src)) {
 		err = rc.Write(func(fd uintptr) bool {
 			for pos < int64(len(m.src)) {

@@ -42,6 +42,7 @@ type HTTP1 struct {
 	date      atomic.Pointer[httpDate]
 	sweepDone chan struct{}
 	handoffs  *connQueue
+	loops     atomic.Pointer[frontLoops] // nil: Go's poller serves every connection (h1loop_linux.go)
 	down      atomic.Bool
 	noFront   bool // serve everything with fasthttp (tests compare both)
 
@@ -132,6 +133,8 @@ func (h *HTTP1) Shutdown(ctx context.Context) error {
 	err := h.front.shutdown(ctx) // the sweep still times out requests being read or answered
 	if !already {
 		close(h.sweepDone)
+		h.frontOnce.Do(func() {}) // no front starts now
+		h.loops.Load().stop()     // (the connections they still hold, if ctx ended, are closed)
 	}
 	h.handoffs.Close()
 	return errors.Join(err, h.srv.ShutdownWithContext(ctx))

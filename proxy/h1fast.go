@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"errors"
 	"io"
 	"net"
 	"net/http"
 	"net/netip"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -326,6 +328,15 @@ type fastConn struct {
 	deadline atomic.Int64
 	idle     atomic.Bool
 	closing  atomic.Bool
+
+	// In an event loop (h1loop_linux.go): its state there; moving: the
+	// request read goes to a goroutine of the connection's own; pending:
+	// what that goroutine writes first (the rest of an answer the socket
+	// did not take), lastWrite: then it closes.
+	loopConn
+	moving    bool
+	pending   func() error
+	lastWrite bool
 }
 
 // fastBuffers pools the read and write buffers of the front's connections.
@@ -358,12 +369,21 @@ func (h *HTTP1) serveFast(ln net.Listener) error {
 		delay = 0 // (TCP keep-alive: on by default on Go's accepted connections)
 		fc := &fastConn{h: h, c: c}
 		_, fc.tls = c.(*tls.Conn)
-		if tc, ok := c.(*net.TCPConn); ok {
+		tc, plain := c.(*net.TCPConn)
+		if plain {
 			fc.rc, _ = tc.SyscallConn()
 		}
 		if !h.front.add(fc) {
 			c.Close()
 			return nil
+		}
+		if ls := h.loops.Load(); plain && ls != nil {
+			fc.peer, fc.peerKnown = peerOf(c), true
+			fc.setDeadline(h.e.cfg.ReadTimeout)
+			if !ls.adopt(fc, tc) {
+				h.front.remove(fc)
+			}
+			continue
 		}
 		go fc.serve()
 	}
@@ -429,6 +449,16 @@ func (h *HTTP1) startFront() {
 		h.started = time.Now()
 		h.tickClock(h.started)
 		go h.sweep()
+		if n := h.e.cfg.FrontLoops; n >= 0 {
+			if n == 0 {
+				n = runtime.GOMAXPROCS(0)
+			}
+			ls, err := newFrontLoops(h, n)
+			if err != nil && !errors.Is(err, errors.ErrUnsupported) {
+				h.e.log.Warn("edge: device front without event loops", "err", err)
+			}
+			h.loops.Store(ls)
+		}
 	})
 }
 
@@ -485,7 +515,7 @@ func (h *HTTP1) sweep() {
 // RawConn.Read: a POST /stats waiting for its fsync, a channel change for
 // the origin): neither on the sweep's goroutine.
 func (fc *fastConn) shut() {
-	if fc.closing.Swap(true) {
+	if fc.closing.Swap(true) || fc.shutLoop() {
 		return
 	}
 	if fc.tls || !fc.idle.Load() {
@@ -518,8 +548,24 @@ func (fc *fastConn) setDeadline(d time.Duration) {
 // found nothing: the device sends its next check only after reading this
 // answer).
 func (fc *fastConn) serve() {
-	h := fc.h
 	fc.takeBufs()
+	fc.setDeadline(fc.h.e.cfg.ReadTimeout)
+	fc.run(nil, false)
+}
+
+// resume serves, on a goroutine of its own, a connection an event loop
+// released: what the loop could not write first, then the request read
+// (if any) and the next ones.
+func (fc *fastConn) resume() {
+	pending, last := fc.pending, fc.lastWrite
+	fc.pending, fc.moving, fc.lastWrite = nil, false, false
+	fc.run(pending, last)
+}
+
+// run is serve's body: pending (if any) written first, then the loop; it
+// closes the connection at the end, unless handed over.
+func (fc *fastConn) run(pending func() error, last bool) {
+	h := fc.h
 	defer func() {
 		fc.deadline.Store(0)
 		if !fc.handedOff {
@@ -529,7 +575,12 @@ func (fc *fastConn) serve() {
 		fc.releaseBufs()
 		h.front.remove(fc) // last: Shutdown returns once every connection is done with all of it
 	}()
-	fc.setDeadline(h.e.cfg.ReadTimeout)
+	if pending != nil {
+		if err := pending(); err != nil || last {
+			return
+		}
+		fc.afterAnswer()
+	}
 	if fc.rc != nil {
 		if err := fc.rc.Read(fc.step); err != nil {
 			return // closed (by the sweep, or at shutdown) while it waited
@@ -604,21 +655,45 @@ func (fc *fastConn) loop(fd int) bool {
 			fc.readErr = err
 			continue
 		}
+		if fc.inLoop() && !fc.inlineSafe() {
+			fc.moving = true // to a goroutine of its own, which answers it
+			return true
+		}
 		fc.setDeadline(h.e.cfg.WriteTimeout)
 		if fc.readErr != nil {
 			fc.req.close = true
 		}
 		keep := fc.answer(fc.buf[end-fc.req.length : end])
+		if fc.pending != nil { // in a loop: the socket took part of the answer
+			fc.n = copy(fc.buf, fc.buf[end:fc.n])
+			fc.moving, fc.lastWrite = true, !keep || h.isClosed()
+			return true
+		}
 		if !keep || h.isClosed() {
 			return true
 		}
 		fc.n = copy(fc.buf, fc.buf[end:fc.n]) // a pipelined request, if any
-		if fc.n == 0 {
-			fc.setDeadline(h.srv.IdleTimeout)
-		} else {
-			fc.setDeadline(h.e.cfg.ReadTimeout)
-		}
+		fc.afterAnswer()
 	}
+}
+
+// afterAnswer times the connection after an answer: for its next request,
+// or for the rest of one read already.
+func (fc *fastConn) afterAnswer() {
+	if fc.n == 0 {
+		fc.setDeadline(fc.h.srv.IdleTimeout)
+	} else {
+		fc.setDeadline(fc.h.e.cfg.ReadTimeout)
+	}
+}
+
+// inlineSafe reports whether an event loop may answer the request read
+// itself: an update check without an inline delta (answered from the
+// answer cache, without waiting for anything). Other requests may wait (a
+// /stats for its fsync, a channel change for the origin, an inline delta
+// for the disk tier or the origin).
+func (fc *fastConn) inlineSafe() bool {
+	return fc.req.route == &fastRoutes[0] && fc.req.get(InlineDeltaHeader) == ""
 }
 
 // park readies the connection to wait for its socket: with nothing read,
@@ -724,7 +799,7 @@ func (fc *fastConn) answer(body []byte) bool {
 	out := h.replies.Get().(*reply)
 	defer h.replies.Put(out)
 	out.reset()
-	out.sendfile = fc.rc != nil
+	out.sendfile = fc.rc != nil || fc.inLoop()
 	if !fc.peerKnown { // after the first read: a PROXY protocol header is read by then
 		fc.peer, fc.peerKnown = peerOf(fc.c), true
 	}
@@ -738,7 +813,7 @@ func (fc *fastConn) answer(body []byte) bool {
 	if cap(out.body) > 64<<10 {
 		out.body = make([]byte, 0, 512) // do not pool huge buffers
 	}
-	return err == nil && keep
+	return (err == nil || err == errWait) && keep // errWait: the rest is pending, written by the connection's goroutine
 }
 
 // write puts the reply on the wire: the header and, when it fits, the
@@ -783,6 +858,9 @@ func (fc *fastConn) write(out *reply, keep bool) error {
 	fc.wbuf = w
 	out.eachHeader(fc.header)
 	w = append(fc.wbuf, "\r\n"...)
+	if fc.inLoop() {
+		return fc.writeInLoop(out, w, body, length)
+	}
 	var err error
 	switch {
 	case out.file != nil:
@@ -807,6 +885,26 @@ func (fc *fastConn) write(out *reply, keep bool) error {
 		err = fc.writev(w, body, out.tail)
 	}
 	return err
+}
+
+// writeInLoop is write's last step in an event loop: the same writes,
+// none waiting (what the socket does not take is left to fc.pending).
+func (fc *fastConn) writeInLoop(out *reply, w, body []byte, length int) error {
+	fc.wbuf = w
+	switch {
+	case out.file != nil:
+		f := out.file
+		out.file = nil
+		return fc.copyLater(w, f, out.length)
+	case out.dataFile != nil && out.tail == nil:
+		return fc.sendFileLoop(w, out.dataFile)
+	case len(w)+length <= fastCopyMax && length < fastWritevMin:
+		w = append(append(w, body...), out.tail...)
+		fc.wbuf = w
+		return fc.writeLoop(w, nil, nil, false)
+	default:
+		return fc.writeLoop(w, body, out.tail, out.data == nil)
+	}
 }
 
 // writev writes header, body and tail (if any) from their own bytes: one

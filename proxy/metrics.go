@@ -40,6 +40,9 @@ type edgeMetrics struct {
 	// h1HandOffs: HTTP/1.1 connections the device front handed to
 	// fasthttp (h1fast.go).
 	h1HandOffs prometheus.Counter
+	// frontLoopReleases: connections moved from the device front's event
+	// loops to a goroutine of their own (h1loop_linux.go).
+	frontLoopReleases prometheus.Counter
 
 	// Counters of the hot path, resolved once: update answers, requests
 	// by protocol.
@@ -124,7 +127,11 @@ func newEdgeMetrics(c *cache.Tiered) *edgeMetrics {
 		Name: "updraft_edge_h1_handoffs_total",
 		Help: "HTTP/1.1 connections the edge's device front handed to fasthttp (a request other than a device's POST, or one it does not parse strictly).",
 	})
-	m.reg.MustRegister(answersVec, answerBytesVec, m.answerCompressions, m.manifestOmitted, m.inlineDeltas, m.h1HandOffs)
+	m.frontLoopReleases = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "updraft_edge_front_loop_releases_total",
+		Help: "HTTP/1.1 connections the device front's event loops gave to a goroutine of their own: a request other than an update check, or an answer the socket could not take at once.",
+	})
+	m.reg.MustRegister(answersVec, answerBytesVec, m.answerCompressions, m.manifestOmitted, m.inlineDeltas, m.h1HandOffs, m.frontLoopReleases)
 	m.updatesUpdate = m.updatesVec.WithLabelValues("update")
 	m.requestsH1, m.requestsH3 = m.protoVec.WithLabelValues("h1"), m.protoVec.WithLabelValues("h3")
 	m.reg.MustRegister(m.statsEvents, m.statsRequests, m.statsDropped, m.statsFsyncs, m.statsForwardErrors, m.statsForwardSeconds, m.statsForwardedBytes)

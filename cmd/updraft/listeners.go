@@ -133,6 +133,7 @@ func edgeFlags(fs *flag.FlagSet, ec *config.Edge, mode, listen string) *string {
 	fs.StringVar(&ec.ExpoSigningKeyID, "expo-signing-keyid", config.DefaultExpoSigningKeyID, "keyid named in expo-signature: the app's updates.codeSigningMetadata.keyid")
 	fs.BoolVar(&ec.HTTP2, "http2", ec.HTTP2, "offer HTTP/2 (ALPN h2) beside HTTP/1.1 on --tls-listen: the stock plugin then fetches a manifest's files over one connection (--http2=false: HTTP/1.1 only)")
 	fs.BoolVar(&ec.DeviceFront, "device-front", ec.DeviceFront, "serve the devices' POST requests on HTTP/1.1 (update checks, /stats, /channel_self) with the edge's own strict parser, in front of fasthttp, which serves every other request (--device-front=false: fasthttp serves all)")
+	fs.IntVar(&ec.FrontLoops, "device-front-loops", ec.FrontLoops, "event loops (epoll, Linux) serving the device front's plain HTTP/1.1 connections, as nginx's workers do: update checks are answered by the loop their connection waits in, without waking a goroutine (0: one per processor; -1: none, a goroutine per connection)")
 	fs.Var(&ec.TCPSendBuffer, "tcp-send-buffer", "kernel send buffer per TCP connection, e.g. 128KiB (0: autotuned). Evens out many concurrent large downloads on short paths; caps each connection's rate on long ones")
 	ec.TLS, ec.TLSListen = mode, listen
 	fs.StringVar(&ec.TLS, "tls", ec.TLS, "HTTPS + HTTP/3 on --tls-listen: off, self-signed (development), files or acme")
