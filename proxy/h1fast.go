@@ -688,13 +688,10 @@ func (fc *fastConn) afterAnswer() {
 }
 
 // inlineSafe reports whether an event loop may answer the request read
-// itself: an update check without an inline delta (answered from the
-// answer cache, without waiting for anything). Other requests may wait (a
-// /stats for its fsync, a channel change for the origin, an inline delta
-// for the disk tier or the origin).
-func (fc *fastConn) inlineSafe() bool {
-	return fc.req.route == &fastRoutes[0] && fc.req.get(InlineDeltaHeader) == ""
-}
+// itself: an update check (answered from the answer cache, an inline delta
+// only from the memory tier: nothing waited for). The other routes may
+// wait (a /stats for its fsync, a channel change for the origin).
+func (fc *fastConn) inlineSafe() bool { return fc.req.route == &fastRoutes[0] }
 
 // park readies the connection to wait for its socket: with nothing read,
 // it holds no buffers while it waits (an idle keep-alive connection, a

@@ -35,10 +35,9 @@ import (
 // POST /updates from the answer cache and writes without waiting. Anything
 // else moves the connection back to Go's poller and a goroutine of its own
 // (release), for the rest of its life: a request of another route (a
-// /stats waits for its fsync, a channel change for the origin), an inline
-// delta (it may come from the disk tier or the origin), a hand-over to
-// fasthttp, or an answer the socket cannot take whole (the rest is written
-// by that goroutine). Timeouts stay the sweep's: it shuts a loop's socket
+// /stats waits for its fsync, a channel change for the origin), a
+// hand-over to fasthttp, or an answer the socket cannot take whole (the
+// rest is written by that goroutine). Timeouts stay the sweep's: it shuts a loop's socket
 // down (shutdown(2), under fdMu: the descriptor is never closed under
 // the loop), and the loop, woken by it, closes the connection.
 
@@ -232,32 +231,35 @@ func (l *frontLoop) end(fc *fastConn) {
 }
 
 // release moves fc from the loop to Go's poller: a net.Conn on the same
-// socket; false when none can be made (fc's descriptor is still open).
+// socket; false when none can be made (the socket is closed then).
 func (l *frontLoop) release(fc *fastConn) bool {
 	l.mu.Lock()
 	delete(l.conns, int32(fc.fd))
 	l.mu.Unlock()
 	unix.EpollCtl(l.ep, unix.EPOLL_CTL_DEL, fc.fd, nil)
-	f := os.NewFile(uintptr(fc.fd), "")
-	c, err := net.FileConn(f) // a duplicate, in Go's poller
-	if err != nil {
-		f.Close()
-		return false
-	}
-	tc, ok := c.(*net.TCPConn)
+	f := os.NewFile(uintptr(fc.fd), "") // f owns fd from here: closing it closes fd
+	c, err := net.FileConn(f)           // a duplicate, in Go's poller
 	var rc syscall.RawConn
-	if ok {
-		rc, err = tc.SyscallConn()
-	}
-	if !ok || err != nil {
-		c.Close()
-		f.Close()
-		return false
+	if err == nil {
+		if tc, ok := c.(*net.TCPConn); ok {
+			rc, err = tc.SyscallConn()
+		} else {
+			err = errors.ErrUnsupported
+		}
+		if err != nil {
+			c.Close()
+		}
 	}
 	fc.fdMu.Lock()
 	f.Close()
-	fc.c, fc.rc, fc.fd, fc.lp = c, rc, -1, nil
+	fc.fd = -1 // (end closes nothing more)
+	if err == nil {
+		fc.c, fc.rc, fc.lp = c, rc, nil
+	}
 	fc.fdMu.Unlock()
+	if err != nil {
+		return false // fc is closed: end tells the front
+	}
 	fc.drained = false // the poller knows the socket anew: one read tells
 	frontLoopReleases.Add(1)
 	fc.h.e.metrics.frontLoopReleases.Inc()

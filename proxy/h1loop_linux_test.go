@@ -32,19 +32,19 @@ func loopConns(h *HTTP1) []*fastConn {
 }
 
 // An event loop answers a connection's update checks itself, the same
-// bytes as fasthttp; a request it may not answer (here an inline delta,
-// which may wait for the disk tier or the origin) moves the connection to
-// a goroutine of its own, which answers it and the checks after it.
+// bytes as fasthttp; a request it may not answer (here a channel_self, which
+// may wait for the origin) moves the connection to a goroutine of its own,
+// which answers it and the checks after it.
 func TestDeviceFrontLoopServesChecks(t *testing.T) {
 	e := newCoreEdge(t, manifestSnapshot(t, 1, 60, "a"))
 	front, h := serveH1(t, e, false)
 	plain, _ := serveH1(t, e, true)
 	check := post("/updates", pluginBody, "Accept-Encoding", "identity")
-	inline := post("/updates", pluginBody, "Accept-Encoding", "identity", InlineDeltaHeader, "1000000")
+	other := "PUT" + strings.TrimPrefix(post("/channel_self", pluginBody), "POST")
 	want := rawExchange(t, plain, check, 0, 1)
-	wantInline := rawExchange(t, plain, inline, 0, 1)
-	if len(want) != 1 || want[0].status != 200 || len(wantInline) != 1 {
-		t.Fatalf("fasthttp: %s %s", brief(want), brief(wantInline))
+	wantOther := rawExchange(t, plain, other, 0, 1)
+	if len(want) != 1 || want[0].status != 200 || len(wantOther) != 1 {
+		t.Fatalf("fasthttp: %s %s", brief(want), brief(wantOther))
 	}
 
 	c, err := net.Dial("tcp", front)
@@ -71,9 +71,9 @@ func TestDeviceFrontLoopServesChecks(t *testing.T) {
 	if n := len(loopConns(h)); n != 1 || frontLoopReleases.Load() != released {
 		t.Fatalf("after 5 checks: %d connections in the loops (want 1), %d released (want 0)", n, frontLoopReleases.Load()-released)
 	}
-	exchange(inline, wantInline[0])
+	exchange(other, wantOther[0])
 	if n := len(loopConns(h)); n != 0 || frontLoopReleases.Load() != released+1 {
-		t.Fatalf("after an inline delta: %d connections in the loops (want 0), %d released (want 1)", n, frontLoopReleases.Load()-released)
+		t.Fatalf("after a channel_self: %d connections in the loops (want 0), %d released (want 1)", n, frontLoopReleases.Load()-released)
 	}
 	for range 3 {
 		exchange(check, want[0])
