@@ -118,7 +118,9 @@ func (ls *frontLoops) adopt(fc *fastConn, c *net.TCPConn) bool {
 		unix.Close(fd)
 		return false
 	}
+	fc.fdMu.Lock() // the sweep may shut fc already
 	fc.c, fc.rc, fc.fd, fc.lp = nil, nil, fd, l
+	fc.fdMu.Unlock()
 	l.conns[int32(fd)] = fc
 	l.mu.Unlock()
 	// Edge-triggered: a socket already readable is reported once now.
