@@ -92,20 +92,15 @@ func closeAnswerFile(fd int) {
 	answerFiles.Add(-1)
 }
 
-// close closes a answerFile nothing else has seen.
+// close closes an answerFile nothing else has seen.
 func (m *answerFile) close() {
 	m.cleanup.Stop()
 	closeAnswerFile(m.fd)
 }
 
-// sendFile writes hdr, then m's bytes by sendfile, to c; handled is false
-// (nothing written) when c is not a TCP connection.
-func sendFile(c net.Conn, hdr []byte, m *answerFile) (handled bool, err error) {
-	return sendFileFrom(c, hdr, m, 0)
-}
-
-// sendFileFrom is sendFile from pos in m.
-func sendFileFrom(c net.Conn, hdr []byte, m *answerFile, pos int64) (handled bool, err error) {
+// sendFile writes hdr, then m's bytes from pos by sendfile, to c; handled
+// is false (nothing written) when c is not a TCP connection.
+func sendFile(c net.Conn, hdr []byte, m *answerFile, pos int64) (handled bool, err error) {
 	tc, ok := c.(*net.TCPConn)
 	if !ok {
 		return false, nil
@@ -117,41 +112,37 @@ func sendFileFrom(c net.Conn, hdr []byte, m *answerFile, pos int64) (handled boo
 	var opErr error
 	off := 0
 	err = rc.Write(func(fd uintptr) bool {
-		for off < len(hdr) {
-			n, e := unix.SendmsgN(int(fd), hdr[off:], nil, nil, unix.MSG_MORE)
-			switch {
-			case e == unix.EAGAIN:
-				return false // wait until writable
-			case e == unix.EINTR:
-				continue
-			case e != nil:
-				opErr = e
-				return true
-			}
-			off += n
-		}
-		return true
+		opErr = sendFileNow(int(fd), hdr, &off, m, &pos)
+		return opErr != unix.EAGAIN // EAGAIN: wait until writable
 	})
-	for err == nil && opErr == nil && pos < int64(len(m.src)) {
-		err = rc.Write(func(fd uintptr) bool {
-			for pos < int64(len(m.src)) {
-				n, e := unix.Sendfile(int(fd), m.fd, &pos, len(m.src)-int(pos))
-				switch {
-				case e == unix.EAGAIN:
-					return false
-				case e == unix.EINTR:
-					continue
-				case e != nil:
-					opErr = e
-					return true
-				case n == 0:
-					opErr = io.ErrUnexpectedEOF
-					return true
-				}
-			}
-			return true
-		})
-	}
 	runtime.KeepAlive(m)
 	return true, errors.Join(err, opErr)
+}
+
+// sendFileNow writes what the socket fd takes now of hdr from *off (with
+// MSG_MORE: it goes out with the file's first bytes), then of m from *pos
+// by sendfile, advancing both; unix.EAGAIN when the socket is full.
+func sendFileNow(fd int, hdr []byte, off *int, m *answerFile, pos *int64) error {
+	for *off < len(hdr) {
+		n, err := unix.SendmsgN(fd, hdr[*off:], nil, nil, unix.MSG_MORE)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err != nil:
+			return err
+		}
+		*off += n
+	}
+	for *pos < int64(len(m.src)) {
+		n, err := unix.Sendfile(fd, m.fd, pos, len(m.src)-int(*pos))
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err != nil:
+			return err
+		case n == 0:
+			return io.ErrUnexpectedEOF
+		}
+	}
+	return nil
 }

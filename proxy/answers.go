@@ -88,8 +88,8 @@ type encodedAnswer struct {
 	// variants is nil until the first compression; final once brotli has
 	// been tried too.
 	variants atomic.Pointer[answerVariants]
-	// files: memory-file copies of the plain, gzip and br bytes for the
-	// device front's sendfile, made at the first such request (memfile_linux.go).
+	// files: answer-file copies of the plain, gzip and br bytes for the
+	// device front's sendfile, made at the first such request (answerfile_linux.go).
 	files [3]atomic.Pointer[answerFile]
 }
 

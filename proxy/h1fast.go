@@ -870,7 +870,7 @@ func (fc *fastConn) write(out *reply, keep bool) error {
 	case out.dataFile != nil && out.tail == nil:
 		fc.wbuf = w
 		var handled bool
-		if handled, err = sendFile(fc.c, w, out.dataFile); !handled {
+		if handled, err = sendFile(fc.c, w, out.dataFile, 0); !handled {
 			err = fc.writev(w, body, nil)
 		}
 	case len(w)+length <= fastCopyMax && (fc.rc == nil || length < fastWritevMin):
@@ -883,6 +883,10 @@ func (fc *fastConn) write(out *reply, keep bool) error {
 	}
 	return err
 }
+
+// errWait: in an event loop, the socket took part of an answer; the rest
+// is in fc.pending, for the goroutine the connection moves to.
+var errWait = errors.New("edge: socket full")
 
 // writeInLoop is write's last step in an event loop: the same writes,
 // none waiting (what the socket does not take is left to fc.pending).

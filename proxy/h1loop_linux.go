@@ -68,10 +68,6 @@ type loopConn struct {
 	iovs [3]unix.Iovec
 }
 
-// frontLoopReleases counts the connections moved from a loop to a
-// goroutine of their own (tests).
-var frontLoopReleases atomic.Int64
-
 // newFrontLoops starts n loops.
 func newFrontLoops(h *HTTP1, n int) (*frontLoops, error) {
 	ls := &frontLoops{}
@@ -309,7 +305,6 @@ func (l *frontLoop) release(fc *fastConn) bool {
 		return false // fc is closed: end tells the front
 	}
 	fc.drained = false // the poller knows the socket anew: one read tells
-	frontLoopReleases.Add(1)
 	fc.h.e.metrics.frontLoopReleases.Inc()
 	return true
 }
@@ -342,9 +337,6 @@ func (fc *fastConn) shutLoop() bool {
 
 // inLoop reports whether the connection is served by a loop.
 func (fc *fastConn) inLoop() bool { return fc.lp != nil }
-
-// errWait: the socket took part of an answer; the rest is in fc.pending.
-var errWait = errors.New("edge: socket full")
 
 // writeLoop writes w, then body and tail (when given), without waiting:
 // what the socket does not take is left to fc.pending, for the goroutine
@@ -401,36 +393,15 @@ func (fc *fastConn) writeLoop(w, body, tail []byte, owned bool) error {
 // sendFileLoop writes hdr (MSG_MORE), then m by sendfile, without
 // waiting: what the socket does not take is left to fc.pending.
 func (fc *fastConn) sendFileLoop(hdr []byte, m *answerFile) error {
-	off := 0
-	for off < len(hdr) {
-		n, err := unix.SendmsgN(fc.fd, hdr[off:], nil, nil, unix.MSG_MORE)
-		switch {
-		case err == unix.EINTR:
-			continue
-		case err == unix.EAGAIN:
-			return fc.sendFileLater(hdr[off:], m, 0)
-		case err != nil:
-			return err
-		}
-		off += n
+	off, pos := 0, int64(0)
+	if err := sendFileNow(fc.fd, hdr, &off, m, &pos); err != unix.EAGAIN {
+		return err
 	}
-	var pos int64
-	for pos < int64(len(m.src)) {
-		_, err := unix.Sendfile(fc.fd, m.fd, &pos, len(m.src)-int(pos))
-		switch {
-		case err == unix.EINTR:
-			continue
-		case err == unix.EAGAIN:
-			return fc.sendFileLater(nil, m, pos)
-		case err != nil:
-			return err
-		}
-	}
-	return nil
+	return fc.sendFileLater(hdr[off:], m, pos)
 }
 
 func (fc *fastConn) sendFileLater(hdr []byte, m *answerFile, pos int64) error {
-	fc.pending = func() error { _, err := sendFileFrom(fc.c, hdr, m, pos); return err }
+	fc.pending = func() error { _, err := sendFile(fc.c, hdr, m, pos); return err }
 	return errWait
 }
 

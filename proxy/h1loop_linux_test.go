@@ -10,9 +10,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/updraft-cdn/updraft/internal/testenv"
 	"golang.org/x/sys/unix"
 )
+
+// released is how many connections e's loops have released.
+func released(e *Edge) int64 { return int64(testutil.ToFloat64(e.metrics.frontLoopReleases)) }
 
 // loopConns lists the connections the front's event loops hold.
 func loopConns(h *HTTP1) []*fastConn {
@@ -64,16 +68,16 @@ func TestDeviceFrontLoopServesChecks(t *testing.T) {
 			t.Fatalf("answer %s, want fasthttp's %s", brief(got), brief([]rawAnswer{want}))
 		}
 	}
-	released := frontLoopReleases.Load()
+	before := released(e)
 	for range 5 {
 		exchange(check, want[0])
 	}
-	if n := len(loopConns(h)); n != 1 || frontLoopReleases.Load() != released {
-		t.Fatalf("after 5 checks: %d connections in the loops (want 1), %d released (want 0)", n, frontLoopReleases.Load()-released)
+	if n := len(loopConns(h)); n != 1 || released(e) != before {
+		t.Fatalf("after 5 checks: %d connections in the loops (want 1), %d released (want 0)", n, released(e)-before)
 	}
 	exchange(other, wantOther[0])
-	if n := len(loopConns(h)); n != 0 || frontLoopReleases.Load() != released+1 {
-		t.Fatalf("after a channel_self: %d connections in the loops (want 0), %d released (want 1)", n, frontLoopReleases.Load()-released)
+	if n := len(loopConns(h)); n != 0 || released(e) != before+1 {
+		t.Fatalf("after a channel_self: %d connections in the loops (want 0), %d released (want 1)", n, released(e)-before)
 	}
 	for range 3 {
 		exchange(check, want[0])
@@ -121,12 +125,12 @@ func TestDeviceFrontLoopFullSocket(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			released := frontLoopReleases.Load()
+			before := released(e)
 			if _, err := io.WriteString(c, strings.Repeat(check, 3)); err != nil {
 				t.Fatal(err)
 			}
 			waitFor(t, testenv.Patience(20*time.Second), "the loop to leave the answer's rest to a goroutine", func() bool {
-				return frontLoopReleases.Load() > released
+				return released(e) > before
 			})
 			got := readAnswers(t, bufio.NewReader(c), 3)
 			if len(got) != 3 {

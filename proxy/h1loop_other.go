@@ -24,8 +24,6 @@ func (*frontLoops) stop() {}
 func (*fastConn) inLoop() bool   { return false }
 func (*fastConn) shutLoop() bool { return false }
 
-var errWait = errors.New("edge: socket full")
-
 func (*fastConn) writeLoop(w, body, tail []byte, owned bool) error { return errors.ErrUnsupported }
 func (*fastConn) sendFileLoop([]byte, *answerFile) error           { return errors.ErrUnsupported }
 func (*fastConn) copyLater([]byte, io.ReadCloser, int64) error     { return errors.ErrUnsupported }
