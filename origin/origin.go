@@ -47,7 +47,11 @@ type Server struct {
 	// routeAccess is the access each route needs (scopes.go), by pattern.
 	routeAccess map[string]access
 
-	keys   atomic.Pointer[[]keyHash] // accepted API keys; replaced by a rotation (keys.go)
+	keys atomic.Pointer[[]keyHash] // accepted API keys; replaced by a rotation (keys.go)
+	// keysMu orders loadKeys: a reload that read the store before a key was
+	// created (one on another origin's change notification) must not store
+	// its list after the one the creation made.
+	keysMu sync.Mutex
 	shards *overrideShards
 	deltas *deltaBuilder
 	gc     *blobGC // bundle deletions and blob garbage collection
@@ -223,6 +227,8 @@ func (s *Server) ensureKey(ctx context.Context, path, name, scope string) error 
 }
 
 func (s *Server) loadKeys(ctx context.Context) error {
+	s.keysMu.Lock()
+	defer s.keysMu.Unlock()
 	keys, err := s.store.APIKeys(ctx)
 	if err != nil {
 		return fmt.Errorf("origin: api keys: %w", err)
