@@ -2,9 +2,10 @@ package origin
 
 import (
 	"runtime"
-	"sync"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/updraft-cdn/updraft/internal/procs"
 )
 
 // lowPriority pins the calling goroutine to its OS thread and gives that
@@ -25,10 +26,6 @@ func lowPriority(nice int) (bool, error) {
 	return true, nil
 }
 
-// lentProcs serializes the read-and-set of GOMAXPROCS by lendProc and
-// its giveBack.
-var lentProcs sync.Mutex
-
 // lendProc adds one of the runtime's GOMAXPROCS processors while a niced
 // builder runs a job, and returns the function that takes it back.
 //
@@ -37,16 +34,4 @@ var lentProcs sync.Mutex
 // the edge's processors and give its CPU to nobody. The processor is lent
 // only for the job: an idle origin leaves the edge exactly one processor
 // per core (docs/design-notes.md, "The device front").
-func lendProc() (giveBack func()) {
-	lentProcs.Lock()
-	runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + 1)
-	lentProcs.Unlock()
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			lentProcs.Lock()
-			runtime.GOMAXPROCS(max(1, runtime.GOMAXPROCS(0)-1))
-			lentProcs.Unlock()
-		})
-	}
-}
+func lendProc() (giveBack func()) { return procs.Lend(1) }

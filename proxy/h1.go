@@ -37,6 +37,7 @@ type HTTP1 struct {
 	// fasthttp; down once Shutdown begins.
 	front     fastConns
 	frontOnce sync.Once
+	loopsOnce sync.Once // the loops start with the first plain TCP connection
 	clock     atomic.Int64
 	started   time.Time
 	date      atomic.Pointer[httpDate]
@@ -134,6 +135,7 @@ func (h *HTTP1) Shutdown(ctx context.Context) error {
 	if !already {
 		close(h.sweepDone)
 		h.frontOnce.Do(func() {}) // no front starts now
+		h.loopsOnce.Do(func() {}) // nor loops
 		h.loops.Load().stop()     // (the connections they still hold, if ctx ended, are closed)
 	}
 	h.handoffs.Close()

@@ -377,7 +377,11 @@ func (h *HTTP1) serveFast(ln net.Listener) error {
 			c.Close()
 			return nil
 		}
-		if ls := h.loops.Load(); plain && ls != nil {
+		if !plain {
+			go fc.serve()
+			continue
+		}
+		if ls := h.startLoops(); ls != nil {
 			fc.peer, fc.peerKnown = peerOf(c), true
 			fc.setDeadline(h.e.cfg.ReadTimeout)
 			if !ls.adopt(fc, tc) {
@@ -449,6 +453,14 @@ func (h *HTTP1) startFront() {
 		h.started = time.Now()
 		h.tickClock(h.started)
 		go h.sweep()
+	})
+}
+
+// startLoops starts the front's event loops (once), unless configured
+// off: with the first plain TCP connection, so that a front that never has
+// one (the TLS listener's) lends no processors to loops it would not use.
+func (h *HTTP1) startLoops() *frontLoops {
+	h.loopsOnce.Do(func() {
 		if n := h.e.cfg.FrontLoops; n >= 0 {
 			if n == 0 {
 				n = runtime.GOMAXPROCS(0)
@@ -460,6 +472,7 @@ func (h *HTTP1) startFront() {
 			h.loops.Store(ls)
 		}
 	})
+	return h.loops.Load()
 }
 
 // sweepEvery is how often the front's clock ticks: fine enough for the

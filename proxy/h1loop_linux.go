@@ -13,12 +13,14 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/updraft-cdn/updraft/internal/procs"
 )
 
 // The device front's event loops: its plain TCP connections wait for their
 // requests in epoll sets of the front's own, one per processor, each
-// watched by a goroutine that answers the update checks of its
-// connections itself, as an nginx worker does.
+// served by a goroutine that blocks in epoll_wait and answers the update
+// checks of its connections itself, as an nginx worker does.
 //
 // Why: in Go's poller one thread waits for every socket; when a check
 // arrives it readies the connection's goroutine and wakes another thread
@@ -30,6 +32,16 @@ import (
 // 37.7–38.8k checks/s on the 64 KB Ionic gzip answer (nginx 34.2–42.9k),
 // 11.8k against 8.4–11.6k on the 326 KB one (docs/design-notes.md, "Event
 // loops").
+//
+// A loop blocked in epoll_wait holds its processor (a goroutine in a
+// system call keeps its P until sysmon takes it back, 20 µs to 10 ms
+// later), so the loops run on processors lent for them (internal/procs):
+// GOMAXPROCS is raised by their number while they run, and the rest of the
+// program keeps the processors it had. A loop whose set waited in Go's
+// poller instead (the set's descriptor is readable while it has events)
+// still went through that second hop: on 2 cores the machine sat idle
+// 5–9% of a loaded round against nginx's 1.5–3.5%, for the same CPU per
+// answer (docs/design-notes.md, "Event loops").
 //
 // A loop only ever does what cannot block: it reads, parses, answers a
 // POST /updates from the answer cache and writes without waiting. Anything
@@ -43,8 +55,9 @@ import (
 
 // frontLoops are the front's event loops.
 type frontLoops struct {
-	loops []*frontLoop
-	next  atomic.Uint32
+	loops    []*frontLoop
+	next     atomic.Uint32
+	giveBack func() // the processors lent for the loops
 }
 
 // frontLoop is one epoll set and the goroutine that serves it.
@@ -70,7 +83,7 @@ type loopConn struct {
 
 // newFrontLoops starts n loops.
 func newFrontLoops(h *HTTP1, n int) (*frontLoops, error) {
-	ls := &frontLoops{}
+	ls := &frontLoops{giveBack: procs.Lend(n)}
 	for range n {
 		ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 		if err != nil {
@@ -143,20 +156,10 @@ func (ls *frontLoops) stop() {
 	for _, l := range ls.loops {
 		<-l.done
 	}
+	ls.giveBack()
 }
 
 func (l *frontLoop) run() {
-	// The loop's epoll set waits in Go's poller (an epoll descriptor is
-	// readable while it has events ready): between batches the loop's
-	// goroutine parks and holds no processor, where a blocking epoll_wait
-	// would keep a processor in a system call until sysmon takes it back
-	// (20 µs to 10 ms), leaving every other goroutine one processor short.
-	// Under load the set rarely empties and the loop goes from batch to
-	// batch without parking.
-	var epf *os.File
-	if unix.SetNonblock(l.ep, true) == nil {
-		epf = os.NewFile(uintptr(l.ep), "updraft-front-loop")
-	}
 	defer func() {
 		l.mu.Lock()
 		l.stopped = true
@@ -168,23 +171,27 @@ func (l *frontLoop) run() {
 		for _, fc := range left {
 			l.end(fc)
 		}
-		if epf != nil {
-			epf.Close()
-		} else {
-			unix.Close(l.ep)
-		}
+		unix.Close(l.ep)
 		unix.Close(l.wake)
 		close(l.done)
 	}()
 	events := make([]unix.EpollEvent, 128)
-	stop := false
-	// handle serves the n events in events.
-	handle := func(n int) {
-		for i := 0; i < n && !stop; i++ {
+	for {
+		// Blocks in the kernel, holding a processor lent for the loop
+		// (newFrontLoops), woken by the kernel itself when one of the
+		// set's sockets becomes readable.
+		n, err := unix.EpollWait(l.ep, events, -1)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			l.h.e.log.Error("edge: device front loop failed", "err", err)
+			return
+		}
+		for i := range n {
 			fd := events[i].Fd
 			if fd == int32(l.wake) {
-				stop = true
-				break
+				return
 			}
 			l.mu.Lock()
 			fc := l.conns[fd]
@@ -193,42 +200,6 @@ func (l *frontLoop) run() {
 				l.serve(fc)
 			}
 		}
-	}
-	// wait waits for events (up to timeout ms; -1: no limit) and serves
-	// them; false when none came.
-	wait := func(timeout int) bool {
-		for !stop {
-			n, err := unix.EpollWait(l.ep, events, timeout)
-			switch {
-			case err == unix.EINTR:
-				continue
-			case err != nil:
-				l.h.e.log.Error("edge: device front loop failed", "err", err)
-				stop = true
-			case n == 0:
-				return false
-			}
-			handle(n)
-			return true
-		}
-		return true
-	}
-	if epf != nil {
-		if rc, err := epf.SyscallConn(); err == nil {
-			// Go's poller forgets a readiness only when a read begins, so an
-			// event that comes after a wait found none still wakes the loop.
-			err := rc.Read(func(uintptr) bool {
-				for wait(0) && !stop {
-				}
-				return stop
-			})
-			if err == nil || stop {
-				return
-			}
-		}
-	}
-	for !stop { // the set is not in Go's poller: epoll_wait blocks
-		wait(-1)
 	}
 }
 

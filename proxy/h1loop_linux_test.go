@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"net"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -190,5 +191,32 @@ func TestDeviceFrontLoopTimeouts(t *testing.T) {
 	}
 	if n := len(loopConns(h)); n != 0 {
 		t.Fatalf("%d connections left in the loops after Shutdown", n)
+	}
+}
+
+// The loops block in epoll_wait on processors lent for them: GOMAXPROCS
+// is raised by their number while the front serves (the rest of the
+// program keeps its processors), and is back when it has shut down.
+func TestDeviceFrontLoopProcs(t *testing.T) {
+	procs := runtime.GOMAXPROCS(0)
+	e := newCoreEdge(t, manifestSnapshot(t, 1, 60, "a"))
+	front, h := serveH1(t, e, false)
+	if got := rawExchange(t, front, post("/updates", pluginBody), 0, 1); len(got) != 1 || got[0].status != 200 {
+		t.Fatalf("check: %s", brief(got))
+	}
+	ls := h.loops.Load()
+	if ls == nil || len(ls.loops) != procs {
+		t.Fatalf("loops %v, want %d (one per processor)", ls, procs)
+	}
+	if got := runtime.GOMAXPROCS(0); got != 2*procs {
+		t.Fatalf("GOMAXPROCS %d while %d loops run, want %d", got, procs, 2*procs)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), testenv.Patience(10*time.Second))
+	defer cancel()
+	if err := h.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := runtime.GOMAXPROCS(0); got != procs {
+		t.Fatalf("GOMAXPROCS %d after shutdown, want %d", got, procs)
 	}
 }
