@@ -9,12 +9,13 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/updraft-cdn/updraft/internal/procs"
 )
 
 // The device port's HTTP/1.1 front: a narrow server of its own for the
@@ -463,7 +464,7 @@ func (h *HTTP1) startLoops() *frontLoops {
 	h.loopsOnce.Do(func() {
 		if n := h.e.cfg.FrontLoops; n >= 0 {
 			if n == 0 {
-				n = runtime.GOMAXPROCS(0)
+				n = procs.Own() // not the processors lent (another front's loops, a build job)
 			}
 			ls, err := newFrontLoops(h, n)
 			if err != nil && !errors.Is(err, errors.ErrUnsupported) {

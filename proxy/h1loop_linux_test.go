@@ -196,26 +196,41 @@ func TestDeviceFrontLoopTimeouts(t *testing.T) {
 
 // The loops block in epoll_wait on processors lent for them: GOMAXPROCS
 // is raised by their number while the front serves (the rest of the
-// program keeps its processors), and is back when it has shut down.
+// program keeps its processors), and is back when it has shut down. A
+// second front in the process has one loop per processor of the
+// program's own, not per processor lent to the first front's loops.
 func TestDeviceFrontLoopProcs(t *testing.T) {
 	procs := runtime.GOMAXPROCS(0)
 	e := newCoreEdge(t, manifestSnapshot(t, 1, 60, "a"))
-	front, h := serveH1(t, e, false)
-	if got := rawExchange(t, front, post("/updates", pluginBody), 0, 1); len(got) != 1 || got[0].status != 200 {
-		t.Fatalf("check: %s", brief(got))
+	start := func() *HTTP1 {
+		t.Helper()
+		front, h := serveH1(t, e, false)
+		if got := rawExchange(t, front, post("/updates", pluginBody), 0, 1); len(got) != 1 || got[0].status != 200 {
+			t.Fatalf("check: %s", brief(got))
+		}
+		if ls := h.loops.Load(); ls == nil || len(ls.loops) != procs {
+			t.Fatalf("loops %v, want %d (one per processor)", ls, procs)
+		}
+		return h
 	}
-	ls := h.loops.Load()
-	if ls == nil || len(ls.loops) != procs {
-		t.Fatalf("loops %v, want %d (one per processor)", ls, procs)
+	shut := func(h *HTTP1) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), testenv.Patience(10*time.Second))
+		defer cancel()
+		if err := h.Shutdown(ctx); err != nil {
+			t.Fatal(err)
+		}
 	}
+	h := start()
 	if got := runtime.GOMAXPROCS(0); got != 2*procs {
 		t.Fatalf("GOMAXPROCS %d while %d loops run, want %d", got, procs, 2*procs)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), testenv.Patience(10*time.Second))
-	defer cancel()
-	if err := h.Shutdown(ctx); err != nil {
-		t.Fatal(err)
+	h2 := start()
+	if got := runtime.GOMAXPROCS(0); got != 3*procs {
+		t.Fatalf("GOMAXPROCS %d while two fronts' loops run, want %d", got, 3*procs)
 	}
+	shut(h2)
+	shut(h)
 	if got := runtime.GOMAXPROCS(0); got != procs {
 		t.Fatalf("GOMAXPROCS %d after shutdown, want %d", got, procs)
 	}

@@ -14,7 +14,10 @@ import (
 	"sync"
 )
 
-var mu sync.Mutex
+var (
+	mu   sync.Mutex
+	lent int // processors lent and not yet given back
+)
 
 // Lend adds n processors to GOMAXPROCS and returns the function that takes
 // them back (once; later calls do nothing). GOMAXPROCS never goes under 1.
@@ -24,13 +27,24 @@ func Lend(n int) (giveBack func()) {
 	}
 	mu.Lock()
 	runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + n)
+	lent += n
 	mu.Unlock()
 	var once sync.Once
 	return func() {
 		once.Do(func() {
 			mu.Lock()
 			runtime.GOMAXPROCS(max(1, runtime.GOMAXPROCS(0)-n))
+			lent -= n
 			mu.Unlock()
 		})
 	}
+}
+
+// Own returns the processors the program has of its own: GOMAXPROCS less
+// the loans (at least 1). What is sized "one per processor" is sized by it,
+// so that a loan (a build job, another front's loops) does not grow it.
+func Own() int {
+	mu.Lock()
+	defer mu.Unlock()
+	return max(1, runtime.GOMAXPROCS(0)-lent)
 }

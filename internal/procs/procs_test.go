@@ -15,6 +15,9 @@ func TestLend(t *testing.T) {
 	if got := runtime.GOMAXPROCS(0); got != procs+2 {
 		t.Fatalf("GOMAXPROCS %d with a loan of 2, want %d", got, procs+2)
 	}
+	if got := Own(); got != procs {
+		t.Fatalf("Own %d with a loan of 2, want %d (the loan is not the program's own)", got, procs)
+	}
 	a()
 	a() // once only
 	if got := runtime.GOMAXPROCS(0); got != procs {
